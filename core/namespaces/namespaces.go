@@ -1,0 +1,74 @@
+// Package namespaces carries the namespace of a request in its context and
+// checks namespace names.
+//
+// Every object hull stores lives in a namespace. The namespace travels from the
+// client to the core in the context: the gRPC adapters read it from the
+// "containerd-namespace" metadata header (exactly as containerd clients send
+// it) and put it in the context with WithNamespace; the core reads it back with
+// NamespaceRequired.
+package namespaces
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+
+	"github.com/containerd/errdefs"
+)
+
+const (
+	// GRPCHeader is the gRPC metadata key containerd clients use for the namespace.
+	GRPCHeader = "containerd-namespace"
+	// TTRPCHeader is the ttrpc metadata key containerd clients use for the namespace.
+	TTRPCHeader = "containerd-namespace-ttrpc"
+	// Default is the namespace clients use when none is given.
+	Default = "default"
+	// maxLength is containerd's limit on a namespace name.
+	maxLength = 76
+)
+
+type key struct{}
+
+// WithNamespace returns a context that carries namespace ns.
+func WithNamespace(ctx context.Context, ns string) context.Context {
+	return context.WithValue(ctx, key{}, ns)
+}
+
+// Namespace returns the namespace carried by ctx, if any.
+func Namespace(ctx context.Context) (string, bool) {
+	ns, ok := ctx.Value(key{}).(string)
+	return ns, ok && ns != ""
+}
+
+// NamespaceRequired returns the namespace carried by ctx, checked with Validate.
+// A missing namespace is a FailedPrecondition error, as in containerd.
+func NamespaceRequired(ctx context.Context) (string, error) {
+	ns, ok := Namespace(ctx)
+	if !ok {
+		return "", fmt.Errorf("namespace is required: set the %q request header: %w", GRPCHeader, errdefs.ErrFailedPrecondition)
+	}
+	if err := Validate(ns); err != nil {
+		return "", err
+	}
+	return ns, nil
+}
+
+// The label grammar containerd uses: components of letters and digits joined by
+// '.', '_' or '-', starting and ending with a letter or digit.
+var nameRe = regexp.MustCompile(`^[A-Za-z0-9]+(?:[._-](?:[A-Za-z0-9]+))*$`)
+
+// Validate reports whether name is a valid namespace name: letters, digits,
+// '.', '_' and '-', starting with a letter or digit, at most 76 characters.
+// The error is InvalidArgument and names the value.
+func Validate(name string) error {
+	if name == "" {
+		return fmt.Errorf("namespace name must not be empty: %w", errdefs.ErrInvalidArgument)
+	}
+	if len(name) > maxLength {
+		return fmt.Errorf("namespace name %q is %d characters long, the limit is %d: %w", name, len(name), maxLength, errdefs.ErrInvalidArgument)
+	}
+	if !nameRe.MatchString(name) {
+		return fmt.Errorf("namespace name %q is invalid: use letters, digits, '.', '_' and '-', starting and ending with a letter or digit: %w", name, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
