@@ -91,6 +91,10 @@ func (ic *InitContext) GetByID(t Type, id string) (any, error) { return ic.plugi
 // GetByType returns the instances of all initialised plugins of type t, by ID.
 func (ic *InitContext) GetByType(t Type) map[string]any { return ic.plugins.GetByType(t) }
 
+// Plugins returns the set being initialised, for plugins (introspection)
+// that report on the others.
+func (ic *InitContext) Plugins() *Set { return ic.plugins }
+
 // Meta is what a plugin tells the introspection service about itself.
 type Meta struct {
 	Exports      map[string]string

@@ -72,3 +72,17 @@ func Validate(name string) error {
 	}
 	return nil
 }
+
+// Store keeps the namespaces themselves. A namespace also comes into being
+// when the first object is created in it, as in containerd.
+type Store interface {
+	Create(ctx context.Context, name string, labels map[string]string) error
+	// Labels returns the labels of name; NotFound if it does not exist.
+	Labels(ctx context.Context, name string) (map[string]string, error)
+	// SetLabel sets (or, with an empty value, removes) one label.
+	SetLabel(ctx context.Context, name, key, value string) error
+	List(ctx context.Context) ([]string, error)
+	// Delete removes an empty namespace; FailedPrecondition naming what
+	// remains otherwise.
+	Delete(ctx context.Context, name string) error
+}

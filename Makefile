@@ -1,0 +1,51 @@
+# hull: see README.md. `make demo` runs the main job, `make test` every test;
+# both install what they need first (as root, on Debian).
+
+GO       ?= go
+PREFIX   ?= /usr/local
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS  := -s -w -X github.com/hullrt/hull/internal/version.Version=$(VERSION) -X github.com/hullrt/hull/internal/version.Revision=$(REVISION)
+BINARIES := bin/hulld bin/hullctl
+# Fuzz targets run briefly in `make test`; `make fuzz FUZZTIME=10m` runs longer.
+FUZZTIME ?= 10s
+FUZZ     := ./core/filters:FuzzParse ./config:FuzzParse ./config:FuzzMigrate
+
+.PHONY: all build deps install test unit integration fuzz bench demo docs check-docs clean
+
+all: build
+
+deps:
+	./scripts/deps.sh
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/hulld ./cmd/hullctl
+
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/systemd/system
+	install -m 0755 $(BINARIES) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 contrib/hull.service $(DESTDIR)/etc/systemd/system/hull.service
+
+test: deps build
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 20m ./...
+	$(MAKE) --no-print-directory fuzz
+
+fuzz:
+	@set -e; for t in $(FUZZ); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
+
+bench: deps build
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./test/bench/
+
+demo: deps build
+	./scripts/demo.sh
+
+docs:
+	$(GO) run ./cmd/hulld config reference > docs/configuration.md
+
+clean:
+	rm -rf bin

@@ -1,0 +1,285 @@
+// Package client is the Go library for talking to hulld over containerd's v1
+// gRPC API. It speaks the wire protocol of containerd's own client (the
+// namespace travels in the "containerd-namespace" header, a lease in
+// "containerd-lease"), so it works against containerd as well, and it hands
+// back hull's core interfaces (content.Store, images.Store, leases.Manager,
+// namespaces.Store, the event roles) so that code written against the core
+// runs unchanged on top of a remote daemon.
+//
+// Errors come back as errdefs classes: errdefs.IsNotFound(err) and friends
+// work on anything a method of this package returns.
+package client
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	introspectionapi "github.com/containerd/containerd/api/services/introspection/v1"
+	versionapi "github.com/containerd/containerd/api/services/version/v1"
+	"github.com/containerd/errdefs"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/hullrt/hull/core/leases"
+	"github.com/hullrt/hull/core/namespaces"
+	"github.com/hullrt/hull/internal/errgrpc"
+)
+
+// maxMsgSize matches containerd's client so that large listings (many
+// images, many content infos) fit in one message either way.
+const maxMsgSize = 16 << 20
+
+// Client is a connection to hulld. It is safe for concurrent use; every
+// service it hands out shares the one connection.
+type Client struct {
+	conn      *grpc.ClientConn
+	defaultNS string
+	address   string
+}
+
+type options struct {
+	defaultNS string
+	timeout   time.Duration
+	dialOpts  []grpc.DialOption
+}
+
+// Opt configures New.
+type Opt func(*options)
+
+// WithDefaultNamespace sets the namespace used by calls whose context carries
+// none. Without it such calls fail with FailedPrecondition, as the daemon
+// requires a namespace for namespaced objects.
+func WithDefaultNamespace(ns string) Opt {
+	return func(o *options) { o.defaultNS = ns }
+}
+
+// WithTimeout makes New wait up to d for the connection to be ready, so that
+// a missing or dead daemon is reported by New rather than by the first call.
+// Zero (the default) connects lazily.
+func WithTimeout(d time.Duration) Opt {
+	return func(o *options) { o.timeout = d }
+}
+
+// WithDialOpts adds gRPC dial options after the client's own, so they can
+// override them (extra interceptors, message sizes, ...).
+func WithDialOpts(opts ...grpc.DialOption) Opt {
+	return func(o *options) { o.dialOpts = append(o.dialOpts, opts...) }
+}
+
+// New connects to the daemon listening on the unix socket address (a path,
+// optionally prefixed with "unix://").
+func New(address string, opts ...Opt) (*Client, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.defaultNS != "" {
+		if err := namespaces.Validate(o.defaultNS); err != nil {
+			return nil, err
+		}
+	}
+	path := strings.TrimPrefix(address, "unix://")
+	if path == "" {
+		return nil, fmt.Errorf("daemon address must not be empty: %w", errdefs.ErrInvalidArgument)
+	}
+	// gRPC's unix resolver wants an absolute path after "unix://".
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	c := &Client{defaultNS: o.defaultNS, address: path}
+	dialOpts := []grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsgSize), grpc.MaxCallSendMsgSize(maxMsgSize)),
+		grpc.WithChainUnaryInterceptor(c.unaryInterceptor),
+		grpc.WithChainStreamInterceptor(c.streamInterceptor),
+	}
+	dialOpts = append(dialOpts, o.dialOpts...)
+	conn, err := grpc.NewClient("unix://"+path, dialOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", path, err)
+	}
+	c.conn = conn
+	if o.timeout > 0 {
+		if err := waitReady(conn, o.timeout); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("connect to %s: %w", path, err)
+		}
+	}
+	return c, nil
+}
+
+func waitReady(conn *grpc.ClientConn, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	conn.Connect()
+	for {
+		s := conn.GetState()
+		if s == connectivity.Ready {
+			return nil
+		}
+		if !conn.WaitForStateChange(ctx, s) {
+			return fmt.Errorf("not ready within %s (state %s): %w", timeout, s, errdefs.ErrUnavailable)
+		}
+	}
+}
+
+// Close closes the connection; services obtained from the client stop
+// working.
+func (c *Client) Close() error { return c.conn.Close() }
+
+// Conn returns the underlying gRPC connection, for services this package
+// does not wrap. Calls on it get the namespace and lease headers and errdefs
+// errors like the client's own.
+func (c *Client) Conn() *grpc.ClientConn { return c.conn }
+
+// Address is the socket path the client connects to.
+func (c *Client) Address() string { return c.address }
+
+// DefaultNamespace is the namespace used when a context carries none; empty
+// if the client has no default.
+func (c *Client) DefaultNamespace() string { return c.defaultNS }
+
+// WithNamespace returns a context whose calls act in namespace ns. It is
+// namespaces.WithNamespace, re-exported so that simple users need import
+// only this package.
+func WithNamespace(ctx context.Context, ns string) context.Context {
+	return namespaces.WithNamespace(ctx, ns)
+}
+
+// namespace returns the namespace a call with ctx acts in.
+func (c *Client) namespace(ctx context.Context) (string, bool) {
+	if ns, ok := namespaces.Namespace(ctx); ok {
+		return ns, true
+	}
+	return c.defaultNS, c.defaultNS != ""
+}
+
+// outgoing puts the namespace and lease of ctx into its gRPC metadata, where
+// the daemon (or containerd) looks for them.
+func (c *Client) outgoing(ctx context.Context) context.Context {
+	md, _ := metadata.FromOutgoingContext(ctx)
+	md = md.Copy()
+	if ns, ok := c.namespace(ctx); ok {
+		md.Set(namespaces.GRPCHeader, ns)
+	}
+	if id, ok := leases.FromContext(ctx); ok {
+		md.Set(leases.GRPCHeader, id)
+	}
+	return metadata.NewOutgoingContext(ctx, md)
+}
+
+func (c *Client) unaryInterceptor(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	return errgrpc.ToNative(invoker(c.outgoing(ctx), method, req, reply, cc, opts...))
+}
+
+func (c *Client) streamInterceptor(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	s, err := streamer(c.outgoing(ctx), desc, cc, method, opts...)
+	if err != nil {
+		return nil, errgrpc.ToNative(err)
+	}
+	return nativeStream{s}, nil
+}
+
+// nativeStream maps the errors of a stream's messages to errdefs classes;
+// io.EOF, which ends a stream normally, passes through unchanged.
+type nativeStream struct{ grpc.ClientStream }
+
+func (s nativeStream) SendMsg(m any) error { return errgrpc.ToNative(s.ClientStream.SendMsg(m)) }
+func (s nativeStream) RecvMsg(m any) error { return errgrpc.ToNative(s.ClientStream.RecvMsg(m)) }
+func (s nativeStream) CloseSend() error    { return errgrpc.ToNative(s.ClientStream.CloseSend()) }
+func (s nativeStream) Header() (metadata.MD, error) {
+	md, err := s.ClientStream.Header()
+	return md, errgrpc.ToNative(err)
+}
+
+// Version is the daemon's version.
+type Version struct {
+	Version  string
+	Revision string
+}
+
+// Version asks the daemon for its version.
+func (c *Client) Version(ctx context.Context) (Version, error) {
+	resp, err := versionapi.NewVersionClient(c.conn).Version(ctx, &emptypb.Empty{})
+	if err != nil {
+		return Version{}, err
+	}
+	return Version{Version: resp.Version, Revision: resp.Revision}, nil
+}
+
+// ServerInfo identifies the daemon process.
+type ServerInfo struct {
+	// UUID identifies the daemon's state; it survives restarts.
+	UUID string
+	// Pid is the daemon's process ID and Pidns the inode of its PID
+	// namespace, which together tell whether it shares ours.
+	Pid   uint64
+	Pidns uint64
+}
+
+// Server asks the daemon who it is.
+func (c *Client) Server(ctx context.Context) (ServerInfo, error) {
+	resp, err := introspectionapi.NewIntrospectionClient(c.conn).Server(ctx, &emptypb.Empty{})
+	if err != nil {
+		return ServerInfo{}, err
+	}
+	return ServerInfo{UUID: resp.UUID, Pid: resp.Pid, Pidns: resp.Pidns}, nil
+}
+
+// PluginInfo describes one of the daemon's plugins.
+type PluginInfo struct {
+	Type     string
+	ID       string
+	Requires []string
+	// Platforms are "os/arch[/variant]" strings, for plugins tied to
+	// platforms.
+	Platforms    []string
+	Exports      map[string]string
+	Capabilities []string
+	// InitErr is why the plugin did not start; empty if it runs. A plugin
+	// that chose not to run says so with "skip plugin" in it.
+	InitErr string
+}
+
+// Skipped reports whether the plugin chose not to run, as opposed to having
+// failed; containerd and ctr tell them apart by this message.
+func (p PluginInfo) Skipped() bool {
+	return p.InitErr != "" && strings.Contains(p.InitErr, "skip plugin")
+}
+
+// Plugins lists the daemon's plugins matching any of filters (fields "type",
+// "id", "capabilities", "exports.<key>"; none lists all).
+func (c *Client) Plugins(ctx context.Context, filters ...string) ([]PluginInfo, error) {
+	resp, err := introspectionapi.NewIntrospectionClient(c.conn).Plugins(ctx, &introspectionapi.PluginsRequest{Filters: filters})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]PluginInfo, 0, len(resp.Plugins))
+	for _, p := range resp.Plugins {
+		pi := PluginInfo{
+			Type: p.Type, ID: p.ID, Requires: p.Requires,
+			Exports: p.Exports, Capabilities: p.Capabilities,
+		}
+		for _, pl := range p.Platforms {
+			s := pl.OS + "/" + pl.Architecture
+			if pl.Variant != "" {
+				s += "/" + pl.Variant
+			}
+			pi.Platforms = append(pi.Platforms, s)
+		}
+		if p.InitErr != nil {
+			pi.InitErr = p.InitErr.Message
+			if pi.InitErr == "" {
+				pi.InitErr = fmt.Sprintf("init failed with code %d", p.InitErr.Code)
+			}
+		}
+		out = append(out, pi)
+	}
+	return out, nil
+}

@@ -1,0 +1,356 @@
+// Command hullctl is hull's administration CLI: it inspects and changes what
+// hulld stores (namespaces, content, images, leases) and follows its events.
+// It talks to the daemon only through package client, over containerd's v1
+// API, so it works against containerd too.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"google.golang.org/grpc"
+
+	"github.com/hullrt/hull/client"
+	"github.com/hullrt/hull/internal/version"
+)
+
+// defaultAddress is where a packaged hulld listens.
+const defaultAddress = "/run/hull/hull.sock"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newApp(os.Stdin, os.Stdout, os.Stderr, os.Getenv).RunContext(ctx, os.Args)
+	stop()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "hullctl: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// env is what every command works with: the streams, the global flags
+// resolved, and the client, dialled on first use.
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	getenv         func(string) string
+
+	address   string
+	namespace string
+	timeout   time.Duration
+	format    string
+	debug     bool
+	client    *client.Client
+}
+
+func newApp(stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) *cli.App {
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv}
+	app := &cli.App{
+		Name:  "hullctl",
+		Usage: "administer hulld: namespaces, content, images, leases and events",
+		Description: `hullctl talks to hulld (or containerd) over containerd's v1 gRPC API.
+
+The namespace is --namespace, else $HULL_NAMESPACE, else $CONTAINERD_NAMESPACE,
+else "default"; --debug tells which was used.`,
+		Version:         version.Version,
+		Writer:          stdout,
+		ErrWriter:       stderr,
+		HideHelpCommand: false,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "address", Aliases: []string{"a"}, Usage: "hulld's socket (default: $HULL_ADDRESS, " + defaultAddress + ")"},
+			&cli.StringFlag{Name: "namespace", Aliases: []string{"n"}, Usage: "namespace to act in (default: $HULL_NAMESPACE, $CONTAINERD_NAMESPACE, \"default\")"},
+			&cli.DurationFlag{Name: "timeout", Usage: "limit for each API call (not for streams: content get/ingest, events); 0 for none"},
+			&cli.BoolFlag{Name: "debug", Usage: "tell on stderr how hullctl resolved its settings"},
+			&cli.StringFlag{Name: "format", Value: "table", Usage: "output of listings: table or json"},
+		},
+		Before: func(c *cli.Context) error { return e.setup(c) },
+		After: func(c *cli.Context) error {
+			if e.client != nil {
+				return e.client.Close()
+			}
+			return nil
+		},
+		Commands: []*cli.Command{
+			versionCommand(e), infoCommand(e), pluginsCommand(e),
+			namespacesCommand(e), contentCommand(e), imagesCommand(e),
+			leasesCommand(e), eventsCommand(e),
+		},
+		// Errors are printed once, by main, as "hullctl: ...".
+		ExitErrHandler: func(*cli.Context, error) {},
+		Action:         groupAction,
+	}
+	app.OnUsageError = usageError
+	for _, cmd := range app.Commands {
+		setUsageError(cmd)
+	}
+	return app
+}
+
+func usageError(c *cli.Context, err error, _ bool) error {
+	return fmt.Errorf("%w (see %s --help)", err, c.Command.HelpName)
+}
+
+func setUsageError(cmd *cli.Command) {
+	cmd.OnUsageError = usageError
+	for _, sub := range cmd.Subcommands {
+		setUsageError(sub)
+	}
+	if len(cmd.Subcommands) > 0 && cmd.Action == nil {
+		cmd.Action = groupAction
+	}
+}
+
+// groupAction runs for a command that only groups others: it lists them, or
+// names the unknown one it was given.
+func groupAction(c *cli.Context) error {
+	if c.Args().Present() {
+		name := "hullctl"
+		if c.Command != nil && c.Command.Name != "" {
+			name = c.Command.HelpName
+		}
+		return fmt.Errorf("%s: unknown command %q (see %s --help)", name, c.Args().First(), name)
+	}
+	if c.Command != nil && c.Command.Name != "" {
+		return cli.ShowSubcommandHelp(c)
+	}
+	return cli.ShowAppHelp(c)
+}
+
+// setup resolves the global flags; the connection waits for the first
+// command that needs it.
+func (e *env) setup(c *cli.Context) error {
+	addr, addrWhy := resolveAddress(c, e.getenv)
+	e.address = addr
+	e.timeout = c.Duration("timeout")
+	e.debug = c.Bool("debug")
+	e.format = c.String("format")
+	if e.format != "table" && e.format != "json" {
+		return fmt.Errorf("--format %q: the formats are table and json", e.format)
+	}
+	if e.timeout < 0 {
+		return fmt.Errorf("--timeout %s: must not be negative", e.timeout)
+	}
+	ns, why := resolveNamespace(c, e.getenv)
+	e.namespace = ns
+	if e.debug {
+		fmt.Fprintf(e.stderr, "debug: address %q %s\n", e.address, addrWhy)
+		fmt.Fprintf(e.stderr, "debug: namespace %q %s\n", ns, why)
+	}
+	return nil
+}
+
+// resolveAddress is like resolveNamespace for the socket; the environment
+// is read here rather than by the flag so that --debug can tell the source.
+func resolveAddress(c *cli.Context, getenv func(string) string) (addr, why string) {
+	if c.IsSet("address") {
+		return c.String("address"), "from --address"
+	}
+	if v := getenv("HULL_ADDRESS"); v != "" {
+		return v, "from $HULL_ADDRESS"
+	}
+	return defaultAddress, "(the default)"
+}
+
+// resolveNamespace applies the documented precedence and says which source
+// won, since a stray $CONTAINERD_NAMESPACE is a classic surprise.
+func resolveNamespace(c *cli.Context, getenv func(string) string) (ns, why string) {
+	if c.IsSet("namespace") {
+		return c.String("namespace"), "from --namespace"
+	}
+	if v := getenv("HULL_NAMESPACE"); v != "" {
+		return v, "from $HULL_NAMESPACE"
+	}
+	if v := getenv("CONTAINERD_NAMESPACE"); v != "" {
+		return v, "from $CONTAINERD_NAMESPACE"
+	}
+	return "default", "(the default: --namespace, $HULL_NAMESPACE and $CONTAINERD_NAMESPACE are unset)"
+}
+
+// connect dials hulld once per run.
+func (e *env) connect() (*client.Client, error) {
+	if e.client != nil {
+		return e.client, nil
+	}
+	opts := []client.Opt{client.WithDefaultNamespace(e.namespace)}
+	if e.timeout > 0 {
+		t := e.timeout
+		opts = append(opts, client.WithDialOpts(grpc.WithChainUnaryInterceptor(
+			func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+				ctx, cancel := context.WithTimeout(ctx, t)
+				defer cancel()
+				return invoker(ctx, method, req, reply, cc, opts...)
+			})))
+	}
+	c, err := client.New(e.address, opts...)
+	if err != nil {
+		return nil, err
+	}
+	e.client = c
+	return c, nil
+}
+
+// ctx returns the context of a command's calls, in the chosen namespace.
+func (e *env) ctx(c *cli.Context) context.Context {
+	return client.WithNamespace(c.Context, e.namespace)
+}
+
+// quietFlag is the -q of listing commands.
+var quietFlag = &cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only the IDs"}
+
+// listing is what a listing command prints, in each of the formats.
+type listing struct {
+	header []string
+	rows   [][]string
+	ids    []string
+	json   any
+}
+
+func (e *env) print(c *cli.Context, l listing) error {
+	switch {
+	case c.Bool("quiet"):
+		for _, id := range l.ids {
+			fmt.Fprintln(e.stdout, id)
+		}
+		return nil
+	case e.format == "json":
+		return e.printJSON(l.json)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 1, 8, 1, ' ', 0)
+	fmt.Fprintln(tw, strings.Join(l.header, "\t"))
+	for _, r := range l.rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	return tw.Flush()
+}
+
+func (e *env) printJSON(v any) error {
+	enc := json.NewEncoder(e.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// labelString shows labels as ctr does: sorted k=v joined by commas, "-"
+// for none.
+func labelString(m map[string]string) string {
+	if len(m) == 0 {
+		return "-"
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(k + "=" + m[k])
+	}
+	return b.String()
+}
+
+// nonNil keeps JSON output an object rather than null for no labels.
+func nonNil(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
+}
+
+// parseLabels reads KEY=VALUE arguments; with allowRemove, "KEY" and
+// "KEY=" mean an empty value (which removes the label).
+func parseLabels(args []string, allowRemove bool) (map[string]string, error) {
+	out := map[string]string{}
+	for _, a := range args {
+		k, v, ok := strings.Cut(a, "=")
+		if k == "" {
+			return nil, fmt.Errorf("label %q: the key is empty; write KEY=VALUE", a)
+		}
+		if !ok && !allowRemove {
+			return nil, fmt.Errorf("label %q: write KEY=VALUE", a)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// named makes sure an error about name mentions it, without repeating it when
+// the daemon's message already does.
+func named(kind, name string, err error) error {
+	if err == nil || strings.Contains(err.Error(), name) {
+		return err
+	}
+	return fmt.Errorf("%s %q: %w", kind, name, err)
+}
+
+// needArgs checks the count of positional arguments.
+func needArgs(c *cli.Context, min int, usage string) error {
+	if c.NArg() < min {
+		return fmt.Errorf("usage: %s %s", c.Command.HelpName, usage)
+	}
+	return nil
+}
+
+// each runs fn on every argument, going on after failures so that one bad
+// name does not stop the rest, and returns the failures joined.
+func each(args []string, fn func(string) error) error {
+	var errs []error
+	for _, a := range args {
+		if err := fn(a); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// age shows how long ago t was, like ctr's listings.
+func age(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	d := time.Since(t)
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%d seconds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%d minutes", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%d hours", int(d.Hours()))
+	}
+	return fmt.Sprintf("%d days", int(d.Hours()/24))
+}
+
+// humanSize shows bytes in binary units as ctr does.
+func humanSize(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	f := float64(n)
+	units := []string{"KiB", "MiB", "GiB", "TiB", "PiB"}
+	i := -1
+	for f >= unit && i < len(units)-1 {
+		f /= unit
+		i++
+	}
+	return fmt.Sprintf("%.1f %s", f, units[i])
+}
+
+// timeString formats a time for tables and JSON; empty for the zero time.
+func timeString(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}

@@ -1,0 +1,455 @@
+package metadata
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	eventstypes "github.com/containerd/containerd/api/events"
+	"github.com/containerd/errdefs"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/hullrt/hull/core/content"
+	"github.com/hullrt/hull/core/filters"
+	"github.com/hullrt/hull/core/labels"
+	"github.com/hullrt/hull/core/leases"
+	"github.com/hullrt/hull/core/namespaces"
+)
+
+// Content returns the namespaced content store.
+//
+// Blobs are deduplicated on disk but not shared between namespaces: a
+// namespace sees a blob only after it wrote it itself (the bytes are checked
+// against the digest then, and the existing file is kept), so knowing a digest
+// is never enough to read another namespace's content.
+func (db *DB) Content() content.Store { return contentStore{db} }
+
+type contentStore struct{ db *DB }
+
+var _ content.Store = contentStore{}
+
+type blobRecord struct {
+	Size      int64             `json:"size"`
+	Labels    map[string]string `json:"labels,omitempty"`
+	CreatedAt time.Time         `json:"created"`
+	UpdatedAt time.Time         `json:"updated"`
+}
+
+type ingestRecord struct {
+	Expected digest.Digest `json:"expected,omitempty"`
+	Total    int64         `json:"total,omitempty"`
+}
+
+// backendRef is the name of a namespace's ingest in the shared backend;
+// namespace names cannot hold '/', so refs of two namespaces never meet.
+func backendRef(ns, ref string) string { return ns + "/" + ref }
+
+func validDigest(d digest.Digest) error {
+	if err := d.Validate(); err != nil {
+		return invalid("digest %q: %v", d, err)
+	}
+	return nil
+}
+
+func (s contentStore) Info(ctx context.Context, dgst digest.Digest) (content.Info, error) {
+	if err := validDigest(dgst); err != nil {
+		return content.Info{}, err
+	}
+	var info content.Info
+	err := s.db.view(ctx, func(t *nsTx) error {
+		var r blobRecord
+		ok, err := getJSON(t.bucket(bucketContent), dgst.String(), &r)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return notFound("content %s", dgst)
+		}
+		info = r.info(dgst)
+		return nil
+	})
+	return info, err
+}
+
+func (r *blobRecord) info(d digest.Digest) content.Info {
+	return content.Info{Digest: d, Size: r.Size, Labels: r.Labels, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
+}
+
+func (s contentStore) Update(ctx context.Context, info content.Info, fieldpaths ...string) (content.Info, error) {
+	if err := validDigest(info.Digest); err != nil {
+		return content.Info{}, err
+	}
+	if err := labels.ValidateAll(info.Labels); err != nil {
+		return content.Info{}, fmt.Errorf("content %s: %w", info.Digest, err)
+	}
+	var out content.Info
+	err := s.db.update(ctx, func(t *nsTx) error {
+		b := t.bucket(bucketContent)
+		var r blobRecord
+		ok, err := getJSON(b, info.Digest.String(), &r)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return notFound("content %s", info.Digest)
+		}
+		if len(fieldpaths) == 0 {
+			r.Labels = copyLabels(info.Labels)
+		}
+		for _, p := range fieldpaths {
+			if !applyLabelPaths(&r.Labels, info.Labels, p) {
+				return invalid("content %s: cannot update field %q: the fields are labels and labels.<key>", info.Digest, p)
+			}
+		}
+		r.UpdatedAt = time.Now().UTC()
+		out = r.info(info.Digest)
+		return putJSON(b, info.Digest.String(), &r)
+	})
+	if err == nil {
+		// New labels may drop references: let the collector look.
+		s.db.kickGC()
+	}
+	return out, err
+}
+
+func (s contentStore) Walk(ctx context.Context, fn content.WalkFunc, fs ...string) error {
+	filter, err := filters.ParseAll(fs...)
+	if err != nil {
+		return err
+	}
+	var infos []content.Info
+	err = s.db.view(ctx, func(t *nsTx) error {
+		b := t.bucket(bucketContent)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			var r blobRecord
+			if _, err := getJSON(b, string(k), &r); err != nil {
+				return err
+			}
+			info := r.info(digest.Digest(k))
+			if filter.Match(contentAdaptor(&info)) {
+				infos = append(infos, info)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	// fn runs outside the transaction: it may call back into the store.
+	for _, info := range infos {
+		if err := fn(info); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func contentAdaptor(info *content.Info) filters.Adaptor {
+	return filters.AdapterFunc(func(fp []string) (string, bool) {
+		switch fp[0] {
+		case "digest":
+			return info.Digest.String(), true
+		case "size":
+			return fmt.Sprint(info.Size), true
+		case "labels":
+			return labelField(info.Labels, fp)
+		}
+		return "", false
+	})
+}
+
+func (s contentStore) Delete(ctx context.Context, dgst digest.Digest) error {
+	if err := validDigest(dgst); err != nil {
+		return err
+	}
+	err := s.db.update(ctx, func(t *nsTx) error {
+		b := t.bucket(bucketContent)
+		if b == nil || b.Get([]byte(dgst.String())) == nil {
+			return notFound("content %s", dgst)
+		}
+		if err := b.Delete([]byte(dgst.String())); err != nil {
+			return err
+		}
+		t.publish(s.db, "/content/delete", &eventstypes.ContentDelete{Digest: dgst.String()})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return s.db.collectAfterDelete(ctx, false)
+}
+
+func (s contentStore) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (content.ReaderAt, error) {
+	if _, err := s.Info(ctx, desc.Digest); err != nil {
+		return nil, err
+	}
+	return s.db.backend.ReaderAt(ctx, desc)
+}
+
+func (s contentStore) Status(ctx context.Context, ref string) (content.Status, error) {
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return content.Status{}, err
+	}
+	var rec ingestRecord
+	err = s.db.view(ctx, func(t *nsTx) error {
+		ok, err := getJSON(t.bucket(bucketIngests), ref, &rec)
+		if err == nil && !ok {
+			err = notFound("ingest %q", ref)
+		}
+		return err
+	})
+	if err != nil {
+		return content.Status{}, err
+	}
+	st, err := s.db.backend.Status(ctx, backendRef(ns, ref))
+	if err != nil {
+		if errdefs.IsNotFound(err) {
+			return content.Status{}, notFound("ingest %q", ref)
+		}
+		return content.Status{}, err
+	}
+	return rec.status(ref, st), nil
+}
+
+func (r *ingestRecord) status(ref string, st content.Status) content.Status {
+	st.Ref = ref
+	if r.Expected != "" {
+		st.Expected = r.Expected
+	}
+	if r.Total > 0 {
+		st.Total = r.Total
+	}
+	return st
+}
+
+func (s contentStore) ListStatuses(ctx context.Context, fs ...string) ([]content.Status, error) {
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return nil, err
+	}
+	filter, err := filters.ParseAll(fs...)
+	if err != nil {
+		return nil, err
+	}
+	recs := map[string]ingestRecord{}
+	err = s.db.view(ctx, func(t *nsTx) error {
+		b := t.bucket(bucketIngests)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			var r ingestRecord
+			_, err := getJSON(b, string(k), &r)
+			recs[string(k)] = r
+			return err
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []content.Status
+	for ref, r := range recs {
+		st, err := s.db.backend.Status(ctx, backendRef(ns, ref))
+		if err != nil {
+			if errdefs.IsNotFound(err) {
+				continue // committed or aborted between the two reads
+			}
+			return nil, err
+		}
+		st = r.status(ref, st)
+		if filter.Match(filters.AdapterFunc(func(fp []string) (string, bool) {
+			switch fp[0] {
+			case "ref":
+				return st.Ref, true
+			case "expected":
+				return st.Expected.String(), st.Expected != ""
+			}
+			return "", false
+		})) {
+			out = append(out, st)
+		}
+	}
+	return out, nil
+}
+
+func (s contentStore) Abort(ctx context.Context, ref string) error {
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return err
+	}
+	err = s.db.update(ctx, func(t *nsTx) error {
+		b := t.bucket(bucketIngests)
+		if b == nil || b.Get([]byte(ref)) == nil {
+			return notFound("ingest %q", ref)
+		}
+		return b.Delete([]byte(ref))
+	})
+	if err != nil {
+		return err
+	}
+	if err := s.db.backend.Abort(ctx, backendRef(ns, ref)); err != nil && !errdefs.IsNotFound(err) {
+		return err
+	}
+	return nil
+}
+
+// Writer opens the ingest ref of the namespace of ctx. A lease in ctx holds
+// the ingest and, after commit, the blob.
+func (s contentStore) Writer(ctx context.Context, opts ...content.WriterOpt) (content.Writer, error) {
+	var wo content.WriterOpts
+	for _, o := range opts {
+		if err := o(&wo); err != nil {
+			return nil, err
+		}
+	}
+	if wo.Ref == "" {
+		return nil, invalid("ingest ref must not be empty")
+	}
+	if wo.Desc.Digest != "" {
+		if err := validDigest(wo.Desc.Digest); err != nil {
+			return nil, err
+		}
+	}
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return nil, err
+	}
+	lease, hasLease := leases.FromContext(ctx)
+	err = s.db.update(ctx, func(t *nsTx) error {
+		if hasLease {
+			if err := addLeaseResource(t, lease, leases.Resource{Type: "ingests", ID: wo.Ref}); err != nil {
+				return err
+			}
+		}
+		if wo.Desc.Digest != "" {
+			if cb := t.bucket(bucketContent); cb != nil && cb.Get([]byte(wo.Desc.Digest.String())) != nil {
+				if hasLease {
+					if err := addLeaseResource(t, lease, leases.Resource{Type: "content", ID: wo.Desc.Digest.String()}); err != nil {
+						return err
+					}
+				}
+				return alreadyExists("content %s", wo.Desc.Digest)
+			}
+		}
+		b, err := t.createBucket(bucketIngests)
+		if err != nil {
+			return err
+		}
+		var r ingestRecord
+		if _, err := getJSON(b, wo.Ref, &r); err != nil {
+			return err
+		}
+		if wo.Desc.Digest != "" {
+			r.Expected = wo.Desc.Digest
+		}
+		if wo.Desc.Size > 0 {
+			r.Total = wo.Desc.Size
+		}
+		return putJSON(b, wo.Ref, &r)
+	})
+	if err != nil {
+		return nil, err
+	}
+	// The backend is not told the digest: it would refuse a blob that
+	// exists in another namespace, which this namespace must still write.
+	bw, err := s.db.backend.Writer(ctx, content.WithRef(backendRef(ns, wo.Ref)), content.WithDescriptor(ocispec.Descriptor{Size: wo.Desc.Size}))
+	if err != nil {
+		return nil, err
+	}
+	return &nsWriter{Writer: bw, db: s.db, ns: ns, ref: wo.Ref, lease: lease, expected: wo.Desc.Digest}, nil
+}
+
+// nsWriter records the blob in its namespace when the backend commits it.
+type nsWriter struct {
+	content.Writer
+	db       *DB
+	ns, ref  string
+	lease    string
+	expected digest.Digest
+}
+
+func (w *nsWriter) Status() (content.Status, error) {
+	st, err := w.Writer.Status()
+	st.Ref = w.ref
+	if w.expected != "" {
+		st.Expected = w.expected
+	}
+	return st, err
+}
+
+func (w *nsWriter) Commit(ctx context.Context, size int64, expected digest.Digest, opts ...content.CommitOpt) error {
+	var co content.CommitOpts
+	for _, o := range opts {
+		if err := o(&co); err != nil {
+			return err
+		}
+	}
+	if err := labels.ValidateAll(co.Labels); err != nil {
+		return err
+	}
+	if expected == "" {
+		expected = w.expected
+	}
+	// Hold off the collector from the moment the blob exists on disk
+	// until this namespace records it.
+	w.db.gcMu.RLock()
+	defer w.db.gcMu.RUnlock()
+	dgst := w.Writer.Digest()
+	if err := w.Writer.Commit(ctx, size, expected); err != nil && !errdefs.IsAlreadyExists(err) {
+		return err
+	}
+	if expected == "" {
+		expected = dgst
+	}
+	actualSize := size
+	if actualSize <= 0 {
+		st, err := w.db.backend.Info(ctx, expected)
+		if err != nil {
+			return err
+		}
+		actualSize = st.Size
+	}
+	ctx = namespaces.WithNamespace(ctx, w.ns)
+	var exists bool
+	err := w.db.update(ctx, func(t *nsTx) error {
+		if ib := t.bucket(bucketIngests); ib != nil {
+			if err := ib.Delete([]byte(w.ref)); err != nil {
+				return err
+			}
+		}
+		if w.lease != "" {
+			if err := addLeaseResource(t, w.lease, leases.Resource{Type: "content", ID: expected.String()}); err != nil && !errdefs.IsNotFound(err) {
+				return err
+			}
+			_ = deleteLeaseResource(t, w.lease, leases.Resource{Type: "ingests", ID: w.ref})
+		}
+		b, err := t.createBucket(bucketContent)
+		if err != nil {
+			return err
+		}
+		if b.Get([]byte(expected.String())) != nil {
+			exists = true
+			return nil // the ingest record removal must still commit
+		}
+		now := time.Now().UTC()
+		r := blobRecord{Size: actualSize, Labels: copyLabels(co.Labels), CreatedAt: now, UpdatedAt: now}
+		if err := putJSON(b, expected.String(), &r); err != nil {
+			return err
+		}
+		t.publish(w.db, "/content/create", &eventstypes.ContentCreate{Digest: expected.String(), Size: actualSize})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if exists {
+		return alreadyExists("content %s", expected)
+	}
+	return nil
+}
+

@@ -1,0 +1,295 @@
+// Package metadata is hull's metadata store: one bbolt database under the
+// daemon's root that holds every namespaced record (namespaces, images,
+// content, leases) and runs garbage collection over them.
+//
+// Layout: a bucket "v1" holds one bucket per namespace; each namespace bucket
+// holds a bucket per kind of object ("labels", "images", "content",
+// "ingests", "leases", and later "containers" and "snapshots"). Records are
+// JSON, keyed by the object's name. Every write goes through DB.Update, which
+// commits and fsyncs before it returns, so a successful call is durable.
+//
+// Blobs themselves live once on disk in the content backend
+// (core/content/local); a namespace sees a blob only while its "content"
+// bucket has a record for it. Garbage collection deletes records no root
+// reaches, then blobs no namespace records.
+package metadata
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/containerd/errdefs"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/hullrt/hull/core/content/local"
+	"github.com/hullrt/hull/core/events"
+	"github.com/hullrt/hull/core/namespaces"
+)
+
+var (
+	bucketV1 = []byte("v1")
+
+	bucketLabels     = []byte("labels")
+	bucketImages     = []byte("images")
+	bucketContent    = []byte("content")
+	bucketIngests    = []byte("ingests")
+	bucketLeases     = []byte("leases")
+	bucketContainers = []byte("containers")
+	bucketSnapshots  = []byte("snapshots")
+)
+
+// objectBuckets are the kinds of object that keep a namespace from being
+// deleted, with the words used to name them in the error.
+var objectBuckets = []struct {
+	name []byte
+	what string
+}{
+	{bucketImages, "images"},
+	{bucketContainers, "containers"},
+	{bucketContent, "content"},
+	{bucketIngests, "active ingests"},
+	{bucketSnapshots, "snapshots"},
+	{bucketLeases, "leases"},
+}
+
+// Options configure a DB.
+type Options struct {
+	// Publisher receives the events of changes; nil publishes nothing.
+	Publisher events.Publisher
+	// GCDelay is how long after a deletion the background collection runs,
+	// so that a burst of deletions is collected once. Default 100ms.
+	GCDelay time.Duration
+	// Logger; default slog.Default().
+	Logger *slog.Logger
+}
+
+// DB is the metadata store.
+type DB struct {
+	bolt    *bolt.DB
+	backend *local.Store
+	pub     events.Publisher
+	log     *slog.Logger
+
+	// gcMu is held for reading by writers between making a blob exist in
+	// the backend and recording it, and for writing by the collector, so
+	// that the collector never sees a blob that is about to be recorded.
+	gcMu sync.RWMutex
+
+	gcDelay  atomic.Int64 // nanoseconds
+	gcKick   chan struct{}
+	gcStop   chan struct{}
+	gcDone   chan struct{}
+	closeOne sync.Once
+}
+
+// Open opens (creating if needed) the database at path over the blob backend.
+// It starts the background collector, which Close stops.
+func Open(path string, backend *local.Store, opts Options) (*DB, error) {
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("open metadata database %s: %w", path, err)
+	}
+	if err := bdb.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(bucketV1)
+		return err
+	}); err != nil {
+		bdb.Close()
+		return nil, fmt.Errorf("initialise metadata database %s: %w", path, err)
+	}
+	db := &DB{
+		bolt: bdb, backend: backend, pub: opts.Publisher, log: opts.Logger,
+		gcKick:  make(chan struct{}, 1), gcStop: make(chan struct{}), gcDone: make(chan struct{}),
+	}
+	if db.log == nil {
+		db.log = slog.Default()
+	}
+	db.SetGCDelay(opts.GCDelay)
+	go db.collector()
+	return db, nil
+}
+
+// SetGCDelay sets how long after a deletion the background collection runs
+// (100ms if d <= 0).
+func (db *DB) SetGCDelay(d time.Duration) {
+	if d <= 0 {
+		d = 100 * time.Millisecond
+	}
+	db.gcDelay.Store(int64(d))
+}
+
+// Close stops the collector and closes the database.
+func (db *DB) Close() error {
+	var err error
+	db.closeOne.Do(func() {
+		close(db.gcStop)
+		<-db.gcDone
+		err = db.bolt.Close()
+	})
+	return err
+}
+
+// Backend returns the blob store under the metadata.
+func (db *DB) Backend() *local.Store { return db.backend }
+
+// nsTx is a transaction scoped to one namespace: the one transaction helper
+// every store uses.
+type nsTx struct {
+	tx *bolt.Tx
+	ns string
+	// after runs once the transaction has committed (event publishing).
+	after []func()
+}
+
+// bucket returns the namespace's bucket of the given kind, or nil when the
+// namespace or the bucket does not exist (read-only transactions).
+func (t *nsTx) bucket(kind []byte) *bolt.Bucket {
+	nsb := t.tx.Bucket(bucketV1).Bucket([]byte(t.ns))
+	if nsb == nil {
+		return nil
+	}
+	return nsb.Bucket(kind)
+}
+
+// createBucket returns the namespace's bucket of the given kind, creating the
+// namespace implicitly as containerd does.
+func (t *nsTx) createBucket(kind []byte) (*bolt.Bucket, error) {
+	nsb, err := t.tx.Bucket(bucketV1).CreateBucketIfNotExists([]byte(t.ns))
+	if err != nil {
+		return nil, err
+	}
+	return nsb.CreateBucketIfNotExists(kind)
+}
+
+// publish queues an event to publish after commit.
+func (t *nsTx) publish(db *DB, topic string, ev any) {
+	if db.pub == nil {
+		return
+	}
+	ns := t.ns
+	t.after = append(t.after, func() {
+		ctx := namespaces.WithNamespace(context.Background(), ns)
+		if err := db.pub.Publish(ctx, topic, ev); err != nil {
+			db.log.Warn("publish event", "topic", topic, "namespace", ns, "error", err)
+		}
+	})
+}
+
+// view runs fn in a read-only transaction for the namespace of ctx.
+func (db *DB) view(ctx context.Context, fn func(*nsTx) error) error {
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return err
+	}
+	return db.bolt.View(func(tx *bolt.Tx) error { return fn(&nsTx{tx: tx, ns: ns}) })
+}
+
+// update runs fn in a read-write transaction for the namespace of ctx,
+// commits (fsync) and then publishes the events fn queued.
+func (db *DB) update(ctx context.Context, fn func(*nsTx) error) error {
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var t *nsTx
+	if err := db.bolt.Update(func(tx *bolt.Tx) error {
+		t = &nsTx{tx: tx, ns: ns}
+		return fn(t)
+	}); err != nil {
+		return err
+	}
+	for _, f := range t.after {
+		f()
+	}
+	return nil
+}
+
+func getJSON(b *bolt.Bucket, key string, v any) (bool, error) {
+	if b == nil {
+		return false, nil
+	}
+	data := b.Get([]byte(key))
+	if data == nil {
+		return false, nil
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return true, fmt.Errorf("decode record %q: %w", key, err)
+	}
+	return true, nil
+}
+
+func putJSON(b *bolt.Bucket, key string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put([]byte(key), data)
+}
+
+func notFound(format string, args ...any) error {
+	return fmt.Errorf(format+": %w", append(args, errdefs.ErrNotFound)...)
+}
+
+func alreadyExists(format string, args ...any) error {
+	return fmt.Errorf(format+": %w", append(args, errdefs.ErrAlreadyExists)...)
+}
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf(format+": %w", append(args, errdefs.ErrInvalidArgument)...)
+}
+
+// copyLabels returns a copy of m that is never nil-shared with the caller.
+func copyLabels(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	c := make(map[string]string, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
+}
+
+// applyLabelPaths applies the "labels" and "labels.<key>" field paths of an
+// update mask from src onto dst and reports unknown paths through other,
+// which handles the kind's own fields (returning false for unknown ones).
+func applyLabelPaths(dst *map[string]string, src map[string]string, path string) bool {
+	switch {
+	case path == "labels":
+		*dst = copyLabels(src)
+		return true
+	case len(path) > len("labels.") && path[:len("labels.")] == "labels.":
+		k := path[len("labels."):]
+		if *dst == nil {
+			*dst = map[string]string{}
+		}
+		if v, ok := src[k]; ok && v != "" {
+			(*dst)[k] = v
+		} else {
+			delete(*dst, k)
+		}
+		return true
+	}
+	return false
+}
+
+// labelField returns the value of a "labels.<key>" filter field.
+func labelField(labels map[string]string, fieldpath []string) (string, bool) {
+	if len(fieldpath) < 2 {
+		return "", len(labels) > 0
+	}
+	// A label key may contain dots: join what follows "labels".
+	k := fieldpath[1]
+	for _, p := range fieldpath[2:] {
+		k += "." + p
+	}
+	v, ok := labels[k]
+	return v, ok
+}

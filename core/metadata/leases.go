@@ -1,0 +1,200 @@
+package metadata
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/hullrt/hull/core/filters"
+	"github.com/hullrt/hull/core/labels"
+	"github.com/hullrt/hull/core/leases"
+)
+
+// Leases returns the lease manager.
+func (db *DB) Leases() leases.Manager { return leaseStore{db} }
+
+type leaseStore struct{ db *DB }
+
+var _ leases.Manager = leaseStore{}
+
+type leaseRecord struct {
+	CreatedAt time.Time         `json:"created"`
+	Labels    map[string]string `json:"labels,omitempty"`
+	// Resources maps a resource type to the IDs held.
+	Resources map[string][]string `json:"resources,omitempty"`
+}
+
+func validateResource(r leases.Resource) error {
+	if r.ID == "" {
+		return invalid("lease resource of type %q: id must not be empty", r.Type)
+	}
+	switch {
+	case r.Type == "content":
+		return validDigest(digest.Digest(r.ID))
+	case r.Type == "ingests":
+		return nil
+	case strings.HasPrefix(r.Type, "snapshots/") && len(r.Type) > len("snapshots/"):
+		return nil
+	}
+	return invalid("lease resource type %q is unknown: use content, ingests or snapshots/<snapshotter>", r.Type)
+}
+
+func (s leaseStore) Create(ctx context.Context, id string, lbls map[string]string) (leases.Lease, error) {
+	if id == "" {
+		return leases.Lease{}, invalid("lease id must not be empty")
+	}
+	if err := labels.ValidateAll(lbls); err != nil {
+		return leases.Lease{}, err
+	}
+	if v, ok := lbls[leases.ExpireLabel]; ok {
+		if _, err := time.Parse(time.RFC3339Nano, v); err != nil {
+			return leases.Lease{}, invalid("lease %q: label %s=%q is not an RFC 3339 time", id, leases.ExpireLabel, v)
+		}
+	}
+	l := leases.Lease{ID: id, CreatedAt: time.Now().UTC(), Labels: copyLabels(lbls)}
+	err := s.db.update(ctx, func(t *nsTx) error {
+		b, err := t.createBucket(bucketLeases)
+		if err != nil {
+			return err
+		}
+		if b.Get([]byte(id)) != nil {
+			return alreadyExists("lease %q", id)
+		}
+		return putJSON(b, id, &leaseRecord{CreatedAt: l.CreatedAt, Labels: l.Labels})
+	})
+	return l, err
+}
+
+func (s leaseStore) Delete(ctx context.Context, id string, sync bool) error {
+	err := s.db.update(ctx, func(t *nsTx) error {
+		b := t.bucket(bucketLeases)
+		if b == nil || b.Get([]byte(id)) == nil {
+			return notFound("lease %q", id)
+		}
+		return b.Delete([]byte(id))
+	})
+	if err != nil {
+		return err
+	}
+	return s.db.collectAfterDelete(ctx, sync)
+}
+
+func (s leaseStore) List(ctx context.Context, fs ...string) ([]leases.Lease, error) {
+	filter, err := filters.ParseAll(fs...)
+	if err != nil {
+		return nil, err
+	}
+	var out []leases.Lease
+	err = s.db.view(ctx, func(t *nsTx) error {
+		b := t.bucket(bucketLeases)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			var r leaseRecord
+			if _, err := getJSON(b, string(k), &r); err != nil {
+				return err
+			}
+			l := leases.Lease{ID: string(k), CreatedAt: r.CreatedAt, Labels: r.Labels}
+			if filter.Match(filters.AdapterFunc(func(fp []string) (string, bool) {
+				switch fp[0] {
+				case "id":
+					return l.ID, true
+				case "labels":
+					return labelField(l.Labels, fp)
+				}
+				return "", false
+			})) {
+				out = append(out, l)
+			}
+			return nil
+		})
+	})
+	return out, err
+}
+
+func (s leaseStore) AddResource(ctx context.Context, id string, r leases.Resource) error {
+	if err := validateResource(r); err != nil {
+		return err
+	}
+	return s.db.update(ctx, func(t *nsTx) error { return addLeaseResource(t, id, r) })
+}
+
+func (s leaseStore) DeleteResource(ctx context.Context, id string, r leases.Resource) error {
+	if err := validateResource(r); err != nil {
+		return err
+	}
+	err := s.db.update(ctx, func(t *nsTx) error { return deleteLeaseResource(t, id, r) })
+	if err == nil {
+		s.db.kickGC()
+	}
+	return err
+}
+
+func (s leaseStore) ListResources(ctx context.Context, id string) ([]leases.Resource, error) {
+	var out []leases.Resource
+	err := s.db.view(ctx, func(t *nsTx) error {
+		var r leaseRecord
+		ok, err := getJSON(t.bucket(bucketLeases), id, &r)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return notFound("lease %q", id)
+		}
+		for typ, ids := range r.Resources {
+			for _, rid := range ids {
+				out = append(out, leases.Resource{Type: typ, ID: rid})
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+func addLeaseResource(t *nsTx, id string, res leases.Resource) error {
+	b := t.bucket(bucketLeases)
+	var r leaseRecord
+	ok, err := getJSON(b, id, &r)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return notFound("lease %q", id)
+	}
+	for _, x := range r.Resources[res.Type] {
+		if x == res.ID {
+			return nil
+		}
+	}
+	if r.Resources == nil {
+		r.Resources = map[string][]string{}
+	}
+	r.Resources[res.Type] = append(r.Resources[res.Type], res.ID)
+	return putJSON(b, id, &r)
+}
+
+func deleteLeaseResource(t *nsTx, id string, res leases.Resource) error {
+	b := t.bucket(bucketLeases)
+	var r leaseRecord
+	ok, err := getJSON(b, id, &r)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return notFound("lease %q", id)
+	}
+	ids := r.Resources[res.Type]
+	for i, x := range ids {
+		if x == res.ID {
+			r.Resources[res.Type] = append(ids[:i:i], ids[i+1:]...)
+			if len(r.Resources[res.Type]) == 0 {
+				delete(r.Resources, res.Type)
+			}
+			return putJSON(b, id, &r)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,267 @@
+// Package daemon runs hulld: it turns a loaded configuration into running
+// plugins, serves their gRPC services on the unix socket, and handles the
+// process's signals. cmd/hulld only parses flags and calls Run.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc"
+
+	"github.com/hullrt/hull/config"
+	"github.com/hullrt/hull/plugin"
+	"github.com/hullrt/hull/plugins/builtin"
+	"github.com/hullrt/hull/plugins/grpcapi"
+)
+
+// Registry returns a registry holding every plugin hulld has.
+func Registry() *plugin.Registry {
+	r := &plugin.Registry{}
+	builtin.Register(r)
+	grpcapi.Register(r)
+	return r
+}
+
+// PluginSections lists each registered plugin's default config, for the
+// config package's rendering, validation and reference.
+func PluginSections(r *plugin.Registry) []config.PluginSection {
+	var out []config.PluginSection
+	for _, reg := range r.Graph(nil) {
+		if reg.Config != nil {
+			out = append(out, config.PluginSection{URI: reg.URI(), Config: reg.Config})
+		}
+	}
+	return out
+}
+
+// Daemon is a running hulld.
+type Daemon struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	plugins *plugin.Set
+	server  *grpc.Server
+	lis     net.Listener
+	lock    *os.File
+	closers []io.Closer
+}
+
+// New prepares the directories, takes the root lock, initialises the plugins
+// and opens the socket. Serve then serves it.
+func New(ctx context.Context, cfg *config.Config, reg *plugin.Registry, log *slog.Logger) (_ *Daemon, retErr error) {
+	d := &Daemon{cfg: cfg, log: log, plugins: &plugin.Set{}}
+	defer func() {
+		if retErr != nil {
+			d.close()
+		}
+	}()
+	if err := os.MkdirAll(cfg.Root, 0o711); err != nil {
+		return nil, fmt.Errorf("create root %s: %w", cfg.Root, err)
+	}
+	if err := os.MkdirAll(cfg.State, 0o711); err != nil {
+		return nil, fmt.Errorf("create state %s: %w", cfg.State, err)
+	}
+	// Directories made by an earlier, laxer run are tightened too.
+	for _, dir := range []string{cfg.Root, cfg.State} {
+		if err := os.Chmod(dir, 0o711); err != nil {
+			return nil, err
+		}
+	}
+	lock, err := lockRoot(cfg.Root)
+	if err != nil {
+		return nil, err
+	}
+	d.lock = lock
+	if err := d.initPlugins(ctx, reg); err != nil {
+		return nil, err
+	}
+	if err := d.listen(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// lockRoot takes an exclusive lock on <root>/hulld.lock so that two daemons
+// never share a root; the lock dies with the process.
+func lockRoot(root string) (*os.File, error) {
+	path := filepath.Join(root, "hulld.lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open lock file %s: %w", path, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		pid, _ := os.ReadFile(path)
+		f.Close()
+		holder := strings.TrimSpace(string(pid))
+		if holder == "" {
+			holder = "unknown"
+		}
+		return nil, fmt.Errorf("root %s is in use by another hulld (pid %s, lock %s): %w", root, holder, path, errdefs.ErrUnavailable)
+	}
+	f.Truncate(0)
+	fmt.Fprintf(f, "%d\n", os.Getpid())
+	return f, nil
+}
+
+func (d *Daemon) initPlugins(ctx context.Context, reg *plugin.Registry) error {
+	disabled := map[string]bool{}
+	for _, uri := range d.cfg.DisabledPlugins {
+		disabled[uri] = true
+	}
+	required := map[string]bool{}
+	for _, uri := range d.cfg.RequiredPlugins {
+		required[uri] = true
+	}
+	props := map[string]string{"grpc.address": d.cfg.GRPC.Address}
+	for _, r := range reg.Graph(func(r *plugin.Registration) bool { return disabled[r.URI()] }) {
+		uri := r.URI()
+		var cfg any
+		if r.Config != nil {
+			// A fresh copy of the default per run, so defaults stay intact.
+			cfg = reflect.New(reflect.TypeOf(r.Config).Elem()).Interface()
+			reflect.ValueOf(cfg).Elem().Set(reflect.ValueOf(r.Config).Elem())
+			warns, err := d.cfg.DecodePlugin(uri, cfg)
+			if err != nil {
+				return fmt.Errorf("config of plugin %s: %w", uri, err)
+			}
+			for _, w := range warns {
+				d.log.Warn("config: " + w.String())
+			}
+		}
+		ic := &plugin.InitContext{
+			Context: ctx, Root: filepath.Join(d.cfg.Root, uri), State: filepath.Join(d.cfg.State, uri),
+			Properties: props, Config: cfg,
+		}
+		start := time.Now()
+		p := d.plugins.Init(r, ic)
+		switch {
+		case p.Err == nil:
+			d.log.Debug("plugin loaded", "plugin", uri, "duration", time.Since(start))
+			if c, ok := p.Instance.(io.Closer); ok {
+				d.closers = append(d.closers, c)
+			}
+		case errors.Is(p.Err, plugin.ErrSkip):
+			d.log.Info("plugin skipped", "plugin", uri, "reason", p.Err)
+		default:
+			d.log.Warn("plugin failed to load", "plugin", uri, "error", p.Err)
+		}
+		if p.Err != nil && required[uri] {
+			return fmt.Errorf("required plugin %s failed to load: %w", uri, p.Err)
+		}
+		delete(required, uri)
+	}
+	for uri := range required {
+		return fmt.Errorf("required plugin %s is not registered or is disabled: %w", uri, errdefs.ErrNotFound)
+	}
+	return nil
+}
+
+func (d *Daemon) listen() error {
+	g := d.cfg.GRPC
+	d.server = grpc.NewServer(
+		grpc.MaxRecvMsgSize(g.MaxRecvMsgSize),
+		grpc.MaxSendMsgSize(g.MaxSendMsgSize),
+		grpc.ChainUnaryInterceptor(unaryInterceptor(d.log)),
+		grpc.ChainStreamInterceptor(streamInterceptor(d.log)),
+	)
+	for _, inst := range d.plugins.GetByType(plugin.GRPCPlugin) {
+		if svc, ok := inst.(grpcapi.Service); ok {
+			svc.RegisterGRPC(d.server)
+		}
+	}
+	lis, err := listenUnix(g.Address, g.UID, g.GID)
+	if err != nil {
+		return err
+	}
+	d.lis = lis
+	return nil
+}
+
+// listenUnix creates the socket at path, mode 0660 owned by uid:gid, in a
+// directory that other users may traverse but not list.
+func listenUnix(path string, uid, gid int) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o711); err != nil {
+		return nil, fmt.Errorf("create socket directory for %s: %w", path, err)
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("socket path %s exists and is not a socket: %w", path, errdefs.ErrFailedPrecondition)
+		}
+		// The lock is ours, so a socket left here is a dead daemon's.
+		os.Remove(path)
+	}
+	lis, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		lis.Close()
+		return nil, err
+	}
+	if err := os.Chown(path, uid, gid); err != nil {
+		lis.Close()
+		return nil, err
+	}
+	return lis, nil
+}
+
+// Address is the socket hulld serves on.
+func (d *Daemon) Address() string { return d.cfg.GRPC.Address }
+
+// Serve serves until ctx is cancelled, then stops gracefully: it stops
+// accepting, lets in-flight calls finish (for at most grace), and closes the
+// plugins and the lock.
+func (d *Daemon) Serve(ctx context.Context, grace time.Duration) error {
+	errc := make(chan error, 1)
+	go func() { errc <- d.server.Serve(d.lis) }()
+	d.log.Info("hulld serving", "address", d.cfg.GRPC.Address, "root", d.cfg.Root, "state", d.cfg.State, "pid", os.Getpid())
+	var err error
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		d.log.Info("hulld stopping")
+		done := make(chan struct{})
+		go func() { d.server.GracefulStop(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(grace):
+			d.log.Warn("in-flight calls did not finish in time; closing them", "grace", grace)
+			d.server.Stop()
+			<-done
+		}
+		err = <-errc
+		if errors.Is(err, grpc.ErrServerStopped) {
+			err = nil
+		}
+	}
+	d.close()
+	d.log.Info("hulld stopped")
+	return err
+}
+
+func (d *Daemon) close() {
+	for i := len(d.closers) - 1; i >= 0; i-- {
+		if err := d.closers[i].Close(); err != nil {
+			d.log.Warn("close plugin", "error", err)
+		}
+	}
+	d.closers = nil
+	if d.lis != nil {
+		os.Remove(d.cfg.GRPC.Address)
+	}
+	if d.lock != nil {
+		d.lock.Close()
+		d.lock = nil
+	}
+}

@@ -1,0 +1,73 @@
+// Package errgrpc maps between errdefs errors and gRPC status codes: the one
+// place where hull decides which code an error travels with, in both
+// directions, so that a NotFound in the core reaches a containerd client as
+// codes.NotFound and comes back to hull's client library as errdefs.ErrNotFound.
+package errgrpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/containerd/errdefs"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+var table = []struct {
+	err  error
+	code codes.Code
+}{
+	{errdefs.ErrInvalidArgument, codes.InvalidArgument},
+	{errdefs.ErrNotFound, codes.NotFound},
+	{errdefs.ErrAlreadyExists, codes.AlreadyExists},
+	{errdefs.ErrFailedPrecondition, codes.FailedPrecondition},
+	{errdefs.ErrConflict, codes.FailedPrecondition},
+	{errdefs.ErrUnavailable, codes.Unavailable},
+	{errdefs.ErrNotImplemented, codes.Unimplemented},
+	{errdefs.ErrPermissionDenied, codes.PermissionDenied},
+	{errdefs.ErrResourceExhausted, codes.ResourceExhausted},
+	{errdefs.ErrAborted, codes.Aborted},
+	{errdefs.ErrOutOfRange, codes.OutOfRange},
+	{errdefs.ErrUnauthenticated, codes.Unauthenticated},
+	{context.Canceled, codes.Canceled},
+	{context.DeadlineExceeded, codes.DeadlineExceeded},
+}
+
+// ToGRPC returns err as a gRPC status error with the code of the errdefs
+// class it wraps (Unknown if none). The message drops the trailing ": not
+// found"-style suffix the errdefs sentinel adds, since the code says it.
+func ToGRPC(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	for _, e := range table {
+		if errors.Is(err, e.err) {
+			msg := strings.TrimSuffix(err.Error(), ": "+e.err.Error())
+			return status.Error(e.code, msg)
+		}
+	}
+	return status.Error(codes.Unknown, err.Error())
+}
+
+// ToNative turns a gRPC status error back into an error that wraps the
+// errdefs class of its code, keeping the server's message.
+func ToNative(err error) error {
+	if err == nil {
+		return nil
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	for _, e := range table {
+		if e.code == st.Code() && e.err != errdefs.ErrConflict {
+			return fmt.Errorf("%s: %w", st.Message(), e.err)
+		}
+	}
+	return errors.New(st.Message())
+}

@@ -1,0 +1,218 @@
+// Package hulltest starts real hulld processes for tests: each with its own
+// temporary root, state and socket, stopped and cleaned up when the test
+// ends. It is the one way tests start hulld.
+package hulltest
+
+import (
+	"bytes"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+)
+
+// Binary returns the path of a hulld built from this tree, building it once
+// per test process. HULLD_BIN overrides it.
+func Binary(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv("HULLD_BIN"); p != "" {
+		return p
+	}
+	return build(t, "hulld", "github.com/hullrt/hull/cmd/hulld")
+}
+
+// Build builds the command package pkg into a per-process directory as name
+// and returns its path; builds are shared by every test of the process.
+func Build(t testing.TB, name, pkg string) string {
+	t.Helper()
+	return build(t, name, pkg)
+}
+
+var built sync.Map // name -> path
+
+func build(t testing.TB, name, pkg string) string {
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "hulltest-bin-")
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	if p, ok := built.Load(name); ok {
+		return p.(string)
+	}
+	out := filepath.Join(buildDir, name)
+	cmd := exec.Command("go", "build", "-o", out, pkg)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build %s: %v\n%s", pkg, err, b)
+	}
+	built.Store(name, out)
+	return out
+}
+
+// Daemon is a hulld started for one test.
+type Daemon struct {
+	Root, State, Address, Config string
+	cmd                          *exec.Cmd
+	log                          *bytes.Buffer
+	logMu                        *sync.Mutex
+	done                         chan struct{}
+	t                            testing.TB
+}
+
+// Options change how Start runs hulld.
+type Options struct {
+	// Config is the text of a config file; root, state and address are
+	// still forced by flags.
+	Config string
+	// Args are extra hulld flags.
+	Args []string
+	// Dir reuses a root/state directory pair, to restart over the same
+	// state; empty makes a new temporary one.
+	Dir string
+}
+
+type syncBuffer struct {
+	mu  *sync.Mutex
+	buf *bytes.Buffer
+}
+
+func (s syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+// Start runs hulld and waits until its socket accepts connections. The
+// daemon is stopped (SIGTERM, then SIGKILL) when the test ends.
+func Start(t testing.TB, opts Options) *Daemon {
+	t.Helper()
+	dir := opts.Dir
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	d := &Daemon{
+		Root: filepath.Join(dir, "root"), State: filepath.Join(dir, "state"),
+		Address: filepath.Join(dir, "state", "hull.sock"),
+		log:     &bytes.Buffer{}, logMu: &sync.Mutex{}, done: make(chan struct{}), t: t,
+	}
+	args := []string{"--root", d.Root, "--state", d.State, "--address", d.Address, "--log-level", "debug"}
+	if opts.Config != "" {
+		d.Config = filepath.Join(dir, "config.toml")
+		if err := os.WriteFile(d.Config, []byte(opts.Config), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		d.Config = filepath.Join(dir, "none.toml")
+		os.WriteFile(d.Config, []byte("version = 3\n"), 0o600)
+	}
+	args = append(args, "--config", d.Config)
+	args = append(args, opts.Args...)
+	d.cmd = exec.Command(Binary(t), args...)
+	w := syncBuffer{d.logMu, d.log}
+	d.cmd.Stdout, d.cmd.Stderr = w, w
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.cmd.Wait(); close(d.done) }()
+	t.Cleanup(func() {
+		d.Stop()
+		if t.Failed() {
+			t.Logf("hulld log:\n%s", d.Log())
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		select {
+		case <-d.done:
+			t.Fatalf("hulld exited during start-up: %v\n%s", d.cmd.ProcessState, d.Log())
+		default:
+		}
+		if c, err := net.Dial("unix", d.Address); err == nil {
+			c.Close()
+			return d
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("hulld did not listen on %s within 20s\n%s", d.Address, d.Log())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Log returns what hulld has written so far.
+func (d *Daemon) Log() string {
+	d.logMu.Lock()
+	defer d.logMu.Unlock()
+	return d.log.String()
+}
+
+// PID is hulld's process ID.
+func (d *Daemon) PID() int { return d.cmd.Process.Pid }
+
+// Exited is closed when hulld has exited.
+func (d *Daemon) Exited() <-chan struct{} { return d.done }
+
+// ExitCode is hulld's exit code after Exited is closed.
+func (d *Daemon) ExitCode() int { return d.cmd.ProcessState.ExitCode() }
+
+// Stop sends SIGTERM and waits up to 15s before SIGKILL.
+func (d *Daemon) Stop() {
+	select {
+	case <-d.done:
+		return
+	default:
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.done:
+	case <-time.After(15 * time.Second):
+		d.t.Errorf("hulld did not stop within 15s of SIGTERM; killing it")
+		d.Kill()
+	}
+}
+
+// Kill sends SIGKILL and waits for the exit.
+func (d *Daemon) Kill() {
+	d.cmd.Process.Signal(syscall.SIGKILL)
+	<-d.done
+}
+
+// Ctr runs Debian's ctr against the daemon with args and returns its
+// combined output; it fails the test on a non-zero exit.
+func (d *Daemon) Ctr(t testing.TB, stdin []byte, args ...string) string {
+	t.Helper()
+	out, err := d.CtrErr(stdin, args...)
+	if err != nil {
+		t.Fatalf("ctr %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// CtrErr runs ctr like Ctr and returns its error instead of failing.
+func (d *Daemon) CtrErr(stdin []byte, args ...string) (string, error) {
+	cmd := exec.Command("ctr", append([]string{"--address", d.Address, "--timeout", "20s"}, args...)...)
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// RequireCtr fails when Debian's ctr is missing: it is installed by the
+// Makefile, and a missing yardstick must not pass silently.
+func RequireCtr(t testing.TB) {
+	if _, err := exec.LookPath("ctr"); err != nil {
+		t.Fatalf("ctr not found (make test installs Debian's containerd package for it): %v", err)
+	}
+}

@@ -1,0 +1,82 @@
+package grpcapi
+
+import (
+	"context"
+	"fmt"
+
+	api "github.com/containerd/containerd/api/services/events/v1"
+	"github.com/containerd/containerd/api/types"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/typeurl/v2"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/hullrt/hull/core/events"
+	"github.com/hullrt/hull/internal/errgrpc"
+)
+
+// eventBus is what the events service needs of the exchange.
+type eventBus interface {
+	events.Publisher
+	events.Forwarder
+	events.Subscriber
+}
+
+type eventsService struct {
+	api.UnimplementedEventsServer
+	bus eventBus
+}
+
+func (s *eventsService) RegisterGRPC(g *grpc.Server) { api.RegisterEventsServer(g, s) }
+
+func (s *eventsService) Publish(ctx context.Context, req *api.PublishRequest) (*emptypb.Empty, error) {
+	if req.Event == nil {
+		return nil, errgrpc.ToGRPC(fmt.Errorf("publish to %q: event must be set: %w", req.Topic, errdefs.ErrInvalidArgument))
+	}
+	if err := s.bus.Publish(ctx, req.Topic, typeurl.Any(req.Event)); err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	return &emptypb.Empty{}, nil
+}
+
+func (s *eventsService) Forward(ctx context.Context, req *api.ForwardRequest) (*emptypb.Empty, error) {
+	env := req.GetEnvelope()
+	if env == nil || env.Event == nil {
+		return nil, errgrpc.ToGRPC(fmt.Errorf("forward: envelope and its event must be set: %w", errdefs.ErrInvalidArgument))
+	}
+	err := s.bus.Forward(ctx, &events.Envelope{
+		Timestamp: fromProtoTime(env.Timestamp), Namespace: env.Namespace, Topic: env.Topic, Event: env.Event,
+	})
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	return &emptypb.Empty{}, nil
+}
+
+func (s *eventsService) Subscribe(req *api.SubscribeRequest, srv api.Events_SubscribeServer) error {
+	ctx, cancel := context.WithCancel(srv.Context())
+	defer cancel()
+	ch, errs := s.bus.Subscribe(ctx, req.Filters...)
+	for {
+		select {
+		case env, ok := <-ch:
+			if !ok {
+				return nil
+			}
+			if err := srv.Send(&types.Envelope{
+				Timestamp: toProtoTime(env.Timestamp), Namespace: env.Namespace, Topic: env.Topic,
+				Event: &anypb.Any{TypeUrl: env.Event.GetTypeUrl(), Value: env.Event.GetValue()},
+			}); err != nil {
+				return err
+			}
+		case err, ok := <-errs:
+			if ok && err != nil {
+				return errgrpc.ToGRPC(err)
+			}
+			if !ok {
+				errs = nil
+			}
+		}
+	}
+}

@@ -1,0 +1,86 @@
+package grpcapi
+
+import (
+	"context"
+
+	api "github.com/containerd/containerd/api/services/images/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/hullrt/hull/core/images"
+	"github.com/hullrt/hull/internal/errgrpc"
+)
+
+type imagesService struct {
+	api.UnimplementedImagesServer
+	store images.Store
+}
+
+func (s *imagesService) RegisterGRPC(g *grpc.Server) { api.RegisterImagesServer(g, s) }
+
+func imageToProto(img images.Image) *api.Image {
+	return &api.Image{
+		Name: img.Name, Labels: img.Labels, Target: descToProto(img.Target),
+		CreatedAt: toProtoTime(img.CreatedAt), UpdatedAt: toProtoTime(img.UpdatedAt),
+	}
+}
+
+func imageFromProto(img *api.Image) images.Image {
+	return images.Image{
+		Name: img.GetName(), Labels: img.GetLabels(), Target: descFromProto(img.GetTarget()),
+		CreatedAt: fromProtoTime(img.GetCreatedAt()), UpdatedAt: fromProtoTime(img.GetUpdatedAt()),
+	}
+}
+
+func (s *imagesService) Get(ctx context.Context, req *api.GetImageRequest) (*api.GetImageResponse, error) {
+	img, err := s.store.Get(ctx, req.Name)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	return &api.GetImageResponse{Image: imageToProto(img)}, nil
+}
+
+func (s *imagesService) List(ctx context.Context, req *api.ListImagesRequest) (*api.ListImagesResponse, error) {
+	imgs, err := s.store.List(ctx, req.Filters...)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	resp := &api.ListImagesResponse{Images: make([]*api.Image, 0, len(imgs))}
+	for _, img := range imgs {
+		resp.Images = append(resp.Images, imageToProto(img))
+	}
+	return resp, nil
+}
+
+func (s *imagesService) Create(ctx context.Context, req *api.CreateImageRequest) (*api.CreateImageResponse, error) {
+	in := imageFromProto(req.GetImage())
+	in.CreatedAt = fromProtoTime(req.GetSourceDateEpoch())
+	img, err := s.store.Create(ctx, in)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	return &api.CreateImageResponse{Image: imageToProto(img)}, nil
+}
+
+func (s *imagesService) Update(ctx context.Context, req *api.UpdateImageRequest) (*api.UpdateImageResponse, error) {
+	img, err := s.store.Update(ctx, imageFromProto(req.GetImage()), req.GetUpdateMask().GetPaths()...)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	return &api.UpdateImageResponse{Image: imageToProto(img)}, nil
+}
+
+func (s *imagesService) Delete(ctx context.Context, req *api.DeleteImageRequest) (*emptypb.Empty, error) {
+	var opts []images.DeleteOpt
+	if req.Sync {
+		opts = append(opts, images.SynchronousDelete())
+	}
+	if req.Target != nil {
+		t := descFromProto(req.Target)
+		opts = append(opts, images.DeleteTarget(&t))
+	}
+	if err := s.store.Delete(ctx, req.Name, opts...); err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	return &emptypb.Empty{}, nil
+}

@@ -1,0 +1,123 @@
+package grpcapi
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+
+	api "github.com/containerd/containerd/api/services/introspection/v1"
+	verapi "github.com/containerd/containerd/api/services/version/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/hullrt/hull/core/filters"
+	"github.com/hullrt/hull/internal/errgrpc"
+	"github.com/hullrt/hull/internal/version"
+	"github.com/hullrt/hull/plugin"
+)
+
+type introspectionService struct {
+	api.UnimplementedIntrospectionServer
+	plugins *plugin.Set
+	uuid    string
+}
+
+func (s *introspectionService) RegisterGRPC(g *grpc.Server) { api.RegisterIntrospectionServer(g, s) }
+
+func pluginToProto(p *plugin.Plugin) *api.Plugin {
+	out := &api.Plugin{
+		Type: string(p.Registration.Type), ID: p.Registration.ID,
+		Exports: p.Meta.Exports, Capabilities: p.Meta.Capabilities,
+	}
+	for _, r := range p.Registration.Requires {
+		out.Requires = append(out.Requires, string(r))
+	}
+	if p.Err != nil {
+		out.InitErr = status.New(codes.Unknown, p.Err.Error()).Proto()
+	}
+	return out
+}
+
+func (s *introspectionService) Plugins(ctx context.Context, req *api.PluginsRequest) (*api.PluginsResponse, error) {
+	filter, err := filters.ParseAll(req.Filters...)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	resp := &api.PluginsResponse{}
+	for _, p := range s.plugins.All() {
+		pp := pluginToProto(p)
+		if filter.Match(filters.AdapterFunc(func(fp []string) (string, bool) {
+			switch fp[0] {
+			case "type":
+				return pp.Type, true
+			case "id":
+				return pp.ID, true
+			case "capabilities":
+				return strings.Join(pp.Capabilities, ","), len(pp.Capabilities) > 0
+			case "exports":
+				return labelValue(pp.Exports, fp)
+			}
+			return "", false
+		})) {
+			resp.Plugins = append(resp.Plugins, pp)
+		}
+	}
+	return resp, nil
+}
+
+func labelValue(m map[string]string, fp []string) (string, bool) {
+	if len(fp) < 2 {
+		return "", len(m) > 0
+	}
+	v, ok := m[strings.Join(fp[1:], ".")]
+	return v, ok
+}
+
+func (s *introspectionService) Server(ctx context.Context, _ *emptypb.Empty) (*api.ServerResponse, error) {
+	resp := &api.ServerResponse{UUID: s.uuid, Pid: uint64(os.Getpid())}
+	if fi, err := os.Readlink("/proc/self/ns/pid"); err == nil {
+		// "pid:[4026531836]": the inode number identifies the namespace.
+		var ino uint64
+		if i := strings.IndexByte(fi, '['); i >= 0 {
+			for _, c := range fi[i+1:] {
+				if c < '0' || c > '9' {
+					break
+				}
+				ino = ino*10 + uint64(c-'0')
+			}
+		}
+		resp.Pidns = ino
+	}
+	return resp, nil
+}
+
+// loadUUID returns the server UUID kept in dir, creating it on first start so
+// that it survives restarts.
+func loadUUID(dir string, newID func() string) (string, error) {
+	path := filepath.Join(dir, "uuid")
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		return "", err
+	}
+	id := newID()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(id), 0o644); err != nil {
+		return "", err
+	}
+	return id, os.Rename(tmp, path)
+}
+
+type versionService struct {
+	verapi.UnimplementedVersionServer
+}
+
+func (versionService) RegisterGRPC(g *grpc.Server) { verapi.RegisterVersionServer(g, versionService{}) }
+
+func (versionService) Version(context.Context, *emptypb.Empty) (*verapi.VersionResponse, error) {
+	return &verapi.VersionResponse{Version: version.Version, Revision: version.Revision}, nil
+}

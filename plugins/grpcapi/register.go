@@ -1,0 +1,94 @@
+package grpcapi
+
+import (
+	"github.com/google/uuid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/hullrt/hull/core/metadata"
+	"github.com/hullrt/hull/plugin"
+)
+
+// Register adds hulld's gRPC services to r.
+func Register(r *plugin.Registry) {
+	withDB := func(ic *plugin.InitContext) (*metadata.DB, error) {
+		m, err := ic.GetSingle(plugin.MetadataPlugin)
+		if err != nil {
+			return nil, err
+		}
+		return m.(*metadata.DB), nil
+	}
+	r.Register(&plugin.Registration{
+		Type: plugin.GRPCPlugin, ID: "namespaces", Requires: []plugin.Type{plugin.MetadataPlugin},
+		Init: func(ic *plugin.InitContext) (any, error) {
+			db, err := withDB(ic)
+			if err != nil {
+				return nil, err
+			}
+			return &namespacesService{store: db.Namespaces()}, nil
+		},
+	})
+	r.Register(&plugin.Registration{
+		Type: plugin.GRPCPlugin, ID: "content", Requires: []plugin.Type{plugin.MetadataPlugin},
+		Init: func(ic *plugin.InitContext) (any, error) {
+			db, err := withDB(ic)
+			if err != nil {
+				return nil, err
+			}
+			return &contentService{store: db.Content()}, nil
+		},
+	})
+	r.Register(&plugin.Registration{
+		Type: plugin.GRPCPlugin, ID: "images", Requires: []plugin.Type{plugin.MetadataPlugin},
+		Init: func(ic *plugin.InitContext) (any, error) {
+			db, err := withDB(ic)
+			if err != nil {
+				return nil, err
+			}
+			return &imagesService{store: db.Images()}, nil
+		},
+	})
+	r.Register(&plugin.Registration{
+		Type: plugin.GRPCPlugin, ID: "leases", Requires: []plugin.Type{plugin.MetadataPlugin},
+		Init: func(ic *plugin.InitContext) (any, error) {
+			db, err := withDB(ic)
+			if err != nil {
+				return nil, err
+			}
+			return &leasesService{manager: db.Leases()}, nil
+		},
+	})
+	r.Register(&plugin.Registration{
+		Type: plugin.GRPCPlugin, ID: "events", Requires: []plugin.Type{plugin.EventPlugin},
+		Init: func(ic *plugin.InitContext) (any, error) {
+			bus, err := ic.GetSingle(plugin.EventPlugin)
+			if err != nil {
+				return nil, err
+			}
+			return &eventsService{bus: bus.(eventBus)}, nil
+		},
+	})
+	r.Register(&plugin.Registration{
+		Type: plugin.GRPCPlugin, ID: "introspection",
+		Init: func(ic *plugin.InitContext) (any, error) {
+			id, err := loadUUID(ic.Root, uuid.NewString)
+			if err != nil {
+				return nil, err
+			}
+			return &introspectionService{plugins: ic.Plugins(), uuid: id}, nil
+		},
+	})
+	r.Register(&plugin.Registration{
+		Type: plugin.GRPCPlugin, ID: "version",
+		Init: func(ic *plugin.InitContext) (any, error) { return versionService{}, nil },
+	})
+	r.Register(&plugin.Registration{
+		Type: plugin.GRPCPlugin, ID: "healthcheck",
+		Init: func(ic *plugin.InitContext) (any, error) { return healthService{health.NewServer()}, nil },
+	})
+}
+
+type healthService struct{ *health.Server }
+
+func (h healthService) RegisterGRPC(g *grpc.Server) { healthpb.RegisterHealthServer(g, h.Server) }
