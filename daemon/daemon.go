@@ -12,7 +12,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"time"
 
@@ -34,14 +33,13 @@ func Registry() *plugin.Registry {
 	return r
 }
 
-// PluginSections lists each registered plugin's default config, for the
-// config package's rendering, validation and reference.
+// PluginSections lists every registered plugin with its default config (nil
+// for plugins without one), for the config package's rendering, validation
+// and reference.
 func PluginSections(r *plugin.Registry) []config.PluginSection {
 	var out []config.PluginSection
 	for _, reg := range r.Graph(nil) {
-		if reg.Config != nil {
-			out = append(out, config.PluginSection{URI: reg.URI(), Config: reg.Config})
-		}
+		out = append(out, config.PluginSection{URI: reg.URI(), Config: reg.Config})
 	}
 	return out
 }
@@ -128,15 +126,11 @@ func (d *Daemon) initPlugins(ctx context.Context, reg *plugin.Registry) error {
 		uri := r.URI()
 		var cfg any
 		if r.Config != nil {
-			// A fresh copy of the default per run, so defaults stay intact.
-			cfg = reflect.New(reflect.TypeOf(r.Config).Elem()).Interface()
-			reflect.ValueOf(cfg).Elem().Set(reflect.ValueOf(r.Config).Elem())
-			warns, err := d.cfg.DecodePlugin(uri, cfg)
-			if err != nil {
+			// A deep copy of the default per run, so defaults stay intact.
+			// Unknown keys were reported by Validate when the file loaded.
+			cfg = config.CopyConfig(r.Config)
+			if _, err := d.cfg.DecodePlugin(uri, cfg); err != nil {
 				return fmt.Errorf("config of plugin %s: %w", uri, err)
-			}
-			for _, w := range warns {
-				d.log.Warn("config: " + w.String())
 			}
 		}
 		ic := &plugin.InitContext{

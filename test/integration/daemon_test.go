@@ -1,0 +1,116 @@
+package integration
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hullrt/hull/internal/hulltest"
+)
+
+func TestDaemonSocketAndLock(t *testing.T) {
+	d := hulltest.Start(t, hulltest.Options{})
+	fi, err := os.Stat(d.Address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o660 {
+		t.Fatalf("socket mode %v, want socket 0660", fi.Mode())
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	if st.Uid != 0 || st.Gid != 0 {
+		t.Fatalf("socket owned by %d:%d, want 0:0", st.Uid, st.Gid)
+	}
+	for _, dir := range []string{d.Root, d.State} {
+		fi, err := os.Stat(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm()&0o066 != 0 {
+			t.Errorf("%s is mode %v: others may read it", dir, fi.Mode().Perm())
+		}
+	}
+	// A second hulld on the same root refuses to start and says why.
+	cmd := exec.Command(hulltest.Binary(t), "--root", d.Root, "--state", t.TempDir(), "--address", filepath.Join(t.TempDir(), "s.sock"), "--config", d.Config)
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("second hulld on the same root started:\n%s", out)
+	}
+	if !strings.Contains(string(out), "in use by another hulld") || !strings.Contains(string(out), d.Root) {
+		t.Fatalf("second hulld's error does not explain the lock:\n%s", out)
+	}
+}
+
+func TestDaemonSIGUSR1DumpsStacks(t *testing.T) {
+	d := hulltest.Start(t, hulltest.Options{})
+	syscall.Kill(d.PID(), syscall.SIGUSR1)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		files, _ := filepath.Glob(filepath.Join(d.State, "hulld.*.stacks.*.log"))
+		if len(files) == 1 {
+			b, _ := os.ReadFile(files[0])
+			if !strings.Contains(string(b), "goroutine ") || !strings.Contains(string(b), "google.golang.org/grpc") {
+				t.Fatalf("dump does not hold goroutine stacks:\n%.500s", b)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no stack dump under %s", d.State)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(d.Log(), "goroutine stack dump") {
+		t.Fatal("the dump was not written to the log")
+	}
+	// Still serving after the dump.
+	d.Ctr(t, nil, "version")
+}
+
+func TestDaemonCleanShutdown(t *testing.T) {
+	d := hulltest.Start(t, hulltest.Options{})
+	d.Ctr(t, nil, "namespaces", "create", "keep")
+	syscall.Kill(d.PID(), syscall.SIGTERM)
+	select {
+	case <-d.Exited():
+	case <-time.After(10 * time.Second):
+		t.Fatal("hulld did not exit on SIGTERM")
+	}
+	if code := d.ExitCode(); code != 0 {
+		t.Fatalf("hulld exited %d on SIGTERM\n%s", code, d.Log())
+	}
+	if _, err := os.Stat(d.Address); !os.IsNotExist(err) {
+		t.Errorf("socket left behind after shutdown: %v", err)
+	}
+	// The database was closed cleanly: a restart sees the namespace.
+	d2 := hulltest.Start(t, hulltest.Options{Dir: filepath.Dir(d.Root)})
+	if out := d2.Ctr(t, nil, "namespaces", "ls", "-q"); !strings.Contains(out, "keep") {
+		t.Fatalf("namespace lost across restart:\n%s", out)
+	}
+}
+
+func TestDaemonRequiredAndDisabledPlugins(t *testing.T) {
+	d := hulltest.Start(t, hulltest.Options{Config: `version = 3
+disabled_plugins = ["io.containerd.grpc.v1.leases"]
+`})
+	if out := d.Ctr(t, nil, "plugins", "ls"); strings.Contains(out, "grpc.v1    leases") || strings.Contains(out, "io.containerd.grpc.v1     leases") {
+		t.Fatalf("disabled plugin listed:\n%s", out)
+	}
+	if out, err := d.CtrErr(nil, "leases", "ls"); err == nil || !strings.Contains(out, "Unimplemented") && !strings.Contains(out, "unknown service") {
+		t.Fatalf("leases service still served: err=%v %s", err, out)
+	}
+	// A required plugin that is disabled stops the daemon with a clear error.
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.toml")
+	os.WriteFile(cfg, []byte(`version = 3
+disabled_plugins = ["io.containerd.grpc.v1.leases"]
+required_plugins = ["io.containerd.grpc.v1.leases"]
+`), 0o600)
+	out, err := exec.Command(hulltest.Binary(t), "--root", filepath.Join(dir, "r"), "--state", filepath.Join(dir, "s"), "--address", filepath.Join(dir, "s", "h.sock"), "--config", cfg).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "io.containerd.grpc.v1.leases") {
+		t.Fatalf("hulld with a disabled required plugin: err=%v\n%s", err, out)
+	}
+}
