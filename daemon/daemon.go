@@ -51,8 +51,12 @@ type Daemon struct {
 	plugins *plugin.Set
 	server  *grpc.Server
 	lis     net.Listener
-	lock    *os.File
-	closers []io.Closer
+	// tcp serves the API on grpc.tcp_address with its own TLS options.
+	tcp       *grpc.Server
+	tcpLis    net.Listener
+	stopDebug func()
+	lock      *os.File
+	closers   []io.Closer
 }
 
 // New prepares the directories, takes the root lock, initialises the plugins
@@ -169,16 +173,34 @@ func (d *Daemon) listen() error {
 		grpc.ChainUnaryInterceptor(unaryInterceptor(d.log)),
 		grpc.ChainStreamInterceptor(streamInterceptor(d.log)),
 	)
-	for _, inst := range d.plugins.GetByType(plugin.GRPCPlugin) {
-		if svc, ok := inst.(grpcapi.Service); ok {
-			svc.RegisterGRPC(d.server)
+	register := func(srv *grpc.Server) {
+		for _, inst := range d.plugins.GetByType(plugin.GRPCPlugin) {
+			if svc, ok := inst.(grpcapi.Service); ok {
+				svc.RegisterGRPC(srv)
+			}
 		}
 	}
+	register(d.server)
 	lis, err := listenUnix(g.Address, g.UID, g.GID)
 	if err != nil {
 		return err
 	}
 	d.lis = lis
+	tcpLis, tcpOpts, err := d.tcpListener()
+	if err != nil {
+		return err
+	}
+	if tcpLis != nil {
+		d.tcpLis = tcpLis
+		d.tcp = grpc.NewServer(append(tcpOpts,
+			grpc.MaxRecvMsgSize(g.MaxRecvMsgSize), grpc.MaxSendMsgSize(g.MaxSendMsgSize),
+			grpc.ChainUnaryInterceptor(unaryInterceptor(d.log)),
+			grpc.ChainStreamInterceptor(streamInterceptor(d.log)))...)
+		register(d.tcp)
+	}
+	if d.stopDebug, err = d.serveDebug(); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -219,6 +241,10 @@ func (d *Daemon) Address() string { return d.cfg.GRPC.Address }
 func (d *Daemon) Serve(ctx context.Context, grace time.Duration) error {
 	errc := make(chan error, 1)
 	go func() { errc <- d.server.Serve(d.lis) }()
+	if d.tcp != nil {
+		go d.tcp.Serve(d.tcpLis)
+		d.log.Info("hulld serving on tcp", "address", d.tcpLis.Addr().String())
+	}
 	d.log.Info("hulld serving", "address", d.cfg.GRPC.Address, "root", d.cfg.Root, "state", d.cfg.State, "pid", os.Getpid())
 	var err error
 	select {
@@ -226,11 +252,20 @@ func (d *Daemon) Serve(ctx context.Context, grace time.Duration) error {
 	case <-ctx.Done():
 		d.log.Info("hulld stopping")
 		done := make(chan struct{})
-		go func() { d.server.GracefulStop(); close(done) }()
+		go func() {
+			if d.tcp != nil {
+				d.tcp.GracefulStop()
+			}
+			d.server.GracefulStop()
+			close(done)
+		}()
 		select {
 		case <-done:
 		case <-time.After(grace):
 			d.log.Warn("in-flight calls did not finish in time; closing them", "grace", grace)
+			if d.tcp != nil {
+				d.tcp.Stop()
+			}
 			d.server.Stop()
 			<-done
 		}
@@ -245,6 +280,13 @@ func (d *Daemon) Serve(ctx context.Context, grace time.Duration) error {
 }
 
 func (d *Daemon) close() {
+	if d.stopDebug != nil {
+		d.stopDebug()
+		d.stopDebug = nil
+	}
+	if d.tcpLis != nil {
+		d.tcpLis.Close() // after Serve stopped this is a harmless second close
+	}
 	for i := len(d.closers) - 1; i >= 0; i-- {
 		if err := d.closers[i].Close(); err != nil {
 			d.log.Warn("close plugin", "error", err)

@@ -1,13 +1,23 @@
 package integration
 
 import (
+	"context"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	versionapi "github.com/containerd/containerd/api/services/version/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/hullrt/hull/internal/hulltest"
 )
@@ -112,5 +122,47 @@ required_plugins = ["io.containerd.grpc.v1.leases"]
 	out, err := exec.Command(hulltest.Binary(t), "--root", filepath.Join(dir, "r"), "--state", filepath.Join(dir, "s"), "--address", filepath.Join(dir, "s", "h.sock"), "--config", cfg).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "io.containerd.grpc.v1.leases") {
 		t.Fatalf("hulld with a disabled required plugin: err=%v\n%s", err, out)
+	}
+}
+
+func TestDaemonDebugAndTCPListeners(t *testing.T) {
+	dir := t.TempDir()
+	dbg := filepath.Join(dir, "debug.sock")
+	d := hulltest.Start(t, hulltest.Options{Config: `version = 3
+[debug]
+  address = "` + dbg + `"
+[grpc]
+  tcp_address = "127.0.0.1:0"
+`})
+	// pprof answers on the debug socket.
+	client := http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return net.Dial("unix", dbg)
+	}}}
+	resp, err := client.Get("http://hulld/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "goroutine profile") {
+		t.Fatalf("pprof answer: %.300s", body)
+	}
+	// The API answers on TCP too.
+	re := regexp.MustCompile(`hulld serving on tcp" address=(127\.0\.0\.1:\d+)`)
+	m := re.FindStringSubmatch(d.Log())
+	for deadline := time.Now().Add(5 * time.Second); m == nil && time.Now().Before(deadline); m = re.FindStringSubmatch(d.Log()) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if m == nil {
+		t.Fatalf("no tcp address in the log:\n%s", d.Log())
+	}
+	conn, err := grpc.NewClient(m[1], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	v, err := versionapi.NewVersionClient(conn).Version(context.Background(), &emptypb.Empty{})
+	if err != nil || v.Version == "" {
+		t.Fatalf("version over tcp: %v %v", v, err)
 	}
 }

@@ -1,0 +1,358 @@
+// Package bench measures hull against baselines (Debian's containerd 1.6,
+// coreutils) in the same run and reports the ratios. The benchmarks measure;
+// they fail only on errors, never on a missed target. Run them with
+// `make bench`, or:
+//
+//	go test -run '^$' -bench . -benchtime 1x -timeout 60m ./test/bench/
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	contentapi "github.com/containerd/containerd/api/services/content/v1"
+	"github.com/opencontainers/go-digest"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/hullrt/hull/internal/hulltest"
+)
+
+// startHull starts a hulld for b at info level (hulltest defaults to debug,
+// which containerd is not run at); dir, when not empty, holds its root and
+// state.
+func startHull(b *testing.B, dir string) *hulltest.Daemon {
+	b.Helper()
+	if dir != "" {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return hulltest.Start(b, hulltest.Options{Dir: dir, Args: []string{"--log-level", "info"}})
+}
+
+// containerd is a Debian containerd daemon started by a benchmark on its own
+// temporary root, state and socket.
+type containerd struct {
+	Root, State, Address string
+	cmd                  *exec.Cmd
+	log                  *syncBuffer
+	done                 chan struct{}
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
+}
+
+// PID is containerd's process ID.
+func (c *containerd) PID() int { return c.cmd.Process.Pid }
+
+// startContainerd starts /usr/bin/containerd with a minimal config (CRI
+// disabled) under dir, or under a new temporary directory when dir is empty,
+// and waits for its socket. It is stopped with SIGTERM (then SIGKILL, by PID)
+// when b ends.
+func startContainerd(b *testing.B, dir string) *containerd {
+	b.Helper()
+	bin, err := exec.LookPath("containerd")
+	if err != nil {
+		b.Fatalf("containerd not found (Debian's containerd package is the baseline): %v", err)
+	}
+	hulltest.RequireCtr(b)
+	if dir == "" {
+		dir = b.TempDir()
+	}
+	c := &containerd{
+		Root: filepath.Join(dir, "root"), State: filepath.Join(dir, "state"),
+		log: &syncBuffer{}, done: make(chan struct{}),
+	}
+	c.Address = filepath.Join(c.State, "containerd.sock")
+	// Top-level keys first, then tables. The opt plugin would otherwise
+	// create /opt/containerd on the host.
+	cfg := fmt.Sprintf(`version = 2
+root = %q
+state = %q
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+
+[grpc]
+  address = %q
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = %q
+`, c.Root, c.State, c.Address, filepath.Join(dir, "opt"))
+	cfgPath := filepath.Join(dir, "containerd.toml")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	c.cmd = exec.Command(bin, "--config", cfgPath)
+	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
+	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := c.cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	go func() { c.cmd.Wait(); close(c.done) }()
+	b.Cleanup(func() {
+		c.stop(b)
+		if b.Failed() {
+			b.Logf("containerd log:\n%s", c.log.String())
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		select {
+		case <-c.done:
+			b.Fatalf("containerd exited during start-up: %v\n%s", c.cmd.ProcessState, c.log.String())
+		default:
+		}
+		if conn, err := net.Dial("unix", c.Address); err == nil {
+			conn.Close()
+			return c
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("containerd did not listen on %s within 30s\n%s", c.Address, c.log.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// stop sends SIGTERM to containerd's PID and waits up to 15s before SIGKILL.
+func (c *containerd) stop(b *testing.B) {
+	select {
+	case <-c.done:
+		return
+	default:
+	}
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.done:
+	case <-time.After(15 * time.Second):
+		b.Errorf("containerd did not stop within 15s of SIGTERM; killing PID %d", c.PID())
+		c.cmd.Process.Signal(syscall.SIGKILL)
+		<-c.done
+	}
+}
+
+// dial connects raw containerd API clients to the socket at addr.
+func dial(b *testing.B, addr string) *grpc.ClientConn {
+	b.Helper()
+	conn, err := grpc.NewClient("unix://"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+func nsCtx(ns string) context.Context {
+	return metadata.AppendToOutgoingContext(context.Background(), "containerd-namespace", ns)
+}
+
+// writeBlob ingests data in one COMMIT message of the Write stream, with its
+// size and digest expected.
+func writeBlob(ctx context.Context, cs contentapi.ContentClient, ref string, data []byte, dgst digest.Digest) error {
+	w, err := cs.Write(ctx)
+	if err != nil {
+		return err
+	}
+	defer w.CloseSend()
+	if err := w.Send(&contentapi.WriteContentRequest{Action: contentapi.WriteAction_STAT, Ref: ref, Total: int64(len(data)), Expected: dgst.String()}); err != nil {
+		return err
+	}
+	st, err := w.Recv()
+	if err != nil {
+		return fmt.Errorf("stat %s: %w", ref, err)
+	}
+	if err := w.Send(&contentapi.WriteContentRequest{Action: contentapi.WriteAction_COMMIT, Ref: ref, Offset: st.Offset, Data: data[st.Offset:], Total: int64(len(data)), Expected: dgst.String()}); err != nil {
+		return err
+	}
+	if _, err := w.Recv(); err != nil {
+		return fmt.Errorf("commit %s: %w", ref, err)
+	}
+	return nil
+}
+
+// ingestFile streams the file at path through the Write stream the way
+// containerd's client does: a STAT naming the expected size and digest, then
+// WRITE messages of chunk bytes, each answered before the next is sent, then a
+// COMMIT.
+func ingestFile(ctx context.Context, cs contentapi.ContentClient, ref, path string, size int64, dgst digest.Digest, chunk int) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	w, err := cs.Write(ctx)
+	if err != nil {
+		return err
+	}
+	defer w.CloseSend()
+	if err := w.Send(&contentapi.WriteContentRequest{Action: contentapi.WriteAction_STAT, Ref: ref, Total: size, Expected: dgst.String()}); err != nil {
+		return err
+	}
+	st, err := w.Recv()
+	if err != nil {
+		return fmt.Errorf("stat %s: %w", ref, err)
+	}
+	if st.Offset != 0 {
+		return fmt.Errorf("ingest %s starts at offset %d, want a fresh ingest", ref, st.Offset)
+	}
+	buf := make([]byte, chunk)
+	var off int64
+	for {
+		n, rerr := io.ReadFull(f, buf)
+		if n > 0 {
+			if err := w.Send(&contentapi.WriteContentRequest{Action: contentapi.WriteAction_WRITE, Ref: ref, Offset: off, Data: buf[:n]}); err != nil {
+				return err
+			}
+			resp, err := w.Recv()
+			if err != nil {
+				return fmt.Errorf("write %s at %d: %w", ref, off, err)
+			}
+			off += int64(n)
+			if resp.Offset != off {
+				return fmt.Errorf("write %s: daemon at offset %d, want %d", ref, resp.Offset, off)
+			}
+		}
+		if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
+			break
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+	if err := w.Send(&contentapi.WriteContentRequest{Action: contentapi.WriteAction_COMMIT, Ref: ref, Offset: off, Total: size, Expected: dgst.String()}); err != nil {
+		return err
+	}
+	resp, err := w.Recv()
+	if err != nil {
+		return fmt.Errorf("commit %s: %w", ref, err)
+	}
+	if resp.Digest != "" && resp.Digest != dgst.String() {
+		return fmt.Errorf("commit %s: daemon committed %s, want %s", ref, resp.Digest, dgst)
+	}
+	return nil
+}
+
+// median returns the median of ds (the mean of the middle two for an even
+// count).
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	n := len(s)
+	if n == 0 {
+		return 0
+	}
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// run runs a command with its stdout discarded and returns how long it took;
+// stderr is returned in the error when it fails.
+func run(name string, args ...string) (time.Duration, error) {
+	return runTo(io.Discard, name, args...)
+}
+
+func runTo(stdout io.Writer, name string, args ...string) (time.Duration, error) {
+	cmd := exec.Command(name, args...)
+	cmd.Stdout = stdout
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	start := time.Now()
+	err := cmd.Run()
+	d := time.Since(start)
+	if err != nil {
+		return d, fmt.Errorf("%s %s: %v\n%s", name, strings.Join(args, " "), err, stderr.String())
+	}
+	return d, nil
+}
+
+// syncDisk flushes dirty pages so that earlier writes do not compete with
+// the next timed step.
+func syncDisk(b *testing.B) {
+	b.Helper()
+	if _, err := run("sync"); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// ms formats d in milliseconds.
+func ms(d time.Duration) string {
+	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 1, 64) + "ms"
+}
+
+// report prints one line comparing hull with the baseline and reports the
+// times and the ratio as metrics. It never fails b: a missed target is a
+// number to read, not an error.
+func report(b *testing.B, name, baseName string, hull, base time.Duration, target float64, extra string) {
+	b.Helper()
+	ratio := float64(hull) / float64(base)
+	verdict := "met"
+	if ratio > target {
+		verdict = "MISSED"
+	}
+	line := fmt.Sprintf("%s: hull %s %s %s ratio %.2f (target <= %.2f, %s)", name, ms(hull), baseName, ms(base), ratio, target, verdict)
+	if extra != "" {
+		line += "; " + extra
+	}
+	fmt.Println(line)
+	b.ReportMetric(float64(hull)/float64(time.Millisecond), "hull-ms")
+	b.ReportMetric(float64(base)/float64(time.Millisecond), baseName+"-ms")
+	b.ReportMetric(ratio, "hull/"+baseName)
+}
+
+// rssKiB reads VmRSS (and RssAnon) of pid from /proc, in KiB.
+func rssKiB(pid int) (rss, anon int64, err error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		v, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "VmRSS:":
+			rss = v
+		case "RssAnon:":
+			anon = v
+		}
+	}
+	if rss == 0 {
+		return 0, 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+	}
+	return rss, anon, nil
+}

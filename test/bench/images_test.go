@@ -1,0 +1,132 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	contentapi "github.com/containerd/containerd/api/services/content/v1"
+	imagesapi "github.com/containerd/containerd/api/services/images/v1"
+	"github.com/containerd/containerd/api/types"
+	"google.golang.org/grpc"
+
+	"github.com/hullrt/hull/internal/testimage"
+)
+
+// BenchmarkImagesLs10k fills hulld and containerd each with 10,000 images
+// (one small image's blobs, 10,000 names pointing at its manifest) and times
+// `ctr images ls` on each, which reads every image's manifest and config to
+// show its size and platform, and `ctr images ls -q`, which only lists names.
+// Target: hull <= 0.7x containerd for `ctr images ls`.
+func BenchmarkImagesLs10k(b *testing.B) {
+	const (
+		images      = 10000
+		concurrency = 8
+		reps        = 5
+		target      = 0.7
+	)
+	img := testimage.New([]string{"/hello"}, []testimage.File{{Name: "hello", Mode: 0o755, Data: []byte("#!/bin/sh\necho hello\n")}})
+
+	hull := startHull(b, "")
+	ctrd := startContainerd(b, "")
+	daemons := []struct {
+		name, addr string
+		conn       *grpc.ClientConn
+	}{
+		{"hull", hull.Address, dial(b, hull.Address)},
+		{"containerd", ctrd.Address, dial(b, ctrd.Address)},
+	}
+	ctx := nsCtx("default")
+	for _, d := range daemons {
+		start := time.Now()
+		fill(b, ctx, d.conn, img, images, concurrency)
+		fmt.Printf("images-ls-10k: filled %s with %d images in %s\n", d.name, images, time.Since(start).Round(time.Millisecond))
+	}
+	syncDisk(b)
+
+	// Check once that both list every image, then time.
+	for _, d := range daemons {
+		var out strings.Builder
+		if _, err := runTo(&out, "ctr", "--address", d.addr, "images", "ls", "-q"); err != nil {
+			b.Fatal(err)
+		}
+		if n := strings.Count(out.String(), "\n"); n != images {
+			b.Fatalf("ctr images ls -q on %s listed %d images, want %d", d.name, n, images)
+		}
+	}
+
+	b.ResetTimer()
+	times := map[string][]time.Duration{}
+	for _, args := range [][]string{{"images", "ls"}, {"images", "ls", "-q"}} {
+		for i := 0; i < reps; i++ {
+			// Alternate, so that drift in the machine's load hits both alike.
+			for _, d := range daemons {
+				t, err := run("ctr", append([]string{"--address", d.addr}, args...)...)
+				if err != nil {
+					b.Fatal(err)
+				}
+				key := d.name + " " + strings.Join(args, " ")
+				times[key] = append(times[key], t)
+			}
+		}
+	}
+	b.StopTimer()
+
+	ls, lsCtrd := median(times["hull images ls"]), median(times["containerd images ls"])
+	q, qCtrd := median(times["hull images ls -q"]), median(times["containerd images ls -q"])
+	report(b, "images-ls-10k", "containerd", ls, lsCtrd, target,
+		fmt.Sprintf("hull runs %v, containerd runs %v", times["hull images ls"], times["containerd images ls"]))
+	fmt.Printf("images-ls-q-10k: hull %s containerd %s ratio %.2f (target <= %.2f); hull runs %v, containerd runs %v\n",
+		ms(q), ms(qCtrd), float64(q)/float64(qCtrd), target, times["hull images ls -q"], times["containerd images ls -q"])
+	b.ReportMetric(float64(q)/float64(time.Millisecond), "hull-q-ms")
+	b.ReportMetric(float64(qCtrd)/float64(time.Millisecond), "containerd-q-ms")
+	b.ReportMetric(float64(q)/float64(qCtrd), "hull/containerd-q")
+}
+
+// fill writes img's blobs and creates n images named example.test/img/N:latest
+// pointing at its manifest, with concurrency creates in flight.
+func fill(b *testing.B, ctx context.Context, conn *grpc.ClientConn, img *testimage.Image, n, concurrency int) {
+	b.Helper()
+	cs := contentapi.NewContentClient(conn)
+	for i, blob := range img.Blobs() {
+		if err := writeBlob(ctx, cs, fmt.Sprintf("bench-blob-%d", i), blob.Data, blob.Desc.Digest); err != nil {
+			b.Fatal(err)
+		}
+	}
+	is := imagesapi.NewImagesClient(conn)
+	m := img.Manifest.Desc
+	target := &types.Descriptor{MediaType: m.MediaType, Digest: m.Digest.String(), Size: m.Size}
+	var (
+		next     atomic.Int64
+		wg       sync.WaitGroup
+		errOnce  sync.Once
+		firstErr error
+	)
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for w := 0; w < concurrency; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(n) || cctx.Err() != nil {
+					return
+				}
+				name := fmt.Sprintf("example.test/img/%d:latest", i)
+				if _, err := is.Create(cctx, &imagesapi.CreateImageRequest{Image: &imagesapi.Image{Name: name, Target: target}}); err != nil {
+					errOnce.Do(func() { firstErr = fmt.Errorf("create %s: %w", name, err); cancel() })
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		b.Fatal(firstErr)
+	}
+}
