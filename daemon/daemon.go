@@ -52,11 +52,12 @@ type Daemon struct {
 	server  *grpc.Server
 	lis     net.Listener
 	// tcp serves the API on grpc.tcp_address with its own TLS options.
-	tcp       *grpc.Server
-	tcpLis    net.Listener
-	stopDebug func()
-	lock      *os.File
-	closers   []io.Closer
+	tcp         *grpc.Server
+	tcpLis      net.Listener
+	stopDebug   func()
+	stopMetrics func()
+	lock        *os.File
+	closers     []io.Closer
 }
 
 // New prepares the directories, takes the root lock, initialises the plugins
@@ -79,6 +80,10 @@ func New(ctx context.Context, cfg *config.Config, reg *plugin.Registry, log *slo
 		if err := os.Chmod(dir, 0o711); err != nil {
 			return nil, err
 		}
+	}
+	if cfg.Cgroup.Path != "" {
+		// Said at every start, so that nobody relies on it silently.
+		log.Warn("cgroup.path is not supported yet: hulld stays in the cgroup it was started in", "path", cfg.Cgroup.Path)
 	}
 	lock, err := lockRoot(cfg.Root)
 	if err != nil {
@@ -167,12 +172,18 @@ func (d *Daemon) initPlugins(ctx context.Context, reg *plugin.Registry) error {
 
 func (d *Daemon) listen() error {
 	g := d.cfg.GRPC
-	d.server = grpc.NewServer(
+	metrics, stopMetrics, err := d.serveMetrics()
+	if err != nil {
+		return err
+	}
+	d.stopMetrics = stopMetrics
+	serverOpts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(g.MaxRecvMsgSize),
 		grpc.MaxSendMsgSize(g.MaxSendMsgSize),
-		grpc.ChainUnaryInterceptor(unaryInterceptor(d.log)),
-		grpc.ChainStreamInterceptor(streamInterceptor(d.log)),
-	)
+		grpc.ChainUnaryInterceptor(unaryInterceptor(d.log), metrics.unary()),
+		grpc.ChainStreamInterceptor(streamInterceptor(d.log), metrics.stream()),
+	}
+	d.server = grpc.NewServer(serverOpts...)
 	register := func(srv *grpc.Server) {
 		for _, inst := range d.plugins.GetByType(plugin.GRPCPlugin) {
 			if svc, ok := inst.(grpcapi.Service); ok {
@@ -181,21 +192,16 @@ func (d *Daemon) listen() error {
 		}
 	}
 	register(d.server)
-	lis, err := listenUnix(g.Address, g.UID, g.GID)
-	if err != nil {
+	if d.lis, err = listenUnix(g.Address, g.UID, g.GID); err != nil {
 		return err
 	}
-	d.lis = lis
 	tcpLis, tcpOpts, err := d.tcpListener()
 	if err != nil {
 		return err
 	}
 	if tcpLis != nil {
 		d.tcpLis = tcpLis
-		d.tcp = grpc.NewServer(append(tcpOpts,
-			grpc.MaxRecvMsgSize(g.MaxRecvMsgSize), grpc.MaxSendMsgSize(g.MaxSendMsgSize),
-			grpc.ChainUnaryInterceptor(unaryInterceptor(d.log)),
-			grpc.ChainStreamInterceptor(streamInterceptor(d.log)))...)
+		d.tcp = grpc.NewServer(append(tcpOpts, serverOpts...)...)
 		register(d.tcp)
 	}
 	if d.stopDebug, err = d.serveDebug(); err != nil {
@@ -280,9 +286,11 @@ func (d *Daemon) Serve(ctx context.Context, grace time.Duration) error {
 }
 
 func (d *Daemon) close() {
-	if d.stopDebug != nil {
-		d.stopDebug()
-		d.stopDebug = nil
+	for _, stop := range []*func(){&d.stopDebug, &d.stopMetrics} {
+		if *stop != nil {
+			(*stop)()
+			*stop = nil
+		}
 	}
 	if d.tcpLis != nil {
 		d.tcpLis.Close() // after Serve stopped this is a harmless second close

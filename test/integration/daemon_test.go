@@ -133,6 +133,9 @@ func TestDaemonDebugAndTCPListeners(t *testing.T) {
   address = "` + dbg + `"
 [grpc]
   tcp_address = "127.0.0.1:0"
+[metrics]
+  address = "127.0.0.1:0"
+  grpc_histogram = true
 `})
 	// pprof answers on the debug socket.
 	client := http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -164,5 +167,20 @@ func TestDaemonDebugAndTCPListeners(t *testing.T) {
 	v, err := versionapi.NewVersionClient(conn).Version(context.Background(), &emptypb.Empty{})
 	if err != nil || v.Version == "" {
 		t.Fatalf("version over tcp: %v %v", v, err)
+	}
+	// Prometheus metrics count that call.
+	mm := regexp.MustCompile(`msg="metrics listening" address=(127\.0\.0\.1:\d+)`).FindStringSubmatch(d.Log())
+	if mm == nil {
+		t.Fatalf("no metrics address in the log:\n%s", d.Log())
+	}
+	resp, err = http.Get("http://" + mm[1] + "/v1/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `hull_grpc_calls_total{code="OK",method="/containerd.services.version.v1.Version/Version"} 1`) ||
+		!strings.Contains(string(body), "hull_grpc_call_seconds_bucket") {
+		t.Fatalf("metrics lack the version call:\n%.2000s", body)
 	}
 }
