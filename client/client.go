@@ -174,10 +174,13 @@ func (c *Client) outgoing(ctx context.Context) context.Context {
 	return metadata.NewOutgoingContext(ctx, md)
 }
 
+// unaryInterceptor adds the headers and maps the error of every unary call.
 func (c *Client) unaryInterceptor(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 	return errgrpc.ToNative(invoker(c.outgoing(ctx), method, req, reply, cc, opts...))
 }
 
+// streamInterceptor does the same for streams, whose errors come later,
+// message by message.
 func (c *Client) streamInterceptor(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 	s, err := streamer(c.outgoing(ctx), desc, cc, method, opts...)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 
 	api "github.com/containerd/containerd/api/services/events/v1"
 	"github.com/containerd/containerd/api/types"
@@ -38,6 +39,10 @@ func toProtoAny(v any) (*anypb.Any, error) {
 		return a, nil
 	case typeurl.Any:
 		return &anypb.Any{TypeUrl: a.GetTypeUrl(), Value: a.GetValue()}, nil
+	}
+	if v == nil || reflect.TypeOf(v).Kind() != reflect.Pointer {
+		// typeurl panics on these rather than failing.
+		return nil, fmt.Errorf("encode event %T: an event is a pointer to a protobuf or typeurl-registered type: %w", v, errdefs.ErrInvalidArgument)
 	}
 	a, err := typeurl.MarshalAnyToProto(v)
 	if err != nil {

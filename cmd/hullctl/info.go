@@ -123,7 +123,7 @@ func pluginsCommand(e *env) *cli.Command {
 			Aliases:   []string{"list"},
 			Usage:     "list plugins matching any of the filters",
 			ArgsUsage: "[FILTER...]",
-			Flags:     []cli.Flag{quietFlag},
+			Flags:     listFlags(),
 			Action: func(c *cli.Context) error {
 				cl, err := e.connect()
 				if err != nil {

@@ -33,7 +33,11 @@ func main() {
 	err := newApp(os.Stdin, os.Stdout, os.Stderr, os.Getenv).RunContext(ctx, os.Args)
 	stop()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "hullctl: %v\n", err)
+		// Commands acting on several names report every failure, one
+		// per line.
+		for _, line := range strings.Split(err.Error(), "\n") {
+			fmt.Fprintf(os.Stderr, "hullctl: %s\n", line)
+		}
 		os.Exit(1)
 	}
 }
@@ -69,7 +73,7 @@ else "default"; --debug tells which was used.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "address", Aliases: []string{"a"}, Usage: "hulld's socket (default: $HULL_ADDRESS, " + defaultAddress + ")"},
 			&cli.StringFlag{Name: "namespace", Aliases: []string{"n"}, Usage: "namespace to act in (default: $HULL_NAMESPACE, $CONTAINERD_NAMESPACE, \"default\")"},
-			&cli.DurationFlag{Name: "timeout", Usage: "limit for each API call (not for streams: content get/ingest, events); 0 for none"},
+			&cli.DurationFlag{Name: "timeout", Usage: "limit for each API call (not for event subscriptions and ingests, which last as long as their input); 0 for none"},
 			&cli.BoolFlag{Name: "debug", Usage: "tell on stderr how hullctl resolved its settings"},
 			&cli.StringFlag{Name: "format", Value: "table", Usage: "output of listings: table or json"},
 		},
@@ -183,13 +187,9 @@ func (e *env) connect() (*client.Client, error) {
 	}
 	opts := []client.Opt{client.WithDefaultNamespace(e.namespace)}
 	if e.timeout > 0 {
-		t := e.timeout
-		opts = append(opts, client.WithDialOpts(grpc.WithChainUnaryInterceptor(
-			func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-				ctx, cancel := context.WithTimeout(ctx, t)
-				defer cancel()
-				return invoker(ctx, method, req, reply, cc, opts...)
-			})))
+		opts = append(opts, client.WithDialOpts(
+			grpc.WithChainUnaryInterceptor(unaryTimeout(e.timeout)),
+			grpc.WithChainStreamInterceptor(streamTimeout(e.timeout))))
 	}
 	c, err := client.New(e.address, opts...)
 	if err != nil {
@@ -199,13 +199,84 @@ func (e *env) connect() (*client.Client, error) {
 	return c, nil
 }
 
+// unaryTimeout bounds each unary call by d.
+func unaryTimeout(d time.Duration) grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		ctx, cancel := context.WithTimeout(ctx, d)
+		defer cancel()
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+}
+
+// unbounded tells the streams that last as long as their input or the user
+// wants: an event subscription, an ingest fed from stdin.
+func unbounded(method string) bool {
+	switch method {
+	case "/containerd.services.events.v1.Events/Subscribe", "/containerd.services.content.v1.Content/Write":
+		return true
+	}
+	return false
+}
+
+// streamTimeout bounds each other stream (listings, one read of a blob) by
+// d, from its start to its last message.
+func streamTimeout(d time.Duration) grpc.StreamClientInterceptor {
+	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		if unbounded(method) {
+			return streamer(ctx, desc, cc, method, opts...)
+		}
+		ctx, cancel := context.WithTimeout(ctx, d)
+		s, err := streamer(ctx, desc, cc, method, opts...)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		return &cancelStream{ClientStream: s, cancel: cancel}, nil
+	}
+}
+
+// cancelStream releases its timeout's timer when the stream ends; one that
+// is abandoned is released when the timeout fires.
+type cancelStream struct {
+	grpc.ClientStream
+	cancel context.CancelFunc
+}
+
+func (s *cancelStream) RecvMsg(m any) error {
+	err := s.ClientStream.RecvMsg(m)
+	if err != nil {
+		s.cancel()
+	}
+	return err
+}
+
 // ctx returns the context of a command's calls, in the chosen namespace.
 func (e *env) ctx(c *cli.Context) context.Context {
 	return client.WithNamespace(c.Context, e.namespace)
 }
 
-// quietFlag is the -q of listing commands.
-var quietFlag = &cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only the IDs"}
+// listFlags are the flags of listing commands: -q, and --format again, as
+// it is natural to write it after the command too. They are new each time,
+// since a flag records whether it was set.
+func listFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only the IDs"},
+		&cli.StringFlag{Name: "format", Usage: "table or json (default: the global --format)"},
+	}
+}
+
+// formatOf returns the output format of c: its own --format, else the
+// global one.
+func (e *env) formatOf(c *cli.Context) (string, error) {
+	f := c.String("format")
+	switch f {
+	case "":
+		return e.format, nil
+	case "table", "json":
+		return f, nil
+	}
+	return "", fmt.Errorf("--format %q: the formats are table and json", f)
+}
 
 // listing is what a listing command prints, in each of the formats.
 type listing struct {
@@ -215,14 +286,19 @@ type listing struct {
 	json   any
 }
 
+// print writes l as -q, --format and the global --format ask.
 func (e *env) print(c *cli.Context, l listing) error {
+	format, err := e.formatOf(c)
+	if err != nil {
+		return err
+	}
 	switch {
 	case c.Bool("quiet"):
 		for _, id := range l.ids {
 			fmt.Fprintln(e.stdout, id)
 		}
 		return nil
-	case e.format == "json":
+	case format == "json":
 		return e.printJSON(l.json)
 	}
 	tw := tabwriter.NewWriter(e.stdout, 1, 8, 1, ' ', 0)
@@ -233,6 +309,7 @@ func (e *env) print(c *cli.Context, l listing) error {
 	return tw.Flush()
 }
 
+// printJSON writes v indented, for people and jq alike.
 func (e *env) printJSON(v any) error {
 	enc := json.NewEncoder(e.stdout)
 	enc.SetIndent("", "  ")

@@ -62,6 +62,11 @@ func (s *eventsService) Subscribe(req *api.SubscribeRequest, srv api.Events_Subs
 		select {
 		case env, ok := <-ch:
 			if !ok {
+				// The bus closes the events first and then reports why,
+				// if anything went wrong (a bad filter, say).
+				if err, ok := <-errs; ok && err != nil {
+					return errgrpc.ToGRPC(err)
+				}
 				return nil
 			}
 			if err := srv.Send(&types.Envelope{
@@ -75,7 +80,7 @@ func (s *eventsService) Subscribe(req *api.SubscribeRequest, srv api.Events_Subs
 				return errgrpc.ToGRPC(err)
 			}
 			if !ok {
-				errs = nil
+				errs = nil // closed without error: wait for the events to end
 			}
 		}
 	}

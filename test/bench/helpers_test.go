@@ -356,3 +356,52 @@ func rssKiB(pid int) (rss, anon int64, err error) {
 	}
 	return rss, anon, nil
 }
+
+// cpuTime returns the user plus system CPU time pid has used so far, from
+// /proc/PID/stat (clock ticks of 10ms).
+func cpuTime(pid int) (time.Duration, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: no command end", pid)
+	}
+	// Fields after the command: state is field 3; utime and stime are 14, 15.
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+	}
+	u, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: bad utime/stime %q %q", pid, f[11], f[12])
+	}
+	return time.Duration(u+st) * 10 * time.Millisecond, nil
+}
+
+// cmdCPU runs a command with its stdout discarded and returns its wall time,
+// its own CPU time (user+system) and the CPU time daemon pid used meanwhile.
+func cmdCPU(pid int, name string, args ...string) (wall, own, daemon time.Duration, err error) {
+	before, err := cpuTime(pid)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	cmd := exec.Command(name, args...)
+	cmd.Stdout = io.Discard
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	start := time.Now()
+	err = cmd.Run()
+	wall = time.Since(start)
+	if err != nil {
+		return wall, 0, 0, fmt.Errorf("%s %s: %v\n%s", name, strings.Join(args, " "), err, stderr.String())
+	}
+	after, err := cpuTime(pid)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	return wall, cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), after - before, nil
+}

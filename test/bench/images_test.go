@@ -35,10 +35,11 @@ func BenchmarkImagesLs10k(b *testing.B) {
 	ctrd := startContainerd(b, "")
 	daemons := []struct {
 		name, addr string
+		pid        int
 		conn       *grpc.ClientConn
 	}{
-		{"hull", hull.Address, dial(b, hull.Address)},
-		{"containerd", ctrd.Address, dial(b, ctrd.Address)},
+		{"hull", hull.Address, hull.PID(), dial(b, hull.Address)},
+		{"containerd", ctrd.Address, ctrd.PID(), dial(b, ctrd.Address)},
 	}
 	ctx := nsCtx("default")
 	for _, d := range daemons {
@@ -61,16 +62,20 @@ func BenchmarkImagesLs10k(b *testing.B) {
 
 	b.ResetTimer()
 	times := map[string][]time.Duration{}
+	ctrCPU := map[string][]time.Duration{}    // ctr's own user+system time
+	daemonCPU := map[string][]time.Duration{} // the daemon's, meanwhile
 	for _, args := range [][]string{{"images", "ls"}, {"images", "ls", "-q"}} {
 		for i := 0; i < reps; i++ {
 			// Alternate, so that drift in the machine's load hits both alike.
 			for _, d := range daemons {
-				t, err := run("ctr", append([]string{"--address", d.addr}, args...)...)
+				t, own, dcpu, err := cmdCPU(d.pid, "ctr", append([]string{"--address", d.addr}, args...)...)
 				if err != nil {
 					b.Fatal(err)
 				}
 				key := d.name + " " + strings.Join(args, " ")
 				times[key] = append(times[key], t)
+				ctrCPU[key] = append(ctrCPU[key], own)
+				daemonCPU[key] = append(daemonCPU[key], dcpu)
 			}
 		}
 	}
@@ -78,10 +83,15 @@ func BenchmarkImagesLs10k(b *testing.B) {
 
 	ls, lsCtrd := median(times["hull images ls"]), median(times["containerd images ls"])
 	q, qCtrd := median(times["hull images ls -q"]), median(times["containerd images ls -q"])
+	cpu := func(key string) string {
+		return fmt.Sprintf("ctr CPU %s, daemon CPU %s", ms(median(ctrCPU[key])), ms(median(daemonCPU[key])))
+	}
 	report(b, "images-ls-10k", "containerd", ls, lsCtrd, target,
-		fmt.Sprintf("hull runs %v, containerd runs %v", times["hull images ls"], times["containerd images ls"]))
-	fmt.Printf("images-ls-q-10k: hull %s containerd %s ratio %.2f (target <= %.2f); hull runs %v, containerd runs %v\n",
-		ms(q), ms(qCtrd), float64(q)/float64(qCtrd), target, times["hull images ls -q"], times["containerd images ls -q"])
+		fmt.Sprintf("with hull: %s; with containerd: %s; hull runs %v, containerd runs %v",
+			cpu("hull images ls"), cpu("containerd images ls"), times["hull images ls"], times["containerd images ls"]))
+	fmt.Printf("images-ls-q-10k: hull %s containerd %s ratio %.2f (target <= %.2f); with hull: %s; with containerd: %s; hull runs %v, containerd runs %v\n",
+		ms(q), ms(qCtrd), float64(q)/float64(qCtrd), target, cpu("hull images ls -q"), cpu("containerd images ls -q"),
+		times["hull images ls -q"], times["containerd images ls -q"])
 	b.ReportMetric(float64(q)/float64(time.Millisecond), "hull-q-ms")
 	b.ReportMetric(float64(qCtrd)/float64(time.Millisecond), "containerd-q-ms")
 	b.ReportMetric(float64(q)/float64(qCtrd), "hull/containerd-q")

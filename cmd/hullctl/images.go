@@ -1,0 +1,199 @@
+package main
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/containerd/errdefs"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/urfave/cli/v2"
+
+	"github.com/hullrt/hull/core/images"
+)
+
+func imagesCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:    "images",
+		Aliases: []string{"image", "i"},
+		Usage:   "manage image records",
+		Subcommands: []*cli.Command{
+			imagesLs(e), imagesRm(e), imagesLabel(e), imagesTag(e),
+		},
+	}
+}
+
+func imagesLs(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "ls",
+		Aliases:   []string{"list"},
+		Usage:     "list images matching any of the filters",
+		ArgsUsage: "[FILTER...]",
+		Flags:     listFlags(),
+		Action: func(c *cli.Context) error {
+			cl, err := e.connect()
+			if err != nil {
+				return err
+			}
+			ctx := e.ctx(c)
+			imgs, err := cl.ImageService().List(ctx, c.Args().Slice()...)
+			if err != nil {
+				return err
+			}
+			sort.Slice(imgs, func(i, j int) bool { return imgs[i].Name < imgs[j].Name })
+			type image struct {
+				Name      string             `json:"name"`
+				Target    ocispec.Descriptor `json:"target"`
+				Size      int64              `json:"size"`
+				Platforms []string           `json:"platforms"`
+				Labels    map[string]string  `json:"labels"`
+				CreatedAt string             `json:"created_at"`
+				UpdatedAt string             `json:"updated_at"`
+			}
+			l := listing{header: []string{"NAME", "TYPE", "DIGEST", "SIZE", "PLATFORMS", "LABELS"}}
+			js := []image{}
+			cs := cl.ContentStore()
+			for _, img := range imgs {
+				l.ids = append(l.ids, img.Name)
+				if c.Bool("quiet") {
+					continue
+				}
+				w := &imageWalk{seen: map[digest.Digest]ocispec.Descriptor{}, platforms: map[string]bool{}}
+				if err := walkImage(ctx, cs, img.Target, w, true); err != nil {
+					return fmt.Errorf("image %q: %w", img.Name, err)
+				}
+				plats := w.platformList()
+				platStr := "-"
+				if len(plats) > 0 {
+					platStr = strings.Join(plats, ",")
+				}
+				// Sizes of content not stored are unknown beyond the
+				// target's own; ctr shows "-" then, and so do we.
+				sizeStr := humanSize(w.size())
+				if w.missing > 0 {
+					sizeStr = "-"
+				}
+				l.rows = append(l.rows, []string{img.Name, img.Target.MediaType, img.Target.Digest.String(), sizeStr, platStr, labelString(img.Labels)})
+				js = append(js, image{img.Name, img.Target, w.size(), plats, nonNil(img.Labels), timeString(img.CreatedAt), timeString(img.UpdatedAt)})
+			}
+			l.json = js
+			return e.print(c, l)
+		},
+	}
+}
+
+func imagesRm(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "rm",
+		Aliases:   []string{"remove", "delete", "del"},
+		Usage:     "remove images",
+		ArgsUsage: "NAME...",
+		Flags:     []cli.Flag{&cli.BoolFlag{Name: "sync", Usage: "wait for the garbage collection of their content"}},
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, 1, "NAME..."); err != nil {
+				return err
+			}
+			cl, err := e.connect()
+			if err != nil {
+				return err
+			}
+			var opts []images.DeleteOpt
+			if c.Bool("sync") {
+				opts = append(opts, images.SynchronousDelete())
+			}
+			return each(c.Args().Slice(), func(name string) error {
+				if err := cl.ImageService().Delete(e.ctx(c), name, opts...); err != nil {
+					return named("image", name, err)
+				}
+				fmt.Fprintln(e.stdout, name)
+				return nil
+			})
+		},
+	}
+}
+
+func imagesLabel(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "label",
+		Usage:     "set labels (KEY=VALUE) or remove them (KEY or KEY=) and print the result",
+		ArgsUsage: "NAME [KEY=VALUE...]",
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, 1, "NAME [KEY=VALUE...]"); err != nil {
+				return err
+			}
+			name := c.Args().First()
+			labels, err := parseLabels(c.Args().Tail(), true)
+			if err != nil {
+				return err
+			}
+			cl, err := e.connect()
+			if err != nil {
+				return err
+			}
+			is := cl.ImageService()
+			img := images.Image{Name: name, Labels: map[string]string{}}
+			var paths []string
+			for k, v := range labels {
+				paths = append(paths, "labels."+k)
+				if v != "" {
+					img.Labels[k] = v
+				}
+			}
+			if len(paths) == 0 {
+				// No fieldpaths would replace every field: just show.
+				img, err = is.Get(e.ctx(c), name)
+			} else {
+				img, err = is.Update(e.ctx(c), img, paths...)
+			}
+			if err != nil {
+				return named("image", name, err)
+			}
+			if e.format == "json" {
+				return e.printJSON(nonNil(img.Labels))
+			}
+			if len(img.Labels) > 0 {
+				fmt.Fprintln(e.stdout, labelString(img.Labels))
+			}
+			return nil
+		},
+	}
+}
+
+func imagesTag(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "tag",
+		Usage:     "give an image more names, pointing at the same content",
+		ArgsUsage: "SOURCE TARGET...",
+		Flags:     []cli.Flag{&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "repoint targets that exist"}},
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, 2, "SOURCE TARGET..."); err != nil {
+				return err
+			}
+			cl, err := e.connect()
+			if err != nil {
+				return err
+			}
+			ctx := e.ctx(c)
+			is := cl.ImageService()
+			src, err := is.Get(ctx, c.Args().First())
+			if err != nil {
+				return named("image", c.Args().First(), err)
+			}
+			return each(c.Args().Tail(), func(dst string) error {
+				img := images.Image{Name: dst, Target: src.Target, Labels: src.Labels}
+				_, err := is.Create(ctx, img)
+				if errdefs.IsAlreadyExists(err) && c.Bool("force") {
+					// Update in place rather than delete and create, so
+					// the content never loses its last reference.
+					_, err = is.Update(ctx, img)
+				}
+				if err != nil {
+					return named("image", dst, err)
+				}
+				fmt.Fprintln(e.stdout, dst)
+				return nil
+			})
+		},
+	}
+}
