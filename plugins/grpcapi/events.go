@@ -64,8 +64,10 @@ func (s *eventsService) Subscribe(req *api.SubscribeRequest, srv api.Events_Subs
 			if !ok {
 				// The bus closes the events first and then reports why,
 				// if anything went wrong (a bad filter, say).
-				if err, ok := <-errs; ok && err != nil {
-					return errgrpc.ToGRPC(err)
+				if errs != nil {
+					if err, ok := <-errs; ok && err != nil {
+						return errgrpc.ToGRPC(err)
+					}
 				}
 				return nil
 			}
