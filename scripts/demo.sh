@@ -20,7 +20,8 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 hullctl() { echo "\$ hullctl $*" >&2; bin/hullctl --address "$sock" "$@"; }
 
 step "start hulld on $tmp"
-bin/hulld --root "$tmp/root" --state "$tmp/state" --address "$sock" --config "$tmp/none.toml" 2>"$tmp/hulld.log" &
+printf "version = 3\n" >"$tmp/config.toml"
+bin/hulld --root "$tmp/root" --state "$tmp/state" --address "$sock" --config "$tmp/config.toml" 2>"$tmp/hulld.log" &
 hulld_pid=$!
 for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
 [ -S "$sock" ] || { cat "$tmp/hulld.log"; exit 1; }
@@ -35,10 +36,21 @@ go run ./internal/testimage/mkimage -o "$tmp/busybox.tar" -ref docker.io/library
 hullctl -n demo images import "$tmp/busybox.tar"
 hullctl -n demo images ls
 
-step "walk its content"
+step "walk its content: the manifest, its config and its layer"
 hullctl -n demo content ls
-manifest=$(bin/hullctl --address "$sock" -n demo images ls -q --format json | grep -o 'sha256:[0-9a-f]*' | head -1 || true)
-hullctl -n demo plugins ls | head -5
+manifest=$(bin/hullctl --address "$sock" -n demo images ls --format json | grep -o '"digest": *"sha256:[0-9a-f]*"' | head -1 | grep -o 'sha256:[0-9a-f]*')
+echo "\$ hullctl -n demo content get $manifest"
+bin/hullctl --address "$sock" -n demo content get "$manifest"; echo
+
+step "the API is containerd's: Debian's ctr reads the same store"
+if command -v ctr >/dev/null; then
+	echo "\$ ctr -n demo images ls"
+	ctr --address "$sock" -n demo images ls
+fi
+
+step "remove the image: garbage collection frees its content"
+hullctl -n demo images rm --sync docker.io/library/busybox:demo
+hullctl -n demo content ls
 
 step "stop hulld"
 kill -TERM "$hulld_pid"; wait "$hulld_pid"; hulld_pid=

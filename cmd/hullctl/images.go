@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"os"
 	"sort"
 	"strings"
 
@@ -19,7 +21,7 @@ func imagesCommand(e *env) *cli.Command {
 		Aliases: []string{"image", "i"},
 		Usage:   "manage image records",
 		Subcommands: []*cli.Command{
-			imagesLs(e), imagesRm(e), imagesLabel(e), imagesTag(e),
+			imagesLs(e), imagesRm(e), imagesLabel(e), imagesTag(e), imagesImport(e),
 		},
 	}
 }
@@ -194,6 +196,40 @@ func imagesTag(e *env) *cli.Command {
 				fmt.Fprintln(e.stdout, dst)
 				return nil
 			})
+		},
+	}
+}
+
+func imagesImport(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "import",
+		Usage:     "import the images of an OCI image layout archive (FILE, or - for stdin)",
+		ArgsUsage: "FILE|-",
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, 1, "FILE|-"); err != nil {
+				return err
+			}
+			cl, err := e.connect()
+			if err != nil {
+				return err
+			}
+			var r io.Reader = e.stdin
+			if name := c.Args().First(); name != "-" {
+				f, err := os.Open(name)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				r = f
+			}
+			imgs, err := cl.Import(e.ctx(c), r)
+			if err != nil {
+				return err
+			}
+			for _, img := range imgs {
+				fmt.Fprintf(e.stdout, "%s %s\n", img.Name, img.Target.Digest)
+			}
+			return nil
 		},
 	}
 }

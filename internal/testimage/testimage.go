@@ -5,6 +5,8 @@
 package testimage
 
 import (
+	_ "crypto/sha256" // go-digest hashes with it
+
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
