@@ -244,7 +244,7 @@ func TestCtrEvents(t *testing.T) {
 	// Subscribe is asynchronous: publish until the first event shows.
 	// (Debian's ctr 1.6 cannot decode /content/create, which came later, and
 	// skips it; the client library's tests check that one.)
-	want := []string{"/namespaces/create", "/content/delete", "/namespaces/delete"}
+	want := []string{"/namespaces/create", "/content/delete", "/namespaces/delete", "/images/create", "/images/update", "/images/delete"}
 	deadline := time.After(15 * time.Second)
 	seen := map[string]string{}
 	for i := 0; len(seen) == 0; i++ {
@@ -264,6 +264,14 @@ func TestCtrEvents(t *testing.T) {
 		d.Ctr(t, nil, "-n", "evns", "leases", "rm", id)
 	}
 	d.Ctr(t, nil, "namespaces", "remove", "evns")
+	img := testimage.New([]string{"/bin/sh"}, []testimage.File{{Name: "f", Data: []byte("x")}})
+	var archive bytes.Buffer
+	testimage.WriteOCIArchive(&archive, "example.test/ev:1", img)
+	path := filepath.Join(t.TempDir(), "ev.tar")
+	os.WriteFile(path, archive.Bytes(), 0o600)
+	d.Ctr(t, nil, "images", "import", "--no-unpack", path)
+	d.Ctr(t, nil, "images", "label", "example.test/ev:1", "a=b")
+	d.Ctr(t, nil, "images", "rm", "example.test/ev:1")
 	for _, w := range want {
 		for seen[w] == "" {
 			select {
