@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"strconv"
 	"time"
 
 	api "github.com/containerd/containerd/api/services/leases/v1"
@@ -142,4 +143,16 @@ func (c *Client) WithLease(ctx context.Context, opts ...LeaseOpt) (context.Conte
 		return m.Delete(dctx, l.ID, false)
 	}
 	return leases.WithLease(ctx, l.ID), done, nil
+}
+
+// GarbageCollect runs a garbage collection now and waits for it. The API has
+// no call of its own for this (as in containerd); deleting a lease with sync
+// set runs one, so this creates a short-lived lease and deletes it that way.
+func (c *Client) GarbageCollect(ctx context.Context) error {
+	lm := c.LeasesService()
+	l, err := lm.Create(ctx, "hull-gc-"+strconv.FormatInt(time.Now().UnixNano(), 36), nil)
+	if err != nil {
+		return err
+	}
+	return lm.Delete(ctx, l.ID, true)
 }

@@ -102,3 +102,21 @@ func leasesCommand(e *env) *cli.Command {
 		},
 	}
 }
+
+func gcCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "gc",
+		Usage: "run a garbage collection now and wait for it",
+		Action: func(c *cli.Context) error {
+			cl, err := e.connect()
+			if err != nil {
+				return err
+			}
+			if err := cl.GarbageCollect(e.ctx(c)); err != nil {
+				return err
+			}
+			fmt.Fprintln(e.stdout, "garbage collection done")
+			return nil
+		},
+	}
+}

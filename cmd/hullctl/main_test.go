@@ -582,3 +582,16 @@ func TestEvents(t *testing.T) {
 		t.Fatalf("events after SIGINT: %v: %s", err, stderr.String())
 	}
 }
+
+func TestGC(t *testing.T) {
+	h := start(t) // its daemon never collects by itself
+	loose := strings.TrimSpace(h.okIn("unreferenced", "content", "ingest", "loose"))
+	kept := strings.TrimSpace(h.okIn("rooted", "content", "ingest", "--label", "containerd.io/gc.root=1", "kept"))
+	if got := h.ok("gc"); got != "garbage collection done\n" {
+		t.Fatalf("gc printed %q", got)
+	}
+	out := h.ok("content", "ls", "-q")
+	if strings.Contains(out, loose) || !strings.Contains(out, kept) {
+		t.Fatalf("after gc, content is:\n%s\nwant %s gone and %s kept", out, loose, kept)
+	}
+}
