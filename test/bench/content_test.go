@@ -107,7 +107,7 @@ func BenchmarkContentIngest1GiB(b *testing.B) {
 	h, f := median(hullTimes), median(floor)
 	extra := fmt.Sprintf("sha256sum+cp+fsync %s (ratio %.2f)", ms(median(floorSync)), float64(h)/float64(median(floorSync)))
 	if openssl != "" {
-		extra += fmt.Sprintf("; openssl-sha256+cp %s (ratio %.2f)", ms(median(floorSSL)), float64(h)/float64(median(floorSSL)))
+		extra += fmt.Sprintf("; openssl-sha256+cp %s (ratio %.2f, runs %v)", ms(median(floorSSL)), float64(h)/float64(median(floorSSL)), floorSSL)
 		b.ReportMetric(float64(h)/float64(median(floorSSL)), "hull/openssl+cp")
 	}
 	extra += fmt.Sprintf("; containerd %s (hull/containerd %.2f); hull runs %v, floor runs %v",
