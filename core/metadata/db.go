@@ -103,7 +103,7 @@ func Open(path string, backend *local.Store, opts Options) (*DB, error) {
 	}
 	db := &DB{
 		bolt: bdb, backend: backend, pub: opts.Publisher, log: opts.Logger,
-		gcKick:  make(chan struct{}, 1), gcStop: make(chan struct{}), gcDone: make(chan struct{}),
+		gcKick: make(chan struct{}, 1), gcStop: make(chan struct{}), gcDone: make(chan struct{}),
 	}
 	if db.log == nil {
 		db.log = slog.Default()

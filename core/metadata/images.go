@@ -231,4 +231,3 @@ func (s imageStore) Delete(ctx context.Context, name string, opts ...images.Dele
 	}
 	return s.db.collectAfterDelete(ctx, o.Synchronous)
 }
-

@@ -11,7 +11,6 @@ package namespaces
 import (
 	"context"
 	"fmt"
-	"regexp"
 
 	"github.com/containerd/errdefs"
 )
@@ -53,10 +52,6 @@ func NamespaceRequired(ctx context.Context) (string, error) {
 	return ns, nil
 }
 
-// The label grammar containerd uses: components of letters and digits joined by
-// '.', '_' or '-', starting and ending with a letter or digit.
-var nameRe = regexp.MustCompile(`^[A-Za-z0-9]+(?:[._-](?:[A-Za-z0-9]+))*$`)
-
 // Validate reports whether name is a valid namespace name: letters, digits,
 // '.', '_' and '-', starting with a letter or digit, at most 76 characters.
 // The error is InvalidArgument and names the value.
@@ -67,7 +62,7 @@ func Validate(name string) error {
 	if len(name) > maxLength {
 		return fmt.Errorf("namespace name %q is %d characters long, the limit is %d: %w", name, len(name), maxLength, errdefs.ErrInvalidArgument)
 	}
-	if !nameRe.MatchString(name) {
+	if !validName(name) {
 		return fmt.Errorf("namespace name %q is invalid: use letters, digits, '.', '_' and '-', starting and ending with a letter or digit: %w", name, errdefs.ErrInvalidArgument)
 	}
 	return nil
@@ -85,4 +80,27 @@ type Store interface {
 	// Delete removes an empty namespace; FailedPrecondition naming what
 	// remains otherwise.
 	Delete(ctx context.Context, name string) error
+}
+
+// validName checks containerd's label grammar: components of letters and
+// digits joined by single '.', '_' or '-', starting and ending with a letter
+// or digit. Every request checks its namespace, so this is a plain loop
+// rather than a regexp.
+func validName(name string) bool {
+	prevSep := true // the first character must not be a separator
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+			prevSep = false
+		case c == '.' || c == '_' || c == '-':
+			if prevSep {
+				return false
+			}
+			prevSep = true
+		default:
+			return false
+		}
+	}
+	return !prevSep
 }

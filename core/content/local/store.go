@@ -29,6 +29,7 @@ import (
 	_ "crypto/sha512"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -85,12 +86,7 @@ func (s *Store) BlobPath(dgst digest.Digest) (string, error) {
 	return filepath.Join(s.root, "blobs", dgst.Algorithm().String(), dgst.Encoded()), nil
 }
 
-func validate(dgst digest.Digest) error {
-	if err := dgst.Validate(); err != nil {
-		return fmt.Errorf("invalid digest %q: %v: %w", dgst, err, errdefs.ErrInvalidArgument)
-	}
-	return nil
-}
+func validate(dgst digest.Digest) error { return content.ValidateDigest(dgst) }
 
 // Info describes the blob dgst. Both times are the file's modification time,
 // which Commit sets: a blob never changes after that, and the metadata layer
@@ -178,10 +174,13 @@ func (s *Store) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (content.
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Open(p)
+	// Opened with open(2) directly: os.Open would also try to register the
+	// regular file with the poller, a wasted system call on every read.
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, blobErr(desc.Digest, err)
+		return nil, blobErr(desc.Digest, &os.PathError{Op: "open", Path: p, Err: err})
 	}
+	f := os.NewFile(uintptr(fd), p)
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
