@@ -1,0 +1,390 @@
+// Package pull fetches an image from a registry into the content store and
+// records it: the one pull path behind the client library, hullctl and,
+// later, the CRI image service.
+//
+// A pull resolves the reference, then walks index -> manifest -> config and
+// layers. Indexes and manifests are read into memory (they are small and
+// bounded), verified, and stored after their children, with the
+// containerd.io/gc.ref.content.* labels that keep the tree alive; blobs are
+// streamed straight into the content store, several at a time. Blobs already
+// present are skipped, and two pulls of the same blob share one download: the
+// second waits for the first's ingest and then finds the blob. Everything is
+// held by a lease until the image record exists.
+package pull
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/containerd/platforms"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/hullrt/hull/core/content"
+	"github.com/hullrt/hull/core/images"
+	"github.com/hullrt/hull/core/leases"
+	"github.com/hullrt/hull/core/remotes"
+)
+
+// Status is the state of one blob in a pull.
+type Status string
+
+// The states a blob goes through.
+const (
+	StatusWaiting     Status = "waiting"
+	StatusDownloading Status = "downloading"
+	StatusDone        Status = "done"
+	StatusExists      Status = "exists"
+)
+
+// Progress reports one blob's state.
+type Progress struct {
+	Desc   ocispec.Descriptor
+	Status Status
+	Offset int64 // bytes stored so far
+}
+
+// Options configure a pull.
+type Options struct {
+	Resolver remotes.Resolver
+	Content  content.Store
+	Images   images.Store
+	// Leases holds the pull's content while it runs when ctx carries no
+	// lease; nil requires a lease in ctx.
+	Leases leases.Manager
+	// Platform picks the manifest of an index; default: the host's
+	// (platforms.Default()). Only the best match is pulled.
+	Platform platforms.MatchComparer
+	// AllPlatforms pulls every manifest of an index.
+	AllPlatforms bool
+	// MaxConcurrentDownloads bounds parallel blob fetches; default 3.
+	MaxConcurrentDownloads int
+	// Progress, if set, is called (from several goroutines) as blobs move.
+	Progress func(Progress)
+	// Unpack, if set, runs on each pulled platform manifest before the
+	// image is recorded.
+	Unpack func(ctx context.Context, manifest ocispec.Descriptor) error
+}
+
+// sourceLabel names the repository a blob came from, as containerd does, so
+// that a later push can mount it across repositories.
+func sourceLabel(host string) string { return "containerd.io/distribution.source." + host }
+
+// Pull fetches ref (a fully qualified reference) and records it as an image
+// named ref. It returns the image.
+func Pull(ctx context.Context, ref string, o Options) (images.Image, error) {
+	if o.Resolver == nil || o.Content == nil || o.Images == nil {
+		return images.Image{}, fmt.Errorf("pull %s: resolver, content and image stores are required: %w", ref, errdefs.ErrInvalidArgument)
+	}
+	if o.Platform == nil {
+		o.Platform = platforms.Default()
+	}
+	if o.MaxConcurrentDownloads <= 0 {
+		o.MaxConcurrentDownloads = 3
+	}
+	if _, ok := leases.FromContext(ctx); !ok {
+		if o.Leases == nil {
+			return images.Image{}, fmt.Errorf("pull %s: no lease in the context and no lease manager: %w", ref, errdefs.ErrInvalidArgument)
+		}
+		l, err := o.Leases.Create(ctx, fmt.Sprintf("pull-%d", time.Now().UnixNano()), map[string]string{
+			leases.ExpireLabel: time.Now().Add(time.Hour).UTC().Format(time.RFC3339),
+		})
+		if err != nil {
+			return images.Image{}, err
+		}
+		ctx = leases.WithLease(ctx, l.ID)
+		defer o.Leases.Delete(context.WithoutCancel(ctx), l.ID, false)
+	}
+	name, desc, err := o.Resolver.Resolve(ctx, ref)
+	if err != nil {
+		return images.Image{}, err
+	}
+	fetcher, err := o.Resolver.Fetcher(ctx, name)
+	if err != nil {
+		return images.Image{}, err
+	}
+	host, repo := splitName(name)
+	p := &puller{o: o, fetcher: fetcher, labels: map[string]string{sourceLabel(host): repo}, sem: make(chan struct{}, o.MaxConcurrentDownloads)}
+	if err := p.fetchTree(ctx, desc); err != nil {
+		return images.Image{}, fmt.Errorf("pull %s: %w", ref, err)
+	}
+	img := images.Image{Name: ref, Target: ocispec.Descriptor{MediaType: desc.MediaType, Digest: desc.Digest, Size: desc.Size}}
+	out, err := o.Images.Create(ctx, img)
+	if errdefs.IsAlreadyExists(err) {
+		out, err = o.Images.Update(ctx, img, "target")
+	}
+	return out, err
+}
+
+// splitName returns the host and the repository path of a reference.
+func splitName(name string) (host, repo string) {
+	if i := strings.IndexAny(name, "@"); i >= 0 {
+		name = name[:i]
+	}
+	host, repo, _ = strings.Cut(name, "/")
+	if i := strings.LastIndexByte(repo, ':'); i >= 0 {
+		repo = repo[:i]
+	}
+	return host, repo
+}
+
+type puller struct {
+	o       Options
+	fetcher remotes.Fetcher
+	labels  map[string]string
+	sem     chan struct{}
+}
+
+func (p *puller) progress(desc ocispec.Descriptor, st Status, off int64) {
+	if p.o.Progress != nil {
+		p.o.Progress(Progress{Desc: desc, Status: st, Offset: off})
+	}
+}
+
+// fetchTree stores desc and everything below it, children first.
+func (p *puller) fetchTree(ctx context.Context, desc ocispec.Descriptor) error {
+	if !images.IsIndex(desc.MediaType) && !images.IsManifest(desc.MediaType) {
+		if desc.MediaType == images.MediaTypeDockerSchema1 || strings.HasPrefix(desc.MediaType, "application/vnd.docker.distribution.manifest.v1") {
+			return fmt.Errorf("%s is a Docker schema 1 manifest, which hull does not pull: push the image again with a current client: %w", desc.Digest, errdefs.ErrNotImplemented)
+		}
+		return p.fetchBlob(ctx, desc, p.labels)
+	}
+	data, err := p.readManifest(ctx, desc)
+	if err != nil {
+		return err
+	}
+	children, refs, err := images.ParseChildren(desc, data)
+	if err != nil {
+		return err
+	}
+	labels := map[string]string{}
+	for k, v := range p.labels {
+		labels[k] = v
+	}
+	if images.IsIndex(desc.MediaType) {
+		children, refs = p.selectPlatforms(children, refs)
+		if len(children) == 0 {
+			return fmt.Errorf("index %s has no manifest for platform %s: %w", desc.Digest, platforms.Format(platforms.DefaultSpec()), errdefs.ErrNotFound)
+		}
+	}
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	for i, ch := range children {
+		labels[images.LabelGCRefContent+"."+refs[i]] = ch.Digest.String()
+		if !images.IsIndex(ch.MediaType) && !images.IsManifest(ch.MediaType) {
+			p.progress(ch, StatusWaiting, 0)
+		}
+		wg.Add(1)
+		go func(ch ocispec.Descriptor) {
+			defer wg.Done()
+			if err := p.fetchTree(ctx, ch); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}(ch)
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if images.IsManifest(desc.MediaType) && p.o.Unpack != nil {
+		if err := p.o.Unpack(ctx, desc); err != nil {
+			return err
+		}
+	}
+	return p.store(ctx, desc, bytes.NewReader(data), labels)
+}
+
+// selectPlatforms keeps the manifests to pull from an index: all matching
+// ones with AllPlatforms, else the best match only.
+func (p *puller) selectPlatforms(children []ocispec.Descriptor, refs []string) ([]ocispec.Descriptor, []string) {
+	var outC []ocispec.Descriptor
+	var outR []string
+	best := -1
+	for i, ch := range children {
+		if p.o.AllPlatforms {
+			outC, outR = append(outC, ch), append(outR, refs[i])
+			continue
+		}
+		if ch.Platform == nil || !p.o.Platform.Match(*ch.Platform) {
+			continue
+		}
+		if best < 0 || p.o.Platform.Less(*ch.Platform, *children[best].Platform) {
+			best = i
+		}
+	}
+	if best >= 0 {
+		return []ocispec.Descriptor{children[best]}, []string{refs[best]}
+	}
+	return outC, outR
+}
+
+// readManifest returns the bytes of an index or manifest, from the store if
+// present, else from the registry, verified against its digest.
+func (p *puller) readManifest(ctx context.Context, desc ocispec.Descriptor) ([]byte, error) {
+	if data, err := images.ReadManifest(ctx, p.o.Content, desc); err == nil {
+		return data, nil
+	}
+	if desc.Size > 4<<20 {
+		return nil, fmt.Errorf("%s %s is %d bytes, more than the 4 MiB a manifest may have: %w", desc.MediaType, desc.Digest, desc.Size, errdefs.ErrInvalidArgument)
+	}
+	rc, err := p.fetcher.Fetch(ctx, desc)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(io.LimitReader(rc, desc.Size+1))
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s: %w", desc.Digest, err)
+	}
+	if int64(len(data)) != desc.Size || digest.FromBytes(data) != desc.Digest {
+		return nil, fmt.Errorf("%s from the registry does not match its descriptor (got %d bytes, digest %s): %w", desc.Digest, len(data), digest.FromBytes(data), errdefs.ErrFailedPrecondition)
+	}
+	return data, nil
+}
+
+// fetchBlob streams a blob into the store unless it is there already.
+func (p *puller) fetchBlob(ctx context.Context, desc ocispec.Descriptor, labels map[string]string) error {
+	select {
+	case p.sem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-p.sem }()
+	if p.exists(ctx, desc, labels) {
+		p.progress(desc, StatusExists, desc.Size)
+		return nil
+	}
+	fetch := func() (io.Reader, func(), error) {
+		p.progress(desc, StatusDownloading, 0)
+		rc, err := p.fetcher.Fetch(ctx, desc)
+		if err != nil {
+			return nil, nil, err
+		}
+		return &countingReader{r: rc, report: func(n int64) { p.progress(desc, StatusDownloading, n) }}, func() { rc.Close() }, nil
+	}
+	fetched, err := p.write(ctx, desc, fetch, labels)
+	if err != nil {
+		return err
+	}
+	if fetched {
+		p.progress(desc, StatusDone, desc.Size)
+	} else {
+		p.progress(desc, StatusExists, desc.Size)
+	}
+	return nil
+}
+
+// exists reports whether desc is stored, making sure it carries labels.
+func (p *puller) exists(ctx context.Context, desc ocispec.Descriptor, labels map[string]string) bool {
+	info, err := p.o.Content.Info(ctx, desc.Digest)
+	if err != nil {
+		return false
+	}
+	var paths []string
+	for k, v := range labels {
+		if info.Labels[k] != v {
+			paths = append(paths, "labels."+k)
+		}
+	}
+	if len(paths) > 0 {
+		p.o.Content.Update(ctx, content.Info{Digest: desc.Digest, Labels: labels}, paths...)
+	}
+	return true
+}
+
+// store writes the bytes of r as desc.
+func (p *puller) store(ctx context.Context, desc ocispec.Descriptor, r io.Reader, labels map[string]string) error {
+	_, err := p.write(ctx, desc, func() (io.Reader, func(), error) { return r, func() {}, nil }, labels)
+	return err
+}
+
+// write stores desc through the ingest "pull-<digest>", shared by every pull
+// of that blob, calling open for the bytes only once it holds the ingest: a
+// pull that finds the ref locked waits for the other one, which leaves the
+// blob stored, so the blob is downloaded once. It reports whether it wrote
+// the blob (false: it was there).
+func (p *puller) write(ctx context.Context, desc ocispec.Descriptor, open func() (io.Reader, func(), error), labels map[string]string) (bool, error) {
+	ref := "pull-" + desc.Digest.String()
+	for {
+		w, err := p.o.Content.Writer(ctx, content.WithRef(ref), content.WithDescriptor(desc))
+		if errdefs.IsAlreadyExists(err) {
+			p.exists(ctx, desc, labels)
+			return false, nil
+		}
+		if errdefs.IsUnavailable(err) {
+			select {
+			case <-time.After(50 * time.Millisecond):
+				continue
+			case <-ctx.Done():
+				return false, ctx.Err()
+			}
+		}
+		if err != nil {
+			return false, err
+		}
+		r, done, err := open()
+		if err != nil {
+			w.Close()
+			return false, err
+		}
+		err = copyCommit(ctx, w, r, desc, labels)
+		done()
+		w.Close()
+		if errdefs.IsAlreadyExists(err) {
+			p.exists(ctx, desc, labels)
+			return false, nil
+		}
+		return err == nil, err
+	}
+}
+
+// copyCommit writes r into w from w's current offset (an earlier, broken
+// pull may have left part of the blob) and commits.
+func copyCommit(ctx context.Context, w content.Writer, r io.Reader, desc ocispec.Descriptor, labels map[string]string) error {
+	st, err := w.Status()
+	if err != nil {
+		return err
+	}
+	if st.Offset > 0 {
+		if _, err := io.CopyN(io.Discard, r, st.Offset); err != nil {
+			// The source is shorter than what is stored: drop the
+			// partial ingest so the next try starts clean.
+			w.Truncate(0)
+			return fmt.Errorf("fetch %s: resume at %d: %w", desc.Digest, st.Offset, err)
+		}
+	}
+	buf := make([]byte, 1<<20)
+	if _, err := io.CopyBuffer(w, r, buf); err != nil {
+		return fmt.Errorf("fetch %s: %w", desc.Digest, err)
+	}
+	return w.Commit(ctx, desc.Size, desc.Digest, content.WithLabels(labels))
+}
+
+type countingReader struct {
+	r      io.Reader
+	n      int64
+	last   time.Time
+	report func(int64)
+}
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.n += int64(n)
+	if now := time.Now(); now.Sub(c.last) > 100*time.Millisecond {
+		c.last = now
+		c.report(c.n)
+	}
+	return n, err
+}
