@@ -2,8 +2,11 @@ package main
 
 import (
 	"fmt"
+	"github.com/containerd/platforms"
+	"github.com/hullrt/hull/client"
 	"io"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -21,7 +24,7 @@ func imagesCommand(e *env) *cli.Command {
 		Aliases: []string{"image", "i"},
 		Usage:   "manage image records",
 		Subcommands: []*cli.Command{
-			imagesLs(e), imagesRm(e), imagesLabel(e), imagesTag(e), imagesImport(e),
+			imagesLs(e), imagesRm(e), imagesLabel(e), imagesTag(e), imagesImport(e), imagesExport(e),
 		},
 	}
 }
@@ -200,11 +203,22 @@ func imagesTag(e *env) *cli.Command {
 	}
 }
 
+func platformFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: "all-platforms", Usage: "every platform of an index, not only this host's"},
+		&cli.StringFlag{Name: "platform", Usage: "the platform to keep instead of this host's (os/arch[/variant])"},
+	}
+}
+
 func imagesImport(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "import",
-		Usage:     "import the images of an OCI image layout archive (FILE, or - for stdin)",
+		Usage:     "import the images of an OCI image layout or docker save archive (FILE, or - for stdin)",
 		ArgsUsage: "FILE|-",
+		Flags: append(platformFlags(),
+			&cli.StringFlag{Name: "index-name", Usage: "also record the archive's index as an image of this name"},
+			&cli.BoolFlag{Name: "digests", Usage: "also record each image as NAME@DIGEST"},
+		),
 		Action: func(c *cli.Context) error {
 			if err := needArgs(c, 1, "FILE|-"); err != nil {
 				return err
@@ -212,6 +226,23 @@ func imagesImport(e *env) *cli.Command {
 			cl, err := e.connect()
 			if err != nil {
 				return err
+			}
+			var opts []client.ImportOpt
+			if c.Bool("all-platforms") {
+				opts = append(opts, client.WithImportAllPlatforms())
+			}
+			if v := c.String("platform"); v != "" {
+				p, err := platforms.Parse(v)
+				if err != nil {
+					return fmt.Errorf("--platform %q: %w", v, err)
+				}
+				opts = append(opts, client.WithImportPlatform(p))
+			}
+			if v := c.String("index-name"); v != "" {
+				opts = append(opts, client.WithIndexName(v))
+			}
+			if c.Bool("digests") {
+				opts = append(opts, client.WithDigestImages())
 			}
 			var r io.Reader = e.stdin
 			if name := c.Args().First(); name != "-" {
@@ -222,12 +253,64 @@ func imagesImport(e *env) *cli.Command {
 				defer f.Close()
 				r = f
 			}
-			imgs, err := cl.Import(e.ctx(c), r)
+			imgs, err := cl.Import(e.ctx(c), r, opts...)
 			if err != nil {
 				return err
 			}
 			for _, img := range imgs {
 				fmt.Fprintf(e.stdout, "%s %s\n", img.Name, img.Target.Digest)
+			}
+			return nil
+		},
+	}
+}
+
+func imagesExport(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "export",
+		Usage:     "write images to an OCI image layout archive (FILE, or - for stdout)",
+		ArgsUsage: "FILE|- NAME...",
+		Flags:     platformFlags(),
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, 2, "FILE|- NAME..."); err != nil {
+				return err
+			}
+			cl, err := e.connect()
+			if err != nil {
+				return err
+			}
+			var opts []client.ExportOpt
+			if c.Bool("all-platforms") {
+				opts = append(opts, client.WithExportAllPlatforms())
+			}
+			if v := c.String("platform"); v != "" {
+				p, err := platforms.Parse(v)
+				if err != nil {
+					return fmt.Errorf("--platform %q: %w", v, err)
+				}
+				opts = append(opts, client.WithExportPlatform(p))
+			}
+			w := e.stdout
+			var f *os.File
+			if name := c.Args().First(); name != "-" {
+				// Written beside the target and renamed at the end, so a
+				// failed export leaves no half archive under its name.
+				f, err = os.CreateTemp(filepath.Dir(name), ".hullctl-export-*")
+				if err != nil {
+					return err
+				}
+				defer os.Remove(f.Name())
+				defer f.Close()
+				w = f
+			}
+			if err := cl.Export(e.ctx(c), w, c.Args().Slice()[1:], opts...); err != nil {
+				return err
+			}
+			if f != nil {
+				if err := f.Close(); err != nil {
+					return err
+				}
+				return os.Rename(f.Name(), c.Args().First())
 			}
 			return nil
 		},

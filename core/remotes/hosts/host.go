@@ -7,6 +7,7 @@ package hosts
 import (
 	"crypto/tls"
 	"net/http"
+	"net/url"
 	"time"
 )
 
@@ -44,6 +45,10 @@ type Host struct {
 	// Mirror is true for hosts from [host] entries, false for the
 	// registry's own server (upstream).
 	Mirror bool
+	// Proxy, when set (hosts.toml "proxy"), is the proxy to reach this
+	// host through; it overrides HTTPS_PROXY, HTTP_PROXY and NO_PROXY for
+	// this host only. Nil means the environment decides.
+	Proxy *url.URL
 
 	// The following say where the settings came from, for `hullctl hosts
 	// check` and error messages.

@@ -30,10 +30,10 @@ type fileConfig struct {
 type entry struct {
 	// url is the host's URL with the API root already worked out in Path.
 	url *url.URL
-	// where prefixes error messages about this entry: file:line and which
-	// host the key belongs to.
+	// file and name say where the entry is written, for error messages;
+	// name is `host "<url>"`, or "" for the top-level (server) entry.
 	file string
-	name string // `host "https://..."`, or "" for top-level keys
+	name string
 
 	capabilities Capabilities
 	capsSet      bool
@@ -72,7 +72,7 @@ func parseFile(file string, data []byte) (*fileConfig, error) {
 		var de *toml.DecodeError
 		if errors.As(err, &de) {
 			row, _ := de.Position()
-			return nil, fmt.Errorf("%s:%d: invalid TOML: %s: %w", file, row, de.Error(), errdefs.ErrInvalidArgument)
+			return nil, fmt.Errorf("%s:%d: invalid TOML: %s: %w", file, row, strings.TrimPrefix(de.Error(), "toml: "), errdefs.ErrInvalidArgument)
 		}
 		return nil, fmt.Errorf("%s: invalid TOML: %v: %w", file, err, errdefs.ErrInvalidArgument)
 	}
@@ -139,7 +139,7 @@ func parseFile(file string, data []byte) (*fileConfig, error) {
 			if !ok {
 				continue
 			}
-			m := entry{file: file, name: fmt.Sprintf("host %q", name)}
+			m := entry{file: file, name: fmt.Sprintf("host %q", redactUserinfo(name))}
 			settings, ok := hv.(map[string]any)
 			if !ok {
 				return nil, fmt.Errorf("%s:%d: %s: want a table of settings, got %s: %w", file, pos.line("host", name), m.name, typeName(hv), errdefs.ErrInvalidArgument)
@@ -383,23 +383,25 @@ func hostURL(raw string, override bool) (*url.URL, error) {
 	if !strings.Contains(s, "://") {
 		s = "https://" + s
 	}
+	shown := redactUserinfo(raw)
 	u, err := url.Parse(s)
 	if err != nil {
-		return nil, fmt.Errorf("invalid URL %q: %v", raw, err)
+		// url.Parse's error repeats the whole input, password included.
+		return nil, fmt.Errorf("invalid URL %q", shown)
 	}
 	u.Scheme = strings.ToLower(u.Scheme)
 	switch {
 	case u.Scheme != "http" && u.Scheme != "https":
-		return nil, fmt.Errorf("URL %q: scheme must be http or https", raw)
+		return nil, fmt.Errorf("URL %q: scheme must be http or https", shown)
 	case u.Host == "" || u.Hostname() == "":
-		return nil, fmt.Errorf("URL %q has no host", raw)
+		return nil, fmt.Errorf("URL %q has no host", shown)
 	case u.User != nil:
-		return nil, fmt.Errorf("URL %q must not contain credentials", redactUser(u))
+		return nil, fmt.Errorf("URL %q must not contain credentials", shown)
 	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
-		return nil, fmt.Errorf("URL %q must not have a query or fragment", raw)
+		return nil, fmt.Errorf("URL %q must not have a query or fragment", shown)
 	}
 	if port := u.Port(); port != "" && !validPort(port) {
-		return nil, fmt.Errorf("URL %q: invalid port %q", raw, port)
+		return nil, fmt.Errorf("URL %q: invalid port %q", shown, port)
 	}
 	p := ""
 	if u.Path != "" {
@@ -417,31 +419,43 @@ func hostURL(raw string, override bool) (*url.URL, error) {
 // proxyURL checks a proxy setting the way containerd documents it: what
 // Go's http.Transport can use, and nothing it would silently drop.
 func proxyURL(raw string) (*url.URL, error) {
+	// A proxy URL may carry the proxy's user and password, which is
+	// fine to use but not to print.
+	shown := redactUserinfo(raw)
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("invalid proxy URL %q: %v", raw, err)
+		return nil, fmt.Errorf("invalid proxy URL %q", shown)
 	}
 	switch u.Scheme {
 	case "http", "https", "socks5", "socks5h":
 	default:
-		return nil, fmt.Errorf("proxy URL %q: scheme must be http, https, socks5 or socks5h", redactUser(u))
+		return nil, fmt.Errorf("proxy URL %q: scheme must be http, https, socks5 or socks5h", shown)
 	}
 	if u.Host == "" {
-		return nil, fmt.Errorf("proxy URL %q has no host", redactUser(u))
+		return nil, fmt.Errorf("proxy URL %q has no host", shown)
 	}
 	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
-		return nil, fmt.Errorf("proxy URL %q must not have a path, query or fragment", redactUser(u))
+		return nil, fmt.Errorf("proxy URL %q must not have a path, query or fragment", shown)
 	}
 	return u, nil
 }
 
-// redactUser keeps a password written into a URL out of error messages.
-func redactUser(u *url.URL) string {
-	c := *u
-	if c.User != nil {
-		c.User = url.User("xxxxx")
+// redactUserinfo replaces the user[:password] part of a URL-ish string,
+// parseable or not, so that error messages never show a password.
+func redactUserinfo(raw string) string {
+	rest, prefix := raw, ""
+	if i := strings.Index(raw, "://"); i >= 0 {
+		prefix, rest = raw[:i+3], raw[i+3:]
 	}
-	return c.String()
+	authority := rest
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		authority = rest[:i]
+	}
+	at := strings.LastIndexByte(authority, '@')
+	if at < 0 {
+		return raw
+	}
+	return prefix + "xxxxx" + rest[at:]
 }
 
 func validPort(p string) bool {
@@ -483,25 +497,29 @@ func (e *entry) errorf(ln int, k, format string, args ...any) error {
 func scanPositions(data []byte) (*positions, error) {
 	pos := &positions{lines: map[string]int{}}
 	seenHost := map[string]bool{}
-	record := func(p *unstable.Parser, path []string, r unstable.Range) {
-		ln := 0
+	// Line numbers come from newline offsets found once: the parser's own
+	// Shape rescans the document from the start on every call.
+	var newlines []int
+	for i, c := range data {
+		if c == '\n' {
+			newlines = append(newlines, i)
+		}
+	}
+	lineOf := func(r unstable.Range) int { return sort.SearchInts(newlines, int(r.Offset)) + 1 }
+	record := func(path []string, r unstable.Range) {
 		for i := 1; i <= len(path); i++ {
 			k := strings.Join(path[:i], "\x00")
-			if _, ok := pos.lines[k]; ok {
-				continue
+			if _, ok := pos.lines[k]; !ok {
+				pos.lines[k] = lineOf(r)
 			}
-			if ln == 0 {
-				ln = p.Shape(r).Start.Line
-			}
-			pos.lines[k] = ln
 		}
 		if len(path) >= 2 && path[0] == "host" && !seenHost[path[1]] {
 			seenHost[path[1]] = true
 			pos.hosts = append(pos.hosts, path[1])
 		}
 	}
-	var walkKeyValue func(p *unstable.Parser, n *unstable.Node, table []string)
-	walkKeyValue = func(p *unstable.Parser, n *unstable.Node, table []string) {
+	var walkKeyValue func(n *unstable.Node, table []string)
+	walkKeyValue = func(n *unstable.Node, table []string) {
 		path := append([]string(nil), table...)
 		var first unstable.Range
 		it := n.Key()
@@ -512,12 +530,12 @@ func scanPositions(data []byte) (*positions, error) {
 			}
 			path = append(path, string(k.Data))
 		}
-		record(p, path, first)
+		record(path, first)
 		if v := n.Value(); v != nil && v.Kind == unstable.InlineTable {
 			children := v.Children()
 			for children.Next() {
 				if c := children.Node(); c.Kind == unstable.KeyValue {
-					walkKeyValue(p, c, path)
+					walkKeyValue(c, path)
 				}
 			}
 		}
@@ -539,9 +557,9 @@ func scanPositions(data []byte) (*positions, error) {
 				}
 				table = append(table, string(it.Node().Data))
 			}
-			record(&p, table, first)
+			record(table, first)
 		case unstable.KeyValue:
-			walkKeyValue(&p, n, table)
+			walkKeyValue(n, table)
 		}
 	}
 	return pos, p.Error()
