@@ -1,0 +1,195 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/containerd/errdefs"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Media types of Docker's manifests, which registries still serve.
+const (
+	mediaTypeDockerManifestList = "application/vnd.docker.distribution.manifest.list.v2+json"
+	mediaTypeDockerManifest     = "application/vnd.docker.distribution.manifest.v2+json"
+	mediaTypeDockerSchema1      = "application/vnd.docker.distribution.manifest.v1+json"
+	mediaTypeDockerSchema1JWS   = "application/vnd.docker.distribution.manifest.v1+prettyjws"
+)
+
+// manifestAccept is the Accept header of manifest requests: every current
+// manifest type, then anything, so that a registry with an unusual type
+// still answers rather than 404s.
+const manifestAccept = ocispec.MediaTypeImageIndex + ", " + ocispec.MediaTypeImageManifest + ", " +
+	mediaTypeDockerManifestList + ", " + mediaTypeDockerManifest + ", */*"
+
+func isManifestType(mt string) bool {
+	switch mt {
+	case ocispec.MediaTypeImageIndex, ocispec.MediaTypeImageManifest,
+		mediaTypeDockerManifestList, mediaTypeDockerManifest,
+		mediaTypeDockerSchema1, mediaTypeDockerSchema1JWS:
+		return true
+	}
+	return false
+}
+
+func isSchema1(mt string) bool {
+	return mt == mediaTypeDockerSchema1 || mt == mediaTypeDockerSchema1JWS
+}
+
+func schema1Err() *hostErr {
+	return failure(errdefs.ErrNotImplemented, false, "schema 1 manifests are not supported; push the image again with a current client")
+}
+
+// contentType returns the media type of a Content-Type header value,
+// without parameters.
+func contentType(v string) string {
+	if v == "" {
+		return ""
+	}
+	mt, _, err := mime.ParseMediaType(v)
+	if err != nil {
+		return strings.TrimSpace(strings.SplitN(v, ";", 2)[0])
+	}
+	return mt
+}
+
+// Resolve returns ref and the descriptor of what it points at. Tags are
+// resolved on hosts with the resolve capability; digests also on hosts that
+// can only pull.
+func (r *Resolver) Resolve(ctx context.Context, ref string) (string, ocispec.Descriptor, error) {
+	rf, err := parseRef(ref)
+	if err != nil {
+		return "", ocispec.Descriptor{}, err
+	}
+	if rf.tag == "" && rf.dgst == "" {
+		return "", ocispec.Descriptor{}, fmt.Errorf("%s: reference has neither tag nor digest: %w", ref, errdefs.ErrInvalidArgument)
+	}
+	want := canResolve
+	if rf.dgst != "" {
+		want = pullOrResolve
+	}
+	eps, err := r.endpoints(rf, want)
+	if err != nil {
+		return "", ocispec.Descriptor{}, err
+	}
+	var desc ocispec.Descriptor
+	err = r.tryHosts(ctx, ref, eps, func(ep *endpoint) error {
+		d, err := r.resolveOn(ctx, ep, rf)
+		if err == nil {
+			desc = d
+		}
+		return err
+	})
+	if err != nil {
+		return "", ocispec.Descriptor{}, err
+	}
+	return ref, desc, nil
+}
+
+func (r *Resolver) resolveOn(ctx context.Context, ep *endpoint, rf reference) (ocispec.Descriptor, error) {
+	obj := rf.tag
+	if rf.dgst != "" {
+		obj = rf.dgst.String()
+	}
+	rq := &request{
+		ep:     ep,
+		method: http.MethodHead,
+		url:    ep.url(rf, nil, "manifests", obj),
+		header: http.Header{"Accept": {manifestAccept}},
+		scopes: []string{scope(rf.repo, "pull")},
+	}
+	resp, err := r.do(ctx, rq)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+		resp.Body.Close()
+		mt := contentType(resp.Header.Get("Content-Type"))
+		if isSchema1(mt) {
+			return ocispec.Descriptor{}, schema1Err()
+		}
+		d, derr := digest.Parse(resp.Header.Get("Docker-Content-Digest"))
+		if derr == nil && isManifestType(mt) && resp.ContentLength > 0 && (rf.dgst == "" || d == rf.dgst) {
+			return ocispec.Descriptor{MediaType: mt, Digest: d, Size: resp.ContentLength}, nil
+		}
+		// Not enough in the headers: read the manifest itself.
+	case http.StatusMethodNotAllowed:
+		drain(resp.Body)
+	default:
+		return ocispec.Descriptor{}, statusErr(resp)
+	}
+
+	rq.method = http.MethodGet
+	resp, err = r.do(ctx, rq)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return ocispec.Descriptor{}, statusErr(resp)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxManifestSize+1))
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	if len(body) > maxManifestSize {
+		return ocispec.Descriptor{}, failure(errdefs.ErrResourceExhausted, false, "manifest is larger than %d bytes", maxManifestSize)
+	}
+	mt, err := manifestType(contentType(resp.Header.Get("Content-Type")), body)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	alg := digest.Canonical
+	if rf.dgst != "" {
+		alg = rf.dgst.Algorithm()
+	}
+	d := alg.FromBytes(body)
+	if rf.dgst != "" && d != rf.dgst {
+		return ocispec.Descriptor{}, failure(errdefs.ErrDataLoss, true, "served manifest has digest %s", d)
+	}
+	return ocispec.Descriptor{MediaType: mt, Digest: d, Size: int64(len(body))}, nil
+}
+
+// manifestType decides a manifest's media type from its Content-Type or,
+// when that is missing or generic, from the manifest itself.
+func manifestType(ct string, body []byte) (string, error) {
+	if isSchema1(ct) {
+		return "", schema1Err()
+	}
+	if isManifestType(ct) {
+		return ct, nil
+	}
+	var m struct {
+		SchemaVersion int               `json:"schemaVersion"`
+		MediaType     string            `json:"mediaType"`
+		Manifests     json.RawMessage   `json:"manifests"`
+		Layers        json.RawMessage   `json:"layers"`
+		Config        json.RawMessage   `json:"config"`
+		FSLayers      []json.RawMessage `json:"fsLayers"`
+	}
+	if err := json.NewDecoder(bytes.NewReader(body)).Decode(&m); err != nil {
+		return "", failure(errdefs.ErrInvalidArgument, false, "manifest is not JSON (Content-Type %q)", ct)
+	}
+	switch {
+	case m.SchemaVersion == 1 || m.FSLayers != nil || isSchema1(m.MediaType):
+		return "", schema1Err()
+	case m.MediaType != "":
+		return m.MediaType, nil
+	case m.Manifests != nil:
+		return ocispec.MediaTypeImageIndex, nil
+	case m.Config != nil || m.Layers != nil:
+		return ocispec.MediaTypeImageManifest, nil
+	case ct != "" && ct != "application/json" && ct != "text/plain" && ct != "application/octet-stream":
+		// An artifact type this client does not know; pass it on.
+		return ct, nil
+	}
+	return "", failure(errdefs.ErrNotImplemented, false, "unknown manifest media type (Content-Type %q)", ct)
+}
