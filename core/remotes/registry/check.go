@@ -276,3 +276,13 @@ func redactHeaders(h http.Header) map[string][]string {
 	}
 	return out
 }
+
+// Resolved reports whether the host resolved the reference.
+func (r HostReport) Resolved() bool {
+	for _, s := range r.Steps {
+		if s.Name == "resolve" && s.OK {
+			return true
+		}
+	}
+	return false
+}

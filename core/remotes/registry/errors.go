@@ -87,6 +87,8 @@ func (r *Resolver) tryHosts(ctx context.Context, subject string, eps []*endpoint
 		kinds = append(kinds, he.kind)
 		if he.answered {
 			answered++
+		} else {
+			r.markDown(ep.base)
 		}
 		if errors.Is(he.kind, errdefs.ErrNotFound) {
 			notFound++
@@ -160,6 +162,7 @@ func statusErr(resp *http.Response) *hostErr {
 		he.kind, he.next = errdefs.ErrNotFound, true
 	case c == http.StatusUnauthorized:
 		he.kind = errdefs.ErrUnauthenticated
+		he.reason += " (the registry wants credentials, or refused the ones given: pass them with hullctl --user user[:password] or --registry-config config.json, or the client library's WithCredentials)"
 	case c == http.StatusForbidden:
 		he.kind = errdefs.ErrPermissionDenied
 	case c == http.StatusBadRequest:

@@ -82,7 +82,15 @@ type Resolver struct {
 	// would otherwise grow clients without bound.
 	clientOrder []clientKey
 	sems        map[string]chan struct{}
+	// down records when a host last failed without answering (refused,
+	// timed out, TLS failure). For downPenalty after that it is tried
+	// last, so that a dead mirror costs one timeout per pull rather than
+	// one per blob.
+	down map[string]time.Time
 }
+
+// downPenalty is how long a host that did not answer is tried last.
+const downPenalty = time.Minute
 
 var _ remotes.Resolver = (*Resolver)(nil)
 
@@ -112,6 +120,7 @@ func NewResolver(opts Options) *Resolver {
 		auth:    newAuthCache(opts.Credentials, opts.UserAgent, log),
 		clients: make(map[clientKey]*hostClients),
 		sems:    make(map[string]chan struct{}),
+		down:    make(map[string]time.Time),
 	}
 }
 
@@ -201,13 +210,36 @@ func (r *Resolver) endpoints(ref reference, want func(hosts.Capabilities) bool) 
 	if err != nil {
 		return nil, fmt.Errorf("%s: hosts: %w", ref.raw, err)
 	}
-	var eps []*endpoint
+	var eps, last []*endpoint
 	for _, h := range hs {
 		if want == nil || want(h.Capabilities) {
-			eps = append(eps, r.endpoint(h))
+			ep := r.endpoint(h)
+			if r.isDown(ep.base) {
+				last = append(last, ep)
+			} else {
+				eps = append(eps, ep)
+			}
 		}
 	}
-	return eps, nil
+	return append(eps, last...), nil
+}
+
+// markDown records that the host at base did not answer.
+func (r *Resolver) markDown(base string) {
+	r.mu.Lock()
+	r.down[base] = time.Now()
+	r.mu.Unlock()
+}
+
+func (r *Resolver) isDown(base string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, ok := r.down[base]
+	if ok && time.Since(t) > downPenalty {
+		delete(r.down, base)
+		return false
+	}
+	return ok
 }
 
 func (r *Resolver) endpoint(h hosts.Host) *endpoint {

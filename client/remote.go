@@ -1,0 +1,145 @@
+package client
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/containerd/errdefs"
+	"github.com/containerd/platforms"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/hullrt/hull/core/images"
+	"github.com/hullrt/hull/core/pull"
+	"github.com/hullrt/hull/core/push"
+	"github.com/hullrt/hull/core/remotes"
+	"github.com/hullrt/hull/core/remotes/credentials"
+	"github.com/hullrt/hull/core/remotes/registry"
+)
+
+// remoteConfig holds the RemoteOpt settings of Pull and Push.
+type remoteConfig struct {
+	resolver      remotes.Resolver
+	registry      registry.Config
+	platform      platforms.MatchComparer
+	allPlatforms  bool
+	progress      func(pull.Progress)
+	maxConcurrent int
+}
+
+// RemoteOpt configures a Pull or a Push.
+type RemoteOpt func(*remoteConfig)
+
+// WithResolver uses r instead of a resolver built from the other options.
+func WithResolver(r remotes.Resolver) RemoteOpt { return func(c *remoteConfig) { c.resolver = r } }
+
+// WithHostsDir reads registry host configuration (hosts.toml) from dir
+// instead of /etc/hull/certs.d.
+func WithHostsDir(dir string) RemoteOpt { return func(c *remoteConfig) { c.registry.HostsDir = dir } }
+
+// WithPlainHTTP allows plain http to loopback registries.
+func WithPlainHTTP() RemoteOpt { return func(c *remoteConfig) { c.registry.PlainHTTP = true } }
+
+// WithCredentials authenticates to registries with s.
+func WithCredentials(s credentials.Store) RemoteOpt {
+	return func(c *remoteConfig) { c.registry.Credentials = s }
+}
+
+// WithPlatform pulls (or pushes) platform p of an index instead of the
+// host's.
+func WithPlatform(p ocispec.Platform) RemoteOpt {
+	return func(c *remoteConfig) { c.platform = platforms.Only(p) }
+}
+
+// WithAllPlatforms pulls every platform of an index (and pushes all present).
+func WithAllPlatforms() RemoteOpt { return func(c *remoteConfig) { c.allPlatforms = true } }
+
+// WithProgress reports each blob's progress to fn, from several goroutines.
+func WithProgress(fn func(pull.Progress)) RemoteOpt { return func(c *remoteConfig) { c.progress = fn } }
+
+// WithMaxConcurrentDownloads bounds parallel blob transfers (default 3).
+func WithMaxConcurrentDownloads(n int) RemoteOpt {
+	return func(c *remoteConfig) { c.maxConcurrent = n }
+}
+
+func newRemoteConfig(opts []RemoteOpt) *remoteConfig {
+	cfg := &remoteConfig{}
+	for _, o := range opts {
+		o(cfg)
+	}
+	if cfg.resolver == nil {
+		cfg.resolver = registry.NewFromConfig(cfg.registry)
+	}
+	return cfg
+}
+
+// Resolver returns the registry resolver the options describe: the one
+// Pull and Push use, exposed for callers that resolve or list tags.
+func (c *Client) Resolver(opts ...RemoteOpt) remotes.Resolver {
+	return newRemoteConfig(opts).resolver
+}
+
+// Pull fetches ref (a fully qualified reference) from its registry into the
+// content store under a lease and records it as an image named ref. Blobs
+// already present are not fetched again, and an interrupted pull resumes
+// its partial downloads when run again.
+func (c *Client) Pull(ctx context.Context, ref string, opts ...RemoteOpt) (images.Image, error) {
+	cfg := newRemoteConfig(opts)
+	ctx, done, err := c.WithLease(ctx)
+	if err != nil {
+		return images.Image{}, err
+	}
+	defer done(context.WithoutCancel(ctx))
+	return pull.Pull(ctx, ref, pull.Options{
+		Resolver: cfg.resolver, Content: c.ContentStore(), Images: c.ImageService(),
+		Platform: cfg.platform, AllPlatforms: cfg.allPlatforms,
+		MaxConcurrentDownloads: cfg.maxConcurrent, Progress: cfg.progress,
+	})
+}
+
+// Push uploads the image named local (or ref, when local is empty) to ref.
+// Of an index it pushes the manifests present in the store, or only those of
+// the platform chosen with WithPlatform.
+func (c *Client) Push(ctx context.Context, ref, local string, opts ...RemoteOpt) error {
+	cfg := newRemoteConfig(opts)
+	if local == "" {
+		local = ref
+	}
+	img, err := c.ImageService().Get(ctx, local)
+	if err != nil {
+		return err
+	}
+	if cfg.platform != nil && images.IsIndex(img.Target.MediaType) && !cfg.allPlatforms {
+		// One platform of an index: push that platform's manifest alone.
+		m, err := pickManifest(ctx, c, img.Target, cfg.platform)
+		if err != nil {
+			return err
+		}
+		img.Target = m
+	}
+	return push.Push(ctx, ref, img.Target, push.Options{
+		Resolver: cfg.resolver, Content: c.ContentStore(),
+		MaxConcurrentUploads: cfg.maxConcurrent, Progress: cfg.progress,
+	})
+}
+
+// pickManifest returns the manifest of index that best matches platform.
+func pickManifest(ctx context.Context, c *Client, index ocispec.Descriptor, platform platforms.MatchComparer) (ocispec.Descriptor, error) {
+	data, err := images.ReadManifest(ctx, c.ContentStore(), index)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	children, _, err := images.ParseChildren(index, data)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	best := -1
+	for i, ch := range children {
+		if ch.Platform != nil && platform.Match(*ch.Platform) && (best < 0 || platform.Less(*ch.Platform, *children[best].Platform)) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return ocispec.Descriptor{}, fmt.Errorf("index %s has no manifest for the platform asked for: %w", index.Digest, errdefs.ErrNotFound)
+	}
+	return children[best], nil
+}

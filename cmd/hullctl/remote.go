@@ -1,0 +1,233 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/containerd/platforms"
+	"github.com/urfave/cli/v2"
+
+	"github.com/hullrt/hull/client"
+	"github.com/hullrt/hull/core/reference"
+	"github.com/hullrt/hull/core/remotes/credentials"
+	"github.com/hullrt/hull/core/remotes/registry"
+)
+
+// remoteFlags are the flags of every command that talks to a registry.
+func remoteFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "hosts-dir", Usage: "registry host configuration directory (hosts.toml)", Value: "/etc/hull/certs.d"},
+		&cli.BoolFlag{Name: "plain-http", Usage: "allow plain http to loopback registries"},
+		&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "registry credentials, user[:password]"},
+		&cli.StringFlag{Name: "registry-config", Usage: "a Docker config.json to take registry credentials from"},
+		&cli.IntFlag{Name: "max-concurrent-downloads", Usage: "parallel blob transfers", Value: 3},
+	}
+}
+
+// remoteOpts turns the remote flags into client options.
+func (e *env) remoteOpts(c *cli.Context) ([]client.RemoteOpt, error) {
+	opts := []client.RemoteOpt{client.WithHostsDir(c.String("hosts-dir")), client.WithMaxConcurrentDownloads(c.Int("max-concurrent-downloads"))}
+	if c.Bool("plain-http") {
+		opts = append(opts, client.WithPlainHTTP())
+	}
+	var stores []credentials.Store
+	if u := c.String("user"); u != "" {
+		user, pass, _ := strings.Cut(u, ":")
+		stores = append(stores, credentials.Static("", user, pass))
+	}
+	if p := c.String("registry-config"); p != "" {
+		s, err := credentials.FromDockerConfig(p)
+		if err != nil {
+			return nil, err
+		}
+		stores = append(stores, s)
+	}
+	if len(stores) > 0 {
+		opts = append(opts, client.WithCredentials(credentials.Chain(stores...)))
+	}
+	if c.Bool("all-platforms") {
+		opts = append(opts, client.WithAllPlatforms())
+	}
+	if v := c.String("platform"); v != "" {
+		p, err := platforms.Parse(v)
+		if err != nil {
+			return nil, fmt.Errorf("--platform %q: %w", v, err)
+		}
+		opts = append(opts, client.WithPlatform(p))
+	}
+	return opts, nil
+}
+
+// fullRef expands a short reference and says which one it used.
+func (e *env) fullRef(s string) (string, error) {
+	ref, changed, err := reference.ParseNormalized(s)
+	if err != nil {
+		return "", err
+	}
+	if changed {
+		fmt.Fprintf(e.stderr, "using %s\n", ref.String())
+	}
+	return ref.String(), nil
+}
+
+func imagesPull(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "pull",
+		Usage:     "fetch an image from a registry",
+		ArgsUsage: "REF",
+		Flags: append(append(remoteFlags(), platformFlags()...),
+			&cli.BoolFlag{Name: "skip-unpack", Usage: "fetch only; accepted now, while hull has no snapshotters every pull fetches only"},
+			&cli.BoolFlag{Name: "plain", Usage: "print progress as plain lines, not a live table"},
+		),
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, 1, "REF"); err != nil {
+				return err
+			}
+			ref, err := e.fullRef(c.Args().First())
+			if err != nil {
+				return err
+			}
+			cl, err := e.connect()
+			if err != nil {
+				return err
+			}
+			opts, err := e.remoteOpts(c)
+			if err != nil {
+				return err
+			}
+			board := newProgressBoard(e.stdout, c.Bool("plain"), ref+": resolving")
+			img, err := cl.Pull(e.ctx(c), ref, append(opts, client.WithProgress(board.Update))...)
+			board.Finish()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "%s: pulled %s\n", img.Name, img.Target.Digest)
+			return nil
+		},
+	}
+}
+
+func imagesPush(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "push",
+		Usage:     "upload an image to a registry",
+		ArgsUsage: "REF [LOCAL]",
+		Flags: append(append(remoteFlags(), platformFlags()...),
+			&cli.BoolFlag{Name: "plain", Usage: "print progress as plain lines, not a live table"},
+		),
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, 1, "REF [LOCAL]"); err != nil {
+				return err
+			}
+			ref, err := e.fullRef(c.Args().First())
+			if err != nil {
+				return err
+			}
+			local := ref
+			if c.Args().Len() > 1 {
+				if local, err = e.fullRef(c.Args().Get(1)); err != nil {
+					return err
+				}
+			}
+			cl, err := e.connect()
+			if err != nil {
+				return err
+			}
+			opts, err := e.remoteOpts(c)
+			if err != nil {
+				return err
+			}
+			board := newProgressBoard(e.stdout, c.Bool("plain"), ref+": pushing "+local)
+			err = cl.Push(e.ctx(c), ref, local, append(opts, client.WithProgress(board.Update))...)
+			board.Finish()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "%s: pushed\n", ref)
+			return nil
+		},
+	}
+}
+
+func hostsCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "hosts",
+		Usage: "registry host configuration",
+		Subcommands: []*cli.Command{{
+			Name:      "check",
+			Usage:     "show the hosts a reference would use and try a resolve through each",
+			ArgsUsage: "REF",
+			Flags:     remoteFlags(),
+			Action: func(c *cli.Context) error {
+				if err := needArgs(c, 1, "REF"); err != nil {
+					return err
+				}
+				ref, err := e.fullRef(c.Args().First())
+				if err != nil {
+					return err
+				}
+				cl, err := e.connect()
+				if err != nil {
+					return err
+				}
+				opts, err := e.remoteOpts(c)
+				if err != nil {
+					return err
+				}
+				r, ok := cl.Resolver(opts...).(*registry.Resolver)
+				if !ok {
+					return fmt.Errorf("hosts check needs hull's registry resolver")
+				}
+				reports := r.Check(e.ctx(c), ref)
+				printHostReports(e, ref, reports)
+				for _, rep := range reports {
+					if rep.Resolved() {
+						return nil
+					}
+				}
+				return fmt.Errorf("%s: no host could resolve it", ref)
+			},
+		}},
+	}
+}
+
+// printHostReports prints what hosts check found, host by host.
+func printHostReports(e *env, ref string, reports []registry.HostReport) {
+	fmt.Fprintf(e.stdout, "%s: %d host(s), tried in this order\n", ref, len(reports))
+	for i, r := range reports {
+		role := "server"
+		if r.Mirror {
+			role = "mirror"
+		}
+		fmt.Fprintf(e.stdout, "\n%d. %s (%s)\n", i+1, r.URL, role)
+		fmt.Fprintf(e.stdout, "   capabilities: %s\n", strings.Join(r.Capabilities, ", "))
+		if r.ConfigFile != "" {
+			fmt.Fprintf(e.stdout, "   from:         %s\n", r.ConfigFile)
+		}
+		if len(r.CAFiles) > 0 {
+			fmt.Fprintf(e.stdout, "   CA files:     %s (and the system roots)\n", strings.Join(r.CAFiles, ", "))
+		}
+		for _, cc := range r.ClientCertFiles {
+			fmt.Fprintf(e.stdout, "   client cert:  %s, key %s\n", cc[0], cc[1])
+		}
+		if r.SkipVerify {
+			fmt.Fprintf(e.stdout, "   TLS:          certificates NOT verified (skip_verify)\n")
+		}
+		for k, vs := range r.Headers {
+			fmt.Fprintf(e.stdout, "   header:       %s: %s\n", k, strings.Join(vs, ", "))
+		}
+		for _, ch := range r.Challenges {
+			fmt.Fprintf(e.stdout, "   auth:         %s realm=%q service=%q\n", ch.Scheme, ch.Realm, ch.Service)
+		}
+		for _, s := range r.Steps {
+			mark := "ok  "
+			switch {
+			case s.Skipped:
+				mark = "skip"
+			case !s.OK:
+				mark = "FAIL"
+			}
+			fmt.Fprintf(e.stdout, "   [%s] %-8s %s (%s)\n", mark, s.Name, s.Detail, s.Duration.Round(100_000))
+		}
+	}
+}
