@@ -10,6 +10,7 @@ command -v runc >/dev/null || need+=(runc)
 [ -x /bin/busybox ] || need+=(busybox-static)            # base of test images
 command -v gcc >/dev/null || need+=(gcc)
 command -v docker-registry >/dev/null || need+=(docker-registry)  # the test registry (loopback only)
+command -v skopeo >/dev/null || need+=(skopeo)                    # reads what hull pushes
 
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" != 0 ]; then

@@ -238,3 +238,40 @@ func TestPullBadInput(t *testing.T) {
 		t.Fatalf("images after the bad pulls:\n%s", ls)
 	}
 }
+
+func TestCtrPullAndPushThroughHull(t *testing.T) {
+	hulltest.RequireCtr(t)
+	reg := registrytest.Start(t, registrytest.Options{})
+	img := smallImage("ctr")
+	reg.Push(t, "test/app", "1", img)
+	d := hulltest.Start(t, hulltest.Options{})
+	ref := reg.Host() + "/test/app:1"
+	// ctr pulls client-side through hull's content, images and leases
+	// services. (Its unpack needs snapshotters, which come with a later
+	// issue; content fetch is the pull without unpack.)
+	d.Ctr(t, nil, "content", "fetch", "--plain-http", ref)
+	if ls := d.Ctr(t, nil, "images", "ls", "-q"); !strings.Contains(ls, ref) {
+		t.Fatalf("ctr's pull did not record the image:\n%s", ls)
+	}
+	out, err := d.CtrErr(nil, "images", "pull", "--plain-http", ref)
+	t.Logf("ctr images pull (fetch, then an unpack hull cannot do yet): err=%v\n%s", err, out)
+	if !strings.Contains(out, "done") {
+		t.Fatalf("ctr images pull did not fetch:\n%s", out)
+	}
+	// ctr pushes hull's image to another repository.
+	d.Ctr(t, nil, "images", "tag", ref, reg.Host()+"/pushed/by-ctr:1")
+	d.Ctr(t, nil, "images", "push", "--plain-http", reg.Host()+"/pushed/by-ctr:1")
+	if _, data := reg.Manifest(t, "pushed/by-ctr", "1"); string(data) != string(img.Manifest.Data) {
+		t.Fatal("ctr's push of hull's image differs")
+	}
+	// skopeo reads what hull pushes.
+	h := newHullctl(t, d)
+	h.ok(t, "images", "push", "--plain", "--plain-http", reg.Host()+"/pushed/by-hull:1", ref)
+	sk, err := exec.Command("skopeo", "inspect", "--tls-verify=false", "--raw", "docker://"+reg.Host()+"/pushed/by-hull:1").CombinedOutput()
+	if err != nil || string(sk) != string(img.Manifest.Data) {
+		t.Fatalf("skopeo inspect of hull's push: %v\n%s", err, sk)
+	}
+	if sk, err := exec.Command("skopeo", "inspect", "--tls-verify=false", "docker://"+reg.Host()+"/pushed/by-hull:1").CombinedOutput(); err != nil || !strings.Contains(string(sk), img.Manifest.Desc.Digest.String()) {
+		t.Fatalf("skopeo inspect: %v\n%s", err, sk)
+	}
+}
