@@ -9,7 +9,7 @@ LDFLAGS  := -s -w -X github.com/hullrt/hull/internal/version.Version=$(VERSION) 
 BINARIES := bin/hulld bin/hullctl
 # Fuzz targets run briefly in `make test`; `make fuzz FUZZTIME=10m` runs longer.
 FUZZTIME ?= 10s
-FUZZ     := ./core/filters:FuzzParse ./config:FuzzParse ./config:FuzzMigrate
+FUZZ     := ./core/filters:FuzzParse ./config:FuzzParse ./config:FuzzMigrate ./core/reference:FuzzParse ./core/remotes/hosts:FuzzParse ./core/remotes/registry:FuzzParseChallenges ./core/images:FuzzParseChildren
 
 .PHONY: all build deps install test unit integration fuzz bench demo docs check-docs clean
 
