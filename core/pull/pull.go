@@ -68,9 +68,23 @@ type Options struct {
 	MaxConcurrentDownloads int
 	// Progress, if set, is called (from several goroutines) as blobs move.
 	Progress func(Progress)
+	// ChunkSize and ParallelChunks: blobs of at least ParallelThreshold
+	// bytes are fetched as ChunkSize ranges, ParallelChunks at a time,
+	// where the registry supports ranges. Defaults 8 MiB, 4, 64 MiB.
+	ChunkSize         int64
+	ParallelChunks    int
+	ParallelThreshold int64
 	// Unpack, if set, runs on each pulled platform manifest before the
 	// image is recorded.
 	Unpack func(ctx context.Context, manifest ocispec.Descriptor) error
+}
+
+// maxConfigSize bounds image configs, which are read whole into memory (the
+// CVE-2023-25153 class of memory exhaustion).
+const maxConfigSize = 8 << 20
+
+func isConfig(mt string) bool {
+	return mt == ocispec.MediaTypeImageConfig || mt == images.MediaTypeDockerConfig
 }
 
 // sourceLabel names the repository a blob came from, as containerd does, so
@@ -89,6 +103,15 @@ func Pull(ctx context.Context, ref string, o Options) (images.Image, error) {
 	if o.MaxConcurrentDownloads <= 0 {
 		o.MaxConcurrentDownloads = 3
 	}
+	if o.ChunkSize <= 0 {
+		o.ChunkSize = 8 << 20
+	}
+	if o.ParallelChunks <= 0 {
+		o.ParallelChunks = 4
+	}
+	if o.ParallelThreshold <= 0 {
+		o.ParallelThreshold = 64 << 20
+	}
 	if _, ok := leases.FromContext(ctx); !ok {
 		if o.Leases == nil {
 			return images.Image{}, fmt.Errorf("pull %s: no lease in the context and no lease manager: %w", ref, errdefs.ErrInvalidArgument)
@@ -105,6 +128,9 @@ func Pull(ctx context.Context, ref string, o Options) (images.Image, error) {
 	name, desc, err := o.Resolver.Resolve(ctx, ref)
 	if err != nil {
 		return images.Image{}, err
+	}
+	if !images.IsIndex(desc.MediaType) && !images.IsManifest(desc.MediaType) {
+		return images.Image{}, fmt.Errorf("pull %s: it resolves to %s of media type %q, which is neither an image index nor a manifest: %w", ref, desc.Digest, desc.MediaType, errdefs.ErrNotImplemented)
 	}
 	fetcher, err := o.Resolver.Fetcher(ctx, name)
 	if err != nil {
@@ -153,6 +179,10 @@ func (p *puller) fetchTree(ctx context.Context, desc ocispec.Descriptor) error {
 	if !images.IsIndex(desc.MediaType) && !images.IsManifest(desc.MediaType) {
 		if desc.MediaType == images.MediaTypeDockerSchema1 || strings.HasPrefix(desc.MediaType, "application/vnd.docker.distribution.manifest.v1") {
 			return fmt.Errorf("%s is a Docker schema 1 manifest, which hull does not pull: push the image again with a current client: %w", desc.Digest, errdefs.ErrNotImplemented)
+		}
+		if isConfig(desc.MediaType) && desc.Size > maxConfigSize {
+			// Configs are read whole into memory by whoever uses them.
+			return fmt.Errorf("config %s is %d bytes, more than the %d a config may have: %w", desc.Digest, desc.Size, maxConfigSize, errdefs.ErrInvalidArgument)
 		}
 		return p.fetchBlob(ctx, desc, p.labels)
 	}
@@ -266,13 +296,14 @@ func (p *puller) fetchBlob(ctx context.Context, desc ocispec.Descriptor, labels 
 		p.progress(desc, StatusExists, desc.Size)
 		return nil
 	}
-	fetch := func() (io.Reader, func(), error) {
-		p.progress(desc, StatusDownloading, 0)
-		rc, err := p.fetcher.Fetch(ctx, desc)
+	fetch := func(offset int64) (io.Reader, func(), error) {
+		p.progress(desc, StatusDownloading, offset)
+		rc, err := p.open(ctx, desc, offset)
 		if err != nil {
 			return nil, nil, err
 		}
-		return &countingReader{r: rc, report: func(n int64) { p.progress(desc, StatusDownloading, n) }}, func() { rc.Close() }, nil
+		cr := &countingReader{r: rc, n: offset, report: func(n int64) { p.progress(desc, StatusDownloading, n) }}
+		return cr, func() { rc.Close() }, nil
 	}
 	fetched, err := p.write(ctx, desc, fetch, labels)
 	if err != nil {
@@ -284,6 +315,30 @@ func (p *puller) fetchBlob(ctx context.Context, desc ocispec.Descriptor, labels 
 		p.progress(desc, StatusExists, desc.Size)
 	}
 	return nil
+}
+
+// open returns desc's bytes from offset: by a range request where the
+// fetcher can (in parallel chunks for a large blob), else by skipping.
+func (p *puller) open(ctx context.Context, desc ocispec.Descriptor, offset int64) (io.ReadCloser, error) {
+	if rf, ok := p.fetcher.(remotes.RangeFetcher); ok {
+		if desc.Size-offset >= p.o.ParallelThreshold && p.o.ParallelChunks > 1 {
+			return newChunkReader(ctx, rf, desc, offset, p.o.ChunkSize, p.o.ParallelChunks), nil
+		}
+		if offset > 0 {
+			return rf.FetchRange(ctx, desc, offset, -1)
+		}
+	}
+	rc, err := p.fetcher.Fetch(ctx, desc)
+	if err != nil {
+		return nil, err
+	}
+	if offset > 0 {
+		if _, err := io.CopyN(io.Discard, rc, offset); err != nil {
+			rc.Close()
+			return nil, fmt.Errorf("fetch %s: skip to %d: %w", desc.Digest, offset, err)
+		}
+	}
+	return rc, nil
 }
 
 // exists reports whether desc is stored, making sure it carries labels.
@@ -306,7 +361,14 @@ func (p *puller) exists(ctx context.Context, desc ocispec.Descriptor, labels map
 
 // store writes the bytes of r as desc.
 func (p *puller) store(ctx context.Context, desc ocispec.Descriptor, r io.Reader, labels map[string]string) error {
-	_, err := p.write(ctx, desc, func() (io.Reader, func(), error) { return r, func() {}, nil }, labels)
+	_, err := p.write(ctx, desc, func(offset int64) (io.Reader, func(), error) {
+		if s, ok := r.(io.Seeker); ok {
+			if _, err := s.Seek(offset, io.SeekStart); err != nil {
+				return nil, nil, err
+			}
+		}
+		return r, func() {}, nil
+	}, labels)
 	return err
 }
 
@@ -315,7 +377,7 @@ func (p *puller) store(ctx context.Context, desc ocispec.Descriptor, r io.Reader
 // pull that finds the ref locked waits for the other one, which leaves the
 // blob stored, so the blob is downloaded once. It reports whether it wrote
 // the blob (false: it was there).
-func (p *puller) write(ctx context.Context, desc ocispec.Descriptor, open func() (io.Reader, func(), error), labels map[string]string) (bool, error) {
+func (p *puller) write(ctx context.Context, desc ocispec.Descriptor, open func(offset int64) (io.Reader, func(), error), labels map[string]string) (bool, error) {
 	ref := "pull-" + desc.Digest.String()
 	for {
 		w, err := p.o.Content.Writer(ctx, content.WithRef(ref), content.WithDescriptor(desc))
@@ -334,7 +396,14 @@ func (p *puller) write(ctx context.Context, desc ocispec.Descriptor, open func()
 		if err != nil {
 			return false, err
 		}
-		r, done, err := open()
+		st, err := w.Status()
+		if err != nil {
+			w.Close()
+			return false, err
+		}
+		// An earlier pull that broke off left st.Offset bytes: fetch
+		// only the rest.
+		r, done, err := open(st.Offset)
 		if err != nil {
 			w.Close()
 			return false, err
@@ -350,21 +419,8 @@ func (p *puller) write(ctx context.Context, desc ocispec.Descriptor, open func()
 	}
 }
 
-// copyCommit writes r into w from w's current offset (an earlier, broken
-// pull may have left part of the blob) and commits.
+// copyCommit writes r (which starts at w's offset) into w and commits.
 func copyCommit(ctx context.Context, w content.Writer, r io.Reader, desc ocispec.Descriptor, labels map[string]string) error {
-	st, err := w.Status()
-	if err != nil {
-		return err
-	}
-	if st.Offset > 0 {
-		if _, err := io.CopyN(io.Discard, r, st.Offset); err != nil {
-			// The source is shorter than what is stored: drop the
-			// partial ingest so the next try starts clean.
-			w.Truncate(0)
-			return fmt.Errorf("fetch %s: resume at %d: %w", desc.Digest, st.Offset, err)
-		}
-	}
 	buf := make([]byte, 1<<20)
 	if _, err := io.CopyBuffer(w, r, buf); err != nil {
 		return fmt.Errorf("fetch %s: %w", desc.Digest, err)

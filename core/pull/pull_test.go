@@ -3,8 +3,10 @@ package pull
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -218,4 +220,141 @@ func TestPullRejectsCorruptBlob(t *testing.T) {
 		t.Fatal("an image was recorded for a failed pull")
 	}
 	_ = images.IsIndex
+}
+
+// rangeRegistry adds range requests to memRegistry, and can break the
+// first full fetch of one blob after some bytes.
+type rangeRegistry struct {
+	*memRegistry
+	breakAfter int64
+	broke      atomic.Bool
+	ranges     sync.Map // "offset-length" -> true
+	rangeBytes atomic.Int64
+}
+
+type breakingReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (b *breakingReader) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, fmt.Errorf("connection reset by peer")
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.r.Read(p)
+	b.left -= int64(n)
+	return n, err
+}
+
+func (r *rangeRegistry) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {
+	rc, err := r.memRegistry.Fetch(ctx, desc)
+	if err != nil || r.breakAfter == 0 || desc.Size < r.breakAfter || !r.broke.CompareAndSwap(false, true) {
+		return rc, err
+	}
+	return io.NopCloser(&breakingReader{r: rc, left: r.breakAfter}), nil
+}
+
+func (r *rangeRegistry) FetchRange(ctx context.Context, desc ocispec.Descriptor, offset, length int64) (io.ReadCloser, error) {
+	data, ok := r.blobs[desc.Digest]
+	if !ok {
+		return nil, errdefs.ErrNotFound
+	}
+	end := int64(len(data))
+	if length >= 0 && offset+length < end {
+		end = offset + length
+	}
+	r.ranges.Store(fmt.Sprintf("%d-%d", offset, length), true)
+	r.rangeBytes.Add(end - offset)
+	return io.NopCloser(bytes.NewReader(data[offset:end])), nil
+}
+
+func (r *rangeRegistry) Fetcher(ctx context.Context, ref string) (remotes.Fetcher, error) {
+	return r, nil
+}
+
+func TestInterruptedPullResumesWithRange(t *testing.T) {
+	db, ctx := setup(t)
+	big := make([]byte, 3<<20)
+	rand.Read(big)
+	img := testimage.New([]string{"/x"}, []testimage.File{{Name: "big", Data: big}})
+	mem := &memRegistry{blobs: map[digest.Digest][]byte{}, root: img.Manifest.Desc}
+	for _, b := range img.Blobs() {
+		mem.add(b)
+	}
+	layer := img.Layers[0].Desc
+	reg := &rangeRegistry{memRegistry: mem, breakAfter: layer.Size / 2}
+	if _, err := Pull(ctx, "registry.test/resume:1", opts(db, reg)); err == nil {
+		t.Fatal("the broken pull succeeded")
+	}
+	if _, err := db.Images().Get(ctx, "registry.test/resume:1"); !errdefs.IsNotFound(err) {
+		t.Fatal("a failed pull recorded an image")
+	}
+	st, err := db.Content().Status(ctx, "pull-"+layer.Digest.String())
+	if err != nil || st.Offset == 0 {
+		t.Fatalf("no resumable ingest after the break: %+v %v", st, err)
+	}
+	if _, err := Pull(ctx, "registry.test/resume:1", opts(db, reg)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := reg.ranges.Load(fmt.Sprintf("%d--1", st.Offset)); !ok {
+		t.Fatalf("the second pull did not resume at %d with a range request", st.Offset)
+	}
+	if got := reg.rangeBytes.Load(); got != layer.Size-st.Offset {
+		t.Fatalf("resumed pull fetched %d bytes by range, want %d", got, layer.Size-st.Offset)
+	}
+}
+
+func TestParallelChunks(t *testing.T) {
+	db, ctx := setup(t)
+	big := make([]byte, 1<<20+123)
+	rand.Read(big) // incompressible, so the layer stays large
+	img := testimage.New([]string{"/x"}, []testimage.File{{Name: "big", Data: big}})
+	mem := &memRegistry{blobs: map[digest.Digest][]byte{}, root: img.Manifest.Desc}
+	for _, b := range img.Blobs() {
+		mem.add(b)
+	}
+	reg := &rangeRegistry{memRegistry: mem}
+	o := opts(db, reg)
+	o.ParallelThreshold, o.ChunkSize, o.ParallelChunks = 64<<10, 64<<10, 3
+	if _, err := Pull(ctx, "registry.test/chunks:1", o); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	reg.ranges.Range(func(any, any) bool { n++; return true })
+	layer := img.Layers[0].Desc
+	if want := int((layer.Size + 64<<10 - 1) / (64 << 10)); n < want {
+		t.Fatalf("%d range requests, want at least %d chunks", n, want)
+	}
+	if _, err := db.Content().Info(ctx, layer.Digest); err != nil {
+		t.Fatalf("chunked layer not stored: %v", err)
+	}
+}
+
+func TestPullRefusesOversizedManifestsAndConfigs(t *testing.T) {
+	db, ctx := setup(t)
+	img := testimage.New([]string{"/x"}, []testimage.File{{Name: "f"}})
+	huge := img.Manifest.Desc
+	huge.Size = 5 << 20
+	reg := &memRegistry{blobs: map[digest.Digest][]byte{}, root: huge}
+	if _, err := Pull(ctx, "registry.test/huge:1", opts(db, reg)); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "4 MiB") {
+		t.Fatalf("5 MiB manifest: %v", err)
+	}
+	// A manifest naming a 9 MiB config.
+	m := fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":%q,"size":%d},"layers":[]}`, digest.FromString("cfg"), 9<<20)
+	md := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromString(m), Size: int64(len(m))}
+	reg = &memRegistry{blobs: map[digest.Digest][]byte{md.Digest: []byte(m)}, root: md}
+	if _, err := Pull(ctx, "registry.test/bigcfg:1", opts(db, reg)); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), digest.FromString("cfg").String()) {
+		t.Fatalf("9 MiB config: %v", err)
+	}
+	// A reference resolving to something that is no image.
+	reg = &memRegistry{blobs: map[digest.Digest][]byte{}, root: ocispec.Descriptor{MediaType: "text/html", Digest: digest.FromString("x"), Size: 1}}
+	if _, err := Pull(ctx, "registry.test/html:1", opts(db, reg)); err == nil || !strings.Contains(err.Error(), "text/html") {
+		t.Fatalf("text/html root: %v", err)
+	}
+	if imgs, _ := db.Images().List(ctx); len(imgs) != 0 {
+		t.Fatalf("images recorded: %v", imgs)
+	}
 }

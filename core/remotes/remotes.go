@@ -40,3 +40,13 @@ type Pusher interface {
 	// descriptor that the registry already has gives AlreadyExists.
 	Push(ctx context.Context, desc ocispec.Descriptor) (content.Writer, error)
 }
+
+// RangeFetcher is a Fetcher that can fetch part of a blob, which a pull uses
+// to resume a broken download where it stopped and to fetch large blobs in
+// parallel chunks.
+type RangeFetcher interface {
+	Fetcher
+	// FetchRange returns length bytes of desc from offset (to the end if
+	// length < 0).
+	FetchRange(ctx context.Context, desc ocispec.Descriptor, offset, length int64) (io.ReadCloser, error)
+}

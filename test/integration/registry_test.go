@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"bufio"
+	"crypto/rand"
 	"fmt"
 	"net"
 	"os"
@@ -130,8 +132,12 @@ func TestPullTLSClientCertAndCA(t *testing.T) {
 	// Without the CA: the error names the host and says it is about TLS.
 	empty := t.TempDir()
 	h.fails(t, []string{reg.Host(), "certificate"}, "images", "pull", "--plain", "--hosts-dir", empty, ref)
+	// A wrong CA: the error names the CA file that was trusted.
+	other := registrytest.Start(t, registrytest.Options{TLS: true})
+	dir := hostsDir(t, reg.Host(), fmt.Sprintf("server = %q\nca = %q\n", reg.URL(), other.CAFile))
+	h.fails(t, []string{reg.Host(), other.CAFile}, "images", "pull", "--plain", "--hosts-dir", dir, ref)
 	// CA but no client certificate: refused.
-	dir := hostsDir(t, reg.Host(), fmt.Sprintf("server = %q\nca = %q\n", reg.URL(), reg.CAFile))
+	dir = hostsDir(t, reg.Host(), fmt.Sprintf("server = %q\nca = %q\n", reg.URL(), reg.CAFile))
 	h.fails(t, []string{reg.Host()}, "images", "pull", "--plain", "--hosts-dir", dir, ref)
 	// Both: pulls.
 	dir = hostsDir(t, reg.Host(), fmt.Sprintf("server = %q\nca = %q\nclient = [[%q, %q]]\n", reg.URL(), reg.CAFile, reg.ClientCertFile, reg.ClientKeyFile))
@@ -273,5 +279,52 @@ func TestCtrPullAndPushThroughHull(t *testing.T) {
 	}
 	if sk, err := exec.Command("skopeo", "inspect", "--tls-verify=false", "docker://"+reg.Host()+"/pushed/by-hull:1").CombinedOutput(); err != nil || !strings.Contains(string(sk), img.Manifest.Desc.Digest.String()) {
 		t.Fatalf("skopeo inspect: %v\n%s", err, sk)
+	}
+}
+
+// TestKilledPullResumes kills hullctl in the middle of a pull and checks
+// that no image is recorded and that pulling again completes it without
+// downloading the blobs that were finished.
+func TestKilledPullResumes(t *testing.T) {
+	reg := registrytest.Start(t, registrytest.Options{})
+	var layers []testimage.BuiltLayer
+	for i := 0; i < 4; i++ {
+		data := make([]byte, 16<<20)
+		rand.Read(data)
+		layers = append(layers, testimage.MakeLayer([]testimage.File{{Name: fmt.Sprintf("blob%d", i), Data: data}}, testimage.Uncompressed))
+	}
+	img := testimage.NewLayers(testimage.HostPlatform(), []string{"/x"}, layers...)
+	reg.Push(t, "big/app", "1", img)
+	d := hulltest.Start(t, hulltest.Options{})
+	h := newHullctl(t, d)
+	ref := reg.Host() + "/big/app:1"
+
+	cmd := exec.Command(h.bin, "--address", d.Address, "images", "pull", "--plain", "--plain-http", "--max-concurrent-downloads", "1", ref)
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	killed := false
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), "layer-") && strings.Contains(sc.Text(), " done") {
+			cmd.Process.Kill()
+			killed = true
+			break
+		}
+	}
+	cmd.Wait()
+	if !killed {
+		t.Fatal("the pull finished before it could be killed")
+	}
+	if ls := h.ok(t, "images", "ls", "-q"); strings.Contains(ls, ref) {
+		t.Fatalf("a killed pull recorded the image:\n%s", ls)
+	}
+	out := h.ok(t, "images", "pull", "--plain", "--plain-http", ref)
+	if !strings.Contains(out, " exists") {
+		t.Fatalf("the second pull downloaded every blob again:\n%s", out)
+	}
+	if ls := h.ok(t, "images", "ls", "-q"); !strings.Contains(ls, ref) {
+		t.Fatalf("image missing after the resumed pull:\n%s", ls)
 	}
 }

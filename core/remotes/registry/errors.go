@@ -80,7 +80,17 @@ func (r *Resolver) tryHosts(ctx context.Context, subject string, eps []*endpoint
 			return &hostsError{subject: subject, kind: ctx.Err(), reasons: append(reasons, ep.base+": "+err.Error())}
 		}
 		he := toHostErr(err)
-		reasons = append(reasons, ep.base+": "+he.reason)
+		reason := he.reason
+		if strings.HasPrefix(reason, "tls") {
+			// Which roots were trusted is the first question about a
+			// certificate error.
+			reason += " (trusted: the system roots"
+			for _, f := range ep.Host.CAFiles {
+				reason += ", " + f
+			}
+			reason += ")"
+		}
+		reasons = append(reasons, ep.base+": "+reason)
 		if !he.next {
 			return &hostsError{subject: subject, kind: he.kind, reasons: reasons, cause: he.cause}
 		}
