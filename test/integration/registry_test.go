@@ -328,3 +328,25 @@ func TestKilledPullResumes(t *testing.T) {
 		t.Fatalf("image missing after the resumed pull:\n%s", ls)
 	}
 }
+
+func TestPullLayerKinds(t *testing.T) {
+	reg := registrytest.Start(t, registrytest.Options{})
+	files := func(s string) []testimage.File { return []testimage.File{{Name: s, Data: []byte(s)}} }
+	img := testimage.NewLayers(testimage.HostPlatform(), []string{"/x"},
+		testimage.MakeLayer(files("gzip"), testimage.Gzip),
+		testimage.MakeLayer(files("zstd"), testimage.Zstd),
+		testimage.MakeLayer(files("plain"), testimage.Uncompressed))
+	reg.Push(t, "kinds/app", "1", img)
+	many := testimage.New(nil, testimage.ManyLayers(20)...)
+	reg.Push(t, "kinds/many", "1", many)
+	d := hulltest.Start(t, hulltest.Options{})
+	h := newHullctl(t, d)
+	h.ok(t, "images", "pull", "--plain", "--plain-http", reg.Host()+"/kinds/app:1")
+	h.ok(t, "images", "pull", "--plain", "--plain-http", reg.Host()+"/kinds/many:1")
+	cl := h.ok(t, "content", "ls", "-q")
+	for _, b := range append(img.Blobs(), many.Blobs()...) {
+		if !strings.Contains(cl, b.Desc.Digest.String()) {
+			t.Fatalf("blob %s (%s) not pulled", b.Desc.Digest, b.Desc.MediaType)
+		}
+	}
+}

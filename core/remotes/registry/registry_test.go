@@ -985,3 +985,37 @@ func TestRetryAfterAndBackoff(t *testing.T) {
 		t.Errorf("link %q", got)
 	}
 }
+
+func TestRedirectLoop(t *testing.T) {
+	var hits atomic.Int32
+	var loop *httptest.Server
+	loop = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		http.Redirect(w, r, loop.URL+r.URL.Path+"x", http.StatusTemporaryRedirect)
+	}))
+	defer loop.Close()
+	f := newFakeRegistry(t)
+	f.set(func(k *fakeKnobs) { k.redirect = loop.URL })
+	blob := f.addBlob(testRepo, []byte("data"))
+	r := newTestResolver(t, Options{Hosts: hostList(f.host(allCaps))})
+	fetcher := mustFetcher(t, r, f.addr()+"/"+testRepo)
+	done := make(chan error, 1)
+	go func() {
+		rc, err := fetcher.Fetch(context.Background(), blob)
+		if err == nil {
+			rc.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "redirect") || !strings.Contains(err.Error(), blob.Digest.String()) {
+			t.Fatalf("redirect loop: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("a redirect loop hung the fetch")
+	}
+	if n := hits.Load(); n > 20 {
+		t.Fatalf("followed %d redirects", n)
+	}
+}
