@@ -279,14 +279,8 @@ func contentLabel(e *env) *cli.Command {
 				return err
 			}
 			cs := cl.ContentStore()
-			info := content.Info{Digest: d, Labels: map[string]string{}}
-			var paths []string
-			for k, v := range labels {
-				paths = append(paths, "labels."+k)
-				if v != "" {
-					info.Labels[k] = v
-				}
-			}
+			set, paths := labelUpdate(labels)
+			info := content.Info{Digest: d, Labels: set}
 			if len(paths) == 0 {
 				// No fieldpaths would replace all labels: just show them.
 				info, err = cs.Info(e.ctx(c), d)
@@ -296,13 +290,7 @@ func contentLabel(e *env) *cli.Command {
 			if err != nil {
 				return named("blob", d.String(), err)
 			}
-			if e.format == "json" {
-				return e.printJSON(nonNil(info.Labels))
-			}
-			if len(info.Labels) > 0 {
-				fmt.Fprintln(e.stdout, labelString(info.Labels))
-			}
-			return nil
+			return e.printLabels(info.Labels)
 		},
 	}
 }

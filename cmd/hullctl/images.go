@@ -137,14 +137,8 @@ func imagesLabel(e *env) *cli.Command {
 				return err
 			}
 			is := cl.ImageService()
-			img := images.Image{Name: name, Labels: map[string]string{}}
-			var paths []string
-			for k, v := range labels {
-				paths = append(paths, "labels."+k)
-				if v != "" {
-					img.Labels[k] = v
-				}
-			}
+			set, paths := labelUpdate(labels)
+			img := images.Image{Name: name, Labels: set}
 			if len(paths) == 0 {
 				// No fieldpaths would replace every field: just show.
 				img, err = is.Get(e.ctx(c), name)
@@ -154,13 +148,7 @@ func imagesLabel(e *env) *cli.Command {
 			if err != nil {
 				return named("image", name, err)
 			}
-			if e.format == "json" {
-				return e.printJSON(nonNil(img.Labels))
-			}
-			if len(img.Labels) > 0 {
-				fmt.Fprintln(e.stdout, labelString(img.Labels))
-			}
-			return nil
+			return e.printLabels(img.Labels)
 		},
 	}
 }

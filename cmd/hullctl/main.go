@@ -431,3 +431,28 @@ func timeString(t time.Time) string {
 	}
 	return t.UTC().Format(time.RFC3339Nano)
 }
+
+// labelUpdate turns KEY=VALUE arguments (an empty value removes the key) into
+// the labels to set and the "labels.<key>" field paths of an update, which
+// name the removed keys too.
+func labelUpdate(labels map[string]string) (set map[string]string, paths []string) {
+	set = map[string]string{}
+	for k, v := range labels {
+		paths = append(paths, "labels."+k)
+		if v != "" {
+			set[k] = v
+		}
+	}
+	return set, paths
+}
+
+// printLabels prints the labels an object has after a label command.
+func (e *env) printLabels(labels map[string]string) error {
+	if e.format == "json" {
+		return e.printJSON(nonNil(labels))
+	}
+	if len(labels) > 0 {
+		fmt.Fprintln(e.stdout, labelString(labels))
+	}
+	return nil
+}

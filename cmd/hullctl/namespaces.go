@@ -125,13 +125,7 @@ func namespacesCommand(e *env) *cli.Command {
 					if err != nil {
 						return named("namespace", name, err)
 					}
-					if e.format == "json" {
-						return e.printJSON(nonNil(got))
-					}
-					if len(got) > 0 {
-						fmt.Fprintln(e.stdout, labelString(got))
-					}
-					return nil
+					return e.printLabels(got)
 				},
 			},
 		},
