@@ -3,8 +3,10 @@ package images
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/containerd/errdefs"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -88,4 +90,28 @@ func ReadManifest(ctx context.Context, p content.Provider, desc ocispec.Descript
 		return nil, err
 	}
 	return buf, nil
+}
+
+// EachConcurrently runs fn for every descriptor, each in its own goroutine,
+// waits for all of them and returns their errors joined. Pull and push walk
+// an image's children this way; the limit on parallel transfers is theirs.
+func EachConcurrently(descs []ocispec.Descriptor, fn func(ocispec.Descriptor) error) error {
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	for _, d := range descs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(d); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }

@@ -15,11 +15,9 @@ package pull
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -204,28 +202,13 @@ func (p *puller) fetchTree(ctx context.Context, desc ocispec.Descriptor) error {
 			return fmt.Errorf("index %s has no manifest for platform %s: %w", desc.Digest, platforms.Format(platforms.DefaultSpec()), errdefs.ErrNotFound)
 		}
 	}
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
-	)
 	for i, ch := range children {
 		labels[images.LabelGCRefContent+"."+refs[i]] = ch.Digest.String()
 		if !images.IsIndex(ch.MediaType) && !images.IsManifest(ch.MediaType) {
 			p.progress(ch, StatusWaiting, 0)
 		}
-		wg.Add(1)
-		go func(ch ocispec.Descriptor) {
-			defer wg.Done()
-			if err := p.fetchTree(ctx, ch); err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-		}(ch)
 	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := images.EachConcurrently(children, func(ch ocispec.Descriptor) error { return p.fetchTree(ctx, ch) }); err != nil {
 		return err
 	}
 	if images.IsManifest(desc.MediaType) && p.o.Unpack != nil {

@@ -10,11 +10,9 @@ package push
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
-	"sync"
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/platforms"
@@ -88,11 +86,7 @@ func (p *uploader) pushTree(ctx context.Context, desc ocispec.Descriptor) error 
 		if err != nil {
 			return err
 		}
-		var (
-			wg   sync.WaitGroup
-			mu   sync.Mutex
-			errs []error
-		)
+		var todo []ocispec.Descriptor
 		for _, ch := range children {
 			if images.IsIndex(desc.MediaType) {
 				if ch.Platform != nil && p.o.Platform != nil && !p.o.Platform.Match(*ch.Platform) {
@@ -106,18 +100,9 @@ func (p *uploader) pushTree(ctx context.Context, desc ocispec.Descriptor) error 
 				}
 			}
 			p.progress(ch, pull.StatusWaiting, 0)
-			wg.Add(1)
-			go func(ch ocispec.Descriptor) {
-				defer wg.Done()
-				if err := p.pushTree(ctx, ch); err != nil {
-					mu.Lock()
-					errs = append(errs, err)
-					mu.Unlock()
-				}
-			}(ch)
+			todo = append(todo, ch)
 		}
-		wg.Wait()
-		if err := errors.Join(errs...); err != nil {
+		if err := images.EachConcurrently(todo, func(ch ocispec.Descriptor) error { return p.pushTree(ctx, ch) }); err != nil {
 			return err
 		}
 	}
