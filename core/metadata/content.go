@@ -3,6 +3,7 @@ package metadata
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	eventstypes "github.com/containerd/containerd/api/events"
@@ -324,8 +325,39 @@ func (s contentStore) Writer(ctx context.Context, opts ...content.WriterOpt) (co
 	if err != nil {
 		return nil, err
 	}
+	bref := backendRef(ns, wo.Ref)
+	if err := s.db.lockRef(bref, wo.Ref); err != nil {
+		return nil, err
+	}
+	w, err := s.writer(ctx, ns, wo)
+	if err != nil {
+		s.db.unlockRef(bref)
+		return nil, err
+	}
+	return w, nil
+}
+
+// lockRef takes the ref for one writer; a second gets Unavailable, as from
+// the backend.
+func (db *DB) lockRef(bref, ref string) error {
+	db.writingMu.Lock()
+	defer db.writingMu.Unlock()
+	if since, ok := db.writing[bref]; ok {
+		return fmt.Errorf("ref %s locked for %s (since %s): %w", ref, time.Since(since).Round(time.Millisecond), since.Format(time.RFC3339), errdefs.ErrUnavailable)
+	}
+	db.writing[bref] = time.Now()
+	return nil
+}
+
+func (db *DB) unlockRef(bref string) {
+	db.writingMu.Lock()
+	delete(db.writing, bref)
+	db.writingMu.Unlock()
+}
+
+func (s contentStore) writer(ctx context.Context, ns string, wo content.WriterOpts) (content.Writer, error) {
 	lease, hasLease := leases.FromContext(ctx)
-	err = s.db.update(ctx, func(t *nsTx) error {
+	err := s.db.update(ctx, func(t *nsTx) error {
 		if hasLease {
 			if err := addLeaseResource(t, lease, leases.Resource{Type: "ingests", ID: wo.Ref}); err != nil {
 				return err
@@ -369,6 +401,13 @@ func (s contentStore) Writer(ctx context.Context, opts ...content.WriterOpt) (co
 	return &nsWriter{Writer: bw, db: s.db, ns: ns, ref: wo.Ref, lease: lease, expected: wo.Desc.Digest}, nil
 }
 
+// Close releases the ref; the ingest stays to be resumed.
+func (w *nsWriter) Close() error {
+	err := w.Writer.Close()
+	w.unlock.Do(func() { w.db.unlockRef(backendRef(w.ns, w.ref)) })
+	return err
+}
+
 // nsWriter records the blob in its namespace when the backend commits it.
 type nsWriter struct {
 	content.Writer
@@ -376,6 +415,7 @@ type nsWriter struct {
 	ns, ref  string
 	lease    string
 	expected digest.Digest
+	unlock   sync.Once
 }
 
 func (w *nsWriter) Status() (content.Status, error) {
@@ -400,6 +440,8 @@ func (w *nsWriter) Commit(ctx context.Context, size int64, expected digest.Diges
 	if expected == "" {
 		expected = w.expected
 	}
+	// The ref stays locked until the record exists (see DB.writing).
+	defer w.unlock.Do(func() { w.db.unlockRef(backendRef(w.ns, w.ref)) })
 	// Hold off the collector from the moment the blob exists on disk
 	// until this namespace records it.
 	w.db.gcMu.RLock()

@@ -80,6 +80,14 @@ type DB struct {
 	// that the collector never sees a blob that is about to be recorded.
 	gcMu sync.RWMutex
 
+	// writing holds the ingest refs with an open writer, from Writer until
+	// the writer is closed or its blob is recorded. The backend's own lock
+	// ends when the blob file is in place, before the record exists; this
+	// one lasts until the record does, so that a second writer of the same
+	// ref then finds the blob instead of writing it again.
+	writingMu sync.Mutex
+	writing   map[string]time.Time
+
 	gcDelay  atomic.Int64 // nanoseconds
 	gcKick   chan struct{}
 	gcStop   chan struct{}
@@ -103,7 +111,8 @@ func Open(path string, backend *local.Store, opts Options) (*DB, error) {
 	}
 	db := &DB{
 		bolt: bdb, backend: backend, pub: opts.Publisher, log: opts.Logger,
-		gcKick: make(chan struct{}, 1), gcStop: make(chan struct{}), gcDone: make(chan struct{}),
+		writing: map[string]time.Time{},
+		gcKick:  make(chan struct{}, 1), gcStop: make(chan struct{}), gcDone: make(chan struct{}),
 	}
 	if db.log == nil {
 		db.log = slog.Default()
