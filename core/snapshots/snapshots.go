@@ -1,0 +1,136 @@
+// Package snapshots defines snapshotters: stores of filesystem trees built
+// as chains of layers, in containerd's model.
+//
+// A snapshot is active (writable, made by Prepare), a view (read-only, made
+// by View) or committed (read-only and immutable, made by Commit from an
+// active snapshot, and usable as the parent of new ones). Prepare(key,
+// parent) returns the mounts of a writable tree holding parent's content;
+// after changes are made there, Commit(name, key) seals it as name. An
+// image's root filesystem is the chain of its layers' committed snapshots,
+// each keyed by its chain ID.
+//
+// A Snapshotter here is a backend: it knows keys but not namespaces. The
+// metadata layer gives each namespace its own keys and maps them to backend
+// keys, so two namespaces can share a committed layer on disk.
+package snapshots
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/containerd/errdefs"
+
+	"github.com/hullrt/hull/core/mount"
+)
+
+// Kind is the kind of a snapshot.
+type Kind uint8
+
+// The kinds of snapshot.
+const (
+	KindUnknown Kind = iota
+	KindView
+	KindActive
+	KindCommitted
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindView:
+		return "View"
+	case KindActive:
+		return "Active"
+	case KindCommitted:
+		return "Committed"
+	}
+	return "Unknown"
+}
+
+// ParseKind parses the String form of a Kind (case-sensitive, as the API
+// sends it).
+func ParseKind(s string) (Kind, error) {
+	switch s {
+	case "View":
+		return KindView, nil
+	case "Active":
+		return KindActive, nil
+	case "Committed":
+		return KindCommitted, nil
+	}
+	return KindUnknown, fmt.Errorf("snapshot kind %q: use View, Active or Committed: %w", s, errdefs.ErrInvalidArgument)
+}
+
+// Info describes a snapshot.
+type Info struct {
+	Kind    Kind
+	Name    string // the key, or the name given at Commit
+	Parent  string // the parent's name; "" for none
+	Labels  map[string]string
+	Created time.Time
+	Updated time.Time
+}
+
+// Usage is the disk a snapshot uses by itself (not its parents).
+type Usage struct {
+	Inodes int64
+	Size   int64
+}
+
+// Add adds u2 to u.
+func (u *Usage) Add(u2 Usage) {
+	u.Inodes += u2.Inodes
+	u.Size += u2.Size
+}
+
+// WalkFunc is called for each snapshot by Walk; an error stops the walk.
+type WalkFunc func(context.Context, Info) error
+
+// Opt sets fields of the Info of a new snapshot (labels).
+type Opt func(*Info) error
+
+// WithLabels sets the labels of a new snapshot.
+func WithLabels(labels map[string]string) Opt {
+	return func(i *Info) error {
+		if i.Labels == nil {
+			i.Labels = map[string]string{}
+		}
+		for k, v := range labels {
+			i.Labels[k] = v
+		}
+		return nil
+	}
+}
+
+// Snapshotter is a snapshot store. Errors wrap errdefs: NotFound for an
+// unknown key, AlreadyExists for a key in use, FailedPrecondition for an
+// operation the snapshot's kind or children forbid, InvalidArgument for a
+// bad key or parent.
+type Snapshotter interface {
+	Stat(ctx context.Context, key string) (Info, error)
+	// Update changes labels ("labels", "labels.<key>"); none: all labels.
+	Update(ctx context.Context, info Info, fieldpaths ...string) (Info, error)
+	Usage(ctx context.Context, key string) (Usage, error)
+	// Mounts returns the mounts of an active snapshot or view.
+	Mounts(ctx context.Context, key string) ([]mount.Mount, error)
+	// Prepare makes an active snapshot key from committed parent ("" for
+	// an empty tree) and returns its mounts.
+	Prepare(ctx context.Context, key, parent string, opts ...Opt) ([]mount.Mount, error)
+	// View makes a read-only snapshot of committed parent.
+	View(ctx context.Context, key, parent string, opts ...Opt) ([]mount.Mount, error)
+	// Commit seals active snapshot key as committed snapshot name; key
+	// is gone afterwards.
+	Commit(ctx context.Context, name, key string, opts ...Opt) error
+	// Remove removes a snapshot that has no children.
+	Remove(ctx context.Context, key string) error
+	// Walk calls fn for each snapshot matching any of filters ("name",
+	// "parent", "kind", "labels.<key>"; none: all).
+	Walk(ctx context.Context, fn WalkFunc, filters ...string) error
+	Close() error
+}
+
+// Cleaner is a Snapshotter that frees the disk of removed snapshots in a
+// separate step, so that Remove stays quick.
+type Cleaner interface {
+	Cleanup(ctx context.Context) error
+}
