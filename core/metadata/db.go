@@ -85,6 +85,8 @@ type DB struct {
 	// ends when the blob file is in place, before the record exists; this
 	// one lasts until the record does, so that a second writer of the same
 	// ref then finds the blob instead of writing it again.
+	sn snapshotters
+
 	writingMu sync.Mutex
 	writing   map[string]time.Time
 

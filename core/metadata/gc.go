@@ -10,6 +10,7 @@ import (
 
 	"github.com/hullrt/hull/core/content"
 	"github.com/hullrt/hull/core/leases"
+	"github.com/hullrt/hull/core/snapshots"
 )
 
 // The labels containerd uses to tie objects together for garbage collection.
@@ -25,10 +26,12 @@ const (
 
 // GCStats tells what a collection removed.
 type GCStats struct {
-	ContentDeleted int           // records removed from namespaces
-	BlobsDeleted   int           // files removed from disk
-	LeasesExpired  int           // leases removed for their expiry label
-	Duration       time.Duration // time the collector held the store
+	ContentDeleted int // records removed from namespaces
+	BlobsDeleted   int // files removed from disk
+	LeasesExpired  int // leases removed for their expiry label
+	// SnapshotsDeleted counts backend snapshots removed.
+	SnapshotsDeleted int
+	Duration         time.Duration // time the collector held the store
 }
 
 // GarbageCollect marks everything reachable from the roots (images, leases,
@@ -41,11 +44,14 @@ func (db *DB) GarbageCollect(ctx context.Context) (GCStats, error) {
 	db.gcMu.Lock()
 	defer db.gcMu.Unlock()
 	referenced := map[digest.Digest]bool{}
+	// backends holds, per snapshotter, the backend snapshots some
+	// namespace still names.
+	backends := map[string]map[string]bool{}
 	now := time.Now()
 	err := db.bolt.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketV1).ForEachBucket(func(ns []byte) error {
 			nsb := tx.Bucket(bucketV1).Bucket(ns)
-			n, e, err := collectNamespace(nsb, now, referenced)
+			n, e, err := collectNamespace(nsb, now, referenced, backends)
 			st.ContentDeleted += n
 			st.LeasesExpired += e
 			return err
@@ -54,6 +60,7 @@ func (db *DB) GarbageCollect(ctx context.Context) (GCStats, error) {
 	if err != nil {
 		return st, err
 	}
+	st.SnapshotsDeleted = db.collectBackendSnapshots(ctx, backends)
 	var unused []digest.Digest
 	if err := db.backend.Walk(ctx, func(info content.Info) error {
 		if !referenced[info.Digest] {
@@ -76,7 +83,15 @@ func (db *DB) GarbageCollect(ctx context.Context) (GCStats, error) {
 }
 
 // collectNamespace sweeps one namespace and adds the blobs it keeps to keep.
-func collectNamespace(nsb *bolt.Bucket, now time.Time, keep map[digest.Digest]bool) (deleted, expired int, err error) {
+func collectNamespace(nsb *bolt.Bucket, now time.Time, keep map[digest.Digest]bool, backends map[string]map[string]bool) (deleted, expired int, err error) {
+	// snapMarks holds, per snapshotter, the keys something references.
+	snapMarks := map[string]map[string]bool{}
+	markSnap := func(sn, key string) {
+		if snapMarks[sn] == nil {
+			snapMarks[sn] = map[string]bool{}
+		}
+		snapMarks[sn][key] = true
+	}
 	marked := map[string]bool{}
 	var queue []string
 	mark := func(d string) {
@@ -111,6 +126,13 @@ func collectNamespace(nsb *bolt.Bucket, now time.Time, keep map[digest.Digest]bo
 			for _, d := range r.Resources["content"] {
 				mark(d)
 			}
+			for typ, keys := range r.Resources {
+				if sn, ok := strings.CutPrefix(typ, "snapshots/"); ok {
+					for _, k := range keys {
+						markSnap(sn, k)
+					}
+				}
+			}
 			return nil
 		}); err != nil {
 			return 0, 0, err
@@ -124,7 +146,8 @@ func collectNamespace(nsb *bolt.Bucket, now time.Time, keep map[digest.Digest]bo
 	}
 	cb := nsb.Bucket(bucketContent)
 	if cb == nil {
-		return 0, expired, nil
+		deleted, err := collectSnapshots(nsb, snapMarks, backends)
+		return deleted, expired, err
 	}
 	records := map[string]blobRecord{}
 	if err := cb.ForEach(func(k, v []byte) error {
@@ -147,6 +170,9 @@ func collectNamespace(nsb *bolt.Bucket, now time.Time, keep map[digest.Digest]bo
 			if isContentRef(k) {
 				mark(v)
 			}
+			if sn, ok := snapshotRef(k); ok {
+				markSnap(sn, v)
+			}
 		}
 	}
 	for k := range records {
@@ -159,7 +185,142 @@ func collectNamespace(nsb *bolt.Bucket, now time.Time, keep map[digest.Digest]bo
 		}
 		deleted++
 	}
-	return deleted, expired, nil
+	n, err := collectSnapshots(nsb, snapMarks, backends)
+	return deleted + n, expired, err
+}
+
+// snapshotRef reports whether label is containerd.io/gc.ref.snapshot.<sn>
+// (optionally followed by "." or "/" and more) and returns sn.
+func snapshotRef(label string) (string, bool) {
+	rest, ok := strings.CutPrefix(label, LabelGCRefSnapshot)
+	if !ok || rest == "" {
+		return "", false
+	}
+	if i := strings.IndexAny(rest, "./"); i >= 0 {
+		rest = rest[:i]
+	}
+	return rest, rest != ""
+}
+
+// collectSnapshots deletes the namespace's snapshot records that nothing
+// marked (marks follow parents; active snapshots and views are roots of
+// their own, and so are records labelled gc.root), and records in backends
+// the backend snapshots the survivors name.
+func collectSnapshots(nsb *bolt.Bucket, marks map[string]map[string]bool, backends map[string]map[string]bool) (int, error) {
+	sb := nsb.Bucket(bucketSnapshots)
+	if sb == nil {
+		return 0, nil
+	}
+	deleted := 0
+	err := sb.ForEachBucket(func(name []byte) error {
+		sn := string(name)
+		b := sb.Bucket(name)
+		records := map[string]snapRecord{}
+		if err := b.ForEach(func(k, v []byte) error {
+			var r snapRecord
+			if _, err := getJSON(b, string(k), &r); err != nil {
+				return err
+			}
+			records[string(k)] = r
+			return nil
+		}); err != nil {
+			return err
+		}
+		keep := map[string]bool{}
+		var queue []string
+		add := func(k string) {
+			if _, ok := records[k]; ok && !keep[k] {
+				keep[k] = true
+				queue = append(queue, k)
+			}
+		}
+		for k, r := range records {
+			if _, root := r.Labels[LabelGCRoot]; root || marks[sn][k] {
+				add(k)
+			}
+		}
+		for len(queue) > 0 {
+			k := queue[0]
+			queue = queue[1:]
+			add(records[k].Parent)
+		}
+		if backends[sn] == nil {
+			backends[sn] = map[string]bool{}
+		}
+		for k, r := range records {
+			if keep[k] {
+				backends[sn][r.Backend] = true
+				continue
+			}
+			if err := b.Delete([]byte(k)); err != nil {
+				return err
+			}
+			deleted++
+		}
+		return nil
+	})
+	return deleted, err
+}
+
+// collectBackendSnapshots removes the backend snapshots no namespace names,
+// children before parents, and lets each backend free their disk.
+func (db *DB) collectBackendSnapshots(ctx context.Context, referenced map[string]map[string]bool) int {
+	db.sn.mu.RLock()
+	backends := make(map[string]snapshots.Snapshotter, len(db.sn.m))
+	for n, b := range db.sn.m {
+		backends[n] = b
+	}
+	db.sn.mu.RUnlock()
+	removed := 0
+	for name, b := range backends {
+		parents := map[string]string{}
+		err := b.Walk(ctx, func(_ context.Context, info snapshots.Info) error {
+			parents[info.Name] = info.Parent
+			return nil
+		})
+		if err != nil {
+			db.log.Warn("gc: walk snapshots", "snapshotter", name, "error", err)
+			continue
+		}
+		// Referenced snapshots keep their parents.
+		keep := map[string]bool{}
+		for k := range parents {
+			for p := k; p != "" && referenced[name][k] && !keep[p]; p = parents[p] {
+				keep[p] = true
+			}
+		}
+		for {
+			hasChild := map[string]bool{}
+			for _, p := range parents {
+				if p != "" {
+					hasChild[p] = true
+				}
+			}
+			progress := false
+			for k := range parents {
+				if keep[k] || hasChild[k] {
+					continue
+				}
+				if err := b.Remove(ctx, k); err != nil {
+					db.log.Warn("gc: remove snapshot", "snapshotter", name, "key", k, "error", err)
+					keep[k] = true
+					continue
+				}
+				delete(parents, k)
+				removed++
+				progress = true
+			}
+			if !progress {
+				break
+			}
+		}
+		if c, ok := b.(snapshots.Cleaner); ok {
+			if err := c.Cleanup(ctx); err != nil {
+				db.log.Warn("gc: snapshotter cleanup", "snapshotter", name, "error", err)
+			}
+		}
+	}
+	return removed
 }
 
 func isContentRef(label string) bool {

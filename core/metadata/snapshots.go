@@ -1,0 +1,507 @@
+package metadata
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	eventstypes "github.com/containerd/containerd/api/events"
+	"github.com/containerd/errdefs"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/hullrt/hull/core/filters"
+	"github.com/hullrt/hull/core/labels"
+	"github.com/hullrt/hull/core/leases"
+	"github.com/hullrt/hull/core/mount"
+	"github.com/hullrt/hull/core/namespaces"
+	"github.com/hullrt/hull/core/snapshots"
+)
+
+// LabelSnapshotRef on a Prepare names the committed snapshot the caller
+// will commit (an image layer's chain ID). If another namespace has it
+// already, Prepare links it into this one and answers AlreadyExists, so a
+// layer is unpacked once per snapshotter, not once per namespace.
+const LabelSnapshotRef = "containerd.io/snapshot.ref"
+
+// backendLabelPrefix marks the labels that are passed to the backend
+// snapshotter; the others are the namespace's own.
+const backendLabelPrefix = "containerd.io/snapshot/"
+
+// snapRecord is a namespace's snapshot: its own key, parent and labels, and
+// the name of the backend snapshot behind it.
+type snapRecord struct {
+	Backend string            `json:"backend"`
+	Parent  string            `json:"parent,omitempty"`
+	Kind    snapshots.Kind    `json:"kind"`
+	Labels  map[string]string `json:"labels,omitempty"`
+	Created time.Time         `json:"created"`
+	Updated time.Time         `json:"updated"`
+}
+
+// snapshotters are the backends the metadata store fronts, by name.
+type snapshotters struct {
+	mu sync.RWMutex
+	m  map[string]snapshots.Snapshotter
+}
+
+// AddSnapshotter makes backend available as snapshotter name.
+func (db *DB) AddSnapshotter(name string, backend snapshots.Snapshotter) {
+	db.sn.mu.Lock()
+	defer db.sn.mu.Unlock()
+	if db.sn.m == nil {
+		db.sn.m = map[string]snapshots.Snapshotter{}
+	}
+	db.sn.m[name] = backend
+}
+
+// SnapshotterNames lists the snapshotters.
+func (db *DB) SnapshotterNames() []string {
+	db.sn.mu.RLock()
+	defer db.sn.mu.RUnlock()
+	var out []string
+	for n := range db.sn.m {
+		out = append(out, n)
+	}
+	return out
+}
+
+// Snapshotter returns the namespaced snapshotter name; NotFound if there
+// is no such backend.
+func (db *DB) Snapshotter(name string) (snapshots.Snapshotter, error) {
+	db.sn.mu.RLock()
+	b, ok := db.sn.m[name]
+	db.sn.mu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("snapshotter %q is not loaded: %w", name, errdefs.ErrNotFound)
+	}
+	return &snapshotStore{db: db, name: name, backend: b}, nil
+}
+
+type snapshotStore struct {
+	db      *DB
+	name    string
+	backend snapshots.Snapshotter
+}
+
+var _ snapshots.Snapshotter = (*snapshotStore)(nil)
+
+func (s *snapshotStore) bucket(t *nsTx) *bolt.Bucket {
+	b := t.bucket(bucketSnapshots)
+	if b == nil {
+		return nil
+	}
+	return b.Bucket([]byte(s.name))
+}
+
+func (s *snapshotStore) createBucket(t *nsTx) (*bolt.Bucket, error) {
+	b, err := t.createBucket(bucketSnapshots)
+	if err != nil {
+		return nil, err
+	}
+	return b.CreateBucketIfNotExists([]byte(s.name))
+}
+
+func (s *snapshotStore) get(t *nsTx, key string) (snapRecord, error) {
+	var r snapRecord
+	ok, err := getJSON(s.bucket(t), key, &r)
+	if err != nil {
+		return r, err
+	}
+	if !ok {
+		return r, notFound("snapshot %q (snapshotter %s)", key, s.name)
+	}
+	return r, nil
+}
+
+func (r *snapRecord) info(key string) snapshots.Info {
+	return snapshots.Info{Kind: r.Kind, Name: key, Parent: r.Parent, Labels: r.Labels, Created: r.Created, Updated: r.Updated}
+}
+
+func validKey(key string) error {
+	if key == "" {
+		return invalid("snapshot key must not be empty")
+	}
+	return nil
+}
+
+func (s *snapshotStore) Stat(ctx context.Context, key string) (snapshots.Info, error) {
+	var info snapshots.Info
+	err := s.db.view(ctx, func(t *nsTx) error {
+		r, err := s.get(t, key)
+		info = r.info(key)
+		return err
+	})
+	return info, err
+}
+
+func (s *snapshotStore) Update(ctx context.Context, info snapshots.Info, fieldpaths ...string) (snapshots.Info, error) {
+	if err := labels.ValidateAll(info.Labels); err != nil {
+		return snapshots.Info{}, err
+	}
+	var out snapshots.Info
+	err := s.db.update(ctx, func(t *nsTx) error {
+		r, err := s.get(t, info.Name)
+		if err != nil {
+			return err
+		}
+		if len(fieldpaths) == 0 {
+			r.Labels = copyLabels(info.Labels)
+		}
+		for _, p := range fieldpaths {
+			if !applyLabelPaths(&r.Labels, info.Labels, p) {
+				return invalid("snapshot %q: cannot update field %q: the fields are labels and labels.<key>", info.Name, p)
+			}
+		}
+		r.Updated = time.Now().UTC()
+		out = r.info(info.Name)
+		return putJSON(s.bucket(t), info.Name, &r)
+	})
+	if err == nil {
+		s.db.kickGC()
+	}
+	return out, err
+}
+
+func (s *snapshotStore) backendKey(ctx context.Context, key string) (snapRecord, error) {
+	var r snapRecord
+	err := s.db.view(ctx, func(t *nsTx) error {
+		var err error
+		r, err = s.get(t, key)
+		return err
+	})
+	return r, err
+}
+
+func (s *snapshotStore) Usage(ctx context.Context, key string) (snapshots.Usage, error) {
+	r, err := s.backendKey(ctx, key)
+	if err != nil {
+		return snapshots.Usage{}, err
+	}
+	return s.backend.Usage(ctx, r.Backend)
+}
+
+func (s *snapshotStore) Mounts(ctx context.Context, key string) ([]mount.Mount, error) {
+	r, err := s.backendKey(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	return s.backend.Mounts(ctx, r.Backend)
+}
+
+func (s *snapshotStore) Prepare(ctx context.Context, key, parent string, opts ...snapshots.Opt) ([]mount.Mount, error) {
+	return s.create(ctx, key, parent, false, opts)
+}
+
+func (s *snapshotStore) View(ctx context.Context, key, parent string, opts ...snapshots.Opt) ([]mount.Mount, error) {
+	return s.create(ctx, key, parent, true, opts)
+}
+
+// splitLabels separates the labels passed to the backend from the rest.
+func splitLabels(all map[string]string) (backend map[string]string) {
+	for k, v := range all {
+		if strings.HasPrefix(k, backendLabelPrefix) {
+			if backend == nil {
+				backend = map[string]string{}
+			}
+			backend[k] = v
+		}
+	}
+	return backend
+}
+
+func (s *snapshotStore) create(ctx context.Context, key, parent string, readonly bool, opts []snapshots.Opt) ([]mount.Mount, error) {
+	if err := validKey(key); err != nil {
+		return nil, err
+	}
+	var base snapshots.Info
+	for _, o := range opts {
+		if err := o(&base); err != nil {
+			return nil, err
+		}
+	}
+	if err := labels.ValidateAll(base.Labels); err != nil {
+		return nil, err
+	}
+	lease, hasLease := leases.FromContext(ctx)
+	var (
+		bkey, bparent string
+		linked        bool
+	)
+	// Record the snapshot first, so the collector (which never removes a
+	// backend snapshot that a record names) cannot race the backend call.
+	s.db.gcMu.RLock()
+	defer s.db.gcMu.RUnlock()
+	err := s.db.update(ctx, func(t *nsTx) error {
+		b, err := s.createBucket(t)
+		if err != nil {
+			return err
+		}
+		if b.Get([]byte(key)) != nil {
+			return alreadyExists("snapshot %q (snapshotter %s)", key, s.name)
+		}
+		if parent != "" {
+			pr, err := s.get(t, parent)
+			if err != nil {
+				return fmt.Errorf("parent: %w", err)
+			}
+			if pr.Kind != snapshots.KindCommitted {
+				return fmt.Errorf("parent %q of snapshot %q is %s, not committed: %w", parent, key, pr.Kind, errdefs.ErrFailedPrecondition)
+			}
+			bparent = pr.Backend
+		}
+		if hasLease {
+			if err := addLeaseResource(t, lease, leases.Resource{Type: "snapshots/" + s.name, ID: key}); err != nil {
+				return err
+			}
+		}
+		now := time.Now().UTC()
+		if target := base.Labels[LabelSnapshotRef]; target != "" && !readonly {
+			if tb := b.Get([]byte(target)); tb != nil {
+				return alreadyExists("snapshot %q (snapshotter %s)", target, s.name)
+			}
+			if shared, sparent := s.findCommitted(t, target); shared != "" && sparent == bparent {
+				// Link the other namespace's layer into this one.
+				r := snapRecord{Backend: shared, Parent: parent, Kind: snapshots.KindCommitted, Labels: copyLabels(base.Labels), Created: now, Updated: now}
+				delete(r.Labels, LabelSnapshotRef)
+				linked = true
+				if hasLease {
+					addLeaseResource(t, lease, leases.Resource{Type: "snapshots/" + s.name, ID: target})
+				}
+				return putJSON(b, target, &r)
+			}
+		}
+		seq, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		bkey = fmt.Sprintf("%s/%d/%s", t.ns, seq, key)
+		kind := snapshots.KindActive
+		if readonly {
+			kind = snapshots.KindView
+		}
+		r := snapRecord{Backend: bkey, Parent: parent, Kind: kind, Labels: copyLabels(base.Labels), Created: now, Updated: now}
+		if err := putJSON(b, key, &r); err != nil {
+			return err
+		}
+		t.publish(s.db, "/snapshot/prepare", &eventstypes.SnapshotPrepare{Key: key, Parent: parent, Snapshotter: s.name})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if linked {
+		return nil, alreadyExists("snapshot %q (snapshotter %s)", base.Labels[LabelSnapshotRef], s.name)
+	}
+	bopts := []snapshots.Opt{snapshots.WithLabels(splitLabels(base.Labels))}
+	var mounts []mount.Mount
+	if readonly {
+		mounts, err = s.backend.View(ctx, bkey, bparent, bopts...)
+	} else {
+		mounts, err = s.backend.Prepare(ctx, bkey, bparent, bopts...)
+	}
+	if err != nil {
+		// Undo the record: the backend has nothing for it.
+		s.db.update(ctx, func(t *nsTx) error {
+			if b := s.bucket(t); b != nil {
+				return b.Delete([]byte(key))
+			}
+			return nil
+		})
+		return nil, err
+	}
+	return mounts, nil
+}
+
+// findCommitted looks in every namespace for a committed snapshot named
+// name in this snapshotter and returns its backend name and its parent's.
+func (s *snapshotStore) findCommitted(t *nsTx, name string) (backend, parentBackend string) {
+	v1 := t.tx.Bucket(bucketV1)
+	v1.ForEachBucket(func(ns []byte) error {
+		if backend != "" {
+			return nil
+		}
+		sb := v1.Bucket(ns).Bucket(bucketSnapshots)
+		if sb == nil {
+			return nil
+		}
+		b := sb.Bucket([]byte(s.name))
+		if b == nil {
+			return nil
+		}
+		var r snapRecord
+		if ok, err := getJSON(b, name, &r); err != nil || !ok || r.Kind != snapshots.KindCommitted {
+			return nil
+		}
+		backend = r.Backend
+		if r.Parent != "" {
+			var pr snapRecord
+			if ok, _ := getJSON(b, r.Parent, &pr); ok {
+				parentBackend = pr.Backend
+			}
+		}
+		return nil
+	})
+	return backend, parentBackend
+}
+
+func (s *snapshotStore) Commit(ctx context.Context, name, key string, opts ...snapshots.Opt) error {
+	if err := validKey(name); err != nil {
+		return err
+	}
+	var base snapshots.Info
+	for _, o := range opts {
+		if err := o(&base); err != nil {
+			return err
+		}
+	}
+	if err := labels.ValidateAll(base.Labels); err != nil {
+		return err
+	}
+	var r snapRecord
+	err := s.db.view(ctx, func(t *nsTx) error {
+		var err error
+		if r, err = s.get(t, key); err != nil {
+			return err
+		}
+		if r.Kind != snapshots.KindActive {
+			return fmt.Errorf("snapshot %q is %s: only an active snapshot can be committed: %w", key, r.Kind, errdefs.ErrFailedPrecondition)
+		}
+		if b := s.bucket(t); b.Get([]byte(name)) != nil {
+			return alreadyExists("snapshot %q (snapshotter %s)", name, s.name)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return err
+	}
+	bname := fmt.Sprintf("%s/c%d/%s", ns, time.Now().UnixNano(), name)
+	s.db.gcMu.RLock()
+	defer s.db.gcMu.RUnlock()
+	if err := s.backend.Commit(ctx, bname, r.Backend, snapshots.WithLabels(splitLabels(base.Labels))); err != nil {
+		return err
+	}
+	lease, hasLease := leases.FromContext(ctx)
+	return s.db.update(ctx, func(t *nsTx) error {
+		b := s.bucket(t)
+		if err := b.Delete([]byte(key)); err != nil {
+			return err
+		}
+		now := time.Now().UTC()
+		lbls := copyLabels(r.Labels)
+		for k, v := range base.Labels {
+			if lbls == nil {
+				lbls = map[string]string{}
+			}
+			lbls[k] = v
+		}
+		delete(lbls, LabelSnapshotRef)
+		nr := snapRecord{Backend: bname, Parent: r.Parent, Kind: snapshots.KindCommitted, Labels: lbls, Created: now, Updated: now}
+		if hasLease {
+			if err := addLeaseResource(t, lease, leases.Resource{Type: "snapshots/" + s.name, ID: name}); err != nil && !errdefs.IsNotFound(err) {
+				return err
+			}
+		}
+		t.publish(s.db, "/snapshot/commit", &eventstypes.SnapshotCommit{Key: key, Name: name, Snapshotter: s.name})
+		return putJSON(b, name, &nr)
+	})
+}
+
+func (s *snapshotStore) Remove(ctx context.Context, key string) error {
+	err := s.db.update(ctx, func(t *nsTx) error {
+		b := s.bucket(t)
+		if _, err := s.get(t, key); err != nil {
+			return err
+		}
+		var child string
+		b.ForEach(func(k, v []byte) error {
+			var r snapRecord
+			if child == "" {
+				if _, err := getJSON(b, string(k), &r); err == nil && r.Parent == key {
+					child = string(k)
+				}
+			}
+			return nil
+		})
+		if child != "" {
+			return fmt.Errorf("snapshot %q has a child, %q: remove it first: %w", key, child, errdefs.ErrFailedPrecondition)
+		}
+		if err := b.Delete([]byte(key)); err != nil {
+			return err
+		}
+		t.publish(s.db, "/snapshot/remove", &eventstypes.SnapshotRemove{Key: key, Snapshotter: s.name})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	// The backend snapshot goes with the next collection, once no
+	// namespace names it.
+	s.db.kickGC()
+	return nil
+}
+
+func (s *snapshotStore) Walk(ctx context.Context, fn snapshots.WalkFunc, fs ...string) error {
+	filter, err := filters.ParseAll(fs...)
+	if err != nil {
+		return err
+	}
+	var infos []snapshots.Info
+	err = s.db.view(ctx, func(t *nsTx) error {
+		b := s.bucket(t)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			var r snapRecord
+			if _, err := getJSON(b, string(k), &r); err != nil {
+				return err
+			}
+			info := r.info(string(k))
+			if filter.Match(filters.AdapterFunc(func(fp []string) (string, bool) {
+				switch fp[0] {
+				case "name":
+					return info.Name, true
+				case "parent":
+					return info.Parent, info.Parent != ""
+				case "kind":
+					return info.Kind.String(), true
+				case "labels":
+					return labelField(info.Labels, fp)
+				}
+				return "", false
+			})) {
+				infos = append(infos, info)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	for _, info := range infos {
+		if err := fn(ctx, info); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Cleanup runs a collection, then asks the backend to free disk.
+func (s *snapshotStore) Cleanup(ctx context.Context) error {
+	if _, err := s.db.GarbageCollect(ctx); err != nil {
+		return err
+	}
+	if c, ok := s.backend.(snapshots.Cleaner); ok {
+		return c.Cleanup(ctx)
+	}
+	return nil
+}
+
+// Close does nothing: the backend belongs to its plugin.
+func (s *snapshotStore) Close() error { return nil }

@@ -1,0 +1,161 @@
+// Package unpack turns an image's layers into snapshots: each layer is
+// applied onto a snapshot of the layers below it and committed under its
+// chain ID (containerd.io/snapshot.ref), so that images sharing lower layers
+// share their snapshots. This is what makes a pulled image runnable.
+package unpack
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/identity"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/hullrt/hull/core/content"
+	"github.com/hullrt/hull/core/diff"
+	"github.com/hullrt/hull/core/images"
+	"github.com/hullrt/hull/core/snapshots"
+)
+
+// Labels unpacking sets, as containerd does.
+const (
+	// LabelUncompressed on a layer blob records its diffID.
+	LabelUncompressed = "containerd.io/uncompressed"
+	// LabelSnapshotRef on a snapshot being prepared names the chain ID it
+	// will be committed as.
+	LabelSnapshotRef = "containerd.io/snapshot.ref"
+	// labelGCRefSnapshot + snapshotter, on an image config, keeps the
+	// top layer's snapshot (and so its parents) alive.
+	labelGCRefSnapshot = "containerd.io/gc.ref.snapshot."
+)
+
+// maxConfigSize bounds how much of an image config is read into memory.
+const maxConfigSize = 8 << 20
+
+// Options are what an unpack needs.
+type Options struct {
+	Content     content.Store
+	Snapshotter snapshots.Snapshotter
+	// SnapshotterName is recorded in the config's gc label.
+	SnapshotterName string
+	Applier         diff.Applier
+	// Progress, if set, is told about each layer: "exists", "applying",
+	// "applied".
+	Progress func(layer ocispec.Descriptor, chainID digest.Digest, status string)
+}
+
+// Unpack applies the layers of manifest (a single-platform manifest) and
+// returns the chain ID of the top layer. The caller holds a lease.
+func Unpack(ctx context.Context, manifest ocispec.Descriptor, o Options) (digest.Digest, error) {
+	data, err := images.ReadManifest(ctx, o.Content, manifest)
+	if err != nil {
+		return "", err
+	}
+	var m ocispec.Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		return "", fmt.Errorf("manifest %s: %v: %w", manifest.Digest, err, errdefs.ErrInvalidArgument)
+	}
+	if m.Config.Size > maxConfigSize {
+		return "", fmt.Errorf("config %s is %d bytes, more than %d: %w", m.Config.Digest, m.Config.Size, maxConfigSize, errdefs.ErrInvalidArgument)
+	}
+	cfgData, err := readAll(ctx, o.Content, m.Config)
+	if err != nil {
+		return "", err
+	}
+	var cfg ocispec.Image
+	if err := json.Unmarshal(cfgData, &cfg); err != nil {
+		return "", fmt.Errorf("config %s: %v: %w", m.Config.Digest, err, errdefs.ErrInvalidArgument)
+	}
+	diffIDs := cfg.RootFS.DiffIDs
+	if len(diffIDs) != len(m.Layers) {
+		return "", fmt.Errorf("image config %s lists %d layers (diff IDs) but manifest %s has %d: %w", m.Config.Digest, len(diffIDs), manifest.Digest, len(m.Layers), errdefs.ErrInvalidArgument)
+	}
+	var parent digest.Digest
+	for i, layer := range m.Layers {
+		chain := identity.ChainID(diffIDs[:i+1])
+		if err := unpackLayer(ctx, o, layer, diffIDs[i], chain, parent); err != nil {
+			return "", err
+		}
+		parent = chain
+	}
+	if len(m.Layers) > 0 {
+		_, err := o.Content.Update(ctx, content.Info{Digest: m.Config.Digest, Labels: map[string]string{
+			labelGCRefSnapshot + o.SnapshotterName: parent.String(),
+		}}, "labels."+labelGCRefSnapshot+o.SnapshotterName)
+		if err != nil {
+			return "", err
+		}
+	}
+	return parent, nil
+}
+
+func readAll(ctx context.Context, p content.Provider, desc ocispec.Descriptor) ([]byte, error) {
+	ra, err := p.ReaderAt(ctx, desc)
+	if err != nil {
+		return nil, err
+	}
+	defer ra.Close()
+	if ra.Size() > maxConfigSize {
+		return nil, fmt.Errorf("config %s is %d bytes, more than %d: %w", desc.Digest, ra.Size(), maxConfigSize, errdefs.ErrInvalidArgument)
+	}
+	buf := make([]byte, ra.Size())
+	if _, err := ra.ReadAt(buf, 0); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("read %s: %w", desc.Digest, err)
+	}
+	return buf, nil
+}
+
+func (o Options) progress(layer ocispec.Descriptor, chain digest.Digest, status string) {
+	if o.Progress != nil {
+		o.Progress(layer, chain, status)
+	}
+}
+
+// unpackLayer makes snapshot chain (on parent) from layer, unless it exists.
+func unpackLayer(ctx context.Context, o Options, layer ocispec.Descriptor, diffID, chain, parent digest.Digest) error {
+	if _, err := o.Snapshotter.Stat(ctx, chain.String()); err == nil {
+		o.progress(layer, chain, "exists")
+		return nil
+	}
+	key := fmt.Sprintf("extract-%d-%s", time.Now().UnixNano(), chain.Encoded())
+	mounts, err := o.Snapshotter.Prepare(ctx, key, parent.String(), snapshots.WithLabels(map[string]string{LabelSnapshotRef: chain.String()}))
+	if errdefs.IsAlreadyExists(err) {
+		// Another unpack made it (maybe in another namespace, now linked).
+		o.progress(layer, chain, "exists")
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("prepare snapshot for layer %s: %w", layer.Digest, err)
+	}
+	o.progress(layer, chain, "applying")
+	applied, err := o.Applier.Apply(ctx, layer, mounts, diff.WithExpectedDiffID(diffID.String()))
+	if err == nil && applied.Digest != diffID {
+		err = fmt.Errorf("layer %s: uncompressed digest %s, the image config says %s: %w", layer.Digest, applied.Digest, diffID, errdefs.ErrFailedPrecondition)
+	}
+	if err != nil {
+		// No half-applied layer may be committed.
+		if rerr := o.Snapshotter.Remove(context.WithoutCancel(ctx), key); rerr != nil && !errdefs.IsNotFound(rerr) {
+			err = errors.Join(err, fmt.Errorf("remove snapshot %s: %w", key, rerr))
+		}
+		return fmt.Errorf("apply layer %s: %w", layer.Digest, err)
+	}
+	if err := o.Snapshotter.Commit(ctx, chain.String(), key); err != nil {
+		if errdefs.IsAlreadyExists(err) {
+			o.Snapshotter.Remove(context.WithoutCancel(ctx), key)
+			o.progress(layer, chain, "exists")
+			return nil
+		}
+		return fmt.Errorf("commit snapshot %s of layer %s: %w", chain, layer.Digest, err)
+	}
+	if _, err := o.Content.Update(ctx, content.Info{Digest: layer.Digest, Labels: map[string]string{LabelUncompressed: diffID.String()}}, "labels."+LabelUncompressed); err != nil {
+		return err
+	}
+	o.progress(layer, chain, "applied")
+	return nil
+}

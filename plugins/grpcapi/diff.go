@@ -1,0 +1,50 @@
+package grpcapi
+
+import (
+	"context"
+
+	api "github.com/containerd/containerd/api/services/diff/v1"
+	"google.golang.org/grpc"
+
+	"github.com/hullrt/hull/core/diff"
+	"github.com/hullrt/hull/internal/errgrpc"
+)
+
+// differ is what the diff service needs: both directions.
+type differ interface {
+	diff.Applier
+	diff.Comparer
+}
+
+type diffService struct {
+	api.UnimplementedDiffServer
+	differ differ
+}
+
+func (s *diffService) RegisterGRPC(g *grpc.Server) { api.RegisterDiffServer(g, s) }
+
+func (s *diffService) Apply(ctx context.Context, req *api.ApplyRequest) (*api.ApplyResponse, error) {
+	applied, err := s.differ.Apply(ctx, descFromProto(req.Diff), MountsFromProto(req.Mounts))
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	return &api.ApplyResponse{Applied: descToProto(applied)}, nil
+}
+
+func (s *diffService) Diff(ctx context.Context, req *api.DiffRequest) (*api.DiffResponse, error) {
+	var opts []diff.CompareOpt
+	if req.MediaType != "" {
+		opts = append(opts, diff.WithMediaType(req.MediaType))
+	}
+	if req.Ref != "" {
+		opts = append(opts, diff.WithReference(req.Ref))
+	}
+	if req.Labels != nil {
+		opts = append(opts, diff.WithLabels(req.Labels))
+	}
+	d, err := s.differ.Compare(ctx, MountsFromProto(req.Left), MountsFromProto(req.Right), opts...)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	return &api.DiffResponse{Diff: descToProto(d)}, nil
+}

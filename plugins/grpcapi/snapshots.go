@@ -1,0 +1,203 @@
+package grpcapi
+
+import (
+	"context"
+
+	api "github.com/containerd/containerd/api/services/snapshots/v1"
+	"github.com/containerd/containerd/api/types"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/hullrt/hull/core/mount"
+	"github.com/hullrt/hull/core/snapshots"
+	"github.com/hullrt/hull/internal/errgrpc"
+)
+
+// snapshotterSource finds snapshotters by name; "" is the default one.
+type snapshotterSource interface {
+	Snapshotter(name string) (snapshots.Snapshotter, error)
+}
+
+// SnapshotsServer serves containerd's snapshots API over a set of
+// snapshotters. hulld serves it over its namespaced snapshotters; a proxy
+// snapshotter process serves it over one backend.
+type SnapshotsServer struct {
+	api.UnimplementedSnapshotsServer
+	source      snapshotterSource
+	defaultName string
+}
+
+// NewSnapshotsServer returns a snapshots service over source, using
+// defaultName when a request names no snapshotter.
+func NewSnapshotsServer(source snapshotterSource, defaultName string) *SnapshotsServer {
+	return &SnapshotsServer{source: source, defaultName: defaultName}
+}
+
+// RegisterGRPC registers the service on g.
+func (s *SnapshotsServer) RegisterGRPC(g *grpc.Server) { api.RegisterSnapshotsServer(g, s) }
+
+func (s *SnapshotsServer) get(name string) (snapshots.Snapshotter, error) {
+	if name == "" {
+		name = s.defaultName
+	}
+	return s.source.Snapshotter(name)
+}
+
+// MountsToProto converts mounts to the API's type.
+func MountsToProto(ms []mount.Mount) []*types.Mount {
+	out := make([]*types.Mount, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, &types.Mount{Type: m.Type, Source: m.Source, Target: m.Target, Options: m.Options})
+	}
+	return out
+}
+
+// MountsFromProto converts mounts from the API's type.
+func MountsFromProto(ms []*types.Mount) []mount.Mount {
+	out := make([]mount.Mount, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, mount.Mount{Type: m.GetType(), Source: m.GetSource(), Target: m.GetTarget(), Options: m.GetOptions()})
+	}
+	return out
+}
+
+func snapInfoToProto(i snapshots.Info) *api.Info {
+	return &api.Info{
+		Name: i.Name, Parent: i.Parent, Kind: api.Kind(i.Kind), Labels: i.Labels,
+		CreatedAt: toProtoTime(i.Created), UpdatedAt: toProtoTime(i.Updated),
+	}
+}
+
+func (s *SnapshotsServer) Prepare(ctx context.Context, req *api.PrepareSnapshotRequest) (*api.PrepareSnapshotResponse, error) {
+	sn, err := s.get(req.Snapshotter)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	ms, err := sn.Prepare(ctx, req.Key, req.Parent, snapshots.WithLabels(req.Labels))
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	return &api.PrepareSnapshotResponse{Mounts: MountsToProto(ms)}, nil
+}
+
+func (s *SnapshotsServer) View(ctx context.Context, req *api.ViewSnapshotRequest) (*api.ViewSnapshotResponse, error) {
+	sn, err := s.get(req.Snapshotter)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	ms, err := sn.View(ctx, req.Key, req.Parent, snapshots.WithLabels(req.Labels))
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	return &api.ViewSnapshotResponse{Mounts: MountsToProto(ms)}, nil
+}
+
+func (s *SnapshotsServer) Mounts(ctx context.Context, req *api.MountsRequest) (*api.MountsResponse, error) {
+	sn, err := s.get(req.Snapshotter)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	ms, err := sn.Mounts(ctx, req.Key)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	return &api.MountsResponse{Mounts: MountsToProto(ms)}, nil
+}
+
+func (s *SnapshotsServer) Commit(ctx context.Context, req *api.CommitSnapshotRequest) (*emptypb.Empty, error) {
+	sn, err := s.get(req.Snapshotter)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	if err := sn.Commit(ctx, req.Name, req.Key, snapshots.WithLabels(req.Labels)); err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	return &emptypb.Empty{}, nil
+}
+
+func (s *SnapshotsServer) Remove(ctx context.Context, req *api.RemoveSnapshotRequest) (*emptypb.Empty, error) {
+	sn, err := s.get(req.Snapshotter)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	if err := sn.Remove(ctx, req.Key); err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	return &emptypb.Empty{}, nil
+}
+
+func (s *SnapshotsServer) Stat(ctx context.Context, req *api.StatSnapshotRequest) (*api.StatSnapshotResponse, error) {
+	sn, err := s.get(req.Snapshotter)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	info, err := sn.Stat(ctx, req.Key)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	return &api.StatSnapshotResponse{Info: snapInfoToProto(info)}, nil
+}
+
+func (s *SnapshotsServer) Update(ctx context.Context, req *api.UpdateSnapshotRequest) (*api.UpdateSnapshotResponse, error) {
+	sn, err := s.get(req.Snapshotter)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	in := req.GetInfo()
+	info, err := sn.Update(ctx, snapshots.Info{Name: in.GetName(), Labels: in.GetLabels()}, req.GetUpdateMask().GetPaths()...)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	return &api.UpdateSnapshotResponse{Info: snapInfoToProto(info)}, nil
+}
+
+func (s *SnapshotsServer) List(req *api.ListSnapshotsRequest, srv api.Snapshots_ListServer) error {
+	sn, err := s.get(req.Snapshotter)
+	if err != nil {
+		return errgrpc.ToGRPC(err)
+	}
+	const batch = 100
+	var buf []*api.Info
+	err = sn.Walk(srv.Context(), func(ctx context.Context, info snapshots.Info) error {
+		buf = append(buf, snapInfoToProto(info))
+		if len(buf) == batch {
+			if err := srv.Send(&api.ListSnapshotsResponse{Info: buf}); err != nil {
+				return err
+			}
+			buf = nil
+		}
+		return nil
+	}, req.Filters...)
+	if err != nil {
+		return errgrpc.ToGRPC(err)
+	}
+	if len(buf) > 0 {
+		return srv.Send(&api.ListSnapshotsResponse{Info: buf})
+	}
+	return nil
+}
+
+func (s *SnapshotsServer) Usage(ctx context.Context, req *api.UsageRequest) (*api.UsageResponse, error) {
+	sn, err := s.get(req.Snapshotter)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	u, err := sn.Usage(ctx, req.Key)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	return &api.UsageResponse{Size: u.Size, Inodes: u.Inodes}, nil
+}
+
+func (s *SnapshotsServer) Cleanup(ctx context.Context, req *api.CleanupRequest) (*emptypb.Empty, error) {
+	sn, err := s.get(req.Snapshotter)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	if c, ok := sn.(snapshots.Cleaner); ok {
+		if err := c.Cleanup(ctx); err != nil {
+			return nil, errgrpc.ToGRPC(err)
+		}
+	}
+	return &emptypb.Empty{}, nil
+}
