@@ -6,6 +6,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/platforms"
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/hullrt/hull/core/images"
@@ -24,6 +25,9 @@ type remoteConfig struct {
 	allPlatforms  bool
 	progress      func(pull.Progress)
 	maxConcurrent int
+	// unpack names the snapshotter to unpack into after a pull; "" skips.
+	unpack         string
+	unpackProgress func(layer ocispec.Descriptor, chainID digest.Digest, status string)
 }
 
 // RemoteOpt configures a Pull or a Push.
@@ -55,6 +59,17 @@ func WithAllPlatforms() RemoteOpt { return func(c *remoteConfig) { c.allPlatform
 
 // WithProgress reports each blob's progress to fn, from several goroutines.
 func WithProgress(fn func(pull.Progress)) RemoteOpt { return func(c *remoteConfig) { c.progress = fn } }
+
+// WithPullUnpack unpacks the pulled image into snapshotter (the default
+// one if empty), reporting each layer to progress if it is not nil.
+func WithPullUnpack(snapshotter string, progress func(layer ocispec.Descriptor, chainID digest.Digest, status string)) RemoteOpt {
+	return func(c *remoteConfig) {
+		if snapshotter == "" {
+			snapshotter = DefaultSnapshotter
+		}
+		c.unpack, c.unpackProgress = snapshotter, progress
+	}
+}
 
 // WithMaxConcurrentDownloads bounds parallel blob transfers (default 3).
 func WithMaxConcurrentDownloads(n int) RemoteOpt {
@@ -89,11 +104,22 @@ func (c *Client) Pull(ctx context.Context, ref string, opts ...RemoteOpt) (image
 		return images.Image{}, err
 	}
 	defer done(context.WithoutCancel(ctx))
-	return pull.Pull(ctx, ref, pull.Options{
+	img, err := pull.Pull(ctx, ref, pull.Options{
 		Resolver: cfg.resolver, Content: c.ContentStore(), Images: c.ImageService(),
 		Platform: cfg.platform, AllPlatforms: cfg.allPlatforms,
 		MaxConcurrentDownloads: cfg.maxConcurrent, Progress: cfg.progress,
 	})
+	if err != nil || cfg.unpack == "" {
+		return img, err
+	}
+	uopts := []UnpackOpt{WithSnapshotter(cfg.unpack), WithUnpackProgress(cfg.unpackProgress)}
+	if cfg.platform != nil {
+		uopts = append(uopts, func(u *unpackConfig) { u.platform = cfg.platform })
+	}
+	if _, err := c.Unpack(ctx, img.Name, uopts...); err != nil {
+		return img, fmt.Errorf("unpack %s: %w", img.Name, err)
+	}
+	return img, nil
 }
 
 // Push uploads the image named local (or ref, when local is empty) to ref.

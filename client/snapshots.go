@@ -1,8 +1,4 @@
-// Package proxy connects hulld to plugins served by other processes over
-// containerd's gRPC APIs ([proxy_plugins] in the config): a proxy snapshotter
-// is a Snapshotter whose every call is a call to the remote snapshots
-// service. This is how lazy-pulling snapshotters plug in.
-package proxy
+package client
 
 import (
 	"context"
@@ -10,31 +6,40 @@ import (
 	"io"
 
 	api "github.com/containerd/containerd/api/services/snapshots/v1"
+	"github.com/containerd/containerd/api/types"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	"github.com/hullrt/hull/core/mount"
 	"github.com/hullrt/hull/core/snapshots"
 	"github.com/hullrt/hull/internal/errgrpc"
-	"github.com/hullrt/hull/plugins/grpcapi"
 )
 
-// Snapshotter is a snapshotter served by another process.
-type Snapshotter struct {
+// RemoteSnapshotter is a snapshotter reached over containerd's snapshots
+// gRPC API: hulld's snapshotters from the client library, and hulld's proxy
+// snapshotters (served by another process) from hulld itself.
+type RemoteSnapshotter struct {
 	client api.SnapshotsClient
 	conn   *grpc.ClientConn
 	name   string
+	owned  bool
 }
 
-var _ snapshots.Snapshotter = (*Snapshotter)(nil)
+var _ snapshots.Snapshotter = (*RemoteSnapshotter)(nil)
 
-// NewSnapshotter returns the snapshotter name served on conn; Close closes
-// conn.
-func NewSnapshotter(conn *grpc.ClientConn, name string) *Snapshotter {
-	return &Snapshotter{client: api.NewSnapshotsClient(conn), conn: conn, name: name}
+// NewRemoteSnapshotter returns the snapshotter name served on conn. Close
+// closes conn when owned is true.
+func NewRemoteSnapshotter(conn *grpc.ClientConn, name string, owned bool) *RemoteSnapshotter {
+	return &RemoteSnapshotter{client: api.NewSnapshotsClient(conn), conn: conn, name: name, owned: owned}
 }
 
-func infoFromProto(i *api.Info) snapshots.Info {
+// SnapshotService returns hulld's snapshotter name ("" for hulld's default)
+// in the namespace of each call's context.
+func (c *Client) SnapshotService(name string) snapshots.Snapshotter {
+	return NewRemoteSnapshotter(c.conn, name, false)
+}
+
+func snapInfoFromProto(i *api.Info) snapshots.Info {
 	return snapshots.Info{
 		Kind: snapshots.Kind(i.GetKind()), Name: i.GetName(), Parent: i.GetParent(), Labels: i.GetLabels(),
 		Created: i.GetCreatedAt().AsTime(), Updated: i.GetUpdatedAt().AsTime(),
@@ -52,16 +57,16 @@ func labelsOf(opts []snapshots.Opt) (map[string]string, error) {
 }
 
 // Stat implements snapshots.Snapshotter.
-func (s *Snapshotter) Stat(ctx context.Context, key string) (snapshots.Info, error) {
+func (s *RemoteSnapshotter) Stat(ctx context.Context, key string) (snapshots.Info, error) {
 	resp, err := s.client.Stat(ctx, &api.StatSnapshotRequest{Snapshotter: s.name, Key: key})
 	if err != nil {
 		return snapshots.Info{}, errgrpc.ToNative(err)
 	}
-	return infoFromProto(resp.Info), nil
+	return snapInfoFromProto(resp.Info), nil
 }
 
 // Update implements snapshots.Snapshotter.
-func (s *Snapshotter) Update(ctx context.Context, info snapshots.Info, fieldpaths ...string) (snapshots.Info, error) {
+func (s *RemoteSnapshotter) Update(ctx context.Context, info snapshots.Info, fieldpaths ...string) (snapshots.Info, error) {
 	resp, err := s.client.Update(ctx, &api.UpdateSnapshotRequest{
 		Snapshotter: s.name, Info: &api.Info{Name: info.Name, Labels: info.Labels},
 		UpdateMask: &fieldmaskpb.FieldMask{Paths: fieldpaths},
@@ -69,11 +74,11 @@ func (s *Snapshotter) Update(ctx context.Context, info snapshots.Info, fieldpath
 	if err != nil {
 		return snapshots.Info{}, errgrpc.ToNative(err)
 	}
-	return infoFromProto(resp.Info), nil
+	return snapInfoFromProto(resp.Info), nil
 }
 
 // Usage implements snapshots.Snapshotter.
-func (s *Snapshotter) Usage(ctx context.Context, key string) (snapshots.Usage, error) {
+func (s *RemoteSnapshotter) Usage(ctx context.Context, key string) (snapshots.Usage, error) {
 	resp, err := s.client.Usage(ctx, &api.UsageRequest{Snapshotter: s.name, Key: key})
 	if err != nil {
 		return snapshots.Usage{}, errgrpc.ToNative(err)
@@ -82,16 +87,16 @@ func (s *Snapshotter) Usage(ctx context.Context, key string) (snapshots.Usage, e
 }
 
 // Mounts implements snapshots.Snapshotter.
-func (s *Snapshotter) Mounts(ctx context.Context, key string) ([]mount.Mount, error) {
+func (s *RemoteSnapshotter) Mounts(ctx context.Context, key string) ([]mount.Mount, error) {
 	resp, err := s.client.Mounts(ctx, &api.MountsRequest{Snapshotter: s.name, Key: key})
 	if err != nil {
 		return nil, errgrpc.ToNative(err)
 	}
-	return grpcapi.MountsFromProto(resp.Mounts), nil
+	return mountsFromProto(resp.Mounts), nil
 }
 
 // Prepare implements snapshots.Snapshotter.
-func (s *Snapshotter) Prepare(ctx context.Context, key, parent string, opts ...snapshots.Opt) ([]mount.Mount, error) {
+func (s *RemoteSnapshotter) Prepare(ctx context.Context, key, parent string, opts ...snapshots.Opt) ([]mount.Mount, error) {
 	labels, err := labelsOf(opts)
 	if err != nil {
 		return nil, err
@@ -100,11 +105,11 @@ func (s *Snapshotter) Prepare(ctx context.Context, key, parent string, opts ...s
 	if err != nil {
 		return nil, errgrpc.ToNative(err)
 	}
-	return grpcapi.MountsFromProto(resp.Mounts), nil
+	return mountsFromProto(resp.Mounts), nil
 }
 
 // View implements snapshots.Snapshotter.
-func (s *Snapshotter) View(ctx context.Context, key, parent string, opts ...snapshots.Opt) ([]mount.Mount, error) {
+func (s *RemoteSnapshotter) View(ctx context.Context, key, parent string, opts ...snapshots.Opt) ([]mount.Mount, error) {
 	labels, err := labelsOf(opts)
 	if err != nil {
 		return nil, err
@@ -113,11 +118,11 @@ func (s *Snapshotter) View(ctx context.Context, key, parent string, opts ...snap
 	if err != nil {
 		return nil, errgrpc.ToNative(err)
 	}
-	return grpcapi.MountsFromProto(resp.Mounts), nil
+	return mountsFromProto(resp.Mounts), nil
 }
 
 // Commit implements snapshots.Snapshotter.
-func (s *Snapshotter) Commit(ctx context.Context, name, key string, opts ...snapshots.Opt) error {
+func (s *RemoteSnapshotter) Commit(ctx context.Context, name, key string, opts ...snapshots.Opt) error {
 	labels, err := labelsOf(opts)
 	if err != nil {
 		return err
@@ -127,13 +132,13 @@ func (s *Snapshotter) Commit(ctx context.Context, name, key string, opts ...snap
 }
 
 // Remove implements snapshots.Snapshotter.
-func (s *Snapshotter) Remove(ctx context.Context, key string) error {
+func (s *RemoteSnapshotter) Remove(ctx context.Context, key string) error {
 	_, err := s.client.Remove(ctx, &api.RemoveSnapshotRequest{Snapshotter: s.name, Key: key})
 	return errgrpc.ToNative(err)
 }
 
 // Walk implements snapshots.Snapshotter.
-func (s *Snapshotter) Walk(ctx context.Context, fn snapshots.WalkFunc, filters ...string) error {
+func (s *RemoteSnapshotter) Walk(ctx context.Context, fn snapshots.WalkFunc, filters ...string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, err := s.client.List(ctx, &api.ListSnapshotsRequest{Snapshotter: s.name, Filters: filters})
@@ -149,7 +154,7 @@ func (s *Snapshotter) Walk(ctx context.Context, fn snapshots.WalkFunc, filters .
 			return errgrpc.ToNative(err)
 		}
 		for _, i := range resp.Info {
-			if err := fn(ctx, infoFromProto(i)); err != nil {
+			if err := fn(ctx, snapInfoFromProto(i)); err != nil {
 				return err
 			}
 		}
@@ -157,10 +162,31 @@ func (s *Snapshotter) Walk(ctx context.Context, fn snapshots.WalkFunc, filters .
 }
 
 // Cleanup implements snapshots.Cleaner.
-func (s *Snapshotter) Cleanup(ctx context.Context) error {
+func (s *RemoteSnapshotter) Cleanup(ctx context.Context) error {
 	_, err := s.client.Cleanup(ctx, &api.CleanupRequest{Snapshotter: s.name})
 	return errgrpc.ToNative(err)
 }
 
-// Close closes the connection.
-func (s *Snapshotter) Close() error { return s.conn.Close() }
+// Close closes the connection if the snapshotter owns it.
+func (s *RemoteSnapshotter) Close() error {
+	if s.owned {
+		return s.conn.Close()
+	}
+	return nil
+}
+
+func mountsFromProto(ms []*types.Mount) []mount.Mount {
+	out := make([]mount.Mount, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, mount.Mount{Type: m.GetType(), Source: m.GetSource(), Target: m.GetTarget(), Options: m.GetOptions()})
+	}
+	return out
+}
+
+func mountsToProto(ms []mount.Mount) []*types.Mount {
+	out := make([]*types.Mount, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, &types.Mount{Type: m.Type, Source: m.Source, Target: m.Target, Options: m.Options})
+	}
+	return out
+}

@@ -1,0 +1,122 @@
+package client
+
+import (
+	"context"
+	"fmt"
+
+	diffapi "github.com/containerd/containerd/api/services/diff/v1"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/platforms"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/hullrt/hull/core/diff"
+	"github.com/hullrt/hull/core/images"
+	"github.com/hullrt/hull/core/mount"
+	"github.com/hullrt/hull/core/unpack"
+)
+
+// DefaultSnapshotter is the snapshotter used when none is named.
+const DefaultSnapshotter = "overlayfs"
+
+// remoteDiffer is hulld's diff service.
+type remoteDiffer struct{ client diffapi.DiffClient }
+
+// DiffService returns hulld's diff service: it applies layers onto mounts
+// and makes layers from mount differences, in hulld.
+func (c *Client) DiffService() interface {
+	diff.Applier
+	diff.Comparer
+} {
+	return remoteDiffer{diffapi.NewDiffClient(c.conn)}
+}
+
+func (r remoteDiffer) Apply(ctx context.Context, desc ocispec.Descriptor, mounts []mount.Mount, opts ...diff.ApplyOpt) (ocispec.Descriptor, error) {
+	resp, err := r.client.Apply(ctx, &diffapi.ApplyRequest{Diff: descToProto(desc), Mounts: mountsToProto(mounts)})
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	applied := descFromProto(resp.Applied)
+	var cfg diff.ApplyConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if cfg.ExpectedDiffID != "" && applied.Digest.String() != cfg.ExpectedDiffID {
+		return applied, fmt.Errorf("layer %s: uncompressed digest %s, expected %s: %w", desc.Digest, applied.Digest, cfg.ExpectedDiffID, errdefs.ErrFailedPrecondition)
+	}
+	return applied, nil
+}
+
+func (r remoteDiffer) Compare(ctx context.Context, lower, upper []mount.Mount, opts ...diff.CompareOpt) (ocispec.Descriptor, error) {
+	var cfg diff.CompareConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	resp, err := r.client.Diff(ctx, &diffapi.DiffRequest{Left: mountsToProto(lower), Right: mountsToProto(upper), MediaType: cfg.MediaType, Ref: cfg.Ref, Labels: cfg.Labels})
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	return descFromProto(resp.Diff), nil
+}
+
+// UnpackOpt configures Unpack.
+type UnpackOpt func(*unpackConfig)
+
+type unpackConfig struct {
+	snapshotter string
+	platform    platforms.MatchComparer
+	progress    func(layer ocispec.Descriptor, chainID digest.Digest, status string)
+}
+
+// WithSnapshotter unpacks into snapshotter name instead of the default.
+func WithSnapshotter(name string) UnpackOpt { return func(c *unpackConfig) { c.snapshotter = name } }
+
+// WithUnpackPlatform unpacks platform p of an index instead of the host's.
+func WithUnpackPlatform(p ocispec.Platform) UnpackOpt {
+	return func(c *unpackConfig) { c.platform = platforms.Only(p) }
+}
+
+// WithUnpackProgress reports each layer: "exists", "applying", "applied".
+func WithUnpackProgress(fn func(layer ocispec.Descriptor, chainID digest.Digest, status string)) UnpackOpt {
+	return func(c *unpackConfig) { c.progress = fn }
+}
+
+// Unpack applies the layers of image name (the host platform's manifest of
+// an index) into snapshots of the snapshotter, under a lease, and returns
+// the chain ID of the top layer: the parent to Prepare a container's root
+// filesystem from.
+func (c *Client) Unpack(ctx context.Context, name string, opts ...UnpackOpt) (digest.Digest, error) {
+	cfg := unpackConfig{snapshotter: DefaultSnapshotter, platform: platforms.Default()}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	img, err := c.ImageService().Get(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	ctx, done, err := c.WithLease(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer done(context.WithoutCancel(ctx))
+	m, err := c.platformManifest(ctx, img.Target, cfg.platform)
+	if err != nil {
+		return "", err
+	}
+	return unpack.Unpack(ctx, m, unpack.Options{
+		Content: c.ContentStore(), Snapshotter: c.SnapshotService(cfg.snapshotter), SnapshotterName: cfg.snapshotter,
+		Applier: c.DiffService(), Progress: cfg.progress,
+	})
+}
+
+// platformManifest returns target if it is a manifest, else the best match
+// of the index for platform.
+func (c *Client) platformManifest(ctx context.Context, target ocispec.Descriptor, platform platforms.MatchComparer) (ocispec.Descriptor, error) {
+	if images.IsManifest(target.MediaType) {
+		return target, nil
+	}
+	if !images.IsIndex(target.MediaType) {
+		return ocispec.Descriptor{}, fmt.Errorf("image target %s has media type %q, neither index nor manifest: %w", target.Digest, target.MediaType, errdefs.ErrNotImplemented)
+	}
+	return pickManifest(ctx, c, target, platform)
+}
