@@ -1,0 +1,415 @@
+// Package overlay is the overlayfs snapshotter, hull's default: each
+// snapshot is a directory, and an active snapshot mounts as an overlay of
+// its parents' directories (read-only layers) under its own (the writable
+// upper layer), so that a layer is stored once however many snapshots build
+// on it.
+//
+// Layout under the root:
+//
+//	metadata.db          snapshot records (core/snapshots/storage)
+//	snapshots/<id>/fs    the snapshot's files: the upper layer while active
+//	snapshots/<id>/work  overlayfs's work directory (active snapshots only)
+//	trash/               directories being deleted by Cleanup
+//
+// Directories are made under a temporary name and renamed into place in the
+// write transaction that records the snapshot, so that a crash leaves either
+// a whole snapshot or a directory no record names, which Cleanup deletes.
+// Remove only deletes the record; Cleanup frees the disk.
+package overlay
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/containerd/errdefs"
+
+	"github.com/hullrt/hull/core/mount"
+	"github.com/hullrt/hull/core/snapshots"
+	"github.com/hullrt/hull/core/snapshots/storage"
+)
+
+// UpperdirLabel is the label WithUpperdirLabel adds to every snapshot's
+// Info: the path of its upper directory, for tools that look inside a
+// snapshot without mounting it.
+const UpperdirLabel = "containerd.io/snapshot/overlay.upperdir"
+
+// Opt configures New.
+type Opt func(*config)
+
+type config struct {
+	upperdirLabel bool
+	mountOptions  []string
+}
+
+// WithUpperdirLabel makes Stat, Update and Walk report UpperdirLabel. The
+// label is computed, not stored.
+func WithUpperdirLabel() Opt {
+	return func(c *config) { c.upperdirLabel = true }
+}
+
+// WithMountOptions adds options to every overlay mount the snapshotter
+// returns, after the ones it chooses itself ("index=off", "userxattr" when
+// the kernel needs them; giving "index=" or "userxattr" here overrides
+// those).
+func WithMountOptions(options []string) Opt {
+	return func(c *config) { c.mountOptions = append(c.mountOptions, options...) }
+}
+
+// Snapshotter is the overlayfs snapshotter. It implements
+// snapshots.Snapshotter and snapshots.Cleaner.
+type Snapshotter struct {
+	root          string
+	ms            *storage.MetaStore
+	upperdirLabel bool
+	// options start every overlay mount's options.
+	options  []string
+	features Features
+}
+
+var (
+	_ snapshots.Snapshotter = (*Snapshotter)(nil)
+	_ snapshots.Cleaner     = (*Snapshotter)(nil)
+)
+
+// New opens the snapshotter at root, creating it if needed. It first checks
+// that overlayfs works on root's filesystem, by mounting a small overlay
+// there, and fails with an error wrapping errdefs.ErrNotImplemented if it
+// does not, so that the caller can fall back to the native snapshotter.
+func New(root string, opts ...Opt) (*Snapshotter, error) {
+	var cfg config
+	for _, o := range opts {
+		o(&cfg)
+	}
+	root, err := filepath.Abs(root)
+	if err != nil {
+		return nil, err
+	}
+	// Overlay options separate layers with ':' and options with ','.
+	if strings.ContainsAny(root, ":,") {
+		return nil, fmt.Errorf("overlay snapshotter root %q: the path must not contain ':' or ',': %w", root, errdefs.ErrInvalidArgument)
+	}
+	for _, d := range []string{root, filepath.Join(root, "snapshots")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	// The database comes first: its lock keeps a second snapshotter off
+	// this root, so the probe's directories are ours to clean.
+	ms, err := storage.NewMetaStore(filepath.Join(root, "metadata.db"))
+	if err != nil {
+		return nil, err
+	}
+	features, err := probe(root)
+	if err != nil {
+		ms.Close()
+		return nil, err
+	}
+	s := &Snapshotter{root: root, ms: ms, upperdirLabel: cfg.upperdirLabel, features: features}
+	if features.IndexOff && !hasOption(cfg.mountOptions, "index=") {
+		s.options = append(s.options, "index=off")
+	}
+	if features.UserXattr && !hasOption(cfg.mountOptions, "userxattr") {
+		s.options = append(s.options, "userxattr")
+	}
+	s.options = append(s.options, cfg.mountOptions...)
+	return s, nil
+}
+
+func hasOption(options []string, prefix string) bool {
+	return slices.ContainsFunc(options, func(o string) bool { return strings.HasPrefix(o, prefix) })
+}
+
+// Features reports what New found the kernel supports.
+func (s *Snapshotter) Features() Features { return s.features }
+
+func (s *Snapshotter) snapshotsDir() string { return filepath.Join(s.root, "snapshots") }
+
+func (s *Snapshotter) dir(id uint64) string {
+	return filepath.Join(s.snapshotsDir(), strconv.FormatUint(id, 10))
+}
+
+func (s *Snapshotter) upperPath(id uint64) string { return filepath.Join(s.dir(id), "fs") }
+
+func (s *Snapshotter) workPath(id uint64) string { return filepath.Join(s.dir(id), "work") }
+
+func (s *Snapshotter) withLabel(id uint64, info snapshots.Info) snapshots.Info {
+	if s.upperdirLabel {
+		if info.Labels == nil {
+			info.Labels = map[string]string{}
+		}
+		info.Labels[UpperdirLabel] = s.upperPath(id)
+	}
+	return info
+}
+
+// Stat returns the Info of snapshot key.
+func (s *Snapshotter) Stat(ctx context.Context, key string) (snapshots.Info, error) {
+	var (
+		id   uint64
+		info snapshots.Info
+	)
+	err := s.ms.View(ctx, func(tx *storage.Tx) error {
+		var err error
+		id, info, _, err = tx.GetInfo(key)
+		return err
+	})
+	if err != nil {
+		return snapshots.Info{}, err
+	}
+	return s.withLabel(id, info), nil
+}
+
+// Update changes the labels of snapshot info.Name.
+func (s *Snapshotter) Update(ctx context.Context, info snapshots.Info, fieldpaths ...string) (snapshots.Info, error) {
+	if s.upperdirLabel && info.Labels[UpperdirLabel] != "" {
+		// A client updating what Stat returned sends the computed
+		// label back; it is not the client's to store.
+		info.Labels = maps.Clone(info.Labels)
+		delete(info.Labels, UpperdirLabel)
+	}
+	var (
+		id      uint64
+		updated snapshots.Info
+	)
+	err := s.ms.Update(ctx, func(tx *storage.Tx) error {
+		var err error
+		if updated, err = tx.UpdateInfo(info, fieldpaths...); err != nil {
+			return err
+		}
+		id, _, _, err = tx.GetInfo(info.Name)
+		return err
+	})
+	if err != nil {
+		return snapshots.Info{}, err
+	}
+	return s.withLabel(id, updated), nil
+}
+
+// Usage returns the disk snapshot key uses by itself: measured now for an
+// active snapshot, as measured at Commit for a committed one.
+func (s *Snapshotter) Usage(ctx context.Context, key string) (snapshots.Usage, error) {
+	var (
+		id    uint64
+		info  snapshots.Info
+		usage snapshots.Usage
+	)
+	err := s.ms.View(ctx, func(tx *storage.Tx) error {
+		var err error
+		id, info, usage, err = tx.GetInfo(key)
+		return err
+	})
+	if err != nil {
+		return snapshots.Usage{}, err
+	}
+	if info.Kind == snapshots.KindActive {
+		u, err := storage.DiskUsage(ctx, s.upperPath(id))
+		if err != nil {
+			return snapshots.Usage{}, fmt.Errorf("measure snapshot %q: %w", key, err)
+		}
+		usage = u
+	}
+	return usage, nil
+}
+
+// Mounts returns the mounts of active snapshot or view key.
+func (s *Snapshotter) Mounts(ctx context.Context, key string) ([]mount.Mount, error) {
+	var snap storage.Snapshot
+	err := s.ms.View(ctx, func(tx *storage.Tx) error {
+		var err error
+		snap, err = tx.GetSnapshot(key)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s.mounts(snap), nil
+}
+
+// Prepare makes active snapshot key on parent and returns its mounts.
+func (s *Snapshotter) Prepare(ctx context.Context, key, parent string, opts ...snapshots.Opt) ([]mount.Mount, error) {
+	return s.create(ctx, snapshots.KindActive, key, parent, opts)
+}
+
+// View makes view key of parent and returns its mounts.
+func (s *Snapshotter) View(ctx context.Context, key, parent string, opts ...snapshots.Opt) ([]mount.Mount, error) {
+	return s.create(ctx, snapshots.KindView, key, parent, opts)
+}
+
+func (s *Snapshotter) create(ctx context.Context, kind snapshots.Kind, key, parent string, opts []snapshots.Opt) ([]mount.Mount, error) {
+	var snap storage.Snapshot
+	err := s.ms.Update(ctx, func(tx *storage.Tx) error {
+		var err error
+		if snap, err = tx.CreateSnapshot(kind, key, parent, opts...); err != nil {
+			return err
+		}
+		if err := s.makeDirs(snap); err != nil {
+			return fmt.Errorf("create snapshot %q: %w", key, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s.mounts(snap), nil
+}
+
+// makeDirs makes the directories of a new snapshot, inside the transaction
+// that records it (see the package documentation).
+func (s *Snapshotter) makeDirs(snap storage.Snapshot) (retErr error) {
+	tmp, err := os.MkdirTemp(s.snapshotsDir(), "new-")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if retErr != nil {
+			os.RemoveAll(tmp)
+		}
+	}()
+	fs := filepath.Join(tmp, "fs")
+	if err := os.Mkdir(fs, 0o755); err != nil {
+		return err
+	}
+	if snap.Kind == snapshots.KindActive {
+		if err := os.Mkdir(filepath.Join(tmp, "work"), 0o700); err != nil {
+			return err
+		}
+		if len(snap.ParentIDs) > 0 {
+			// The merged tree's root takes its owner and mode from
+			// the upper layer: give it the parent's.
+			if err := copyRootAttrs(s.upperPath(snap.ParentIDs[0]), fs); err != nil {
+				return err
+			}
+		}
+	}
+	return storage.PlaceDir(tmp, s.dir(snap.ID))
+}
+
+func copyRootAttrs(from, to string) error {
+	fi, err := os.Stat(from)
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	if err := os.Lchown(to, int(st.Uid), int(st.Gid)); err != nil {
+		return err
+	}
+	// After the chown, which clears set-id bits.
+	return os.Chmod(to, fi.Mode()&(os.ModePerm|os.ModeSetuid|os.ModeSetgid|os.ModeSticky))
+}
+
+// mounts returns the mounts of an active snapshot or view: a bind mount
+// when there is a single directory to show, an overlay otherwise.
+func (s *Snapshotter) mounts(snap storage.Snapshot) []mount.Mount {
+	if len(snap.ParentIDs) == 0 {
+		mode := "rw"
+		if snap.Kind == snapshots.KindView {
+			mode = "ro"
+		}
+		return []mount.Mount{{Type: "bind", Source: s.upperPath(snap.ID), Options: []string{mode, "rbind"}}}
+	}
+	if snap.Kind == snapshots.KindView && len(snap.ParentIDs) == 1 {
+		return []mount.Mount{{Type: "bind", Source: s.upperPath(snap.ParentIDs[0]), Options: []string{"ro", "rbind"}}}
+	}
+	options := slices.Clone(s.options)
+	if snap.Kind == snapshots.KindActive {
+		options = append(options, "workdir="+s.workPath(snap.ID), "upperdir="+s.upperPath(snap.ID))
+	} else {
+		options = append(options, "ro")
+	}
+	lowers := make([]string, len(snap.ParentIDs))
+	for i, id := range snap.ParentIDs {
+		lowers[i] = s.upperPath(id)
+	}
+	options = append(options, "lowerdir="+strings.Join(lowers, ":"))
+	return []mount.Mount{{Type: "overlay", Source: "overlay", Options: options}}
+}
+
+// Commit seals active snapshot key as committed snapshot name, recording
+// its disk usage.
+func (s *Snapshotter) Commit(ctx context.Context, name, key string, opts ...snapshots.Opt) error {
+	// Measuring a large layer takes a while: do it before the write
+	// transaction, which would hold up every other change meanwhile.
+	var id uint64
+	if err := s.ms.View(ctx, func(tx *storage.Tx) error {
+		var err error
+		id, _, _, err = tx.GetInfo(key)
+		return err
+	}); err != nil {
+		return err
+	}
+	usage, err := storage.DiskUsage(ctx, s.upperPath(id))
+	if err != nil {
+		return fmt.Errorf("measure snapshot %q: %w", key, err)
+	}
+	return s.ms.Update(ctx, func(tx *storage.Tx) error {
+		// key may have been removed and made again since.
+		now, _, _, err := tx.GetInfo(key)
+		if err != nil {
+			return err
+		}
+		if now != id {
+			if usage, err = storage.DiskUsage(ctx, s.upperPath(now)); err != nil {
+				return fmt.Errorf("measure snapshot %q: %w", key, err)
+			}
+		}
+		_, err = tx.CommitActive(key, name, usage, opts...)
+		return err
+	})
+}
+
+// Remove removes snapshot key, which must have no children. Its directory
+// stays until Cleanup.
+func (s *Snapshotter) Remove(ctx context.Context, key string) error {
+	return s.ms.Update(ctx, func(tx *storage.Tx) error {
+		_, _, err := tx.Remove(key)
+		return err
+	})
+}
+
+// Walk calls fn for each snapshot matching any of filters.
+func (s *Snapshotter) Walk(ctx context.Context, fn snapshots.WalkFunc, filters ...string) error {
+	// fn runs after the transaction: it may well call back into the
+	// snapshotter, and a write from inside a read transaction can
+	// deadlock bbolt.
+	type item struct {
+		id   uint64
+		info snapshots.Info
+	}
+	var items []item
+	if err := s.ms.View(ctx, func(tx *storage.Tx) error {
+		return tx.WalkInfo(func(id uint64, info snapshots.Info) error {
+			items = append(items, item{id, info})
+			return nil
+		}, filters...)
+	}); err != nil {
+		return err
+	}
+	for _, it := range items {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := fn(ctx, s.withLabel(it.id, it.info)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Cleanup deletes the directories of removed snapshots and whatever an
+// interrupted Prepare, View or Cleanup left behind.
+func (s *Snapshotter) Cleanup(ctx context.Context) error {
+	return s.ms.CleanupDirs(ctx, s.snapshotsDir(), filepath.Join(s.root, "trash"), nil)
+}
+
+// Close closes the snapshotter's database.
+func (s *Snapshotter) Close() error { return s.ms.Close() }
