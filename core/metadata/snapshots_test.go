@@ -1,0 +1,122 @@
+package metadata
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/containerd/errdefs"
+
+	"github.com/hullrt/hull/core/leases"
+	"github.com/hullrt/hull/core/namespaces"
+	"github.com/hullrt/hull/core/snapshots"
+	"github.com/hullrt/hull/core/snapshots/native"
+)
+
+func withNative(t *testing.T, db *DB) snapshots.Snapshotter {
+	b, err := native.New(filepath.Join(t.TempDir(), "native"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	db.AddSnapshotter("native", b)
+	s, err := db.Snapshotter("native")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// layer makes committed snapshot name on parent holding one file.
+func layer(t *testing.T, ctx context.Context, s snapshots.Snapshotter, name, parent string) {
+	t.Helper()
+	ms, err := s.Prepare(ctx, "extract-"+name, parent, snapshots.WithLabels(map[string]string{LabelSnapshotRef: name}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(ms[0].Source, name), []byte(name), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(ctx, name, "extract-"+name); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSnapshotsSharedAcrossNamespaces(t *testing.T) {
+	db := openDB(t)
+	s := withNative(t, db)
+	a := namespaces.WithNamespace(context.Background(), "a")
+	b := namespaces.WithNamespace(context.Background(), "b")
+	layer(t, a, s, "l1", "")
+	layer(t, a, s, "l2", "l1")
+	// b links a's layers instead of making them again.
+	if _, err := s.Prepare(b, "x", "", snapshots.WithLabels(map[string]string{LabelSnapshotRef: "l1"})); !errdefs.IsAlreadyExists(err) {
+		t.Fatalf("prepare of a layer another namespace has: %v", err)
+	}
+	if _, err := s.Prepare(b, "y", "l1", snapshots.WithLabels(map[string]string{LabelSnapshotRef: "l2"})); !errdefs.IsAlreadyExists(err) {
+		t.Fatalf("prepare of the second layer: %v", err)
+	}
+	if info, err := s.Stat(b, "l2"); err != nil || info.Kind != snapshots.KindCommitted || info.Parent != "l1" {
+		t.Fatalf("b's l2: %+v %v", info, err)
+	}
+	// Keys are per namespace.
+	if _, err := s.Stat(b, "extract-l1"); !errdefs.IsNotFound(err) {
+		t.Fatal("b sees a's keys")
+	}
+	if err := s.Remove(a, "l1"); !errdefs.IsFailedPrecondition(err) {
+		t.Fatalf("remove of a parent: %v", err)
+	}
+	// Nothing references the snapshots: gc removes a's and b's records,
+	// and then the backend snapshots.
+	st, err := db.GarbageCollect(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.SnapshotsDeleted != 2 {
+		t.Fatalf("gc removed %d backend snapshots, want 2: %+v", st.SnapshotsDeleted, st)
+	}
+	if _, err := s.Stat(b, "l2"); !errdefs.IsNotFound(err) {
+		t.Fatalf("b's l2 survived gc: %v", err)
+	}
+}
+
+func TestSnapshotsKeptByReferences(t *testing.T) {
+	db := openDB(t)
+	s := withNative(t, db)
+	ctx := namespaces.WithNamespace(context.Background(), "gc")
+	layer(t, ctx, s, "base", "")
+	layer(t, ctx, s, "top", "base")
+	layer(t, ctx, s, "orphan", "")
+	// A config blob referencing the top snapshot keeps it and its parent,
+	// while the blob is itself a root.
+	put(t, ctx, db, "config", map[string]string{"containerd.io/gc.root": "x", "containerd.io/gc.ref.snapshot.native": "top"})
+	if _, err := db.GarbageCollect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"base", "top"} {
+		if _, err := s.Stat(ctx, k); err != nil {
+			t.Errorf("%s removed though referenced: %v", k, err)
+		}
+	}
+	if _, err := s.Stat(ctx, "orphan"); !errdefs.IsNotFound(err) {
+		t.Errorf("orphan kept: %v", err)
+	}
+	// A snapshot with a lease survives too.
+	if _, err := db.Leases().Create(ctx, "l", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Prepare(leasesCtx(ctx, "l"), "work", "top"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.GarbageCollect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Stat(ctx, "work"); err != nil {
+		t.Fatalf("leased snapshot removed: %v", err)
+	}
+}
+
+func leasesCtx(ctx context.Context, id string) context.Context {
+	return leases.WithLease(ctx, id)
+}
