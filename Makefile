@@ -6,7 +6,7 @@ PREFIX   ?= /usr/local
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -s -w -X github.com/hullrt/hull/internal/version.Version=$(VERSION) -X github.com/hullrt/hull/internal/version.Revision=$(REVISION)
-BINARIES := bin/hulld bin/hullctl
+BINARIES := bin/hulld bin/hullctl bin/hull-snapshotter
 # Fuzz targets run briefly in `make test`; `make fuzz FUZZTIME=10m` runs longer.
 FUZZTIME ?= 10s
 FUZZ     := ./core/filters:FuzzParse ./config:FuzzParse ./config:FuzzMigrate ./core/reference:FuzzParse ./core/remotes/hosts:FuzzParse ./core/remotes/registry:FuzzParseChallenges ./core/images:FuzzParseChildren
@@ -19,7 +19,7 @@ deps:
 	./scripts/deps.sh
 
 build:
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/hulld ./cmd/hullctl
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/hulld ./cmd/hullctl ./cmd/hull-snapshotter
 
 install: build
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/systemd/system

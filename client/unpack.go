@@ -99,7 +99,7 @@ func (c *Client) Unpack(ctx context.Context, name string, opts ...UnpackOpt) (di
 		return "", err
 	}
 	defer done(context.WithoutCancel(ctx))
-	m, err := c.platformManifest(ctx, img.Target, cfg.platform)
+	m, err := c.PlatformManifest(ctx, img.Target, cfg.platform)
 	if err != nil {
 		return "", err
 	}
@@ -109,9 +109,9 @@ func (c *Client) Unpack(ctx context.Context, name string, opts ...UnpackOpt) (di
 	})
 }
 
-// platformManifest returns target if it is a manifest, else the best match
+// PlatformManifest returns target if it is a manifest, else the best match
 // of the index for platform.
-func (c *Client) platformManifest(ctx context.Context, target ocispec.Descriptor, platform platforms.MatchComparer) (ocispec.Descriptor, error) {
+func (c *Client) PlatformManifest(ctx context.Context, target ocispec.Descriptor, platform platforms.MatchComparer) (ocispec.Descriptor, error) {
 	if images.IsManifest(target.MediaType) {
 		return target, nil
 	}
@@ -119,4 +119,61 @@ func (c *Client) platformManifest(ctx context.Context, target ocispec.Descriptor
 		return ocispec.Descriptor{}, fmt.Errorf("image target %s has media type %q, neither index nor manifest: %w", target.Digest, target.MediaType, errdefs.ErrNotImplemented)
 	}
 	return pickManifest(ctx, c, target, platform)
+}
+
+// DefaultSnapshotter returns hulld's default snapshotter (what calls that
+// name none use), as its snapshots service reports it.
+func (c *Client) DefaultSnapshotter(ctx context.Context) (string, error) {
+	ps, err := c.Plugins(ctx, "type==io.containerd.grpc.v1,id==snapshots")
+	if err != nil {
+		return "", err
+	}
+	for _, p := range ps {
+		if d := p.Exports["default"]; d != "" {
+			return d, nil
+		}
+	}
+	return DefaultSnapshotter, nil
+}
+
+// Snapshotters lists the snapshotters hulld runs.
+func (c *Client) Snapshotters(ctx context.Context) ([]string, error) {
+	ps, err := c.Plugins(ctx, "type==io.containerd.snapshotter.v1")
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, p := range ps {
+		if p.InitErr == "" {
+			out = append(out, p.ID)
+		}
+	}
+	return out, nil
+}
+
+// Complete reports (as an error naming the first missing blob) whether every
+// blob of target's platform manifest is in the content store.
+func (c *Client) Complete(ctx context.Context, target ocispec.Descriptor, platform platforms.MatchComparer) error {
+	cs := c.ContentStore()
+	if _, err := cs.Info(ctx, target.Digest); err != nil {
+		return err
+	}
+	m, err := c.PlatformManifest(ctx, target, platform)
+	if err != nil {
+		return err
+	}
+	data, err := images.ReadManifest(ctx, cs, m)
+	if err != nil {
+		return err
+	}
+	children, _, err := images.ParseChildren(m, data)
+	if err != nil {
+		return err
+	}
+	for _, ch := range children {
+		if _, err := cs.Info(ctx, ch.Digest); err != nil {
+			return err
+		}
+	}
+	return nil
 }

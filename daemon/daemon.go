@@ -23,6 +23,7 @@ import (
 	"github.com/hullrt/hull/plugin"
 	"github.com/hullrt/hull/plugins/builtin"
 	"github.com/hullrt/hull/plugins/grpcapi"
+	"github.com/hullrt/hull/plugins/proxy"
 )
 
 // Registry returns a registry holding every plugin hulld has.
@@ -90,6 +91,7 @@ func New(ctx context.Context, cfg *config.Config, reg *plugin.Registry, log *slo
 		return nil, err
 	}
 	d.lock = lock
+	proxy.Register(reg, cfg.ProxyPlugins)
 	if err := d.initPlugins(ctx, reg); err != nil {
 		return nil, err
 	}

@@ -24,7 +24,7 @@ func imagesCommand(e *env) *cli.Command {
 		Aliases: []string{"image", "i"},
 		Usage:   "manage image records",
 		Subcommands: []*cli.Command{
-			imagesLs(e), imagesRm(e), imagesLabel(e), imagesTag(e), imagesImport(e), imagesExport(e), imagesPull(e), imagesPush(e),
+			imagesLs(e), imagesRm(e), imagesLabel(e), imagesTag(e), imagesImport(e), imagesExport(e), imagesPull(e), imagesPush(e), imagesUnpack(e), imagesMount(e), imagesUnmount(e), imagesCheck(e),
 		},
 	}
 }

@@ -87,7 +87,7 @@ else "default"; --debug tells which was used.`,
 		Commands: []*cli.Command{
 			versionCommand(e), infoCommand(e), pluginsCommand(e),
 			namespacesCommand(e), contentCommand(e), imagesCommand(e),
-			leasesCommand(e), eventsCommand(e), gcCommand(e), hostsCommand(e),
+			leasesCommand(e), eventsCommand(e), gcCommand(e), hostsCommand(e), snapshotsCommand(e),
 		},
 		// Errors are printed once, by main, as "hullctl: ...".
 		ExitErrHandler: func(*cli.Context, error) {},

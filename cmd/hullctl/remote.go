@@ -76,7 +76,8 @@ func imagesPull(e *env) *cli.Command {
 		Usage:     "fetch an image from a registry",
 		ArgsUsage: "REF",
 		Flags: append(append(remoteFlags(), platformFlags()...),
-			&cli.BoolFlag{Name: "skip-unpack", Usage: "fetch only; accepted now, while hull has no snapshotters every pull fetches only"},
+			&cli.BoolFlag{Name: "skip-unpack", Usage: "fetch only; do not unpack into a snapshotter"},
+			snapshotterFlag(),
 			&cli.BoolFlag{Name: "plain", Usage: "print progress as plain lines, not a live table"},
 		),
 		Action: func(c *cli.Context) error {
@@ -94,6 +95,13 @@ func imagesPull(e *env) *cli.Command {
 			opts, err := e.remoteOpts(c)
 			if err != nil {
 				return err
+			}
+			if !c.Bool("skip-unpack") {
+				sn, err := e.snapshotter(c, cl)
+				if err != nil {
+					return err
+				}
+				opts = append(opts, client.WithPullUnpack(sn, nil))
 			}
 			board := newProgressBoard(e.stdout, c.Bool("plain"), ref+": resolving")
 			img, err := cl.Pull(e.ctx(c), ref, append(opts, client.WithProgress(board.Update))...)

@@ -84,8 +84,11 @@ type Options struct {
 
 type syncBuffer struct {
 	mu  *sync.Mutex
-	buf *bytes.Buffer
+	buf *bytesBuffer
 }
+
+// bytesBuffer is the buffer type behind syncBuffer.
+type bytesBuffer = bytes.Buffer
 
 func (s syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
@@ -201,7 +204,12 @@ func (d *Daemon) Ctr(t testing.TB, stdin []byte, args ...string) string {
 
 // CtrErr runs ctr like Ctr and returns its error instead of failing.
 func (d *Daemon) CtrErr(stdin []byte, args ...string) (string, error) {
-	cmd := exec.Command("ctr", append([]string{"--address", d.Address, "--timeout", "20s"}, args...)...)
+	return runCtr(d.Address, stdin, args...)
+}
+
+// runCtr runs Debian's ctr against the daemon at address.
+func runCtr(address string, stdin []byte, args ...string) (string, error) {
+	cmd := exec.Command("ctr", append([]string{"--address", address, "--timeout", "60s"}, args...)...)
 	if stdin != nil {
 		cmd.Stdin = bytes.NewReader(stdin)
 	}

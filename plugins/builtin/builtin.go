@@ -12,6 +12,7 @@ import (
 	"github.com/hullrt/hull/core/content/local"
 	"github.com/hullrt/hull/core/events/exchange"
 	"github.com/hullrt/hull/core/metadata"
+	"github.com/hullrt/hull/core/snapshots"
 	"github.com/hullrt/hull/plugin"
 )
 
@@ -34,9 +35,10 @@ func Register(r *plugin.Registry) {
 			return local.NewStore(ic.Root)
 		},
 	})
+	registerSnapshotters(r)
 	r.Register(&plugin.Registration{
 		Type: plugin.MetadataPlugin, ID: "bolt",
-		Requires: []plugin.Type{plugin.ContentPlugin, plugin.EventPlugin},
+		Requires: []plugin.Type{plugin.ContentPlugin, plugin.EventPlugin, plugin.SnapshotPlugin},
 		Init: func(ic *plugin.InitContext) (any, error) {
 			cs, err := ic.GetSingle(plugin.ContentPlugin)
 			if err != nil {
@@ -51,7 +53,14 @@ func Register(r *plugin.Registry) {
 			}
 			path := filepath.Join(ic.Root, "meta.db")
 			ic.Meta.Exports["path"] = path
-			return metadata.Open(path, cs.(*local.Store), metadata.Options{Publisher: ev.(*exchange.Exchange)})
+			db, err := metadata.Open(path, cs.(*local.Store), metadata.Options{Publisher: ev.(*exchange.Exchange)})
+			if err != nil {
+				return nil, err
+			}
+			for name, sn := range ic.GetByType(plugin.SnapshotPlugin) {
+				db.AddSnapshotter(name, sn.(snapshots.Snapshotter))
+			}
+			return db, nil
 		},
 	})
 	r.Register(&plugin.Registration{

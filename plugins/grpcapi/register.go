@@ -60,6 +60,36 @@ func Register(r *plugin.Registry) {
 		},
 	})
 	r.Register(&plugin.Registration{
+		Type: plugin.GRPCPlugin, ID: "snapshots", Requires: []plugin.Type{plugin.MetadataPlugin},
+		Config: &SnapshotsConfig{DefaultSnapshotter: "overlayfs"},
+		Init: func(ic *plugin.InitContext) (any, error) {
+			db, err := withDB(ic)
+			if err != nil {
+				return nil, err
+			}
+			def := ic.Config.(*SnapshotsConfig).DefaultSnapshotter
+			if _, err := db.Snapshotter(def); err != nil {
+				// overlayfs may be missing on this host: fall back to
+				// native rather than fail every unnamed call.
+				if _, nerr := db.Snapshotter("native"); nerr == nil {
+					def = "native"
+				}
+			}
+			ic.Meta.Exports["default"] = def
+			return NewSnapshotsServer(db, def), nil
+		},
+	})
+	r.Register(&plugin.Registration{
+		Type: plugin.GRPCPlugin, ID: "diff", Requires: []plugin.Type{plugin.DiffPlugin},
+		Init: func(ic *plugin.InitContext) (any, error) {
+			d, err := ic.GetSingle(plugin.DiffPlugin)
+			if err != nil {
+				return nil, err
+			}
+			return &diffService{differ: d.(differ)}, nil
+		},
+	})
+	r.Register(&plugin.Registration{
 		Type: plugin.GRPCPlugin, ID: "events", Requires: []plugin.Type{plugin.EventPlugin},
 		Init: func(ic *plugin.InitContext) (any, error) {
 			bus, err := ic.GetSingle(plugin.EventPlugin)
@@ -87,6 +117,11 @@ func Register(r *plugin.Registry) {
 		Type: plugin.GRPCPlugin, ID: "healthcheck",
 		Init: func(ic *plugin.InitContext) (any, error) { return healthService{health.NewServer()}, nil },
 	})
+}
+
+// SnapshotsConfig is the configuration of the snapshots service.
+type SnapshotsConfig struct {
+	DefaultSnapshotter string `toml:"default_snapshotter" doc:"Snapshotter used by calls that name none (ctr and hullctl without --snapshotter). Falls back to native when it is not loaded."`
 }
 
 type healthService struct{ *health.Server }

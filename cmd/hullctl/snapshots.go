@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/hullrt/hull/core/mount"
+	"github.com/hullrt/hull/core/snapshots"
+)
+
+func snapshotterFlag() cli.Flag {
+	return &cli.StringFlag{Name: "snapshotter", Usage: "snapshotter to use (default: hulld's default)", EnvVars: []string{"HULL_SNAPSHOTTER", "CONTAINERD_SNAPSHOTTER"}}
+}
+
+// snapshotCmd builds a snapshots subcommand with the snapshotter flag.
+func snapshotCmd(e *env, name, usage, args string, min int, flags []cli.Flag, fn func(c *cli.Context, sn snapshots.Snapshotter, ctx context.Context) error) *cli.Command {
+	return &cli.Command{
+		Name: name, Usage: usage, ArgsUsage: args,
+		Flags: append([]cli.Flag{snapshotterFlag()}, flags...),
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, min, args); err != nil {
+				return err
+			}
+			cl, err := e.connect()
+			if err != nil {
+				return err
+			}
+			return fn(c, cl.SnapshotService(c.String("snapshotter")), e.ctx(c))
+		},
+	}
+}
+
+func printMounts(e *env, ms []mount.Mount) error {
+	if e.format == "json" {
+		return e.printJSON(ms)
+	}
+	for _, m := range ms {
+		fmt.Fprintf(e.stdout, "%s %s %s\n", m.Type, m.Source, strings.Join(m.Options, ","))
+	}
+	return nil
+}
+
+func snapshotsCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:    "snapshots",
+		Aliases: []string{"snapshot"},
+		Usage:   "manage snapshots",
+		Subcommands: []*cli.Command{
+			snapshotCmd(e, "ls", "list snapshots", "[FILTER...]", 0, listFlags(), func(c *cli.Context, sn snapshots.Snapshotter, ctx context.Context) error {
+				var infos []snapshots.Info
+				if err := sn.Walk(ctx, func(_ context.Context, i snapshots.Info) error { infos = append(infos, i); return nil }, c.Args().Slice()...); err != nil {
+					return err
+				}
+				sort.Slice(infos, func(i, j int) bool { return infos[i].Name < infos[j].Name })
+				l := listing{header: []string{"KEY", "PARENT", "KIND"}}
+				type row struct {
+					Key    string            `json:"key"`
+					Parent string            `json:"parent"`
+					Kind   string            `json:"kind"`
+					Labels map[string]string `json:"labels"`
+				}
+				js := []row{}
+				for _, i := range infos {
+					l.ids = append(l.ids, i.Name)
+					l.rows = append(l.rows, []string{i.Name, i.Parent, i.Kind.String()})
+					js = append(js, row{i.Name, i.Parent, i.Kind.String(), nonNil(i.Labels)})
+				}
+				l.json = js
+				return e.print(c, l)
+			}),
+			snapshotCmd(e, "tree", "show snapshots as a tree of parents and children", "", 0, nil, func(c *cli.Context, sn snapshots.Snapshotter, ctx context.Context) error {
+				children := map[string][]string{}
+				if err := sn.Walk(ctx, func(_ context.Context, i snapshots.Info) error {
+					children[i.Parent] = append(children[i.Parent], i.Name)
+					return nil
+				}); err != nil {
+					return err
+				}
+				var show func(key string, depth int)
+				show = func(key string, depth int) {
+					kids := children[key]
+					sort.Strings(kids)
+					for _, k := range kids {
+						fmt.Fprintf(e.stdout, "%s%s\n", strings.Repeat("  ", depth), k)
+						show(k, depth+1)
+					}
+				}
+				show("", 0)
+				return nil
+			}),
+			snapshotCmd(e, "info", "show a snapshot's record", "KEY", 1, nil, func(c *cli.Context, sn snapshots.Snapshotter, ctx context.Context) error {
+				i, err := sn.Stat(ctx, c.Args().First())
+				if err != nil {
+					return err
+				}
+				return e.printJSON(map[string]any{"name": i.Name, "parent": i.Parent, "kind": i.Kind.String(), "labels": nonNil(i.Labels), "created": timeString(i.Created), "updated": timeString(i.Updated)})
+			}),
+			snapshotCmd(e, "mounts", "print the mounts of an active snapshot or view", "KEY", 1, nil, func(c *cli.Context, sn snapshots.Snapshotter, ctx context.Context) error {
+				ms, err := sn.Mounts(ctx, c.Args().First())
+				if err != nil {
+					return err
+				}
+				return printMounts(e, ms)
+			}),
+			snapshotCmd(e, "usage", "show the disk snapshots use (all if none named)", "[KEY...]", 0, nil, func(c *cli.Context, sn snapshots.Snapshotter, ctx context.Context) error {
+				keys := c.Args().Slice()
+				if len(keys) == 0 {
+					if err := sn.Walk(ctx, func(_ context.Context, i snapshots.Info) error { keys = append(keys, i.Name); return nil }); err != nil {
+						return err
+					}
+				}
+				l := listing{header: []string{"KEY", "SIZE", "INODES"}}
+				var js []map[string]any
+				for _, k := range keys {
+					u, err := sn.Usage(ctx, k)
+					if err != nil {
+						return err
+					}
+					l.ids = append(l.ids, k)
+					l.rows = append(l.rows, []string{k, humanSize(u.Size), fmt.Sprint(u.Inodes)})
+					js = append(js, map[string]any{"key": k, "size": u.Size, "inodes": u.Inodes})
+				}
+				l.json = js
+				return e.print(c, l)
+			}),
+			snapshotCmd(e, "prepare", "make an active snapshot of PARENT (or an empty one) and print its mounts", "KEY [PARENT]", 1, nil, func(c *cli.Context, sn snapshots.Snapshotter, ctx context.Context) error {
+				ms, err := sn.Prepare(ctx, c.Args().First(), c.Args().Get(1))
+				if err != nil {
+					return err
+				}
+				return printMounts(e, ms)
+			}),
+			snapshotCmd(e, "view", "make a read-only view of PARENT and print its mounts", "KEY PARENT", 2, nil, func(c *cli.Context, sn snapshots.Snapshotter, ctx context.Context) error {
+				ms, err := sn.View(ctx, c.Args().First(), c.Args().Get(1))
+				if err != nil {
+					return err
+				}
+				return printMounts(e, ms)
+			}),
+			snapshotCmd(e, "commit", "commit active snapshot KEY as NAME", "NAME KEY", 2, nil, func(c *cli.Context, sn snapshots.Snapshotter, ctx context.Context) error {
+				return sn.Commit(ctx, c.Args().First(), c.Args().Get(1))
+			}),
+			snapshotCmd(e, "rm", "remove snapshots", "KEY...", 1, nil, func(c *cli.Context, sn snapshots.Snapshotter, ctx context.Context) error {
+				return each(c.Args().Slice(), func(k string) error {
+					if err := sn.Remove(ctx, k); err != nil {
+						return named("snapshot", k, err)
+					}
+					fmt.Fprintln(e.stdout, k)
+					return nil
+				})
+			}),
+			snapshotCmd(e, "label", "set labels (KEY=VALUE) or remove them (KEY or KEY=) and print the result", "SNAPSHOT [KEY=VALUE...]", 1, nil, func(c *cli.Context, sn snapshots.Snapshotter, ctx context.Context) error {
+				labels, err := parseLabels(c.Args().Tail(), true)
+				if err != nil {
+					return err
+				}
+				set, paths := labelUpdate(labels)
+				var info snapshots.Info
+				if len(paths) == 0 {
+					info, err = sn.Stat(ctx, c.Args().First())
+				} else {
+					info, err = sn.Update(ctx, snapshots.Info{Name: c.Args().First(), Labels: set}, paths...)
+				}
+				if err != nil {
+					return named("snapshot", c.Args().First(), err)
+				}
+				return e.printLabels(info.Labels)
+			}),
+		},
+	}
+}

@@ -1,0 +1,126 @@
+package hulltest
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Containerd is a Debian containerd daemon started by a test or benchmark
+// as the yardstick, on its own temporary root, state and socket (never the
+// default paths), and stopped when the test ends.
+type Containerd struct {
+	Root, State, Address string
+	cmd                  *exec.Cmd
+	log                  syncBuffer
+	done                 chan struct{}
+}
+
+// StartContainerd starts containerd with its CRI plugin disabled, in dir
+// (a new temporary directory if dir is "").
+func StartContainerd(t testing.TB, dir string) *Containerd {
+	t.Helper()
+	bin, err := exec.LookPath("containerd")
+	if err != nil {
+		t.Fatalf("containerd not found (make test installs Debian's containerd package): %v", err)
+	}
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	c := &Containerd{
+		Root: filepath.Join(dir, "root"), State: filepath.Join(dir, "state"),
+		log: syncBuffer{mu: &sync.Mutex{}, buf: &bytesBuffer{}}, done: make(chan struct{}),
+	}
+	c.Address = filepath.Join(c.State, "containerd.sock")
+	// The opt plugin would otherwise create /opt/containerd on the host.
+	cfg := fmt.Sprintf(`version = 2
+root = %q
+state = %q
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+
+[grpc]
+  address = %q
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = %q
+`, c.Root, c.State, c.Address, filepath.Join(dir, "opt"))
+	cfgPath := filepath.Join(dir, "containerd.toml")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.cmd = exec.Command(bin, "--config", cfgPath)
+	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
+	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { c.cmd.Wait(); close(c.done) }()
+	t.Cleanup(func() {
+		c.Stop()
+		if t.Failed() {
+			t.Logf("containerd log:\n%s", c.Log())
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		select {
+		case <-c.done:
+			t.Fatalf("containerd exited during start-up: %v\n%s", c.cmd.ProcessState, c.Log())
+		default:
+		}
+		if conn, err := net.Dial("unix", c.Address); err == nil {
+			conn.Close()
+			return c
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("containerd did not listen on %s within 30s\n%s", c.Address, c.Log())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// PID is containerd's process ID.
+func (c *Containerd) PID() int { return c.cmd.Process.Pid }
+
+// Log returns what containerd has written so far.
+func (c *Containerd) Log() string {
+	c.log.mu.Lock()
+	defer c.log.mu.Unlock()
+	return c.log.buf.String()
+}
+
+// Stop sends SIGTERM to containerd's PID and waits up to 15s before
+// SIGKILL.
+func (c *Containerd) Stop() {
+	select {
+	case <-c.done:
+		return
+	default:
+	}
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.done:
+	case <-time.After(15 * time.Second):
+		c.cmd.Process.Signal(syscall.SIGKILL)
+		<-c.done
+	}
+}
+
+// Ctr runs ctr against containerd; it fails the test on a non-zero exit.
+func (c *Containerd) Ctr(t testing.TB, stdin []byte, args ...string) string {
+	t.Helper()
+	out, err := runCtr(c.Address, stdin, args...)
+	if err != nil {
+		t.Fatalf("ctr (containerd) %v: %v\n%s", args, err, out)
+	}
+	return out
+}

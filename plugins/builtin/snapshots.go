@@ -1,0 +1,85 @@
+package builtin
+
+import (
+	"fmt"
+
+	"github.com/hullrt/hull/core/diff"
+	"github.com/hullrt/hull/core/diff/walking"
+	"github.com/hullrt/hull/core/metadata"
+	"github.com/hullrt/hull/core/snapshots/native"
+	"github.com/hullrt/hull/core/snapshots/overlay"
+	"github.com/hullrt/hull/plugin"
+)
+
+// OverlayConfig is the configuration of the overlayfs snapshotter.
+type OverlayConfig struct {
+	RootPath      string   `toml:"root_path" doc:"Directory of the snapshots; empty means <root>/io.containerd.snapshotter.v1.overlayfs."`
+	UpperdirLabel bool     `toml:"upperdir_label" doc:"Label each snapshot with the path of its upper directory (containerd.io/snapshot/overlay.upperdir)."`
+	MountOptions  []string `toml:"mount_options" doc:"Extra options for every overlay mount, such as \"index=off\"."`
+}
+
+// NativeConfig is the configuration of the native snapshotter.
+type NativeConfig struct {
+	RootPath string `toml:"root_path" doc:"Directory of the snapshots; empty means <root>/io.containerd.snapshotter.v1.native."`
+}
+
+// differ joins an applier and a comparer into the diff plugin's instance.
+type differ struct {
+	diff.Applier
+	diff.Comparer
+}
+
+func registerSnapshotters(r *plugin.Registry) {
+	r.Register(&plugin.Registration{
+		Type: plugin.SnapshotPlugin, ID: "overlayfs",
+		Config: &OverlayConfig{},
+		Init: func(ic *plugin.InitContext) (any, error) {
+			cfg := ic.Config.(*OverlayConfig)
+			root := cfg.RootPath
+			if root == "" {
+				root = ic.Root
+			}
+			var opts []overlay.Opt
+			if cfg.UpperdirLabel {
+				opts = append(opts, overlay.WithUpperdirLabel())
+			}
+			if len(cfg.MountOptions) > 0 {
+				opts = append(opts, overlay.WithMountOptions(cfg.MountOptions))
+			}
+			s, err := overlay.New(root, opts...)
+			if err != nil {
+				// No overlay here: say why and let native serve.
+				return nil, fmt.Errorf("overlayfs is not usable at %s: %v: %w", root, err, plugin.ErrSkip)
+			}
+			ic.Meta.Exports["root"] = root
+			for k, v := range s.Features().Exports() {
+				ic.Meta.Exports[k] = v
+			}
+			return s, nil
+		},
+	})
+	r.Register(&plugin.Registration{
+		Type: plugin.SnapshotPlugin, ID: "native",
+		Config: &NativeConfig{},
+		Init: func(ic *plugin.InitContext) (any, error) {
+			cfg := ic.Config.(*NativeConfig)
+			root := cfg.RootPath
+			if root == "" {
+				root = ic.Root
+			}
+			ic.Meta.Exports["root"] = root
+			return native.New(root)
+		},
+	})
+	r.Register(&plugin.Registration{
+		Type: plugin.DiffPlugin, ID: "walking", Requires: []plugin.Type{plugin.MetadataPlugin},
+		Init: func(ic *plugin.InitContext) (any, error) {
+			m, err := ic.GetSingle(plugin.MetadataPlugin)
+			if err != nil {
+				return nil, err
+			}
+			cs := m.(*metadata.DB).Content()
+			return differ{walking.NewApplier(cs), walking.NewComparer(cs)}, nil
+		},
+	})
+}

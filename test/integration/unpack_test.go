@@ -1,0 +1,167 @@
+package integration
+
+import (
+	"archive/tar"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hullrt/hull/internal/hulltest"
+	"github.com/hullrt/hull/internal/registrytest"
+	"github.com/hullrt/hull/internal/testimage"
+)
+
+// layeredImage has three layers exercising what unpack must get right:
+// modes, owners, xattrs, hardlinks, symlinks, a fifo, a whiteout of a file
+// from a lower layer and an opaque directory.
+func layeredImage() *testimage.Image {
+	l1 := []testimage.File{
+		{Name: "etc/", Type: tar.TypeDir},
+		{Name: "etc/config", Data: []byte("v1")},
+		{Name: "etc/removed", Data: []byte("to be whited out")},
+		{Name: "opaque/", Type: tar.TypeDir},
+		{Name: "opaque/old", Data: []byte("hidden by the opaque dir above")},
+		{Name: "bin/", Type: tar.TypeDir},
+		{Name: "bin/tool", Mode: 0o4755, Data: []byte("#!/bin/sh\n")},
+	}
+	l2 := []testimage.File{
+		{Name: "etc/config", Data: []byte("v2"), Mode: 0o600},
+		{Name: "etc/.wh.removed"},
+		{Name: "opaque/", Type: tar.TypeDir},
+		{Name: "opaque/.wh..wh..opq"},
+		{Name: "opaque/new", Data: []byte("new")},
+		{Name: "data/", Type: tar.TypeDir, Mode: 0o1777},
+		{Name: "data/file", Data: []byte("payload")},
+		{Name: "data/hard", Type: tar.TypeLink, Linkname: "data/file"},
+		{Name: "data/soft", Type: tar.TypeSymlink, Linkname: "../etc/config"},
+	}
+	l3 := []testimage.File{
+		{Name: "data/fifo", Type: tar.TypeFifo, Mode: 0o644},
+		{Name: "owned", Data: []byte("x")},
+	}
+	return testimage.New([]string{"/bin/tool"}, l1, l2, l3)
+}
+
+// treeOf describes every entry under root: path, type, mode, owner, size,
+// link target, content for small files, and xattrs.
+func treeOf(t *testing.T, root string) []string {
+	var out []string
+	err := filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		st := fi.Sys().(*syscall.Stat_t)
+		line := fmt.Sprintf("%s %v %d:%d", rel, fi.Mode(), st.Uid, st.Gid)
+		switch {
+		case fi.Mode()&os.ModeSymlink != 0:
+			target, _ := os.Readlink(p)
+			line += " -> " + target
+		case fi.Mode().IsRegular():
+			data, _ := os.ReadFile(p)
+			line += fmt.Sprintf(" %q nlink=%d", data, st.Nlink)
+		}
+		if fi.Mode()&os.ModeSymlink == 0 {
+			buf := make([]byte, 4096)
+			if n, err := unix.Llistxattr(p, buf); err == nil && n > 0 {
+				names := strings.Split(strings.TrimRight(string(buf[:n]), "\x00"), "\x00")
+				sort.Strings(names)
+				line += " xattrs=" + strings.Join(names, ",")
+			}
+		}
+		out = append(out, line)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func mountedTree(t *testing.T, d interface {
+	Ctr(testing.TB, []byte, ...string) string
+}, ref string) []string {
+	target := t.TempDir()
+	d.Ctr(t, nil, "images", "mount", ref, target)
+	defer d.Ctr(t, nil, "images", "unmount", target)
+	return treeOf(t, target)
+}
+
+func TestCtrPullUnpackMountAndGC(t *testing.T) {
+	hulltest.RequireCtr(t)
+	reg := registrytest.Start(t, registrytest.Options{})
+	img := layeredImage()
+	reg.Push(t, "unpack/app", "1", img)
+	d := hulltest.Start(t, hulltest.Options{})
+	ref := reg.Host() + "/unpack/app:1"
+	// ctr pulls and unpacks client-side through hull's snapshots and diff.
+	d.Ctr(t, nil, "images", "pull", "--plain-http", ref)
+	ls := d.Ctr(t, nil, "snapshots", "ls")
+	if strings.Count(ls, "Committed") != 3 {
+		t.Fatalf("snapshots ls after unpacking 3 layers:\n%s", ls)
+	}
+	tree := d.Ctr(t, nil, "snapshots", "tree")
+	if !strings.Contains(tree, "sha256:") {
+		t.Fatalf("snapshots tree:\n%s", tree)
+	}
+	d.Ctr(t, nil, "snapshots", "usage")
+	got := strings.Join(mountedTree(t, d, ref), "\n")
+	for _, want := range []string{
+		`etc/config -rw------- 0:0 "v2"`,
+		`opaque/new -rw-r--r-- 0:0 "new"`,
+		`data/soft Lrwxrwxrwx 0:0 -> ../etc/config`,
+		`data/hard -rw-r--r-- 0:0 "payload" nlink=2`,
+		`bin/tool urwxr-xr-x`,
+		`data/fifo prw-r--r--`,
+		`data dtrwxrwxrwx`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("mounted image lacks %q:\n%s", want, got)
+		}
+	}
+	for _, gone := range []string{"etc/removed", "opaque/old"} {
+		if strings.Contains(got, gone+" ") {
+			t.Errorf("mounted image still has %s:\n%s", gone, got)
+		}
+	}
+	// Removing the image frees its snapshots once gc runs.
+	for _, id := range strings.Fields(d.Ctr(t, nil, "leases", "ls", "-q")) {
+		d.Ctr(t, nil, "leases", "rm", id)
+	}
+	d.Ctr(t, nil, "images", "rm", "--sync", ref)
+	if ls := d.Ctr(t, nil, "snapshots", "ls"); strings.Contains(ls, "Committed") {
+		t.Fatalf("snapshots left after the image was removed:\n%s", ls)
+	}
+	dirs, _ := filepath.Glob(filepath.Join(d.Root, "io.containerd.snapshotter.v1.overlayfs", "snapshots", "*"))
+	if len(dirs) != 0 {
+		t.Fatalf("snapshot directories left on disk: %v", dirs)
+	}
+}
+
+// TestUnpackMatchesContainerd unpacks the same image with hull and with
+// Debian's containerd and compares the two trees entry by entry.
+func TestUnpackMatchesContainerd(t *testing.T) {
+	hulltest.RequireCtr(t)
+	if _, err := exec.LookPath("containerd"); err != nil {
+		t.Fatalf("containerd not found (make test installs it): %v", err)
+	}
+	reg := registrytest.Start(t, registrytest.Options{})
+	reg.Push(t, "unpack/cmp", "1", layeredImage())
+	ref := reg.Host() + "/unpack/cmp:1"
+	d := hulltest.Start(t, hulltest.Options{})
+	d.Ctr(t, nil, "images", "pull", "--plain-http", ref)
+	hull := mountedTree(t, d, ref)
+	c := hulltest.StartContainerd(t, "")
+	c.Ctr(t, nil, "images", "pull", "--plain-http", ref)
+	ctrd := mountedTree(t, c, ref)
+	if strings.Join(hull, "\n") != strings.Join(ctrd, "\n") {
+		t.Fatalf("trees differ\nhull:\n%s\ncontainerd:\n%s", strings.Join(hull, "\n"), strings.Join(ctrd, "\n"))
+	}
+}
