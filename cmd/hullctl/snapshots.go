@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/hullrt/hull/core/diff"
 	"github.com/hullrt/hull/core/mount"
 	"github.com/hullrt/hull/core/snapshots"
 )
@@ -44,6 +46,9 @@ func printMounts(e *env, ms []mount.Mount) error {
 	return nil
 }
 
+// Snapshots made from the command line carry a gc.root label: the user
+// manages them, and removes them with snapshots rm, instead of garbage
+// collection taking them for want of a lease.
 func snapshotsCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:    "snapshots",
@@ -128,21 +133,21 @@ func snapshotsCommand(e *env) *cli.Command {
 				return e.print(c, l)
 			}),
 			snapshotCmd(e, "prepare", "make an active snapshot of PARENT (or an empty one) and print its mounts", "KEY [PARENT]", 1, nil, func(c *cli.Context, sn snapshots.Snapshotter, ctx context.Context) error {
-				ms, err := sn.Prepare(ctx, c.Args().First(), c.Args().Get(1))
+				ms, err := sn.Prepare(ctx, c.Args().First(), c.Args().Get(1), gcRoot())
 				if err != nil {
 					return err
 				}
 				return printMounts(e, ms)
 			}),
 			snapshotCmd(e, "view", "make a read-only view of PARENT and print its mounts", "KEY PARENT", 2, nil, func(c *cli.Context, sn snapshots.Snapshotter, ctx context.Context) error {
-				ms, err := sn.View(ctx, c.Args().First(), c.Args().Get(1))
+				ms, err := sn.View(ctx, c.Args().First(), c.Args().Get(1), gcRoot())
 				if err != nil {
 					return err
 				}
 				return printMounts(e, ms)
 			}),
 			snapshotCmd(e, "commit", "commit active snapshot KEY as NAME", "NAME KEY", 2, nil, func(c *cli.Context, sn snapshots.Snapshotter, ctx context.Context) error {
-				return sn.Commit(ctx, c.Args().First(), c.Args().Get(1))
+				return sn.Commit(ctx, c.Args().First(), c.Args().Get(1), gcRoot())
 			}),
 			snapshotCmd(e, "rm", "remove snapshots", "KEY...", 1, nil, func(c *cli.Context, sn snapshots.Snapshotter, ctx context.Context) error {
 				return each(c.Args().Slice(), func(k string) error {
@@ -153,6 +158,62 @@ func snapshotsCommand(e *env) *cli.Command {
 					return nil
 				})
 			}),
+			{
+				Name:      "diff",
+				Usage:     "make a layer of the changes in snapshot KEY over its parent (or over PARENT) and print its descriptor",
+				ArgsUsage: "KEY [PARENT]",
+				Flags: []cli.Flag{snapshotterFlag(),
+					&cli.StringFlag{Name: "media-type", Usage: "layer media type", Value: "application/vnd.oci.image.layer.v1.tar+gzip"},
+				},
+				Action: func(c *cli.Context) error {
+					if err := needArgs(c, 1, "KEY [PARENT]"); err != nil {
+						return err
+					}
+					cl, err := e.connect()
+					if err != nil {
+						return err
+					}
+					ctx, done, err := cl.WithLease(e.ctx(c))
+					if err != nil {
+						return err
+					}
+					defer done(context.WithoutCancel(ctx))
+					sn := cl.SnapshotService(c.String("snapshotter"))
+					key := c.Args().First()
+					info, err := sn.Stat(ctx, key)
+					if err != nil {
+						return err
+					}
+					parent := c.Args().Get(1)
+					if parent == "" {
+						parent = info.Parent
+					}
+					var upper, lower []mount.Mount
+					tmp := fmt.Sprintf("hullctl-diff-%d", time.Now().UnixNano())
+					if info.Kind == snapshots.KindActive {
+						upper, err = sn.Mounts(ctx, key)
+					} else {
+						upper, err = sn.View(ctx, tmp+"-upper", key)
+						defer sn.Remove(ctx, tmp+"-upper")
+					}
+					if err != nil {
+						return err
+					}
+					if parent != "" {
+						lower, err = sn.View(ctx, tmp+"-lower", parent)
+						if err != nil {
+							return err
+						}
+						defer sn.Remove(ctx, tmp+"-lower")
+					}
+					desc, err := cl.DiffService().Compare(ctx, lower, upper, diff.WithMediaType(c.String("media-type")),
+						diff.WithLabels(map[string]string{"containerd.io/gc.root": time.Now().UTC().Format(time.RFC3339)}))
+					if err != nil {
+						return err
+					}
+					return e.printJSON(desc)
+				},
+			},
 			snapshotCmd(e, "label", "set labels (KEY=VALUE) or remove them (KEY or KEY=) and print the result", "SNAPSHOT [KEY=VALUE...]", 1, nil, func(c *cli.Context, sn snapshots.Snapshotter, ctx context.Context) error {
 				labels, err := parseLabels(c.Args().Tail(), true)
 				if err != nil {

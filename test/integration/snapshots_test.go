@@ -84,6 +84,17 @@ func TestHullctlSnapshots(t *testing.T) {
 	if u := h.ok(t, "snapshots", "usage", "base"); !strings.Contains(u, "base") {
 		t.Fatalf("usage: %s", u)
 	}
+	// A layer of the difference between an active snapshot and its parent.
+	h.ok(t, "snapshots", "prepare", "upper-work", "base")
+	up := strings.Fields(h.ok(t, "snapshots", "mounts", "upper-work"))
+	if len(up) < 3 {
+		t.Fatalf("mounts of upper-work: %v", up)
+	}
+	desc := h.ok(t, "snapshots", "diff", "upper-work")
+	if !strings.Contains(desc, "tar+gzip") || !strings.Contains(desc, "sha256:") {
+		t.Fatalf("snapshots diff: %s", desc)
+	}
+	h.ok(t, "snapshots", "rm", "upper-work")
 	h.fails(t, []string{"base", "child"}, "snapshots", "rm", "base")
 	h.fails(t, []string{"missing"}, "snapshots", "prepare", "x", "missing")
 	h.ok(t, "snapshots", "rm", "base-view")
