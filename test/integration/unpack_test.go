@@ -2,6 +2,8 @@ package integration
 
 import (
 	"archive/tar"
+	"bufio"
+	"crypto/rand"
 	"fmt"
 	"os"
 	"os/exec"
@@ -163,5 +165,60 @@ func TestUnpackMatchesContainerd(t *testing.T) {
 	ctrd := mountedTree(t, c, ref)
 	if strings.Join(hull, "\n") != strings.Join(ctrd, "\n") {
 		t.Fatalf("trees differ\nhull:\n%s\ncontainerd:\n%s", strings.Join(hull, "\n"), strings.Join(ctrd, "\n"))
+	}
+}
+
+// TestKilledUnpackResumes kills hulld while it applies a layer and checks
+// that no half-applied snapshot is committed and that unpacking again after
+// a restart completes the image.
+func TestKilledUnpackResumes(t *testing.T) {
+	reg := registrytest.Start(t, registrytest.Options{})
+	var layers []testimage.BuiltLayer
+	for i := 0; i < 4; i++ {
+		data := make([]byte, 16<<20)
+		rand.Read(data)
+		layers = append(layers, testimage.MakeLayer([]testimage.File{{Name: fmt.Sprintf("f%d", i), Data: data}}, testimage.Uncompressed))
+	}
+	reg.Push(t, "unpack/big", "1", testimage.NewLayers(testimage.HostPlatform(), []string{"/x"}, layers...))
+	d := hulltest.Start(t, hulltest.Options{})
+	h := newHullctl(t, d)
+	ref := reg.Host() + "/unpack/big:1"
+	h.ok(t, "images", "pull", "--plain", "--plain-http", "--skip-unpack", ref)
+	cmd := exec.Command(h.bin, "--address", d.Address, "images", "unpack", ref)
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	applying := 0
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), ": applying") {
+			if applying++; applying == 2 {
+				d.Kill()
+				break
+			}
+		}
+	}
+	cmd.Wait()
+	d2 := hulltest.Start(t, hulltest.Options{Dir: filepath.Dir(d.Root)})
+	h2 := newHullctl(t, d2)
+	committed := 0
+	for _, l := range strings.Split(h2.ok(t, "snapshots", "ls"), "\n") {
+		if strings.HasSuffix(l, "Committed") {
+			committed++
+		}
+	}
+	if committed > 1 {
+		t.Fatalf("%d layers committed, but hulld was killed while applying the second:\n%s", committed, h2.ok(t, "snapshots", "ls"))
+	}
+	h2.ok(t, "images", "unpack", ref)
+	target := t.TempDir()
+	h2.ok(t, "images", "mount", ref, target)
+	defer h2.ok(t, "images", "unmount", target)
+	for i := 0; i < 4; i++ {
+		fi, err := os.Stat(filepath.Join(target, fmt.Sprintf("f%d", i)))
+		if err != nil || fi.Size() != 16<<20 {
+			t.Fatalf("layer %d after the resumed unpack: %v %v", i, fi, err)
+		}
 	}
 }
