@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/platforms"
@@ -15,6 +16,7 @@ import (
 	"github.com/hullrt/hull/core/remotes"
 	"github.com/hullrt/hull/core/remotes/credentials"
 	"github.com/hullrt/hull/core/remotes/registry"
+	"github.com/hullrt/hull/core/unpack"
 )
 
 // remoteConfig holds the RemoteOpt settings of Pull and Push.
@@ -104,11 +106,27 @@ func (c *Client) Pull(ctx context.Context, ref string, opts ...RemoteOpt) (image
 		return images.Image{}, err
 	}
 	defer done(context.WithoutCancel(ctx))
-	img, err := pull.Pull(ctx, ref, pull.Options{
+	po := pull.Options{
 		Resolver: cfg.resolver, Content: c.ContentStore(), Images: c.ImageService(),
 		Platform: cfg.platform, AllPlatforms: cfg.allPlatforms,
 		MaxConcurrentDownloads: cfg.maxConcurrent, Progress: cfg.progress,
-	})
+	}
+	var ov *overlapUnpack
+	if cfg.unpack != "" && !cfg.allPlatforms {
+		// Apply layers as they arrive, while later ones download.
+		ov = c.newOverlapUnpack(ctx, cfg)
+		po.Progress, po.OnManifest = ov.progress, ov.start
+	}
+	img, err := pull.Pull(ctx, ref, po)
+	if ov != nil {
+		started, uerr := ov.wait(err != nil)
+		if err == nil && uerr != nil {
+			return img, fmt.Errorf("unpack %s: %w", img.Name, uerr)
+		}
+		if err != nil || started {
+			return img, err
+		}
+	}
 	if err != nil || cfg.unpack == "" {
 		return img, err
 	}
@@ -120,6 +138,94 @@ func (c *Client) Pull(ctx context.Context, ref string, opts ...RemoteOpt) (image
 		return img, fmt.Errorf("unpack %s: %w", img.Name, err)
 	}
 	return img, nil
+}
+
+// overlapUnpack unpacks the manifest a pull reads while the pull goes on:
+// each layer waits until the pull has stored its blob.
+type overlapUnpack struct {
+	c       *Client
+	cfg     *remoteConfig
+	ctx     context.Context
+	cancel  context.CancelFunc
+	mu      sync.Mutex
+	stored  map[digest.Digest]chan struct{}
+	started bool
+	done    chan error
+}
+
+func (c *Client) newOverlapUnpack(ctx context.Context, cfg *remoteConfig) *overlapUnpack {
+	ctx, cancel := context.WithCancel(ctx)
+	return &overlapUnpack{c: c, cfg: cfg, ctx: ctx, cancel: cancel, stored: map[digest.Digest]chan struct{}{}, done: make(chan error, 1)}
+}
+
+func (o *overlapUnpack) ch(d digest.Digest) chan struct{} {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	ch, ok := o.stored[d]
+	if !ok {
+		ch = make(chan struct{})
+		o.stored[d] = ch
+	}
+	return ch
+}
+
+// progress passes the pull's progress on and notes the blobs stored.
+func (o *overlapUnpack) progress(p pull.Progress) {
+	if p.Status == pull.StatusDone || p.Status == pull.StatusExists {
+		ch := o.ch(p.Desc.Digest)
+		o.mu.Lock()
+		select {
+		case <-ch:
+		default:
+			close(ch)
+		}
+		o.mu.Unlock()
+	}
+	if o.cfg.progress != nil {
+		o.cfg.progress(p)
+	}
+}
+
+// start begins unpacking the first platform manifest the pull reads.
+func (o *overlapUnpack) start(_ context.Context, desc ocispec.Descriptor, m ocispec.Manifest) {
+	o.mu.Lock()
+	if o.started {
+		o.mu.Unlock()
+		return
+	}
+	o.started = true
+	o.mu.Unlock()
+	go func() {
+		ready := func(ctx context.Context, d digest.Digest) error {
+			select {
+			case <-o.ch(d):
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		_, err := unpack.UnpackManifest(o.ctx, m, unpack.Options{
+			Content: o.c.ContentStore(), Snapshotter: o.c.SnapshotService(o.cfg.unpack), SnapshotterName: o.cfg.unpack,
+			Applier: o.c.DiffService(), Progress: o.cfg.unpackProgress,
+		}, ready)
+		o.done <- err
+	}()
+}
+
+// wait returns whether an unpack started and its result once it ends; a
+// failed pull stops it.
+func (o *overlapUnpack) wait(pullFailed bool) (bool, error) {
+	if pullFailed {
+		o.cancel()
+	}
+	defer o.cancel()
+	o.mu.Lock()
+	started := o.started
+	o.mu.Unlock()
+	if !started {
+		return false, nil
+	}
+	return true, <-o.done
 }
 
 // Push uploads the image named local (or ref, when local is empty) to ref.

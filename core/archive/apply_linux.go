@@ -33,8 +33,12 @@ import (
 // climbs out of root ("../x", "a/../../x") is an error naming the entry, as
 // are whiteouts of "." or "..", device nodes the caller may not create,
 // entry types other than files, directories, links, devices and fifos
-// (apart from PAX global headers, which are skipped), and a stream that
-// ends inside an entry. An entry whose parent is a symbolic link pointing
+// (PAX global headers are skipped; aufs ".wh..wh.*" bookkeeping entries
+// too), GNU sparse files (whose holes archive/tar would expand into
+// arbitrarily many zeros), and a stream that ends inside an entry.
+// Extended attributes in the trusted.overlay.* and user.overlay.*
+// namespaces and security.selinux are not set: they are overlayfs's and
+// the host's, not the image's. An entry whose parent is a symbolic link pointing
 // at nothing is an error too: Apply does not create the link's target.
 //
 // Apply keeps no state per entry, only per open directory, so memory stays
@@ -342,10 +346,14 @@ func (a *applier) pop() error {
 	return nil
 }
 
+// restoreTimes sets a directory's times back to those it had when entered.
+// It is best effort where the directory is gone (removed by a later entry
+// through another name) or not the caller's to change (an unprivileged
+// caller writing into another user's directory).
 func restoreTimes(f *frame) error {
 	err := unix.UtimesNanoAt(unix.AT_FDCWD, procFd(f.fd), []unix.Timespec{f.atime, f.mtime}, 0)
-	if errors.Is(err, unix.ENOENT) {
-		return nil // removed by a later entry through another name
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+		return nil
 	}
 	return err
 }
@@ -492,7 +500,7 @@ func (a *applier) regular(dirfd int, base string, hdr *tar.Header, r io.Reader) 
 			unix.Close(fd)
 		}
 	}()
-	if err := copyN(fdWriter(fd), r, hdr.Size, a.buf); err != nil {
+	if err := copyN(a.ctx, fdWriter(fd), r, hdr.Size, a.buf); err != nil {
 		return fmt.Errorf("write content: %w", err)
 	}
 	// chown before chmod and setxattr: it clears setuid, setgid and
@@ -523,11 +531,17 @@ func (a *applier) regular(dirfd int, base string, hdr *tar.Header, r io.Reader) 
 }
 
 // copyN copies exactly n bytes from r to w through buf. A reader that
-// stops making progress is an error rather than a loop.
-func copyN(w io.Writer, r io.Reader, n int64, buf []byte) error {
+// stops making progress is an error rather than a loop, and a canceled ctx
+// stops a large file without waiting for its end.
+func copyN(ctx context.Context, w io.Writer, r io.Reader, n int64, buf []byte) error {
 	var done int64
 	idle := 0
-	for done < n {
+	for i := 0; done < n; i++ {
+		if i%64 == 63 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
 		chunk := buf
 		if rest := n - done; rest < int64(len(chunk)) {
 			chunk = chunk[:rest]

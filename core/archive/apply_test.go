@@ -5,9 +5,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -401,6 +403,100 @@ func TestCleanName(t *testing.T) {
 		got, err := cleanName(in)
 		if (err != nil) != (want == "") || got != want {
 			t.Errorf("cleanName(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+}
+
+// rawHeader makes a tar header block by hand, for entries archive/tar
+// will not write.
+func rawHeader(name string, typeflag byte, size int64, gnu bool) []byte {
+	b := make([]byte, 512)
+	copy(b, name)
+	copy(b[100:], "0000644\x00")
+	copy(b[108:], "0000000\x00")
+	copy(b[116:], "0000000\x00")
+	copy(b[124:], fmt.Sprintf("%011o\x00", size))
+	copy(b[136:], "00000000000\x00")
+	b[156] = typeflag
+	if gnu {
+		copy(b[257:], "ustar  \x00")
+	} else {
+		copy(b[257:], "ustar\x0000")
+	}
+	copy(b[148:], "        ")
+	sum := 0
+	for _, c := range b {
+		sum += int(c)
+	}
+	copy(b[148:], fmt.Sprintf("%06o\x00 ", sum))
+	return b
+}
+
+func pad(b []byte) []byte {
+	if r := len(b) % 512; r != 0 {
+		b = append(b, make([]byte, 512-r)...)
+	}
+	return b
+}
+
+func paxRecord(k, v string) string {
+	rec := " " + k + "=" + v + "\n"
+	n := len(rec)
+	for len(strconv.Itoa(n+len(strconv.Itoa(n)))) != len(strconv.Itoa(n)) {
+		n++
+	}
+	n += len(strconv.Itoa(n))
+	return strconv.Itoa(n) + rec
+}
+
+// TestApplySparse checks that sparse files, whose few bytes of map can
+// stand for petabytes of zeros, are refused.
+func TestApplySparse(t *testing.T) {
+	requireRoot(t)
+	var pax string
+	for _, kv := range [][2]string{
+		{"GNU.sparse.major", "0"}, {"GNU.sparse.minor", "1"}, {"GNU.sparse.numblocks", "1"},
+		{"GNU.sparse.map", "0,1"}, {"GNU.sparse.size", "1000000000000000"}, {"GNU.sparse.name", "s"},
+	} {
+		pax += paxRecord(kv[0], kv[1])
+	}
+	var paxTar []byte
+	paxTar = append(paxTar, rawHeader("PaxHeaders/s", 'x', int64(len(pax)), false)...)
+	paxTar = append(paxTar, pad([]byte(pax))...)
+	paxTar = append(paxTar, rawHeader("s", '0', 1, false)...)
+	paxTar = append(paxTar, pad([]byte("x"))...)
+	paxTar = append(paxTar, make([]byte, 1024)...)
+
+	gnuTar := append(rawHeader("s", 'S', 0, true), make([]byte, 1024)...)
+	for name, data := range map[string][]byte{"pax": paxTar, "gnu": gnuTar} {
+		t.Run(name, func(t *testing.T) {
+			root := t.TempDir()
+			err := apply(t, root, data)
+			if err == nil {
+				t.Fatal("sparse file applied")
+			}
+			t.Log(err)
+			if names, _ := os.ReadDir(root); len(names) != 0 {
+				t.Fatalf("wrote %v", names)
+			}
+		})
+	}
+}
+
+func TestApplyNoSameOwner(t *testing.T) {
+	requireRoot(t)
+	root := t.TempDir()
+	mustApply(t, root, buildTar(t,
+		entry{Name: "d/", Type: tar.TypeDir, Uid: 5, Gid: 6},
+		entry{Name: "d/f", Uid: 7, Gid: 8, Mode: 0o4755, Data: "f"},
+		entry{Name: "d/l", Type: tar.TypeSymlink, Link: "f", Uid: 9, Gid: 9},
+	), WithNoSameOwner())
+	for p, n := range snapshot(t, root) {
+		if n.Uid != 0 || n.Gid != 0 {
+			t.Errorf("%s owned by %d:%d", p, n.Uid, n.Gid)
+		}
+		if p == "d/f" && n.Mode != 0o4755 {
+			t.Errorf("d/f mode %#o", n.Mode)
 		}
 	}
 }

@@ -31,8 +31,9 @@ import (
 //
 // The output is deterministic: entries in lexical order, each directory
 // before its content; PAX headers carrying modification times to the
-// nanosecond and extended attributes as SCHILY.xattr records; no access
-// times and no user or group names. Files sharing an inode in upperRoot are
+// nanosecond and extended attributes as SCHILY.xattr records (but not
+// trusted.overlay.*, user.overlay.* or security.selinux); no access times
+// and no user or group names. Files sharing an inode in upperRoot are
 // written once, later names as hard links to the first written. Sockets
 // are left out (tar cannot hold them). The trees are read without following
 // any symbolic link, so a container that modifies them meanwhile cannot
@@ -300,12 +301,12 @@ func sameMeta(a, b *unix.Stat_t) bool {
 }
 
 func contentDiffers(lowerfd, upperfd int, name string, buf []byte) (bool, error) {
-	lf, err := unix.Openat(lowerfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	lf, err := unix.Openat(lowerfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return false, err
 	}
 	defer unix.Close(lf)
-	uf, err := unix.Openat(upperfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	uf, err := unix.Openat(upperfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return false, err
 	}
@@ -527,9 +528,10 @@ func (d *differ) write(dirfd int, name, p string, st *unix.Stat_t, xattrs map[st
 // writeFile writes a regular file's header and content. The size comes
 // from the opened file, so a file replaced since the directory was read is
 // still written consistently; one that changes size while being read is an
-// error.
+// error. Files are opened O_NONBLOCK so that one replaced by a fifo
+// meanwhile fails the type check rather than block the open.
 func (d *differ) writeFile(dirfd int, name string, hdr *tar.Header) error {
-	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", hdr.Name, err)
 	}

@@ -15,6 +15,7 @@ package pull
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -72,6 +73,10 @@ type Options struct {
 	ChunkSize         int64
 	ParallelChunks    int
 	ParallelThreshold int64
+	// OnManifest, if set, is called with each platform manifest as soon as
+	// it is read, before its blobs are fetched, so that a caller can start
+	// unpacking layers while later ones still download.
+	OnManifest func(ctx context.Context, desc ocispec.Descriptor, m ocispec.Manifest)
 	// Unpack, if set, runs on each pulled platform manifest before the
 	// image is recorded.
 	Unpack func(ctx context.Context, manifest ocispec.Descriptor) error
@@ -191,6 +196,12 @@ func (p *puller) fetchTree(ctx context.Context, desc ocispec.Descriptor) error {
 	children, refs, err := images.ParseChildren(desc, data)
 	if err != nil {
 		return err
+	}
+	if images.IsManifest(desc.MediaType) && p.o.OnManifest != nil {
+		var m ocispec.Manifest
+		if err := json.Unmarshal(data, &m); err == nil {
+			p.o.OnManifest(ctx, desc, m)
+		}
 	}
 	labels := map[string]string{}
 	for k, v := range p.labels {

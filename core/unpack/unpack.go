@@ -61,8 +61,25 @@ func Unpack(ctx context.Context, manifest ocispec.Descriptor, o Options) (digest
 	if err := json.Unmarshal(data, &m); err != nil {
 		return "", fmt.Errorf("manifest %s: %v: %w", manifest.Digest, err, errdefs.ErrInvalidArgument)
 	}
+	return UnpackManifest(ctx, m, o, nil)
+}
+
+// UnpackManifest applies the layers of m, calling ready (when not nil)
+// before it reads the config and before each layer: a pull that is still
+// downloading blocks there until the blob is stored, so layers are applied
+// while later ones download.
+func UnpackManifest(ctx context.Context, m ocispec.Manifest, o Options, ready func(context.Context, digest.Digest) error) (digest.Digest, error) {
+	wait := func(d digest.Digest) error {
+		if ready == nil {
+			return nil
+		}
+		return ready(ctx, d)
+	}
 	if m.Config.Size > maxConfigSize {
 		return "", fmt.Errorf("config %s is %d bytes, more than %d: %w", m.Config.Digest, m.Config.Size, maxConfigSize, errdefs.ErrInvalidArgument)
+	}
+	if err := wait(m.Config.Digest); err != nil {
+		return "", err
 	}
 	cfgData, err := readAll(ctx, o.Content, m.Config)
 	if err != nil {
@@ -74,11 +91,16 @@ func Unpack(ctx context.Context, manifest ocispec.Descriptor, o Options) (digest
 	}
 	diffIDs := cfg.RootFS.DiffIDs
 	if len(diffIDs) != len(m.Layers) {
-		return "", fmt.Errorf("image config %s lists %d layers (diff IDs) but manifest %s has %d: %w", m.Config.Digest, len(diffIDs), manifest.Digest, len(m.Layers), errdefs.ErrInvalidArgument)
+		return "", fmt.Errorf("image config %s lists %d layers (diff IDs) but the manifest has %d: %w", m.Config.Digest, len(diffIDs), len(m.Layers), errdefs.ErrInvalidArgument)
 	}
 	var parent digest.Digest
 	for i, layer := range m.Layers {
 		chain := identity.ChainID(diffIDs[:i+1])
+		if _, err := o.Snapshotter.Stat(ctx, chain.String()); err != nil {
+			if err := wait(layer.Digest); err != nil {
+				return "", err
+			}
+		}
 		if err := unpackLayer(ctx, o, layer, diffIDs[i], chain, parent); err != nil {
 			return "", err
 		}

@@ -64,12 +64,13 @@ const (
 // layerCompression maps a layer media type to its compression; other media
 // types (encrypted layers among them) are NotImplemented.
 func layerCompression(mt string) (compression, error) {
+	// The non-distributable types are deprecated but still in registries.
 	switch mt {
-	case ocispec.MediaTypeImageLayer, ocispec.MediaTypeImageLayerNonDistributable, mediaTypeDockerLayer: //nolint:staticcheck // still found in the wild
+	case ocispec.MediaTypeImageLayer, ocispec.MediaTypeImageLayerNonDistributable, mediaTypeDockerLayer:
 		return uncompressed, nil
-	case ocispec.MediaTypeImageLayerGzip, ocispec.MediaTypeImageLayerNonDistributableGzip, mediaTypeDockerLayerGzip, mediaTypeDockerForeignLayer: //nolint:staticcheck
+	case ocispec.MediaTypeImageLayerGzip, ocispec.MediaTypeImageLayerNonDistributableGzip, mediaTypeDockerLayerGzip, mediaTypeDockerForeignLayer:
 		return gzipped, nil
-	case ocispec.MediaTypeImageLayerZstd, ocispec.MediaTypeImageLayerNonDistributableZstd: //nolint:staticcheck
+	case ocispec.MediaTypeImageLayerZstd, ocispec.MediaTypeImageLayerNonDistributableZstd:
 		return zstded, nil
 	}
 	return 0, fmt.Errorf("layer media type %q: %w", mt, errdefs.ErrNotImplemented)
@@ -83,7 +84,9 @@ func layerCompression(mt string) (compression, error) {
 //
 //   - a single overlay mount with an upperdir: into the upper directory,
 //     whiteouts written the way overlayfs stores them, missing parent
-//     directories copied from the lowerdirs (archive.WithParents);
+//     directories copied from the lowerdirs (archive.WithParents); not for
+//     overlays with userxattr, metacopy or redirect_dir, whose upper
+//     directories follow other rules;
 //   - a single read-write bind mount: into its source;
 //   - otherwise the mounts are mounted at a temporary directory
 //     (mount.WithTempMount) and the layer is applied there.
@@ -132,7 +135,7 @@ func (a *applier) Apply(ctx context.Context, desc ocispec.Descriptor, mounts []m
 		return err
 	}
 	switch {
-	case len(mounts) == 1 && overlayUpper(mounts[0]) != "":
+	case len(mounts) == 1 && overlayUpper(mounts[0]) != "" && !needsMount(mounts[0]):
 		m := mounts[0]
 		lower, _ := overlayLowers(m)
 		err = apply(overlayUpper(m), archive.WithOverlayWhiteouts(), archive.WithParents(lower...))

@@ -23,9 +23,10 @@ import (
 	"github.com/hullrt/hull/core/mount"
 )
 
-// LabelUncompressed is the blob label naming a compressed layer's diffID,
-// the digest of its uncompressed tar.
-const LabelUncompressed = "containerd.io/uncompressed"
+// labelUncompressed is the blob label naming a layer's diffID, the digest
+// of its uncompressed tar: core/unpack's LabelUncompressed, repeated so that
+// the differ does not depend on the unpacker.
+const labelUncompressed = "containerd.io/uncompressed"
 
 // NewComparer returns a diff.Comparer writing the layers it makes into cs.
 //
@@ -39,7 +40,8 @@ const LabelUncompressed = "containerd.io/uncompressed"
 //
 // The layer is compressed per WithMediaType (gzip by default; zstd and
 // uncompressed are the others) and committed under the WithReference ref,
-// or a unique one, with the WithLabels labels and LabelUncompressed.
+// or a unique one, with the WithLabels labels and
+// containerd.io/uncompressed=<diffID>.
 func NewComparer(cs content.Ingester) diff.Comparer { return &comparer{cs: cs} }
 
 type comparer struct{ cs content.Ingester }
@@ -103,7 +105,7 @@ func (c *comparer) Compare(ctx context.Context, lower, upper []mount.Mount, opts
 	if labels == nil {
 		labels = map[string]string{}
 	}
-	labels[LabelUncompressed] = digester.Digest().String()
+	labels[labelUncompressed] = digester.Digest().String()
 	dgst := cw.Digest()
 	err = cw.Commit(ctx, counted.n, dgst, content.WithLabels(labels))
 	if err != nil && !errdefs.IsAlreadyExists(err) {

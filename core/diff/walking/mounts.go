@@ -93,6 +93,11 @@ func escapeLowerdir(p string) string {
 	return b.String()
 }
 
+func needsMount(m mount.Mount) bool {
+	_, needs := overlayLowers(m)
+	return needs
+}
+
 func isBind(m mount.Mount) bool {
 	if m.Type == "bind" || m.Type == "rbind" {
 		return true

@@ -443,15 +443,15 @@ func TestCompareRoundTrip(t *testing.T) {
 				t.Fatalf("descriptor %+v for a %d byte blob", desc, len(blob))
 			}
 			labels := cs.labels[desc.Digest]
-			if labels["x"] != "y" || labels[LabelUncompressed] == "" {
+			if labels["x"] != "y" || labels[labelUncompressed] == "" {
 				t.Fatalf("labels %v", labels)
 			}
-			if mt == ocispec.MediaTypeImageLayer && labels[LabelUncompressed] != desc.Digest.String() {
-				t.Fatalf("uncompressed layer's diffID label %s", labels[LabelUncompressed])
+			if mt == ocispec.MediaTypeImageLayer && labels[labelUncompressed] != desc.Digest.String() {
+				t.Fatalf("uncompressed layer's diffID label %s", labels[labelUncompressed])
 			}
 			target := t.TempDir()
 			applyFiles(t, target, lowerFiles)
-			if _, err := NewApplier(cs).Apply(context.Background(), desc, bindMount(target), diff.WithExpectedDiffID(labels[LabelUncompressed])); err != nil {
+			if _, err := NewApplier(cs).Apply(context.Background(), desc, bindMount(target), diff.WithExpectedDiffID(labels[labelUncompressed])); err != nil {
 				t.Fatal(err)
 			}
 			equalTrees(t, want, tree(t, target))
