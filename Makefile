@@ -9,7 +9,7 @@ LDFLAGS  := -s -w -X github.com/hullrt/hull/internal/version.Version=$(VERSION) 
 BINARIES := bin/hulld bin/hullctl bin/hull-snapshotter
 # Fuzz targets run briefly in `make test`; `make fuzz FUZZTIME=10m` runs longer.
 FUZZTIME ?= 10s
-FUZZ     := ./core/filters:FuzzParse ./config:FuzzParse ./config:FuzzMigrate ./core/reference:FuzzParse ./core/remotes/hosts:FuzzParse ./core/remotes/registry:FuzzParseChallenges ./core/images:FuzzParseChildren
+FUZZ     := ./core/filters:FuzzParse ./config:FuzzParse ./config:FuzzMigrate ./core/reference:FuzzParse ./core/remotes/hosts:FuzzParse ./core/remotes/registry:FuzzParseChallenges ./core/images:FuzzParseChildren ./core/archive:FuzzApply
 
 .PHONY: all build deps install test unit integration fuzz bench demo docs check-docs clean
 
@@ -35,7 +35,7 @@ fuzz:
 	@set -e; for t in $(FUZZ); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; \
 		echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
-		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg; \
+		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 200x $$pkg; \
 	done
 
 bench: deps build
