@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: start hulld on a temporary root, create a namespace, import a
 # busybox image built here from Debian's static busybox, list it, look at its
-# content, and stop hulld cleanly. Run through `make demo` (which builds first).
+# content, unpack and mount its root filesystem, remove it, and stop hulld
+# cleanly. Run through `make demo` (which builds first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,7 @@ tmp=$(mktemp -d /tmp/hull-demo.XXXXXX)
 sock="$tmp/state/hull.sock"
 hulld_pid=
 cleanup() {
+	mountpoint -q "$tmp/rootfs" 2>/dev/null && umount "$tmp/rootfs"
 	if [ -n "$hulld_pid" ] && kill -0 "$hulld_pid" 2>/dev/null; then
 		kill -TERM "$hulld_pid"; wait "$hulld_pid" || true
 	fi
@@ -48,9 +50,19 @@ if command -v ctr >/dev/null; then
 	ctr --address "$sock" -n demo images ls
 fi
 
-step "remove the image: garbage collection frees its content"
+step "unpack it into the overlayfs snapshotter and mount its root filesystem"
+hullctl -n demo images unpack docker.io/library/busybox:demo
+hullctl -n demo snapshots tree
+mkdir -p "$tmp/rootfs"
+hullctl -n demo images mount docker.io/library/busybox:demo "$tmp/rootfs"
+echo "\$ ls $tmp/rootfs/bin | head"; ls "$tmp/rootfs/bin" | head -5
+echo "\$ $tmp/rootfs/bin/busybox echo ..."; "$tmp/rootfs/bin/busybox" echo "hello from the image's own busybox"
+hullctl -n demo images unmount "$tmp/rootfs"
+
+step "remove the image: garbage collection frees its content and snapshots"
 hullctl -n demo images rm --sync docker.io/library/busybox:demo
 hullctl -n demo content ls
+hullctl -n demo snapshots ls
 
 step "stop hulld"
 kill -TERM "$hulld_pid"; wait "$hulld_pid"; hulld_pid=
