@@ -229,10 +229,10 @@ func (e *entry) host(mirror bool, timeout time.Duration, loose looseCerts) (Host
 
 // where names the place in hosts.toml an entry's key is set, for errors
 // found after parsing (a CA file that is missing, say).
-func (e *entry) where(line int, key string) string {
+func (e *entry) where(at string, key string) string {
 	s := e.file
-	if line > 0 {
-		s = fmt.Sprintf("%s:%d", s, line)
+	if at != "" {
+		s += ":" + at
 	}
 	if e.name != "" {
 		return fmt.Sprintf("%s: %s key %q", s, e.name, key)

@@ -38,9 +38,9 @@ type entry struct {
 	capabilities Capabilities
 	capsSet      bool
 	caFiles      []string
-	caLine       int
+	caLine       string
 	clientPairs  [][2]string
-	clientLine   int
+	clientLine   string
 	skipVerify   bool
 	header       http.Header
 	dialTimeout  time.Duration
@@ -52,14 +52,23 @@ type entry struct {
 // changes what is trusted.
 var entryKeys = []string{"capabilities", "ca", "client", "skip_verify", "header", "override_path", "dial_timeout", "proxy"}
 
-// positions maps a key path (joined with "\x00") to the line it is first
-// written on, and lists [host."..."] names in the order they first appear.
+// positions maps a key path (joined with "\x00") to the line and column it
+// is first written at, and lists [host."..."] names in the order they first
+// appear.
 type positions struct {
 	lines map[string]int
+	cols  map[string]int
 	hosts []string
 }
 
-func (p *positions) line(keys ...string) int { return p.lines[strings.Join(keys, "\x00")] }
+// at returns "line:column" of a key path, or "" when it is not known.
+func (p *positions) at(keys ...string) string {
+	k := strings.Join(keys, "\x00")
+	if p.lines[k] == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d:%d", p.lines[k], p.cols[k])
+}
 
 // parseFile parses the hosts.toml at file (used for messages and to resolve
 // relative paths) with contents data. It touches no files.
@@ -71,8 +80,8 @@ func parseFile(file string, data []byte) (*fileConfig, error) {
 	if err := toml.Unmarshal(data, &doc); err != nil {
 		var de *toml.DecodeError
 		if errors.As(err, &de) {
-			row, _ := de.Position()
-			return nil, fmt.Errorf("%s:%d: invalid TOML: %s: %w", file, row, strings.TrimPrefix(de.Error(), "toml: "), errdefs.ErrInvalidArgument)
+			row, col := de.Position()
+			return nil, fmt.Errorf("%s:%d:%d: invalid TOML: %s: %w", file, row, col, strings.TrimPrefix(de.Error(), "toml: "), errdefs.ErrInvalidArgument)
 		}
 		return nil, fmt.Errorf("%s: invalid TOML: %v: %w", file, err, errdefs.ErrInvalidArgument)
 	}
@@ -96,7 +105,7 @@ func parseFile(file string, data []byte) (*fileConfig, error) {
 		if k == "server" || k == "host" || contains(entryKeys, k) {
 			continue
 		}
-		return nil, fmt.Errorf("%s:%d: key %q: unknown key (use server, host, %s): %w", file, pos.line(k), k, strings.Join(entryKeys, ", "), errdefs.ErrInvalidArgument)
+		return nil, fmt.Errorf("%s:%s: key %q: unknown key (use server, host, %s): %w", file, pos.at(k), k, strings.Join(entryKeys, ", "), errdefs.ErrInvalidArgument)
 	}
 
 	server := entry{file: file}
@@ -104,7 +113,7 @@ func parseFile(file string, data []byte) (*fileConfig, error) {
 	if v, ok := doc["server"]; ok {
 		s, ok := v.(string)
 		if !ok {
-			return nil, server.errorf(pos.line("server"), "server", "want a URL string, got %s", typeName(v))
+			return nil, server.errorf(pos.at("server"), "server", "want a URL string, got %s", typeName(v))
 		}
 		rawServer = s
 	}
@@ -114,7 +123,7 @@ func parseFile(file string, data []byte) (*fileConfig, error) {
 	if rawServer != "" {
 		u, err := hostURL(rawServer, overridePath(top))
 		if err != nil {
-			return nil, server.errorf(pos.line("server"), "server", "%v", err)
+			return nil, server.errorf(pos.at("server"), "server", "%v", err)
 		}
 		server.url = u
 	}
@@ -126,7 +135,7 @@ func parseFile(file string, data []byte) (*fileConfig, error) {
 	if v, ok := doc["host"]; ok {
 		table, ok := v.(map[string]any)
 		if !ok {
-			return nil, fmt.Errorf("%s:%d: key %q: want tables [host.\"<url>\"], got %s: %w", file, pos.line("host"), "host", typeName(v), errdefs.ErrInvalidArgument)
+			return nil, fmt.Errorf("%s:%s: key %q: want tables [host.\"<url>\"], got %s: %w", file, pos.at("host"), "host", typeName(v), errdefs.ErrInvalidArgument)
 		}
 		order := pos.hosts
 		if len(order) != len(table) {
@@ -142,11 +151,11 @@ func parseFile(file string, data []byte) (*fileConfig, error) {
 			m := entry{file: file, name: fmt.Sprintf("host %q", redactUserinfo(name))}
 			settings, ok := hv.(map[string]any)
 			if !ok {
-				return nil, fmt.Errorf("%s:%d: %s: want a table of settings, got %s: %w", file, pos.line("host", name), m.name, typeName(hv), errdefs.ErrInvalidArgument)
+				return nil, fmt.Errorf("%s:%s: %s: want a table of settings, got %s: %w", file, pos.at("host", name), m.name, typeName(hv), errdefs.ErrInvalidArgument)
 			}
 			for _, k := range sortedKeys(settings) {
 				if !contains(entryKeys, k) {
-					return nil, m.errorf(pos.line("host", name, k), k, "unknown key (use %s)", strings.Join(entryKeys, ", "))
+					return nil, m.errorf(pos.at("host", name, k), k, "unknown key (use %s)", strings.Join(entryKeys, ", "))
 				}
 			}
 			if err := m.fill(settings, pos, []string{"host", name}, dir); err != nil {
@@ -154,7 +163,7 @@ func parseFile(file string, data []byte) (*fileConfig, error) {
 			}
 			u, err := hostURL(name, overridePath(settings))
 			if err != nil {
-				return nil, fmt.Errorf("%s:%d: %s: %v: %w", file, pos.line("host", name), m.name, err, errdefs.ErrInvalidArgument)
+				return nil, fmt.Errorf("%s:%s: %s: %v: %w", file, pos.at("host", name), m.name, err, errdefs.ErrInvalidArgument)
 			}
 			m.url = u
 			if !m.capsSet {
@@ -179,7 +188,7 @@ func overridePath(settings map[string]any) bool {
 // fill reads the entry keys of settings; prefix is the key path of the
 // table they are in (nil for top level), used to find line numbers.
 func (e *entry) fill(settings map[string]any, pos *positions, prefix []string, dir string) error {
-	line := func(k string) int { return pos.line(append(append([]string(nil), prefix...), k)...) }
+	line := func(k string) string { return pos.at(append(append([]string(nil), prefix...), k)...) }
 	for _, k := range entryKeys {
 		v, ok := settings[k]
 		if !ok {
@@ -480,10 +489,10 @@ func absPath(dir, p string) string {
 }
 
 // errorf formats an error about key k of the entry, at line ln.
-func (e *entry) errorf(ln int, k, format string, args ...any) error {
+func (e *entry) errorf(ln string, k, format string, args ...any) error {
 	where := e.file
-	if ln > 0 {
-		where = fmt.Sprintf("%s:%d", e.file, ln)
+	if ln != "" {
+		where = e.file + ":" + ln
 	}
 	subject := fmt.Sprintf("key %q", k)
 	if e.name != "" {
@@ -495,7 +504,7 @@ func (e *entry) errorf(ln int, k, format string, args ...any) error {
 // scanPositions walks the document's AST for the line of every key path
 // and the order of the [host] entries, which decoding into a map loses.
 func scanPositions(data []byte) (*positions, error) {
-	pos := &positions{lines: map[string]int{}}
+	pos := &positions{lines: map[string]int{}, cols: map[string]int{}}
 	seenHost := map[string]bool{}
 	// Line numbers come from newline offsets found once: the parser's own
 	// Shape rescans the document from the start on every call.
@@ -506,11 +515,19 @@ func scanPositions(data []byte) (*positions, error) {
 		}
 	}
 	lineOf := func(r unstable.Range) int { return sort.SearchInts(newlines, int(r.Offset)) + 1 }
+	colOf := func(r unstable.Range) int {
+		i := sort.SearchInts(newlines, int(r.Offset))
+		if i == 0 {
+			return int(r.Offset) + 1
+		}
+		return int(r.Offset) - newlines[i-1]
+	}
 	record := func(path []string, r unstable.Range) {
 		for i := 1; i <= len(path); i++ {
 			k := strings.Join(path[:i], "\x00")
 			if _, ok := pos.lines[k]; !ok {
 				pos.lines[k] = lineOf(r)
+				pos.cols[k] = colOf(r)
 			}
 		}
 		if len(path) >= 2 && path[0] == "host" && !seenHost[path[1]] {

@@ -40,7 +40,7 @@ capabilities = ["pull"]
 	}
 
 	_, err = parseFile("/c/r/hosts.toml", []byte("\n[host]\n\"https://b.example\" = { capabilities = [\"pul\"] }\n"))
-	if !errdefs.IsInvalidArgument(err) || !strings.HasPrefix(err.Error(), `/c/r/hosts.toml:3: host "https://b.example" key "capabilities": unknown capability "pul"`) {
+	if !errdefs.IsInvalidArgument(err) || !strings.HasPrefix(err.Error(), `/c/r/hosts.toml:3:25: host "https://b.example" key "capabilities": unknown capability "pul"`) {
 		t.Errorf("inline table error: %v", err)
 	}
 }
