@@ -27,6 +27,10 @@ type remoteConfig struct {
 	allPlatforms  bool
 	progress      func(pull.Progress)
 	maxConcurrent int
+	// chunkSize, parallelChunks and chunkThreshold tune ranged downloads
+	// of large blobs (see pull.Options); zero keeps the defaults.
+	chunkSize, chunkThreshold int64
+	parallelChunks            int
 	// unpack names the snapshotter to unpack into after a pull; "" skips.
 	unpack         string
 	unpackProgress func(layer ocispec.Descriptor, chainID digest.Digest, status string)
@@ -73,6 +77,15 @@ func WithPullUnpack(snapshotter string, progress func(layer ocispec.Descriptor, 
 	}
 }
 
+// WithChunkedDownloads fetches blobs of at least threshold bytes as ranges
+// of chunkSize, parallel at a time, where the registry supports ranges;
+// parallel 1 turns it off. Zero values keep the defaults (8 MiB, 4, 64 MiB).
+func WithChunkedDownloads(chunkSize int64, parallel int, threshold int64) RemoteOpt {
+	return func(c *remoteConfig) {
+		c.chunkSize, c.parallelChunks, c.chunkThreshold = chunkSize, parallel, threshold
+	}
+}
+
 // WithMaxConcurrentDownloads bounds parallel blob transfers (default 3).
 func WithMaxConcurrentDownloads(n int) RemoteOpt {
 	return func(c *remoteConfig) { c.maxConcurrent = n }
@@ -110,6 +123,7 @@ func (c *Client) Pull(ctx context.Context, ref string, opts ...RemoteOpt) (image
 		Resolver: cfg.resolver, Content: c.ContentStore(), Images: c.ImageService(),
 		Platform: cfg.platform, AllPlatforms: cfg.allPlatforms,
 		MaxConcurrentDownloads: cfg.maxConcurrent, Progress: cfg.progress,
+		ChunkSize: cfg.chunkSize, ParallelChunks: cfg.parallelChunks, ParallelThreshold: cfg.chunkThreshold,
 	}
 	var ov *overlapUnpack
 	if cfg.unpack != "" && !cfg.allPlatforms {

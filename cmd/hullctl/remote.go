@@ -21,12 +21,18 @@ func remoteFlags() []cli.Flag {
 		&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "registry credentials, user[:password]"},
 		&cli.StringFlag{Name: "registry-config", Usage: "a Docker config.json to take registry credentials from"},
 		&cli.IntFlag{Name: "max-concurrent-downloads", Usage: "parallel blob transfers", Value: 3},
+		&cli.Int64Flag{Name: "chunk-size", Usage: "download blobs of at least --chunk-threshold bytes as ranges of this many bytes (0: 8 MiB)"},
+		&cli.IntFlag{Name: "parallel-chunks", Usage: "ranges of one blob fetched at a time (0: 4; 1: no ranged downloads)"},
+		&cli.Int64Flag{Name: "chunk-threshold", Usage: "size from which a blob is fetched in ranges (0: 64 MiB)"},
 	}
 }
 
 // remoteOpts turns the remote flags into client options.
 func (e *env) remoteOpts(c *cli.Context) ([]client.RemoteOpt, error) {
-	opts := []client.RemoteOpt{client.WithHostsDir(c.String("hosts-dir")), client.WithMaxConcurrentDownloads(c.Int("max-concurrent-downloads"))}
+	opts := []client.RemoteOpt{
+		client.WithHostsDir(c.String("hosts-dir")), client.WithMaxConcurrentDownloads(c.Int("max-concurrent-downloads")),
+		client.WithChunkedDownloads(c.Int64("chunk-size"), c.Int("parallel-chunks"), c.Int64("chunk-threshold")),
+	}
 	if c.Bool("plain-http") {
 		opts = append(opts, client.WithPlainHTTP())
 	}

@@ -12,15 +12,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -46,120 +42,14 @@ func startHull(b *testing.B, dir string) *hulltest.Daemon {
 	return hulltest.Start(b, hulltest.Options{Dir: dir, Args: []string{"--log-level", "info"}})
 }
 
-// containerd is a Debian containerd daemon started by a benchmark on its own
-// temporary root, state and socket.
-type containerd struct {
-	Root, State, Address string
-	cmd                  *exec.Cmd
-	log                  *syncBuffer
-	done                 chan struct{}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
-}
-
-// PID is containerd's process ID.
-func (c *containerd) PID() int { return c.cmd.Process.Pid }
-
-// startContainerd starts /usr/bin/containerd with a minimal config (CRI
-// disabled) under dir, or under a new temporary directory when dir is empty,
-// and waits for its socket. It is stopped with SIGTERM (then SIGKILL, by PID)
-// when b ends.
-func startContainerd(b *testing.B, dir string) *containerd {
+// startContainerd starts Debian's containerd (the baseline) with CRI
+// disabled under dir, or under a new temporary directory when dir is empty,
+// through hulltest.StartContainerd; it is stopped when b ends. It fails b
+// when ctr, the baseline's client, is missing.
+func startContainerd(b *testing.B, dir string) *hulltest.Containerd {
 	b.Helper()
-	bin, err := exec.LookPath("containerd")
-	if err != nil {
-		b.Fatalf("containerd not found (Debian's containerd package is the baseline): %v", err)
-	}
 	hulltest.RequireCtr(b)
-	if dir == "" {
-		dir = b.TempDir()
-	}
-	c := &containerd{
-		Root: filepath.Join(dir, "root"), State: filepath.Join(dir, "state"),
-		log: &syncBuffer{}, done: make(chan struct{}),
-	}
-	c.Address = filepath.Join(c.State, "containerd.sock")
-	// Top-level keys first, then tables. The opt plugin would otherwise
-	// create /opt/containerd on the host.
-	cfg := fmt.Sprintf(`version = 2
-root = %q
-state = %q
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-
-[grpc]
-  address = %q
-
-[plugins."io.containerd.internal.v1.opt"]
-  path = %q
-`, c.Root, c.State, c.Address, filepath.Join(dir, "opt"))
-	cfgPath := filepath.Join(dir, "containerd.toml")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		b.Fatal(err)
-	}
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	c.cmd = exec.Command(bin, "--config", cfgPath)
-	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
-	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := c.cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	go func() { c.cmd.Wait(); close(c.done) }()
-	b.Cleanup(func() {
-		c.stop(b)
-		if b.Failed() {
-			b.Logf("containerd log:\n%s", c.log.String())
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		select {
-		case <-c.done:
-			b.Fatalf("containerd exited during start-up: %v\n%s", c.cmd.ProcessState, c.log.String())
-		default:
-		}
-		if conn, err := net.Dial("unix", c.Address); err == nil {
-			conn.Close()
-			return c
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("containerd did not listen on %s within 30s\n%s", c.Address, c.log.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// stop sends SIGTERM to containerd's PID and waits up to 15s before SIGKILL.
-func (c *containerd) stop(b *testing.B) {
-	select {
-	case <-c.done:
-		return
-	default:
-	}
-	c.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-c.done:
-	case <-time.After(15 * time.Second):
-		b.Errorf("containerd did not stop within 15s of SIGTERM; killing PID %d", c.PID())
-		c.cmd.Process.Signal(syscall.SIGKILL)
-		<-c.done
-	}
+	return hulltest.StartContainerd(b, dir)
 }
 
 // dial connects raw containerd API clients to the socket at addr.

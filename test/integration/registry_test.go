@@ -350,3 +350,20 @@ func TestPullLayerKinds(t *testing.T) {
 		}
 	}
 }
+
+func TestPullChunkedDownloads(t *testing.T) {
+	reg := registrytest.Start(t, registrytest.Options{})
+	data := make([]byte, 3<<20)
+	rand.Read(data)
+	img := testimage.NewLayers(testimage.HostPlatform(), []string{"/x"}, testimage.MakeLayer([]testimage.File{{Name: "big", Data: data}}, testimage.Uncompressed))
+	reg.Push(t, "chunks/app", "1", img)
+	d := hulltest.Start(t, hulltest.Options{})
+	h := newHullctl(t, d)
+	h.ok(t, "images", "pull", "--plain", "--plain-http", "--skip-unpack", "--chunk-size", "262144", "--parallel-chunks", "3", "--chunk-threshold", "1048576", reg.Host()+"/chunks/app:1")
+	if n := strings.Count(reg.Log(), "/blobs/"+img.Layers[0].Desc.Digest.String()); n < 12 {
+		t.Fatalf("the 3 MiB layer was fetched in %d requests, want at least 12 ranges of 256 KiB", n)
+	}
+	if cl := h.ok(t, "content", "ls", "-q"); !strings.Contains(cl, img.Layers[0].Desc.Digest.String()) {
+		t.Fatal("chunked layer not stored")
+	}
+}
