@@ -244,7 +244,8 @@ func TestCtrEvents(t *testing.T) {
 	// Subscribe is asynchronous: publish until the first event shows.
 	// (Debian's ctr 1.6 cannot decode /content/create, which came later, and
 	// skips it; the client library's tests check that one.)
-	want := []string{"/namespaces/create", "/content/delete", "/namespaces/delete", "/images/create", "/images/update", "/images/delete"}
+	want := []string{"/namespaces/create", "/content/delete", "/namespaces/delete", "/images/create", "/images/update", "/images/delete",
+		"/snapshot/prepare", "/snapshot/commit", "/snapshot/remove"}
 	deadline := time.After(15 * time.Second)
 	seen := map[string]string{}
 	for i := 0; len(seen) == 0; i++ {
@@ -272,6 +273,9 @@ func TestCtrEvents(t *testing.T) {
 	d.Ctr(t, nil, "images", "import", "--no-unpack", path)
 	d.Ctr(t, nil, "images", "label", "example.test/ev:1", "a=b")
 	d.Ctr(t, nil, "images", "rm", "example.test/ev:1")
+	d.Ctr(t, nil, "snapshots", "prepare", "ev-active", "")
+	d.Ctr(t, nil, "snapshots", "commit", "ev-committed", "ev-active")
+	d.Ctr(t, nil, "snapshots", "rm", "ev-committed")
 	for _, w := range want {
 		for seen[w] == "" {
 			select {
