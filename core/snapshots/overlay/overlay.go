@@ -337,43 +337,13 @@ func (s *Snapshotter) mounts(snap storage.Snapshot) []mount.Mount {
 // Commit seals active snapshot key as committed snapshot name, recording
 // its disk usage.
 func (s *Snapshotter) Commit(ctx context.Context, name, key string, opts ...snapshots.Opt) error {
-	// Measuring a large layer takes a while: do it before the write
-	// transaction, which would hold up every other change meanwhile.
-	var id uint64
-	if err := s.ms.View(ctx, func(tx *storage.Tx) error {
-		var err error
-		id, _, _, err = tx.GetInfo(key)
-		return err
-	}); err != nil {
-		return err
-	}
-	usage, err := storage.DiskUsage(ctx, s.upperPath(id))
-	if err != nil {
-		return fmt.Errorf("measure snapshot %q: %w", key, err)
-	}
-	return s.ms.Update(ctx, func(tx *storage.Tx) error {
-		// key may have been removed and made again since.
-		now, _, _, err := tx.GetInfo(key)
-		if err != nil {
-			return err
-		}
-		if now != id {
-			if usage, err = storage.DiskUsage(ctx, s.upperPath(now)); err != nil {
-				return fmt.Errorf("measure snapshot %q: %w", key, err)
-			}
-		}
-		_, err = tx.CommitActive(key, name, usage, opts...)
-		return err
-	})
+	return s.ms.Commit(ctx, name, key, s.upperPath, opts...)
 }
 
 // Remove removes snapshot key, which must have no children. Its directory
 // stays until Cleanup.
 func (s *Snapshotter) Remove(ctx context.Context, key string) error {
-	return s.ms.Update(ctx, func(tx *storage.Tx) error {
-		_, _, err := tx.Remove(key)
-		return err
-	})
+	return s.ms.RemoveSnapshot(ctx, key)
 }
 
 // Walk calls fn for each snapshot matching any of filters.

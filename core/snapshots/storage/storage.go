@@ -494,3 +494,45 @@ func copyLabels(m map[string]string) map[string]string {
 	}
 	return maps.Clone(m)
 }
+
+// Commit seals active snapshot key as committed snapshot name, recording
+// the disk usage of its directory, dirOf(id). The measuring happens before
+// the write transaction, which would otherwise hold up every other change
+// while a large layer is walked; if key was removed and made again
+// meanwhile, the new directory is measured inside it.
+func (ms *MetaStore) Commit(ctx context.Context, name, key string, dirOf func(id uint64) string, opts ...snapshots.Opt) error {
+	var id uint64
+	if err := ms.View(ctx, func(tx *Tx) error {
+		var err error
+		id, _, _, err = tx.GetInfo(key)
+		return err
+	}); err != nil {
+		return err
+	}
+	usage, err := DiskUsage(ctx, dirOf(id))
+	if err != nil {
+		return fmt.Errorf("measure snapshot %q: %w", key, err)
+	}
+	return ms.Update(ctx, func(tx *Tx) error {
+		now, _, _, err := tx.GetInfo(key)
+		if err != nil {
+			return err
+		}
+		if now != id {
+			if usage, err = DiskUsage(ctx, dirOf(now)); err != nil {
+				return fmt.Errorf("measure snapshot %q: %w", key, err)
+			}
+		}
+		_, err = tx.CommitActive(key, name, usage, opts...)
+		return err
+	})
+}
+
+// RemoveSnapshot removes the record of snapshot key, which must have no
+// children; its directory stays until the snapshotter's Cleanup.
+func (ms *MetaStore) RemoveSnapshot(ctx context.Context, key string) error {
+	return ms.Update(ctx, func(tx *Tx) error {
+		_, _, err := tx.Remove(key)
+		return err
+	})
+}
