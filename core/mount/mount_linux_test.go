@@ -405,14 +405,14 @@ func TestParseOptions(t *testing.T) {
 }
 
 func TestOverlayLayers(t *testing.T) {
-	lower, data := overlayLayers(`/a:/b\:c:/d\\e::/data1::/data2`)
+	lower, data := OverlayLayers(`/a:/b\:c:/d\\e::/data1::/data2`)
 	if want := []string{"/a", "/b:c", `/d\e`}; !reflect.DeepEqual(lower, want) {
 		t.Errorf("lower = %q, want %q", lower, want)
 	}
 	if want := []string{"/data1", "/data2"}; !reflect.DeepEqual(data, want) {
 		t.Errorf("data = %q, want %q", data, want)
 	}
-	if got := escapeOverlayPath(`b:c,d\e`); got != `b\:c\,d\\e` {
+	if got := EscapeOverlayPath(`b:c,d\e`); got != `b\:c\,d\\e` {
 		t.Errorf("escape = %q", got)
 	}
 }

@@ -52,51 +52,6 @@ func mountOverlay(source, target string, p parsedOptions) error {
 var errNoLowerdirAppend = errors.New("kernel does not take overlay layers one by one (lowerdir+, Linux 6.8)")
 
 // overlayLayers splits a lowerdir value into its layers and its data-only
-// layers (after "::"), undoing the backslash escapes the kernel honours.
-func overlayLayers(v string) (lower, dataOnly []string) {
-	var cur strings.Builder
-	inData := false
-	flush := func() {
-		if inData {
-			dataOnly = append(dataOnly, cur.String())
-		} else {
-			lower = append(lower, cur.String())
-		}
-		cur.Reset()
-	}
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		switch {
-		case c == '\\' && i+1 < len(v):
-			i++
-			cur.WriteByte(v[i])
-		case c == ':':
-			flush()
-			if i+1 < len(v) && v[i+1] == ':' {
-				i++
-				inData = true
-			}
-		default:
-			cur.WriteByte(c)
-		}
-	}
-	flush()
-	return lower, dataOnly
-}
-
-func escapeOverlayPath(p string) string {
-	var b strings.Builder
-	for i := 0; i < len(p); i++ {
-		switch p[i] {
-		case ':', ',', '\\':
-			b.WriteByte('\\')
-		}
-		b.WriteByte(p[i])
-	}
-	return b.String()
-}
-
-// fsconfigMaxString is the longest string fsconfig(2) accepts (it copies at
 // most 256 bytes with the NUL).
 const fsconfigMaxString = 255
 
@@ -125,7 +80,7 @@ func mountOverlayFsconfig(source, target string, p parsedOptions) (retErr error)
 		k, v, hasValue := strings.Cut(o, "=")
 		switch {
 		case k == "lowerdir" && hasValue:
-			lower, dataOnly := overlayLayers(v)
+			lower, dataOnly := OverlayLayers(v)
 			for i, l := range lower {
 				if err := fsconfigPath(fsfd, "lowerdir+", l); err != nil {
 					if i == 0 && errors.Is(err, unix.EINVAL) {
@@ -234,7 +189,7 @@ func mountOverlayRelative(source, target string, p parsedOptions) error {
 		k, v, hasValue := strings.Cut(o, "=")
 		switch {
 		case k == "lowerdir" && hasValue:
-			lower, dataOnly := overlayLayers(v)
+			lower, dataOnly := OverlayLayers(v)
 			opts = append(opts, pathOpt{key: k, paths: lower, data: dataOnly})
 			all = append(all, lower...)
 			all = append(all, dataOnly...)
@@ -249,10 +204,10 @@ func mountOverlayRelative(source, target string, p parsedOptions) error {
 	rel := func(p string) string {
 		if dir != "" {
 			if r, err := filepath.Rel(dir, p); err == nil {
-				return escapeOverlayPath(r)
+				return EscapeOverlayPath(r)
 			}
 		}
-		return escapeOverlayPath(p)
+		return EscapeOverlayPath(p)
 	}
 	var parts []string
 	for _, o := range opts {

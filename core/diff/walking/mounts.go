@@ -32,7 +32,7 @@ func overlayLowers(m mount.Mount) (lower []string, needsMount bool) {
 		k, v, _ := strings.Cut(o, "=")
 		switch k {
 		case "lowerdir":
-			l, _ := splitLowerdir(v)
+			l, _ := mount.OverlayLayers(v)
 			lower = append(lower, l...)
 		case "lowerdir+":
 			lower = append(lower, v)
@@ -45,52 +45,6 @@ func overlayLowers(m mount.Mount) (lower []string, needsMount bool) {
 		}
 	}
 	return lower, needsMount
-}
-
-// splitLowerdir splits a lowerdir option value into its layers and its
-// data-only layers (after "::"), undoing the backslash escapes overlayfs
-// honours.
-func splitLowerdir(v string) (lower, dataOnly []string) {
-	var cur strings.Builder
-	inData := false
-	flush := func() {
-		if inData {
-			dataOnly = append(dataOnly, cur.String())
-		} else {
-			lower = append(lower, cur.String())
-		}
-		cur.Reset()
-	}
-	for i := 0; i < len(v); i++ {
-		switch c := v[i]; {
-		case c == '\\' && i+1 < len(v):
-			i++
-			cur.WriteByte(v[i])
-		case c == ':':
-			flush()
-			if i+1 < len(v) && v[i+1] == ':' {
-				i++
-				inData = true
-			}
-		default:
-			cur.WriteByte(c)
-		}
-	}
-	flush()
-	return lower, dataOnly
-}
-
-// escapeLowerdir escapes a path for a lowerdir option value.
-func escapeLowerdir(p string) string {
-	var b strings.Builder
-	for i := 0; i < len(p); i++ {
-		switch p[i] {
-		case ':', ',', '\\':
-			b.WriteByte('\\')
-		}
-		b.WriteByte(p[i])
-	}
-	return b.String()
 }
 
 func needsMount(m mount.Mount) bool {
@@ -153,7 +107,7 @@ func readOnlyMounts(mounts []mount.Mount) []mount.Mount {
 			case o == "rw" || o == "ro":
 			case upper != "" && (strings.HasPrefix(o, "upperdir=") || strings.HasPrefix(o, "workdir=") || o == "volatile"):
 			case pending && strings.HasPrefix(o, "lowerdir="):
-				opts = append(opts, "lowerdir="+escapeLowerdir(upper)+":"+strings.TrimPrefix(o, "lowerdir="))
+				opts = append(opts, "lowerdir="+mount.EscapeOverlayPath(upper)+":"+strings.TrimPrefix(o, "lowerdir="))
 				pending = false
 			case pending && strings.HasPrefix(o, "lowerdir+="):
 				opts = append(opts, "lowerdir+="+upper, o)

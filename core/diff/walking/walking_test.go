@@ -559,7 +559,7 @@ func TestCompareErrors(t *testing.T) {
 }
 
 func TestMountHelpers(t *testing.T) {
-	lower, data := splitLowerdir(`/a\:b:/c::/d`)
+	lower, data := mount.OverlayLayers(`/a\:b:/c::/d`)
 	if !slices.Equal(lower, []string{"/a:b", "/c"}) || !slices.Equal(data, []string{"/d"}) {
 		t.Errorf("splitLowerdir: %q %q", lower, data)
 	}
