@@ -19,7 +19,6 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/hullrt/hull/internal/hulltest"
 	"github.com/hullrt/hull/internal/registrytest"
 	"github.com/hullrt/hull/internal/testimage"
 )
@@ -124,6 +123,10 @@ type distDaemon struct {
 	// removeCmd removes image ref in ns and waits for the garbage
 	// collection of its content.
 	removeCmd func(ns, ref string) (string, []string)
+	// snapshots, when set, is the directory of its overlayfs snapshots:
+	// timeDist then checks that it is empty before each run and after the
+	// removal, and holds one directory per layer after the run.
+	snapshots string
 }
 
 // distRun is one timed client run.
@@ -161,10 +164,7 @@ func (ts distTimes) cpuSummary(withRegistry bool) string {
 func startDistDaemons(b *testing.B, dir string, hullArgs, ctrArgs []string) (hull, ctrd *distDaemon) {
 	b.Helper()
 	// HULLCTL_BIN, like hulltest's HULLD_BIN, measures a prebuilt client.
-	hullctl := os.Getenv("HULLCTL_BIN")
-	if hullctl == "" {
-		hullctl = hulltest.Build(b, "hullctl", "github.com/hullrt/hull/cmd/hullctl")
-	}
+	hullctl := hullctlBin(b)
 	h := startHull(b, filepath.Join(dir, "hull"))
 	c := startContainerd(b, filepath.Join(dir, "containerd"))
 	hull = &distDaemon{
@@ -196,6 +196,7 @@ func timeDist(b *testing.B, d *distDaemon, ns, ref string, img *testimage.Image,
 	if n := layersOnDisk(b, d.root, img); n != 0 {
 		b.Fatalf("%s: %d layers of the image are on disk before a run", d.name, n)
 	}
+	checkSnapshots(b, d, "before a run", 0)
 	syncDisk(b)
 	var regBefore time.Duration
 	if registryPID != 0 {
@@ -239,6 +240,7 @@ func timeDist(b *testing.B, d *distDaemon, ns, ref string, img *testimage.Image,
 	if n := layersOnDisk(b, d.root, img); n != len(img.Layers) {
 		b.Fatalf("%s: %d of %d layers on disk after a run", d.name, n, len(img.Layers))
 	}
+	checkSnapshots(b, d, "after a run", len(img.Layers))
 	rname, rargs := d.removeCmd(ns, ref)
 	if _, err := run(rname, rargs...); err != nil {
 		b.Fatal(err)
@@ -246,6 +248,7 @@ func timeDist(b *testing.B, d *distDaemon, ns, ref string, img *testimage.Image,
 	if n := layersOnDisk(b, d.root, img); n != 0 {
 		b.Fatalf("%s: %d layers still on disk after `images rm --sync`", d.name, n)
 	}
+	checkSnapshots(b, d, "after `images rm --sync`", 0)
 	return r
 }
 
