@@ -124,15 +124,22 @@ func (a *applier) Apply(ctx context.Context, desc ocispec.Descriptor, mounts []m
 
 	digester := digest.Canonical.Digester()
 	hr := &hashingReader{r: dec, h: digester.Hash()}
+	// Decompression and hashing run a little ahead in a goroutine of
+	// their own while this one writes files. The digest and size are read
+	// only after the read-ahead has ended.
+	ra2 := newReadAhead(hr)
+	defer ra2.Close()
 	apply := func(root string, aopts ...archive.ApplyOpt) error {
-		if _, err := archive.Apply(ctx, root, hr, aopts...); err != nil {
+		if _, err := archive.Apply(ctx, root, ra2, aopts...); err != nil {
 			return err
 		}
 		// The diffID is the digest of the whole uncompressed stream, also
 		// what follows the end-of-archive marker; reading to the end also
 		// makes the decompressor check its trailer (gzip's CRC).
-		_, err := io.Copy(io.Discard, hr)
-		return err
+		if _, err := io.Copy(io.Discard, ra2); err != nil {
+			return err
+		}
+		return ra2.Close()
 	}
 	switch {
 	case len(mounts) == 1 && overlayUpper(mounts[0]) != "" && !needsMount(mounts[0]):
