@@ -85,10 +85,17 @@ func scratchDir(b *testing.B, pattern string) string {
 	// Cleanups run last first: the daemons started in it are stopped by
 	// then.
 	b.Cleanup(func() {
-		if _, err := run("umount", mnt); err != nil {
-			b.Errorf("unmount the scratch filesystem: %v", err)
-			run("umount", "-l", mnt)
+		// A daemon that has just exited may still hold the filesystem
+		// busy for a moment (its last files closing): retry briefly.
+		var err error
+		for i := 0; i < 20; i++ {
+			if _, err = run("umount", mnt); err == nil {
+				return
+			}
+			time.Sleep(250 * time.Millisecond)
 		}
+		b.Errorf("unmount the scratch filesystem: %v", err)
+		run("umount", "-l", mnt)
 	})
 	return mnt
 }
