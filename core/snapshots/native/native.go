@@ -99,37 +99,12 @@ func (s *Snapshotter) Update(ctx context.Context, info snapshots.Info, fieldpath
 // snapshot, as measured at Commit for a committed one. Each snapshot is a
 // full copy, so this includes what its parents hold.
 func (s *Snapshotter) Usage(ctx context.Context, key string) (snapshots.Usage, error) {
-	var (
-		id    uint64
-		info  snapshots.Info
-		usage snapshots.Usage
-	)
-	err := s.ms.View(ctx, func(tx *storage.Tx) error {
-		var err error
-		id, info, usage, err = tx.GetInfo(key)
-		return err
-	})
-	if err != nil {
-		return snapshots.Usage{}, err
-	}
-	if info.Kind == snapshots.KindActive {
-		u, err := storage.DiskUsage(ctx, s.dir(id))
-		if err != nil {
-			return snapshots.Usage{}, fmt.Errorf("measure snapshot %q: %w", key, err)
-		}
-		usage = u
-	}
-	return usage, nil
+	return s.ms.Usage(ctx, key, s.dir)
 }
 
 // Mounts returns the mounts of active snapshot or view key.
 func (s *Snapshotter) Mounts(ctx context.Context, key string) ([]mount.Mount, error) {
-	var snap storage.Snapshot
-	err := s.ms.View(ctx, func(tx *storage.Tx) error {
-		var err error
-		snap, err = tx.GetSnapshot(key)
-		return err
-	})
+	snap, err := s.ms.Snapshot(ctx, key)
 	if err != nil {
 		return nil, err
 	}

@@ -195,37 +195,12 @@ func (s *Snapshotter) Update(ctx context.Context, info snapshots.Info, fieldpath
 // Usage returns the disk snapshot key uses by itself: measured now for an
 // active snapshot, as measured at Commit for a committed one.
 func (s *Snapshotter) Usage(ctx context.Context, key string) (snapshots.Usage, error) {
-	var (
-		id    uint64
-		info  snapshots.Info
-		usage snapshots.Usage
-	)
-	err := s.ms.View(ctx, func(tx *storage.Tx) error {
-		var err error
-		id, info, usage, err = tx.GetInfo(key)
-		return err
-	})
-	if err != nil {
-		return snapshots.Usage{}, err
-	}
-	if info.Kind == snapshots.KindActive {
-		u, err := storage.DiskUsage(ctx, s.upperPath(id))
-		if err != nil {
-			return snapshots.Usage{}, fmt.Errorf("measure snapshot %q: %w", key, err)
-		}
-		usage = u
-	}
-	return usage, nil
+	return s.ms.Usage(ctx, key, s.upperPath)
 }
 
 // Mounts returns the mounts of active snapshot or view key.
 func (s *Snapshotter) Mounts(ctx context.Context, key string) ([]mount.Mount, error) {
-	var snap storage.Snapshot
-	err := s.ms.View(ctx, func(tx *storage.Tx) error {
-		var err error
-		snap, err = tx.GetSnapshot(key)
-		return err
-	})
+	snap, err := s.ms.Snapshot(ctx, key)
 	if err != nil {
 		return nil, err
 	}

@@ -536,3 +536,39 @@ func (ms *MetaStore) RemoveSnapshot(ctx context.Context, key string) error {
 		return err
 	})
 }
+
+// Usage returns the disk snapshot key uses: for an active snapshot its
+// directory, dirOf(id), measured now; for others what Commit measured.
+func (ms *MetaStore) Usage(ctx context.Context, key string, dirOf func(id uint64) string) (snapshots.Usage, error) {
+	var (
+		id    uint64
+		info  snapshots.Info
+		usage snapshots.Usage
+	)
+	err := ms.View(ctx, func(tx *Tx) error {
+		var err error
+		id, info, usage, err = tx.GetInfo(key)
+		return err
+	})
+	if err != nil {
+		return snapshots.Usage{}, err
+	}
+	if info.Kind == snapshots.KindActive {
+		if usage, err = DiskUsage(ctx, dirOf(id)); err != nil {
+			return snapshots.Usage{}, fmt.Errorf("measure snapshot %q: %w", key, err)
+		}
+	}
+	return usage, nil
+}
+
+// Snapshot returns what the mounts of active snapshot or view key are made
+// of (see Tx.GetSnapshot).
+func (ms *MetaStore) Snapshot(ctx context.Context, key string) (Snapshot, error) {
+	var snap Snapshot
+	err := ms.View(ctx, func(tx *Tx) error {
+		var err error
+		snap, err = tx.GetSnapshot(key)
+		return err
+	})
+	return snap, err
+}
