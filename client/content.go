@@ -13,9 +13,9 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/hullrt/hull/core/content"
+	"github.com/hullrt/hull/internal/protoconv"
 )
 
 // maxChunk bounds the data of one Write or Read message: well below the
@@ -33,24 +33,17 @@ type contentStore struct {
 	client api.ContentClient
 }
 
-func fromProtoTime(t *timestamppb.Timestamp) time.Time {
-	if t == nil {
-		return time.Time{}
-	}
-	return t.AsTime()
-}
-
 func infoFromProto(i *api.Info) content.Info {
 	return content.Info{
 		Digest: digest.Digest(i.GetDigest()), Size: i.GetSize(), Labels: i.GetLabels(),
-		CreatedAt: fromProtoTime(i.GetCreatedAt()), UpdatedAt: fromProtoTime(i.GetUpdatedAt()),
+		CreatedAt: protoconv.FromTime(i.GetCreatedAt()), UpdatedAt: protoconv.FromTime(i.GetUpdatedAt()),
 	}
 }
 
 func statusFromProto(s *api.Status) content.Status {
 	return content.Status{
 		Ref: s.GetRef(), Offset: s.GetOffset(), Total: s.GetTotal(), Expected: digest.Digest(s.GetExpected()),
-		StartedAt: fromProtoTime(s.GetStartedAt()), UpdatedAt: fromProtoTime(s.GetUpdatedAt()),
+		StartedAt: protoconv.FromTime(s.GetStartedAt()), UpdatedAt: protoconv.FromTime(s.GetUpdatedAt()),
 	}
 }
 
@@ -290,7 +283,7 @@ func (w *remoteWriter) Status() (content.Status, error) {
 	w.offset = resp.Offset
 	return content.Status{
 		Ref: w.ref, Offset: resp.Offset, Total: resp.Total, Expected: w.expected,
-		StartedAt: fromProtoTime(resp.StartedAt), UpdatedAt: fromProtoTime(resp.UpdatedAt),
+		StartedAt: protoconv.FromTime(resp.StartedAt), UpdatedAt: protoconv.FromTime(resp.UpdatedAt),
 	}, nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/hullrt/hull/core/events"
+	"github.com/hullrt/hull/internal/protoconv"
 )
 
 // EventService is the daemon's event bus seen from a client: publish in the
@@ -72,7 +73,7 @@ func (s *eventService) Forward(ctx context.Context, env *events.Envelope) error 
 		return err
 	}
 	_, err = s.client.Forward(ctx, &api.ForwardRequest{Envelope: &types.Envelope{
-		Timestamp: toProtoTime(env.Timestamp), Namespace: env.Namespace, Topic: env.Topic, Event: a,
+		Timestamp: protoconv.ToTime(env.Timestamp), Namespace: env.Namespace, Topic: env.Topic, Event: a,
 	}})
 	return err
 }
@@ -114,7 +115,7 @@ func (s *eventService) Subscribe(ctx context.Context, filters ...string) (<-chan
 				return
 			}
 			out := &events.Envelope{
-				Timestamp: fromProtoTime(env.Timestamp), Namespace: env.Namespace, Topic: env.Topic,
+				Timestamp: protoconv.FromTime(env.Timestamp), Namespace: env.Namespace, Topic: env.Topic,
 			}
 			if env.Event != nil {
 				out.Event = env.Event

@@ -2,16 +2,12 @@ package client
 
 import (
 	"context"
-	"time"
 
 	api "github.com/containerd/containerd/api/services/images/v1"
-	"github.com/containerd/containerd/api/types"
-	"github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/hullrt/hull/core/images"
+	"github.com/hullrt/hull/internal/protoconv"
 )
 
 // ImageService returns the daemon's image store for the namespace of each
@@ -24,35 +20,17 @@ type imageStore struct {
 	client api.ImagesClient
 }
 
-func toProtoTime(t time.Time) *timestamppb.Timestamp {
-	if t.IsZero() {
-		return nil
-	}
-	return timestamppb.New(t)
-}
-
-func descToProto(d ocispec.Descriptor) *types.Descriptor {
-	return &types.Descriptor{MediaType: d.MediaType, Digest: d.Digest.String(), Size: d.Size, Annotations: d.Annotations}
-}
-
-func descFromProto(d *types.Descriptor) ocispec.Descriptor {
-	if d == nil {
-		return ocispec.Descriptor{}
-	}
-	return ocispec.Descriptor{MediaType: d.MediaType, Digest: digest.Digest(d.Digest), Size: d.Size, Annotations: d.Annotations}
-}
-
 func imageToProto(img images.Image) *api.Image {
 	return &api.Image{
-		Name: img.Name, Labels: img.Labels, Target: descToProto(img.Target),
-		CreatedAt: toProtoTime(img.CreatedAt), UpdatedAt: toProtoTime(img.UpdatedAt),
+		Name: img.Name, Labels: img.Labels, Target: protoconv.DescToProto(img.Target),
+		CreatedAt: protoconv.ToTime(img.CreatedAt), UpdatedAt: protoconv.ToTime(img.UpdatedAt),
 	}
 }
 
 func imageFromProto(img *api.Image) images.Image {
 	return images.Image{
-		Name: img.GetName(), Labels: img.GetLabels(), Target: descFromProto(img.GetTarget()),
-		CreatedAt: fromProtoTime(img.GetCreatedAt()), UpdatedAt: fromProtoTime(img.GetUpdatedAt()),
+		Name: img.GetName(), Labels: img.GetLabels(), Target: protoconv.DescFromProto(img.GetTarget()),
+		CreatedAt: protoconv.FromTime(img.GetCreatedAt()), UpdatedAt: protoconv.FromTime(img.GetUpdatedAt()),
 	}
 }
 
@@ -79,7 +57,7 @@ func (s *imageStore) List(ctx context.Context, filters ...string) ([]images.Imag
 // Create sends image.CreatedAt, when set, as the request's source date epoch:
 // that is how containerd's API lets a client choose the creation time.
 func (s *imageStore) Create(ctx context.Context, image images.Image) (images.Image, error) {
-	req := &api.CreateImageRequest{Image: imageToProto(image), SourceDateEpoch: toProtoTime(image.CreatedAt)}
+	req := &api.CreateImageRequest{Image: imageToProto(image), SourceDateEpoch: protoconv.ToTime(image.CreatedAt)}
 	resp, err := s.client.Create(ctx, req)
 	if err != nil {
 		return images.Image{}, err
@@ -106,7 +84,7 @@ func (s *imageStore) Delete(ctx context.Context, name string, opts ...images.Del
 	}
 	req := &api.DeleteImageRequest{Name: name, Sync: o.Synchronous}
 	if o.Target != nil {
-		req.Target = descToProto(*o.Target)
+		req.Target = protoconv.DescToProto(*o.Target)
 	}
 	_, err := s.client.Delete(ctx, req)
 	return err

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hullrt/hull/core/leases"
 	"github.com/hullrt/hull/core/namespaces"
+	"github.com/hullrt/hull/internal/protoconv"
 )
 
 // DefaultLeaseExpiration is how long a lease made by WithLease lives unless
@@ -27,7 +28,7 @@ type leaseManager struct {
 }
 
 func leaseFromProto(l *api.Lease) leases.Lease {
-	return leases.Lease{ID: l.GetID(), CreatedAt: fromProtoTime(l.GetCreatedAt()), Labels: l.GetLabels()}
+	return leases.Lease{ID: l.GetID(), CreatedAt: protoconv.FromTime(l.GetCreatedAt()), Labels: l.GetLabels()}
 }
 
 // Create makes lease id; an empty id lets the daemon choose one.

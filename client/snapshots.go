@@ -6,13 +6,13 @@ import (
 	"io"
 
 	api "github.com/containerd/containerd/api/services/snapshots/v1"
-	"github.com/containerd/containerd/api/types"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	"github.com/hullrt/hull/core/mount"
 	"github.com/hullrt/hull/core/snapshots"
 	"github.com/hullrt/hull/internal/errgrpc"
+	"github.com/hullrt/hull/internal/protoconv"
 )
 
 // RemoteSnapshotter is a snapshotter reached over containerd's snapshots
@@ -92,7 +92,7 @@ func (s *RemoteSnapshotter) Mounts(ctx context.Context, key string) ([]mount.Mou
 	if err != nil {
 		return nil, errgrpc.ToNative(err)
 	}
-	return mountsFromProto(resp.Mounts), nil
+	return protoconv.MountsFromProto(resp.Mounts), nil
 }
 
 // Prepare implements snapshots.Snapshotter.
@@ -105,7 +105,7 @@ func (s *RemoteSnapshotter) Prepare(ctx context.Context, key, parent string, opt
 	if err != nil {
 		return nil, errgrpc.ToNative(err)
 	}
-	return mountsFromProto(resp.Mounts), nil
+	return protoconv.MountsFromProto(resp.Mounts), nil
 }
 
 // View implements snapshots.Snapshotter.
@@ -118,7 +118,7 @@ func (s *RemoteSnapshotter) View(ctx context.Context, key, parent string, opts .
 	if err != nil {
 		return nil, errgrpc.ToNative(err)
 	}
-	return mountsFromProto(resp.Mounts), nil
+	return protoconv.MountsFromProto(resp.Mounts), nil
 }
 
 // Commit implements snapshots.Snapshotter.
@@ -173,20 +173,4 @@ func (s *RemoteSnapshotter) Close() error {
 		return s.conn.Close()
 	}
 	return nil
-}
-
-func mountsFromProto(ms []*types.Mount) []mount.Mount {
-	out := make([]mount.Mount, 0, len(ms))
-	for _, m := range ms {
-		out = append(out, mount.Mount{Type: m.GetType(), Source: m.GetSource(), Target: m.GetTarget(), Options: m.GetOptions()})
-	}
-	return out
-}
-
-func mountsToProto(ms []mount.Mount) []*types.Mount {
-	out := make([]*types.Mount, 0, len(ms))
-	for _, m := range ms {
-		out = append(out, &types.Mount{Type: m.Type, Source: m.Source, Target: m.Target, Options: m.Options})
-	}
-	return out
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/hullrt/hull/core/images"
 	"github.com/hullrt/hull/core/mount"
 	"github.com/hullrt/hull/core/unpack"
+	"github.com/hullrt/hull/internal/protoconv"
 )
 
 // DefaultSnapshotter is the snapshotter used when none is named.
@@ -32,11 +33,11 @@ func (c *Client) DiffService() interface {
 }
 
 func (r remoteDiffer) Apply(ctx context.Context, desc ocispec.Descriptor, mounts []mount.Mount, opts ...diff.ApplyOpt) (ocispec.Descriptor, error) {
-	resp, err := r.client.Apply(ctx, &diffapi.ApplyRequest{Diff: descToProto(desc), Mounts: mountsToProto(mounts)})
+	resp, err := r.client.Apply(ctx, &diffapi.ApplyRequest{Diff: protoconv.DescToProto(desc), Mounts: protoconv.MountsToProto(mounts)})
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	applied := descFromProto(resp.Applied)
+	applied := protoconv.DescFromProto(resp.Applied)
 	var cfg diff.ApplyConfig
 	for _, o := range opts {
 		o(&cfg)
@@ -52,11 +53,11 @@ func (r remoteDiffer) Compare(ctx context.Context, lower, upper []mount.Mount, o
 	for _, o := range opts {
 		o(&cfg)
 	}
-	resp, err := r.client.Diff(ctx, &diffapi.DiffRequest{Left: mountsToProto(lower), Right: mountsToProto(upper), MediaType: cfg.MediaType, Ref: cfg.Ref, Labels: cfg.Labels})
+	resp, err := r.client.Diff(ctx, &diffapi.DiffRequest{Left: protoconv.MountsToProto(lower), Right: protoconv.MountsToProto(upper), MediaType: cfg.MediaType, Ref: cfg.Ref, Labels: cfg.Labels})
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	return descFromProto(resp.Diff), nil
+	return protoconv.DescFromProto(resp.Diff), nil
 }
 
 // UnpackOpt configures Unpack.

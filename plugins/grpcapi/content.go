@@ -15,6 +15,7 @@ import (
 
 	"github.com/hullrt/hull/core/content"
 	"github.com/hullrt/hull/internal/errgrpc"
+	"github.com/hullrt/hull/internal/protoconv"
 )
 
 // readChunk is the largest data message Read sends; well under gRPC's
@@ -31,14 +32,14 @@ func (s *contentService) RegisterGRPC(g *grpc.Server) { api.RegisterContentServe
 func infoToProto(i content.Info) *api.Info {
 	return &api.Info{
 		Digest: i.Digest.String(), Size: i.Size, Labels: i.Labels,
-		CreatedAt: toProtoTime(i.CreatedAt), UpdatedAt: toProtoTime(i.UpdatedAt),
+		CreatedAt: protoconv.ToTime(i.CreatedAt), UpdatedAt: protoconv.ToTime(i.UpdatedAt),
 	}
 }
 
 func statusToProto(st content.Status) *api.Status {
 	return &api.Status{
 		Ref: st.Ref, Offset: st.Offset, Total: st.Total, Expected: st.Expected.String(),
-		StartedAt: toProtoTime(st.StartedAt), UpdatedAt: toProtoTime(st.UpdatedAt),
+		StartedAt: protoconv.ToTime(st.StartedAt), UpdatedAt: protoconv.ToTime(st.UpdatedAt),
 	}
 }
 
@@ -231,8 +232,8 @@ func (s *contentService) write(srv api.Content_WriteServer) error {
 			}
 		}
 		resp.Total = total
-		resp.StartedAt = toProtoTime(st.StartedAt)
-		resp.UpdatedAt = toProtoTime(st.UpdatedAt)
+		resp.StartedAt = protoconv.ToTime(st.StartedAt)
+		resp.UpdatedAt = protoconv.ToTime(st.UpdatedAt)
 		if err := srv.Send(resp); err != nil {
 			return err
 		}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/hullrt/hull/core/diff"
 	"github.com/hullrt/hull/internal/errgrpc"
+	"github.com/hullrt/hull/internal/protoconv"
 )
 
 // differ is what the diff service needs: both directions.
@@ -24,11 +25,11 @@ type diffService struct {
 func (s *diffService) RegisterGRPC(g *grpc.Server) { api.RegisterDiffServer(g, s) }
 
 func (s *diffService) Apply(ctx context.Context, req *api.ApplyRequest) (*api.ApplyResponse, error) {
-	applied, err := s.differ.Apply(ctx, descFromProto(req.Diff), MountsFromProto(req.Mounts))
+	applied, err := s.differ.Apply(ctx, protoconv.DescFromProto(req.Diff), protoconv.MountsFromProto(req.Mounts))
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
-	return &api.ApplyResponse{Applied: descToProto(applied)}, nil
+	return &api.ApplyResponse{Applied: protoconv.DescToProto(applied)}, nil
 }
 
 func (s *diffService) Diff(ctx context.Context, req *api.DiffRequest) (*api.DiffResponse, error) {
@@ -42,9 +43,9 @@ func (s *diffService) Diff(ctx context.Context, req *api.DiffRequest) (*api.Diff
 	if req.Labels != nil {
 		opts = append(opts, diff.WithLabels(req.Labels))
 	}
-	d, err := s.differ.Compare(ctx, MountsFromProto(req.Left), MountsFromProto(req.Right), opts...)
+	d, err := s.differ.Compare(ctx, protoconv.MountsFromProto(req.Left), protoconv.MountsFromProto(req.Right), opts...)
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
-	return &api.DiffResponse{Diff: descToProto(d)}, nil
+	return &api.DiffResponse{Diff: protoconv.DescToProto(d)}, nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/hullrt/hull/core/events"
 	"github.com/hullrt/hull/internal/errgrpc"
+	"github.com/hullrt/hull/internal/protoconv"
 )
 
 // eventBus is what the events service needs of the exchange.
@@ -46,7 +47,7 @@ func (s *eventsService) Forward(ctx context.Context, req *api.ForwardRequest) (*
 		return nil, errgrpc.ToGRPC(fmt.Errorf("forward: envelope and its event must be set: %w", errdefs.ErrInvalidArgument))
 	}
 	err := s.bus.Forward(ctx, &events.Envelope{
-		Timestamp: fromProtoTime(env.Timestamp), Namespace: env.Namespace, Topic: env.Topic, Event: env.Event,
+		Timestamp: protoconv.FromTime(env.Timestamp), Namespace: env.Namespace, Topic: env.Topic, Event: env.Event,
 	})
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
@@ -72,7 +73,7 @@ func (s *eventsService) Subscribe(req *api.SubscribeRequest, srv api.Events_Subs
 				return nil
 			}
 			if err := srv.Send(&types.Envelope{
-				Timestamp: toProtoTime(env.Timestamp), Namespace: env.Namespace, Topic: env.Topic,
+				Timestamp: protoconv.ToTime(env.Timestamp), Namespace: env.Namespace, Topic: env.Topic,
 				Event: &anypb.Any{TypeUrl: env.Event.GetTypeUrl(), Value: env.Event.GetValue()},
 			}); err != nil {
 				return err

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hullrt/hull/core/images"
 	"github.com/hullrt/hull/internal/errgrpc"
+	"github.com/hullrt/hull/internal/protoconv"
 )
 
 type imagesService struct {
@@ -20,15 +21,15 @@ func (s *imagesService) RegisterGRPC(g *grpc.Server) { api.RegisterImagesServer(
 
 func imageToProto(img images.Image) *api.Image {
 	return &api.Image{
-		Name: img.Name, Labels: img.Labels, Target: descToProto(img.Target),
-		CreatedAt: toProtoTime(img.CreatedAt), UpdatedAt: toProtoTime(img.UpdatedAt),
+		Name: img.Name, Labels: img.Labels, Target: protoconv.DescToProto(img.Target),
+		CreatedAt: protoconv.ToTime(img.CreatedAt), UpdatedAt: protoconv.ToTime(img.UpdatedAt),
 	}
 }
 
 func imageFromProto(img *api.Image) images.Image {
 	return images.Image{
-		Name: img.GetName(), Labels: img.GetLabels(), Target: descFromProto(img.GetTarget()),
-		CreatedAt: fromProtoTime(img.GetCreatedAt()), UpdatedAt: fromProtoTime(img.GetUpdatedAt()),
+		Name: img.GetName(), Labels: img.GetLabels(), Target: protoconv.DescFromProto(img.GetTarget()),
+		CreatedAt: protoconv.FromTime(img.GetCreatedAt()), UpdatedAt: protoconv.FromTime(img.GetUpdatedAt()),
 	}
 }
 
@@ -54,7 +55,7 @@ func (s *imagesService) List(ctx context.Context, req *api.ListImagesRequest) (*
 
 func (s *imagesService) Create(ctx context.Context, req *api.CreateImageRequest) (*api.CreateImageResponse, error) {
 	in := imageFromProto(req.GetImage())
-	in.CreatedAt = fromProtoTime(req.GetSourceDateEpoch())
+	in.CreatedAt = protoconv.FromTime(req.GetSourceDateEpoch())
 	img, err := s.store.Create(ctx, in)
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
@@ -76,7 +77,7 @@ func (s *imagesService) Delete(ctx context.Context, req *api.DeleteImageRequest)
 		opts = append(opts, images.SynchronousDelete())
 	}
 	if req.Target != nil {
-		t := descFromProto(req.Target)
+		t := protoconv.DescFromProto(req.Target)
 		opts = append(opts, images.DeleteTarget(&t))
 	}
 	if err := s.store.Delete(ctx, req.Name, opts...); err != nil {

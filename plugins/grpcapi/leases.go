@@ -10,6 +10,7 @@ import (
 
 	"github.com/hullrt/hull/core/leases"
 	"github.com/hullrt/hull/internal/errgrpc"
+	"github.com/hullrt/hull/internal/protoconv"
 )
 
 type leasesService struct {
@@ -20,7 +21,7 @@ type leasesService struct {
 func (s *leasesService) RegisterGRPC(g *grpc.Server) { api.RegisterLeasesServer(g, s) }
 
 func leaseToProto(l leases.Lease) *api.Lease {
-	return &api.Lease{ID: l.ID, CreatedAt: toProtoTime(l.CreatedAt), Labels: l.Labels}
+	return &api.Lease{ID: l.ID, CreatedAt: protoconv.ToTime(l.CreatedAt), Labels: l.Labels}
 }
 
 func (s *leasesService) Create(ctx context.Context, req *api.CreateRequest) (*api.CreateResponse, error) {

@@ -4,13 +4,12 @@ import (
 	"context"
 
 	api "github.com/containerd/containerd/api/services/snapshots/v1"
-	"github.com/containerd/containerd/api/types"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/emptypb"
 
-	"github.com/hullrt/hull/core/mount"
 	"github.com/hullrt/hull/core/snapshots"
 	"github.com/hullrt/hull/internal/errgrpc"
+	"github.com/hullrt/hull/internal/protoconv"
 )
 
 // snapshotterSource finds snapshotters by name; "" is the default one.
@@ -43,28 +42,10 @@ func (s *SnapshotsServer) get(name string) (snapshots.Snapshotter, error) {
 	return s.source.Snapshotter(name)
 }
 
-// MountsToProto converts mounts to the API's type.
-func MountsToProto(ms []mount.Mount) []*types.Mount {
-	out := make([]*types.Mount, 0, len(ms))
-	for _, m := range ms {
-		out = append(out, &types.Mount{Type: m.Type, Source: m.Source, Target: m.Target, Options: m.Options})
-	}
-	return out
-}
-
-// MountsFromProto converts mounts from the API's type.
-func MountsFromProto(ms []*types.Mount) []mount.Mount {
-	out := make([]mount.Mount, 0, len(ms))
-	for _, m := range ms {
-		out = append(out, mount.Mount{Type: m.GetType(), Source: m.GetSource(), Target: m.GetTarget(), Options: m.GetOptions()})
-	}
-	return out
-}
-
 func snapInfoToProto(i snapshots.Info) *api.Info {
 	return &api.Info{
 		Name: i.Name, Parent: i.Parent, Kind: api.Kind(i.Kind), Labels: i.Labels,
-		CreatedAt: toProtoTime(i.Created), UpdatedAt: toProtoTime(i.Updated),
+		CreatedAt: protoconv.ToTime(i.Created), UpdatedAt: protoconv.ToTime(i.Updated),
 	}
 }
 
@@ -77,7 +58,7 @@ func (s *SnapshotsServer) Prepare(ctx context.Context, req *api.PrepareSnapshotR
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
-	return &api.PrepareSnapshotResponse{Mounts: MountsToProto(ms)}, nil
+	return &api.PrepareSnapshotResponse{Mounts: protoconv.MountsToProto(ms)}, nil
 }
 
 func (s *SnapshotsServer) View(ctx context.Context, req *api.ViewSnapshotRequest) (*api.ViewSnapshotResponse, error) {
@@ -89,7 +70,7 @@ func (s *SnapshotsServer) View(ctx context.Context, req *api.ViewSnapshotRequest
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
-	return &api.ViewSnapshotResponse{Mounts: MountsToProto(ms)}, nil
+	return &api.ViewSnapshotResponse{Mounts: protoconv.MountsToProto(ms)}, nil
 }
 
 func (s *SnapshotsServer) Mounts(ctx context.Context, req *api.MountsRequest) (*api.MountsResponse, error) {
@@ -101,7 +82,7 @@ func (s *SnapshotsServer) Mounts(ctx context.Context, req *api.MountsRequest) (*
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
-	return &api.MountsResponse{Mounts: MountsToProto(ms)}, nil
+	return &api.MountsResponse{Mounts: protoconv.MountsToProto(ms)}, nil
 }
 
 func (s *SnapshotsServer) Commit(ctx context.Context, req *api.CommitSnapshotRequest) (*emptypb.Empty, error) {
