@@ -7,11 +7,12 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -s -w -X github.com/hullrt/hull/internal/version.Version=$(VERSION) -X github.com/hullrt/hull/internal/version.Revision=$(REVISION)
 BINARIES := bin/hulld bin/hullctl bin/hull-snapshotter
-# Fuzz targets run briefly in `make test`; `make fuzz FUZZTIME=10m` runs longer.
-# An entry may end in its own :fuzztime: the layer applier's runs are slow
-# (each writes files), and a time limit that expires during one makes the
-# engine report "context deadline exceeded", so it runs a number of inputs.
-FUZZTIME ?= 10s
+# Fuzz targets run briefly in `make test`; `make fuzz FUZZTIME=2000000x` runs
+# longer. The limit is a number of inputs, not a duration: a time limit that
+# expires while the engine minimizes a new input fails the run with "context
+# deadline exceeded" though nothing failed. An entry may end in its own
+# :limit (the layer applier writes files for every input, so it runs fewer).
+FUZZTIME ?= 50000x
 FUZZ     := ./core/filters:FuzzParse ./config:FuzzParse ./config:FuzzMigrate ./core/reference:FuzzParse ./core/remotes/hosts:FuzzParse ./core/remotes/registry:FuzzParseChallenges ./core/images:FuzzParseChildren ./core/archive:FuzzApply:5000x
 
 .PHONY: all build deps install test unit integration fuzz bench demo docs check-docs clean
