@@ -5,9 +5,12 @@ package containers
 
 import (
 	"context"
+	"fmt"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/containerd/typeurl/v2"
+	"google.golang.org/protobuf/types/known/anypb"
 )
 
 // RuntimeInfo names the runtime (shim) that runs the container's tasks
@@ -61,4 +64,49 @@ type Store interface {
 	// Snapshotter and SandboxID never change.
 	Update(ctx context.Context, container Container, fieldpaths ...string) (Container, error)
 	Delete(ctx context.Context, id string) error
+}
+
+// MaxIDLength is containerd's limit on identifiers (container ids among
+// them), so that any id hull accepts is one containerd accepts too.
+const MaxIDLength = 76
+
+// ValidateID checks id against containerd's identifier grammar: letters
+// and digits, in components joined by single '.', '_' or '-', starting and
+// ending with a letter or digit, at most MaxIDLength characters. The
+// container id becomes a directory name, a cgroup path component and a
+// shim socket name, so anything outside this set is refused up front. The
+// error is InvalidArgument and names the value.
+func ValidateID(id string) error {
+	if id == "" {
+		return fmt.Errorf("container id must not be empty: %w", errdefs.ErrInvalidArgument)
+	}
+	if len(id) > MaxIDLength {
+		return fmt.Errorf("container id %q is %d characters long, the limit is %d: %w", id, len(id), MaxIDLength, errdefs.ErrInvalidArgument)
+	}
+	prevSep := true // the first character must not be a separator
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+			prevSep = false
+		case c == '.' || c == '_' || c == '-':
+			if prevSep {
+				return fmt.Errorf("container id %q is invalid: use letters, digits, and single '.', '_' or '-' between them: %w", id, errdefs.ErrInvalidArgument)
+			}
+			prevSep = true
+		default:
+			return fmt.Errorf("container id %q is invalid: character %q is not allowed (letters, digits, '.', '_' and '-'): %w", id, c, errdefs.ErrInvalidArgument)
+		}
+	}
+	if prevSep {
+		return fmt.Errorf("container id %q is invalid: it must end with a letter or digit: %w", id, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// NewAny returns a typed Any holding value, already encoded, under typeURL.
+// Stores use it to hand back the Any values they keep as type URL and
+// bytes without decoding them (they may be of types hull does not know).
+func NewAny(typeURL string, value []byte) typeurl.Any {
+	return &anypb.Any{TypeUrl: typeURL, Value: value}
 }

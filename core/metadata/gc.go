@@ -34,8 +34,8 @@ type GCStats struct {
 	Duration         time.Duration // time the collector held the store
 }
 
-// GarbageCollect marks everything reachable from the roots (images, leases,
-// blobs labelled as roots) through containerd's reference labels, deletes the
+// GarbageCollect marks everything reachable from the roots (images,
+// containers, leases, blobs labelled as roots) through containerd's reference labels, deletes the
 // records nothing reaches, then deletes the blobs no namespace records. Blobs
 // and ingests held by a lease, and writes in progress, are never touched.
 func (db *DB) GarbageCollect(ctx context.Context) (GCStats, error) {
@@ -107,6 +107,31 @@ func collectNamespace(nsb *bolt.Bucket, now time.Time, keep map[digest.Digest]bo
 				return err
 			}
 			mark(r.Target.Digest.String())
+			return nil
+		}); err != nil {
+			return 0, 0, err
+		}
+	}
+	// Containers are roots: they keep their root filesystem snapshot
+	// (and through it its parents) even after their image is deleted, and
+	// whatever their gc.ref labels name.
+	if b := nsb.Bucket(bucketContainers); b != nil {
+		if err := b.ForEach(func(k, v []byte) error {
+			var r containerRecord
+			if _, err := getJSON(b, string(k), &r); err != nil {
+				return err
+			}
+			if r.Snapshotter != "" && r.SnapshotKey != "" {
+				markSnap(r.Snapshotter, r.SnapshotKey)
+			}
+			for l, v := range r.Labels {
+				if isContentRef(l) {
+					mark(v)
+				}
+				if sn, ok := snapshotRef(l); ok {
+					markSnap(sn, v)
+				}
+			}
 			return nil
 		}); err != nil {
 			return 0, 0, err

@@ -50,6 +50,16 @@ func Register(r *plugin.Registry) {
 		},
 	})
 	r.Register(&plugin.Registration{
+		Type: plugin.GRPCPlugin, ID: "containers", Requires: []plugin.Type{plugin.MetadataPlugin},
+		Init: func(ic *plugin.InitContext) (any, error) {
+			db, err := withDB(ic)
+			if err != nil {
+				return nil, err
+			}
+			return &containersService{store: db.Containers()}, nil
+		},
+	})
+	r.Register(&plugin.Registration{
 		Type: plugin.GRPCPlugin, ID: "leases", Requires: []plugin.Type{plugin.MetadataPlugin},
 		Init: func(ic *plugin.InitContext) (any, error) {
 			db, err := withDB(ic)
