@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	"github.com/containerd/ttrpc"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 
@@ -54,8 +55,11 @@ type Daemon struct {
 	server  *grpc.Server
 	lis     net.Listener
 	// tcp serves the API on grpc.tcp_address with its own TLS options.
-	tcp         *grpc.Server
-	tcpLis      net.Listener
+	tcp    *grpc.Server
+	tcpLis net.Listener
+	// ttrpc serves shims' calls back (events) on <address>.ttrpc.
+	ttrpc       *ttrpc.Server
+	ttrpcLis    net.Listener
 	stopDebug   func()
 	stopMetrics func()
 	lock        *os.File
@@ -133,7 +137,7 @@ func (d *Daemon) initPlugins(ctx context.Context, reg *plugin.Registry) error {
 	for _, uri := range d.cfg.RequiredPlugins {
 		required[uri] = true
 	}
-	props := map[string]string{"grpc.address": d.cfg.GRPC.Address}
+	props := map[string]string{"grpc.address": d.cfg.GRPC.Address, "ttrpc.address": d.ttrpcAddress()}
 	for _, r := range reg.Graph(func(r *plugin.Registration) bool { return disabled[r.URI()] }) {
 		uri := r.URI()
 		var cfg any
@@ -147,7 +151,7 @@ func (d *Daemon) initPlugins(ctx context.Context, reg *plugin.Registry) error {
 		}
 		ic := &plugin.InitContext{
 			Context: ctx, Root: filepath.Join(d.cfg.Root, uri), State: filepath.Join(d.cfg.State, uri),
-			Properties: props, Config: cfg,
+			Properties: props, Config: cfg, Log: d.log.With("plugin", uri),
 		}
 		start := time.Now()
 		p := d.plugins.Init(r, ic)
@@ -201,6 +205,9 @@ func (d *Daemon) listen() error {
 	if d.lis, err = listenUnix(g.Address, g.UID, g.GID); err != nil {
 		return err
 	}
+	if err := d.listenTTRPC(); err != nil {
+		return err
+	}
 	tcpLis, tcpOpts, err := d.tcpListener()
 	if err != nil {
 		return err
@@ -213,6 +220,35 @@ func (d *Daemon) listen() error {
 	if d.stopDebug, err = d.serveDebug(); err != nil {
 		return err
 	}
+	return nil
+}
+
+func (d *Daemon) ttrpcAddress() string { return d.cfg.GRPC.Address + ".ttrpc" }
+
+// listenTTRPC serves the ttrpc plugins on the socket shims are given as
+// TTRPC_ADDRESS. Only root may connect: what arrives there is trusted as
+// coming from a shim.
+func (d *Daemon) listenTTRPC() error {
+	srv, err := ttrpc.NewServer()
+	if err != nil {
+		return err
+	}
+	for _, inst := range d.plugins.GetByType(plugin.TTRPCPlugin) {
+		if svc, ok := inst.(grpcapi.TTRPCService); ok {
+			if err := svc.RegisterTTRPC(srv); err != nil {
+				return err
+			}
+		}
+	}
+	lis, err := listenUnix(d.ttrpcAddress(), 0, 0)
+	if err != nil {
+		return err
+	}
+	if err := os.Chmod(d.ttrpcAddress(), 0o600); err != nil {
+		lis.Close()
+		return err
+	}
+	d.ttrpc, d.ttrpcLis = srv, lis
 	return nil
 }
 
@@ -253,6 +289,7 @@ func (d *Daemon) Address() string { return d.cfg.GRPC.Address }
 func (d *Daemon) Serve(ctx context.Context, grace time.Duration) error {
 	errc := make(chan error, 1)
 	go func() { errc <- d.server.Serve(d.lis) }()
+	go d.ttrpc.Serve(context.Background(), d.ttrpcLis)
 	if d.tcp != nil {
 		go d.tcp.Serve(d.tcpLis)
 		d.log.Info("hulld serving on tcp", "address", d.tcpLis.Addr().String())
@@ -300,6 +337,11 @@ func (d *Daemon) close() {
 	}
 	if d.tcpLis != nil {
 		d.tcpLis.Close() // after Serve stopped this is a harmless second close
+	}
+	if d.ttrpc != nil {
+		d.ttrpc.Close()
+		d.ttrpcLis.Close() // when Serve never ran, Close did not know it
+		os.Remove(d.ttrpcAddress())
 	}
 	for i := len(d.closers) - 1; i >= 0; i-- {
 		if err := d.closers[i].Close(); err != nil {

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sort"
 	"sync"
 
@@ -78,6 +79,9 @@ type InitContext struct {
 	Config any
 	// Meta is where the plugin records exports and capabilities.
 	Meta *Meta
+	// Log is hulld's logger with the plugin's URI as a field; nil in
+	// tests that build an InitContext by hand means slog.Default().
+	Log *slog.Logger
 
 	plugins *Set
 }

@@ -36,6 +36,7 @@ func Register(r *plugin.Registry) {
 		},
 	})
 	registerSnapshotters(r)
+	registerRuntime(r)
 	r.Register(&plugin.Registration{
 		Type: plugin.MetadataPlugin, ID: "bolt",
 		Requires: []plugin.Type{plugin.ContentPlugin, plugin.EventPlugin, plugin.SnapshotPlugin},

@@ -5,8 +5,10 @@ import (
 	"fmt"
 
 	api "github.com/containerd/containerd/api/services/events/v1"
+	ttrpcevents "github.com/containerd/containerd/api/services/ttrpc/events/v1"
 	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/ttrpc"
 	"github.com/containerd/typeurl/v2"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -42,14 +44,38 @@ func (s *eventsService) Publish(ctx context.Context, req *api.PublishRequest) (*
 }
 
 func (s *eventsService) Forward(ctx context.Context, req *api.ForwardRequest) (*emptypb.Empty, error) {
-	env := req.GetEnvelope()
-	if env == nil || env.Event == nil {
-		return nil, errgrpc.ToGRPC(fmt.Errorf("forward: envelope and its event must be set: %w", errdefs.ErrInvalidArgument))
+	if err := forward(ctx, s.bus, req.GetEnvelope()); err != nil {
+		return nil, errgrpc.ToGRPC(err)
 	}
-	err := s.bus.Forward(ctx, &events.Envelope{
+	return &emptypb.Empty{}, nil
+}
+
+// forward relays an envelope from a client or a shim onto the bus.
+func forward(ctx context.Context, bus events.Forwarder, env *types.Envelope) error {
+	if env == nil || env.Event == nil {
+		return fmt.Errorf("forward: envelope and its event must be set: %w", errdefs.ErrInvalidArgument)
+	}
+	return bus.Forward(ctx, &events.Envelope{
 		Timestamp: protoconv.FromTime(env.Timestamp), Namespace: env.Namespace, Topic: env.Topic, Event: env.Event,
 	})
-	if err != nil {
+}
+
+// TTRPCService is what a ttrpc plugin's instance provides: it registers
+// itself on the daemon's ttrpc server, where shims call back.
+type TTRPCService interface {
+	RegisterTTRPC(*ttrpc.Server) error
+}
+
+// ttrpcEventsService receives the events shims publish (TTRPC_ADDRESS).
+type ttrpcEventsService struct{ bus eventBus }
+
+func (s ttrpcEventsService) RegisterTTRPC(srv *ttrpc.Server) error {
+	ttrpcevents.RegisterTTRPCEventsService(srv, s)
+	return nil
+}
+
+func (s ttrpcEventsService) Forward(ctx context.Context, req *ttrpcevents.ForwardRequest) (*emptypb.Empty, error) {
+	if err := forward(ctx, s.bus, req.GetEnvelope()); err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
 	return &emptypb.Empty{}, nil

@@ -8,6 +8,7 @@ import (
 
 	"github.com/hullrt/hull/core/metadata"
 	"github.com/hullrt/hull/plugin"
+	"github.com/hullrt/hull/runtime"
 )
 
 // Register adds hulld's gRPC services to r.
@@ -107,6 +108,30 @@ func Register(r *plugin.Registry) {
 				return nil, err
 			}
 			return &eventsService{bus: bus.(eventBus)}, nil
+		},
+	})
+	r.Register(&plugin.Registration{
+		Type: plugin.TTRPCPlugin, ID: "events", Requires: []plugin.Type{plugin.EventPlugin},
+		Init: func(ic *plugin.InitContext) (any, error) {
+			bus, err := ic.GetSingle(plugin.EventPlugin)
+			if err != nil {
+				return nil, err
+			}
+			return ttrpcEventsService{bus: bus.(eventBus)}, nil
+		},
+	})
+	r.Register(&plugin.Registration{
+		Type: plugin.GRPCPlugin, ID: "tasks", Requires: []plugin.Type{plugin.RuntimePluginV2, plugin.MetadataPlugin},
+		Init: func(ic *plugin.InitContext) (any, error) {
+			db, err := withDB(ic)
+			if err != nil {
+				return nil, err
+			}
+			rt, err := ic.GetByID(plugin.RuntimePluginV2, "task")
+			if err != nil {
+				return nil, err
+			}
+			return &tasksService{runtime: rt.(*runtime.Manager), containers: db.Containers(), snapshotter: db.Snapshotter}, nil
 		},
 	})
 	r.Register(&plugin.Registration{

@@ -1,0 +1,164 @@
+package builtin
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/containerd/errdefs"
+
+	"github.com/hullrt/hull/core/events/exchange"
+	"github.com/hullrt/hull/core/metadata"
+	"github.com/hullrt/hull/plugin"
+	"github.com/hullrt/hull/runtime"
+)
+
+// RuntimeConfig is the configuration of the runtime manager
+// (io.containerd.runtime.v2.task).
+type RuntimeConfig struct {
+	DefaultRuntime    string                  `toml:"default_runtime" doc:"Runtime of containers that name none."`
+	ReconcileInterval string                  `toml:"reconcile_interval" doc:"How often shims and tasks are checked against each other, so that a shim without a task or a task without a live shim is cleaned up (Go duration; 0 disables)."`
+	ShimDebug         bool                    `toml:"shim_debug" doc:"Start shims with -debug, so that they log at debug level into hulld's log."`
+	Runtimes          map[string]RuntimeEntry `toml:"runtimes" doc:"Per runtime name settings, e.g. [plugins.\"io.containerd.runtime.v2.task\".runtimes.\"io.containerd.runc.v2\"]."`
+}
+
+// RuntimeEntry configures one runtime name.
+type RuntimeEntry struct {
+	Binary string `toml:"binary" doc:"Absolute path of the shim binary, instead of containerd-shim-<name>-<version> looked up on PATH."`
+}
+
+func registerRuntime(r *plugin.Registry) {
+	r.Register(&plugin.Registration{
+		Type: plugin.RuntimePluginV2, ID: "task",
+		Requires: []plugin.Type{plugin.EventPlugin, plugin.MetadataPlugin},
+		Config:   &RuntimeConfig{DefaultRuntime: "io.containerd.hull.v2", ReconcileInterval: "1m"},
+		Init: func(ic *plugin.InitContext) (any, error) {
+			cfg := ic.Config.(*RuntimeConfig)
+			interval, err := time.ParseDuration(cfg.ReconcileInterval)
+			if err != nil {
+				return nil, fmt.Errorf("reconcile_interval %q: %v: %w", cfg.ReconcileInterval, err, errdefs.ErrInvalidArgument)
+			}
+			ev, err := ic.GetSingle(plugin.EventPlugin)
+			if err != nil {
+				return nil, err
+			}
+			m, err := ic.GetSingle(plugin.MetadataPlugin)
+			if err != nil {
+				return nil, err
+			}
+			store := m.(*metadata.DB).Containers()
+			runtimes := map[string]runtime.RuntimeConfig{}
+			for name, rc := range cfg.Runtimes {
+				if rc.Binary != "" && !filepath.IsAbs(rc.Binary) {
+					return nil, fmt.Errorf("runtimes.%q.binary %q must be an absolute path: %w", name, rc.Binary, errdefs.ErrInvalidArgument)
+				}
+				runtimes[name] = runtime.RuntimeConfig{Binary: rc.Binary}
+			}
+			self, err := os.Executable()
+			if err != nil {
+				return nil, err
+			}
+			address := ic.Properties["grpc.address"]
+			log := ic.Log
+			if log == nil {
+				log = slog.Default()
+			}
+			warnOldRunc(log)
+			return runtime.New(ic.Context, runtime.Config{
+				Root: ic.Root, State: ic.State,
+				Address: address, TTRPCAddress: ic.Properties["ttrpc.address"],
+				PublishBinary:  self,
+				Debug:          cfg.ShimDebug,
+				DefaultRuntime: cfg.DefaultRuntime, Runtimes: runtimes,
+				RuncRoot:          filepath.Join(filepath.Dir(ic.State), "runc"),
+				ReconcileInterval: interval,
+				Publisher:         ev.(*exchange.Exchange),
+				Log:               log,
+				ContainerExists: func(ctx context.Context, id string) (bool, error) {
+					_, err := store.Get(ctx, id)
+					if errdefs.IsNotFound(err) {
+						return false, nil
+					}
+					return err == nil, err
+				},
+			})
+		},
+	})
+}
+
+// warnOldRunc says at start-up when the runc on PATH predates the fixes
+// for the 2025 container escapes (CVE-2025-31133, CVE-2025-52565,
+// CVE-2025-52881): 1.2.8, 1.3.3 and 1.4.0 carry them.
+func warnOldRunc(log *slog.Logger) {
+	path, err := exec.LookPath("runc")
+	if err != nil {
+		log.Warn("runc not found on PATH: containers cannot run until it is installed")
+		return
+	}
+	out, err := exec.Command(path, "--version").Output()
+	if err != nil {
+		log.Warn("runc --version failed", "path", path, "error", err)
+		return
+	}
+	v := RuncVersion(string(out))
+	if v == "" {
+		return
+	}
+	if !RuncFixed(v) {
+		log.Warn("runc is older than the releases fixing CVE-2025-31133, CVE-2025-52565 and CVE-2025-52881 (1.2.8, 1.3.3, 1.4.0): see docs/operations.md to install a fixed one", "path", path, "version", v)
+	}
+}
+
+// RuncVersion extracts the version from `runc --version` output
+// ("runc version 1.1.5+ds1" → "1.1.5").
+func RuncVersion(out string) string {
+	for _, line := range strings.Split(out, "\n") {
+		if rest, ok := strings.CutPrefix(line, "runc version "); ok {
+			v := strings.TrimSpace(rest)
+			if i := strings.IndexAny(v, "+~ "); i >= 0 {
+				v = v[:i]
+			}
+			return v
+		}
+	}
+	return ""
+}
+
+// RuncFixed reports whether runc version v carries the 2025 escape fixes.
+func RuncFixed(v string) bool {
+	pre := strings.Contains(v, "-")
+	core, _, _ := strings.Cut(v, "-")
+	parts := strings.SplitN(core, ".", 3)
+	if len(parts) < 3 {
+		return false
+	}
+	var n [3]int
+	for i, p := range parts {
+		x, err := strconv.Atoi(p)
+		if err != nil {
+			return false
+		}
+		n[i] = x
+	}
+	switch {
+	case n[0] > 1 || (n[0] == 1 && n[1] > 4):
+		return true
+	case n[0] == 1 && n[1] == 4:
+		// 1.4.0 release candidates before rc.3 lack the fixes.
+		if pre {
+			return n[2] > 0 || strings.Compare(v, "1.4.0-rc.3") >= 0
+		}
+		return true
+	case n[0] == 1 && n[1] == 3:
+		return n[2] >= 3
+	case n[0] == 1 && n[1] == 2:
+		return n[2] >= 8
+	}
+	return false
+}

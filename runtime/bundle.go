@@ -1,0 +1,125 @@
+package runtime
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hullrt/hull/core/mount"
+)
+
+// bundle is a task's directory: config.json, the rootfs mount point, the
+// shim's log FIFO and address, and hull's record of which shim runs it. Its
+// work directory (under root, kept across reboots of the state tmpfs) is
+// linked as "work" like containerd's, for shims that keep data there.
+type bundle struct {
+	Namespace, ID string
+	Path          string // under state: <state>/<ns>/<id>
+	Work          string // under root: <root>/<ns>/<id>
+}
+
+// shimRecord is what the manager needs to find a task's shim again after a
+// restart. It is written once the shim has started.
+type shimRecord struct {
+	Runtime string `json:"runtime"`
+	Binary  string `json:"binary"`
+	Address string `json:"address"`
+	Version int    `json:"version"`
+}
+
+const recordFile = "hull-shim.json"
+
+func bundlePaths(state, root, ns, id string) *bundle {
+	return &bundle{
+		Namespace: ns, ID: id,
+		Path: filepath.Join(state, ns, id),
+		Work: filepath.Join(root, ns, id),
+	}
+}
+
+// create makes the bundle with spec as its config.json. The directories are
+// private to root (CVE-2021-41103 class): bundles hold the container's
+// rootfs mount and config.
+func (b *bundle) create(spec []byte) (retErr error) {
+	for _, dir := range []string{filepath.Dir(b.Path), filepath.Dir(b.Work)} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(b.Path, 0o700); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("bundle %s exists: a task %q is already there", b.Path, b.ID)
+		}
+		return err
+	}
+	defer func() {
+		if retErr != nil {
+			b.remove()
+		}
+	}()
+	if err := os.MkdirAll(b.Work, 0o700); err != nil {
+		return err
+	}
+	if err := os.Symlink(b.Work, filepath.Join(b.Path, "work")); err != nil {
+		return err
+	}
+	if err := os.Mkdir(filepath.Join(b.Path, "rootfs"), 0o700); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(b.Path, "config.json"), spec, 0o600); err != nil {
+		return err
+	}
+	return unix.Mkfifo(filepath.Join(b.Path, "log"), 0o600)
+}
+
+func (b *bundle) writeRecord(r shimRecord) error {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(b.Path, recordFile+".tmp")
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(b.Path, recordFile))
+}
+
+func (b *bundle) readRecord() (shimRecord, error) {
+	var r shimRecord
+	data, err := os.ReadFile(filepath.Join(b.Path, recordFile))
+	if err != nil {
+		return r, err
+	}
+	if err := json.Unmarshal(data, &r); err != nil {
+		return r, fmt.Errorf("%s: %w", filepath.Join(b.Path, recordFile), err)
+	}
+	return r, nil
+}
+
+// remove unmounts whatever the shim left mounted in the bundle and deletes
+// the bundle and its work directory. A mount that will not go keeps the
+// bundle, since deleting through it would delete the container's files.
+func (b *bundle) remove() error {
+	mounted, err := mount.MountedUnder(b.Path)
+	if err == nil {
+		for _, m := range mounted { // most recent first
+			if err := mount.UnmountAll(m); err != nil {
+				return fmt.Errorf("unmount %s: %w", m, err)
+			}
+		}
+	}
+	if err := os.RemoveAll(b.Work); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(b.Path); err != nil {
+		return err
+	}
+	// Empty namespace directories go too, so that state does not grow.
+	os.Remove(filepath.Dir(b.Path))
+	os.Remove(filepath.Dir(b.Work))
+	return nil
+}

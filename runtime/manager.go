@@ -1,0 +1,695 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	eventtypes "github.com/containerd/containerd/api/events"
+	runcoptions "github.com/containerd/containerd/api/types/runc/options"
+	taskv2 "github.com/containerd/containerd/api/runtime/task/v2"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/typeurl/v2"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/hullrt/hull/core/events"
+	"github.com/hullrt/hull/core/namespaces"
+	"github.com/hullrt/hull/internal/protoconv"
+)
+
+// RuntimeConfig configures one runtime name.
+type RuntimeConfig struct {
+	// Binary is the shim to run for the runtime, instead of the binary
+	// derived from its name.
+	Binary string
+}
+
+// Config is what a Manager needs.
+type Config struct {
+	// Root and State are the manager's directories: bundles live under
+	// State/<namespace>/<id>, their work directories under Root.
+	Root, State string
+	// Address is hulld's gRPC socket and TTRPCAddress its ttrpc socket,
+	// passed to shims (the latter for events).
+	Address, TTRPCAddress string
+	// PublishBinary is passed as -publish-binary; hulld's own executable.
+	PublishBinary string
+	// Debug starts shims with -debug.
+	Debug bool
+	// DefaultRuntime is used when a task names none.
+	DefaultRuntime string
+	Runtimes       map[string]RuntimeConfig
+	// RuncRoot is the runc state root given to the runc and hull shims
+	// when the task's options set none, so that their containers' state
+	// lives under hulld's state directory rather than containerd's.
+	RuncRoot string
+	// StartTimeout bounds a shim's start and delete commands.
+	StartTimeout time.Duration
+	// ReconcileInterval is how often shims and tasks are checked against
+	// each other; 0 disables the timer.
+	ReconcileInterval time.Duration
+	// Publisher receives the events the manager itself publishes (exits
+	// of tasks whose shim died or that ended while hulld was down).
+	Publisher events.Publisher
+	// ContainerExists reports whether the container record of a task is
+	// still there; a task without one is removed by the reconciler. Nil
+	// skips that check.
+	ContainerExists func(ctx context.Context, id string) (bool, error)
+	Log             *slog.Logger
+}
+
+// Manager runs tasks through shims.
+type Manager struct {
+	cfg Config
+	log *slog.Logger
+
+	mu       sync.Mutex
+	tasks    map[string]*Task     // by namespace/id
+	creating map[string]bool      // namespace/id being created or deleted
+	conns    map[string]*shimConn // by shim address
+	logs     map[string]*os.File  // log FIFOs by namespace/id
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+func key(ns, id string) string { return ns + "/" + id }
+
+// New makes a manager, loads the tasks of a previous run from the state
+// directory (reconnecting to their shims or cleaning up after them) and
+// starts the reconciler.
+func New(ctx context.Context, cfg Config) (*Manager, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.StartTimeout == 0 {
+		cfg.StartTimeout = 30 * time.Second
+	}
+	if cfg.DefaultRuntime == "" {
+		cfg.DefaultRuntime = "io.containerd.hull.v2"
+	}
+	for _, dir := range []string{cfg.Root, cfg.State} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	m := &Manager{
+		cfg: cfg, log: cfg.Log,
+		tasks: map[string]*Task{}, creating: map[string]bool{}, conns: map[string]*shimConn{}, logs: map[string]*os.File{},
+		stop: make(chan struct{}),
+	}
+	m.load(ctx)
+	if cfg.ReconcileInterval > 0 {
+		m.wg.Add(1)
+		go m.reconcileLoop()
+	}
+	return m, nil
+}
+
+// Close stops the reconciler and the log copying. Shims and their
+// containers keep running: that is the point of shims.
+func (m *Manager) Close() error {
+	close(m.stop)
+	m.wg.Wait()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k, f := range m.logs {
+		f.Close()
+		delete(m.logs, k)
+	}
+	for _, c := range m.conns {
+		c.mu.Lock()
+		c.shuttingDown = true // our own close is no crash
+		c.mu.Unlock()
+		c.client.Close()
+	}
+	return nil
+}
+
+// Create starts a shim for a new task and creates the task in it; the
+// task's init process is created but not started.
+func (m *Manager) Create(ctx context.Context, id string, opts CreateOpts) (_ *Task, retErr error) {
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := validateSpec(id, opts.Spec); err != nil {
+		return nil, err
+	}
+	k := key(ns, id)
+	m.mu.Lock()
+	if _, ok := m.tasks[k]; ok || m.creating[k] {
+		m.mu.Unlock()
+		return nil, fmt.Errorf("task %q in namespace %q: %w", id, ns, errdefs.ErrAlreadyExists)
+	}
+	m.creating[k] = true
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		delete(m.creating, k)
+		m.mu.Unlock()
+	}()
+
+	runtime := opts.Runtime
+	if runtime == "" {
+		runtime = m.cfg.DefaultRuntime
+	}
+	binary, err := m.resolveBinary(runtime, opts.RuntimePath)
+	if err != nil {
+		return nil, err
+	}
+	options, err := m.runtimeOptions(runtime, opts.Options)
+	if err != nil {
+		return nil, err
+	}
+	var optBytes []byte
+	if options != nil {
+		if optBytes, err = proto.Marshal(options); err != nil {
+			return nil, err
+		}
+	}
+	b := bundlePaths(m.cfg.State, m.cfg.Root, ns, id)
+	if err := b.create(opts.Spec); err != nil {
+		return nil, err
+	}
+	started := false
+	defer func() {
+		if retErr == nil {
+			return
+		}
+		if started {
+			if _, err := m.deleteShim(context.WithoutCancel(ctx), binary, b); err != nil {
+				m.log.Warn("clean up after failed create", "namespace", ns, "id", id, "error", err)
+			}
+		}
+		m.closeLog(k)
+		if err := b.remove(); err != nil {
+			m.log.Warn("remove bundle after failed create", "namespace", ns, "id", id, "error", err)
+		}
+	}()
+	logf, err := openShimLog(b, m.log)
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	m.logs[k] = logf
+	m.mu.Unlock()
+
+	boot, err := m.startShim(ctx, binary, b, optBytes)
+	if err != nil {
+		return nil, err
+	}
+	started = true
+	if err := b.writeRecord(shimRecord{Runtime: runtime, Binary: binary, Address: boot.Address, Version: boot.Version}); err != nil {
+		return nil, err
+	}
+	conn, err := m.connect(ctx, boot)
+	if err != nil {
+		return nil, err
+	}
+	t := &Task{Namespace: ns, ID: id, Runtime: runtime, bundle: b, binary: binary, shim: conn}
+	var resp taskv2.CreateTaskResponse
+	err = conn.call(ctx, ns, "Create", &taskv2.CreateTaskRequest{
+		ID: id, Bundle: b.Path, Rootfs: protoconv.MountsToProto(opts.Rootfs),
+		Terminal: opts.IO.Terminal, Stdin: opts.IO.Stdin, Stdout: opts.IO.Stdout, Stderr: opts.IO.Stderr,
+		Options: options,
+	}, &resp)
+	if err != nil {
+		conn.shutdown(context.WithoutCancel(ctx), ns, id)
+		return nil, err
+	}
+	t.Pid = resp.Pid
+	m.mu.Lock()
+	m.tasks[k] = t
+	m.mu.Unlock()
+	return t, nil
+}
+
+// connect returns the connection to the shim at boot's address, sharing
+// one with other tasks of the same (group) shim.
+func (m *Manager) connect(ctx context.Context, boot bootstrap) (*shimConn, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if c, ok := m.conns[boot.Address]; ok && !c.isClosed() {
+		c.mu.Lock()
+		c.users++
+		c.mu.Unlock()
+		return c, nil
+	}
+	var conn *shimConn
+	conn, err := dialShim(ctx, boot, func() { go m.connClosed(conn) })
+	if err != nil {
+		return nil, err
+	}
+	conn.users = 1
+	m.conns[boot.Address] = conn
+	return conn, nil
+}
+
+// validateSpec checks the few spec fields without which runc fails in
+// ways that do not say what is wrong.
+func validateSpec(id string, data []byte) error {
+	if len(data) == 0 {
+		return fmt.Errorf("container %q has no OCI spec: %w", id, errdefs.ErrInvalidArgument)
+	}
+	var s specs.Spec
+	if err := json.Unmarshal(data, &s); err != nil {
+		return fmt.Errorf("OCI spec of container %q: %v: %w", id, err, errdefs.ErrInvalidArgument)
+	}
+	switch {
+	case s.Process == nil:
+		return fmt.Errorf("OCI spec of container %q: field process is missing: %w", id, errdefs.ErrInvalidArgument)
+	case len(s.Process.Args) == 0 && s.Process.CommandLine == "":
+		return fmt.Errorf("OCI spec of container %q: field process.args is empty: %w", id, errdefs.ErrInvalidArgument)
+	case s.Process.Cwd == "" || !filepath.IsAbs(s.Process.Cwd):
+		return fmt.Errorf("OCI spec of container %q: field process.cwd %q is not an absolute path: %w", id, s.Process.Cwd, errdefs.ErrInvalidArgument)
+	case s.Root == nil || s.Root.Path == "":
+		return fmt.Errorf("OCI spec of container %q: field root.path is missing: %w", id, errdefs.ErrInvalidArgument)
+	}
+	for i, mnt := range s.Mounts {
+		if mnt.Destination == "" {
+			return fmt.Errorf("OCI spec of container %q: field mounts[%d].destination is empty: %w", id, i, errdefs.ErrInvalidArgument)
+		}
+	}
+	return nil
+}
+
+// runtimeOptions gives the runc and hull shims a runc root under hulld's
+// state when the caller set none, so that containers of hulld and of a
+// containerd on the same host never share runc state.
+func (m *Manager) runtimeOptions(runtime string, given typeurl.Any) (*anypb.Any, error) {
+	runcLike := runtime == "io.containerd.runc.v2" || runtime == "io.containerd.hull.v2"
+	if given == nil || given.GetTypeUrl() == "" {
+		if !runcLike || m.cfg.RuncRoot == "" {
+			return nil, nil
+		}
+		return runcOptionsAny(&runcoptions.Options{Root: m.cfg.RuncRoot})
+	}
+	a := &anypb.Any{TypeUrl: given.GetTypeUrl(), Value: given.GetValue()}
+	var o runcoptions.Options
+	if a.MessageIs(&o) && m.cfg.RuncRoot != "" {
+		if err := a.UnmarshalTo(&o); err != nil {
+			return nil, fmt.Errorf("runtime options of type %s: %v: %w", a.TypeUrl, err, errdefs.ErrInvalidArgument)
+		}
+		if o.Root == "" {
+			o.Root = m.cfg.RuncRoot
+			return runcOptionsAny(&o)
+		}
+	}
+	return a, nil
+}
+
+// runcOptionsAny encodes runc options under the bare type name, as
+// containerd does: shims built with typeurl v1 (Debian's 1.6 runc shim)
+// know no "type.googleapis.com/" prefix.
+func runcOptionsAny(o *runcoptions.Options) (*anypb.Any, error) {
+	data, err := proto.Marshal(o)
+	if err != nil {
+		return nil, err
+	}
+	return &anypb.Any{TypeUrl: string(o.ProtoReflect().Descriptor().FullName()), Value: data}, nil
+}
+
+// Get returns the task id of the namespace in ctx.
+func (m *Manager) Get(ctx context.Context, id string) (*Task, error) {
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t, ok := m.tasks[key(ns, id)]
+	if !ok {
+		return nil, fmt.Errorf("task %q in namespace %q: %w", id, ns, errdefs.ErrNotFound)
+	}
+	return t, nil
+}
+
+// Tasks lists the tasks of the namespace in ctx, by id.
+func (m *Manager) Tasks(ctx context.Context) ([]*Task, error) {
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	var out []*Task
+	for _, t := range m.tasks {
+		if t.Namespace == ns {
+			out = append(out, t)
+		}
+	}
+	m.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// All lists the tasks of every namespace.
+func (m *Manager) All() []*Task {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]*Task, 0, len(m.tasks))
+	for _, t := range m.tasks {
+		out = append(out, t)
+	}
+	return out
+}
+
+// ShimPIDs returns the pid of every live shim, for debug dumps.
+func (m *Manager) ShimPIDs(ctx context.Context) map[string]uint32 {
+	out := map[string]uint32{}
+	for _, t := range m.All() {
+		if exit, _ := t.deadExit(); exit != nil {
+			continue
+		}
+		var resp taskv2.ConnectResponse
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		if err := t.shim.call(cctx, t.Namespace, "Connect", &taskv2.ConnectRequest{ID: t.ID}, &resp); err == nil {
+			out[key(t.Namespace, t.ID)] = resp.ShimPid
+		}
+		cancel()
+	}
+	return out
+}
+
+// Delete deletes a stopped task: the shim removes the container, the
+// bundle goes, and the shim exits once it serves no task.
+func (m *Manager) Delete(ctx context.Context, id string) (Exit, error) {
+	t, err := m.Get(ctx, id)
+	if err != nil {
+		return Exit{}, err
+	}
+	k := key(t.Namespace, id)
+	m.mu.Lock()
+	if m.creating[k] {
+		m.mu.Unlock()
+		return Exit{}, fmt.Errorf("task %q is being deleted: %w", id, errdefs.ErrFailedPrecondition)
+	}
+	m.creating[k] = true
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		delete(m.creating, k)
+		m.mu.Unlock()
+	}()
+	if exit, _ := t.deadExit(); exit != nil {
+		m.forget(t)
+		m.publish(t.Namespace, "/tasks/delete", &eventtypes.TaskDelete{
+			ContainerID: id, ID: id, Pid: t.Pid, ExitStatus: exit.Status, ExitedAt: protoconv.ToTime(exit.ExitedAt),
+		})
+		return *exit, nil
+	}
+	var resp taskv2.DeleteResponse
+	if err := t.shim.call(ctx, t.Namespace, "Delete", &taskv2.DeleteRequest{ID: id}, &resp); err != nil {
+		if !t.shim.isClosed() {
+			return Exit{}, err
+		}
+		// The shim died under us: its crash handling records the exit.
+		if exit := t.waitDead(ctx); exit != nil {
+			return m.Delete(ctx, id)
+		}
+		return Exit{}, err
+	}
+	exit := Exit{Pid: resp.Pid, Status: resp.ExitStatus, ExitedAt: protoconv.FromTime(resp.ExitedAt)}
+	m.forget(t)
+	t.shim.shutdown(context.WithoutCancel(ctx), t.Namespace, id)
+	m.closeLog(k)
+	if err := t.bundle.remove(); err != nil {
+		m.log.Warn("remove bundle", "namespace", t.Namespace, "id", id, "error", err)
+	}
+	return exit, nil
+}
+
+func (m *Manager) forget(t *Task) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.tasks[key(t.Namespace, t.ID)] == t {
+		delete(m.tasks, key(t.Namespace, t.ID))
+	}
+	c := t.shim
+	if c != nil && m.conns[c.address] == c && c.isClosed() {
+		delete(m.conns, c.address)
+	}
+}
+
+func (m *Manager) closeLog(k string) {
+	m.mu.Lock()
+	f := m.logs[k]
+	delete(m.logs, k)
+	m.mu.Unlock()
+	if f != nil {
+		f.Close()
+	}
+}
+
+func (m *Manager) publish(ns, topic string, ev any) {
+	if m.cfg.Publisher == nil {
+		return
+	}
+	ctx := namespaces.WithNamespace(context.Background(), ns)
+	if err := m.cfg.Publisher.Publish(ctx, topic, ev); err != nil {
+		m.log.Warn("publish event", "topic", topic, "namespace", ns, "error", err)
+	}
+}
+
+// connClosed handles a shim connection that ended. Unless the manager
+// asked the shim to go, the shim crashed or was killed: every task it
+// served is cleaned up with the shim binary's delete command, recorded as
+// exited with what that command reports, and its exit published.
+func (m *Manager) connClosed(c *shimConn) {
+	if c == nil || c.expectedClose() {
+		return
+	}
+	m.mu.Lock()
+	if m.conns[c.address] == c {
+		delete(m.conns, c.address)
+	}
+	var victims []*Task
+	for _, t := range m.tasks {
+		if t.shim == c {
+			victims = append(victims, t)
+		}
+	}
+	m.mu.Unlock()
+	for _, t := range victims {
+		m.cleanupDead(t, "shim exited unexpectedly")
+	}
+}
+
+func (m *Manager) cleanupDead(t *Task, reason string) {
+	t.mu.Lock()
+	if t.dead != nil {
+		t.mu.Unlock()
+		return
+	}
+	t.mu.Unlock()
+	ctx := namespaces.WithNamespace(context.Background(), t.Namespace)
+	exit, err := m.deleteShim(ctx, t.binary, t.bundle)
+	if err != nil {
+		m.log.Warn("shim delete failed", "namespace", t.Namespace, "id", t.ID, "error", err)
+	}
+	if exit.Pid == 0 {
+		exit.Pid = t.Pid
+	}
+	m.closeLog(key(t.Namespace, t.ID))
+	if err := t.bundle.remove(); err != nil {
+		m.log.Warn("remove bundle", "namespace", t.Namespace, "id", t.ID, "error", err)
+	}
+	t.mu.Lock()
+	t.dead, t.deadReason = &exit, reason
+	t.mu.Unlock()
+	m.log.Warn("task's shim is gone: task marked exited", "namespace", t.Namespace, "id", t.ID, "reason", reason, "exit_status", exit.Status)
+	m.publish(t.Namespace, "/tasks/exit", &eventtypes.TaskExit{
+		ContainerID: t.ID, ID: t.ID, Pid: exit.Pid, ExitStatus: exit.Status, ExitedAt: protoconv.ToTime(exit.ExitedAt),
+	})
+}
+
+// load reattaches the tasks found in the state directory.
+func (m *Manager) load(ctx context.Context) {
+	nsDirs, err := os.ReadDir(m.cfg.State)
+	if err != nil {
+		m.log.Warn("read runtime state", "dir", m.cfg.State, "error", err)
+		return
+	}
+	for _, nsd := range nsDirs {
+		if !nsd.IsDir() || nsd.Name() == "runc" {
+			continue
+		}
+		ns := nsd.Name()
+		ids, _ := os.ReadDir(filepath.Join(m.cfg.State, ns))
+		for _, idd := range ids {
+			if !idd.IsDir() {
+				continue
+			}
+			b := bundlePaths(m.cfg.State, m.cfg.Root, ns, idd.Name())
+			if err := m.loadTask(namespaces.WithNamespace(ctx, ns), b); err != nil {
+				m.log.Warn("could not reattach task; cleaned it up", "namespace", ns, "id", b.ID, "error", err)
+			}
+		}
+	}
+	// Work directories whose bundle is gone are leftovers.
+	nsDirs, _ = os.ReadDir(m.cfg.Root)
+	for _, nsd := range nsDirs {
+		ids, _ := os.ReadDir(filepath.Join(m.cfg.Root, nsd.Name()))
+		for _, idd := range ids {
+			if _, err := os.Stat(filepath.Join(m.cfg.State, nsd.Name(), idd.Name())); errors.Is(err, os.ErrNotExist) {
+				os.RemoveAll(filepath.Join(m.cfg.Root, nsd.Name(), idd.Name()))
+			}
+		}
+		os.Remove(filepath.Join(m.cfg.Root, nsd.Name()))
+	}
+}
+
+func (m *Manager) loadTask(ctx context.Context, b *bundle) error {
+	rec, err := b.readRecord()
+	if err != nil {
+		// The shim never started (hulld died during create).
+		b.remove()
+		return fmt.Errorf("no shim record: %w", err)
+	}
+	k := key(b.Namespace, b.ID)
+	t := &Task{Namespace: b.Namespace, ID: b.ID, Runtime: rec.Runtime, bundle: b, binary: rec.Binary}
+	conn, err := m.connect(ctx, bootstrap{Version: rec.Version, Address: rec.Address})
+	if err == nil {
+		t.shim = conn
+		var resp taskv2.ConnectResponse
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err = conn.call(cctx, b.Namespace, "Connect", &taskv2.ConnectRequest{ID: b.ID}, &resp)
+		cancel()
+		t.Pid = resp.TaskPid
+	}
+	if err != nil {
+		exit, derr := m.deleteShim(ctx, rec.Binary, b)
+		if derr != nil {
+			m.log.Warn("shim delete failed", "namespace", b.Namespace, "id", b.ID, "error", derr)
+		}
+		b.remove()
+		if conn != nil {
+			conn.mu.Lock()
+			conn.shuttingDown = true
+			conn.mu.Unlock()
+			conn.client.Close()
+		}
+		m.publish(b.Namespace, "/tasks/exit", &eventtypes.TaskExit{
+			ContainerID: b.ID, ID: b.ID, Pid: exit.Pid, ExitStatus: exit.Status, ExitedAt: protoconv.ToTime(exit.ExitedAt),
+		})
+		m.publish(b.Namespace, "/tasks/delete", &eventtypes.TaskDelete{
+			ContainerID: b.ID, ID: b.ID, Pid: exit.Pid, ExitStatus: exit.Status, ExitedAt: protoconv.ToTime(exit.ExitedAt),
+		})
+		return err
+	}
+	if logf, err := openShimLog(b, m.log); err == nil {
+		m.mu.Lock()
+		m.logs[k] = logf
+		m.mu.Unlock()
+	}
+	m.mu.Lock()
+	m.tasks[k] = t
+	m.mu.Unlock()
+	// An exit while hulld was down reached no one: say it now.
+	if st, err := t.State(ctx, ""); err == nil && st.Status == StatusStopped {
+		m.publish(b.Namespace, "/tasks/exit", &eventtypes.TaskExit{
+			ContainerID: b.ID, ID: b.ID, Pid: st.Pid, ExitStatus: st.ExitStatus, ExitedAt: protoconv.ToTime(st.ExitedAt),
+		})
+	}
+	m.log.Info("reattached task", "namespace", b.Namespace, "id", b.ID, "runtime", rec.Runtime, "pid", t.Pid)
+	return nil
+}
+
+func (m *Manager) reconcileLoop() {
+	defer m.wg.Done()
+	tick := time.NewTicker(m.cfg.ReconcileInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-tick.C:
+			m.Reconcile(context.Background())
+		}
+	}
+}
+
+// Reconcile removes tasks whose container record is gone, cleans up after
+// shims that stopped answering, and removes bundles no task owns. It runs
+// on a timer; tests call it directly.
+func (m *Manager) Reconcile(ctx context.Context) {
+	for _, t := range m.All() {
+		if exit, _ := t.deadExit(); exit != nil {
+			continue
+		}
+		tctx := namespaces.WithNamespace(ctx, t.Namespace)
+		cctx, cancel := context.WithTimeout(tctx, 5*time.Second)
+		var resp taskv2.ConnectResponse
+		err := t.shim.call(cctx, t.Namespace, "Connect", &taskv2.ConnectRequest{ID: t.ID}, &resp)
+		cancel()
+		if err != nil && (errdefs.IsUnavailable(err) || errors.Is(err, context.DeadlineExceeded)) {
+			m.log.Warn("reconcile: shim does not answer; cleaning up", "namespace", t.Namespace, "id", t.ID, "error", err)
+			m.cleanupDead(t, "shim stopped answering")
+			continue
+		}
+		if err != nil && errdefs.IsNotFound(err) {
+			m.log.Warn("reconcile: shim has no such task; removing it", "namespace", t.Namespace, "id", t.ID)
+			m.cleanupDead(t, "shim lost the task")
+			continue
+		}
+		if m.cfg.ContainerExists == nil {
+			continue
+		}
+		ok, err := m.cfg.ContainerExists(tctx, t.ID)
+		if err != nil || ok {
+			continue
+		}
+		m.log.Warn("reconcile: task has no container record; killing and removing it", "namespace", t.Namespace, "id", t.ID)
+		t.Kill(tctx, "", 9, true)
+		wctx, cancel := context.WithTimeout(tctx, 10*time.Second)
+		t.Wait(wctx, "")
+		cancel()
+		if _, err := m.Delete(tctx, t.ID); err != nil {
+			m.log.Warn("reconcile: delete orphan task", "namespace", t.Namespace, "id", t.ID, "error", err)
+		}
+	}
+	// Bundles without a task: a create or delete that died half way.
+	m.mu.Lock()
+	known := map[string]bool{}
+	for k := range m.tasks {
+		known[k] = true
+	}
+	for k := range m.creating {
+		known[k] = true
+	}
+	m.mu.Unlock()
+	nsDirs, _ := os.ReadDir(m.cfg.State)
+	for _, nsd := range nsDirs {
+		if !nsd.IsDir() || nsd.Name() == "runc" {
+			continue
+		}
+		ids, _ := os.ReadDir(filepath.Join(m.cfg.State, nsd.Name()))
+		for _, idd := range ids {
+			if known[key(nsd.Name(), idd.Name())] {
+				continue
+			}
+			info, err := idd.Info()
+			if err != nil || time.Since(info.ModTime()) < time.Minute {
+				continue // may be a create that has not registered yet
+			}
+			b := bundlePaths(m.cfg.State, m.cfg.Root, nsd.Name(), idd.Name())
+			if rec, err := b.readRecord(); err == nil {
+				m.deleteShim(namespaces.WithNamespace(ctx, b.Namespace), rec.Binary, b)
+			}
+			m.log.Warn("reconcile: removing bundle no task owns", "bundle", b.Path)
+			b.remove()
+		}
+	}
+}

@@ -1,0 +1,132 @@
+package runtime
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	taskv2 "github.com/containerd/containerd/api/runtime/task/v2"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/ttrpc"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/hullrt/hull/internal/errgrpc"
+)
+
+// shimConn is a ttrpc connection to one shim process, which may serve
+// several tasks (a group, such as a pod).
+type shimConn struct {
+	address string
+	service string // "containerd.task.v2.Task" or "containerd.task.v3.Task"
+	client  *ttrpc.Client
+	// closed is closed when the connection ends, for whatever reason.
+	closed chan struct{}
+
+	mu    sync.Mutex
+	users int
+	// shuttingDown is set before a requested shutdown, so that the
+	// connection ending then is not taken for a crash.
+	shuttingDown bool
+}
+
+// dialShim connects to a shim's socket. onClose runs once, when the
+// connection ends.
+func dialShim(ctx context.Context, b bootstrap, onClose func()) (*shimConn, error) {
+	path, err := socketPath(b.Address)
+	if err != nil {
+		return nil, err
+	}
+	d := net.Dialer{Timeout: 5 * time.Second}
+	conn, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("connect to shim at %s: %v: %w", b.Address, err, errdefs.ErrUnavailable)
+	}
+	s := &shimConn{address: b.Address, closed: make(chan struct{}), service: "containerd.task.v2.Task"}
+	if b.Version == 3 {
+		s.service = "containerd.task.v3.Task"
+	}
+	s.client = ttrpc.NewClient(conn, ttrpc.WithOnClose(func() {
+		close(s.closed)
+		if onClose != nil {
+			onClose()
+		}
+	}))
+	return s, nil
+}
+
+// call invokes a task API method. The v2 and v3 messages are identical on
+// the wire, so the v2 Go types serve both; only the service name differs.
+// The namespace travels in ttrpc metadata as containerd sends it.
+func (s *shimConn) call(ctx context.Context, ns, method string, req, resp any) error {
+	ctx = ttrpc.WithMetadata(ctx, ttrpc.MD{"containerd-namespace-ttrpc": []string{ns}})
+	if err := s.client.Call(ctx, s.service, method, req, resp); err != nil {
+		select {
+		case <-s.closed:
+			return fmt.Errorf("shim at %s is gone: %v: %w", s.address, err, errdefs.ErrUnavailable)
+		default:
+		}
+		return errgrpc.ToNative(err)
+	}
+	return nil
+}
+
+func (s *shimConn) isClosed() bool {
+	select {
+	case <-s.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// shutdown asks the shim to exit once it serves no task, and closes the
+// connection; the shim decides, so a group shim with tasks left stays.
+func (s *shimConn) shutdown(ctx context.Context, ns, id string) {
+	s.mu.Lock()
+	s.users--
+	last := s.users <= 0
+	if last {
+		s.shuttingDown = true
+	}
+	s.mu.Unlock()
+	if !last {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	// The shim exits while answering, so an error here is expected.
+	_ = s.call(ctx, ns, "Shutdown", &taskv2.ShutdownRequest{ID: id}, &emptypb.Empty{})
+	s.client.Close()
+}
+
+func (s *shimConn) expectedClose() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.shuttingDown
+}
+
+// openShimLog opens the bundle's log FIFO and copies what the shim writes
+// there into hulld's log. O_RDWR never blocks on a FIFO and keeps it open
+// for writers that come and go (a shim restarting with hulld still up).
+// The returned file is closed to stop copying.
+func openShimLog(b *bundle, log *slog.Logger) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(b.Path, "log"), os.O_RDWR|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 4096), 1<<20)
+		for sc.Scan() {
+			log.Info("shim: "+sc.Text(), "namespace", b.Namespace, "id", b.ID)
+		}
+	}()
+	return f, nil
+}
