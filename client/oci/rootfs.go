@@ -70,11 +70,11 @@ func readonlyMounts(in []mount.Mount) []mount.Mount {
 					lower = mount.EscapeOverlayPath(upper)
 				}
 			}
-			if !strings.Contains(lower, ":") && lower != "" {
-				// An overlay needs two lower layers without an
-				// upper one; a single layer is bound instead.
-				ro = mount.Mount{Type: "bind", Source: unescapeOverlay(lower), Target: m.Target, Options: []string{"rbind", "ro"}}
-				out = append(out, ro)
+			if layers, dataOnly := mount.OverlayLayers(lower); len(layers) == 1 && len(dataOnly) == 0 {
+				// An overlay without an upper directory needs two
+				// lower layers on older kernels; a single layer is
+				// bound instead.
+				out = append(out, mount.Mount{Type: "bind", Source: layers[0], Target: m.Target, Options: []string{"rbind", "ro"}})
 				continue
 			}
 			ro.Options = append(ro.Options, "lowerdir="+lower, "ro")
@@ -90,18 +90,6 @@ func readonlyMounts(in []mount.Mount) []mount.Mount {
 		out = append(out, ro)
 	}
 	return out
-}
-
-// unescapeOverlay undoes EscapeOverlayPath for a single path.
-func unescapeOverlay(p string) string {
-	var b strings.Builder
-	for i := 0; i < len(p); i++ {
-		if p[i] == '\\' && i+1 < len(p) {
-			i++
-		}
-		b.WriteByte(p[i])
-	}
-	return b.String()
 }
 
 // readRootFile reads the file at name (absolute, inside the container) from
