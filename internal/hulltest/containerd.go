@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -25,6 +26,23 @@ type Containerd struct {
 // StartContainerd starts containerd with its CRI plugin disabled, in dir
 // (a new temporary directory if dir is "").
 func StartContainerd(t testing.TB, dir string) *Containerd {
+	t.Helper()
+	return StartContainerdWith(t, dir, ContainerdOptions{})
+}
+
+// ContainerdOptions change how StartContainerdWith runs containerd.
+type ContainerdOptions struct {
+	// PathDirs go in front of containerd's PATH: containerd looks for
+	// shim binaries (containerd-shim-<name>-v2) there.
+	PathDirs []string
+	// Env are extra KEY=VALUE entries of containerd's environment.
+	Env []string
+	// Debug runs containerd at log level debug (shims then get -debug).
+	Debug bool
+}
+
+// StartContainerdWith is StartContainerd with options.
+func StartContainerdWith(t testing.TB, dir string, o ContainerdOptions) *Containerd {
 	t.Helper()
 	bin, err := exec.LookPath("containerd")
 	if err != nil {
@@ -50,6 +68,9 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [plugins."io.containerd.internal.v1.opt"]
   path = %q
 `, c.Root, c.State, c.Address, filepath.Join(dir, "opt"))
+	if o.Debug {
+		cfg += "\n[debug]\n  level = \"debug\"\n"
+	}
 	cfgPath := filepath.Join(dir, "containerd.toml")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
@@ -58,6 +79,13 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 		t.Fatal(err)
 	}
 	c.cmd = exec.Command(bin, "--config", cfgPath)
+	if len(o.PathDirs) > 0 || len(o.Env) > 0 {
+		env := os.Environ()
+		if len(o.PathDirs) > 0 {
+			env = append(env, "PATH="+strings.Join(o.PathDirs, string(os.PathListSeparator))+string(os.PathListSeparator)+os.Getenv("PATH"))
+		}
+		c.cmd.Env = append(env, o.Env...)
+	}
 	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := c.cmd.Start(); err != nil {
