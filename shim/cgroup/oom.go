@@ -117,4 +117,3 @@ func ParseMemoryEvents(data []byte) (uint64, bool) {
 	v, ok := ParseKV(data)["oom_kill"]
 	return v, ok
 }
-

@@ -22,7 +22,7 @@ func (c *Cgroup) Stats() proto.Message {
 func (c *Cgroup) statsV1() *v1.Metrics {
 	m := &v1.Metrics{}
 	if d, ok := c.V1["pids"]; ok {
-		m.Pids = &v1.PidsStat{Current: readUint(d, "pids.current"), Limit: readUint(d, "pids.max")}
+		m.Pids = &v1.PidsStat{Current: readUint(d, "pids.current"), Limit: pidsLimit(d)}
 	}
 	if d, ok := c.V1["cpuacct"]; ok {
 		usage := &v1.CPUUsage{Total: readUint(d, "cpuacct.usage")}
@@ -81,7 +81,7 @@ func MemoryV1(s map[string]uint64) *v1.MemoryStat {
 // StatsV2 reads a unified-hierarchy directory.
 func StatsV2(d string) *v2.Metrics {
 	m := &v2.Metrics{
-		Pids: &v2.PidsStat{Current: readUint(d, "pids.current"), Limit: readUint(d, "pids.max")},
+		Pids: &v2.PidsStat{Current: readUint(d, "pids.current"), Limit: pidsLimit(d)},
 	}
 	cpu := readKV(d, "cpu.stat")
 	m.CPU = &v2.CPUStat{UsageUsec: cpu["usage_usec"], UserUsec: cpu["user_usec"], SystemUsec: cpu["system_usec"],
@@ -112,4 +112,13 @@ func MemoryV2(s map[string]uint64) *v2.MemoryStat {
 		Pgdeactivate: s["pgdeactivate"], Pglazyfree: s["pglazyfree"], Pglazyfreed: s["pglazyfreed"],
 		ThpFaultAlloc: s["thp_fault_alloc"], ThpCollapseAlloc: s["thp_collapse_alloc"],
 	}
+}
+
+// pidsLimit reads pids.max, where "max" (no limit) reports as 0 as in
+// containerd's metrics.
+func pidsLimit(d string) uint64 {
+	if v := readUint(d, "pids.max"); v != ^uint64(0) {
+		return v
+	}
+	return 0
 }

@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -315,7 +316,11 @@ func (r *Runc) run(ctx context.Context, stdio *Stdio, stdin []byte, args ...stri
 		if msg == "" {
 			msg = fmt.Sprintf("exit status %d", status)
 		}
-		return out, classify(fmt.Errorf("%s %s failed: %s", r.binary(), args[0], msg))
+		// runc's fatal errors already say "runc create failed: ...".
+		if !strings.HasPrefix(msg, filepath.Base(r.binary())+" "+args[0]) {
+			msg = fmt.Sprintf("%s %s failed: %s", r.binary(), args[0], msg)
+		}
+		return out, classify(errors.New(msg))
 	}
 	return out, nil
 }

@@ -400,4 +400,3 @@ func method[Req any, PReq interface {
 		return resp, nil
 	}
 }
-

@@ -292,7 +292,10 @@ func (ct *Container) Kill(ctx context.Context, execID string, sig int, all bool)
 		return err
 	}
 	if _, _, ok := p.Exit(); ok && !all {
-		return fmt.Errorf("process %q of %q has exited: %w", execID, ct.ID, errdefs.ErrNotFound)
+		if execID == "" {
+			return fmt.Errorf("container %q has exited: %w", ct.ID, errdefs.ErrNotFound)
+		}
+		return fmt.Errorf("exec %q of %q has exited: %w", execID, ct.ID, errdefs.ErrNotFound)
 	}
 	if execID == "" {
 		if err := ct.runc.Kill(ctx, ct.ID, sig, all); err != nil {
