@@ -70,7 +70,7 @@ func ParseProcCgroup(data []byte) ([]Membership, error) {
 type MountPoint struct {
 	Root, Dir   string
 	V2          bool
-	Controllers []string // v1 only
+	Controllers []string // v1 only: the super options, controllers among them
 }
 
 // ParseMountinfo returns the cgroup and cgroup2 mounts listed in mountinfo
@@ -97,16 +97,8 @@ func ParseMountinfo(data []byte) ([]MountPoint, error) {
 		}
 		mp := MountPoint{Root: unescape(f[3]), Dir: unescape(f[4]), V2: fstype == "cgroup2"}
 		if !mp.V2 {
-			for _, o := range strings.Split(f[sep+3], ",") {
-				switch {
-				case o == "rw" || o == "ro" || strings.Contains(o, "="):
-					if strings.HasPrefix(o, "name=") {
-						mp.Controllers = append(mp.Controllers, o)
-					}
-				default:
-					mp.Controllers = append(mp.Controllers, o)
-				}
-			}
+			// The super options name the controllers, among flags.
+			mp.Controllers = strings.Split(f[sep+3], ",")
 		}
 		out = append(out, mp)
 	}
@@ -154,7 +146,7 @@ func Resolve(members []Membership, mounts []MountPoint) *Cgroup {
 				}
 				continue
 			}
-			if mp.V2 || !sameSet(m.Controllers, mp.Controllers) {
+			if mp.V2 || !subset(m.Controllers, mp.Controllers) {
 				continue
 			}
 			for _, c := range m.Controllers {
@@ -180,15 +172,17 @@ func join(mp MountPoint, path string) string {
 	return filepath.Join(mp.Dir, rel)
 }
 
-func sameSet(a, b []string) bool {
-	if len(a) != len(b) {
+// subset reports whether every controller of a is among the mount
+// options b (which also hold flags such as xattr or noprefix).
+func subset(a, b []string) bool {
+	if len(a) == 0 {
 		return false
 	}
 	seen := map[string]bool{}
-	for _, x := range a {
+	for _, x := range b {
 		seen[x] = true
 	}
-	for _, x := range b {
+	for _, x := range a {
 		if !seen[x] {
 			return false
 		}
