@@ -176,7 +176,8 @@ func dialShim(t *testing.T, addr string) *ttrpc.Client {
 	return c
 }
 
-func wantCode(t *testing.T, what string, err error, code codes.Code) {
+// shimWantCode fails the test at once unless err has code.
+func shimWantCode(t *testing.T, what string, err error, code codes.Code) {
 	t.Helper()
 	if st, _ := status.FromError(err); err == nil || st.Code() != code {
 		t.Fatalf("%s: got %v, want code %v", what, err, code)
@@ -252,9 +253,9 @@ func TestShimDirectTTRPC(t *testing.T) {
 		t.Errorf("config.json oomScoreAdj not clamped: %v", spec.Process.OOMScoreAdj)
 	}
 	_, err = c.Kill(ctx, &taskv2.KillRequest{ID: "c1", Signal: 9})
-	wantCode(t, "kill of an exited task", err, codes.NotFound)
+	shimWantCode(t, "kill of an exited task", err, codes.NotFound)
 	_, err = c.Checkpoint(ctx, &taskv2.CheckpointTaskRequest{ID: "c1"})
-	wantCode(t, "checkpoint", err, codes.Unimplemented)
+	shimWantCode(t, "checkpoint", err, codes.Unimplemented)
 	if !strings.Contains(err.Error(), "CRIU") {
 		t.Errorf("checkpoint error %v does not say why", err)
 	}
@@ -263,7 +264,7 @@ func TestShimDirectTTRPC(t *testing.T) {
 		t.Fatalf("delete: %v %v", dr, err)
 	}
 	_, err = c.State(ctx, &taskv2.StateRequest{ID: "c1"})
-	wantCode(t, "state after delete", err, codes.NotFound)
+	shimWantCode(t, "state after delete", err, codes.NotFound)
 	c.Shutdown(ctx, &taskv2.ShutdownRequest{ID: "c1"})
 	waitGone(t, sock)
 	want := []string{"/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"}
@@ -315,7 +316,7 @@ func TestShimDirectGroupExec(t *testing.T) {
 		t.Fatalf("connect: %v %v", cn1, cn2)
 	}
 	_, err := c.Delete(ctx, &taskv3.DeleteRequest{ID: "g1a"})
-	wantCode(t, "delete of a running task", err, codes.FailedPrecondition)
+	shimWantCode(t, "delete of a running task", err, codes.FailedPrecondition)
 
 	spec := specs.Process{Args: []string{"sh", "-c", "exit 4"}, Cwd: "/", Env: []string{"PATH=/bin"}}
 	sb, _ := json.Marshal(spec)
@@ -324,7 +325,7 @@ func TestShimDirectGroupExec(t *testing.T) {
 		t.Fatalf("exec: %v", err)
 	}
 	_, err = c.Exec(ctx, &taskv3.ExecProcessRequest{ID: "g1a", ExecID: "e1", Spec: anySpec})
-	wantCode(t, "duplicate exec", err, codes.AlreadyExists)
+	shimWantCode(t, "duplicate exec", err, codes.AlreadyExists)
 	if _, err := c.Start(ctx, &taskv3.StartRequest{ID: "g1a", ExecID: "e1"}); err != nil {
 		t.Fatalf("start exec: %v", err)
 	}
