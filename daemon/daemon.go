@@ -4,13 +4,16 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -18,10 +21,14 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/ttrpc"
+	"github.com/containerd/typeurl/v2"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/hullrt/hull/config"
+	"github.com/hullrt/hull/core/events"
 	"github.com/hullrt/hull/plugin"
 	"github.com/hullrt/hull/plugins/builtin"
 	"github.com/hullrt/hull/plugins/grpcapi"
@@ -62,6 +69,7 @@ type Daemon struct {
 	ttrpcLis    net.Listener
 	stopDebug   func()
 	stopMetrics func()
+	stopDump    func()
 	lock        *os.File
 	closers     []io.Closer
 }
@@ -103,7 +111,113 @@ func New(ctx context.Context, cfg *config.Config, reg *plugin.Registry, log *slo
 	if err := d.listen(); err != nil {
 		return nil, err
 	}
+	if err := d.writeEffectiveConfig(reg); err != nil {
+		log.Warn("write effective config for debug dumps", "error", err)
+	}
+	d.dumpOnSignal()
 	return d, nil
+}
+
+func (d *Daemon) effectiveConfigPath() string {
+	return filepath.Join(d.cfg.State, "hulld.effective.toml")
+}
+
+// writeEffectiveConfig records the configuration in effect, so that a
+// debug dump (hullctl debug dump) has it without knowing the flags.
+func (d *Daemon) writeEffectiveConfig(reg *plugin.Registry) error {
+	var buf bytes.Buffer
+	if err := config.Render(&buf, d.cfg, PluginSections(reg)); err != nil {
+		return err
+	}
+	return os.WriteFile(d.effectiveConfigPath(), buf.Bytes(), 0o600)
+}
+
+// shimLister is what the runtime plugin offers for debug dumps.
+type shimLister interface {
+	ShimPIDs(ctx context.Context) map[string]uint32
+}
+
+// recentEvents is what the event plugin offers for debug dumps.
+type recentEvents interface {
+	Recent() []*events.Envelope
+}
+
+// dumpOnSignal adds to the goroutine dump that SIGUSR1 triggers (see
+// DumpStacksOnSignal): the recent events go to
+// <state>/hulld.<pid>.events.<time>.log, and the signal is passed on to
+// every shim, so that one signal to hulld dumps the daemon and all shims.
+func (d *Daemon) dumpOnSignal() {
+	var shims []shimLister
+	for _, inst := range d.plugins.GetByType(plugin.RuntimePluginV2) {
+		if l, ok := inst.(shimLister); ok {
+			shims = append(shims, l)
+		}
+	}
+	var recent []recentEvents
+	for _, inst := range d.plugins.GetByType(plugin.EventPlugin) {
+		if r, ok := inst.(recentEvents); ok {
+			recent = append(recent, r)
+		}
+	}
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, unix.SIGUSR1)
+	done := make(chan struct{})
+	d.stopDump = func() { signal.Stop(ch); close(done) }
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-ch:
+				for _, r := range recent {
+					path, err := writeEvents(d.cfg.State, r.Recent())
+					if err != nil {
+						d.log.Warn("write recent events", "error", err)
+					} else {
+						d.log.Info("recent events written", "path", path)
+					}
+				}
+				for _, l := range shims {
+					for task, pid := range l.ShimPIDs(context.Background()) {
+						if err := unix.Kill(int(pid), unix.SIGUSR1); err != nil {
+							d.log.Warn("signal shim for a goroutine dump", "task", task, "pid", pid, "error", err)
+						}
+					}
+				}
+			}
+		}
+	}()
+}
+
+// writeEvents writes envelopes as JSON lines, decoding the events that
+// hulld knows the types of.
+func writeEvents(state string, envs []*events.Envelope) (string, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	for _, env := range envs {
+		line := struct {
+			Timestamp time.Time       `json:"timestamp"`
+			Namespace string          `json:"namespace"`
+			Topic     string          `json:"topic"`
+			Type      string          `json:"type,omitempty"`
+			Event     json.RawMessage `json:"event,omitempty"`
+		}{Timestamp: env.Timestamp, Namespace: env.Namespace, Topic: env.Topic}
+		if env.Event != nil {
+			line.Type = env.Event.GetTypeUrl()
+			if v, err := typeurl.UnmarshalAny(env.Event); err == nil {
+				if m, ok := v.(proto.Message); ok {
+					if data, err := protojson.Marshal(m); err == nil {
+						line.Event = data
+					}
+				}
+			}
+		}
+		if err := enc.Encode(line); err != nil {
+			return "", err
+		}
+	}
+	path := filepath.Join(state, fmt.Sprintf("hulld.%d.events.%s.log", os.Getpid(), time.Now().UTC().Format("20060102T150405.000000000Z")))
+	return path, os.WriteFile(path, buf.Bytes(), 0o600)
 }
 
 // lockRoot takes an exclusive lock on <root>/hulld.lock so that two daemons
@@ -137,7 +251,10 @@ func (d *Daemon) initPlugins(ctx context.Context, reg *plugin.Registry) error {
 	for _, uri := range d.cfg.RequiredPlugins {
 		required[uri] = true
 	}
-	props := map[string]string{"grpc.address": d.cfg.GRPC.Address, "ttrpc.address": d.ttrpcAddress()}
+	props := map[string]string{
+		"grpc.address": d.cfg.GRPC.Address, "ttrpc.address": d.ttrpcAddress(),
+		"root": d.cfg.Root, "state": d.cfg.State, "config.effective": d.effectiveConfigPath(),
+	}
 	for _, r := range reg.Graph(func(r *plugin.Registration) bool { return disabled[r.URI()] }) {
 		uri := r.URI()
 		var cfg any
@@ -329,7 +446,7 @@ func (d *Daemon) Serve(ctx context.Context, grace time.Duration) error {
 }
 
 func (d *Daemon) close() {
-	for _, stop := range []*func(){&d.stopDebug, &d.stopMetrics} {
+	for _, stop := range []*func(){&d.stopDebug, &d.stopMetrics, &d.stopDump} {
 		if *stop != nil {
 			(*stop)()
 			*stop = nil

@@ -69,6 +69,9 @@ func (t *Task) State(ctx context.Context, execID string) (State, error) {
 	}
 	var resp taskv2.StateResponse
 	if err := t.call(ctx, "State", &taskv2.StateRequest{ID: t.ID, ExecID: execID}, &resp); err != nil {
+		if t.shim.isClosed() && execID == "" && t.waitDead(ctx) != nil {
+			return t.State(ctx, "")
+		}
 		return State{}, err
 	}
 	return State{

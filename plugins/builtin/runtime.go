@@ -65,6 +65,7 @@ func registerRuntime(r *plugin.Registry) {
 				return nil, err
 			}
 			address := ic.Properties["grpc.address"]
+			ic.Meta.Exports["state"] = ic.State // bundles, for debug dumps
 			log := ic.Log
 			if log == nil {
 				log = slog.Default()

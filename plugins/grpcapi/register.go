@@ -141,6 +141,13 @@ func Register(r *plugin.Registry) {
 			if err != nil {
 				return nil, err
 			}
+			// Where hulld keeps its state and effective configuration,
+			// for debug tools (hullctl debug dump) on the same host.
+			for _, k := range []string{"root", "state", "config.effective"} {
+				if v := ic.Properties[k]; v != "" {
+					ic.Meta.Exports[k] = v
+				}
+			}
 			return &introspectionService{plugins: ic.Plugins(), uuid: id}, nil
 		},
 	})

@@ -45,7 +45,15 @@ type Exchange struct {
 	// the same order, and guards subscribers.
 	mu          sync.Mutex
 	subscribers map[*subscriber]struct{}
+	// recent is a ring of the last RecentLength envelopes, for debug
+	// dumps; next is where the next one goes.
+	recent []*events.Envelope
+	next   int
 }
+
+// RecentLength is how many envelopes Recent keeps: enough to see what led
+// up to a problem in a debug dump, at a bounded cost.
+const RecentLength = 1000
 
 var (
 	_ events.Publisher  = (*Exchange)(nil)
@@ -178,6 +186,12 @@ func (e *Exchange) Subscribe(ctx context.Context, fs ...string) (<-chan *events.
 func (e *Exchange) broadcast(env *events.Envelope) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if len(e.recent) < RecentLength {
+		e.recent = append(e.recent, env)
+	} else {
+		e.recent[e.next] = env
+	}
+	e.next = (e.next + 1) % RecentLength
 	for sub := range e.subscribers {
 		if !sub.filter.Match(env) {
 			continue
@@ -197,6 +211,19 @@ func (e *Exchange) broadcast(env *events.Envelope) {
 			}
 		}
 	}
+}
+
+// Recent returns the last envelopes broadcast (at most RecentLength),
+// oldest first. They are shared: callers must not modify them.
+func (e *Exchange) Recent() []*events.Envelope {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.recent) < RecentLength {
+		return append([]*events.Envelope(nil), e.recent...)
+	}
+	out := make([]*events.Envelope, 0, RecentLength)
+	out = append(out, e.recent[e.next:]...)
+	return append(out, e.recent[:e.next]...)
 }
 
 // deliver is the subscriber's goroutine: it owns the client's channels and

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	eventtypes "github.com/containerd/containerd/api/events"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/typeurl/v2"
 
@@ -550,4 +551,21 @@ func TestZeroValue(t *testing.T) {
 		t.Fatal(err)
 	}
 	receive(t, ch, 1)
+}
+
+func TestRecentKeepsTheLastEnvelopesInOrder(t *testing.T) {
+	e := New()
+	ctx := namespaces.WithNamespace(context.Background(), "ns")
+	for i := 0; i < RecentLength+10; i++ {
+		if err := e.Publish(ctx, fmt.Sprintf("/test/%d", i), &eventtypes.NamespaceCreate{Name: "x"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := e.Recent()
+	if len(got) != RecentLength {
+		t.Fatalf("Recent kept %d envelopes, want %d", len(got), RecentLength)
+	}
+	if got[0].Topic != "/test/10" || got[len(got)-1].Topic != fmt.Sprintf("/test/%d", RecentLength+9) {
+		t.Fatalf("Recent: first %s, last %s", got[0].Topic, got[len(got)-1].Topic)
+	}
 }
