@@ -13,8 +13,8 @@ import (
 	"time"
 
 	eventtypes "github.com/containerd/containerd/api/events"
-	runcoptions "github.com/containerd/containerd/api/types/runc/options"
 	taskv2 "github.com/containerd/containerd/api/runtime/task/v2"
+	runcoptions "github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/typeurl/v2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"

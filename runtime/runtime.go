@@ -42,7 +42,7 @@ const (
 // the shim opens; empty means none.
 type IO struct {
 	Stdin, Stdout, Stderr string
-	Terminal             bool
+	Terminal              bool
 }
 
 // CreateOpts is what a task is created from.

@@ -6,8 +6,8 @@ import (
 	"sync"
 	"time"
 
-	tasktypes "github.com/containerd/containerd/api/types/task"
 	taskv2 "github.com/containerd/containerd/api/runtime/task/v2"
+	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/errdefs"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/emptypb"
