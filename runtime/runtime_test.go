@@ -1,0 +1,89 @@
+package runtime
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/containerd/errdefs"
+)
+
+func TestBinaryName(t *testing.T) {
+	for in, want := range map[string]string{
+		"io.containerd.runc.v2": "containerd-shim-runc-v2",
+		"io.containerd.hull.v2": "containerd-shim-hull-v2",
+		"runc.v1":               "containerd-shim-runc-v1",
+	} {
+		got, err := BinaryName(in)
+		if err != nil || got != want {
+			t.Errorf("BinaryName(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "runc", "io.containerd..", "a/b.c.d", "x. .y"} {
+		if _, err := BinaryName(bad); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), bad) {
+			t.Errorf("BinaryName(%q): %v, want InvalidArgument naming it", bad, err)
+		}
+	}
+}
+
+func TestParseBootstrap(t *testing.T) {
+	b, err := parseBootstrap([]byte("unix:///run/x/s/abc\n"))
+	if err != nil || b.Version != 2 || b.Address != "unix:///run/x/s/abc" {
+		t.Fatalf("plain address: %+v %v", b, err)
+	}
+	b, err = parseBootstrap([]byte(`{"version":3,"address":"unix:///tmp/s/1","protocol":"ttrpc"}`))
+	if err != nil || b.Version != 3 || b.Address != "unix:///tmp/s/1" {
+		t.Fatalf("json bootstrap: %+v %v", b, err)
+	}
+	for out, want := range map[string]string{
+		"":                 "no address",
+		"unix://@abstract": "abstract sockets are refused",
+		"@abstract":        "abstract",
+		`{"version":3,"address":"unix:///s","protocol":"grpc"}`: "grpc",
+		`{"version":9,"address":"unix:///s"}`:                   "version 9",
+		`{"version":`:                                           "bootstrap output",
+	} {
+		if _, err := parseBootstrap([]byte(out)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("parseBootstrap(%q): %v, want an error containing %q", out, err, want)
+		}
+	}
+}
+
+func FuzzParseBootstrap(f *testing.F) {
+	f.Add([]byte("unix:///run/containerd/s/abc"))
+	f.Add([]byte(`{"version":3,"address":"unix:///tmp/s/1","protocol":"ttrpc"}`))
+	f.Add([]byte("@x"))
+	f.Fuzz(func(t *testing.T, out []byte) {
+		b, err := parseBootstrap(out)
+		if err != nil {
+			return
+		}
+		if b.Version != 2 && b.Version != 3 {
+			t.Fatalf("accepted version %d", b.Version)
+		}
+		p, err := socketPath(b.Address)
+		if err != nil || !strings.HasPrefix(p, "/") {
+			t.Fatalf("accepted address %q that is not a filesystem socket", b.Address)
+		}
+	})
+}
+
+func TestValidateSpec(t *testing.T) {
+	good := `{"process":{"args":["sh"],"cwd":"/"},"root":{"path":"rootfs"}}`
+	if err := validateSpec("c", []byte(good)); err != nil {
+		t.Fatal(err)
+	}
+	for spec, field := range map[string]string{
+		``:                           "no OCI spec",
+		`{`:                          "OCI spec",
+		`{"root":{"path":"rootfs"}}`: "process",
+		`{"process":{"args":[],"cwd":"/"},"root":{"path":"r"}}`:                   "process.args",
+		`{"process":{"args":["sh"],"cwd":"rel"},"root":{"path":"r"}}`:             "process.cwd",
+		`{"process":{"args":["sh"],"cwd":"/"}}`:                                   "root.path",
+		`{"process":{"args":["sh"],"cwd":"/"},"root":{"path":"r"},"mounts":[{}]}`: "mounts[0].destination",
+	} {
+		err := validateSpec("c", []byte(spec))
+		if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), field) {
+			t.Errorf("validateSpec(%s): %v, want InvalidArgument naming %q", spec, err, field)
+		}
+	}
+}
