@@ -6,14 +6,14 @@ PREFIX   ?= /usr/local
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -s -w -X github.com/hullrt/hull/internal/version.Version=$(VERSION) -X github.com/hullrt/hull/internal/version.Revision=$(REVISION)
-BINARIES := bin/hulld bin/hullctl bin/hull-snapshotter
+BINARIES := bin/hulld bin/hullctl bin/hull-snapshotter bin/containerd-shim-hull-v2
 # Fuzz targets run briefly in `make test`; `make fuzz FUZZTIME=2000000x` runs
 # longer. The limit is a number of inputs, not a duration: a time limit that
 # expires while the engine minimizes a new input fails the run with "context
 # deadline exceeded" though nothing failed. An entry may end in its own
 # :limit (the layer applier writes files for every input, so it runs fewer).
 FUZZTIME ?= 50000x
-FUZZ     := ./core/filters:FuzzParse ./config:FuzzParse ./config:FuzzMigrate ./core/reference:FuzzParse ./core/remotes/hosts:FuzzParse ./core/remotes/registry:FuzzParseChallenges ./core/images:FuzzParseChildren ./core/archive:FuzzApply:5000x
+FUZZ     := ./core/filters:FuzzParse ./config:FuzzParse ./config:FuzzMigrate ./core/reference:FuzzParse ./core/remotes/hosts:FuzzParse ./core/remotes/registry:FuzzParseChallenges ./core/images:FuzzParseChildren ./core/archive:FuzzApply:5000x ./runtime:FuzzParseBootstrap ./client/oci:FuzzParsePasswd ./client/oci:FuzzParseGroup ./client/oci:FuzzParseUserSpec ./shim/cgroup:FuzzParseProcCgroup ./shim/cgroup:FuzzParseMountinfo ./shim/cgroup:FuzzParseKV ./shim/runc:FuzzParsePs ./shim/runc:FuzzParseState ./shim/runc:FuzzLastError ./shim/bootstrap:FuzzParseArgs ./shim/bootstrap:FuzzGroupID ./shim/task:FuzzClampSpecOOMScoreAdj
 
 .PHONY: all build deps install test unit integration fuzz bench demo docs check-docs clean
 
@@ -23,7 +23,7 @@ deps:
 	./scripts/deps.sh
 
 build:
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/hulld ./cmd/hullctl ./cmd/hull-snapshotter
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/hulld ./cmd/hullctl ./cmd/hull-snapshotter ./cmd/containerd-shim-hull-v2
 
 install: build
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/systemd/system
