@@ -38,15 +38,17 @@ const maxMsgSize = 16 << 20
 // Client is a connection to hulld. It is safe for concurrent use; every
 // service it hands out shares the one connection.
 type Client struct {
-	conn      *grpc.ClientConn
-	defaultNS string
-	address   string
+	conn           *grpc.ClientConn
+	defaultNS      string
+	address        string
+	defaultRuntime string
 }
 
 type options struct {
-	defaultNS string
-	timeout   time.Duration
-	dialOpts  []grpc.DialOption
+	defaultNS      string
+	defaultRuntime string
+	timeout        time.Duration
+	dialOpts       []grpc.DialOption
 }
 
 // Opt configures New.
@@ -92,7 +94,10 @@ func New(address string, opts ...Opt) (*Client, error) {
 	if abs, err := filepath.Abs(path); err == nil {
 		path = abs
 	}
-	c := &Client{defaultNS: o.defaultNS, address: path}
+	c := &Client{defaultNS: o.defaultNS, address: path, defaultRuntime: o.defaultRuntime}
+	if c.defaultRuntime == "" {
+		c.defaultRuntime = DefaultRuntime
+	}
 	dialOpts := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsgSize), grpc.MaxCallSendMsgSize(maxMsgSize)),

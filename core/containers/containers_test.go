@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
+	"github.com/containerd/typeurl/v2"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 func TestValidateID(t *testing.T) {
@@ -21,6 +23,18 @@ func TestValidateID(t *testing.T) {
 		}
 		if bad != "" && !strings.Contains(err.Error(), bad[:1]) {
 			t.Errorf("ValidateID(%q) = %v, does not name the value", bad, err)
+		}
+	}
+}
+
+func TestSpecTypeURLs(t *testing.T) {
+	for v, want := range map[any]string{&specs.Spec{}: SpecTypeURL, &specs.Process{}: ProcessTypeURL, &specs.LinuxResources{}: ResourcesTypeURL} {
+		a, err := typeurl.MarshalAny(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.GetTypeUrl() != want {
+			t.Errorf("%T marshals with type URL %q, want %q", v, a.GetTypeUrl(), want)
 		}
 	}
 }
