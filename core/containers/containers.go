@@ -52,17 +52,25 @@ type Container struct {
 
 // Store keeps the containers of the namespace carried by the context.
 type Store interface {
+	// Get returns the container id; NotFound naming it if there is none.
 	Get(ctx context.Context, id string) (Container, error)
 	// List returns containers matching any of filters; fields are "id",
 	// "image", "runtime.name", "snapshotter", "snapshotkey", "sandbox"
 	// and "labels.<key>".
 	List(ctx context.Context, filters ...string) ([]Container, error)
+	// Create records container and returns it with CreatedAt and
+	// UpdatedAt set. The id must pass ValidateID and the spec and runtime
+	// name must be set (InvalidArgument otherwise); an id in use is
+	// AlreadyExists.
 	Create(ctx context.Context, container Container) (Container, error)
 	// Update changes the fields named by fieldpaths ("labels",
 	// "labels.<key>", "spec", "image", "snapshotkey", "extensions",
 	// "extensions.<key>", "runtime"); none: every mutable field. ID,
 	// Snapshotter and SandboxID never change.
 	Update(ctx context.Context, container Container, fieldpaths ...string) (Container, error)
+	// Delete removes the record (NotFound if there is none). What the
+	// container held, its snapshot among them, is left to garbage
+	// collection, or to the caller to remove first.
 	Delete(ctx context.Context, id string) error
 }
 
