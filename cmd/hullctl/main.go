@@ -32,6 +32,11 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newApp(os.Stdin, os.Stdout, os.Stderr, os.Getenv).RunContext(ctx, os.Args)
 	stop()
+	var exit exitError
+	if errors.As(err, &exit) {
+		// A followed container's or exec's own exit code.
+		os.Exit(exit.code)
+	}
 	if err != nil {
 		// Commands acting on several names report every failure, one
 		// per line.
@@ -88,6 +93,7 @@ else "default"; --debug tells which was used.`,
 			versionCommand(e), infoCommand(e), pluginsCommand(e),
 			namespacesCommand(e), contentCommand(e), imagesCommand(e),
 			leasesCommand(e), eventsCommand(e), gcCommand(e), hostsCommand(e), snapshotsCommand(e),
+			runCommand(e), containersCommand(e), tasksCommand(e), debugCommand(e),
 		},
 		// Errors are printed once, by main, as "hullctl: ...".
 		ExitErrHandler: func(*cli.Context, error) {},
@@ -202,17 +208,22 @@ func (e *env) connect() (*client.Client, error) {
 // unaryTimeout bounds each unary call by d.
 func unaryTimeout(d time.Duration) grpc.UnaryClientInterceptor {
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if unbounded(method) {
+			return invoker(ctx, method, req, reply, cc, opts...)
+		}
 		ctx, cancel := context.WithTimeout(ctx, d)
 		defer cancel()
 		return invoker(ctx, method, req, reply, cc, opts...)
 	}
 }
 
-// unbounded tells the streams that last as long as their input or the user
-// wants: an event subscription, an ingest fed from stdin.
+// unbounded tells the calls that last as long as their input or the user
+// wants: an event subscription, an ingest fed from stdin, the wait for a
+// process to exit.
 func unbounded(method string) bool {
 	switch method {
-	case "/containerd.services.events.v1.Events/Subscribe", "/containerd.services.content.v1.Content/Write":
+	case "/containerd.services.events.v1.Events/Subscribe", "/containerd.services.content.v1.Content/Write",
+		"/containerd.services.tasks.v1.Tasks/Wait":
 		return true
 	}
 	return false

@@ -1,0 +1,223 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+
+	"github.com/containerd/errdefs"
+	"github.com/urfave/cli/v2"
+
+	"github.com/hullrt/hull/client"
+)
+
+func containersCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:    "containers",
+		Aliases: []string{"container", "c"},
+		Usage:   "manage container records",
+		Subcommands: []*cli.Command{
+			containersCreate(e), containersLs(e), containersInfo(e), containersRm(e), containersLabel(e),
+		},
+	}
+}
+
+func containersCreate(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "create",
+		Usage:     "make a container from an image without starting it (tasks start starts it); prints its id",
+		ArgsUsage: "IMAGE ID [COMMAND [ARG...]]  or  --name ID IMAGE [COMMAND [ARG...]]",
+		Flags:     containerFlags(),
+		Action: func(c *cli.Context) error {
+			cs, err := parseContainerFlags(c)
+			if err != nil {
+				return err
+			}
+			cl, err := e.connect()
+			if err != nil {
+				return err
+			}
+			if _, err := e.createContainer(e.ctx(c), c, cl, cs); err != nil {
+				return err
+			}
+			fmt.Fprintln(e.stdout, cs.id)
+			return nil
+		},
+	}
+}
+
+func containersLs(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "ls",
+		Aliases:   []string{"list"},
+		Usage:     "list containers matching any of the filters",
+		ArgsUsage: "[FILTER...]",
+		Flags:     listFlags(),
+		Action: func(c *cli.Context) error {
+			cl, err := e.connect()
+			if err != nil {
+				return err
+			}
+			recs, err := cl.ContainerService().List(e.ctx(c), c.Args().Slice()...)
+			if err != nil {
+				return err
+			}
+			sort.Slice(recs, func(i, j int) bool { return recs[i].ID < recs[j].ID })
+			type ctr struct {
+				ID          string            `json:"id"`
+				Image       string            `json:"image"`
+				Runtime     string            `json:"runtime"`
+				Snapshotter string            `json:"snapshotter"`
+				SnapshotKey string            `json:"snapshot_key"`
+				Labels      map[string]string `json:"labels"`
+				CreatedAt   string            `json:"created_at"`
+			}
+			l := listing{header: []string{"CONTAINER", "IMAGE", "RUNTIME"}}
+			js := []ctr{}
+			for _, r := range recs {
+				img := r.Image
+				if img == "" {
+					img = "-"
+				}
+				l.ids = append(l.ids, r.ID)
+				l.rows = append(l.rows, []string{r.ID, img, r.Runtime.Name})
+				js = append(js, ctr{r.ID, r.Image, r.Runtime.Name, r.Snapshotter, r.SnapshotKey, nonNil(r.Labels), timeString(r.CreatedAt)})
+			}
+			l.json = js
+			return e.print(c, l)
+		},
+	}
+}
+
+func containersInfo(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "info",
+		Usage:     "print a container's record as JSON, its spec decoded",
+		ArgsUsage: "CONTAINER",
+		Flags:     []cli.Flag{&cli.BoolFlag{Name: "spec", Usage: "print only the OCI runtime spec"}},
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, 1, "CONTAINER"); err != nil {
+				return err
+			}
+			cl, err := e.connect()
+			if err != nil {
+				return err
+			}
+			ctx := e.ctx(c)
+			id := c.Args().First()
+			r, err := cl.ContainerService().Get(ctx, id)
+			if err != nil {
+				return named("container", id, err)
+			}
+			// The spec is JSON inside the Any; shown as such rather
+			// than as base64.
+			var spec json.RawMessage
+			if r.Spec != nil && json.Valid(r.Spec.GetValue()) {
+				spec = r.Spec.GetValue()
+			}
+			if c.Bool("spec") {
+				if spec == nil {
+					return fmt.Errorf("container %q has no JSON spec", id)
+				}
+				return e.printJSON(spec)
+			}
+			exts := map[string]string{}
+			for k, v := range r.Extensions {
+				exts[k] = v.GetTypeUrl()
+			}
+			runtimeOpts := ""
+			if r.Runtime.Options != nil {
+				runtimeOpts = r.Runtime.Options.GetTypeUrl()
+			}
+			return e.printJSON(map[string]any{
+				"id": r.ID, "labels": nonNil(r.Labels), "image": r.Image,
+				"runtime":     map[string]string{"name": r.Runtime.Name, "options_type": runtimeOpts},
+				"snapshotter": r.Snapshotter, "snapshot_key": r.SnapshotKey, "sandbox": r.SandboxID,
+				"created_at": timeString(r.CreatedAt), "updated_at": timeString(r.UpdatedAt),
+				"extensions": exts, "spec": spec,
+			})
+		},
+	}
+}
+
+func containersRm(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "rm",
+		Aliases:   []string{"remove", "delete", "del"},
+		Usage:     "delete containers and their root filesystem snapshots",
+		ArgsUsage: "CONTAINER...",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "keep-snapshot", Usage: "leave the root filesystem snapshot"},
+			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "kill and delete the container's task first"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, 1, "CONTAINER..."); err != nil {
+				return err
+			}
+			cl, err := e.connect()
+			if err != nil {
+				return err
+			}
+			ctx := e.ctx(c)
+			var opts []client.DeleteOpts
+			if !c.Bool("keep-snapshot") {
+				opts = append(opts, client.WithSnapshotCleanup)
+			}
+			return each(c.Args().Slice(), func(id string) error {
+				ct, err := cl.LoadContainer(ctx, id)
+				if err != nil {
+					return named("container", id, err)
+				}
+				if c.Bool("force") {
+					if t, err := ct.Task(ctx, nil); err == nil {
+						if _, err := t.Delete(ctx, client.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+							return named("task", id, err)
+						}
+					} else if !errdefs.IsNotFound(err) {
+						return named("task", id, err)
+					}
+				}
+				if err := ct.Delete(ctx, opts...); err != nil {
+					if errdefs.IsFailedPrecondition(err) {
+						return fmt.Errorf("%w (delete it with tasks rm, or use --force)", named("container", id, err))
+					}
+					return named("container", id, err)
+				}
+				fmt.Fprintln(e.stdout, id)
+				return nil
+			})
+		},
+	}
+}
+
+func containersLabel(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "label",
+		Usage:     "set labels (KEY=VALUE) or remove them (KEY or KEY=) and print the result",
+		ArgsUsage: "CONTAINER [KEY=VALUE...]",
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, 1, "CONTAINER [KEY=VALUE...]"); err != nil {
+				return err
+			}
+			id := c.Args().First()
+			labels, err := parseLabels(c.Args().Tail(), true)
+			if err != nil {
+				return err
+			}
+			cl, err := e.connect()
+			if err != nil {
+				return err
+			}
+			ctx := e.ctx(c)
+			ct, err := cl.LoadContainer(ctx, id)
+			if err != nil {
+				return named("container", id, err)
+			}
+			all, err := ct.SetLabels(ctx, labels)
+			if err != nil {
+				return named("container", id, err)
+			}
+			return e.printLabels(all)
+		},
+	}
+}

@@ -1,0 +1,485 @@
+package integration
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hullrt/hull/internal/hulltest"
+	"github.com/hullrt/hull/internal/testimage"
+)
+
+// hullctlRuntimes are the shims hullctl run is tested under: Debian's runc
+// shim and hull's own, built next to hulld, where hulld finds it.
+func hullctlRuntimes(t *testing.T) []string {
+	t.Helper()
+	hulltest.Build(t, "containerd-shim-hull-v2", "github.com/hullrt/hull/cmd/containerd-shim-hull-v2")
+	return []string{"io.containerd.runc.v2", "io.containerd.hull.v2"}
+}
+
+// runFixture is one hulld with the busybox image imported by hullctl (not
+// unpacked, so that run unpacks it) into namespace ns.
+type runFixture struct {
+	t       *testing.T
+	d       *hulltest.Daemon
+	h       hullctlRunner
+	ns, ref string
+	runtime string
+	fifos   string
+}
+
+func newRunFixture(t *testing.T, runtime string) *runFixture {
+	d := startForTasks(t, hulltest.Options{})
+	f := &runFixture{t: t, d: d, h: newHullctl(t, d), ns: "hr", ref: "example.test/busybox:run", runtime: runtime}
+	f.fifos = filepath.Join(t.TempDir(), "fifo")
+	var archive bytes.Buffer
+	if err := testimage.WriteOCIArchive(&archive, f.ref, busyboxImage(t)); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "image.tar")
+	if err := os.WriteFile(path, archive.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.ok("images", "import", path)
+	return f
+}
+
+// args puts the namespace first and, for commands that make processes,
+// the runtime and the FIFO directory.
+func (f *runFixture) args(args ...string) []string {
+	out := []string{"-n", f.ns}
+	switch {
+	case len(args) > 0 && args[0] == "run":
+		return append(append(out, "run", "--runtime", f.runtime, "--fifo-dir", f.fifos), args[1:]...)
+	case len(args) > 1 && args[0] == "containers" && args[1] == "create":
+		return append(append(out, "containers", "create", "--runtime", f.runtime), args[2:]...)
+	case len(args) > 1 && args[0] == "tasks" && (args[1] == "exec" || args[1] == "start"):
+		return append(append(out, "tasks", args[1], "--fifo-dir", f.fifos), args[2:]...)
+	}
+	return append(out, args...)
+}
+
+// run runs hullctl and returns its combined output and exit code.
+func (f *runFixture) run(args ...string) (string, int) {
+	f.t.Helper()
+	out, err := f.h.run(f.args(args...)...)
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return out, ee.ExitCode()
+	}
+	if err != nil {
+		f.t.Fatalf("hullctl %s: %v", strings.Join(args, " "), err)
+	}
+	return out, 0
+}
+
+func (f *runFixture) ok(args ...string) string {
+	f.t.Helper()
+	out, code := f.run(args...)
+	if code != 0 {
+		f.t.Fatalf("hullctl %s: exit %d\n%s", strings.Join(args, " "), code, out)
+	}
+	return out
+}
+
+// fails expects exit code 1 and an output that mentions each of wants.
+func (f *runFixture) fails(wants []string, args ...string) string {
+	f.t.Helper()
+	out, code := f.run(args...)
+	if code != 1 {
+		f.t.Fatalf("hullctl %s: exit %d, want 1\n%s", strings.Join(args, " "), code, out)
+	}
+	for _, w := range wants {
+		if !strings.Contains(out, w) {
+			f.t.Errorf("hullctl %s: output does not mention %q:\n%s", strings.Join(args, " "), w, out)
+		}
+	}
+	return out
+}
+
+// status returns the STATUS column of tasks ls for id ("" if not listed).
+func (f *runFixture) status(id string) string {
+	f.t.Helper()
+	for _, line := range strings.Split(f.ok("tasks", "ls"), "\n") {
+		if fl := strings.Fields(line); len(fl) == 3 && fl[0] == id {
+			return fl[2]
+		}
+	}
+	return ""
+}
+
+func (f *runFixture) waitStatus(id, want string) {
+	f.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got := f.status(id)
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			f.t.Fatalf("task %s: status %q, want %q", id, got, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// checkClean: no container left and no snapshot but the image's layers.
+func (f *runFixture) checkClean() {
+	f.t.Helper()
+	if ls := strings.TrimSpace(f.ok("containers", "ls", "-q")); ls != "" {
+		f.t.Fatalf("containers left: %s", ls)
+	}
+	for _, key := range strings.Fields(f.ok("snapshots", "ls", "-q")) {
+		if !strings.HasPrefix(key, "sha256:") {
+			f.t.Fatalf("snapshot %q left behind", key)
+		}
+	}
+	assertNoLeaks(f.t, f.d, f.fifos)
+}
+
+func TestHullctlRun(t *testing.T) {
+	for _, rt := range hullctlRuntimes(t) {
+		t.Run(rt, func(t *testing.T) {
+			f := newRunFixture(t, rt)
+			ref := f.ref
+
+			if out := f.ok("run", "--rm", ref, "hi", "echo", "hi"); out != "hi\n" {
+				t.Fatalf("run --rm echo hi printed %q", out)
+			}
+			if out, code := f.run("run", "--rm", ref, "seven", "sh", "-c", "exit 7"); code != 7 || out != "" {
+				t.Fatalf("run of exit 7: exit %d, output %q", code, out)
+			}
+			// --name takes the id out of the arguments.
+			if out := f.ok("run", "--rm", "--name", "named", ref, "hostname"); out != "named\n" {
+				t.Fatalf("run --name: hostname %q", out)
+			}
+
+			envFile := filepath.Join(t.TempDir(), "env")
+			os.WriteFile(envFile, []byte("# a comment\n\nFROMFILE=file value\nFOO=overridden\n"), 0o600)
+			out := f.ok("run", "--rm", "--env", "FOO=bar,baz", "--env-file", envFile, "--cwd", "/tmp", "--user", "1000:1000",
+				ref, "env1", "sh", "-c", `echo "$FOO|$FROMFILE"; pwd; id`)
+			if want := "bar,baz|file value\n/tmp\nuid=1000 gid=1000"; !strings.HasPrefix(out, want) {
+				t.Fatalf("env, cwd and user: got %q, want %q...", out, want)
+			}
+
+			if out, code := f.run("run", "--rm", "--read-only", ref, "ro", "sh", "-c", "busybox touch /x"); code == 0 || !strings.Contains(out, "Read-only file system") {
+				t.Fatalf("touch in a read-only root: exit %d\n%s", code, out)
+			}
+			if out := f.ok("run", "--rm", ref, "rw", "sh", "-c", "busybox touch /x && echo touched"); out != "touched\n" {
+				t.Fatalf("touch in a writable root: %q", out)
+			}
+
+			dir := t.TempDir()
+			os.WriteFile(filepath.Join(dir, "hello.txt"), []byte("from the host\n"), 0o644)
+			if out := f.ok("run", "--rm", "--mount", "type=bind,src="+dir+",dst=/data,options=rbind:ro", ref, "mnt", "cat", "/data/hello.txt"); out != "from the host\n" {
+				t.Fatalf("bind mount: %q", out)
+			}
+			if out, code := f.run("run", "--rm", "--mount", "src="+dir+",dst=/data,options=ro", ref, "mntro", "sh", "-c", "busybox touch /data/new"); code == 0 || !strings.Contains(out, "Read-only") {
+				t.Fatalf("write to a read-only bind mount: exit %d\n%s", code, out)
+			}
+
+			out = f.ok("run", "--rm", "--memory-limit", "64m", "--cpus", "0.5", ref, "mem", "sh", "-c",
+				"cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max")
+			if strings.TrimSpace(out) != "67108864" {
+				t.Fatalf("memory limit inside the container: %q", out)
+			}
+
+			ifaces := func(out string) []string {
+				var names []string
+				for _, l := range strings.Split(out, "\n") {
+					if name, _, ok := strings.Cut(l, ":"); ok {
+						names = append(names, strings.TrimSpace(name))
+					}
+				}
+				return names
+			}
+			if got := ifaces(f.ok("run", "--rm", ref, "net", "cat", "/proc/net/dev")); len(got) != 1 || got[0] != "lo" {
+				t.Fatalf("default network namespace has interfaces %v, want only lo", got)
+			}
+			if got := ifaces(f.ok("run", "--rm", "--net-host", ref, "nethost", "cat", "/proc/net/dev")); len(got) < 2 {
+				t.Fatalf("--net-host sees interfaces %v, want the host's", got)
+			}
+
+			f.ok("run", "--rm", "--privileged", ref, "priv", "true")
+			f.ok("run", "--rm", "--seccomp", "--no-new-privileges", ref, "secc", "true")
+
+			// Detached, then every tasks and containers command.
+			if out := f.ok("run", "-d", "--label", "team=infra", ref, "long", "sleep", "600"); out != "long\n" {
+				t.Fatalf("run -d printed %q", out)
+			}
+			f.waitStatus("long", "RUNNING")
+			if out := f.ok("tasks", "exec", "--exec-id", "e1", "long", "echo", "from-exec"); out != "from-exec\n" {
+				t.Fatalf("tasks exec printed %q", out)
+			}
+			if _, code := f.run("tasks", "exec", "long", "sh", "-c", "exit 5"); code != 5 {
+				t.Fatalf("exec of exit 5: hullctl exited %d", code)
+			}
+			if out := f.ok("tasks", "exec", "--user", "nobody", "--cwd", "/tmp", "--env", "X=y", "long", "sh", "-c", `id -u; pwd; echo $X`); out != "65534\n/tmp\ny\n" {
+				t.Fatalf("exec --user --cwd --env: %q", out)
+			}
+			ps := f.ok("tasks", "ps", "long")
+			if l := strings.Split(strings.TrimSpace(ps), "\n"); len(l) < 2 || !strings.HasPrefix(l[0], "PID") {
+				t.Fatalf("tasks ps:\n%s", ps)
+			}
+			m := f.ok("tasks", "metrics", "long")
+			if !strings.Contains(m, "memory") || !strings.Contains(m, "pids.current") {
+				t.Fatalf("tasks metrics:\n%s", m)
+			}
+			if js := f.ok("tasks", "metrics", "--format", "json", "long"); !strings.Contains(js, `"io.containerd.cgroups.v`) {
+				t.Fatalf("tasks metrics --format json:\n%s", js)
+			}
+			f.ok("tasks", "pause", "long")
+			f.waitStatus("long", "PAUSED")
+			f.ok("tasks", "resume", "long")
+			f.waitStatus("long", "RUNNING")
+
+			if ls := f.ok("containers", "ls"); !strings.Contains(ls, "long") || !strings.Contains(ls, rt) || !strings.Contains(ls, ref) {
+				t.Fatalf("containers ls:\n%s", ls)
+			}
+			if info := f.ok("containers", "info", "long"); !strings.Contains(info, rt) || !strings.Contains(info, `"sleep"`) || !strings.Contains(info, "team") {
+				t.Fatalf("containers info:\n%s", info)
+			}
+			if out := f.ok("containers", "label", "long", "tier=gold", "team"); out != "tier=gold\n" {
+				t.Fatalf("containers label printed %q", out)
+			}
+			f.fails([]string{"long", "kill it first"}, "tasks", "rm", "long")
+			f.fails([]string{"long", "task"}, "containers", "rm", "long")
+			f.ok("tasks", "kill", "-s", "SIGKILL", "long")
+			f.waitStatus("long", "STOPPED")
+			f.ok("tasks", "rm", "long")
+			f.fails([]string{"long", "no task"}, "tasks", "kill", "long")
+			f.ok("containers", "rm", "long")
+
+			// containers create + tasks start, attached.
+			f.ok("containers", "create", ref, "made", "sh", "-c", "echo started; exit 3")
+			if out, code := f.run("tasks", "start", "made"); code != 3 || out != "started\n" {
+				t.Fatalf("tasks start: exit %d, %q", code, out)
+			}
+			f.ok("containers", "rm", "made")
+
+			f.checkClean()
+		})
+	}
+}
+
+// TestHullctlRunSignals: SIGINT to an attached run reaches the container;
+// one that handles it exits with its own code, one that ignores it is
+// killed after --stop-timeout; --rm leaves nothing either way.
+func TestHullctlRunSignals(t *testing.T) {
+	rts := hullctlRuntimes(t)
+	for _, rt := range rts {
+		t.Run(rt, func(t *testing.T) {
+			f := newRunFixture(t, rt)
+			for _, c := range []struct {
+				id    string
+				cmd   []string
+				codes []int
+			}{
+				{"trapper", []string{"sh", "-c", "trap 'exit 130' INT; echo ready; while true; do sleep 0.1; done"}, []int{130}},
+				{"ignorer", []string{"sleep", "600"}, []int{137}},
+			} {
+				cmd := exec.Command(f.h.bin, append([]string{"--address", f.d.Address},
+					f.args(append([]string{"run", "--rm", "--stop-timeout", "2s", f.ref, c.id}, c.cmd...)...)...)...)
+				var out bytes.Buffer
+				cmd.Stdout, cmd.Stderr = &out, &out
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				done := make(chan error, 1)
+				go func() { done <- cmd.Wait() }()
+				f.waitStatus(c.id, "RUNNING")
+				time.Sleep(200 * time.Millisecond) // the trap is set
+				cmd.Process.Signal(syscall.SIGINT)
+				var err error
+				select {
+				case err = <-done:
+				case <-time.After(30 * time.Second):
+					cmd.Process.Kill()
+					t.Fatalf("%s: hullctl run did not exit after SIGINT\n%s", c.id, out.String())
+				}
+				code := 0
+				var ee *exec.ExitError
+				if errors.As(err, &ee) {
+					code = ee.ExitCode()
+				}
+				okCode := false
+				for _, want := range c.codes {
+					okCode = okCode || code == want
+				}
+				if !okCode {
+					t.Fatalf("%s: hullctl run exited %d after SIGINT, want one of %v\n%s", c.id, code, c.codes, out.String())
+				}
+				if s := f.status(c.id); s != "" {
+					t.Fatalf("%s: task still listed as %s", c.id, s)
+				}
+			}
+			f.checkClean()
+		})
+	}
+}
+
+// TestHullctlRunTerminal drives run -t through a pseudo-terminal: the
+// process gets a terminal of the outer one's size.
+func TestHullctlRunTerminal(t *testing.T) {
+	rts := hullctlRuntimes(t)
+	for _, rt := range rts {
+		t.Run(rt, func(t *testing.T) {
+			f := newRunFixture(t, rt)
+			master, slave, err := openPty()
+			if err != nil {
+				t.Skipf("no pty: %v", err)
+			}
+			defer master.Close()
+			if err := setWinsize(slave, 33, 111); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(f.h.bin, append([]string{"--address", f.d.Address},
+				f.args("run", "--rm", "-t", f.ref, "tty1", "sh", "-c", "busybox tty; sleep 1; busybox stty size; exit 4")...)...)
+			cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			slave.Close()
+			var out bytes.Buffer
+			copied := make(chan struct{})
+			go func() { io.Copy(&out, master); close(copied) }()
+			werr := cmd.Wait()
+			select {
+			case <-copied:
+			case <-time.After(5 * time.Second):
+			}
+			var ee *exec.ExitError
+			if !errors.As(werr, &ee) || ee.ExitCode() != 4 {
+				t.Fatalf("run -t: %v, want exit 4\n%q", werr, out.String())
+			}
+			if !strings.Contains(out.String(), "/dev/pts/0") || !strings.Contains(out.String(), "33 111") {
+				t.Fatalf("run -t: no terminal of the right size:\n%q", out.String())
+			}
+			f.checkClean()
+		})
+	}
+}
+
+// setWinsize sets a terminal's size.
+func setWinsize(f *os.File, rows, cols uint16) error {
+	return unix.IoctlSetWinsize(int(f.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols})
+}
+
+func TestHullctlRunBadInput(t *testing.T) {
+	f := newRunFixture(t, "io.containerd.runc.v2")
+	ref := f.ref
+	f.fails([]string{"example.test/nosuch:1", "not found"}, "run", "--rm", "example.test/nosuch:1", "x", "true")
+	f.fails([]string{"docker.io/library/nosuch:latest", "not found"}, "run", "--rm", "nosuch", "x", "true")
+	f.ok("containers", "create", ref, "dup", "true")
+	f.fails([]string{`"dup"`, "already exists"}, "run", "--rm", ref, "dup", "true")
+	f.fails([]string{`"dup"`, "already exists"}, "containers", "create", ref, "dup", "true")
+	f.ok("containers", "rm", "dup")
+	f.fails([]string{"type=bind,src=/tmp", "no dst"}, "run", "--rm", "--mount", "type=bind,src=/tmp", ref, "m", "true")
+	f.fails([]string{"bogus", "KEY=VALUE"}, "run", "--rm", "--mount", "bogus", ref, "m", "true")
+	f.fails([]string{"dst", "relative"}, "run", "--rm", "--mount", "src=/tmp,dst=relative", ref, "m", "true")
+	f.fails([]string{"12q"}, "run", "--rm", "--memory-limit", "12q", ref, "m", "true")
+	f.fails([]string{"-1"}, "run", "--rm", "--cpus", "-1", ref, "m", "true")
+	f.fails([]string{"FOO"}, "run", "--rm", "--env", "FOO", ref, "m", "true")
+	f.fails([]string{"usage"}, "run", ref)
+	f.fails([]string{"--rm", "--detach"}, "run", "--rm", "-d", ref, "m", "true")
+	f.fails([]string{"nosuchuser"}, "run", "--rm", "--user", "nosuchuser", ref, "m", "true")
+	f.fails([]string{"ghost"}, "tasks", "kill", "ghost")
+	f.fails([]string{"SIGNOPE"}, "tasks", "kill", "-s", "SIGNOPE", "ghost")
+	f.fails([]string{"ghost"}, "containers", "info", "ghost")
+	f.checkClean()
+}
+
+// TestHullctlDebugDump: the archive has hulld's stacks, its effective
+// config, the plugins, the objects and, for a container under hull's shim,
+// the shim's stacks; what a runc shim cannot give is said in README.txt.
+func TestHullctlDebugDump(t *testing.T) {
+	rts := hullctlRuntimes(t)
+	f := newRunFixture(t, rts[0])
+	for i, rt := range rts {
+		f.runtime = rt
+		f.ok("run", "-d", f.ref, "dbg"+string(rune('0'+i)), "sleep", "600")
+	}
+	out := filepath.Join(t.TempDir(), "dump.tar.gz")
+	if got := f.ok("debug", "dump", "-o", out); !strings.Contains(got, out) {
+		t.Fatalf("debug dump printed %q", got)
+	}
+	files := readTarGz(t, out)
+	for _, name := range []string{"README.txt", "version.txt", "hulld/stacks.log", "hulld/config.toml", "plugins.txt", "plugins.json", "objects.txt"} {
+		if _, ok := files[name]; !ok {
+			t.Errorf("dump has no %s; it has %v", name, keys(files))
+		}
+	}
+	if s := files["hulld/stacks.log"]; !strings.Contains(s, "goroutine") {
+		t.Errorf("hulld/stacks.log holds no goroutines:\n%.300s", s)
+	}
+	if s := files["plugins.txt"]; !strings.Contains(s, "introspection") {
+		t.Errorf("plugins.txt:\n%s", s)
+	}
+	if s := files["objects.txt"]; !strings.Contains(s, "dbg0") || !strings.Contains(s, "namespace hr") {
+		t.Errorf("objects.txt:\n%s", s)
+	}
+	for i, rt := range rts {
+		id := "dbg" + string(rune('0'+i))
+		found := false
+		for name, data := range files {
+			if strings.HasPrefix(name, "shims/hr/"+id+"/shim.") && strings.HasSuffix(name, ".stacks.log") && strings.Contains(data, "goroutine") {
+				found = true
+			}
+		}
+		switch {
+		case rt == "io.containerd.hull.v2" && !found:
+			t.Errorf("no shim stacks for %s (%s); files %v\nREADME:\n%s", id, rt, keys(files), files["README.txt"])
+		case rt != "io.containerd.hull.v2" && !found && !strings.Contains(files["README.txt"], "hr/"+id):
+			t.Errorf("README.txt does not say why the stacks of %s's shim are missing:\n%s", id, files["README.txt"])
+		}
+		f.ok("tasks", "rm", "-f", id)
+		f.ok("containers", "rm", id)
+	}
+	f.checkClean()
+}
+
+func readTarGz(t *testing.T, path string) map[string]string {
+	t.Helper()
+	fh, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	zr, err := gzip.NewReader(fh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(zr)
+	files := map[string]string{}
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return files
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := io.ReadAll(tr)
+		files[h.Name] = string(data)
+	}
+}
+
+func keys(m map[string]string) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
