@@ -14,7 +14,7 @@ import (
 func containersCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:    "containers",
-		Aliases: []string{"container", "c"},
+		Aliases: []string{"container"},
 		Usage:   "manage container records",
 		Subcommands: []*cli.Command{
 			containersCreate(e), containersLs(e), containersInfo(e), containersRm(e), containersLabel(e),
