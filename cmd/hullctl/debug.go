@@ -110,7 +110,9 @@ func (d *dump) addFile(name, about, path string) {
 func (d *dump) collect(ctx context.Context) {
 	var ver bytes.Buffer
 	fmt.Fprintf(&ver, "Client:\n  Version:  %s\n  Revision: %s\n  Go version: %s\n  OS/Arch: %s/%s\n\n", version.Version, version.Revision, runtime.Version(), runtime.GOOS, runtime.GOARCH)
-	defer func() { d.files = append([]dumpFile{{"version.txt", "hullctl's and hulld's versions", ver.Bytes()}}, d.files...) }()
+	defer func() {
+		d.files = append([]dumpFile{{"version.txt", "hullctl's and hulld's versions", ver.Bytes()}}, d.files...)
+	}()
 
 	cl, err := d.e.connect()
 	if err != nil {

@@ -416,7 +416,8 @@ func TestHullctlDebugDump(t *testing.T) {
 		t.Fatalf("debug dump printed %q", got)
 	}
 	files := readTarGz(t, out)
-	for _, name := range []string{"README.txt", "version.txt", "hulld/stacks.log", "hulld/config.toml", "plugins.txt", "plugins.json", "objects.txt"} {
+	t.Logf("README.txt:\n%s", files["README.txt"])
+	for _, name := range []string{"README.txt", "version.txt", "hulld/stacks.log", "hulld/events.log", "hulld/config.toml", "plugins.txt", "plugins.json", "objects.txt"} {
 		if _, ok := files[name]; !ok {
 			t.Errorf("dump has no %s; it has %v", name, keys(files))
 		}
