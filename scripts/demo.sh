@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The main job: start hulld on a temporary root, create a namespace, import a
-# busybox image built here from Debian's static busybox, list it, look at its
-# content, unpack and mount its root filesystem, remove it, and stop hulld
-# cleanly. Run through `make demo` (which builds first).
+# busybox image built here from Debian's static busybox, run a container from
+# it (hullctl run --rm), run one in the background and look at it (containers
+# and tasks ls, exec, ps), stop it, remove the image, and stop hulld cleanly.
+# Run through `make demo` (which builds first; hulld finds the shim
+# containerd-shim-hull-v2 next to itself in bin/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +13,14 @@ sock="$tmp/state/hull.sock"
 hulld_pid=
 cleanup() {
 	mountpoint -q "$tmp/rootfs" 2>/dev/null && umount "$tmp/rootfs"
+	# A failed run may leave the background container: kill it, its shim
+	# goes with its last task.
+	if [ -S "$sock" ]; then
+		bin/hullctl --address "$sock" -n demo tasks kill -s SIGKILL web >/dev/null 2>&1 || true
+		sleep 0.5
+		bin/hullctl --address "$sock" -n demo tasks rm web >/dev/null 2>&1 || true
+		bin/hullctl --address "$sock" -n demo containers rm web >/dev/null 2>&1 || true
+	fi
 	if [ -n "$hulld_pid" ] && kill -0 "$hulld_pid" 2>/dev/null; then
 		kill -TERM "$hulld_pid"; wait "$hulld_pid" || true
 	fi
@@ -50,14 +60,31 @@ if command -v ctr >/dev/null; then
 	ctr --address "$sock" -n demo images ls
 fi
 
-step "unpack it into the overlayfs snapshotter and mount its root filesystem"
-hullctl -n demo images unpack docker.io/library/busybox:demo
-hullctl -n demo snapshots tree
-mkdir -p "$tmp/rootfs"
-hullctl -n demo images mount docker.io/library/busybox:demo "$tmp/rootfs"
-echo "\$ ls $tmp/rootfs/bin | head"; ls "$tmp/rootfs/bin" | head -5
-echo "\$ $tmp/rootfs/bin/busybox echo ..."; "$tmp/rootfs/bin/busybox" echo "hello from the image's own busybox"
-hullctl -n demo images unmount "$tmp/rootfs"
+step "run a container from it: hullctl run --rm (hulld starts hull's shim, the shim runs runc)"
+hullctl -n demo run --rm --fifo-dir "$tmp/fifo" docker.io/library/busybox:demo hello \
+	sh -c 'echo "hello from a hull container: $(hostname), pid $$, user $(id -u)"'
+
+step "the exit code of hullctl run is the container's"
+set +e
+hullctl -n demo run --rm --fifo-dir "$tmp/fifo" docker.io/library/busybox:demo exits sh -c 'exit 7'
+code=$?
+set -e
+echo "exit code: $code"
+[ "$code" = 7 ]
+
+step "run one in the background, then look at it"
+hullctl -n demo run -d --fifo-dir "$tmp/fifo" docker.io/library/busybox:demo web sleep 600
+hullctl -n demo containers ls
+hullctl -n demo tasks ls
+hullctl -n demo tasks exec --fifo-dir "$tmp/fifo" --exec-id look web sh -c 'echo "inside: $(cat /proc/1/cmdline | tr "\0" " ")"; cat /proc/net/dev | tail -n +3 | cut -d: -f1'
+hullctl -n demo tasks ps web
+
+step "stop it and remove it"
+hullctl -n demo tasks kill -s SIGKILL web
+for _ in $(seq 50); do bin/hullctl --address "$sock" -n demo tasks ls | grep -q "web.*STOPPED" && break; sleep 0.1; done
+hullctl -n demo tasks rm web
+hullctl -n demo containers rm web
+hullctl -n demo containers ls
 
 step "remove the image: garbage collection frees its content and snapshots"
 hullctl -n demo images rm --sync docker.io/library/busybox:demo
