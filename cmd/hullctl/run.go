@@ -515,13 +515,15 @@ snapshot too. --detach starts the task and prints the container's id.`,
 			if err != nil {
 				return err
 			}
-			// Not cancelled by Ctrl-C: hullctl forwards that to the
-			// container and still has to clean up after it.
-			ctx := context.WithoutCancel(e.ctx(c))
-			ct, err := e.createContainer(ctx, c, cl, cs)
+			// Ctrl-C stops the creation (the client's lease drops what
+			// was made); once the task exists it is forwarded to the
+			// container instead, and hullctl still has to clean up, so
+			// the rest is not cancelled by it.
+			ct, err := e.createContainer(e.ctx(c), c, cl, cs)
 			if err != nil {
 				return err
 			}
+			ctx := context.WithoutCancel(e.ctx(c))
 			if c.Bool("generate-id") && !detach {
 				fmt.Fprintln(e.stderr, cs.id)
 			}

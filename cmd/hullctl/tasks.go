@@ -139,6 +139,11 @@ func (e *env) follow(ctx context.Context, c *cli.Context, p client.Process, tty,
 		signal.Notify(sigc, unix.SIGWINCH)
 	}
 	if start {
+		// A signal that came before ours was registered cancelled the
+		// command's context: the user wants out, so do not start.
+		if c.Context.Err() != nil {
+			return 0, fmt.Errorf("%q: interrupted before it started", p.ID())
+		}
 		if err := p.Start(ctx); err != nil {
 			return 0, named("process", p.ID(), err)
 		}

@@ -395,6 +395,21 @@ func TestHullctlRunBadInput(t *testing.T) {
 	f.fails([]string{"usage"}, "run", ref)
 	f.fails([]string{"--rm", "--detach"}, "run", "--rm", "-d", ref, "m", "true")
 	f.fails([]string{"nosuchuser"}, "run", "--rm", "--user", "nosuchuser", ref, "m", "true")
+	// A detached task has no FIFOs to attach to; --log-file keeps its
+	// output.
+	logFile := filepath.Join(t.TempDir(), "out.log")
+	f.ok("run", "-d", "--log-file", logFile, ref, "quiet", "sh", "-c", "echo to-the-log; sleep 600")
+	f.waitStatus("quiet", "RUNNING")
+	f.fails([]string{`"quiet"`, "no stdio FIFOs"}, "tasks", "attach", "quiet")
+	deadline := time.Now().Add(10 * time.Second)
+	for b, _ := os.ReadFile(logFile); !strings.Contains(string(b), "to-the-log"); b, _ = os.ReadFile(logFile) {
+		if time.Now().After(deadline) {
+			t.Fatalf("--log-file %s holds %q", logFile, b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	f.fails([]string{"--log-file", "--detach"}, "run", "--log-file", logFile, ref, "m", "true")
+	f.ok("containers", "rm", "-f", "quiet")
 	f.fails([]string{"ghost"}, "tasks", "kill", "ghost")
 	f.fails([]string{"SIGNOPE"}, "tasks", "kill", "-s", "SIGNOPE", "ghost")
 	f.fails([]string{"ghost"}, "containers", "info", "ghost")
