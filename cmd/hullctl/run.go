@@ -80,7 +80,7 @@ func containerFlags() []cli.Flag {
 		&cli.StringFlag{Name: "hostname", Usage: "hostname of the container (default: its id)"},
 		&cli.StringFlag{Name: "memory-limit", Usage: "memory limit, in bytes or with a unit: 64m, 1.5g, 512KiB (binary units)"},
 		&cli.StringFlag{Name: "cpus", Usage: "CPU limit, in CPUs (1.5 = one and a half)"},
-		&cli.BoolFlag{Name: "privileged", Usage: "every capability, every device, no seccomp filter"},
+		&cli.BoolFlag{Name: "privileged", Usage: "every capability (of those hullctl itself may have), every device, no seccomp filter, no masked paths"},
 		&cli.BoolFlag{Name: "net-host", Usage: "share the host's network namespace (and its /etc/hosts and /etc/resolv.conf)"},
 		&cli.BoolFlag{Name: "read-only", Usage: "mount the root filesystem read-only"},
 		&cli.BoolFlag{Name: "seccomp", Usage: "apply hull's default seccomp profile"},
