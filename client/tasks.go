@@ -348,6 +348,11 @@ type ProcessDeleteOpts func(ctx context.Context, p Process) error
 // WithProcessKill kills a process that still runs (SIGKILL, every process
 // of the container for a task) and waits for it before it is deleted.
 func WithProcessKill(ctx context.Context, p Process) error {
+	// An exited process needs no kill: asking is one cheap call, while a
+	// kill runs the runtime (runc kill) for nothing.
+	if st, err := p.Status(ctx); err == nil && st.Status == Stopped {
+		return nil
+	}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	exited, err := p.Wait(wctx)
