@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/platforms"
@@ -26,6 +27,12 @@ type Image struct {
 	client   *Client
 	img      images.Image
 	platform platforms.MatchComparer
+
+	// The manifest and config are read once: they are content, immutable
+	// by digest, and making a container asks for them several times. The
+	// bytes are kept and decoded per call, so callers own what they get.
+	mu    sync.Mutex
+	blobs map[digest.Digest][]byte
 }
 
 // ImageOpt configures GetImage and NewImage.
@@ -69,6 +76,12 @@ func (i *Image) Metadata() images.Image { return i.img }
 
 // Manifest returns the image's manifest for the Image's platform.
 func (i *Image) Manifest(ctx context.Context) (ocispec.Manifest, error) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.manifestLocked(ctx)
+}
+
+func (i *Image) manifestLocked(ctx context.Context) (ocispec.Manifest, error) {
 	desc, err := i.client.PlatformManifest(ctx, i.img.Target, i.platform)
 	if err != nil {
 		return ocispec.Manifest{}, fmt.Errorf("image %q: %w", i.img.Name, err)
@@ -83,7 +96,9 @@ func (i *Image) Manifest(ctx context.Context) (ocispec.Manifest, error) {
 // Config returns the image's config (entrypoint, environment, user, diff
 // IDs...) for the Image's platform.
 func (i *Image) Config(ctx context.Context) (ocispec.Image, error) {
-	m, err := i.Manifest(ctx)
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	m, err := i.manifestLocked(ctx)
 	if err != nil {
 		return ocispec.Image{}, err
 	}
@@ -94,15 +109,22 @@ func (i *Image) Config(ctx context.Context) (ocispec.Image, error) {
 	return cfg, nil
 }
 
-// readJSON decodes the small blob desc into v; an oversized or malformed
+// readJSON decodes the small blob desc into v (i.mu held); an oversized or malformed
 // blob is InvalidArgument naming the image and the blob.
 func (i *Image) readJSON(ctx context.Context, desc ocispec.Descriptor, v any) error {
 	if desc.Size > maxImageBlobSize {
 		return fmt.Errorf("image %q: blob %s is %d bytes, more than %d: %w", i.img.Name, desc.Digest, desc.Size, maxImageBlobSize, errdefs.ErrInvalidArgument)
 	}
-	data, err := ReadBlob(ctx, i.client.ContentStore(), desc)
-	if err != nil {
-		return fmt.Errorf("image %q: read %s: %w", i.img.Name, desc.Digest, err)
+	data, ok := i.blobs[desc.Digest]
+	if !ok {
+		var err error
+		if data, err = ReadBlob(ctx, i.client.ContentStore(), desc); err != nil {
+			return fmt.Errorf("image %q: read %s: %w", i.img.Name, desc.Digest, err)
+		}
+		if i.blobs == nil {
+			i.blobs = map[digest.Digest][]byte{}
+		}
+		i.blobs[desc.Digest] = data
 	}
 	if err := json.Unmarshal(data, v); err != nil {
 		return fmt.Errorf("image %q: decode %s (%s): %v: %w", i.img.Name, desc.Digest, desc.MediaType, err, errdefs.ErrInvalidArgument)

@@ -207,10 +207,12 @@ func (m *Manager) Create(ctx context.Context, id string, opts CreateOpts) (_ *Ta
 	m.logs[k] = logf
 	m.mu.Unlock()
 
+	began := time.Now()
 	boot, err := m.startShim(ctx, binary, b, optBytes)
 	if err != nil {
 		return nil, err
 	}
+	shimStarted := time.Since(began)
 	started = true
 	if err := b.writeRecord(shimRecord{Runtime: runtime, Binary: binary, Address: boot.Address, Version: boot.Version}); err != nil {
 		return nil, err
@@ -234,6 +236,8 @@ func (m *Manager) Create(ctx context.Context, id string, opts CreateOpts) (_ *Ta
 	m.mu.Lock()
 	m.tasks[k] = t
 	m.mu.Unlock()
+	m.log.Debug("task created", "namespace", ns, "id", id, "runtime", runtime, "pid", t.Pid,
+		"shim_start", shimStarted, "create", time.Since(began)-shimStarted)
 	return t, nil
 }
 
@@ -423,7 +427,13 @@ func (m *Manager) Delete(ctx context.Context, id string) (Exit, error) {
 	}
 	exit := Exit{Pid: resp.Pid, Status: resp.ExitStatus, ExitedAt: protoconv.FromTime(resp.ExitedAt)}
 	m.forget(t)
-	t.shim.shutdown(context.WithoutCancel(ctx), t.Namespace, id)
+	// The shim exits while it answers Shutdown, so the answer may only be
+	// the connection closing: nobody needs to wait for that.
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		t.shim.shutdown(context.WithoutCancel(ctx), t.Namespace, id)
+	}()
 	m.closeLog(k)
 	if err := t.bundle.remove(); err != nil {
 		m.log.Warn("remove bundle", "namespace", t.Namespace, "id", id, "error", err)

@@ -1,0 +1,291 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hullrt/hull/core/mount"
+	"github.com/hullrt/hull/internal/hulltest"
+	"github.com/hullrt/hull/internal/testimage"
+)
+
+// runtimeDaemons starts hulld (with hull's shim next to it) and Debian's
+// containerd (with its runc shim) and imports the busybox test image into
+// both, in namespace "bench".
+type runtimeDaemons struct {
+	hull      *hulltest.Daemon
+	ctrd      *hulltest.Containerd
+	hullctl   string
+	ref       string
+	fifos     string
+	runcRoot  string // containerd's runc state, under its own state dir
+	hullFifos string
+}
+
+func startRuntimeDaemons(b *testing.B) *runtimeDaemons {
+	b.Helper()
+	hulltest.Build(b, "containerd-shim-hull-v2", "github.com/hullrt/hull/cmd/containerd-shim-hull-v2")
+	r := &runtimeDaemons{
+		hull:    startHull(b, ""),
+		ctrd:    startContainerd(b, ""),
+		hullctl: hulltest.Build(b, "hullctl", "github.com/hullrt/hull/cmd/hullctl"),
+		ref:     "example.test/busybox:bench",
+	}
+	r.fifos, r.hullFifos = b.TempDir(), b.TempDir()
+	r.runcRoot = filepath.Join(r.ctrd.State, "runc")
+	files, err := testimage.BusyboxFiles()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var archive bytes.Buffer
+	if err := testimage.WriteOCIArchive(&archive, r.ref, testimage.New([]string{"/bin/sh"}, files)); err != nil {
+		b.Fatal(err)
+	}
+	path := filepath.Join(b.TempDir(), "busybox.tar")
+	if err := os.WriteFile(path, archive.Bytes(), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	for _, addr := range []string{r.hull.Address, r.ctrd.Address} {
+		if _, err := run("ctr", "--address", addr, "-n", "bench", "images", "import", path); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Cleanup(r.reap)
+	return r
+}
+
+func (r *runtimeDaemons) hullRun(args ...string) []string {
+	return append([]string{"--address", r.hull.Address, "--namespace", "bench", "run", "--fifo-dir", r.hullFifos}, args...)
+}
+
+func (r *runtimeDaemons) ctrRun(args ...string) []string {
+	return append([]string{"--address", r.ctrd.Address, "-n", "bench", "run", "--fifo-dir", r.fifos, "--runc-root", r.runcRoot}, args...)
+}
+
+// reap kills what a failed benchmark left running under either daemon.
+func (r *runtimeDaemons) reap() {
+	for _, root := range []string{filepath.Join(r.hull.State, "runc", "bench"), filepath.Join(r.runcRoot, "bench")} {
+		ids, _ := os.ReadDir(root)
+		for _, id := range ids {
+			exec.Command("runc", "--root", root, "delete", "--force", id.Name()).Run()
+		}
+	}
+	for _, addr := range []string{r.hull.Address, r.ctrd.Address} {
+		for _, pid := range shimsOf(addr) {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	for _, dir := range []string{r.hull.State, r.hull.Root, r.ctrd.State, r.ctrd.Root} {
+		ms, _ := mount.MountedUnder(dir)
+		for _, m := range ms {
+			mount.UnmountAll(m)
+		}
+	}
+}
+
+// shimsOf returns the pids of the shims serving the daemon at address.
+func shimsOf(address string) []int {
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmd, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(cmd), "\x00")
+		if !strings.Contains(filepath.Base(args[0]), "containerd-shim") {
+			continue
+		}
+		for i := 0; i+1 < len(args); i++ {
+			if args[i] == "-address" && args[i+1] == address {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids
+}
+
+// runcFloor prepares a busybox bundle and returns the median time of
+// `runc run` of /bin/true over n runs: what starting a container costs
+// with no daemon at all.
+func runcFloor(b *testing.B, n int) time.Duration {
+	b.Helper()
+	dir := b.TempDir()
+	rootfs := filepath.Join(dir, "rootfs")
+	files, err := testimage.BusyboxFiles()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, f := range files {
+		p := filepath.Join(rootfs, f.Name)
+		switch f.Type {
+		case '5':
+			os.MkdirAll(p, 0o755)
+		case '2':
+			os.MkdirAll(filepath.Dir(p), 0o755)
+			os.Symlink(f.Linkname, p)
+		default:
+			os.MkdirAll(filepath.Dir(p), 0o755)
+			mode := os.FileMode(f.Mode)
+			if mode == 0 {
+				mode = 0o644
+			}
+			os.WriteFile(p, f.Data, mode)
+		}
+	}
+	if _, err := runIn(dir, "runc", "spec"); err != nil {
+		b.Fatal(err)
+	}
+	cfgPath := filepath.Join(dir, "config.json")
+	data, _ := os.ReadFile(cfgPath)
+	var spec map[string]any
+	if err := json.Unmarshal(data, &spec); err != nil {
+		b.Fatal(err)
+	}
+	proc := spec["process"].(map[string]any)
+	proc["terminal"] = false
+	proc["args"] = []string{"/bin/true"}
+	data, _ = json.Marshal(spec)
+	os.WriteFile(cfgPath, data, 0o600)
+	root := filepath.Join(dir, "runc-root")
+	var times []time.Duration
+	for i := 0; i < n; i++ {
+		d, err := run("runc", "--root", root, "run", "--bundle", dir, fmt.Sprintf("floor%d", i))
+		if err != nil {
+			b.Fatal(err)
+		}
+		times = append(times, d)
+	}
+	return median(times)
+}
+
+func runIn(dir, name string, args ...string) (string, error) {
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// BenchmarkRunRm times `run --rm` of a busybox container running
+// /bin/true end to end through each CLI (hullctl against hulld with hull's
+// shim, ctr against containerd with its runc shim), alternating, 20 runs
+// each. Target: hull <= 0.75x containerd's median. The floor is `runc run`
+// of a prepared bundle with no daemon.
+func BenchmarkRunRm(b *testing.B) {
+	const target, runs = 0.75, 20
+	r := startRuntimeDaemons(b)
+	var hullTimes, ctrdTimes []time.Duration
+	for i := -2; i < runs; i++ { // two warm-up runs each
+		id := fmt.Sprintf("rm%d", i+2)
+		h, err := run(r.hullctl, r.hullRun("--rm", r.ref, id, "/bin/true")...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		c, err := run("ctr", r.ctrRun("--rm", r.ref, id, "/bin/true")...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if i >= 0 {
+			hullTimes, ctrdTimes = append(hullTimes, h), append(ctrdTimes, c)
+		}
+	}
+	floor := runcFloor(b, runs)
+	h, c := median(hullTimes), median(ctrdTimes)
+	report(b, "run-rm", "containerd", h, c, target,
+		fmt.Sprintf("floor (runc run, no daemon) %s: hull %.2fx floor, containerd %.2fx floor", ms(floor), float64(h)/float64(floor), float64(c)/float64(floor)))
+	b.ReportMetric(float64(floor)/float64(time.Millisecond), "runc-floor-ms")
+}
+
+// BenchmarkRun50 starts 50 `sleep 600` containers concurrently through
+// each CLI and times until all run; then compares the resident size of one
+// shim (the mean over the 50) and of the daemon with the 50 running.
+// Targets: time <= 0.75x, shim RSS <= 0.6x, daemon RSS <= 0.7x containerd.
+func BenchmarkRun50(b *testing.B) {
+	const n = 50
+	r := startRuntimeDaemons(b)
+	start50 := func(name string, argsOf func(id string) []string) time.Duration {
+		var wg sync.WaitGroup
+		errs := make(chan error, n)
+		begin := time.Now()
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				if _, err := run(name, argsOf(fmt.Sprintf("c%02d", i))...); err != nil {
+					errs <- err
+				}
+			}(i)
+		}
+		wg.Wait()
+		d := time.Since(begin)
+		close(errs)
+		for err := range errs {
+			b.Fatal(err)
+		}
+		return d
+	}
+	hullTime := start50(r.hullctl, func(id string) []string { return r.hullRun("-d", r.ref, id, "sleep", "600") })
+	ctrdTime := start50("ctr", func(id string) []string { return r.ctrRun("-d", r.ref, id, "sleep", "600") })
+	time.Sleep(2 * time.Second) // let both settle after the burst
+
+	meanShim := func(addr string) (float64, int) {
+		pids := shimsOf(addr)
+		var sum int64
+		for _, pid := range pids {
+			rss, _, err := rssKiB(pid)
+			if err != nil {
+				b.Fatal(err)
+			}
+			sum += rss
+		}
+		if len(pids) == 0 {
+			b.Fatalf("no shims found for %s", addr)
+		}
+		return float64(sum) / float64(len(pids)), len(pids)
+	}
+	hShim, hN := meanShim(r.hull.Address)
+	cShim, cN := meanShim(r.ctrd.Address)
+	hRSS, _, err := rssKiB(r.hull.PID())
+	if err != nil {
+		b.Fatal(err)
+	}
+	cRSS, _, err := rssKiB(r.ctrd.PID())
+	if err != nil {
+		b.Fatal(err)
+	}
+	report(b, "run-50-concurrent", "containerd", hullTime, ctrdTime, 0.75, "")
+	verdict := func(ratio, target float64) string {
+		if ratio <= target {
+			return "met"
+		}
+		return "MISSED"
+	}
+	shimRatio, dRatio := hShim/cShim, float64(hRSS)/float64(cRSS)
+	fmt.Printf("shim-rss: hull %.1fMiB (%d shims) containerd-shim-runc-v2 %.1fMiB (%d shims) ratio %.2f (target <= 0.60, %s)\n",
+		hShim/1024, hN, cShim/1024, cN, shimRatio, verdict(shimRatio, 0.6))
+	fmt.Printf("daemon-rss-50-running: hull %.1fMiB containerd %.1fMiB ratio %.2f (target <= 0.70, %s)\n",
+		mib(hRSS), mib(cRSS), dRatio, verdict(dRatio, 0.7))
+	b.ReportMetric(shimRatio, "shim-hull/containerd")
+	b.ReportMetric(dRatio, "daemon-hull/containerd")
+
+	// Stop everything through the CLIs, as a user would.
+	for i := 0; i < n; i++ {
+		id := fmt.Sprintf("c%02d", i)
+		run(r.hullctl, "--address", r.hull.Address, "--namespace", "bench", "tasks", "kill", "-s", "SIGKILL", id)
+		run("ctr", "--address", r.ctrd.Address, "-n", "bench", "tasks", "kill", "-s", "SIGKILL", id)
+	}
+}
