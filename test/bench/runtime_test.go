@@ -238,8 +238,12 @@ func BenchmarkRun50(b *testing.B) {
 		}
 		return d
 	}
+	hCPU0, _ := cpuTime(r.hull.PID())
 	hullTime := start50(r.hullctl, func(id string) []string { return r.hullRun("-d", r.ref, id, "sleep", "600") })
+	hCPU1, _ := cpuTime(r.hull.PID())
+	cCPU0, _ := cpuTime(r.ctrd.PID())
 	ctrdTime := start50("ctr", func(id string) []string { return r.ctrRun("-d", r.ref, id, "sleep", "600") })
+	cCPU1, _ := cpuTime(r.ctrd.PID())
 	time.Sleep(2 * time.Second) // let both settle after the burst
 
 	meanShim := func(addr string) (float64, int) {
@@ -267,7 +271,18 @@ func BenchmarkRun50(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	report(b, "run-50-concurrent", "containerd", hullTime, ctrdTime, 0.75, "")
+	shimCPU := func(addr string) time.Duration {
+		var sum time.Duration
+		pids := shimsOf(addr)
+		for _, pid := range pids {
+			c, _ := cpuTime(pid)
+			sum += c
+		}
+		return sum / time.Duration(max(len(pids), 1))
+	}
+	report(b, "run-50-concurrent", "containerd", hullTime, ctrdTime, 0.75,
+		fmt.Sprintf("daemon CPU during the burst: hull %s containerd %s; CPU per shim so far: hull %s containerd %s",
+			ms(hCPU1-hCPU0), ms(cCPU1-cCPU0), ms(shimCPU(r.hull.Address)), ms(shimCPU(r.ctrd.Address))))
 	verdict := func(ratio, target float64) string {
 		if ratio <= target {
 			return "met"
