@@ -15,9 +15,7 @@
 package bootstrap
 
 import (
-	"flag"
 	"fmt"
-	"io"
 	"strings"
 
 	"github.com/containerd/errdefs"
@@ -36,33 +34,76 @@ type Args struct {
 	Action string
 }
 
-// ParseArgs parses the shim's command line (without the program name).
+// ParseArgs parses the shim's command line (without the program name):
+// Go flag syntax (-name value, -name=value, -debug, an optional second
+// dash) followed by at most one action. It is parsed by hand rather than
+// with package flag, which would add its code to every shim's resident
+// size for a dozen lines of work.
 func ParseArgs(args []string) (Args, error) {
 	var a Args
-	fs := flag.NewFlagSet("containerd-shim-hull-v2", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.StringVar(&a.Namespace, "namespace", "", "namespace of the task")
-	fs.StringVar(&a.Address, "address", "", "the daemon's gRPC address")
-	fs.StringVar(&a.PublishBinary, "publish-binary", "", "the daemon's binary (unused: events go over ttrpc)")
-	fs.StringVar(&a.ID, "id", "", "id of the task")
-	fs.StringVar(&a.Bundle, "bundle", "", "bundle directory (delete)")
-	fs.BoolVar(&a.Debug, "debug", false, "debug logging")
-	fs.StringVar(&a.Socket, "socket", "", "socket address to serve")
-	if err := fs.Parse(args); err != nil {
-		return a, fmt.Errorf("shim arguments %q: %w: %w", strings.Join(args, " "), err, errdefs.ErrInvalidArgument)
+	strs := map[string]*string{
+		"namespace": &a.Namespace, "address": &a.Address, "publish-binary": &a.PublishBinary,
+		"id": &a.ID, "bundle": &a.Bundle, "socket": &a.Socket,
 	}
-	switch rest := fs.Args(); {
+	bad := func(format string, v ...any) (Args, error) {
+		return a, fmt.Errorf("shim arguments %q: %s: %w", strings.Join(args, " "), fmt.Sprintf(format, v...), errdefs.ErrInvalidArgument)
+	}
+	i := 0
+	for ; i < len(args); i++ {
+		arg := args[i]
+		if arg == "--" {
+			i++
+			break
+		}
+		if len(arg) < 2 || arg[0] != '-' {
+			break
+		}
+		name := strings.TrimPrefix(strings.TrimPrefix(arg, "-"), "-")
+		value, hasValue := "", false
+		if k, v, ok := strings.Cut(name, "="); ok {
+			name, value, hasValue = k, v, true
+		}
+		if name == "debug" || name == "v" {
+			b := true
+			if hasValue {
+				switch value {
+				case "true", "1":
+				case "false", "0":
+					b = false
+				default:
+					return bad("-%s=%s: not a boolean", name, value)
+				}
+			}
+			if name == "debug" {
+				a.Debug = b
+			}
+			continue
+		}
+		p, ok := strs[name]
+		if !ok {
+			return bad("unknown flag -%s", name)
+		}
+		if !hasValue {
+			if i+1 >= len(args) {
+				return bad("-%s needs a value", name)
+			}
+			i++
+			value = args[i]
+		}
+		*p = value
+	}
+	switch rest := args[i:]; {
 	case len(rest) == 0:
 	case len(rest) == 1 && (rest[0] == "start" || rest[0] == "delete"):
 		a.Action = rest[0]
 	default:
-		return a, fmt.Errorf("shim arguments: unknown action %q: %w", strings.Join(rest, " "), errdefs.ErrInvalidArgument)
+		return bad("unknown action %q", strings.Join(rest, " "))
 	}
 	if a.Namespace == "" {
-		return a, fmt.Errorf("shim arguments: -namespace is required: %w", errdefs.ErrInvalidArgument)
+		return bad("-namespace is required")
 	}
 	if a.ID == "" {
-		return a, fmt.Errorf("shim arguments: -id is required: %w", errdefs.ErrInvalidArgument)
+		return bad("-id is required")
 	}
 	return a, nil
 }

@@ -16,7 +16,7 @@ import (
 	"syscall"
 	"time"
 
-	taskv3 "github.com/containerd/containerd/api/runtime/task/v3"
+	taskv2 "github.com/containerd/containerd/api/runtime/task/v2"
 	"github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/ttrpc"
@@ -185,7 +185,7 @@ func Delete(a Args) ([]byte, error) {
 			os.Remove(p)
 		}
 	}
-	return proto.Marshal(&taskv3.DeleteResponse{ExitStatus: 128 + uint32(unix.SIGKILL), ExitedAt: timestamppb.Now()})
+	return proto.Marshal(&taskv2.DeleteResponse{ExitStatus: 128 + uint32(unix.SIGKILL), ExitedAt: timestamppb.Now()})
 }
 
 // Serve is the long-lived shim: it serves the task API until a Shutdown

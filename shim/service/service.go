@@ -12,7 +12,7 @@ import (
 	"sync"
 
 	eventstypes "github.com/containerd/containerd/api/events"
-	taskv3 "github.com/containerd/containerd/api/runtime/task/v3"
+	taskv2 "github.com/containerd/containerd/api/runtime/task/v2"
 	"github.com/containerd/containerd/api/types/runc/options"
 	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/errdefs"
@@ -63,7 +63,7 @@ func New(cfg Config) *Service {
 // exit.
 func (s *Service) Done() <-chan struct{} { return s.done }
 
-var _ taskv3.TTRPCTaskService = (*Service)(nil)
+var _ taskv2.TTRPCTaskService = (*Service)(nil)
 
 func (s *Service) container(id string) (*task.Container, error) {
 	s.mu.Lock()
@@ -100,7 +100,7 @@ func runcOptions(a *anypb.Any) (*options.Options, error) {
 }
 
 // Create creates the container's init process.
-func (s *Service) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (*taskv3.CreateTaskResponse, error) {
+func (s *Service) Create(ctx context.Context, r *taskv2.CreateTaskRequest) (*taskv2.CreateTaskResponse, error) {
 	opts, err := runcOptions(r.Options)
 	if err != nil {
 		return nil, err
@@ -141,11 +141,11 @@ func (s *Service) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (*tas
 		Rootfs: r.Rootfs, IO: &eventstypes.TaskIO{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal},
 		Checkpoint: r.Checkpoint, Pid: pid})
 	s.cfg.Log.Debug("created", "id", r.ID, "pid", pid)
-	return &taskv3.CreateTaskResponse{Pid: pid}, nil
+	return &taskv2.CreateTaskResponse{Pid: pid}, nil
 }
 
 // Start starts the init process or an exec.
-func (s *Service) Start(ctx context.Context, r *taskv3.StartRequest) (*taskv3.StartResponse, error) {
+func (s *Service) Start(ctx context.Context, r *taskv2.StartRequest) (*taskv2.StartResponse, error) {
 	c, err := s.container(r.ID)
 	if err != nil {
 		return nil, err
@@ -154,11 +154,11 @@ func (s *Service) Start(ctx context.Context, r *taskv3.StartRequest) (*taskv3.St
 	if err != nil {
 		return nil, err
 	}
-	return &taskv3.StartResponse{Pid: uint32(p.Pid())}, nil
+	return &taskv2.StartResponse{Pid: uint32(p.Pid())}, nil
 }
 
 // Delete deletes an exec, or the container when ExecID is empty.
-func (s *Service) Delete(ctx context.Context, r *taskv3.DeleteRequest) (*taskv3.DeleteResponse, error) {
+func (s *Service) Delete(ctx context.Context, r *taskv2.DeleteRequest) (*taskv2.DeleteResponse, error) {
 	c, err := s.container(r.ID)
 	if err != nil {
 		return nil, err
@@ -178,7 +178,7 @@ func (s *Service) Delete(ctx context.Context, r *taskv3.DeleteRequest) (*taskv3.
 		return nil, err
 	}
 	status, at, _ := p.Exit()
-	resp := &taskv3.DeleteResponse{Pid: uint32(p.Pid()), ExitStatus: uint32(status), ExitedAt: timestamppb.New(at)}
+	resp := &taskv2.DeleteResponse{Pid: uint32(p.Pid()), ExitStatus: uint32(status), ExitedAt: timestamppb.New(at)}
 	if r.ExecID == "" {
 		s.cfg.Events.Publish(events.TopicDelete, &eventstypes.TaskDelete{ContainerID: r.ID, Pid: resp.Pid,
 			ExitStatus: resp.ExitStatus, ExitedAt: resp.ExitedAt, ID: r.ID})
@@ -187,7 +187,7 @@ func (s *Service) Delete(ctx context.Context, r *taskv3.DeleteRequest) (*taskv3.
 }
 
 // Pids lists the container's processes.
-func (s *Service) Pids(ctx context.Context, r *taskv3.PidsRequest) (*taskv3.PidsResponse, error) {
+func (s *Service) Pids(ctx context.Context, r *taskv2.PidsRequest) (*taskv2.PidsResponse, error) {
 	c, err := s.container(r.ID)
 	if err != nil {
 		return nil, err
@@ -196,7 +196,7 @@ func (s *Service) Pids(ctx context.Context, r *taskv3.PidsRequest) (*taskv3.Pids
 	if err != nil {
 		return nil, err
 	}
-	resp := &taskv3.PidsResponse{}
+	resp := &taskv2.PidsResponse{}
 	for _, pid := range pids {
 		pi := &tasktypes.ProcessInfo{Pid: uint32(pid)}
 		if id, ok := execs[pid]; ok {
@@ -210,7 +210,7 @@ func (s *Service) Pids(ctx context.Context, r *taskv3.PidsRequest) (*taskv3.Pids
 }
 
 // Pause freezes the container.
-func (s *Service) Pause(ctx context.Context, r *taskv3.PauseRequest) (*emptypb.Empty, error) {
+func (s *Service) Pause(ctx context.Context, r *taskv2.PauseRequest) (*emptypb.Empty, error) {
 	c, err := s.container(r.ID)
 	if err != nil {
 		return nil, err
@@ -219,7 +219,7 @@ func (s *Service) Pause(ctx context.Context, r *taskv3.PauseRequest) (*emptypb.E
 }
 
 // Resume thaws the container.
-func (s *Service) Resume(ctx context.Context, r *taskv3.ResumeRequest) (*emptypb.Empty, error) {
+func (s *Service) Resume(ctx context.Context, r *taskv2.ResumeRequest) (*emptypb.Empty, error) {
 	c, err := s.container(r.ID)
 	if err != nil {
 		return nil, err
@@ -229,12 +229,12 @@ func (s *Service) Resume(ctx context.Context, r *taskv3.ResumeRequest) (*emptypb
 
 // Checkpoint is not supported: it needs CRIU, which the shim does not
 // drive yet.
-func (s *Service) Checkpoint(ctx context.Context, r *taskv3.CheckpointTaskRequest) (*emptypb.Empty, error) {
+func (s *Service) Checkpoint(ctx context.Context, r *taskv2.CheckpointTaskRequest) (*emptypb.Empty, error) {
 	return nil, fmt.Errorf("checkpoint of %q: checkpoint needs CRIU support, which is not built into containerd-shim-hull-v2 yet: %w", r.ID, errdefs.ErrNotImplemented)
 }
 
 // Kill signals a process.
-func (s *Service) Kill(ctx context.Context, r *taskv3.KillRequest) (*emptypb.Empty, error) {
+func (s *Service) Kill(ctx context.Context, r *taskv2.KillRequest) (*emptypb.Empty, error) {
 	c, err := s.container(r.ID)
 	if err != nil {
 		return nil, err
@@ -243,7 +243,7 @@ func (s *Service) Kill(ctx context.Context, r *taskv3.KillRequest) (*emptypb.Emp
 }
 
 // Exec adds an exec process to the container.
-func (s *Service) Exec(ctx context.Context, r *taskv3.ExecProcessRequest) (*emptypb.Empty, error) {
+func (s *Service) Exec(ctx context.Context, r *taskv2.ExecProcessRequest) (*emptypb.Empty, error) {
 	c, err := s.container(r.ID)
 	if err != nil {
 		return nil, err
@@ -256,7 +256,7 @@ func (s *Service) Exec(ctx context.Context, r *taskv3.ExecProcessRequest) (*empt
 }
 
 // ResizePty resizes a process's terminal.
-func (s *Service) ResizePty(ctx context.Context, r *taskv3.ResizePtyRequest) (*emptypb.Empty, error) {
+func (s *Service) ResizePty(ctx context.Context, r *taskv2.ResizePtyRequest) (*emptypb.Empty, error) {
 	_, p, err := s.process(r.ID, r.ExecID)
 	if err != nil {
 		return nil, err
@@ -265,7 +265,7 @@ func (s *Service) ResizePty(ctx context.Context, r *taskv3.ResizePtyRequest) (*e
 }
 
 // CloseIO closes a process's stdin.
-func (s *Service) CloseIO(ctx context.Context, r *taskv3.CloseIORequest) (*emptypb.Empty, error) {
+func (s *Service) CloseIO(ctx context.Context, r *taskv2.CloseIORequest) (*emptypb.Empty, error) {
 	_, p, err := s.process(r.ID, r.ExecID)
 	if err != nil {
 		return nil, err
@@ -277,7 +277,7 @@ func (s *Service) CloseIO(ctx context.Context, r *taskv3.CloseIORequest) (*empty
 }
 
 // Update applies new resources to the container.
-func (s *Service) Update(ctx context.Context, r *taskv3.UpdateTaskRequest) (*emptypb.Empty, error) {
+func (s *Service) Update(ctx context.Context, r *taskv2.UpdateTaskRequest) (*emptypb.Empty, error) {
 	c, err := s.container(r.ID)
 	if err != nil {
 		return nil, err
@@ -289,7 +289,7 @@ func (s *Service) Update(ctx context.Context, r *taskv3.UpdateTaskRequest) (*emp
 }
 
 // Wait blocks until a process exits.
-func (s *Service) Wait(ctx context.Context, r *taskv3.WaitRequest) (*taskv3.WaitResponse, error) {
+func (s *Service) Wait(ctx context.Context, r *taskv2.WaitRequest) (*taskv2.WaitResponse, error) {
 	_, p, err := s.process(r.ID, r.ExecID)
 	if err != nil {
 		return nil, err
@@ -298,11 +298,11 @@ func (s *Service) Wait(ctx context.Context, r *taskv3.WaitRequest) (*taskv3.Wait
 		return nil, err
 	}
 	status, at, _ := p.Exit()
-	return &taskv3.WaitResponse{ExitStatus: uint32(status), ExitedAt: timestamppb.New(at)}, nil
+	return &taskv2.WaitResponse{ExitStatus: uint32(status), ExitedAt: timestamppb.New(at)}, nil
 }
 
 // Stats returns the container's cgroup metrics.
-func (s *Service) Stats(ctx context.Context, r *taskv3.StatsRequest) (*taskv3.StatsResponse, error) {
+func (s *Service) Stats(ctx context.Context, r *taskv2.StatsRequest) (*taskv2.StatsResponse, error) {
 	c, err := s.container(r.ID)
 	if err != nil {
 		return nil, err
@@ -315,12 +315,12 @@ func (s *Service) Stats(ctx context.Context, r *taskv3.StatsRequest) (*taskv3.St
 	if err != nil {
 		return nil, err
 	}
-	return &taskv3.StatsResponse{Stats: a}, nil
+	return &taskv2.StatsResponse{Stats: a}, nil
 }
 
 // Connect returns the shim's and the init process's pids.
-func (s *Service) Connect(ctx context.Context, r *taskv3.ConnectRequest) (*taskv3.ConnectResponse, error) {
-	resp := &taskv3.ConnectResponse{ShimPid: uint32(os.Getpid())}
+func (s *Service) Connect(ctx context.Context, r *taskv2.ConnectRequest) (*taskv2.ConnectResponse, error) {
+	resp := &taskv2.ConnectResponse{ShimPid: uint32(os.Getpid())}
 	if c, err := s.container(r.ID); err == nil {
 		resp.TaskPid = uint32(c.Init().Pid())
 	}
@@ -328,7 +328,7 @@ func (s *Service) Connect(ctx context.Context, r *taskv3.ConnectRequest) (*taskv
 }
 
 // Shutdown lets the shim exit once it serves no container.
-func (s *Service) Shutdown(ctx context.Context, r *taskv3.ShutdownRequest) (*emptypb.Empty, error) {
+func (s *Service) Shutdown(ctx context.Context, r *taskv2.ShutdownRequest) (*emptypb.Empty, error) {
 	s.mu.Lock()
 	n := len(s.containers)
 	s.mu.Unlock()
@@ -340,13 +340,13 @@ func (s *Service) Shutdown(ctx context.Context, r *taskv3.ShutdownRequest) (*emp
 }
 
 // State reports a process's state.
-func (s *Service) State(ctx context.Context, r *taskv3.StateRequest) (*taskv3.StateResponse, error) {
+func (s *Service) State(ctx context.Context, r *taskv2.StateRequest) (*taskv2.StateResponse, error) {
 	c, p, err := s.process(r.ID, r.ExecID)
 	if err != nil {
 		return nil, err
 	}
 	cfg := p.Config()
-	resp := &taskv3.StateResponse{ID: r.ID, Bundle: c.Bundle, Pid: uint32(p.Pid()), Status: c.Status(p),
+	resp := &taskv2.StateResponse{ID: r.ID, Bundle: c.Bundle, Pid: uint32(p.Pid()), Status: c.Status(p),
 		Stdin: cfg.Stdin, Stdout: cfg.Stdout, Stderr: cfg.Stderr, Terminal: cfg.Terminal, ExecID: r.ExecID}
 	if status, at, ok := p.Exit(); ok {
 		resp.ExitStatus, resp.ExitedAt = uint32(status), timestamppb.New(at)
@@ -356,8 +356,10 @@ func (s *Service) State(ctx context.Context, r *taskv3.StateRequest) (*taskv3.St
 
 // Register serves svc on srv as both containerd.task.v2.Task and
 // containerd.task.v3.Task. The two protocols' messages are identical on the
-// wire, so the v3 types decode v2 requests as they are.
-func Register(srv *ttrpc.Server, svc taskv3.TTRPCTaskService) {
+// wire, so the v2 types decode v3 requests as they are; the v2 package is
+// the one used because the v3 package also holds gRPC stubs, which would
+// link all of gRPC into the shim.
+func Register(srv *ttrpc.Server, svc taskv2.TTRPCTaskService) {
 	methods := map[string]ttrpc.Method{
 		"State":      method(svc.State),
 		"Create":     method(svc.Create),

@@ -13,9 +13,9 @@ package stdio
 import (
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -95,24 +95,26 @@ func (p *IO) output(target string, sameFile *os.File) (*os.File, error) {
 	if target == "" {
 		return nil, nil
 	}
-	u, err := url.Parse(target)
-	if err == nil && u.Scheme == "file" {
+	// file:///path: the process writes to the file itself. Other URI
+	// schemes (binary://, a logging binary) are not supported yet.
+	if path, ok := strings.CutPrefix(target, "file://"); ok {
 		if sameFile != nil {
 			// Two descriptors, so CloseChild may close each once.
-			return os.OpenFile(u.Path, os.O_WRONLY|os.O_APPEND, 0)
+			return os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
 		}
-		if err := os.MkdirAll(filepath.Dir(u.Path), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			return nil, err
 		}
-		f, err := os.OpenFile(u.Path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 		if err != nil {
-			return nil, fmt.Errorf("open log file %q: %w", u.Path, err)
+			return nil, fmt.Errorf("open log file %q: %w", path, err)
 		}
 		return f, nil
 	}
-	if err == nil && u.Scheme != "" && u.Scheme != "fifo" {
-		return nil, fmt.Errorf("stdio URI %q: scheme %q: %w", target, u.Scheme, errdefs.ErrNotImplemented)
+	if scheme, _, ok := strings.Cut(target, "://"); ok && scheme != "fifo" && !strings.Contains(scheme, "/") {
+		return nil, fmt.Errorf("stdio URI %q: scheme %q: %w", target, scheme, errdefs.ErrNotImplemented)
 	}
+	target = strings.TrimPrefix(target, "fifo://")
 	// A FIFO (or any path the client made): open it read-write so the
 	// open does not block and writes never see EPIPE.
 	fifo, err := os.OpenFile(target, os.O_RDWR, 0)
@@ -188,12 +190,14 @@ func (p *IO) Started() error {
 	if p.cfg.Stdin != "" && p.stdinW != nil {
 		w := p.stdinW
 		terminal := p.master != nil
+		fifo, err := openStdinFIFO(p.cfg.Stdin)
+		if err != nil {
+			return fmt.Errorf("open stdin %q: %w", p.cfg.Stdin, err)
+		}
+		p.mu.Lock()
+		p.closers = append(p.closers, fifo)
+		p.mu.Unlock()
 		go func() {
-			// Blocks until the client opens its end.
-			fifo, err := os.OpenFile(p.cfg.Stdin, os.O_RDONLY, 0)
-			if err != nil {
-				return
-			}
 			io.Copy(w, fifo)
 			fifo.Close()
 			if !terminal {
