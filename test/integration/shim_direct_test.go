@@ -431,3 +431,40 @@ func readAllNonblock(f *os.File) string {
 }
 
 func protoUnmarshal(b []byte, m *taskv2.DeleteResponse) error { return proto.Unmarshal(b, m) }
+
+// TestShimDirectOOM: a process killed by the memory limit shows up as a
+// /tasks/oom event, and its metrics count the OOM kill.
+func TestShimDirectOOM(t *testing.T) {
+	d := newDirectShim(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	bundle := d.bundle(t, "oom", func(s *specs.Spec) {
+		limit, swap := int64(16<<20), int64(16<<20)
+		s.Linux.Resources = &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &limit, Swap: &swap}}
+		// The first sh holds the cgroup open for Stats; the second
+		// grows until the kernel kills it.
+		s.Process.Args = []string{"sh", "-c", `sh -c 'a=$(head -c 64000000 /dev/zero | tr "\0" a); echo survived' ; sleep 1000`}
+	})
+	addr := d.start(t, bundle, "oom")
+	c := taskv3.NewTTRPCTaskClient(dialShim(t, addr))
+	if _, err := c.Create(ctx, &taskv3.CreateTaskRequest{ID: "oom", Bundle: bundle}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Start(ctx, &taskv3.StartRequest{ID: "oom"}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(strings.Join(d.events.seen(), " "), "/tasks/oom") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no OOM event; events %v", d.events.seen())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.Kill(ctx, &taskv3.KillRequest{ID: "oom", Signal: 9})
+	c.Wait(ctx, &taskv3.WaitRequest{ID: "oom"})
+	if _, err := c.Delete(ctx, &taskv3.DeleteRequest{ID: "oom"}); err != nil {
+		t.Fatal(err)
+	}
+	c.Shutdown(ctx, &taskv3.ShutdownRequest{ID: "oom"})
+	waitGone(t, strings.TrimPrefix(addr, "unix://"))
+}
