@@ -23,7 +23,7 @@ deps:
 	./scripts/deps.sh
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/hulld ./cmd/hullctl ./cmd/hull-snapshotter ./cmd/containerd-shim-hull-v2
+	CGO_ENABLED=0 $(GO) build -trimpath -tags urfave_cli_no_docs -ldflags '$(LDFLAGS)' -o bin/ ./cmd/hulld ./cmd/hullctl ./cmd/hull-snapshotter ./cmd/containerd-shim-hull-v2
 
 install: build
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/systemd/system

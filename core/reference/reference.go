@@ -8,6 +8,7 @@
 package reference
 
 import (
+	"sync"
 	// go-digest only knows the algorithms whose hash is linked in; without
 	// these, sha256 and sha512 digests would fail to validate.
 	_ "crypto/sha256"
@@ -39,15 +40,21 @@ var (
 	// hostRe is a DNS name or a bracketed IPv6 address, with an optional
 	// port. Upper case is allowed: host names are case-insensitive and
 	// docker accepts them.
-	hostRe = regexp.MustCompile(`^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?$`)
+	hostRe = lazyRegexp(`^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?$`)
 	// componentRe is one path component of the distribution spec.
-	componentRe = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$`)
+	componentRe = lazyRegexp(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$`)
 	// tagRe is the distribution spec's tag grammar.
-	tagRe = regexp.MustCompile(`^\w[\w.-]{0,127}$`)
+	tagRe = lazyRegexp(`^\w[\w.-]{0,127}$`)
 	// imageIDRe catches an image ID typed where a name was expected: it
 	// would otherwise become docker.io/library/<hex>:latest.
-	imageIDRe = regexp.MustCompile(`^[a-f0-9]{64}$`)
+	imageIDRe = lazyRegexp(`^[a-f0-9]{64}$`)
 )
+
+// lazyRegexp compiles expr on first use: every CLI invocation links this
+// package, and most never parse a reference.
+func lazyRegexp(expr string) func() *regexp.Regexp {
+	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) })
+}
 
 // Reference is a parsed, fully qualified image reference.
 type Reference struct {
@@ -118,7 +125,7 @@ func ParseNormalized(s string) (ref Reference, changed bool, err error) {
 	if s == "" {
 		return Reference{}, false, invalid(s, "reference must not be empty")
 	}
-	if imageIDRe.MatchString(s) {
+	if imageIDRe().MatchString(s) {
 		return Reference{}, false, invalid(s, "this is an image ID (64 hex digits), not a reference; use a name such as busybox or docker.io/library/busybox")
 	}
 	rest, tag, dgst, err := splitTagDigest(s, s)
@@ -165,7 +172,7 @@ func splitTagDigest(orig, s string) (rest, tag string, dgst digest.Digest, err e
 		if tag == "" {
 			return "", "", "", invalid(orig, "empty tag after ':'")
 		}
-		if !tagRe.MatchString(tag) {
+		if !tagRe().MatchString(tag) {
 			return "", "", "", invalid(orig, fmt.Sprintf("invalid tag %q: use up to 128 letters, digits, '_', '.' and '-', not starting with '.' or '-'", tag))
 		}
 	}
@@ -183,7 +190,7 @@ func build(orig, host, path, tag string, dgst digest.Digest) (Reference, error) 
 	if host == "" {
 		return Reference{}, invalid(orig, "empty registry host")
 	}
-	if !hostRe.MatchString(host) {
+	if !hostRe().MatchString(host) {
 		return Reference{}, invalid(orig, fmt.Sprintf("invalid registry host %q: expected a DNS name or [IPv6 address], optionally with :port", host))
 	}
 	if path == "" {
@@ -206,9 +213,9 @@ func checkComponent(orig, path, c string) error {
 	switch {
 	case c == "":
 		return invalid(orig, fmt.Sprintf("repository path %q has an empty component", path))
-	case componentRe.MatchString(c):
+	case componentRe().MatchString(c):
 		return nil
-	case strings.ToLower(c) != c && componentRe.MatchString(strings.ToLower(c)):
+	case strings.ToLower(c) != c && componentRe().MatchString(strings.ToLower(c)):
 		return invalid(orig, fmt.Sprintf("repository path %q must be lowercase", path))
 	default:
 		return invalid(orig, fmt.Sprintf("invalid repository path component %q: use lowercase letters and digits separated by '.', '_', '__' or '-'", c))

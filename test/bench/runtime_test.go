@@ -239,11 +239,17 @@ func BenchmarkRun50(b *testing.B) {
 		return d
 	}
 	hCPU0, _ := cpuTime(r.hull.PID())
+	hBusy0, hIdle0 := systemCPU(b)
 	hullTime := start50(r.hullctl, func(id string) []string { return r.hullRun("-d", r.ref, id, "sleep", "600") })
+	hBusy1, hIdle1 := systemCPU(b)
 	hCPU1, _ := cpuTime(r.hull.PID())
 	cCPU0, _ := cpuTime(r.ctrd.PID())
+	cBusy0, cIdle0 := systemCPU(b)
 	ctrdTime := start50("ctr", func(id string) []string { return r.ctrRun("-d", r.ref, id, "sleep", "600") })
+	cBusy1, cIdle1 := systemCPU(b)
 	cCPU1, _ := cpuTime(r.ctrd.PID())
+	fmt.Printf("run-50-concurrent machine CPU: hull burst busy %s idle %s, containerd burst busy %s idle %s (all processes: CLIs, daemon, shims, runc)\n",
+		ms(hBusy1-hBusy0), ms(hIdle1-hIdle0), ms(cBusy1-cBusy0), ms(cIdle1-cIdle0))
 	time.Sleep(2 * time.Second) // let both settle after the burst
 
 	meanShim := func(addr string) (float64, int) {
@@ -303,4 +309,26 @@ func BenchmarkRun50(b *testing.B) {
 		run(r.hullctl, "--address", r.hull.Address, "--namespace", "bench", "tasks", "kill", "-s", "SIGKILL", id)
 		run("ctr", "--address", r.ctrd.Address, "-n", "bench", "tasks", "kill", "-s", "SIGKILL", id)
 	}
+}
+
+// systemCPU returns the machine's busy and idle CPU time so far, from
+// /proc/stat, to tell a CPU-bound burst from one that waits.
+func systemCPU(b *testing.B) (busy, idle time.Duration) {
+	b.Helper()
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := strings.Fields(strings.SplitN(string(data), "\n", 2)[0])
+	tick := 10 * time.Millisecond
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		switch i {
+		case 3, 4: // idle, iowait
+			idle += time.Duration(n) * tick
+		default:
+			busy += time.Duration(n) * tick
+		}
+	}
+	return busy, idle
 }
