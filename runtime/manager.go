@@ -8,8 +8,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	eventtypes "github.com/containerd/containerd/api/events"
@@ -505,6 +509,9 @@ func (m *Manager) cleanupDead(t *Task, reason string) {
 	}
 	t.mu.Unlock()
 	ctx := namespaces.WithNamespace(context.Background(), t.Namespace)
+	// A shim that is alive but does not answer (stopped, stuck) is
+	// killed first: its task is being cleaned up without it.
+	killShim(t.bundle)
 	exit, err := m.deleteShim(ctx, t.binary, t.bundle)
 	if err != nil {
 		m.log.Warn("shim delete failed", "namespace", t.Namespace, "id", t.ID, "error", err)
@@ -523,6 +530,28 @@ func (m *Manager) cleanupDead(t *Task, reason string) {
 	m.publish(t.Namespace, "/tasks/exit", &eventtypes.TaskExit{
 		ContainerID: t.ID, ID: t.ID, Pid: exit.Pid, ExitStatus: exit.Status, ExitedAt: protoconv.ToTime(exit.ExitedAt),
 	})
+}
+
+// killShim kills the shim whose pid the bundle records, if that pid is
+// still a shim serving this task (pids are reused).
+func killShim(b *bundle) {
+	data, err := os.ReadFile(filepath.Join(b.Path, "shim.pid"))
+	if err != nil {
+		return
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || pid <= 1 {
+		return
+	}
+	cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return
+	}
+	args := strings.Split(string(cmd), "\x00")
+	if !strings.Contains(filepath.Base(args[0]), "containerd-shim") || !slices.Contains(args, b.ID) {
+		return
+	}
+	syscall.Kill(pid, syscall.SIGKILL)
 }
 
 // load reattaches the tasks found in the state directory.

@@ -184,14 +184,18 @@ func (s *tasksService) List(ctx context.Context, req *api.ListTasksRequest) (*ap
 	}
 	resp := &api.ListTasksResponse{}
 	for _, t := range ts {
-		st, err := t.State(ctx, "")
+		// One shim that hangs (stopped, or stuck) must not hang the
+		// listing of every task: it is listed with status unknown.
+		sctx, cancel := context.WithTimeout(ctx, listStateTimeout)
+		st, err := t.State(sctx, "")
+		cancel()
 		if err != nil {
 			// A task that vanished between the list and its state is
-			// not listed; any other failure is.
+			// not listed.
 			if errdefs.IsNotFound(err) {
 				continue
 			}
-			return nil, errgrpc.ToGRPC(err)
+			st = runtime.State{ID: t.ID, Pid: t.Pid, Status: runtime.StatusUnknown}
 		}
 		if !f.Match(taskFields(t, &st)) {
 			continue
@@ -200,6 +204,9 @@ func (s *tasksService) List(ctx context.Context, req *api.ListTasksRequest) (*ap
 	}
 	return resp, nil
 }
+
+// listStateTimeout bounds how long List waits for one shim's answer.
+const listStateTimeout = 2 * time.Second
 
 func nonEmpty(ss ...string) []string {
 	var out []string

@@ -361,3 +361,12 @@ func TestRestartKeepsContainers(t *testing.T) {
 	}
 	assertNoLeaks(t, d2)
 }
+
+// procArgs returns the command line of pid.
+func procArgs(pid int) []string {
+	cmd, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+	if err != nil {
+		return nil
+	}
+	return strings.Split(strings.TrimRight(string(cmd), "\x00"), "\x00")
+}
