@@ -104,3 +104,15 @@ func FuzzGroupID(f *testing.F) {
 		}
 	})
 }
+
+func TestBootstrapOutput(t *testing.T) {
+	if got := BootstrapOutput("unix:///s/x", ""); got != "unix:///s/x" {
+		t.Fatalf("without MAX_SHIM_VERSION: %q", got)
+	}
+	if got := BootstrapOutput("unix:///s/x", "2"); got != "unix:///s/x" {
+		t.Fatalf("MAX_SHIM_VERSION=2: %q", got)
+	}
+	if got := BootstrapOutput("unix:///s/x", "3"); got != `{"version":3,"address":"unix:///s/x","protocol":"ttrpc"}` {
+		t.Fatalf("MAX_SHIM_VERSION=3: %q", got)
+	}
+}

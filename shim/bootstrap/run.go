@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -53,7 +54,7 @@ func Main(args []string) int {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		fmt.Fprint(os.Stdout, addr)
+		fmt.Fprint(os.Stdout, BootstrapOutput(addr, os.Getenv("MAX_SHIM_VERSION")))
 		return 0
 	case "delete":
 		resp, err := Delete(a)
@@ -69,6 +70,17 @@ func Main(args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// BootstrapOutput is what start prints: the bare address, which every
+// daemon reads, unless the daemon says it speaks task API v3
+// (MAX_SHIM_VERSION >= 3, as containerd 2 and hulld set it); then the
+// JSON bootstrap parameters that say the shim speaks v3.
+func BootstrapOutput(addr, maxVersion string) string {
+	if v, err := strconv.Atoi(strings.TrimSpace(maxVersion)); err == nil && v >= 3 {
+		return fmt.Sprintf(`{"version":3,"address":%q,"protocol":"ttrpc"}`, addr)
+	}
+	return addr
 }
 
 // Start is the start subcommand: it makes sure a shim serves the socket

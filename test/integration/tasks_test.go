@@ -206,6 +206,13 @@ func TestCtrRunAndTasks(t *testing.T) {
 
 			c.ok(t, "run", "-d", ref, "long", "sleep", "600")
 			c.waitStatus(t, "long", "RUNNING")
+			// hull's shim speaks task API v3 to hulld (its bootstrap JSON
+			// says so), Debian's 1.6 runc shim v2.
+			rec, err := os.ReadFile(filepath.Join(d.State, "io.containerd.runtime.v2.task", "run", "long", "hull-shim.json"))
+			wantVersion := map[string]string{"io.containerd.hull.v2": `"version":3`, "io.containerd.runc.v2": `"version":2`}[rt]
+			if err != nil || !strings.Contains(string(rec), wantVersion) {
+				t.Fatalf("shim record %s (%v): want %s", rec, err, wantVersion)
+			}
 			if out := c.ok(t, "tasks", "exec", "--exec-id", "e1", "long", "echo", "from-exec"); strings.TrimSpace(out) != "from-exec" {
 				t.Fatalf("tasks exec printed %q", out)
 			}
