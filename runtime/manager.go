@@ -431,13 +431,10 @@ func (m *Manager) Delete(ctx context.Context, id string) (Exit, error) {
 	}
 	exit := Exit{Pid: resp.Pid, Status: resp.ExitStatus, ExitedAt: protoconv.FromTime(resp.ExitedAt)}
 	m.forget(t)
-	// The shim exits while it answers Shutdown, so the answer may only be
-	// the connection closing: nobody needs to wait for that.
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		t.shim.shutdown(context.WithoutCancel(ctx), t.Namespace, id)
-	}()
+	// Waiting for the shim to go keeps a new task of the same id from
+	// finding the old shim's socket still answering and being sent to a
+	// shim that is exiting.
+	t.shim.shutdown(context.WithoutCancel(ctx), t.Namespace, id)
 	m.closeLog(k)
 	if err := t.bundle.remove(); err != nil {
 		m.log.Warn("remove bundle", "namespace", t.Namespace, "id", id, "error", err)

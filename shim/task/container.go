@@ -77,6 +77,7 @@ func DefaultRuncRoot(bundle, namespace string) string {
 // Create mounts the rootfs, runs runc create and returns the container
 // with its init process created (not started).
 func Create(ctx context.Context, c CreateConfig) (_ *Container, retErr error) {
+	began := time.Now()
 	opts := c.Options
 	if opts == nil {
 		opts = &options.Options{}
@@ -120,13 +121,22 @@ func Create(ctx context.Context, c CreateConfig) (_ *Container, retErr error) {
 	cfg := c.Stdio
 	cfg.UID, cfg.GID = int(opts.IoUid), int(opts.IoGid)
 	ct.init = newProcess("", cfg, nil, ct.exited)
+	prepared := time.Now()
+	var runcTook time.Duration
 	if err := ct.startProcess(ctx, ct.init, func(pidFile, console string, s runc.Stdio) error {
+		began := time.Now()
+		defer func() { runcTook = time.Since(began) }()
 		return ct.runc.Create(ctx, c.ID, c.Bundle, runc.CreateOpts{Stdio: s, PidFile: pidFile,
 			ConsoleSocket: console, NoPivot: opts.NoPivotRoot})
 	}); err != nil {
 		return nil, fmt.Errorf("OCI runtime create failed: %w", err)
 	}
+	created := time.Now()
 	ct.oom = watchOOM(ct)
+	if c.Log != nil {
+		c.Log.Debug("create timings", "id", c.ID, "prepare", prepared.Sub(began), "runc_create", runcTook,
+			"stdio", created.Sub(prepared)-runcTook, "oom_watch", time.Since(created))
+	}
 	return ct, nil
 }
 
