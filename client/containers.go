@@ -173,6 +173,9 @@ func WithNewSnapshot(key string, img *Image, opts ...snapshots.Opt) NewContainer
 		if _, err := client.SnapshotService(sn).Prepare(ctx, key, parent.String(), opts...); err != nil {
 			return fmt.Errorf("container %q: root filesystem: %w", c.ID, err)
 		}
+		if p, ok := ctx.Value(preparedKey{}).(*[]preparedSnapshot); ok {
+			*p = append(*p, preparedSnapshot{snapshotter: sn, key: key})
+		}
 		c.Snapshotter, c.SnapshotKey = sn, key
 		return nil
 	}
@@ -298,6 +301,12 @@ func toAny(v any) (typeurl.Any, error) {
 	return a, nil
 }
 
+// preparedKey carries, through NewContainer's options, the snapshots they
+// prepare.
+type preparedKey struct{}
+
+type preparedSnapshot struct{ snapshotter, key string }
+
 // NewContainer creates the container id from opts. The runtime is the
 // client's default runtime unless WithRuntime says otherwise; a spec is
 // required (WithSpec or WithNewSpec). Snapshots the options prepare are
@@ -312,14 +321,26 @@ func (c *Client) NewContainer(ctx context.Context, id string, opts ...NewContain
 		return nil, err
 	}
 	defer done(context.WithoutCancel(ctx))
+	// Snapshots prepared for this container go at once when its creation
+	// fails, rather than at the next garbage collection: an id retried
+	// right away must not find its snapshot key taken.
+	var prepared []preparedSnapshot
+	ctx = context.WithValue(ctx, preparedKey{}, &prepared)
+	cleanup := func() {
+		for _, p := range prepared {
+			c.SnapshotService(p.snapshotter).Remove(context.WithoutCancel(ctx), p.key)
+		}
+	}
 	rec := containers.Container{ID: id, Runtime: containers.RuntimeInfo{Name: c.defaultRuntime}}
 	for _, o := range opts {
 		if err := o(ctx, c, &rec); err != nil {
+			cleanup()
 			return nil, err
 		}
 	}
 	created, err := c.ContainerService().Create(ctx, rec)
 	if err != nil {
+		cleanup()
 		return nil, err
 	}
 	return &Container{client: c, id: created.ID}, nil

@@ -2,6 +2,7 @@ package task
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -63,6 +64,26 @@ type Container struct {
 	paused bool
 	rootfs string // the mounted rootfs, "" when none was mounted
 	oom    func() // stops the OOM watcher
+	// hooks is set when the spec has OCI hooks, which only the runtime's
+	// own start runs.
+	hooks bool
+}
+
+// specHasHooks reports whether the spec at path declares any hook; an
+// unreadable spec counts as having some, which keeps runc's own start.
+func specHasHooks(path string) bool {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return true
+	}
+	var s struct {
+		Hooks json.RawMessage `json:"hooks"`
+	}
+	if err := json.Unmarshal(data, &s); err != nil {
+		return true
+	}
+	h := strings.TrimSpace(string(s.Hooks))
+	return h != "" && h != "null" && h != "{}"
 }
 
 // DefaultRuncRoot is the runc state root used when the options name none:
@@ -103,6 +124,7 @@ func Create(ctx context.Context, c CreateConfig) (_ *Container, retErr error) {
 	if err := ClampOOMScoreAdj(filepath.Join(c.Bundle, "config.json"), c.MinOOMScoreAdj, c.Log); err != nil {
 		return nil, err
 	}
+	ct.hooks = specHasHooks(filepath.Join(c.Bundle, "config.json"))
 	if len(c.Rootfs) > 0 {
 		rootfs := filepath.Join(c.Bundle, "rootfs")
 		if err := os.MkdirAll(rootfs, 0o711); err != nil {
@@ -244,8 +266,18 @@ func (ct *Container) Start(ctx context.Context, execID string) (*Process, error)
 		if _, _, ok := p.Exit(); ok {
 			return nil, fmt.Errorf("container %q has exited: %w", ct.ID, errdefs.ErrFailedPrecondition)
 		}
-		if err := ct.runc.Start(ctx, ct.ID); err != nil {
-			return nil, fmt.Errorf("OCI runtime start failed: %w", err)
+		handled := false
+		if !ct.hooks {
+			// runc start also runs hooks; without any, the shim can do
+			// its one step itself.
+			if handled, err = ct.runc.StartByFIFO(ct.ID, p.Pid()); err != nil {
+				return nil, fmt.Errorf("OCI runtime start failed: %w", err)
+			}
+		}
+		if !handled {
+			if err := ct.runc.Start(ctx, ct.ID); err != nil {
+				return nil, fmt.Errorf("OCI runtime start failed: %w", err)
+			}
 		}
 		p.mu.Lock()
 		p.started = true

@@ -1,0 +1,125 @@
+package runc
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// bundleWith makes a runc bundle running the static busybox with args.
+func bundleWith(t *testing.T, args ...string) string {
+	t.Helper()
+	if os.Getuid() != 0 {
+		t.Fatal("the runc tests need root (make test runs as root)")
+	}
+	bb, err := exec.LookPath("busybox")
+	if err != nil {
+		t.Fatalf("busybox (Debian's busybox-static, installed by make test): %v", err)
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "rootfs", "bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(bb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bin, "busybox"), data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("runc", "spec", "--bundle", dir).CombinedOutput(); err != nil {
+		t.Fatalf("runc spec: %v %s", err, out)
+	}
+	var spec map[string]any
+	data, _ = os.ReadFile(filepath.Join(dir, "config.json"))
+	json.Unmarshal(data, &spec)
+	proc := spec["process"].(map[string]any)
+	proc["terminal"] = false
+	proc["args"] = append([]string{"/bin/busybox"}, args...)
+	data, _ = json.Marshal(spec)
+	os.WriteFile(filepath.Join(dir, "config.json"), data, 0o600)
+	return dir
+}
+
+func runcState(t *testing.T, r *Runc, id string) string {
+	out, err := exec.Command("runc", "--root", r.Root, "state", id).Output()
+	if err != nil {
+		return "gone"
+	}
+	var st struct{ Status string }
+	json.Unmarshal(out, &st)
+	return st.Status
+}
+
+func TestStartByFIFO(t *testing.T) {
+	bundle := bundleWith(t, "sleep", "30")
+	r := &Runc{Root: filepath.Join(t.TempDir(), "root")}
+	pidFile := filepath.Join(bundle, "pid")
+	// runc create's stdio become the container's: none here, so that
+	// nothing waits for the container to close a pipe.
+	if err := exec.Command("runc", "--root", r.Root, "create", "--bundle", bundle, "--pid-file", pidFile, "c1").Run(); err != nil {
+		t.Fatalf("runc create: %v", err)
+	}
+	defer exec.Command("runc", "--root", r.Root, "delete", "--force", "c1").Run()
+	pid := readPidFile(t, pidFile)
+	if s := runcState(t, r, "c1"); s != "created" {
+		t.Fatalf("state %q before start", s)
+	}
+	handled, err := r.StartByFIFO("c1", pid)
+	if !handled || err != nil {
+		t.Fatalf("StartByFIFO: handled %v, %v", handled, err)
+	}
+	if s := runcState(t, r, "c1"); s != "running" {
+		t.Fatalf("state %q after start, want running", s)
+	}
+	// A second start has no FIFO left: not handled, runc's own start
+	// then says what is wrong.
+	if handled, _ := r.StartByFIFO("c1", pid); handled {
+		t.Fatal("a started container was started again")
+	}
+
+	// Other runtimes keep their own start.
+	crun := &Runc{Binary: "/usr/bin/crun", Root: r.Root}
+	if handled, _ := crun.StartByFIFO("c1", pid); handled {
+		t.Fatal("StartByFIFO handled a runtime that is not runc")
+	}
+
+	// An init that died before start: an error, not a hang.
+	if err := exec.Command("runc", "--root", r.Root, "create", "--bundle", bundle, "--pid-file", pidFile, "c2").Run(); err != nil {
+		t.Fatalf("runc create: %v", err)
+	}
+	defer exec.Command("runc", "--root", r.Root, "delete", "--force", "c2").Run()
+	pid = readPidFile(t, pidFile)
+	syscall.Kill(pid, syscall.SIGKILL)
+	time.Sleep(100 * time.Millisecond)
+	done := make(chan error, 1)
+	go func() { _, err := r.StartByFIFO("c2", pid); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "dead") {
+			t.Fatalf("start of a dead init: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("StartByFIFO hung on a dead init")
+	}
+}
+
+func readPidFile(t *testing.T, path string) int {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
