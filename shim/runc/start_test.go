@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // bundleWith makes a runc bundle running the static busybox with args.
@@ -122,4 +124,63 @@ func readPidFile(t *testing.T, path string) int {
 		t.Fatal(err)
 	}
 	return pid
+}
+
+func TestDeleteStopped(t *testing.T) {
+	// As in the shim, the container's init is reparented to us, so that
+	// its exit can be reaped (a zombie keeps its cgroups busy).
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+	bundle := bundleWith(t, "true")
+	r := &Runc{Root: filepath.Join(t.TempDir(), "root")}
+	pidFile := filepath.Join(bundle, "pid")
+	if err := exec.Command("runc", "--root", r.Root, "create", "--bundle", bundle, "--pid-file", pidFile, "d1").Run(); err != nil {
+		t.Fatalf("runc create: %v", err)
+	}
+	defer exec.Command("runc", "--root", r.Root, "delete", "--force", "d1").Run()
+	pid := readPidFile(t, pidFile)
+	data, _ := os.ReadFile(filepath.Join(r.Root, "d1", "state.json"))
+	var st struct {
+		CgroupPaths map[string]string `json:"cgroup_paths"`
+	}
+	json.Unmarshal(data, &st)
+	if len(st.CgroupPaths) == 0 {
+		t.Fatal("runc recorded no cgroups")
+	}
+	// Busy: the created process still lives in the cgroups.
+	if handled, _ := r.DeleteStopped("d1"); handled {
+		t.Fatal("DeleteStopped removed a container whose process lives")
+	}
+	if _, err := os.Stat(filepath.Join(r.Root, "d1")); err != nil {
+		t.Fatalf("a refused DeleteStopped removed the state: %v", err)
+	}
+	syscall.Kill(pid, syscall.SIGKILL)
+	var ws syscall.WaitStatus
+	if _, err := syscall.Wait4(pid, &ws, 0, nil); err != nil {
+		t.Fatalf("reap the container's init: %v", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		handled, err := r.DeleteStopped("d1")
+		if handled {
+			if err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("DeleteStopped never handled the stopped container")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, p := range st.CgroupPaths {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("cgroup %s left: %v", p, err)
+		}
+	}
+	if s := runcState(t, r, "d1"); s != "gone" {
+		t.Fatalf("runc still knows d1: %s", s)
+	}
 }

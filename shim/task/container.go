@@ -82,8 +82,7 @@ func specHasHooks(path string) bool {
 	if err := json.Unmarshal(data, &s); err != nil {
 		return true
 	}
-	h := strings.TrimSpace(string(s.Hooks))
-	return h != "" && h != "null" && h != "{}"
+	return runc.HasHooks(s.Hooks)
 }
 
 // DefaultRuncRoot is the runc state root used when the options name none:
@@ -387,8 +386,16 @@ func (ct *Container) Delete(ctx context.Context) (*Process, error) {
 		return nil, fmt.Errorf("container %q is running: %w", ct.ID, errdefs.ErrFailedPrecondition)
 	}
 	_, _, exited := p.Exit()
-	if err := ct.runc.Delete(ctx, ct.ID, !exited); err != nil && !runc.IsNotFound(err) {
-		return nil, fmt.Errorf("OCI runtime delete failed: %w", err)
+	handled := false
+	if exited && !ct.hooks {
+		// The init is reaped, so with its PID namespace every process is
+		// gone: what is left is bookkeeping the shim can do itself.
+		handled, _ = ct.runc.DeleteStopped(ct.ID)
+	}
+	if !handled {
+		if err := ct.runc.Delete(ctx, ct.ID, !exited); err != nil && !runc.IsNotFound(err) {
+			return nil, fmt.Errorf("OCI runtime delete failed: %w", err)
+		}
 	}
 	if !exited {
 		// runc delete --force killed the created process; its exit

@@ -66,6 +66,17 @@ func TestTaskStress(t *testing.T) {
 	if len(bundles) != 0 {
 		t.Fatalf("%d bundles left", len(bundles))
 	}
+	// Nor cgroups: each task's leaf cgroup goes with it, under every
+	// controller (the namespace's parent cgroup stays, as with runc).
+	ctrls, _ := os.ReadDir("/sys/fs/cgroup")
+	for _, ctrl := range ctrls {
+		left, _ := os.ReadDir(filepath.Join("/sys/fs/cgroup", ctrl.Name(), "stress"))
+		for _, e := range left {
+			if e.IsDir() {
+				t.Errorf("cgroup %s left", filepath.Join("/sys/fs/cgroup", ctrl.Name(), "stress", e.Name()))
+			}
+		}
+	}
 	assertNoLeaks(t, d, fifos)
 }
 
