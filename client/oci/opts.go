@@ -10,6 +10,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/hullrt/hull/core/containers"
 )
@@ -398,8 +399,28 @@ func WithCgroup(p string) SpecOpts {
 	}
 }
 
-// allCapabilities lists every capability of Linux 6.x, for WithPrivileged.
-// runc drops the ones the running kernel does not know.
+// currentCapabilities is every capability in the calling process's
+// bounding set ("all current capabilities", as containerd's privileged
+// means): on a host or sandbox whose bounding set lacks one, runc could not
+// grant it and a privileged container would not start at all. When the set
+// cannot be read, every capability is asked for.
+func currentCapabilities() []string {
+	all := allCapabilities()
+	var have []string
+	for i, name := range all {
+		r, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(i), 0, 0, 0)
+		if err != nil {
+			return all
+		}
+		if r == 1 {
+			have = append(have, name)
+		}
+	}
+	return have
+}
+
+// allCapabilities lists every capability of Linux 6.x in the kernel's
+// numbering order. runc drops the ones the running kernel does not know.
 func allCapabilities() []string {
 	return []string{
 		"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
@@ -424,9 +445,9 @@ func allCapabilities() []string {
 func WithPrivileged(_ context.Context, _ Client, _ *containers.Container, s *Spec) error {
 	ensureProcess(s)
 	s.Process.Capabilities = &specs.LinuxCapabilities{
-		Bounding:  allCapabilities(),
-		Effective: allCapabilities(),
-		Permitted: allCapabilities(),
+		Bounding:  currentCapabilities(),
+		Effective: currentCapabilities(),
+		Permitted: currentCapabilities(),
 	}
 	s.Process.ApparmorProfile = ""
 	ensureResources(s)

@@ -18,12 +18,10 @@ import (
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/urfave/cli/v2"
-	"golang.org/x/sys/unix"
 
 	"github.com/hullrt/hull/client"
 	"github.com/hullrt/hull/client/cio"
 	"github.com/hullrt/hull/client/oci"
-	"github.com/hullrt/hull/core/containers"
 )
 
 // exitError makes hullctl exit with code without printing anything: the
@@ -359,7 +357,7 @@ func parseContainerFlags(c *cli.Context) (*containerSpec, error) {
 		opts = append(opts, oci.WithCPUs(n))
 	}
 	if c.Bool("privileged") {
-		opts = append(opts, oci.WithPrivileged, withBoundingCapabilities)
+		opts = append(opts, oci.WithPrivileged)
 	}
 	if c.Bool("read-only") {
 		opts = append(opts, oci.WithReadonlyRootfs)
@@ -373,51 +371,6 @@ func parseContainerFlags(c *cli.Context) (*containerSpec, error) {
 	}
 	cs.specOpts = opts
 	return cs, nil
-}
-
-// capNames are the capabilities by number, as the kernel numbers them.
-var capNames = []string{
-	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
-	"CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
-	"CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK",
-	"CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
-	"CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE",
-	"CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE",
-	"CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
-	"CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
-	"CAP_CHECKPOINT_RESTORE",
-}
-
-// withBoundingCapabilities keeps, of the spec's capabilities, those in
-// hullctl's own bounding set, as ctr's --privileged gives "all current
-// capabilities": on a host (or in a sandbox) whose bounding set lacks one,
-// runc cannot grant it and a privileged container would not start at all.
-func withBoundingCapabilities(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
-	if s.Process == nil || s.Process.Capabilities == nil {
-		return nil
-	}
-	have := map[string]bool{}
-	for i, name := range capNames {
-		if r, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(i), 0, 0, 0); err == nil && r == 1 {
-			have[name] = true
-		}
-	}
-	if len(have) == 0 {
-		return nil // cannot tell: leave the spec alone
-	}
-	keep := func(caps []string) []string {
-		var out []string
-		for _, c := range caps {
-			if have[c] {
-				out = append(out, c)
-			}
-		}
-		return out
-	}
-	pc := s.Process.Capabilities
-	pc.Bounding, pc.Effective, pc.Permitted = keep(pc.Bounding), keep(pc.Effective), keep(pc.Permitted)
-	pc.Inheritable, pc.Ambient = keep(pc.Inheritable), keep(pc.Ambient)
-	return nil
 }
 
 // createContainer makes the container cs describes: the image (a short

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -227,4 +228,32 @@ func RequireCtr(t testing.TB) {
 	if _, err := exec.LookPath("ctr"); err != nil {
 		t.Fatalf("ctr not found (make test installs Debian's containerd package for it): %v", err)
 	}
+}
+
+// ShimPIDs lists the shim processes serving the daemon at address (hulld
+// or containerd): shims carry it in their -address flag. Tests use it to
+// check that no shim is left, benchmarks to measure shims.
+func ShimPIDs(address string) []int {
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmd, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(cmd), "\x00")
+		if !strings.Contains(filepath.Base(args[0]), "containerd-shim") {
+			continue
+		}
+		for i := 0; i+1 < len(args); i++ {
+			if args[i] == "-address" && args[i+1] == address {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids
 }

@@ -81,7 +81,7 @@ func (r *runtimeDaemons) reap() {
 		}
 	}
 	for _, addr := range []string{r.hull.Address, r.ctrd.Address} {
-		for _, pid := range shimsOf(addr) {
+		for _, pid := range hulltest.ShimPIDs(addr) {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
@@ -91,32 +91,6 @@ func (r *runtimeDaemons) reap() {
 			mount.UnmountAll(m)
 		}
 	}
-}
-
-// shimsOf returns the pids of the shims serving the daemon at address.
-func shimsOf(address string) []int {
-	var pids []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cmd, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		args := strings.Split(string(cmd), "\x00")
-		if !strings.Contains(filepath.Base(args[0]), "containerd-shim") {
-			continue
-		}
-		for i := 0; i+1 < len(args); i++ {
-			if args[i] == "-address" && args[i+1] == address {
-				pids = append(pids, pid)
-			}
-		}
-	}
-	return pids
 }
 
 // runcFloor prepares a busybox bundle and returns the median time of
@@ -253,7 +227,7 @@ func BenchmarkRun50(b *testing.B) {
 	time.Sleep(2 * time.Second) // let both settle after the burst
 
 	meanShim := func(addr string) (float64, int) {
-		pids := shimsOf(addr)
+		pids := hulltest.ShimPIDs(addr)
 		var sum int64
 		for _, pid := range pids {
 			rss, _, err := rssKiB(pid)
@@ -279,7 +253,7 @@ func BenchmarkRun50(b *testing.B) {
 	}
 	shimCPU := func(addr string) time.Duration {
 		var sum time.Duration
-		pids := shimsOf(addr)
+		pids := hulltest.ShimPIDs(addr)
 		for _, pid := range pids {
 			c, _ := cpuTime(pid)
 			sum += c

@@ -260,7 +260,7 @@ func TestReconcileRemovesOrphans(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The other task's shim stops answering.
-	before := shimPIDs(d.Address)
+	before := hulltest.ShimPIDs(d.Address)
 	if len(before) != 2 {
 		t.Fatalf("want 2 shims, found %v", before)
 	}

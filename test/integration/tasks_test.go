@@ -107,7 +107,7 @@ func reapTasks(d *hulltest.Daemon) {
 			exec.Command("runc", "--root", filepath.Join(runcRoot, ns.Name()), "delete", "--force", id.Name()).Run()
 		}
 	}
-	for _, pid := range shimPIDs(d.Address) {
+	for _, pid := range hulltest.ShimPIDs(d.Address) {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
 	for _, dir := range []string{d.State, d.Root} {
@@ -151,37 +151,10 @@ func findLeaks(d *hulltest.Daemon, extraDirs []string) []string {
 			return nil
 		})
 	}
-	for _, pid := range shimPIDs(d.Address) {
+	for _, pid := range hulltest.ShimPIDs(d.Address) {
 		leaks = append(leaks, fmt.Sprintf("shim pid %d", pid))
 	}
 	return leaks
-}
-
-// shimPIDs lists the shim processes started for the daemon at address:
-// shims carry it in their -address flag.
-func shimPIDs(address string) []int {
-	var pids []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cmd, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		args := strings.Split(string(cmd), "\x00")
-		if len(args) == 0 || !strings.Contains(filepath.Base(args[0]), "containerd-shim") {
-			continue
-		}
-		for i := 0; i+1 < len(args); i++ {
-			if args[i] == "-address" && args[i+1] == address {
-				pids = append(pids, pid)
-			}
-		}
-	}
-	return pids
 }
 
 // TestCtrRunAndTasks drives the tasks service with Debian's ctr, under
@@ -302,7 +275,7 @@ func TestTaskBadInput(t *testing.T) {
 			// bundle is cleaned up.
 			c.ok(t, "run", "-d", ref, "crash", "sleep", "600")
 			c.waitStatus(t, "crash", "RUNNING")
-			pids := shimPIDs(d.Address)
+			pids := hulltest.ShimPIDs(d.Address)
 			if len(pids) != 1 {
 				t.Fatalf("want one shim, found %v", pids)
 			}
