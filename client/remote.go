@@ -220,7 +220,7 @@ func (o *overlapUnpack) start(_ context.Context, desc ocispec.Descriptor, m ocis
 		}
 		_, err := unpack.UnpackManifest(o.ctx, m, unpack.Options{
 			Content: o.c.ContentStore(), Snapshotter: o.c.SnapshotService(o.cfg.unpack), SnapshotterName: o.cfg.unpack,
-			Applier: o.c.DiffService(), Progress: o.cfg.unpackProgress,
+			Applier: o.c.DiffService(), Progress: o.cfg.unpackProgress, ParallelLayers: o.c.parallelUnpack(o.ctx, o.cfg.unpack),
 		}, ready)
 		o.done <- err
 	}()

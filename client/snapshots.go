@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 
 	api "github.com/containerd/containerd/api/services/snapshots/v1"
 	"google.golang.org/grpc"
@@ -121,11 +122,20 @@ func (s *RemoteSnapshotter) View(ctx context.Context, key, parent string, opts .
 	return protoconv.MountsFromProto(resp.Mounts), nil
 }
 
-// Commit implements snapshots.Snapshotter.
+// Commit implements snapshots.Snapshotter. snapshots.WithParent travels as
+// the label snapshots.LabelCommitParent, which only hulld's snapshots
+// service understands.
 func (s *RemoteSnapshotter) Commit(ctx context.Context, name, key string, opts ...snapshots.Opt) error {
 	labels, err := labelsOf(opts)
 	if err != nil {
 		return err
+	}
+	if parent, _ := snapshots.ParentOf(opts); parent != "" {
+		labels = maps.Clone(labels)
+		if labels == nil {
+			labels = map[string]string{}
+		}
+		labels[snapshots.LabelCommitParent] = parent
 	}
 	_, err = s.client.Commit(ctx, &api.CommitSnapshotRequest{Snapshotter: s.name, Name: name, Key: key, Labels: labels})
 	return errgrpc.ToNative(err)

@@ -9,11 +9,13 @@ import (
 	"github.com/containerd/platforms"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/hullrt/hull/core/diff"
 	"github.com/hullrt/hull/core/images"
 	"github.com/hullrt/hull/core/mount"
 	"github.com/hullrt/hull/core/unpack"
+	"github.com/hullrt/hull/internal/errgrpc"
 	"github.com/hullrt/hull/internal/protoconv"
 )
 
@@ -33,15 +35,20 @@ func (c *Client) DiffService() interface {
 }
 
 func (r remoteDiffer) Apply(ctx context.Context, desc ocispec.Descriptor, mounts []mount.Mount, opts ...diff.ApplyOpt) (ocispec.Descriptor, error) {
-	resp, err := r.client.Apply(ctx, &diffapi.ApplyRequest{Diff: protoconv.DescToProto(desc), Mounts: protoconv.MountsToProto(mounts)})
-	if err != nil {
-		return ocispec.Descriptor{}, err
-	}
-	applied := protoconv.DescFromProto(resp.Applied)
 	var cfg diff.ApplyConfig
 	for _, o := range opts {
 		o(&cfg)
 	}
+	req := &diffapi.ApplyRequest{Diff: protoconv.DescToProto(desc), Mounts: protoconv.MountsToProto(mounts)}
+	if cfg.Detached {
+		// The API has no field for it; hulld's diff service reads this.
+		req.Payloads = map[string]*anypb.Any{diff.PayloadDetached: {TypeUrl: diff.PayloadDetached}}
+	}
+	resp, err := r.client.Apply(ctx, req)
+	if err != nil {
+		return ocispec.Descriptor{}, errgrpc.ToNative(err)
+	}
+	applied := protoconv.DescFromProto(resp.Applied)
 	if cfg.ExpectedDiffID != "" && applied.Digest.String() != cfg.ExpectedDiffID {
 		return applied, fmt.Errorf("layer %s: uncompressed digest %s, expected %s: %w", desc.Digest, applied.Digest, cfg.ExpectedDiffID, errdefs.ErrFailedPrecondition)
 	}
@@ -106,8 +113,24 @@ func (c *Client) Unpack(ctx context.Context, name string, opts ...UnpackOpt) (di
 	}
 	return unpack.Unpack(ctx, m, unpack.Options{
 		Content: c.ContentStore(), Snapshotter: c.SnapshotService(cfg.snapshotter), SnapshotterName: cfg.snapshotter,
-		Applier: c.DiffService(), Progress: cfg.progress,
+		Applier: c.DiffService(), Progress: cfg.progress, ParallelLayers: c.parallelUnpack(ctx, cfg.snapshotter),
 	})
+}
+
+// parallelUnpack returns how many layers an unpack into snapshotter may
+// apply at once, as its plugin exports it: 1 (one after another) for
+// snapshotters that do not export it, and when hulld cannot say.
+func (c *Client) parallelUnpack(ctx context.Context, snapshotter string) int {
+	ps, err := c.Plugins(ctx, "type==io.containerd.snapshotter.v1,id=="+snapshotter)
+	if err != nil {
+		return 1
+	}
+	for _, p := range ps {
+		if p.InitErr == "" {
+			return unpack.ParallelFromExports(p.Exports)
+		}
+	}
+	return 1
 }
 
 // PlatformManifest returns target if it is a manifest, else the best match

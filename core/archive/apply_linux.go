@@ -8,6 +8,7 @@ import (
 	"hash/maphash"
 	"io"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -111,6 +112,11 @@ type applier struct {
 	// per directory, never per file.
 	seen map[uint64]uint8
 	seed maphash.Seed
+	// implicit lists, for WithDetachedUpper, the directories created
+	// because entries needed them (implicitParentsXattr); implicitSize is
+	// the attribute's size so far.
+	implicit     []string
+	implicitSize int
 }
 
 // frame is an open directory of the stack.
@@ -175,11 +181,18 @@ func (a *applier) close() {
 	}
 }
 
-// finish leaves every open directory, restoring its times.
+// finish leaves every open directory, restoring its times, and records
+// the implicit parents of a detached apply.
 func (a *applier) finish() error {
 	for len(a.stack) > 1 {
 		if err := a.pop(); err != nil {
 			return err
+		}
+	}
+	if len(a.implicit) > 0 {
+		v := strings.Join(a.implicit, "\x00")
+		if err := unix.Setxattr(procFd(a.rootfd), implicitParentsXattr, []byte(v), 0); err != nil {
+			return fmt.Errorf("record the directories not in the layer (%v): %w", err, ErrNeedsLower)
 		}
 	}
 	if root := &a.stack[0]; root.touched {
@@ -271,6 +284,15 @@ func (a *applier) openParent(parentfd int, full, comp string) (fd int, created b
 	}
 	if !errors.Is(err, unix.ENOENT) {
 		return -1, false, fmt.Errorf("open parent directory %s: %w", full, err)
+	}
+	if a.cfg.detached {
+		// Its mode, owner and times are those of the lower layers'
+		// directory, which a detached apply cannot see yet:
+		// FixImplicitParents sets them from the attribute finish writes.
+		if a.implicitSize += len(full) + 1; a.implicitSize > maxImplicitParents {
+			return -1, false, fmt.Errorf("more directories not in the layer than one attribute lists (at %s): %w", full, ErrNeedsLower)
+		}
+		a.implicit = append(a.implicit, full)
 	}
 	if err := unix.Mkdirat(parentfd, comp, 0o700); err != nil {
 		if errors.Is(err, unix.EEXIST) {
@@ -485,7 +507,52 @@ func (a *applier) dir(dirfd int, name, base string, hdr *tar.Header, created boo
 	if created && a.seen != nil {
 		a.seen[maphash.String(a.seed, name)] |= seenCreated
 	}
+	if slices.Contains(a.implicit, name) {
+		// Named after entries were written into it (or after it was
+		// removed and made again): over its lowers it would have
+		// their extended attributes and this entry's metadata, and
+		// FixImplicitParents would replace the latter.
+		return fmt.Errorf("directory named after entries were written into it: %w", ErrNeedsLower)
+	}
 	return a.setMetaHdr(fd, hdr)
+}
+
+// FixImplicitParents gives each directory that a WithDetachedUpper apply
+// into root created for entries of a layer that did not list it the mode,
+// owner, extended attributes and times of the same directory in the first
+// of lowers (topmost first) that has it, as WithParents would have when
+// applying over them, and drops the record of them. A root without such
+// a record is left as it is.
+func FixImplicitParents(root string, lowers ...string) error {
+	a, err := newApplier(context.Background(), root, applyConfig{parents: lowers})
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	rootPath := procFd(a.rootfd)
+	v, err := getXattr(rootPath+"/.", implicitParentsXattr) // "/.": the directory, not the magic link
+	if errors.Is(err, unix.ENODATA) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("archive: read %s of %s: %w", implicitParentsXattr, root, err)
+	}
+	for _, p := range strings.Split(v, "\x00") {
+		fd, err := openBeneath(a.rootfd, p, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW)
+		if err != nil {
+			// Removed or replaced by a later entry of the layer.
+			continue
+		}
+		err = a.initParent(fd, p)
+		unix.Close(fd)
+		if err != nil {
+			return fmt.Errorf("archive: directory %s: %w", p, err)
+		}
+	}
+	if err := unix.Removexattr(rootPath, implicitParentsXattr); err != nil {
+		return fmt.Errorf("archive: remove %s of %s: %w", implicitParentsXattr, root, err)
+	}
+	return nil
 }
 
 // regular writes a regular file's content, copying exactly hdr.Size bytes
@@ -586,7 +653,7 @@ func (a *applier) linkTarget(dirfd int, dir, base, linkname string) (fd int, nam
 	if tdir != dir {
 		fd, err = openInRoot(a.rootfd, tdir, unix.O_PATH|unix.O_DIRECTORY)
 		if err != nil {
-			return -1, "", false, fmt.Errorf("hard link target %q: %w", linkname, err)
+			return -1, "", false, a.linkTargetErr(linkname, err)
 		}
 	}
 	closeFd := func() {
@@ -597,7 +664,7 @@ func (a *applier) linkTarget(dirfd int, dir, base, linkname string) (fd int, nam
 	var tst, st unix.Stat_t
 	if err := unix.Fstatat(fd, tbase, &tst, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		closeFd()
-		return -1, "", false, fmt.Errorf("hard link target %q: %w", linkname, err)
+		return -1, "", false, a.linkTargetErr(linkname, err)
 	}
 	if tst.Mode&unix.S_IFMT == unix.S_IFDIR {
 		closeFd()
@@ -608,6 +675,15 @@ func (a *applier) linkTarget(dirfd int, dir, base, linkname string) (fd int, nam
 		return -1, "", true, nil
 	}
 	return fd, tbase, false, nil
+}
+
+// linkTargetErr is the error of a hard link whose target cannot be found:
+// in a detached apply, the target may be in the layers below.
+func (a *applier) linkTargetErr(linkname string, err error) error {
+	if a.cfg.detached && errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("hard link target %q is not in the layer: %w", linkname, ErrNeedsLower)
+	}
+	return fmt.Errorf("hard link target %q: %w", linkname, err)
 }
 
 // whiteout applies ".wh.<name>" or ".wh..wh..opq" found in dir.

@@ -500,3 +500,75 @@ func TestApplyNoSameOwner(t *testing.T) {
 		}
 	}
 }
+
+// TestApplyDetachedUpper checks that a detached apply writes what an
+// apply into the upper directory of an overlay over the layers below
+// writes, and refuses the layers that need those layers' content.
+func TestApplyDetachedUpper(t *testing.T) {
+	requireRoot(t)
+	lower := t.TempDir()
+	mustApply(t, lower, buildTar(t,
+		entry{Name: "d/", Type: tar.TypeDir, Mode: 0o1777},
+		entry{Name: "d/old", Data: "old"},
+		entry{Name: "o/", Type: tar.TypeDir},
+		entry{Name: "o/x", Data: "x"},
+	))
+	layer := buildTar(t,
+		entry{Name: "d/", Type: tar.TypeDir, Mode: 0o1777},
+		entry{Name: "d/.wh.old"},
+		entry{Name: "d/new", Data: "new"},
+		entry{Name: "d/hard", Type: tar.TypeLink, Link: "d/new"},
+		entry{Name: "o/", Type: tar.TypeDir},
+		entry{Name: "o/.wh..wh..opq"},
+	)
+	chained, detached := t.TempDir(), t.TempDir()
+	mustApply(t, chained, layer, WithOverlayWhiteouts(), WithParents(lower))
+	mustApply(t, detached, layer, WithDetachedUpper())
+	want, got := snapshot(t, chained), snapshot(t, detached)
+	if d := diffSnapshots(want, got, ".", "d/old"); len(d) > 0 {
+		t.Errorf("detached apply differs from the chained one: %v", d)
+	}
+	if n := got["d/old"]; n.Type != "char" || n.Rdev != 0 {
+		t.Errorf("whiteout of d/old: %+v", n)
+	}
+	// A directory the layer writes into without listing it gets its
+	// metadata from the lowers once they are there.
+	implicit := buildTar(t,
+		entry{Name: "d/x", Data: "x"},
+		entry{Name: "o/.wh.x"},
+	)
+	chained, detached = t.TempDir(), t.TempDir()
+	mustApply(t, chained, implicit, WithOverlayWhiteouts(), WithParents(lower))
+	mustApply(t, detached, implicit, WithDetachedUpper())
+	if n := snapshot(t, detached)["d"]; n.Mode != 0o755 {
+		t.Errorf("implicit d before FixImplicitParents: %+v", n)
+	}
+	if err := FixImplicitParents(detached, lower); err != nil {
+		t.Fatal(err)
+	}
+	if d := diffSnapshots(snapshot(t, chained), snapshot(t, detached), ".", "o/x"); len(d) > 0 {
+		t.Errorf("detached apply and FixImplicitParents differ from the chained apply: %v", d)
+	}
+	if x := allXattrs(t, detached); len(x) > 0 {
+		t.Errorf("root keeps extended attributes: %v", x)
+	}
+	if err := FixImplicitParents(detached, lower); err != nil {
+		t.Errorf("second FixImplicitParents: %v", err)
+	}
+	for name, l := range map[string][]byte{
+		"hard link to a lower": buildTar(t, entry{Name: "d/", Type: tar.TypeDir}, entry{Name: "d/h", Type: tar.TypeLink, Link: "d/old"}),
+		"hard link in a lower": buildTar(t, entry{Name: "h", Type: tar.TypeLink, Link: "o/x"}),
+		"parent named late":    buildTar(t, entry{Name: "d/x", Data: "x"}, entry{Name: "d/", Type: tar.TypeDir}),
+	} {
+		if err := apply(t, t.TempDir(), l, WithDetachedUpper()); !errors.Is(err, ErrNeedsLower) {
+			t.Errorf("%s: %v, want ErrNeedsLower", name, err)
+		}
+	}
+	// A layer cannot forge the record.
+	forged := buildTar(t, entry{Name: "./", Type: tar.TypeDir, Xattrs: map[string]string{"trusted.hull.implicit-parents": "d"}})
+	root := t.TempDir()
+	mustApply(t, root, forged)
+	if x := allXattrs(t, root); len(x) > 0 {
+		t.Errorf("a layer set %v", x)
+	}
+}

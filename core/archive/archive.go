@@ -17,6 +17,8 @@
 // return an errdefs.ErrNotImplemented error.
 package archive
 
+import "errors"
+
 const (
 	// whiteoutPrefix marks an OCI whiteout: ".wh.<name>" deletes <name>.
 	whiteoutPrefix = ".wh."
@@ -40,6 +42,7 @@ type applyConfig struct {
 	overlay     bool
 	noSameOwner bool
 	parents     []string
+	detached    bool
 }
 
 // WithOverlayWhiteouts makes Apply write whiteouts the way overlayfs stores
@@ -66,14 +69,53 @@ func WithParents(roots ...string) ApplyOpt {
 	return func(c *applyConfig) { c.parents = append(c.parents, roots...) }
 }
 
+// WithDetachedUpper makes Apply write root as an overlay upper directory
+// (WithOverlayWhiteouts) whose lower layers exist but cannot be read yet:
+// they are being applied at the same time, and root will be stacked on
+// them afterwards. What would need them is handled so:
+//
+//   - a directory the layer writes into without containing it, which
+//     WithParents would give the lower directory's mode, owner, extended
+//     attributes and times, is created 0755 and its name recorded on root
+//     (the trusted.hull.implicit-parents attribute), for
+//     FixImplicitParents to give it the lowers' metadata once they exist;
+//   - a hard link to a file the layer does not contain, a layer that names
+//     such a directory after writing into it, and more recorded names
+//     than fit in one attribute fail the apply with an error wrapping
+//     ErrNeedsLower, and the caller applies the layer again over its
+//     lowers.
+//
+// Every other entry is written exactly as it would be into the upper
+// directory of an overlay over those lowers, which sees only the upper
+// directory too.
+func WithDetachedUpper() ApplyOpt {
+	return func(c *applyConfig) { c.overlay, c.detached = true, true }
+}
+
+// ErrNeedsLower is what a WithDetachedUpper apply fails with when the
+// layer needs the content of the layers below it.
+var ErrNeedsLower = errors.New("the layer needs the layers below it")
+
+// implicitParentsXattr, on the root of a WithDetachedUpper apply, lists the
+// directories it created without metadata of their own, NUL-separated. It
+// is hull's, never a layer's (skipXattr).
+const implicitParentsXattr = "trusted.hull.implicit-parents"
+
+// maxImplicitParents bounds the attribute, so that it fits in one block
+// of any filesystem with extended attributes.
+const maxImplicitParents = 3072
+
 // skipXattr reports whether an extended attribute is left out of layers in
 // both directions. overlayfs keeps its own state in trusted.overlay.*
 // (user.overlay.* with userxattr): a layer setting those on an upper
 // directory could redirect or hide lower content behind the whiteout
 // rules' back, and a diff must not export them. security.selinux labels
-// belong to the host that wrote the file, not to the image.
+// belong to the host that wrote the file, not to the image. trusted.hull.*
+// is hull's own bookkeeping (implicitParentsXattr), which a layer must not
+// forge.
 func skipXattr(name string) bool {
-	return hasPrefix(name, "trusted.overlay.") || hasPrefix(name, "user.overlay.") || name == "security.selinux"
+	return hasPrefix(name, "trusted.overlay.") || hasPrefix(name, "user.overlay.") || name == "security.selinux" ||
+		hasPrefix(name, "trusted.hull.")
 }
 
 func hasPrefix(s, prefix string) bool { return len(s) >= len(prefix) && s[:len(prefix)] == prefix }

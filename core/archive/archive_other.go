@@ -30,3 +30,9 @@ func Diff(ctx context.Context, lowerRoot, upperRoot string, w io.Writer) error {
 func DiffOverlayUpper(ctx context.Context, upperdir string, lowerRoots []string, w io.Writer) error {
 	return notSupported()
 }
+
+// FixImplicitParents gives the directories a detached apply created the
+// metadata of the lower layers; only Linux can.
+func FixImplicitParents(root string, lowers ...string) error {
+	return notSupported()
+}

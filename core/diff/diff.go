@@ -5,6 +5,7 @@ package diff
 
 import (
 	"context"
+	"errors"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -26,6 +27,35 @@ type ApplyConfig struct {
 	// ExpectedDiffID, when set, is checked against the uncompressed
 	// stream; a mismatch fails the apply.
 	ExpectedDiffID string
+	// Detached says that the mounts are those of a snapshot prepared
+	// without parent that will be committed onto the layers below this
+	// one (snapshots.WithParent), which may not be committed yet. The
+	// layer is written as it would be into an overlay upper directory
+	// over them: whiteouts as 0/0 character devices, opaque directories
+	// marked with trusted.overlay.opaque; a directory the layer writes
+	// into without listing it is recorded for the snapshotter to give it
+	// the lower layers' metadata at that commit
+	// (archive.WithDetachedUpper). A layer that needs the lower layers'
+	// content otherwise (a hard link to a file below) fails with an error
+	// wrapping ErrNeedsLower; the caller then applies it the ordinary
+	// way, on a snapshot of its parent.
+	Detached bool
+}
+
+// ErrNeedsLower is what a Detached apply fails with when the layer needs
+// the content of the layers below it. Through the diff gRPC service it
+// arrives as a FailedPrecondition whose message says so.
+var ErrNeedsLower = errors.New("the layer needs the layers below it")
+
+// PayloadDetached is the key of ApplyRequest.payloads that carries
+// WithDetached through the diff gRPC API, which has no field for it; only
+// hulld's diff service knows it.
+const PayloadDetached = "hull.io/diff.detached"
+
+// WithDetached makes Apply write a layer for a snapshot that will be given
+// its parent when committed: see ApplyConfig.Detached.
+func WithDetached() ApplyOpt {
+	return func(c *ApplyConfig) { c.Detached = true }
 }
 
 // ApplyOpt sets an ApplyConfig field.

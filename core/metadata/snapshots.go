@@ -3,6 +3,7 @@ package metadata
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -224,6 +225,9 @@ func (s *snapshotStore) create(ctx context.Context, key, parent string, readonly
 	if err := labels.ValidateAll(base.Labels); err != nil {
 		return nil, err
 	}
+	if base.Parent != "" {
+		return nil, fmt.Errorf("snapshot %q: WithParent is for Commit; Prepare and View take the parent as an argument: %w", key, errdefs.ErrInvalidArgument)
+	}
 	lease, hasLease := leases.FromContext(ctx)
 	var (
 		bkey, bparent string
@@ -359,7 +363,15 @@ func (s *snapshotStore) Commit(ctx context.Context, name, key string, opts ...sn
 	if err := labels.ValidateAll(base.Labels); err != nil {
 		return err
 	}
-	var r snapRecord
+	var (
+		r snapRecord
+		// rebaseBackend is the backend name of the parent given with
+		// snapshots.WithParent.
+		rebaseBackend string
+	)
+	// bopts are what the backend's commit gets: the labels and, for a
+	// rebase, the parent's backend name.
+	bopts := []snapshots.Opt{snapshots.WithLabels(splitLabels(base.Labels))}
 	err := s.db.view(ctx, func(t *nsTx) error {
 		var err error
 		if r, err = s.get(t, key); err != nil {
@@ -370,6 +382,20 @@ func (s *snapshotStore) Commit(ctx context.Context, name, key string, opts ...sn
 		}
 		if b := s.bucket(t); b.Get([]byte(name)) != nil {
 			return alreadyExists("snapshot %q (snapshotter %s)", name, s.name)
+		}
+		if base.Parent != "" {
+			if r.Parent != "" {
+				return fmt.Errorf("commit snapshot %q onto %q: it was prepared on %q; only a snapshot prepared without parent can be given one: %w", key, base.Parent, r.Parent, errdefs.ErrFailedPrecondition)
+			}
+			pr, err := s.get(t, base.Parent)
+			if err != nil {
+				return fmt.Errorf("parent: %w", err)
+			}
+			if pr.Kind != snapshots.KindCommitted {
+				return fmt.Errorf("parent %q of snapshot %q is %s, not committed: %w", base.Parent, name, pr.Kind, errdefs.ErrFailedPrecondition)
+			}
+			rebaseBackend = pr.Backend
+			bopts = append(bopts, snapshots.WithParent(pr.Backend))
 		}
 		return nil
 	})
@@ -383,7 +409,12 @@ func (s *snapshotStore) Commit(ctx context.Context, name, key string, opts ...sn
 	bname := fmt.Sprintf("%s/c%d/%s", ns, time.Now().UnixNano(), name)
 	s.db.gcMu.RLock()
 	defer s.db.gcMu.RUnlock()
-	if err := s.backend.Commit(ctx, bname, r.Backend, snapshots.WithLabels(splitLabels(base.Labels))); err != nil {
+	if rebaseBackend != "" && r.Labels[LabelSnapshotRef] == name {
+		if linked, err := s.commitLinked(ctx, name, key, r, base, rebaseBackend); err != nil || linked {
+			return err
+		}
+	}
+	if err := s.backend.Commit(ctx, bname, r.Backend, bopts...); err != nil {
 		return err
 	}
 	lease, hasLease := leases.FromContext(ctx)
@@ -393,15 +424,12 @@ func (s *snapshotStore) Commit(ctx context.Context, name, key string, opts ...sn
 			return err
 		}
 		now := time.Now().UTC()
-		lbls := copyLabels(r.Labels)
-		for k, v := range base.Labels {
-			if lbls == nil {
-				lbls = map[string]string{}
-			}
-			lbls[k] = v
+		lbls := mergeLabels(r.Labels, base.Labels)
+		parent := r.Parent
+		if base.Parent != "" {
+			parent = base.Parent
 		}
-		delete(lbls, LabelSnapshotRef)
-		nr := snapRecord{Backend: bname, Parent: r.Parent, Kind: snapshots.KindCommitted, Labels: lbls, Created: now, Updated: now}
+		nr := snapRecord{Backend: bname, Parent: parent, Kind: snapshots.KindCommitted, Labels: lbls, Created: now, Updated: now}
 		if hasLease {
 			if err := addLeaseResource(t, lease, leases.Resource{Type: "snapshots/" + s.name, ID: name}); err != nil && !errdefs.IsNotFound(err) {
 				return err
@@ -410,6 +438,68 @@ func (s *snapshotStore) Commit(ctx context.Context, name, key string, opts ...sn
 		t.publish(s.db, "/snapshot/commit", &eventstypes.SnapshotCommit{Key: key, Name: name, Snapshotter: s.name})
 		return putJSON(b, name, &nr)
 	})
+}
+
+// commitLinked commits key as name by linking the backend snapshot that
+// another namespace committed as name on the same parent, if there is
+// one, and removes key's own backend snapshot, which holds the same layer.
+// It is what create does for a layer prepared on its parent, done at
+// commit for a layer prepared without one (snapshots.WithParent), whose
+// parent was not known to be shared before: a layer stays on disk once per
+// snapshotter. The caller holds gcMu.
+func (s *snapshotStore) commitLinked(ctx context.Context, name, key string, r snapRecord, base snapshots.Info, parentBackend string) (bool, error) {
+	lease, hasLease := leases.FromContext(ctx)
+	linked := false
+	err := s.db.update(ctx, func(t *nsTx) error {
+		shared, sparent := s.findCommitted(t, name)
+		if shared == "" || sparent != parentBackend {
+			return nil
+		}
+		b := s.bucket(t)
+		if cur, err := s.get(t, key); err != nil || cur.Backend != r.Backend || cur.Kind != snapshots.KindActive {
+			// Gone or made again meanwhile: the ordinary commit says.
+			return nil
+		}
+		if b.Get([]byte(name)) != nil {
+			return alreadyExists("snapshot %q (snapshotter %s)", name, s.name)
+		}
+		if err := b.Delete([]byte(key)); err != nil {
+			return err
+		}
+		now := time.Now().UTC()
+		nr := snapRecord{Backend: shared, Parent: base.Parent, Kind: snapshots.KindCommitted, Labels: mergeLabels(r.Labels, base.Labels), Created: now, Updated: now}
+		if hasLease {
+			if err := addLeaseResource(t, lease, leases.Resource{Type: "snapshots/" + s.name, ID: name}); err != nil && !errdefs.IsNotFound(err) {
+				return err
+			}
+		}
+		linked = true
+		t.publish(s.db, "/snapshot/commit", &eventstypes.SnapshotCommit{Key: key, Name: name, Snapshotter: s.name})
+		return putJSON(b, name, &nr)
+	})
+	if err != nil || !linked {
+		return false, err
+	}
+	if err := s.backend.Remove(ctx, r.Backend); err != nil && !errdefs.IsNotFound(err) {
+		// No record names it any more: the collector removes it.
+		slog.WarnContext(ctx, "remove backend snapshot of a linked commit", "snapshotter", s.name, "key", key, "backend", r.Backend, "error", err)
+	}
+	return true, nil
+}
+
+// mergeLabels returns a committed snapshot's labels: the active one's,
+// overridden by those given at commit, without LabelSnapshotRef, which
+// only has a meaning while the snapshot is being made.
+func mergeLabels(active, commit map[string]string) map[string]string {
+	lbls := copyLabels(active)
+	for k, v := range commit {
+		if lbls == nil {
+			lbls = map[string]string{}
+		}
+		lbls[k] = v
+	}
+	delete(lbls, LabelSnapshotRef)
+	return lbls
 }
 
 func (s *snapshotStore) Remove(ctx context.Context, key string) error {

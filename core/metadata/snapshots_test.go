@@ -12,6 +12,7 @@ import (
 	"github.com/hullrt/hull/core/namespaces"
 	"github.com/hullrt/hull/core/snapshots"
 	"github.com/hullrt/hull/core/snapshots/native"
+	"github.com/hullrt/hull/core/snapshots/overlay"
 )
 
 func withNative(t *testing.T, db *DB) snapshots.Snapshotter {
@@ -119,4 +120,93 @@ func TestSnapshotsKeptByReferences(t *testing.T) {
 
 func leasesCtx(ctx context.Context, id string) context.Context {
 	return leases.WithLease(ctx, id)
+}
+
+// TestSnapshotsCommitWithParent commits snapshots prepared without parent
+// onto a parent (snapshots.WithParent), as a parallel unpack does: the
+// record and the backend chain get the parent, a second namespace's
+// commit of the same layer links the first's, and backends that cannot
+// rebase refuse.
+func TestSnapshotsCommitWithParent(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("overlay needs root")
+	}
+	db := openDB(t)
+	ov, err := overlay.New(filepath.Join(t.TempDir(), "overlay"))
+	if err != nil {
+		t.Skipf("overlay not usable here: %v", err)
+	}
+	t.Cleanup(func() { ov.Close() })
+	db.AddSnapshotter("overlayfs", ov)
+	s, _ := db.Snapshotter("overlayfs")
+	a := namespaces.WithNamespace(context.Background(), "a")
+	b := namespaces.WithNamespace(context.Background(), "b")
+	layer(t, a, s, "l1", "")
+	detachedLayer := func(ctx context.Context) error {
+		ms, err := s.Prepare(ctx, "d2", "", snapshots.WithLabels(map[string]string{LabelSnapshotRef: "l2"}))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(ms[0].Source, "l2"), []byte("l2"), 0o644); err != nil {
+			return err
+		}
+		return s.Commit(ctx, "l2", "d2", snapshots.WithParent("l1"))
+	}
+	if err := detachedLayer(a); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := s.Stat(a, "l2"); err != nil || info.Parent != "l1" || info.Labels[LabelSnapshotRef] != "" {
+		t.Fatalf("a's l2: %+v %v", info, err)
+	}
+	ms, err := s.View(a, "v", "l2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) != 1 || ms[0].Type != "overlay" {
+		t.Fatalf("view of l2 on l1: %+v", ms)
+	}
+	if err := s.Remove(a, "l1"); !errdefs.IsFailedPrecondition(err) {
+		t.Fatalf("remove of the new parent: %v", err)
+	}
+	// b links a's l1 when preparing it and a's l2 when committing it.
+	if _, err := s.Prepare(b, "x", "", snapshots.WithLabels(map[string]string{LabelSnapshotRef: "l1"})); !errdefs.IsAlreadyExists(err) {
+		t.Fatalf("prepare of l1 in b: %v", err)
+	}
+	if err := detachedLayer(b); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := s.Stat(b, "l2"); err != nil || info.Parent != "l1" {
+		t.Fatalf("b's l2: %+v %v", info, err)
+	}
+	var committed, active int
+	ov.Walk(a, func(_ context.Context, i snapshots.Info) error {
+		if i.Kind == snapshots.KindCommitted {
+			committed++
+		} else {
+			active++
+		}
+		return nil
+	})
+	if committed != 2 || active != 1 { // the active one is a's view
+		t.Fatalf("backend has %d committed and %d other snapshots, want 2 and the view", committed, active)
+	}
+	// WithParent is for Commit only, and onto a committed snapshot.
+	if _, err := s.Prepare(a, "p", "", snapshots.WithParent("l1")); !errdefs.IsInvalidArgument(err) {
+		t.Fatalf("prepare with WithParent: %v", err)
+	}
+	if _, err := s.Prepare(a, "on-l1", "l1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(a, "l3", "on-l1", snapshots.WithParent("l2")); !errdefs.IsFailedPrecondition(err) {
+		t.Fatalf("rebase of a snapshot that has a parent: %v", err)
+	}
+	// native cannot.
+	n := withNative(t, db)
+	if _, err := n.Prepare(a, "n", ""); err != nil {
+		t.Fatal(err)
+	}
+	layer(t, a, n, "n1", "")
+	if err := n.Commit(a, "n2", "n", snapshots.WithParent("n1")); !errdefs.IsNotImplemented(err) {
+		t.Fatalf("native commit with a parent: %v", err)
+	}
 }

@@ -86,7 +86,8 @@ func (u *Usage) Add(u2 Usage) {
 // WalkFunc is called for each snapshot by Walk; an error stops the walk.
 type WalkFunc func(context.Context, Info) error
 
-// Opt sets fields of the Info of a new snapshot (labels).
+// Opt sets fields of the Info of a new snapshot (labels) or, given to
+// Commit, of the committed one (labels, WithParent).
 type Opt func(*Info) error
 
 // WithLabels sets the labels of a new snapshot.
@@ -100,6 +101,49 @@ func WithLabels(labels map[string]string) Opt {
 		}
 		return nil
 	}
+}
+
+// WithParent, given to Commit, makes the committed snapshot a child of the
+// committed snapshot parent although the active one was prepared without
+// parent: a rebase. It is how a layer is applied apart from the layers below
+// it and then stacked on them, which lets unpack apply several layers at
+// once. The active snapshot must have been prepared without parent and hold
+// only the layer's changes the way an overlay upper directory holds them
+// (diff.ApplyConfig.Detached); only snapshotters whose committed snapshots
+// are such upper directories can honour it (overlayfs). The others refuse
+// it with errdefs.ErrNotImplemented rather than commit a tree whose
+// whiteouts would mean nothing.
+//
+// Prepare and View refuse it: their parent is an argument.
+func WithParent(parent string) Opt {
+	return func(i *Info) error {
+		i.Parent = parent
+		return nil
+	}
+}
+
+// LabelCommitParent carries WithParent through the snapshots gRPC API,
+// whose CommitSnapshotRequest has no parent field: the client sets it on
+// the commit's labels and hulld's snapshots service turns it back into
+// WithParent, so it is never stored. Only hull's own service knows it; a
+// client asks for it only from a snapshotter whose plugin exports
+// ExportParallelUnpack.
+const LabelCommitParent = "hull.io/snapshot.commit-parent"
+
+// ExportParallelUnpack is the plugin export of a snapshotter that honours
+// WithParent: how many layers an unpack may apply at once, as configured.
+const ExportParallelUnpack = "parallel_unpack"
+
+// ParentOf returns the parent opts set (WithParent), or an error from an
+// opt.
+func ParentOf(opts []Opt) (string, error) {
+	var info Info
+	for _, o := range opts {
+		if err := o(&info); err != nil {
+			return "", err
+		}
+	}
+	return info.Parent, nil
 }
 
 // Snapshotter is a snapshot store. Errors wrap errdefs: NotFound for an

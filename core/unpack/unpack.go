@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -46,8 +47,33 @@ type Options struct {
 	SnapshotterName string
 	Applier         diff.Applier
 	// Progress, if set, is told about each layer: "exists", "applying",
-	// "applied".
+	// "applied". With ParallelLayers it is called from several goroutines,
+	// one at a time, and a layer applied again in chain says "applying"
+	// twice.
 	Progress func(layer ocispec.Descriptor, chainID digest.Digest, status string)
+	// ParallelLayers is how many layers may be applied at once. Above 1,
+	// each layer is applied apart from those below it, into a snapshot
+	// prepared without parent (diff.WithDetached), and committed onto its
+	// parent in chain order (snapshots.WithParent); a layer that needs
+	// the layers below it to apply (diff.ErrNeedsLower), or a snapshotter
+	// that refuses WithParent, gets the layer applied again the ordinary
+	// way. Set it only for snapshotters that honour WithParent: those
+	// whose plugin exports snapshots.ExportParallelUnpack (see
+	// ParallelFromExports). 0 or 1: each layer is applied on a snapshot
+	// of the one below, one after another.
+	ParallelLayers int
+}
+
+// ParallelFromExports returns the ParallelLayers a snapshotter plugin
+// offers through its exports (snapshots.ExportParallelUnpack): 1 when it
+// exports none or nonsense, so that snapshotters that do not honour
+// snapshots.WithParent unpack one layer after another.
+func ParallelFromExports(exports map[string]string) int {
+	n, err := strconv.Atoi(exports[snapshots.ExportParallelUnpack])
+	if err != nil || n < 1 {
+		return 1
+	}
+	return n
 }
 
 // Unpack applies the layers of manifest (a single-platform manifest) and
@@ -94,17 +120,23 @@ func UnpackManifest(ctx context.Context, m ocispec.Manifest, o Options, ready fu
 		return "", fmt.Errorf("image config %s lists %d layers (diff IDs) but the manifest has %d: %w", m.Config.Digest, len(diffIDs), len(m.Layers), errdefs.ErrInvalidArgument)
 	}
 	var parent digest.Digest
-	for i, layer := range m.Layers {
-		chain := identity.ChainID(diffIDs[:i+1])
-		if _, err := o.Snapshotter.Stat(ctx, chain.String()); err != nil {
-			if err := wait(layer.Digest); err != nil {
-				return "", err
-			}
-		}
-		if err := unpackLayer(ctx, o, layer, diffIDs[i], chain, parent); err != nil {
+	if o.ParallelLayers > 1 && len(m.Layers) > 1 {
+		if parent, err = unpackParallel(ctx, o, m.Layers, diffIDs, wait); err != nil {
 			return "", err
 		}
-		parent = chain
+	} else {
+		for i, layer := range m.Layers {
+			chain := identity.ChainID(diffIDs[:i+1])
+			if _, err := o.Snapshotter.Stat(ctx, chain.String()); err != nil {
+				if err := wait(layer.Digest); err != nil {
+					return "", err
+				}
+			}
+			if err := unpackLayer(ctx, o, layer, diffIDs[i], chain, parent); err != nil {
+				return "", err
+			}
+			parent = chain
+		}
 	}
 	if len(m.Layers) > 0 {
 		_, err := o.Content.Update(ctx, content.Info{Digest: m.Config.Digest, Labels: map[string]string{
@@ -175,6 +207,12 @@ func unpackLayer(ctx context.Context, o Options, layer ocispec.Descriptor, diffI
 		}
 		return fmt.Errorf("commit snapshot %s of layer %s: %w", chain, layer.Digest, err)
 	}
+	return o.committed(ctx, layer, diffID, chain)
+}
+
+// committed records, once layer's snapshot is committed, the layer's
+// diffID on its blob, as containerd does.
+func (o Options) committed(ctx context.Context, layer ocispec.Descriptor, diffID, chain digest.Digest) error {
 	if _, err := o.Content.Update(ctx, content.Info{Digest: layer.Digest, Labels: map[string]string{LabelUncompressed: diffID.String()}}, "labels."+LabelUncompressed); err != nil {
 		return err
 	}

@@ -2,10 +2,15 @@ package builtin
 
 import (
 	"fmt"
+	"runtime"
+	"strconv"
+
+	"github.com/containerd/errdefs"
 
 	"github.com/hullrt/hull/core/diff"
 	"github.com/hullrt/hull/core/diff/walking"
 	"github.com/hullrt/hull/core/metadata"
+	"github.com/hullrt/hull/core/snapshots"
 	"github.com/hullrt/hull/core/snapshots/native"
 	"github.com/hullrt/hull/core/snapshots/overlay"
 	"github.com/hullrt/hull/plugin"
@@ -16,6 +21,9 @@ type OverlayConfig struct {
 	RootPath      string   `toml:"root_path" doc:"Directory of the snapshots; empty means <root>/io.containerd.snapshotter.v1.overlayfs."`
 	UpperdirLabel bool     `toml:"upperdir_label" doc:"Label each snapshot with the path of its upper directory (containerd.io/snapshot/overlay.upperdir)."`
 	MountOptions  []string `toml:"mount_options" doc:"Extra options for every overlay mount, such as \"index=off\"."`
+	// ParallelUnpack is exported (snapshots.ExportParallelUnpack) for the
+	// clients that unpack, which is where the limit applies.
+	ParallelUnpack int `toml:"parallel_unpack" doc:"How many layers of an image an unpack may apply at once, each apart from the layers below it and committed onto them in order; 1 applies them one after another; 0 means GOMAXPROCS. Not with userxattr, metacopy or redirect_dir overlays, which always unpack one layer after another."`
 }
 
 // NativeConfig is the configuration of the native snapshotter.
@@ -54,6 +62,16 @@ func registerSnapshotters(r *plugin.Registry) {
 			ic.Meta.Exports["root"] = root
 			for k, v := range s.Features().Exports() {
 				ic.Meta.Exports[k] = v
+			}
+			if cfg.ParallelUnpack < 0 {
+				s.Close()
+				return nil, fmt.Errorf("overlayfs parallel_unpack = %d: use 1 or more, or 0 for GOMAXPROCS: %w", cfg.ParallelUnpack, errdefs.ErrInvalidArgument)
+			}
+			if n := cfg.ParallelUnpack; s.CanRebase() && n != 1 {
+				if n <= 0 {
+					n = runtime.GOMAXPROCS(0)
+				}
+				ic.Meta.Exports[snapshots.ExportParallelUnpack] = strconv.Itoa(n)
 			}
 			return s, nil
 		},

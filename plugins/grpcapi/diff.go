@@ -25,7 +25,11 @@ type diffService struct {
 func (s *diffService) RegisterGRPC(g *grpc.Server) { api.RegisterDiffServer(g, s) }
 
 func (s *diffService) Apply(ctx context.Context, req *api.ApplyRequest) (*api.ApplyResponse, error) {
-	applied, err := s.differ.Apply(ctx, protoconv.DescFromProto(req.Diff), protoconv.MountsFromProto(req.Mounts))
+	var opts []diff.ApplyOpt
+	if _, ok := req.Payloads[diff.PayloadDetached]; ok {
+		opts = append(opts, diff.WithDetached())
+	}
+	applied, err := s.differ.Apply(ctx, protoconv.DescFromProto(req.Diff), protoconv.MountsFromProto(req.Mounts), opts...)
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}

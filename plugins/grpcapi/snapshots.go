@@ -2,6 +2,7 @@ package grpcapi
 
 import (
 	"context"
+	"maps"
 
 	api "github.com/containerd/containerd/api/services/snapshots/v1"
 	"google.golang.org/grpc"
@@ -90,7 +91,15 @@ func (s *SnapshotsServer) Commit(ctx context.Context, req *api.CommitSnapshotReq
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
-	if err := sn.Commit(ctx, req.Name, req.Key, snapshots.WithLabels(req.Labels)); err != nil {
+	opts := []snapshots.Opt{snapshots.WithLabels(req.Labels)}
+	if parent, ok := req.Labels[snapshots.LabelCommitParent]; ok {
+		// The API has no parent field for a commit: hull's clients send
+		// snapshots.WithParent as this label, which is not kept.
+		lbls := maps.Clone(req.Labels)
+		delete(lbls, snapshots.LabelCommitParent)
+		opts = []snapshots.Opt{snapshots.WithLabels(lbls), snapshots.WithParent(parent)}
+	}
+	if err := sn.Commit(ctx, req.Name, req.Key, opts...); err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
 	return &emptypb.Empty{}, nil

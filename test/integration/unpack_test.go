@@ -24,6 +24,11 @@ import (
 // modes, owners, xattrs, hardlinks, symlinks, a fifo, a whiteout of a file
 // from a lower layer and an opaque directory.
 func layeredImage() *testimage.Image {
+	return testimage.New([]string{"/bin/tool"}, layeredFiles()...)
+}
+
+// layeredFiles are the layers of layeredImage.
+func layeredFiles() [][]testimage.File {
 	l1 := []testimage.File{
 		{Name: "etc/", Type: tar.TypeDir},
 		{Name: "etc/config", Data: []byte("v1")},
@@ -48,7 +53,27 @@ func layeredImage() *testimage.Image {
 		{Name: "data/fifo", Type: tar.TypeFifo, Mode: 0o644},
 		{Name: "owned", Data: []byte("x")},
 	}
-	return testimage.New([]string{"/bin/tool"}, l1, l2, l3)
+	return [][]testimage.File{l1, l2, l3}
+}
+
+// layeredImage4 is layeredImage with a fourth layer whose whiteout,
+// opaque directory and hard link hullctl's parallel unpack writes as an
+// overlay upper directory without its lowers (l2 and l3 write into
+// directories they do not list, which get their metadata from below at
+// commit).
+func layeredImage4() *testimage.Image {
+	l4 := []testimage.File{
+		{Name: "etc/", Type: tar.TypeDir},
+		{Name: "etc/.wh.config"},
+		{Name: "etc/l4", Data: []byte("l4")},
+		{Name: "bin/", Type: tar.TypeDir, Mode: 0o750},
+		{Name: "bin/.wh..wh..opq"},
+		{Name: "bin/new", Mode: 0o755, Data: []byte("#!/bin/sh\n")},
+		// Its mode is its target's, as tar writers write it: containerd
+		// (not hull) gives the inode a link entry's mode.
+		{Name: "bin/newhard", Type: tar.TypeLink, Linkname: "bin/new", Mode: 0o755},
+	}
+	return testimage.New([]string{"/bin/tool"}, append(layeredFiles(), l4)...)
 }
 
 // treeOf describes every entry under root: path, type, mode, owner, size,
@@ -147,15 +172,28 @@ func TestCtrPullUnpackMountAndGC(t *testing.T) {
 	}
 }
 
+// namespacedCtr runs ctr against a hulld in namespace ns.
+type namespacedCtr struct {
+	d  *hulltest.Daemon
+	ns string
+}
+
+func (n namespacedCtr) Ctr(t testing.TB, stdin []byte, args ...string) string {
+	return n.d.Ctr(t, stdin, append([]string{"--namespace", n.ns}, args...)...)
+}
+
 // TestUnpackMatchesContainerd unpacks the same image with hull and with
-// Debian's containerd and compares the two trees entry by entry.
+// Debian's containerd and compares the trees entry by entry: pulled through
+// hulld by Debian's ctr (which unpacks one layer after another) and by
+// hullctl (which applies layers in parallel with overlayfs).
 func TestUnpackMatchesContainerd(t *testing.T) {
 	hulltest.RequireCtr(t)
 	if _, err := exec.LookPath("containerd"); err != nil {
 		t.Fatalf("containerd not found (make test installs it): %v", err)
 	}
 	reg := registrytest.Start(t, registrytest.Options{})
-	reg.Push(t, "unpack/cmp", "1", layeredImage())
+	img := layeredImage4()
+	reg.Push(t, "unpack/cmp", "1", img)
 	ref := reg.Host() + "/unpack/cmp:1"
 	d := hulltest.Start(t, hulltest.Options{})
 	d.Ctr(t, nil, "images", "pull", "--plain-http", ref)
@@ -165,6 +203,37 @@ func TestUnpackMatchesContainerd(t *testing.T) {
 	ctrd := mountedTree(t, c, ref)
 	if strings.Join(hull, "\n") != strings.Join(ctrd, "\n") {
 		t.Fatalf("trees differ\nhull:\n%s\ncontainerd:\n%s", strings.Join(hull, "\n"), strings.Join(ctrd, "\n"))
+	}
+	// A hulld of its own, so that no layer is linked from the first.
+	d2 := hulltest.Start(t, hulltest.Options{})
+	if out := d2.Ctr(t, nil, "plugins", "ls", "-d", "id==overlayfs"); !strings.Contains(out, "parallel_unpack") {
+		t.Fatalf("overlayfs does not export parallel_unpack:\n%s", out)
+	}
+	h := newHullctl(t, d2)
+	h.ok(t, "images", "pull", "--plain", "--plain-http", ref)
+	parallel := mountedTree(t, d2, ref)
+	if strings.Join(parallel, "\n") != strings.Join(ctrd, "\n") {
+		t.Fatalf("trees differ\nhullctl (parallel unpack):\n%s\ncontainerd:\n%s", strings.Join(parallel, "\n"), strings.Join(ctrd, "\n"))
+	}
+	// Another namespace unpacks the image again, in parallel too: l1 is
+	// linked to the first namespace's snapshot when prepared; l2 to l4
+	// are applied apart and linked when committed.
+	h.ok(t, "-n", "other", "images", "pull", "--plain", "--plain-http", "--skip-unpack", ref)
+	out := h.ok(t, "-n", "other", "images", "unpack", ref)
+	for i, want := range []string{"exists", "applying applied", "applying applied", "applying applied"} {
+		var got []string
+		for _, line := range strings.Split(out, "\n") {
+			if rest, ok := strings.CutPrefix(line, fmt.Sprintf("unpack layer-%s: ", img.Layers[i].Desc.Digest)); ok {
+				got = append(got, strings.Fields(rest)[0])
+			}
+		}
+		if strings.Join(got, " ") != want {
+			t.Errorf("layer %d: %q, want %q:\n%s", i+1, got, want, out)
+		}
+	}
+	other := mountedTree(t, namespacedCtr{d2, "other"}, ref)
+	if strings.Join(other, "\n") != strings.Join(ctrd, "\n") {
+		t.Fatalf("trees differ\nhullctl in another namespace:\n%s\ncontainerd:\n%s", strings.Join(other, "\n"), strings.Join(ctrd, "\n"))
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -87,6 +88,9 @@ func layerCompression(mt string) (compression, error) {
 //     directories copied from the lowerdirs (archive.WithParents); not for
 //     overlays with userxattr, metacopy or redirect_dir, whose upper
 //     directories follow other rules;
+//   - with diff.WithDetached, a single read-write bind mount (a snapshot
+//     without parent that will be committed onto its lowers): into its
+//     source, as an overlay upper directory (archive.WithDetachedUpper);
 //   - a single read-write bind mount: into its source;
 //   - otherwise the mounts are mounted at a temporary directory
 //     (mount.WithTempMount) and the layer is applied there.
@@ -142,6 +146,16 @@ func (a *applier) Apply(ctx context.Context, desc ocispec.Descriptor, mounts []m
 		return ra2.Close()
 	}
 	switch {
+	case cfg.Detached:
+		// The snapshot is an upper directory without its lowers, which
+		// a parentless snapshot mounts as a bind of that directory.
+		if len(mounts) != 1 || !isBind(mounts[0]) || readOnly(mounts[0]) {
+			return ocispec.Descriptor{}, fmt.Errorf("apply layer %s detached: the mounts must be one writable bind mount of a snapshot without parent, not %v: %w", desc.Digest, mounts, errdefs.ErrInvalidArgument)
+		}
+		err = apply(mounts[0].Source, archive.WithDetachedUpper())
+		if errors.Is(err, archive.ErrNeedsLower) {
+			err = needsLowerError{err}
+		}
 	case len(mounts) == 1 && overlayUpper(mounts[0]) != "" && !needsMount(mounts[0]):
 		m := mounts[0]
 		lower, _ := overlayLowers(m)
@@ -160,6 +174,16 @@ func (a *applier) Apply(ctx context.Context, desc ocispec.Descriptor, mounts []m
 			desc.Digest, diffID, cfg.ExpectedDiffID, errdefs.ErrFailedPrecondition)
 	}
 	return ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: diffID, Size: hr.n}, nil
+}
+
+// needsLowerError is an archive.ErrNeedsLower error as Apply's callers
+// test for it: diff.ErrNeedsLower, and FailedPrecondition through gRPC.
+type needsLowerError struct{ error }
+
+func (e needsLowerError) Unwrap() error { return e.error }
+
+func (e needsLowerError) Is(target error) bool {
+	return target == diff.ErrNeedsLower || target == errdefs.ErrFailedPrecondition
 }
 
 // checkMagic checks that the blob starts the way its media type says, so

@@ -578,3 +578,32 @@ func TestMountHelpers(t *testing.T) {
 		t.Error("metacopy=on upper read directly")
 	}
 }
+
+// TestApplyDetached applies a layer apart from its lowers into a bind
+// mount, with overlay whiteouts, and refuses one that needs its lowers.
+func TestApplyDetached(t *testing.T) {
+	requireRoot(t)
+	cs := newStore(t)
+	ctx := context.Background()
+	good := ingest(t, cs, ocispec.MediaTypeImageLayer, uncompressedTar(t, []testimage.File{
+		{Name: "d/", Type: tar.TypeDir},
+		{Name: "d/.wh.gone"},
+		{Name: "d/new", Data: []byte("new")},
+	}))
+	dir := t.TempDir()
+	if _, err := NewApplier(cs).Apply(ctx, good, bindMount(dir), diff.WithDetached()); err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(filepath.Join(dir, "d/gone"), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != 0 {
+		t.Fatalf("whiteout of d/gone: %v %+v", err, st)
+	}
+	needs := ingest(t, cs, ocispec.MediaTypeImageLayer, uncompressedTar(t, []testimage.File{{Name: "h", Type: tar.TypeLink, Linkname: "below"}}))
+	_, err := NewApplier(cs).Apply(ctx, needs, bindMount(t.TempDir()), diff.WithDetached())
+	if !errors.Is(err, diff.ErrNeedsLower) || !errdefs.IsFailedPrecondition(err) {
+		t.Fatalf("layer with a hard link to a lower file: %v", err)
+	}
+	if _, err := NewApplier(cs).Apply(ctx, good, nil, diff.WithDetached()); !errdefs.IsInvalidArgument(err) {
+		t.Fatalf("detached apply without a bind mount: %v", err)
+	}
+}

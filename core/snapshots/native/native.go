@@ -223,8 +223,18 @@ func (s *Snapshotter) inProgress(name string) bool {
 }
 
 // Commit seals active snapshot key as committed snapshot name, recording
-// its disk usage.
+// its disk usage. snapshots.WithParent is refused with
+// errdefs.ErrNotImplemented: a native snapshot is a whole tree, copied
+// from its parent when prepared, so one prepared alone cannot become a
+// child afterwards.
 func (s *Snapshotter) Commit(ctx context.Context, name, key string, opts ...snapshots.Opt) error {
+	parent, err := snapshots.ParentOf(opts)
+	if err != nil {
+		return err
+	}
+	if parent != "" {
+		return fmt.Errorf("commit %q onto %q: the native snapshotter copies a parent when preparing and cannot give a snapshot one later: %w", key, parent, errdefs.ErrNotImplemented)
+	}
 	return s.ms.Commit(ctx, name, key, s.dir, opts...)
 }
 

@@ -30,6 +30,7 @@ import (
 
 	"github.com/containerd/errdefs"
 
+	"github.com/hullrt/hull/core/archive"
 	"github.com/hullrt/hull/core/mount"
 	"github.com/hullrt/hull/core/snapshots"
 	"github.com/hullrt/hull/core/snapshots/storage"
@@ -310,9 +311,78 @@ func (s *Snapshotter) mounts(snap storage.Snapshot) []mount.Mount {
 }
 
 // Commit seals active snapshot key as committed snapshot name, recording
-// its disk usage.
+// its disk usage. With snapshots.WithParent, a snapshot prepared without
+// parent becomes a child of that parent: its directory, written as an
+// upper directory (overlay whiteouts and opaque marks), becomes the top
+// layer of the parent's chain, and the directories its apply made without
+// metadata of their own get that of the parent's chain
+// (archive.FixImplicitParents). This is refused (errdefs.ErrNotImplemented)
+// when the snapshotter's overlays keep their marks elsewhere (userxattr)
+// or data in lower layers (metacopy, redirect_dir), where an upper
+// directory written apart from its lowers is not what overlayfs expects.
 func (s *Snapshotter) Commit(ctx context.Context, name, key string, opts ...snapshots.Opt) error {
+	parent, err := snapshots.ParentOf(opts)
+	if err != nil {
+		return err
+	}
+	if parent != "" {
+		if !s.CanRebase() {
+			return fmt.Errorf("commit %q onto %q: this overlay snapshotter mounts with %v, whose upper directories cannot be written apart from their lower layers: %w", key, parent, s.options, errdefs.ErrNotImplemented)
+		}
+		if err := s.fixImplicitParents(ctx, key, parent); err != nil {
+			return err
+		}
+	}
 	return s.ms.Commit(ctx, name, key, s.upperPath, opts...)
+}
+
+// fixImplicitParents gives the directories a detached apply into key made
+// for entries of a layer that did not list them (archive.WithDetachedUpper)
+// the metadata they have in parent's chain, now that it exists: what an
+// apply over that chain would have given them.
+func (s *Snapshotter) fixImplicitParents(ctx context.Context, key, parent string) error {
+	var (
+		id      uint64
+		lowerID []uint64
+	)
+	err := s.ms.View(ctx, func(tx *storage.Tx) error {
+		var err error
+		if id, _, _, err = tx.GetInfo(key); err != nil {
+			return err
+		}
+		lowerID, err = tx.ChainIDs(parent)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	lowers := make([]string, len(lowerID))
+	for i, lid := range lowerID {
+		lowers[i] = s.upperPath(lid)
+	}
+	if err := archive.FixImplicitParents(s.upperPath(id), lowers...); err != nil {
+		return fmt.Errorf("commit %q onto %q: %w", key, parent, err)
+	}
+	return nil
+}
+
+// CanRebase reports whether Commit honours snapshots.WithParent: whether an
+// upper directory written without its lower layers, with trusted.overlay.*
+// whiteouts and opaque marks, is one this snapshotter's overlays read as
+// the layer it holds.
+func (s *Snapshotter) CanRebase() bool {
+	for _, o := range s.options {
+		k, v, _ := strings.Cut(o, "=")
+		switch k {
+		case "userxattr":
+			return false
+		case "metacopy", "redirect_dir":
+			if v != "off" && v != "nofollow" {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // Remove removes snapshot key, which must have no children. Its directory

@@ -715,3 +715,49 @@ func TestConcurrent(t *testing.T) {
 		t.Errorf("%d snapshots, %d directories; want 81 of each", n, len(entries))
 	}
 }
+
+// TestCommitWithParent stacks a snapshot prepared without parent onto a
+// committed one, and checks that overlays whose upper directories depend on
+// their lowers (metacopy here) refuse to.
+func TestCommitWithParent(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newSnapshotter(t)
+	if !s.CanRebase() {
+		t.Fatalf("plain overlay cannot rebase: options %v", s.options)
+	}
+	if _, err := s.Prepare(ctx, "a", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(ctx, "base", "a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Prepare(ctx, "b", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(ctx, "top", "b", snapshots.WithParent("base")); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := s.View(ctx, "v", "top")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lower string
+	for _, o := range ms[0].Options {
+		if v, ok := strings.CutPrefix(o, "lowerdir="); ok {
+			lower = v
+		}
+	}
+	if strings.Count(lower, ":") != 1 {
+		t.Fatalf("view of top on base: %+v", ms)
+	}
+	m, _ := newSnapshotter(t, WithMountOptions([]string{"metacopy=on"}))
+	if m.CanRebase() {
+		t.Fatal("metacopy overlay says it can rebase")
+	}
+	m.Prepare(ctx, "a", "")
+	m.Commit(ctx, "base", "a")
+	m.Prepare(ctx, "b", "")
+	if err := m.Commit(ctx, "top", "b", snapshots.WithParent("base")); !errdefs.IsNotImplemented(err) {
+		t.Fatalf("metacopy overlay commit with a parent: %v", err)
+	}
+}

@@ -181,18 +181,19 @@ func checkKey(what, key string) error {
 	return nil
 }
 
-// applyOpts returns the labels opts set, checked.
-func applyOpts(opts []snapshots.Opt) (map[string]string, error) {
+// applyOpts returns the labels opts set, checked, and the parent
+// (snapshots.WithParent).
+func applyOpts(opts []snapshots.Opt) (map[string]string, string, error) {
 	var base snapshots.Info
 	for _, o := range opts {
 		if err := o(&base); err != nil {
-			return nil, err
+			return nil, "", err
 		}
 	}
 	if err := labels.ValidateAll(base.Labels); err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return copyLabels(base.Labels), nil
+	return copyLabels(base.Labels), base.Parent, nil
 }
 
 // CreateSnapshot records a new active snapshot or view key of parent ("" for
@@ -204,9 +205,12 @@ func (t *Tx) CreateSnapshot(kind snapshots.Kind, key, parent string, opts ...sna
 	if kind != snapshots.KindActive && kind != snapshots.KindView {
 		return Snapshot{}, fmt.Errorf("create snapshot %q of kind %v: only active snapshots and views are created: %w", key, kind, errdefs.ErrInvalidArgument)
 	}
-	lbls, err := applyOpts(opts)
+	lbls, optParent, err := applyOpts(opts)
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("snapshot %q: %w", key, err)
+	}
+	if optParent != "" {
+		return Snapshot{}, fmt.Errorf("snapshot %q: WithParent is for Commit; Prepare and View take the parent as an argument: %w", key, errdefs.ErrInvalidArgument)
 	}
 	if t.snapshots.Get([]byte(key)) != nil {
 		return Snapshot{}, fmt.Errorf("snapshot %q: %w", key, errdefs.ErrAlreadyExists)
@@ -254,6 +258,16 @@ func (t *Tx) chain(key string, r *record) ([]uint64, error) {
 		ids = append(ids, r.ID)
 	}
 	return ids, nil
+}
+
+// ChainIDs returns the IDs of snapshot key and its ancestors, nearest
+// first.
+func (t *Tx) ChainIDs(key string) ([]uint64, error) {
+	r, err := t.get(key)
+	if err != nil {
+		return nil, err
+	}
+	return t.chain(key, r)
 }
 
 // GetInfo returns the ID, Info and stored usage of snapshot key. The usage
@@ -347,7 +361,9 @@ func (t *Tx) UpdateInfo(info snapshots.Info, fieldpaths ...string) (snapshots.In
 // CommitActive turns active snapshot key into committed snapshot name with
 // the given usage, keeping its ID (and so its directory). Its labels become
 // those of opts, as in containerd: a commit does not inherit the active
-// snapshot's labels.
+// snapshot's labels. With snapshots.WithParent among opts, a snapshot
+// prepared without parent is committed as a child of that committed one;
+// whether its directory makes sense there is the snapshotter's to decide.
 func (t *Tx) CommitActive(key, name string, usage snapshots.Usage, opts ...snapshots.Opt) (uint64, error) {
 	if err := checkKey("snapshot key", key); err != nil {
 		return 0, err
@@ -355,7 +371,7 @@ func (t *Tx) CommitActive(key, name string, usage snapshots.Usage, opts ...snaps
 	if err := checkKey("committed snapshot name", name); err != nil {
 		return 0, err
 	}
-	lbls, err := applyOpts(opts)
+	lbls, rebase, err := applyOpts(opts)
 	if err != nil {
 		return 0, fmt.Errorf("commit %q as %q: %w", key, name, err)
 	}
@@ -369,9 +385,25 @@ func (t *Tx) CommitActive(key, name string, usage snapshots.Usage, opts ...snaps
 	if t.snapshots.Get([]byte(name)) != nil {
 		return 0, fmt.Errorf("commit snapshot %q as %q: %w", key, name, errdefs.ErrAlreadyExists)
 	}
+	parent := r.Parent
+	if rebase != "" {
+		// A rebase stacks a snapshot prepared alone onto parent; one
+		// prepared on a parent already has its place in a chain.
+		if r.Parent != "" {
+			return 0, fmt.Errorf("commit snapshot %q onto %q: it was prepared on %q; only a snapshot prepared without parent can be given one: %w", key, rebase, r.Parent, errdefs.ErrFailedPrecondition)
+		}
+		pr, err := t.get(rebase)
+		if err != nil {
+			return 0, fmt.Errorf("parent of %q: %w", name, err)
+		}
+		if pr.kind() != snapshots.KindCommitted {
+			return 0, fmt.Errorf("parent %q of %q is not committed: %w", rebase, name, errdefs.ErrInvalidArgument)
+		}
+		parent = rebase
+	}
 	now := time.Now().UTC()
 	c := &record{
-		ID: r.ID, Kind: snapshots.KindCommitted.String(), Parent: r.Parent, Labels: lbls,
+		ID: r.ID, Kind: snapshots.KindCommitted.String(), Parent: parent, Labels: lbls,
 		Created: now, Updated: now, Inodes: usage.Inodes, Size: usage.Size,
 	}
 	if err := t.snapshots.Delete([]byte(key)); err != nil {
@@ -380,8 +412,8 @@ func (t *Tx) CommitActive(key, name string, usage snapshots.Usage, opts ...snaps
 	if err := t.put(name, c); err != nil {
 		return 0, err
 	}
-	if r.Parent != "" {
-		pr, err := t.get(r.Parent)
+	if parent != "" {
+		pr, err := t.get(parent)
 		if err != nil {
 			return 0, fmt.Errorf("parent of %q: %w", key, err)
 		}

@@ -377,3 +377,50 @@ func TestDiskUsage(t *testing.T) {
 		t.Errorf("usage = %+v", u)
 	}
 }
+
+// TestCommitWithParent rebases a snapshot prepared without parent onto a
+// committed one at commit: the record, the chain and the children index
+// follow.
+func TestCommitWithParent(t *testing.T) {
+	ms := newStore(t)
+	ids := chain(t, ms, 2) // c0 <- c1
+	mustUpdate(t, ms, func(tx *Tx) error {
+		if _, err := tx.CreateSnapshot(snapshots.KindActive, "p", "", snapshots.WithParent("c1")); !errdefs.IsInvalidArgument(err) {
+			t.Errorf("create with WithParent: %v", err)
+		}
+		if _, err := tx.CreateSnapshot(snapshots.KindActive, "a", ""); err != nil {
+			return err
+		}
+		if _, err := tx.CreateSnapshot(snapshots.KindActive, "b", "c0"); err != nil {
+			return err
+		}
+		if _, err := tx.CommitActive("b", "nb", snapshots.Usage{}, snapshots.WithParent("c1")); !errdefs.IsFailedPrecondition(err) {
+			t.Errorf("rebase of a snapshot with a parent: %v", err)
+		}
+		if _, err := tx.CommitActive("a", "na", snapshots.Usage{}, snapshots.WithParent("b")); !errdefs.IsInvalidArgument(err) {
+			t.Errorf("rebase onto an active snapshot: %v", err)
+		}
+		if _, err := tx.CommitActive("a", "na", snapshots.Usage{}, snapshots.WithParent("nothing")); !errdefs.IsNotFound(err) {
+			t.Errorf("rebase onto nothing: %v", err)
+		}
+		id, err := tx.CommitActive("a", "n", snapshots.Usage{}, snapshots.WithParent("c1"))
+		if err != nil {
+			return err
+		}
+		// A child of n mounts n, c1 and c0.
+		s, err := tx.CreateSnapshot(snapshots.KindView, "v", "n")
+		if err != nil {
+			return err
+		}
+		if want := append([]uint64{id}, reverse(slices.Clone(ids))...); !slices.Equal(s.ParentIDs, want) {
+			t.Errorf("view of the rebased snapshot: ParentIDs %v, want %v", s.ParentIDs, want)
+		}
+		if _, info, _, err := tx.GetInfo("n"); err != nil || info.Parent != "c1" {
+			t.Errorf("info %+v %v", info, err)
+		}
+		if _, _, err := tx.Remove("c1"); !errdefs.IsFailedPrecondition(err) {
+			t.Errorf("remove of the new parent: %v", err)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,190 @@
+package unpack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/identity"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/hullrt/hull/core/diff"
+	"github.com/hullrt/hull/core/snapshots"
+)
+
+// detached is the outcome of applying one layer apart from the layers
+// below it.
+type detached struct {
+	// key is the active snapshot holding the applied layer, to be
+	// committed onto its parent; "" when there is none.
+	key string
+	// exists is set when the layer's snapshot was there already.
+	exists bool
+	// err is why the layer could not be applied apart: the committer then
+	// applies it on its parent, which reports the error again if it is
+	// the layer's own (a corrupt blob) rather than the detached apply's.
+	err error
+}
+
+// unpackParallel applies layers up to o.ParallelLayers at once, each into a
+// snapshot without parent, and commits them in chain order, each onto the
+// one below (snapshots.WithParent). Layer 0 has no parent anyway and is
+// applied the ordinary way. A layer whose detached apply fails, or whose
+// commit the snapshotter refuses, is applied again on its parent: the
+// result is the same chain of snapshots an unpack one layer after another
+// makes, with the same content in each.
+func unpackParallel(ctx context.Context, o Options, layers []ocispec.Descriptor, diffIDs []digest.Digest, wait func(digest.Digest) error) (digest.Digest, error) {
+	if fn := o.Progress; fn != nil {
+		// Callers write progress lines; they need not lock.
+		var mu sync.Mutex
+		o.Progress = func(layer ocispec.Descriptor, chain digest.Digest, status string) {
+			mu.Lock()
+			defer mu.Unlock()
+			fn(layer, chain, status)
+		}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// Each layer gets exactly one result: from its apply, or the
+	// dispatcher's cancellation error for those never started.
+	results := make([]chan detached, len(layers))
+	for i := range results {
+		results[i] = make(chan detached, 1)
+	}
+	var wg sync.WaitGroup
+	// The dispatcher starts applies in layer order, never more than
+	// ParallelLayers at once, so that the layer the committer waits for
+	// is never queued behind later ones.
+	slots := make(chan struct{}, o.ParallelLayers)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := range layers {
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				for j := i; j < len(layers); j++ {
+					results[j] <- detached{err: ctx.Err()}
+				}
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r := applyDetached(ctx, o, layers[i], diffIDs[i], identity.ChainID(diffIDs[:i+1]), i > 0, wait)
+				<-slots
+				results[i] <- r
+			}()
+		}
+	}()
+	next := 0 // the first layer whose result the committer has not taken
+	defer func() {
+		// Stop what is still applying and drop the snapshots of layers
+		// applied but never committed (an error below stopped the
+		// unpack).
+		cancel()
+		wg.Wait()
+		for ; next < len(layers); next++ {
+			if r := <-results[next]; r.key != "" {
+				o.Snapshotter.Remove(context.WithoutCancel(ctx), r.key)
+			}
+		}
+	}()
+
+	var parent digest.Digest
+	for i, layer := range layers {
+		chain := identity.ChainID(diffIDs[:i+1])
+		r := <-results[i]
+		next = i + 1
+		inChain := r.err
+		switch {
+		case r.exists:
+			o.progress(layer, chain, "exists")
+		case r.err == nil:
+			var err error
+			inChain, err = commitDetached(ctx, o, layer, diffIDs[i], chain, parent, r.key)
+			if err != nil {
+				return "", err
+			}
+		}
+		if inChain != nil {
+			if err := ctx.Err(); err != nil {
+				return "", err
+			}
+			slog.DebugContext(ctx, "unpack: applying layer on its parent", "layer", layer.Digest, "chain", chain, "reason", inChain)
+			if err := wait(layer.Digest); err != nil {
+				return "", err
+			}
+			if err := unpackLayer(ctx, o, layer, diffIDs[i], chain, parent); err != nil {
+				return "", err
+			}
+		}
+		parent = chain
+	}
+	return parent, nil
+}
+
+// applyDetached applies layer into a new snapshot without parent, as an
+// upper directory to be stacked on its parent when rebase is set (the
+// layer has one).
+func applyDetached(ctx context.Context, o Options, layer ocispec.Descriptor, diffID, chain digest.Digest, rebase bool, wait func(digest.Digest) error) detached {
+	if _, err := o.Snapshotter.Stat(ctx, chain.String()); err == nil {
+		return detached{exists: true}
+	}
+	if err := wait(layer.Digest); err != nil {
+		return detached{err: err}
+	}
+	key := fmt.Sprintf("extract-%d-%s", time.Now().UnixNano(), chain.Encoded())
+	mounts, err := o.Snapshotter.Prepare(ctx, key, "", snapshots.WithLabels(map[string]string{LabelSnapshotRef: chain.String()}))
+	if errdefs.IsAlreadyExists(err) {
+		return detached{exists: true}
+	}
+	if err != nil {
+		return detached{err: fmt.Errorf("prepare snapshot for layer %s: %w", layer.Digest, err)}
+	}
+	o.progress(layer, chain, "applying")
+	opts := []diff.ApplyOpt{diff.WithExpectedDiffID(diffID.String())}
+	if rebase {
+		opts = append(opts, diff.WithDetached())
+	}
+	applied, err := o.Applier.Apply(ctx, layer, mounts, opts...)
+	if err == nil && applied.Digest != diffID {
+		err = fmt.Errorf("layer %s: uncompressed digest %s, the image config says %s: %w", layer.Digest, applied.Digest, diffID, errdefs.ErrFailedPrecondition)
+	}
+	if err != nil {
+		if rerr := o.Snapshotter.Remove(context.WithoutCancel(ctx), key); rerr != nil && !errdefs.IsNotFound(rerr) {
+			err = errors.Join(err, fmt.Errorf("remove snapshot %s: %w", key, rerr))
+		}
+		return detached{err: fmt.Errorf("apply layer %s apart from its parent: %w", layer.Digest, err)}
+	}
+	return detached{key: key}
+}
+
+// commitDetached commits the detached snapshot key as chain onto parent.
+// inChain is set (and key removed) when the snapshotter cannot give a
+// snapshot a parent at commit: the layer must then be applied on its
+// parent.
+func commitDetached(ctx context.Context, o Options, layer ocispec.Descriptor, diffID, chain, parent digest.Digest, key string) (inChain, err error) {
+	var opts []snapshots.Opt
+	if parent != "" {
+		opts = append(opts, snapshots.WithParent(parent.String()))
+	}
+	err = o.Snapshotter.Commit(ctx, chain.String(), key, opts...)
+	if err != nil {
+		o.Snapshotter.Remove(context.WithoutCancel(ctx), key)
+		switch {
+		case errdefs.IsAlreadyExists(err):
+			o.progress(layer, chain, "exists")
+			return nil, nil
+		case errdefs.IsNotImplemented(err):
+			return err, nil
+		}
+		return nil, fmt.Errorf("commit snapshot %s of layer %s: %w", chain, layer.Digest, err)
+	}
+	return nil, o.committed(ctx, layer, diffID, chain)
+}

@@ -1,0 +1,317 @@
+package unpack
+
+import (
+	"archive/tar"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/identity"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
+
+	"github.com/hullrt/hull/core/content/local"
+	"github.com/hullrt/hull/core/diff/walking"
+	"github.com/hullrt/hull/core/metadata"
+	"github.com/hullrt/hull/core/mount"
+	"github.com/hullrt/hull/core/namespaces"
+	"github.com/hullrt/hull/core/snapshots"
+	"github.com/hullrt/hull/core/snapshots/overlay"
+	"github.com/hullrt/hull/internal/testimage"
+)
+
+// parallelImage has layers that apply apart from their parents (whiteouts,
+// opaque directories, hard links within the layer, a directory replacing a
+// file, a file in a directory the layer does not list, whose mode and times
+// come from below) and one that cannot: it names a directory after writing
+// into it.
+func parallelImage() *testimage.Image {
+	l1 := []testimage.File{
+		{Name: "etc/", Type: tar.TypeDir},
+		{Name: "etc/config", Data: []byte("v1")},
+		{Name: "etc/removed", Data: []byte("to be whited out")},
+		{Name: "opaque/", Type: tar.TypeDir, Mode: 0o750},
+		{Name: "opaque/old", Data: []byte("hidden by the opaque dir above")},
+		{Name: "opaque/sub/", Type: tar.TypeDir},
+		{Name: "opaque/sub/x", Data: []byte("x")},
+		{Name: "bin/", Type: tar.TypeDir},
+		{Name: "bin/tool", Mode: 0o4755, Data: []byte("#!/bin/sh\n")},
+		{Name: "tmp/", Type: tar.TypeDir, Mode: 0o1777},
+		{Name: "gone/", Type: tar.TypeDir},
+		{Name: "gone/deep", Data: []byte("d")},
+		{Name: "wasfile", Data: []byte("f")},
+	}
+	l2 := []testimage.File{
+		{Name: "etc/", Type: tar.TypeDir, Mode: 0o700},
+		{Name: "etc/config", Data: []byte("v2"), Mode: 0o600},
+		{Name: "etc/.wh.removed"},
+		{Name: "opaque/", Type: tar.TypeDir},
+		{Name: "opaque/.wh..wh..opq"},
+		{Name: "opaque/new", Data: []byte("new")},
+		{Name: "data/", Type: tar.TypeDir, Mode: 0o1777},
+		{Name: "data/file", Data: []byte("payload")},
+		{Name: "data/hard", Type: tar.TypeLink, Linkname: "data/file"},
+		{Name: "data/soft", Type: tar.TypeSymlink, Linkname: "../etc/config"},
+		{Name: ".wh.gone"},
+		{Name: "wasfile/", Type: tar.TypeDir},
+		{Name: "wasfile/now", Data: []byte("a dir now")},
+	}
+	// tmp/ is not in the layer: applied apart, it is made 0755 and gets
+	// 1777 from below at commit.
+	l3 := []testimage.File{
+		{Name: "tmp/x", Data: []byte("x")},
+		{Name: "opaque/sub2/", Type: tar.TypeDir},
+	}
+	l4 := []testimage.File{
+		{Name: "data/", Type: tar.TypeDir, Mode: 0o1777},
+		{Name: "data/.wh.hard"},
+		{Name: "data/fifo", Type: tar.TypeFifo, Mode: 0o644},
+		{Name: "bin/", Type: tar.TypeDir},
+		{Name: "bin/.wh..wh..opq"},
+		{Name: "bin/other", Data: []byte("o")},
+		{Name: "bin/link", Type: tar.TypeLink, Linkname: "bin/other"},
+	}
+	// tmp/ named after tmp/y was written into it: applied in chain.
+	l5 := []testimage.File{
+		{Name: "tmp/y", Data: []byte("y")},
+		{Name: "tmp/", Type: tar.TypeDir, Mode: 0o1777},
+	}
+	return testimage.New([]string{"/bin/tool"}, l1, l2, l3, l4, l5)
+}
+
+// overlaySetup is setup with an overlay snapshotter; it skips where
+// overlay cannot be mounted.
+func overlaySetup(t *testing.T) (context.Context, snapshots.Snapshotter, Options, string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("overlay mounts need root")
+	}
+	dir := t.TempDir()
+	backend, err := local.NewStore(filepath.Join(dir, "content"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := metadata.Open(filepath.Join(dir, "meta.db"), backend, metadata.Options{GCDelay: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	ov, err := overlay.New(filepath.Join(dir, "overlay"))
+	if err != nil {
+		t.Skipf("overlay not usable here: %v", err)
+	}
+	t.Cleanup(func() { ov.Close() })
+	db.AddSnapshotter("overlayfs", ov)
+	sn, _ := db.Snapshotter("overlayfs")
+	ctx := namespaces.WithNamespace(context.Background(), "unpack")
+	return ctx, sn, Options{Content: db.Content(), Snapshotter: sn, SnapshotterName: "overlayfs", Applier: walking.NewApplier(db.Content())}, dir
+}
+
+// describe lists every entry under root with type, mode, owner, size or
+// device, link target, content, link count, times (not root's, which is
+// the snapshot's, nor a whiteout's) and extended attributes (trusted.overlay.* too, when
+// root is an upper directory).
+func describe(t *testing.T, root string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(root, func(p string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			return err
+		}
+		line := fmt.Sprintf("%s mode=%o %d:%d", rel, st.Mode, st.Uid, st.Gid)
+		// Whiteout devices are made when applied; their times are not
+		// the layer's.
+		whiteout := st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == 0
+		if rel != "." && !whiteout {
+			line += fmt.Sprintf(" mtime=%d.%09d", st.Mtim.Sec, st.Mtim.Nsec)
+		}
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFLNK:
+			target, _ := os.Readlink(p)
+			line += " -> " + target
+		case unix.S_IFREG:
+			data, _ := os.ReadFile(p)
+			line += fmt.Sprintf(" %q nlink=%d", data, st.Nlink)
+		case unix.S_IFCHR, unix.S_IFBLK:
+			line += fmt.Sprintf(" rdev=%d", st.Rdev)
+		}
+		buf := make([]byte, 4096)
+		if n, err := unix.Llistxattr(p, buf); err == nil && n > 0 {
+			names := strings.Split(strings.TrimRight(string(buf[:n]), "\x00"), "\x00")
+			sort.Strings(names)
+			for _, name := range names {
+				v := make([]byte, 256)
+				m, _ := unix.Lgetxattr(p, name, v)
+				line += fmt.Sprintf(" %s=%q", name, v[:max(m, 0)])
+			}
+		}
+		out = append(out, line)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// unpacked unpacks img with parallel layers at once and returns, for each
+// layer, its snapshot's own directory and the mounted tree of the chain up
+// to it, and the statuses reported per layer.
+func unpacked(t *testing.T, img *testimage.Image, parallel int) (layers, trees [][]string, statuses map[digest.Digest][]string) {
+	t.Helper()
+	ctx, sn, o, dir := overlaySetup(t)
+	for _, b := range img.Blobs() {
+		store(t, ctx, o.Content, b)
+	}
+	var mu sync.Mutex
+	statuses = map[digest.Digest][]string{}
+	o.Progress = func(layer ocispec.Descriptor, _ digest.Digest, status string) {
+		mu.Lock()
+		defer mu.Unlock()
+		statuses[layer.Digest] = append(statuses[layer.Digest], status)
+	}
+	o.ParallelLayers = parallel
+	top, err := Unpack(ctx, img.Manifest.Desc, o)
+	if err != nil {
+		t.Fatalf("unpack with %d layers at once: %v", parallel, err)
+	}
+	var cfg ocispec.Image
+	if err := json.Unmarshal(img.Config.Data, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	diffIDs := cfg.RootFS.DiffIDs
+	if want := identity.ChainID(diffIDs); top != want {
+		t.Fatalf("top chain %s, want %s", top, want)
+	}
+	for i := range diffIDs {
+		chain := identity.ChainID(diffIDs[:i+1]).String()
+		info, err := sn.Stat(ctx, chain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantParent := ""
+		if i > 0 {
+			wantParent = identity.ChainID(diffIDs[:i]).String()
+		}
+		if info.Kind != snapshots.KindCommitted || info.Parent != wantParent {
+			t.Fatalf("layer %d: %s, parent %q; want committed on %q", i, info.Kind, info.Parent, wantParent)
+		}
+		key := fmt.Sprintf("view-%d", i)
+		mounts, err := sn.View(ctx, key, chain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A view's first layer is the snapshot's own directory: a bind
+		// mount's source or the topmost lowerdir.
+		own := mounts[0].Source
+		if mounts[0].Type == "overlay" {
+			for _, opt := range mounts[0].Options {
+				if v, ok := strings.CutPrefix(opt, "lowerdir="); ok {
+					l, _ := mount.OverlayLayers(v)
+					own = l[0]
+				}
+			}
+		}
+		layers = append(layers, describe(t, own))
+		err = mount.WithTempMount(ctx, mounts, func(root string) error {
+			trees = append(trees, describe(t, root))
+			return nil
+		}, mount.WithTempMountDir(dir))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sn.Remove(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	active := 0
+	sn.Walk(ctx, func(_ context.Context, i snapshots.Info) error {
+		if i.Kind != snapshots.KindCommitted {
+			active++
+		}
+		return nil
+	})
+	if active != 0 {
+		t.Fatalf("%d snapshots left active", active)
+	}
+	return layers, trees, statuses
+}
+
+// TestParallelUnpackMatchesSequential unpacks the same image one layer after
+// another and four at once with overlayfs, and requires the same snapshots:
+// the same chain, the same content in each layer's directory (whiteout
+// devices and opaque marks included) and the same mounted trees.
+func TestParallelUnpackMatchesSequential(t *testing.T) {
+	img := parallelImage()
+	seqLayers, seqTrees, _ := unpacked(t, img, 1)
+	parLayers, parTrees, statuses := unpacked(t, img, 4)
+	for i := range seqLayers {
+		if s, p := strings.Join(seqLayers[i], "\n"), strings.Join(parLayers[i], "\n"); s != p {
+			t.Errorf("layer %d's directory differs\none after another:\n%s\nin parallel:\n%s", i, s, p)
+		}
+		if s, p := strings.Join(seqTrees[i], "\n"), strings.Join(parTrees[i], "\n"); s != p {
+			t.Errorf("tree up to layer %d differs\none after another:\n%s\nin parallel:\n%s", i, s, p)
+		}
+	}
+	// Layers 1 to 3 were applied apart, once; layer 4 could not be and
+	// was applied a second time, in chain.
+	for i, want := range []string{"applying applied", "applying applied", "applying applied", "applying applied", "applying applying applied"} {
+		if got := strings.Join(statuses[img.Layers[i].Desc.Digest], " "); got != want {
+			t.Errorf("layer %d: statuses %q, want %q", i, got, want)
+		}
+	}
+	// The tree the image shows, as a reader of it sees it.
+	top := strings.Join(parTrees[len(parTrees)-1], "\n")
+	for _, want := range []string{"etc/config mode=100600", "opaque/new", "opaque/sub2", "data/fifo", "bin/other", "tmp/x", "tmp/y", "tmp mode=41777", "wasfile/now"} {
+		if !strings.Contains(top, want) {
+			t.Errorf("top tree lacks %q:\n%s", want, top)
+		}
+	}
+	for _, gone := range []string{"etc/removed", "opaque/old", "opaque/sub", "gone", "data/hard", "bin/tool"} {
+		if strings.Contains(top, gone+" ") {
+			t.Errorf("top tree still has %q:\n%s", gone, top)
+		}
+	}
+}
+
+// TestParallelUnpackNative checks that a snapshotter refusing
+// snapshots.WithParent still gets every layer, applied in chain.
+func TestParallelUnpackNative(t *testing.T) {
+	ctx, _, sn, o := setup(t)
+	img := parallelImage()
+	for _, b := range img.Blobs() {
+		store(t, ctx, o.Content, b)
+	}
+	o.ParallelLayers = 3
+	top, err := Unpack(ctx, img.Manifest.Desc, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mounts, err := sn.View(ctx, "v", top.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree := strings.Join(describe(t, mounts[0].Source), "\n")
+	for _, want := range []string{"opaque/new", "data/fifo", "tmp/x", "bin/link"} {
+		if !strings.Contains(tree, want) {
+			t.Errorf("tree lacks %q:\n%s", want, tree)
+		}
+	}
+	if strings.Contains(tree, "etc/removed") || strings.Contains(tree, "opaque/old") {
+		t.Errorf("whited out entries remain:\n%s", tree)
+	}
+}
