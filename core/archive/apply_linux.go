@@ -649,6 +649,13 @@ func (a *applier) linkTarget(dirfd int, dir, base, linkname string) (fd int, nam
 		return -1, "", false, errors.New("hard link to the root directory")
 	}
 	tdir, tbase := path.Dir(target), path.Base(target)
+	if len(a.parents) > 0 && !a.cfg.detached {
+		// A link to a file of a lower layer: copy it up first, as
+		// overlayfs does when a link is made through a mounted overlay.
+		if err := a.copyUp(target); err != nil {
+			return -1, "", false, fmt.Errorf("hard link target %q: %w", linkname, err)
+		}
+	}
 	fd = dirfd
 	if tdir != dir {
 		fd, err = openInRoot(a.rootfd, tdir, unix.O_PATH|unix.O_DIRECTORY)
@@ -675,6 +682,101 @@ func (a *applier) linkTarget(dirfd int, dir, base, linkname string) (fd int, nam
 		return -1, "", true, nil
 	}
 	return fd, tbase, false, nil
+}
+
+// copyUp makes the regular file target (a path in the layer) exist in
+// root when only a lower layer has it: its parent directories are created
+// with the lower layers' metadata and the file is copied with its mode,
+// owner, extended attributes and times. Nothing happens when root has the
+// target, or something else in its place (a whiteout, a symbolic link on
+// the way, an opaque directory hiding the lowers), or no lower has it; the
+// link then fails or succeeds as it would without the lowers.
+func (a *applier) copyUp(target string) error {
+	if fd, err := openInRoot(a.rootfd, target, unix.O_PATH|unix.O_NOFOLLOW); err == nil {
+		unix.Close(fd)
+		return nil
+	} else if !errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	// Walk the target's directories in root: an opaque one hides the
+	// lowers; a missing one is created like an implicit parent.
+	comps := strings.Split(target, "/")
+	cur, err := unix.Dup(a.rootfd)
+	if err != nil {
+		return err
+	}
+	defer func() { unix.Close(cur) }()
+	for i, comp := range comps[:len(comps)-1] {
+		full := strings.Join(comps[:i+1], "/")
+		next, err := unix.Openat(cur, comp, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if errors.Is(err, unix.ENOENT) {
+			if err := unix.Mkdirat(cur, comp, 0o700); err != nil {
+				return fmt.Errorf("create directory %s: %w", full, err)
+			}
+			if next, err = unix.Openat(cur, comp, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err != nil {
+				return err
+			}
+			if err := a.initParent(next, full); err != nil {
+				unix.Close(next)
+				return err
+			}
+		} else if err != nil {
+			return nil // not a directory here: the lowers are hidden
+		} else if v, _ := getXattr(procFd(next)+"/.", overlayOpaqueXattr); v == "y" {
+			unix.Close(next)
+			return nil
+		}
+		unix.Close(cur)
+		cur = next
+	}
+	base := comps[len(comps)-1]
+	src, srcDir := -1, -1
+	for _, pfd := range a.parents {
+		ldir, err := openBeneath(pfd, path.Dir(target), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC)
+		if errors.Is(err, unix.ENOENT) {
+			continue
+		}
+		if err != nil {
+			return nil // hidden below: nothing to copy
+		}
+		lfd, err := unix.Openat(ldir, base, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+		if errors.Is(err, unix.ENOENT) {
+			unix.Close(ldir)
+			continue
+		}
+		if err != nil {
+			unix.Close(ldir)
+			return nil // a symbolic link or whiteout below: nothing to copy
+		}
+		src, srcDir = lfd, ldir
+		break
+	}
+	if src < 0 {
+		return nil
+	}
+	defer unix.Close(src)
+	defer unix.Close(srcDir)
+	var st unix.Stat_t
+	if err := unix.Fstat(src, &st); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil
+	}
+	xattrs, err := listXattrs(procFdChild(srcDir, base))
+	if err != nil {
+		return err
+	}
+	// The directory cur is an O_PATH descriptor: create through /proc.
+	dst, err := unix.Open(procFdChild(cur, base), unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return fmt.Errorf("copy up %s: %w", target, err)
+	}
+	defer unix.Close(dst)
+	if _, err := io.CopyBuffer(fdWriter(dst), fdReader(src), a.buf); err != nil {
+		return fmt.Errorf("copy up %s: %w", target, err)
+	}
+	return a.setMetaFd(dst, st.Mode&07777, int(st.Uid), int(st.Gid), xattrs, st.Atim, st.Mtim)
 }
 
 // linkTargetErr is the error of a hard link whose target cannot be found:

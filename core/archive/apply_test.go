@@ -572,3 +572,49 @@ func TestApplyDetachedUpper(t *testing.T) {
 		t.Errorf("a layer set %v", x)
 	}
 }
+
+// TestHardlinkToLowerLayerIsCopiedUp: a layer applied to an overlay upper
+// directory may link to a file only a lower layer has; as overlayfs does
+// for a link made through a mounted overlay, the file is copied up (with
+// its metadata) and then linked, and directories on the way get the
+// lowers' metadata.
+func TestHardlinkToLowerLayerIsCopiedUp(t *testing.T) {
+	requireRoot(t)
+	lower, upper := t.TempDir(), t.TempDir()
+	mustApply(t, lower, buildTar(t,
+		entry{Name: "usr", Type: tar.TypeDir, Mode: 0o750, Uid: 3, Gid: 4},
+		entry{Name: "usr/lib", Type: tar.TypeDir, Mode: 0o751},
+		entry{Name: "usr/lib/libx.so", Data: "library", Mode: 0o640, Uid: 5, Gid: 6, Xattrs: map[string]string{"user.origin": "lower"}},
+		entry{Name: "gone", Data: "hidden by a whiteout below"},
+	))
+	mustApply(t, upper, buildTar(t,
+		entry{Name: "bin", Type: tar.TypeDir},
+		entry{Name: "bin/libx-link", Type: tar.TypeLink, Link: "usr/lib/libx.so"},
+	), WithOverlayWhiteouts(), WithParents(lower))
+	var a, b unix.Stat_t
+	must(t, unix.Stat(upper+"/usr/lib/libx.so", &a))
+	must(t, unix.Stat(upper+"/bin/libx-link", &b))
+	if a.Ino != b.Ino || a.Nlink != 2 {
+		t.Fatalf("link and copied-up target are not one file: ino %d/%d nlink %d", a.Ino, b.Ino, a.Nlink)
+	}
+	if a.Mode&0o7777 != 0o640 || a.Uid != 5 || a.Gid != 6 {
+		t.Fatalf("copied-up file: mode %o owner %d:%d, want 640 5:6", a.Mode&0o7777, a.Uid, a.Gid)
+	}
+	if data, _ := os.ReadFile(upper + "/bin/libx-link"); string(data) != "library" {
+		t.Fatalf("content %q", data)
+	}
+	if v := allXattrs(t, upper+"/usr/lib/libx.so")["user.origin"]; v != "lower" {
+		t.Fatalf("xattr user.origin = %q", v)
+	}
+	var d unix.Stat_t
+	must(t, unix.Stat(upper+"/usr", &d))
+	if d.Mode&0o7777 != 0o750 || d.Uid != 3 || d.Gid != 4 {
+		t.Fatalf("created parent usr: mode %o owner %d:%d, want the lower's 750 3:4", d.Mode&0o7777, d.Uid, d.Gid)
+	}
+	// A target nobody has is still an error naming it.
+	err := apply(t, upper, buildTar(t, entry{Name: "bin/none", Type: tar.TypeLink, Link: "usr/lib/none.so"}),
+		WithOverlayWhiteouts(), WithParents(lower))
+	if err == nil || !strings.Contains(err.Error(), "usr/lib/none.so") {
+		t.Fatalf("link to a missing target: %v", err)
+	}
+}
