@@ -15,6 +15,7 @@ import (
 	"github.com/hullrt/hull/core/containers"
 	"github.com/hullrt/hull/core/mount"
 	"github.com/hullrt/hull/core/snapshots"
+	"github.com/hullrt/hull/internal/hulltest"
 )
 
 // bindSnapshotter is a snapshotter whose every snapshot is a bind mount of
@@ -47,13 +48,11 @@ func newRuncEnv(t *testing.T) *runcEnv {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to run runc")
 	}
-	runc, err := exec.LookPath("runc")
-	if err != nil {
-		t.Skip("runc not installed")
-	}
+	hulltest.RequireTools(t, "runc")
+	runc, _ := exec.LookPath("runc")
 	busybox := "/bin/busybox"
 	if _, err := os.Stat(busybox); err != nil {
-		t.Skip("static busybox not installed (package busybox-static)")
+		t.Fatalf("static busybox not installed (make test installs busybox-static): %v", err)
 	}
 	dir := t.TempDir()
 	// The bundle and state must be reachable by the container's root;

@@ -222,6 +222,18 @@ func runCtr(address string, stdin []byte, args ...string) (string, error) {
 	return string(out), err
 }
 
+// RequireTools fails when one of the programs names is not on PATH: make
+// test installs every one of them (scripts/deps.sh), and a test whose
+// yardstick is missing must not pass by skipping.
+func RequireTools(t testing.TB, names ...string) {
+	t.Helper()
+	for _, name := range names {
+		if _, err := exec.LookPath(name); err != nil {
+			t.Fatalf("%s not found (make test installs it): %v", name, err)
+		}
+	}
+}
+
 // RequireCtr fails when Debian's ctr is missing: it is installed by the
 // Makefile, and a missing yardstick must not pass silently.
 func RequireCtr(t testing.TB) {

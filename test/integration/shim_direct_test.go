@@ -70,9 +70,7 @@ func newDirectShim(t *testing.T) *directShim {
 	if os.Geteuid() != 0 {
 		t.Skip("root only")
 	}
-	if _, err := exec.LookPath("runc"); err != nil {
-		t.Skip("runc not installed")
-	}
+	hulltest.RequireTools(t, "runc")
 	d := &directShim{
 		bin:   hulltest.Build(t, "containerd-shim-hull-v2", "github.com/hullrt/hull/cmd/containerd-shim-hull-v2"),
 		state: filepath.Join(t.TempDir(), "state"), ns: "direct", events: &eventSink{},
@@ -105,7 +103,7 @@ func (d *directShim) bundle(t *testing.T, id string, edit func(*specs.Spec)) str
 	}
 	files, err := testimage.BusyboxFiles()
 	if err != nil {
-		t.Skipf("busybox-static: %v", err)
+		t.Fatalf("busybox test image (make test installs busybox-static): %v", err)
 	}
 	for _, f := range files {
 		p := filepath.Join(rootfs, f.Name)

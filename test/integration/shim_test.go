@@ -35,17 +35,13 @@ func newShimFixture(t *testing.T) *shimFixture {
 	if os.Geteuid() != 0 {
 		t.Skip("the shim tests run containers: root only")
 	}
-	for _, b := range []string{"runc", "containerd"} {
-		if _, err := exec.LookPath(b); err != nil {
-			t.Skipf("%s not installed: %v", b, err)
-		}
-	}
+	hulltest.RequireTools(t, "runc", "containerd")
 	shim := hulltest.Build(t, "containerd-shim-hull-v2", "github.com/hullrt/hull/cmd/containerd-shim-hull-v2")
 	dir := t.TempDir()
 	c := hulltest.StartContainerdWith(t, dir, hulltest.ContainerdOptions{PathDirs: []string{filepath.Dir(shim)}, Debug: true})
 	files, err := testimage.BusyboxFiles()
 	if err != nil {
-		t.Skipf("busybox-static: %v", err)
+		t.Fatalf("busybox test image (make test installs busybox-static): %v", err)
 	}
 	img := testimage.New([]string{"sh"}, files)
 	var archive bytes.Buffer
