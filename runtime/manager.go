@@ -225,7 +225,7 @@ func (m *Manager) Create(ctx context.Context, id string, opts CreateOpts) (_ *Ta
 	if err != nil {
 		return nil, err
 	}
-	t := &Task{Namespace: ns, ID: id, Runtime: runtime, bundle: b, binary: binary, shim: conn}
+	t := newTask(ns, id, runtime, b, binary, conn)
 	var resp taskv2.CreateTaskResponse
 	err = conn.call(ctx, ns, "Create", &taskv2.CreateTaskRequest{
 		ID: id, Bundle: b.Path, Rootfs: protoconv.MountsToProto(opts.Rootfs),
@@ -381,12 +381,9 @@ func (m *Manager) ShimPIDs(ctx context.Context) map[string]uint32 {
 		if exit, _ := t.deadExit(); exit != nil {
 			continue
 		}
-		var resp taskv2.ConnectResponse
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		if err := t.shim.call(cctx, t.Namespace, "Connect", &taskv2.ConnectRequest{ID: t.ID}, &resp); err == nil {
+		if resp, err := t.shim.connect(ctx, t.Namespace, t.ID, 2*time.Second); err == nil {
 			out[key(t.Namespace, t.ID)] = resp.ShimPid
 		}
-		cancel()
 	}
 	return out
 }
@@ -413,9 +410,7 @@ func (m *Manager) Delete(ctx context.Context, id string) (Exit, error) {
 	}()
 	if exit, _ := t.deadExit(); exit != nil {
 		m.forget(t)
-		m.publish(t.Namespace, "/tasks/delete", &eventtypes.TaskDelete{
-			ContainerID: id, ID: id, Pid: t.Pid, ExitStatus: exit.Status, ExitedAt: protoconv.ToTime(exit.ExitedAt),
-		})
+		m.publishDelete(t.Namespace, id, Exit{Pid: t.Pid, Status: exit.Status, ExitedAt: exit.ExitedAt})
 		return *exit, nil
 	}
 	var resp taskv2.DeleteResponse
@@ -474,6 +469,21 @@ func (m *Manager) publish(ns, topic string, ev any) {
 	}
 }
 
+// publishExit and publishDelete publish, for a task's init process, the
+// events its shim would have, when the shim could not: it died, or the
+// task ended while hulld was down.
+func (m *Manager) publishExit(ns, id string, exit Exit) {
+	m.publish(ns, "/tasks/exit", &eventtypes.TaskExit{
+		ContainerID: id, ID: id, Pid: exit.Pid, ExitStatus: exit.Status, ExitedAt: protoconv.ToTime(exit.ExitedAt),
+	})
+}
+
+func (m *Manager) publishDelete(ns, id string, exit Exit) {
+	m.publish(ns, "/tasks/delete", &eventtypes.TaskDelete{
+		ContainerID: id, ID: id, Pid: exit.Pid, ExitStatus: exit.Status, ExitedAt: protoconv.ToTime(exit.ExitedAt),
+	})
+}
+
 // connClosed handles a shim connection that ended. Unless the manager
 // asked the shim to go, the shim crashed or was killed: every task it
 // served is cleaned up with the shim binary's delete command, recorded as
@@ -500,10 +510,11 @@ func (m *Manager) connClosed(c *shimConn) {
 
 func (m *Manager) cleanupDead(t *Task, reason string) {
 	t.mu.Lock()
-	if t.dead != nil {
+	if t.cleaning { // the connection closing and the reconciler may both come
 		t.mu.Unlock()
 		return
 	}
+	t.cleaning = true
 	t.mu.Unlock()
 	ctx := namespaces.WithNamespace(context.Background(), t.Namespace)
 	// A shim that is alive but does not answer (stopped, stuck) is
@@ -522,11 +533,10 @@ func (m *Manager) cleanupDead(t *Task, reason string) {
 	}
 	t.mu.Lock()
 	t.dead, t.deadReason = &exit, reason
+	close(t.deadc)
 	t.mu.Unlock()
 	m.log.Warn("task's shim is gone: task marked exited", "namespace", t.Namespace, "id", t.ID, "reason", reason, "exit_status", exit.Status)
-	m.publish(t.Namespace, "/tasks/exit", &eventtypes.TaskExit{
-		ContainerID: t.ID, ID: t.ID, Pid: exit.Pid, ExitStatus: exit.Status, ExitedAt: protoconv.ToTime(exit.ExitedAt),
-	})
+	m.publishExit(t.Namespace, t.ID, exit)
 }
 
 // killShim kills the shim whose pid the bundle records, if that pid is
@@ -595,15 +605,14 @@ func (m *Manager) loadTask(ctx context.Context, b *bundle) error {
 		return fmt.Errorf("no shim record: %w", err)
 	}
 	k := key(b.Namespace, b.ID)
-	t := &Task{Namespace: b.Namespace, ID: b.ID, Runtime: rec.Runtime, bundle: b, binary: rec.Binary}
+	t := newTask(b.Namespace, b.ID, rec.Runtime, b, rec.Binary, nil)
 	conn, err := m.connect(ctx, bootstrap{Version: rec.Version, Address: rec.Address})
 	if err == nil {
 		t.shim = conn
-		var resp taskv2.ConnectResponse
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err = conn.call(cctx, b.Namespace, "Connect", &taskv2.ConnectRequest{ID: b.ID}, &resp)
-		cancel()
-		t.Pid = resp.TaskPid
+		var resp *taskv2.ConnectResponse
+		if resp, err = conn.connect(ctx, b.Namespace, b.ID, 5*time.Second); err == nil {
+			t.Pid = resp.TaskPid
+		}
 	}
 	if err != nil {
 		exit, derr := m.deleteShim(ctx, rec.Binary, b)
@@ -617,12 +626,8 @@ func (m *Manager) loadTask(ctx context.Context, b *bundle) error {
 			conn.mu.Unlock()
 			conn.client.Close()
 		}
-		m.publish(b.Namespace, "/tasks/exit", &eventtypes.TaskExit{
-			ContainerID: b.ID, ID: b.ID, Pid: exit.Pid, ExitStatus: exit.Status, ExitedAt: protoconv.ToTime(exit.ExitedAt),
-		})
-		m.publish(b.Namespace, "/tasks/delete", &eventtypes.TaskDelete{
-			ContainerID: b.ID, ID: b.ID, Pid: exit.Pid, ExitStatus: exit.Status, ExitedAt: protoconv.ToTime(exit.ExitedAt),
-		})
+		m.publishExit(b.Namespace, b.ID, exit)
+		m.publishDelete(b.Namespace, b.ID, exit)
 		return err
 	}
 	if logf, err := openShimLog(b, m.log); err == nil {
@@ -635,9 +640,7 @@ func (m *Manager) loadTask(ctx context.Context, b *bundle) error {
 	m.mu.Unlock()
 	// An exit while hulld was down reached no one: say it now.
 	if st, err := t.State(ctx, ""); err == nil && st.Status == StatusStopped {
-		m.publish(b.Namespace, "/tasks/exit", &eventtypes.TaskExit{
-			ContainerID: b.ID, ID: b.ID, Pid: st.Pid, ExitStatus: st.ExitStatus, ExitedAt: protoconv.ToTime(st.ExitedAt),
-		})
+		m.publishExit(b.Namespace, b.ID, Exit{Pid: st.Pid, Status: st.ExitStatus, ExitedAt: st.ExitedAt})
 	}
 	m.log.Info("reattached task", "namespace", b.Namespace, "id", b.ID, "runtime", rec.Runtime, "pid", t.Pid)
 	return nil
@@ -666,10 +669,7 @@ func (m *Manager) Reconcile(ctx context.Context) {
 			continue
 		}
 		tctx := namespaces.WithNamespace(ctx, t.Namespace)
-		cctx, cancel := context.WithTimeout(tctx, 5*time.Second)
-		var resp taskv2.ConnectResponse
-		err := t.shim.call(cctx, t.Namespace, "Connect", &taskv2.ConnectRequest{ID: t.ID}, &resp)
-		cancel()
+		_, err := t.shim.connect(tctx, t.Namespace, t.ID, 5*time.Second)
 		if err != nil && (errdefs.IsUnavailable(err) || errors.Is(err, context.DeadlineExceeded)) {
 			m.log.Warn("reconcile: shim does not answer; cleaning up", "namespace", t.Namespace, "id", t.ID, "error", err)
 			m.cleanupDead(t, "shim stopped answering")

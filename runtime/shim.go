@@ -77,6 +77,18 @@ func (s *shimConn) call(ctx context.Context, ns, method string, req, resp any) e
 	return nil
 }
 
+// connect asks the shim about task id within timeout: its pid and the
+// task's. It is how the manager checks that a shim still answers.
+func (s *shimConn) connect(ctx context.Context, ns, id string, timeout time.Duration) (*taskv2.ConnectResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var resp taskv2.ConnectResponse
+	if err := s.call(ctx, ns, "Connect", &taskv2.ConnectRequest{ID: id}, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
 func (s *shimConn) isClosed() bool {
 	select {
 	case <-s.closed:

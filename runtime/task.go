@@ -33,6 +33,14 @@ type Task struct {
 	dead *Exit
 	// deadReason says why, for logs and errors.
 	deadReason string
+	// deadc is closed once dead is set.
+	deadc chan struct{}
+	// cleaning is set by the one cleanup of a dead shim's task.
+	cleaning bool
+}
+
+func newTask(ns, id, runtime string, b *bundle, binary string, shim *shimConn) *Task {
+	return &Task{Namespace: ns, ID: id, Runtime: runtime, bundle: b, binary: binary, shim: shim, deadc: make(chan struct{})}
 }
 
 func (t *Task) call(ctx context.Context, method string, req, resp any) error {
@@ -193,12 +201,14 @@ func (t *Task) Wait(ctx context.Context, execID string) (Exit, error) {
 
 // waitDead gives the cleanup of a crashed shim a moment to record the exit.
 func (t *Task) waitDead(ctx context.Context) *Exit {
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		if exit, _ := t.deadExit(); exit != nil {
-			return exit
-		}
-		time.Sleep(20 * time.Millisecond)
+	timer := time.NewTimer(15 * time.Second)
+	defer timer.Stop()
+	select {
+	case <-t.deadc:
+		exit, _ := t.deadExit()
+		return exit
+	case <-ctx.Done():
+	case <-timer.C:
 	}
 	return nil
 }

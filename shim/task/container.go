@@ -69,17 +69,13 @@ type Container struct {
 	hooks bool
 }
 
-// specHasHooks reports whether the spec at path declares any hook; an
+// specHasHooks reports whether a runtime spec declares any hook; an
 // unreadable spec counts as having some, which keeps runc's own start.
-func specHasHooks(path string) bool {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return true
-	}
+func specHasHooks(spec []byte) bool {
 	var s struct {
 		Hooks json.RawMessage `json:"hooks"`
 	}
-	if err := json.Unmarshal(data, &s); err != nil {
+	if err := json.Unmarshal(spec, &s); err != nil {
 		return true
 	}
 	return runc.HasHooks(s.Hooks)
@@ -120,10 +116,11 @@ func Create(ctx context.Context, c CreateConfig) (_ *Container, retErr error) {
 	if err := saveRecord(c.Bundle, RuntimeRecord{Binary: opts.BinaryName, Root: root, SystemdCgroup: opts.SystemdCgroup}); err != nil {
 		return nil, err
 	}
-	if err := ClampOOMScoreAdj(filepath.Join(c.Bundle, "config.json"), c.MinOOMScoreAdj, c.Log); err != nil {
+	spec, err := ClampOOMScoreAdj(filepath.Join(c.Bundle, "config.json"), c.MinOOMScoreAdj, c.Log)
+	if err != nil {
 		return nil, err
 	}
-	ct.hooks = specHasHooks(filepath.Join(c.Bundle, "config.json"))
+	ct.hooks = specHasHooks(spec)
 	if len(c.Rootfs) > 0 {
 		rootfs := filepath.Join(c.Bundle, "rootfs")
 		if err := os.MkdirAll(rootfs, 0o711); err != nil {

@@ -33,24 +33,28 @@ func OwnOOMScoreAdj() int {
 // CAP_SYS_RESOURCE) and the container would not start; a slightly less
 // protected container that runs is the better outcome. The change is
 // logged once per shim. Other fields are kept as they are (numbers
-// included, through json.Number).
-func ClampOOMScoreAdj(configPath string, min int, log *slog.Logger) error {
+// included, through json.Number). It returns the spec as it now is, so
+// that the caller need not read it again.
+func ClampOOMScoreAdj(configPath string, min int, log *slog.Logger) ([]byte, error) {
 	data, err := os.ReadFile(configPath)
 	if err != nil {
-		return fmt.Errorf("read spec: %w", err)
+		return nil, fmt.Errorf("read spec: %w", err)
 	}
 	out, old, changed, err := ClampSpecOOMScoreAdj(data, min)
-	if err != nil || !changed {
-		return err
+	if err != nil {
+		return nil, err
+	}
+	if !changed {
+		return data, nil
 	}
 	if err := os.WriteFile(configPath, out, 0o644); err != nil {
-		return fmt.Errorf("rewrite spec %s: %w", configPath, err)
+		return nil, fmt.Errorf("rewrite spec %s: %w", configPath, err)
 	}
 	clampLogOnce.Do(func() {
 		log.Warn("process.oomScoreAdj is lower than this shim may set; raised to the shim's own",
 			"spec", old, "used", min, "config", configPath)
 	})
-	return nil
+	return out, nil
 }
 
 // ClampSpecOOMScoreAdj returns spec (a runtime-spec config.json) with
