@@ -72,12 +72,14 @@ type Daemon struct {
 	stopDump    func()
 	lock        *os.File
 	closers     []io.Closer
+	// procs lowers GOMAXPROCS between heavy calls (config light_procs).
+	procs *procGovernor
 }
 
 // New prepares the directories, takes the root lock, initialises the plugins
 // and opens the socket. Serve then serves it.
 func New(ctx context.Context, cfg *config.Config, reg *plugin.Registry, log *slog.Logger) (_ *Daemon, retErr error) {
-	d := &Daemon{cfg: cfg, log: log, plugins: &plugin.Set{}}
+	d := &Daemon{cfg: cfg, log: log, plugins: &plugin.Set{}, procs: newProcGovernor(cfg.LightProcs, time.Second)}
 	defer func() {
 		if retErr != nil {
 			d.close()
@@ -115,6 +117,11 @@ func New(ctx context.Context, cfg *config.Config, reg *plugin.Registry, log *slo
 		log.Warn("write effective config for debug dumps", "error", err)
 	}
 	d.dumpOnSignal()
+	// Plugins and gRPC sized their pools from the full count: lower it now.
+	d.procs.start()
+	if d.procs != nil {
+		log.Debug("serving small calls on fewer Go processors", "light_procs", d.procs.light, "heavy_procs", d.procs.heavy)
+	}
 	return d, nil
 }
 
@@ -307,8 +314,14 @@ func (d *Daemon) listen() error {
 		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 		grpc.MaxRecvMsgSize(g.MaxRecvMsgSize),
 		grpc.MaxSendMsgSize(g.MaxSendMsgSize),
-		grpc.ChainUnaryInterceptor(unaryInterceptor(d.log), metrics.unary()),
-		grpc.ChainStreamInterceptor(streamInterceptor(d.log), metrics.stream()),
+		// Fixed flow-control windows turn off gRPC's bandwidth-delay
+		// estimation, which pings the client after nearly every call on an
+		// idle-ish connection: two frames and two wake-ups more per small
+		// call on each side. A local socket needs no estimate.
+		grpc.InitialWindowSize(1<<20),
+		grpc.InitialConnWindowSize(4<<20),
+		grpc.ChainUnaryInterceptor(unaryInterceptor(d.log), metrics.unary(), d.procs.unary()),
+		grpc.ChainStreamInterceptor(streamInterceptor(d.log), metrics.stream(), d.procs.stream()),
 	}
 	d.server = grpc.NewServer(serverOpts...)
 	register := func(srv *grpc.Server) {
@@ -446,6 +459,7 @@ func (d *Daemon) Serve(ctx context.Context, grace time.Duration) error {
 }
 
 func (d *Daemon) close() {
+	d.procs.stop()
 	for _, stop := range []*func(){&d.stopDebug, &d.stopMetrics, &d.stopDump} {
 		if *stop != nil {
 			(*stop)()
