@@ -130,7 +130,7 @@ func (s containerStore) Get(ctx context.Context, id string) (containers.Containe
 	var c containers.Container
 	err := s.db.view(ctx, func(t *nsTx) error {
 		var r containerRecord
-		ok, err := getJSON(t.bucket(bucketContainers), id, &r)
+		ok, err := getRecord(t.bucket(bucketContainers), id, &r)
 		if err != nil {
 			return err
 		}
@@ -183,7 +183,7 @@ func (s containerStore) List(ctx context.Context, fs ...string) ([]containers.Co
 		}
 		return b.ForEach(func(k, v []byte) error {
 			var r containerRecord
-			if _, err := getJSON(b, string(k), &r); err != nil {
+			if err := decodeAt(string(k), v, &r); err != nil {
 				return err
 			}
 			c := r.container(string(k))
@@ -217,7 +217,7 @@ func (s containerStore) Create(ctx context.Context, c containers.Container) (con
 			CreatedAt: now, UpdatedAt: now,
 		}
 		r.setRuntime(&c)
-		if err := putJSON(b, c.ID, &r); err != nil {
+		if err := putRecord(b, c.ID, &r); err != nil {
 			return err
 		}
 		out = r.container(c.ID)
@@ -245,7 +245,7 @@ func (s containerStore) Update(ctx context.Context, c containers.Container, fiel
 	err := s.db.update(ctx, func(t *nsTx) error {
 		b := t.bucket(bucketContainers)
 		var r containerRecord
-		ok, err := getJSON(b, c.ID, &r)
+		ok, err := getRecord(b, c.ID, &r)
 		if err != nil {
 			return err
 		}
@@ -304,7 +304,7 @@ func (s containerStore) Update(ctx context.Context, c containers.Container, fiel
 		}
 		r.UpdatedAt = time.Now().UTC()
 		out.UpdatedAt = r.UpdatedAt
-		if err := putJSON(b, c.ID, &r); err != nil {
+		if err := putRecord(b, c.ID, &r); err != nil {
 			return err
 		}
 		t.publish(s.db, "/containers/update", &eventstypes.ContainerUpdate{ID: c.ID, Image: r.Image, Labels: r.Labels, SnapshotKey: r.SnapshotKey})

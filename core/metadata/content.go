@@ -55,7 +55,7 @@ func (s contentStore) Info(ctx context.Context, dgst digest.Digest) (content.Inf
 	var info content.Info
 	err := s.db.view(ctx, func(t *nsTx) error {
 		var r blobRecord
-		ok, err := getJSON(t.bucket(bucketContent), dgst.String(), &r)
+		ok, err := getRecord(t.bucket(bucketContent), dgst.String(), &r)
 		if err != nil {
 			return err
 		}
@@ -83,7 +83,7 @@ func (s contentStore) Update(ctx context.Context, info content.Info, fieldpaths 
 	err := s.db.update(ctx, func(t *nsTx) error {
 		b := t.bucket(bucketContent)
 		var r blobRecord
-		ok, err := getJSON(b, info.Digest.String(), &r)
+		ok, err := getRecord(b, info.Digest.String(), &r)
 		if err != nil {
 			return err
 		}
@@ -100,7 +100,7 @@ func (s contentStore) Update(ctx context.Context, info content.Info, fieldpaths 
 		}
 		r.UpdatedAt = time.Now().UTC()
 		out = r.info(info.Digest)
-		return putJSON(b, info.Digest.String(), &r)
+		return putRecord(b, info.Digest.String(), &r)
 	})
 	if err == nil {
 		// New labels may drop references: let the collector look.
@@ -122,7 +122,7 @@ func (s contentStore) Walk(ctx context.Context, fn content.WalkFunc, fs ...strin
 		}
 		return b.ForEach(func(k, v []byte) error {
 			var r blobRecord
-			if _, err := getJSON(b, string(k), &r); err != nil {
+			if err := decodeAt(string(k), v, &r); err != nil {
 				return err
 			}
 			info := r.info(digest.Digest(k))
@@ -203,7 +203,7 @@ func (s contentStore) Status(ctx context.Context, ref string) (content.Status, e
 	}
 	var rec ingestRecord
 	err = s.db.view(ctx, func(t *nsTx) error {
-		ok, err := getJSON(t.bucket(bucketIngests), ref, &rec)
+		ok, err := getRecord(t.bucket(bucketIngests), ref, &rec)
 		if err == nil && !ok {
 			err = notFound("ingest %q", ref)
 		}
@@ -250,7 +250,7 @@ func (s contentStore) ListStatuses(ctx context.Context, fs ...string) ([]content
 		}
 		return b.ForEach(func(k, v []byte) error {
 			var r ingestRecord
-			_, err := getJSON(b, string(k), &r)
+			err := decodeAt(string(k), v, &r)
 			recs[string(k)] = r
 			return err
 		})
@@ -378,7 +378,7 @@ func (s contentStore) writer(ctx context.Context, ns string, wo content.WriterOp
 			return err
 		}
 		var r ingestRecord
-		if _, err := getJSON(b, wo.Ref, &r); err != nil {
+		if _, err := getRecord(b, wo.Ref, &r); err != nil {
 			return err
 		}
 		if wo.Desc.Digest != "" {
@@ -387,7 +387,7 @@ func (s contentStore) writer(ctx context.Context, ns string, wo content.WriterOp
 		if wo.Desc.Size > 0 {
 			r.Total = wo.Desc.Size
 		}
-		return putJSON(b, wo.Ref, &r)
+		return putRecord(b, wo.Ref, &r)
 	})
 	if err != nil {
 		return nil, err
@@ -485,7 +485,7 @@ func (w *nsWriter) Commit(ctx context.Context, size int64, expected digest.Diges
 		}
 		now := time.Now().UTC()
 		r := blobRecord{Size: actualSize, Labels: copyLabels(co.Labels), CreatedAt: now, UpdatedAt: now}
-		if err := putJSON(b, expected.String(), &r); err != nil {
+		if err := putRecord(b, expected.String(), &r); err != nil {
 			return err
 		}
 		t.publish(w.db, "/content/create", &eventstypes.ContentCreate{Digest: expected.String(), Size: actualSize})

@@ -16,7 +16,6 @@ package metadata
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -222,7 +221,8 @@ func (db *DB) update(ctx context.Context, fn func(*nsTx) error) error {
 	return nil
 }
 
-func getJSON(b *bolt.Bucket, key string, v any) (bool, error) {
+// getRecord reads the record at key into v; false when there is none.
+func getRecord(b *bolt.Bucket, key string, v any) (bool, error) {
 	if b == nil {
 		return false, nil
 	}
@@ -230,14 +230,23 @@ func getJSON(b *bolt.Bucket, key string, v any) (bool, error) {
 	if data == nil {
 		return false, nil
 	}
-	if err := json.Unmarshal(data, v); err != nil {
-		return true, fmt.Errorf("decode record %q: %w", key, err)
-	}
-	return true, nil
+	return true, decodeAt(key, data, v)
 }
 
-func putJSON(b *bolt.Bucket, key string, v any) error {
-	data, err := json.Marshal(v)
+// decodeAt decodes the record data stored at key, naming the key on error.
+// A nil value is a nested bucket met by ForEach and leaves v as it is.
+func decodeAt(key string, data []byte, v any) error {
+	if data == nil {
+		return nil
+	}
+	if err := decodeRecord(data, v); err != nil {
+		return fmt.Errorf("decode record %q: %w", key, err)
+	}
+	return nil
+}
+
+func putRecord(b *bolt.Bucket, key string, v any) error {
+	data, err := encodeRecord(v)
 	if err != nil {
 		return err
 	}

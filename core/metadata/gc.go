@@ -103,7 +103,7 @@ func collectNamespace(nsb *bolt.Bucket, now time.Time, keep map[digest.Digest]bo
 	if b := nsb.Bucket(bucketImages); b != nil {
 		if err := b.ForEach(func(k, v []byte) error {
 			var r imageRecord
-			if _, err := getJSON(b, string(k), &r); err != nil {
+			if err := decodeAt(string(k), v, &r); err != nil {
 				return err
 			}
 			mark(r.Target.Digest.String())
@@ -125,7 +125,7 @@ func collectNamespace(nsb *bolt.Bucket, now time.Time, keep map[digest.Digest]bo
 				SnapshotKey string            `json:"snapshot_key,omitempty"`
 				Snapshotter string            `json:"snapshotter,omitempty"`
 			}
-			if _, err := getJSON(b, string(k), &r); err != nil {
+			if err := decodeAt(string(k), v, &r); err != nil {
 				return err
 			}
 			if r.Snapshotter != "" && r.SnapshotKey != "" {
@@ -148,7 +148,7 @@ func collectNamespace(nsb *bolt.Bucket, now time.Time, keep map[digest.Digest]bo
 		var gone []string
 		if err := b.ForEach(func(k, v []byte) error {
 			var r leaseRecord
-			if _, err := getJSON(b, string(k), &r); err != nil {
+			if err := decodeAt(string(k), v, &r); err != nil {
 				return err
 			}
 			if leases.Expired(r.Labels, now) {
@@ -184,7 +184,7 @@ func collectNamespace(nsb *bolt.Bucket, now time.Time, keep map[digest.Digest]bo
 	records := map[string]blobRecord{}
 	if err := cb.ForEach(func(k, v []byte) error {
 		var r blobRecord
-		if _, err := getJSON(cb, string(k), &r); err != nil {
+		if err := decodeAt(string(k), v, &r); err != nil {
 			return err
 		}
 		records[string(k)] = r
@@ -250,7 +250,7 @@ func collectSnapshots(nsb *bolt.Bucket, marks map[string]map[string]bool, backen
 		records := map[string]snapRecord{}
 		if err := b.ForEach(func(k, v []byte) error {
 			var r snapRecord
-			if _, err := getJSON(b, string(k), &r); err != nil {
+			if err := decodeAt(string(k), v, &r); err != nil {
 				return err
 			}
 			records[string(k)] = r

@@ -59,7 +59,7 @@ func (s imageStore) Get(ctx context.Context, name string) (images.Image, error) 
 	var img images.Image
 	err := s.db.view(ctx, func(t *nsTx) error {
 		var r imageRecord
-		ok, err := getJSON(t.bucket(bucketImages), name, &r)
+		ok, err := getRecord(t.bucket(bucketImages), name, &r)
 		if err != nil {
 			return err
 		}
@@ -107,7 +107,7 @@ func (s imageStore) List(ctx context.Context, fs ...string) ([]images.Image, err
 		}
 		return b.ForEach(func(k, v []byte) error {
 			var r imageRecord
-			if _, err := getJSON(b, string(k), &r); err != nil {
+			if err := decodeAt(string(k), v, &r); err != nil {
 				return err
 			}
 			img := r.image(string(k))
@@ -138,7 +138,7 @@ func (s imageStore) Create(ctx context.Context, img images.Image) (images.Image,
 		}
 		img.UpdatedAt = img.CreatedAt
 		r := imageRecord{Labels: copyLabels(img.Labels), Target: img.Target, CreatedAt: img.CreatedAt, UpdatedAt: img.UpdatedAt}
-		if err := putJSON(b, img.Name, &r); err != nil {
+		if err := putRecord(b, img.Name, &r); err != nil {
 			return err
 		}
 		t.publish(s.db, "/images/create", &eventstypes.ImageCreate{Name: img.Name, Labels: r.Labels})
@@ -155,7 +155,7 @@ func (s imageStore) Update(ctx context.Context, img images.Image, fieldpaths ...
 	err := s.db.update(ctx, func(t *nsTx) error {
 		b := t.bucket(bucketImages)
 		var r imageRecord
-		ok, err := getJSON(b, img.Name, &r)
+		ok, err := getRecord(b, img.Name, &r)
 		if err != nil {
 			return err
 		}
@@ -193,7 +193,7 @@ func (s imageStore) Update(ctx context.Context, img images.Image, fieldpaths ...
 		}
 		r.UpdatedAt = time.Now().UTC()
 		out.UpdatedAt = r.UpdatedAt
-		if err := putJSON(b, img.Name, &r); err != nil {
+		if err := putRecord(b, img.Name, &r); err != nil {
 			return err
 		}
 		t.publish(s.db, "/images/update", &eventstypes.ImageUpdate{Name: img.Name, Labels: r.Labels})
@@ -210,7 +210,7 @@ func (s imageStore) Delete(ctx context.Context, name string, opts ...images.Dele
 	err := s.db.update(ctx, func(t *nsTx) error {
 		b := t.bucket(bucketImages)
 		var r imageRecord
-		ok, err := getJSON(b, name, &r)
+		ok, err := getRecord(b, name, &r)
 		if err != nil {
 			return err
 		}

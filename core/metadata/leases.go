@@ -62,7 +62,7 @@ func (s leaseStore) Create(ctx context.Context, id string, lbls map[string]strin
 		if b.Get([]byte(id)) != nil {
 			return alreadyExists("lease %q", id)
 		}
-		return putJSON(b, id, &leaseRecord{CreatedAt: l.CreatedAt, Labels: l.Labels})
+		return putRecord(b, id, &leaseRecord{CreatedAt: l.CreatedAt, Labels: l.Labels})
 	})
 	return l, err
 }
@@ -94,7 +94,7 @@ func (s leaseStore) List(ctx context.Context, fs ...string) ([]leases.Lease, err
 		}
 		return b.ForEach(func(k, v []byte) error {
 			var r leaseRecord
-			if _, err := getJSON(b, string(k), &r); err != nil {
+			if err := decodeAt(string(k), v, &r); err != nil {
 				return err
 			}
 			l := leases.Lease{ID: string(k), CreatedAt: r.CreatedAt, Labels: r.Labels}
@@ -137,7 +137,7 @@ func (s leaseStore) ListResources(ctx context.Context, id string) ([]leases.Reso
 	var out []leases.Resource
 	err := s.db.view(ctx, func(t *nsTx) error {
 		var r leaseRecord
-		ok, err := getJSON(t.bucket(bucketLeases), id, &r)
+		ok, err := getRecord(t.bucket(bucketLeases), id, &r)
 		if err != nil {
 			return err
 		}
@@ -157,7 +157,7 @@ func (s leaseStore) ListResources(ctx context.Context, id string) ([]leases.Reso
 func addLeaseResource(t *nsTx, id string, res leases.Resource) error {
 	b := t.bucket(bucketLeases)
 	var r leaseRecord
-	ok, err := getJSON(b, id, &r)
+	ok, err := getRecord(b, id, &r)
 	if err != nil {
 		return err
 	}
@@ -173,13 +173,13 @@ func addLeaseResource(t *nsTx, id string, res leases.Resource) error {
 		r.Resources = map[string][]string{}
 	}
 	r.Resources[res.Type] = append(r.Resources[res.Type], res.ID)
-	return putJSON(b, id, &r)
+	return putRecord(b, id, &r)
 }
 
 func deleteLeaseResource(t *nsTx, id string, res leases.Resource) error {
 	b := t.bucket(bucketLeases)
 	var r leaseRecord
-	ok, err := getJSON(b, id, &r)
+	ok, err := getRecord(b, id, &r)
 	if err != nil {
 		return err
 	}
@@ -193,7 +193,7 @@ func deleteLeaseResource(t *nsTx, id string, res leases.Resource) error {
 			if len(r.Resources[res.Type]) == 0 {
 				delete(r.Resources, res.Type)
 			}
-			return putJSON(b, id, &r)
+			return putRecord(b, id, &r)
 		}
 	}
 	return nil

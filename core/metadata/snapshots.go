@@ -106,7 +106,7 @@ func (s *snapshotStore) createBucket(t *nsTx) (*bolt.Bucket, error) {
 
 func (s *snapshotStore) get(t *nsTx, key string) (snapRecord, error) {
 	var r snapRecord
-	ok, err := getJSON(s.bucket(t), key, &r)
+	ok, err := getRecord(s.bucket(t), key, &r)
 	if err != nil {
 		return r, err
 	}
@@ -157,7 +157,7 @@ func (s *snapshotStore) Update(ctx context.Context, info snapshots.Info, fieldpa
 		}
 		r.Updated = time.Now().UTC()
 		out = r.info(info.Name)
-		return putJSON(s.bucket(t), info.Name, &r)
+		return putRecord(s.bucket(t), info.Name, &r)
 	})
 	if err == nil {
 		s.db.kickGC()
@@ -273,7 +273,7 @@ func (s *snapshotStore) create(ctx context.Context, key, parent string, readonly
 				if hasLease {
 					addLeaseResource(t, lease, leases.Resource{Type: "snapshots/" + s.name, ID: target})
 				}
-				return putJSON(b, target, &r)
+				return putRecord(b, target, &r)
 			}
 		}
 		seq, err := b.NextSequence()
@@ -286,7 +286,7 @@ func (s *snapshotStore) create(ctx context.Context, key, parent string, readonly
 			kind = snapshots.KindView
 		}
 		r := snapRecord{Backend: bkey, Parent: parent, Kind: kind, Labels: copyLabels(base.Labels), Created: now, Updated: now}
-		if err := putJSON(b, key, &r); err != nil {
+		if err := putRecord(b, key, &r); err != nil {
 			return err
 		}
 		t.publish(s.db, "/snapshot/prepare", &eventstypes.SnapshotPrepare{Key: key, Parent: parent, Snapshotter: s.name})
@@ -335,13 +335,13 @@ func (s *snapshotStore) findCommitted(t *nsTx, name string) (backend, parentBack
 			return nil
 		}
 		var r snapRecord
-		if ok, err := getJSON(b, name, &r); err != nil || !ok || r.Kind != snapshots.KindCommitted {
+		if ok, err := getRecord(b, name, &r); err != nil || !ok || r.Kind != snapshots.KindCommitted {
 			return nil
 		}
 		backend = r.Backend
 		if r.Parent != "" {
 			var pr snapRecord
-			if ok, _ := getJSON(b, r.Parent, &pr); ok {
+			if ok, _ := getRecord(b, r.Parent, &pr); ok {
 				parentBackend = pr.Backend
 			}
 		}
@@ -436,7 +436,7 @@ func (s *snapshotStore) Commit(ctx context.Context, name, key string, opts ...sn
 			}
 		}
 		t.publish(s.db, "/snapshot/commit", &eventstypes.SnapshotCommit{Key: key, Name: name, Snapshotter: s.name})
-		return putJSON(b, name, &nr)
+		return putRecord(b, name, &nr)
 	})
 }
 
@@ -475,7 +475,7 @@ func (s *snapshotStore) commitLinked(ctx context.Context, name, key string, r sn
 		}
 		linked = true
 		t.publish(s.db, "/snapshot/commit", &eventstypes.SnapshotCommit{Key: key, Name: name, Snapshotter: s.name})
-		return putJSON(b, name, &nr)
+		return putRecord(b, name, &nr)
 	})
 	if err != nil || !linked {
 		return false, err
@@ -512,7 +512,7 @@ func (s *snapshotStore) Remove(ctx context.Context, key string) error {
 		b.ForEach(func(k, v []byte) error {
 			var r snapRecord
 			if child == "" {
-				if _, err := getJSON(b, string(k), &r); err == nil && r.Parent == key {
+				if err := decodeAt(string(k), v, &r); err == nil && r.Parent == key {
 					child = string(k)
 				}
 			}
@@ -549,7 +549,7 @@ func (s *snapshotStore) Walk(ctx context.Context, fn snapshots.WalkFunc, fs ...s
 		}
 		return b.ForEach(func(k, v []byte) error {
 			var r snapRecord
-			if _, err := getJSON(b, string(k), &r); err != nil {
+			if err := decodeAt(string(k), v, &r); err != nil {
 				return err
 			}
 			info := r.info(string(k))
