@@ -15,14 +15,15 @@ import (
 
 // withRequestHeaders moves the namespace and lease headers containerd
 // clients send into the context, where the core looks for them.
+// It looks the two keys up rather than copying the whole metadata map, which
+// every call would otherwise pay for.
 func withRequestHeaders(ctx context.Context) (context.Context, string) {
-	md, _ := metadata.FromIncomingContext(ctx)
 	ns := ""
-	if v := md.Get(namespaces.GRPCHeader); len(v) > 0 {
+	if v := metadata.ValueFromIncomingContext(ctx, namespaces.GRPCHeader); len(v) > 0 {
 		ns = v[0]
 		ctx = namespaces.WithNamespace(ctx, ns)
 	}
-	if v := md.Get(leases.GRPCHeader); len(v) > 0 && v[0] != "" {
+	if v := metadata.ValueFromIncomingContext(ctx, leases.GRPCHeader); len(v) > 0 && v[0] != "" {
 		ctx = leases.WithLease(ctx, v[0])
 	}
 	return ctx, ns

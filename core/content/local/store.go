@@ -24,12 +24,14 @@
 package local
 
 import (
+	"bytes"
 	"context"
 	_ "crypto/sha256" // go-digest needs the hash linked in to validate digests
 	_ "crypto/sha512"
 	"errors"
 	"fmt"
 	"golang.org/x/sys/unix"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -62,6 +64,8 @@ type Store struct {
 	locks map[string]time.Time // ref -> when its writer took it
 
 	bufs sync.Pool // *[]byte of bufSize, shared by copies and re-hashes
+
+	small blobCache
 }
 
 // NewStore opens the store at root, creating its directories if needed.
@@ -161,6 +165,7 @@ func (s *Store) Delete(ctx context.Context, dgst digest.Digest) error {
 	if err != nil {
 		return err
 	}
+	s.small.remove(dgst)
 	if err := os.Remove(p); err != nil {
 		return blobErr(dgst, err)
 	}
@@ -174,6 +179,9 @@ func (s *Store) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (content.
 	if err != nil {
 		return nil, err
 	}
+	if b, ok := s.small.get(desc.Digest); ok {
+		return memReaderAt{bytes.NewReader(b)}, nil
+	}
 	// Opened with open(2) directly: os.Open would also try to register the
 	// regular file with the poller, a wasted system call on every read.
 	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
@@ -185,6 +193,17 @@ func (s *Store) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (content.
 	if err != nil {
 		f.Close()
 		return nil, blobErr(desc.Digest, err)
+	}
+	if size := fi.Size(); size <= smallBlobMax {
+		// Read whole now, one read instead of the caller's, and keep it.
+		b := make([]byte, size)
+		n, err := f.ReadAt(b, 0)
+		f.Close()
+		if err != nil && !(errors.Is(err, io.EOF) && int64(n) == size) {
+			return nil, blobErr(desc.Digest, err)
+		}
+		s.small.put(desc.Digest, b)
+		return memReaderAt{bytes.NewReader(b)}, nil
 	}
 	return &readerAt{f: f, size: fi.Size()}, nil
 }
