@@ -116,3 +116,36 @@ func TestBootstrapOutput(t *testing.T) {
 		t.Fatalf("MAX_SHIM_VERSION=3: %q", got)
 	}
 }
+
+func TestServingProcessRunsOnOneProcessorUnlessTheUserChose(t *testing.T) {
+	env := childEnv([]string{"PATH=/bin"})
+	want := []string{"PATH=/bin", listenerFDEnv + "=3", "GOMAXPROCS=1", defaultProcsEnv + "=1"}
+	if strings.Join(env, " ") != strings.Join(want, " ") {
+		t.Fatalf("child env %q, want %q", env, want)
+	}
+	env = childEnv([]string{"GOMAXPROCS=4"})
+	if strings.Join(env, " ") != "GOMAXPROCS=4 "+listenerFDEnv+"=3" {
+		t.Fatalf("a GOMAXPROCS the user set was changed: %q", env)
+	}
+}
+
+// The default GOMAXPROCS=1 is dropped from the serving process's own
+// environment, so that runc and the containers never see it.
+func TestServingProcessDropsItsDefaultProcs(t *testing.T) {
+	t.Setenv("GOMAXPROCS", "1")
+	t.Setenv(defaultProcsEnv, "1")
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	l, err := listener(Args{Socket: filepath.Join(dir, "s")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	for _, k := range []string{"GOMAXPROCS", defaultProcsEnv} {
+		if v, ok := os.LookupEnv(k); ok {
+			t.Errorf("%s=%s is still in the serving process's environment", k, v)
+		}
+	}
+}
