@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -616,5 +617,36 @@ func TestHardlinkToLowerLayerIsCopiedUp(t *testing.T) {
 		WithOverlayWhiteouts(), WithParents(lower))
 	if err == nil || !strings.Contains(err.Error(), "usr/lib/none.so") {
 		t.Fatalf("link to a missing target: %v", err)
+	}
+}
+
+// Files are created with their final mode only when the umask leaves it
+// whole; under a strict umask they are chmodded, and both ways every mode
+// comes out as the layer says.
+func TestApplyModesWhateverTheUmask(t *testing.T) {
+	requireRoot(t)
+	for _, umask := range []int{0o022, 0o077, 0o000} {
+		old := syscall.Umask(umask)
+		if got := processUmask(); got != uint32(umask) {
+			syscall.Umask(old)
+			t.Fatalf("processUmask() = %#o, want %#o", got, umask)
+		}
+		root := t.TempDir()
+		modes := []int64{0o644, 0o755, 0o666, 0o777, 0o400, 0o4755, 0o2711, 0o1777} // (0 means 0o644 to buildTar)
+		var entries []entry
+		for i, m := range modes {
+			entries = append(entries, entry{Name: fmt.Sprintf("f%d", i), Data: "x", Mode: m, Uid: 7, Gid: 8})
+		}
+		mustApply(t, root, buildTar(t, entries...))
+		syscall.Umask(old)
+		for i, m := range modes {
+			var st unix.Stat_t
+			if err := unix.Lstat(filepath.Join(root, fmt.Sprintf("f%d", i)), &st); err != nil {
+				t.Fatal(err)
+			}
+			if st.Mode&0o7777 != uint32(m) || st.Uid != 7 || st.Gid != 8 {
+				t.Errorf("umask %#o: f%d has mode %#o owner %d:%d, want %#o 7:8", umask, i, st.Mode&0o7777, st.Uid, st.Gid, m)
+			}
+		}
 	}
 }

@@ -12,8 +12,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -39,7 +42,61 @@ func startHull(b *testing.B, dir string) *hulltest.Daemon {
 			b.Fatal(err)
 		}
 	}
-	return hulltest.Start(b, hulltest.Options{Dir: dir, Args: []string{"--log-level", "info"}})
+	o := hulltest.Options{Dir: dir, Args: []string{"--log-level", "info"}}
+	if os.Getenv(profileEnv) != "" {
+		if dir == "" {
+			dir = b.TempDir()
+			o.Dir = dir
+		}
+		o.Config = fmt.Sprintf("version = 3\n[debug]\naddress = %q\n", filepath.Join(dir, "debug.sock"))
+	}
+	return hulltest.Start(b, o)
+}
+
+// profileEnv names the environment variable that turns on CPU profiles of
+// hulld: HULL_BENCH_CPUPROFILE=PREFIX writes PREFIX.<label>.prof for each
+// profiled step, taken through hulld's debug (pprof) socket.
+const profileEnv = "HULL_BENCH_CPUPROFILE"
+
+// profileHull starts a CPU profile of hulld lasting seconds, when
+// HULL_BENCH_CPUPROFILE is set, and returns a func that waits for it to be
+// saved; the benchmark runs the step to profile in between.
+func profileHull(b *testing.B, h *hulltest.Daemon, label string, seconds int) func() {
+	prefix := os.Getenv(profileEnv)
+	if prefix == "" {
+		return func() {}
+	}
+	sock := filepath.Join(filepath.Dir(h.State), "debug.sock")
+	done := make(chan error, 1)
+	go func() { done <- fetchProfile(sock, prefix+"."+label+".prof", seconds) }()
+	time.Sleep(100 * time.Millisecond) // the profile has started
+	return func() {
+		if err := <-done; err != nil {
+			b.Fatalf("profile of hulld: %v", err)
+		}
+	}
+}
+
+// fetchProfile saves a CPU profile of seconds from the pprof server on the
+// unix socket sock into file.
+func fetchProfile(sock, file string, seconds int) error {
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}}
+	resp, err := c.Get(fmt.Sprintf("http://hulld/debug/pprof/profile?seconds=%d", seconds))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // startContainerd starts Debian's containerd (the baseline) with CRI

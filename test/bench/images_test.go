@@ -3,11 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,7 +14,6 @@ import (
 	"github.com/containerd/containerd/api/types"
 	"google.golang.org/grpc"
 
-	"github.com/hullrt/hull/internal/hulltest"
 	"github.com/hullrt/hull/internal/testimage"
 )
 
@@ -37,17 +31,7 @@ func BenchmarkImagesLs10k(b *testing.B) {
 	)
 	img := testimage.New([]string{"/hello"}, []testimage.File{{Name: "hello", Mode: 0o755, Data: []byte("#!/bin/sh\necho hello\n")}})
 
-	// HULL_BENCH_CPUPROFILE=FILE writes a CPU profile of hulld during its
-	// first `ctr images ls`, taken through hulld's debug (pprof) socket.
-	profile := os.Getenv("HULL_BENCH_CPUPROFILE")
-	var hull *hulltest.Daemon
-	if profile != "" {
-		dir := b.TempDir()
-		hull = hulltest.Start(b, hulltest.Options{Dir: dir, Args: []string{"--log-level", "info"},
-			Config: fmt.Sprintf("version = 3\n[debug]\naddress = %q\n", filepath.Join(dir, "debug.sock"))})
-	} else {
-		hull = startHull(b, "")
-	}
+	hull := startHull(b, "")
 	ctrd := startContainerd(b, "")
 	daemons := []struct {
 		name, addr string
@@ -84,21 +68,15 @@ func BenchmarkImagesLs10k(b *testing.B) {
 		for i := 0; i < reps; i++ {
 			// Alternate, so that drift in the machine's load hits both alike.
 			for _, d := range daemons {
-				var profiled chan error
-				if profile != "" && d.name == "hull" && i == 0 && len(args) == 2 {
-					profiled = make(chan error, 1)
-					go func() { profiled <- fetchProfile(filepath.Join(filepath.Dir(hull.State), "debug.sock"), profile, 8) }()
-					time.Sleep(100 * time.Millisecond)
+				profiled := func() {}
+				if d.name == "hull" && i == 0 && len(args) == 2 {
+					profiled = profileHull(b, hull, "images-ls", 8)
 				}
 				t, own, dcpu, err := cmdCPU(d.pid, "ctr", append([]string{"--address", d.addr}, args...)...)
 				if err != nil {
 					b.Fatal(err)
 				}
-				if profiled != nil {
-					if err := <-profiled; err != nil {
-						b.Fatal(err)
-					}
-				}
+				profiled()
 				key := d.name + " " + strings.Join(args, " ")
 				times[key] = append(times[key], t)
 				ctrCPU[key] = append(ctrCPU[key], own)
@@ -166,26 +144,4 @@ func fill(b *testing.B, ctx context.Context, conn *grpc.ClientConn, img *testima
 	if firstErr != nil {
 		b.Fatal(firstErr)
 	}
-}
-
-// fetchProfile saves a CPU profile of seconds from the pprof server on the
-// unix socket sock into file.
-func fetchProfile(sock, file string, seconds int) error {
-	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
-	}}}
-	resp, err := c.Get(fmt.Sprintf("http://hulld/debug/pprof/profile?seconds=%d", seconds))
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	f, err := os.Create(file)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }

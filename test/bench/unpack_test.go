@@ -402,7 +402,9 @@ func BenchmarkUnpack300MB(b *testing.B) {
 			b.Fatalf("hull: %d snapshot directories before a run", n)
 		}
 		syncDisk(b)
+		profiled := profileHull(b, h, "unpack-300MB", 4)
 		wall, own, dcpu, err := cmdCPU(h.PID(), hullctl, hctl("images", "unpack", ref)...)
+		profiled()
 		if err != nil {
 			b.Fatal(err)
 		}

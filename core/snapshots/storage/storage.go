@@ -44,6 +44,22 @@ type MetaStore struct {
 	db *bolt.DB
 	// cleanMu keeps two CleanupDirs from deleting the same trash.
 	cleanMu sync.Mutex
+
+	// Committed snapshots are measured after Commit returns (see Commit);
+	// measureMu guards the queue of those not measured yet.
+	measureMu sync.Mutex
+	toMeasure []measureJob
+	measuring bool
+	stop      context.CancelFunc
+	stopCtx   context.Context
+	measured  sync.WaitGroup
+}
+
+// measureJob is a committed snapshot whose disk usage is still unknown.
+type measureJob struct {
+	name string
+	id   uint64
+	dir  string
 }
 
 // NewMetaStore opens (creating if needed) the database at path.
@@ -66,11 +82,18 @@ func NewMetaStore(path string) (*MetaStore, error) {
 		db.Close()
 		return nil, fmt.Errorf("initialise snapshot database %s: %w", path, err)
 	}
-	return &MetaStore{db: db}, nil
+	ctx, stop := context.WithCancel(context.Background())
+	return &MetaStore{db: db, stopCtx: ctx, stop: stop}, nil
 }
 
 // Close closes the database.
-func (ms *MetaStore) Close() error { return ms.db.Close() }
+// A measurement in progress is abandoned; the snapshot is measured when its
+// usage is next asked for.
+func (ms *MetaStore) Close() error {
+	ms.stop()
+	ms.measured.Wait()
+	return ms.db.Close()
+}
 
 // View runs fn in a read-only transaction.
 func (ms *MetaStore) View(ctx context.Context, fn func(*Tx) error) error {
@@ -118,9 +141,12 @@ type record struct {
 	Labels  map[string]string `json:"labels,omitempty"`
 	Created time.Time         `json:"created"`
 	Updated time.Time         `json:"updated"`
-	// Usage of a committed snapshot, measured at Commit.
+	// Usage of a committed snapshot, measured after Commit.
 	Inodes int64 `json:"inodes,omitempty"`
 	Size   int64 `json:"size,omitempty"`
+	// Unmeasured is set between Commit and the measurement of Inodes and
+	// Size.
+	Unmeasured bool `json:"unmeasured,omitempty"`
 }
 
 func (r *record) kind() snapshots.Kind {
@@ -527,37 +553,84 @@ func copyLabels(m map[string]string) map[string]string {
 	return maps.Clone(m)
 }
 
-// Commit seals active snapshot key as committed snapshot name, recording
-// the disk usage of its directory, dirOf(id). The measuring happens before
-// the write transaction, which would otherwise hold up every other change
-// while a large layer is walked; if key was removed and made again
-// meanwhile, the new directory is measured inside it.
+// Commit seals active snapshot key as committed snapshot name. Its disk
+// usage (the directory dirOf(id)) is measured afterwards, in the background,
+// or on demand by Usage if asked first: walking a layer of tens of
+// thousands of files took a tenth of an unpack's time, on the critical path
+// of every pull, for a figure that a committed snapshot never changes and
+// few ever ask for.
 func (ms *MetaStore) Commit(ctx context.Context, name, key string, dirOf func(id uint64) string, opts ...snapshots.Opt) error {
 	var id uint64
-	if err := ms.View(ctx, func(tx *Tx) error {
+	err := ms.Update(ctx, func(tx *Tx) error {
 		var err error
-		id, _, _, err = tx.GetInfo(key)
-		return err
-	}); err != nil {
-		return err
-	}
-	usage, err := DiskUsage(ctx, dirOf(id))
-	if err != nil {
-		return fmt.Errorf("measure snapshot %q: %w", key, err)
-	}
-	return ms.Update(ctx, func(tx *Tx) error {
-		now, _, _, err := tx.GetInfo(key)
+		if id, err = tx.CommitActive(key, name, snapshots.Usage{}, opts...); err != nil {
+			return err
+		}
+		r, err := tx.get(name)
 		if err != nil {
 			return err
 		}
-		if now != id {
-			if usage, err = DiskUsage(ctx, dirOf(now)); err != nil {
-				return fmt.Errorf("measure snapshot %q: %w", key, err)
-			}
-		}
-		_, err = tx.CommitActive(key, name, usage, opts...)
-		return err
+		r.Unmeasured = true
+		return tx.put(name, r)
 	})
+	if err != nil {
+		return err
+	}
+	ms.measureLater(measureJob{name: name, id: id, dir: dirOf(id)})
+	return nil
+}
+
+// measureLater queues job for the measuring goroutine, starting it if none
+// runs: one walk at a time, so that measuring never competes with itself.
+func (ms *MetaStore) measureLater(job measureJob) {
+	ms.measureMu.Lock()
+	defer ms.measureMu.Unlock()
+	if ms.stopCtx.Err() != nil {
+		return
+	}
+	ms.toMeasure = append(ms.toMeasure, job)
+	if ms.measuring {
+		return
+	}
+	ms.measuring = true
+	ms.measured.Add(1)
+	go ms.measureQueued()
+}
+
+func (ms *MetaStore) measureQueued() {
+	defer ms.measured.Done()
+	for {
+		ms.measureMu.Lock()
+		if len(ms.toMeasure) == 0 || ms.stopCtx.Err() != nil {
+			ms.measuring = false
+			ms.measureMu.Unlock()
+			return
+		}
+		job := ms.toMeasure[0]
+		ms.toMeasure = ms.toMeasure[1:]
+		ms.measureMu.Unlock()
+		// A snapshot removed meanwhile fails to measure or to record:
+		// either way there is nothing left to do for it.
+		ms.measure(ms.stopCtx, job)
+	}
+}
+
+// measure walks job's directory and records the usage on the snapshot,
+// unless it was measured, removed or replaced meanwhile.
+func (ms *MetaStore) measure(ctx context.Context, job measureJob) (snapshots.Usage, error) {
+	usage, err := DiskUsage(ctx, job.dir)
+	if err != nil {
+		return snapshots.Usage{}, fmt.Errorf("measure snapshot %q: %w", job.name, err)
+	}
+	err = ms.Update(ctx, func(tx *Tx) error {
+		r, err := tx.get(job.name)
+		if err != nil || r.ID != job.id || !r.Unmeasured {
+			return err
+		}
+		r.Inodes, r.Size, r.Unmeasured = usage.Inodes, usage.Size, false
+		return tx.put(job.name, r)
+	})
+	return usage, err
 }
 
 // RemoveSnapshot removes the record of snapshot key, which must have no
@@ -570,25 +643,34 @@ func (ms *MetaStore) RemoveSnapshot(ctx context.Context, key string) error {
 }
 
 // Usage returns the disk snapshot key uses: for an active snapshot its
-// directory, dirOf(id), measured now; for others what Commit measured.
+// directory, dirOf(id), measured now; for others what was measured after
+// Commit, measuring it now if that has not happened yet.
 func (ms *MetaStore) Usage(ctx context.Context, key string, dirOf func(id uint64) string) (snapshots.Usage, error) {
 	var (
-		id    uint64
-		info  snapshots.Info
-		usage snapshots.Usage
+		id         uint64
+		info       snapshots.Info
+		usage      snapshots.Usage
+		unmeasured bool
 	)
 	err := ms.View(ctx, func(tx *Tx) error {
 		var err error
-		id, info, usage, err = tx.GetInfo(key)
+		if id, info, usage, err = tx.GetInfo(key); err != nil {
+			return err
+		}
+		r, err := tx.get(key)
+		unmeasured = err == nil && r.Unmeasured
 		return err
 	})
 	if err != nil {
 		return snapshots.Usage{}, err
 	}
-	if info.Kind == snapshots.KindActive {
+	switch {
+	case info.Kind == snapshots.KindActive:
 		if usage, err = DiskUsage(ctx, dirOf(id)); err != nil {
 			return snapshots.Usage{}, fmt.Errorf("measure snapshot %q: %w", key, err)
 		}
+	case unmeasured:
+		return ms.measure(ctx, measureJob{name: key, id: id, dir: dirOf(id)})
 	}
 	return usage, nil
 }

@@ -6,8 +6,10 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/containerd/errdefs"
 
@@ -423,4 +425,83 @@ func TestCommitWithParent(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// Commit returns before the snapshot is measured; the measurement lands on
+// the record in the background, and Usage measures on demand before it has.
+func TestCommitMeasuresInTheBackground(t *testing.T) {
+	ms := newStore(t)
+	ctx := context.Background()
+	root := t.TempDir()
+	dirOf := func(id uint64) string { return filepath.Join(root, strconv.FormatUint(id, 10)) }
+	prepare := func(key string) uint64 {
+		var id uint64
+		mustUpdate(t, ms, func(tx *Tx) error {
+			s, err := tx.CreateSnapshot(snapshots.KindActive, key, "")
+			id = s.ID
+			return err
+		})
+		if err := os.MkdirAll(dirOf(id), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 3 {
+			if err := os.WriteFile(filepath.Join(dirOf(id), strconv.Itoa(i)), make([]byte, 8192), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return id
+	}
+	want := func(id uint64) snapshots.Usage {
+		u, err := DiskUsage(ctx, dirOf(id))
+		if err != nil || u.Inodes != 4 || u.Size < 3*8192 {
+			t.Fatalf("DiskUsage of the test directory: %+v %v", u, err)
+		}
+		return u
+	}
+
+	// Asked at once: measured on demand, and the same figure as a walk.
+	id := prepare("a")
+	if err := ms.Commit(ctx, "c", "a", dirOf); err != nil {
+		t.Fatal(err)
+	}
+	if u, err := ms.Usage(ctx, "c", dirOf); err != nil || u != want(id) {
+		t.Fatalf("usage of c right after commit: %+v %v, want %+v", u, err, want(id))
+	}
+
+	// Not asked: the record gets its usage anyway.
+	id2 := prepare("b")
+	if err := ms.Commit(ctx, "d", "b", dirOf); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var r *record
+		mustUpdate(t, ms, func(tx *Tx) error {
+			var err error
+			r, err = tx.get("d")
+			return err
+		})
+		if !r.Unmeasured {
+			if (snapshots.Usage{Inodes: r.Inodes, Size: r.Size}) != want(id2) {
+				t.Fatalf("background measurement of d: %+v, want %+v", r, want(id2))
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("d was never measured in the background")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	// A snapshot removed before its turn is skipped without harm.
+	prepare("e")
+	if err := ms.Commit(ctx, "f", "e", dirOf); err != nil {
+		t.Fatal(err)
+	}
+	if err := ms.RemoveSnapshot(ctx, "f"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ms.Usage(ctx, "f", dirOf); !errdefs.IsNotFound(err) {
+		t.Fatalf("usage of a removed snapshot: %v", err)
+	}
 }
