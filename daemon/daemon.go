@@ -318,8 +318,8 @@ func (d *Daemon) listen() error {
 		// estimation, which pings the client after nearly every call on an
 		// idle-ish connection: two frames and two wake-ups more per small
 		// call on each side. A local socket needs no estimate.
-		grpc.InitialWindowSize(1<<20),
-		grpc.InitialConnWindowSize(4<<20),
+		grpc.InitialWindowSize(1 << 20),
+		grpc.InitialConnWindowSize(4 << 20),
 		grpc.ChainUnaryInterceptor(unaryInterceptor(d.log), metrics.unary(), d.procs.unary()),
 		grpc.ChainStreamInterceptor(streamInterceptor(d.log), metrics.stream(), d.procs.stream()),
 	}

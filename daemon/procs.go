@@ -73,6 +73,14 @@ func (g *procGovernor) enter() func() {
 	}
 	g.mu.Lock()
 	g.active++
+	g.raiseLocked()
+	g.mu.Unlock()
+	var once sync.Once
+	return func() { once.Do(g.exit) }
+}
+
+// raiseLocked cancels a pending lowering and restores the full count.
+func (g *procGovernor) raiseLocked() {
 	if g.timer != nil {
 		g.timer.Stop()
 		g.timer = nil
@@ -81,9 +89,6 @@ func (g *procGovernor) enter() func() {
 		g.set(g.heavy)
 		g.lowered = false
 	}
-	g.mu.Unlock()
-	var once sync.Once
-	return func() { once.Do(g.exit) }
 }
 
 func (g *procGovernor) exit() {
@@ -114,14 +119,7 @@ func (g *procGovernor) stop() {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.timer != nil {
-		g.timer.Stop()
-		g.timer = nil
-	}
-	if g.lowered {
-		g.set(g.heavy)
-		g.lowered = false
-	}
+	g.raiseLocked()
 	g.active = 1 << 30 // nothing lowers it again
 }
 

@@ -129,24 +129,15 @@ func (d *decoder) fail(err error) {
 	d.buf = nil
 }
 
-func (d *decoder) uvarint() uint64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(d.buf)
-	if n <= 0 {
-		d.fail(errTruncated)
-		return 0
-	}
-	d.buf = d.buf[n:]
-	return v
-}
+func (d *decoder) uvarint() uint64 { return readVarint(d, binary.Uvarint) }
+func (d *decoder) varint() int64   { return readVarint(d, binary.Varint) }
 
-func (d *decoder) varint() int64 {
+// readVarint reads one number with read (binary.Uvarint or binary.Varint).
+func readVarint[T uint64 | int64](d *decoder, read func([]byte) (T, int)) T {
 	if d.err != nil {
 		return 0
 	}
-	v, n := binary.Varint(d.buf)
+	v, n := read(d.buf)
 	if n <= 0 {
 		d.fail(errTruncated)
 		return 0
@@ -279,32 +270,35 @@ func (d *decoder) size() int64 {
 	return v
 }
 
+// appendStamped writes the labels and times every record ends with.
+func appendStamped(b []byte, labels map[string]string, created, updated time.Time) []byte {
+	b = appendMap(b, labels)
+	b = appendTime(b, created)
+	return appendTime(b, updated)
+}
+
+// stamped reads what appendStamped wrote.
+func (d *decoder) stamped(labels *map[string]string, created, updated *time.Time) error {
+	*labels = d.stringMap()
+	*created = d.time()
+	*updated = d.time()
+	return d.err
+}
+
 func (r *blobRecord) appendBinary(b []byte) []byte {
-	b = appendVarint(b, r.Size)
-	b = appendMap(b, r.Labels)
-	b = appendTime(b, r.CreatedAt)
-	return appendTime(b, r.UpdatedAt)
+	return appendStamped(appendVarint(b, r.Size), r.Labels, r.CreatedAt, r.UpdatedAt)
 }
 
 func (r *blobRecord) decodeBinary(d *decoder) error {
 	r.Size = d.size()
-	r.Labels = d.stringMap()
-	r.CreatedAt = d.time()
-	r.UpdatedAt = d.time()
-	return d.err
+	return d.stamped(&r.Labels, &r.CreatedAt, &r.UpdatedAt)
 }
 
 func (r *imageRecord) appendBinary(b []byte) []byte {
-	b = appendDescriptor(b, r.Target)
-	b = appendMap(b, r.Labels)
-	b = appendTime(b, r.CreatedAt)
-	return appendTime(b, r.UpdatedAt)
+	return appendStamped(appendDescriptor(b, r.Target), r.Labels, r.CreatedAt, r.UpdatedAt)
 }
 
 func (r *imageRecord) decodeBinary(d *decoder) error {
 	r.Target = d.descriptor()
-	r.Labels = d.stringMap()
-	r.CreatedAt = d.time()
-	r.UpdatedAt = d.time()
-	return d.err
+	return d.stamped(&r.Labels, &r.CreatedAt, &r.UpdatedAt)
 }
