@@ -308,6 +308,7 @@ func (d *Daemon) listen() error {
 		return err
 	}
 	d.stopMetrics = stopMetrics
+	calls := newCalls(d.log, metrics, d.procs)
 	serverOpts := []grpc.ServerOption{
 		// Calls run on a pool of goroutines instead of a new one each,
 		// which saves the stack growth every small call paid for.
@@ -320,8 +321,8 @@ func (d *Daemon) listen() error {
 		// call on each side. A local socket needs no estimate.
 		grpc.InitialWindowSize(1 << 20),
 		grpc.InitialConnWindowSize(4 << 20),
-		grpc.ChainUnaryInterceptor(unaryInterceptor(d.log), metrics.unary(), d.procs.unary()),
-		grpc.ChainStreamInterceptor(streamInterceptor(d.log), metrics.stream(), d.procs.stream()),
+		grpc.UnaryInterceptor(calls.unary()),
+		grpc.StreamInterceptor(calls.stream()),
 	}
 	d.server = grpc.NewServer(serverOpts...)
 	register := func(srv *grpc.Server) {

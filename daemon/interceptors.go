@@ -29,24 +29,61 @@ func withRequestHeaders(ctx context.Context) (context.Context, string) {
 	return ctx, ns
 }
 
-func logCall(log *slog.Logger, method, ns string, start time.Time, err error) {
-	if !log.Enabled(context.Background(), slog.LevelDebug) {
-		return
+// calls is what hulld does around every API call: it moves the request
+// headers into the context, raises GOMAXPROCS for heavy calls, and counts
+// and logs the call. One interceptor rather than a chain of three, and the
+// clock is read only when something records the time: the daemon's own
+// per-call work is what `ctr images ls` over many images waits for.
+type calls struct {
+	log     *slog.Logger
+	debug   bool // log every call (the level is fixed at start)
+	metrics *apiMetrics
+	procs   *procGovernor
+}
+
+func newCalls(log *slog.Logger, metrics *apiMetrics, procs *procGovernor) *calls {
+	return &calls{log: log, debug: log.Enabled(context.Background(), slog.LevelDebug), metrics: metrics, procs: procs}
+}
+
+// begin starts a call of method and returns the func that ends it.
+func (c *calls) begin(method string) func(ns string, err error) {
+	var leave func()
+	if c.procs != nil && heavyMethods[method] {
+		leave = c.procs.enter()
 	}
+	if !c.debug && c.metrics == nil {
+		if leave == nil {
+			return func(string, error) {}
+		}
+		return func(string, error) { leave() }
+	}
+	start := time.Now()
+	return func(ns string, err error) {
+		if leave != nil {
+			leave()
+		}
+		c.metrics.observe(method, start, err)
+		if c.debug {
+			c.logCall(method, ns, start, err)
+		}
+	}
+}
+
+func (c *calls) logCall(method, ns string, start time.Time, err error) {
 	attrs := []any{"method", method, "namespace", ns, "duration", time.Since(start)}
 	if err != nil {
 		st, _ := status.FromError(err)
 		attrs = append(attrs, "code", st.Code().String(), "error", st.Message())
 	}
-	log.Debug("api call", attrs...)
+	c.log.Debug("api call", attrs...)
 }
 
-func unaryInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
+func (c *calls) unary() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		start := time.Now()
+		end := c.begin(info.FullMethod)
 		ctx, ns := withRequestHeaders(ctx)
 		resp, err := handler(ctx, req)
-		logCall(log, info.FullMethod, ns, start, err)
+		end(ns, err)
 		return resp, err
 	}
 }
@@ -58,12 +95,12 @@ type wrappedStream struct {
 
 func (w wrappedStream) Context() context.Context { return w.ctx }
 
-func streamInterceptor(log *slog.Logger) grpc.StreamServerInterceptor {
+func (c *calls) stream() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		start := time.Now()
+		end := c.begin(info.FullMethod)
 		ctx, ns := withRequestHeaders(ss.Context())
 		err := handler(srv, wrappedStream{ss, ctx})
-		logCall(log, info.FullMethod, ns, start, err)
+		end(ns, err)
 		return err
 	}
 }

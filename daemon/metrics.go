@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -10,7 +9,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 )
 
@@ -46,24 +44,6 @@ func (m *apiMetrics) observe(method string, start time.Time, err error) {
 	m.calls.WithLabelValues(method, status.Code(err).String()).Inc()
 	if m.latency != nil {
 		m.latency.WithLabelValues(method).Observe(time.Since(start).Seconds())
-	}
-}
-
-func (m *apiMetrics) unary() grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		start := time.Now()
-		resp, err := handler(ctx, req)
-		m.observe(info.FullMethod, start, err)
-		return resp, err
-	}
-}
-
-func (m *apiMetrics) stream() grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		start := time.Now()
-		err := handler(srv, ss)
-		m.observe(info.FullMethod, start, err)
-		return err
 	}
 }
 

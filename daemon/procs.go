@@ -1,12 +1,9 @@
 package daemon
 
 import (
-	"context"
 	"runtime"
 	"sync"
 	"time"
-
-	"google.golang.org/grpc"
 )
 
 // heavyMethods are the calls whose work is CPU-bound in hulld itself
@@ -121,26 +118,4 @@ func (g *procGovernor) stop() {
 	defer g.mu.Unlock()
 	g.raiseLocked()
 	g.active = 1 << 30 // nothing lowers it again
-}
-
-// unary raises GOMAXPROCS for the duration of heavy unary calls.
-func (g *procGovernor) unary() grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		if g == nil || !heavyMethods[info.FullMethod] {
-			return handler(ctx, req)
-		}
-		defer g.enter()()
-		return handler(ctx, req)
-	}
-}
-
-// stream raises GOMAXPROCS for the duration of heavy streaming calls.
-func (g *procGovernor) stream() grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		if g == nil || !heavyMethods[info.FullMethod] {
-			return handler(srv, ss)
-		}
-		defer g.enter()()
-		return handler(srv, ss)
-	}
 }

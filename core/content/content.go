@@ -55,6 +55,13 @@ type ReaderAt interface {
 	Size() int64
 }
 
+// BytesReaderAt is a ReaderAt whose blob is in memory already: Bytes
+// returns all of it, to be read and not modified.
+type BytesReaderAt interface {
+	ReaderAt
+	Bytes() []byte
+}
+
 // Provider opens committed blobs for reading.
 type Provider interface {
 	// ReaderAt opens the blob desc.Digest; NotFound if it is not there.

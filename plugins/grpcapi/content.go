@@ -110,6 +110,10 @@ func (s *contentService) Read(req *api.ReadContentRequest, srv api.Content_ReadS
 	if req.Size > 0 && req.Offset+req.Size < size {
 		end = req.Offset + req.Size
 	}
+	if m, ok := ra.(content.BytesReaderAt); ok && end > req.Offset && end-req.Offset <= readChunk {
+		// A small blob in memory goes out as it is, without a copy.
+		return srv.Send(&api.ReadContentResponse{Offset: req.Offset, Data: m.Bytes()[req.Offset:end]})
+	}
 	buf := make([]byte, min(readChunk, end-req.Offset))
 	for off := req.Offset; off < end; {
 		n, err := ra.ReadAt(buf[:min(int64(len(buf)), end-off)], off)

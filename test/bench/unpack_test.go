@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -94,10 +95,42 @@ func scratchDir(b *testing.B, pattern string) string {
 			}
 			time.Sleep(250 * time.Millisecond)
 		}
-		b.Errorf("unmount the scratch filesystem: %v", err)
+		b.Errorf("unmount the scratch filesystem: %v; held by: %s", err, holders(mnt))
 		run("umount", "-l", mnt)
 	})
 	return mnt
+}
+
+// holders names the processes with a file, directory or mapping under dir,
+// for the message of a failed unmount.
+func holders(dir string) string {
+	var found []string
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		pid := p.Name()
+		if _, err := strconv.Atoi(pid); err != nil {
+			continue
+		}
+		var links []string
+		for _, l := range []string{"cwd", "root", "exe"} {
+			links = append(links, filepath.Join("/proc", pid, l))
+		}
+		fds, _ := os.ReadDir(filepath.Join("/proc", pid, "fd"))
+		for _, fd := range fds {
+			links = append(links, filepath.Join("/proc", pid, "fd", fd.Name()))
+		}
+		for _, l := range links {
+			if t, err := os.Readlink(l); err == nil && strings.HasPrefix(t, dir) {
+				comm, _ := os.ReadFile(filepath.Join("/proc", pid, "comm"))
+				found = append(found, fmt.Sprintf("%s (%s) %s -> %s", pid, strings.TrimSpace(string(comm)), filepath.Base(l), t))
+				break
+			}
+		}
+	}
+	if len(found) == 0 {
+		return "no process found"
+	}
+	return strings.Join(found, "; ")
 }
 
 // overlaySnapshots is where an overlayfs snapshotter rooted in a daemon's

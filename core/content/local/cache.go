@@ -83,6 +83,15 @@ func (c *blobCache) remove(d digest.Digest) {
 }
 
 // memReaderAt serves a cached blob.
-type memReaderAt struct{ *bytes.Reader }
+type memReaderAt struct {
+	*bytes.Reader
+	b []byte
+}
+
+func newMemReaderAt(b []byte) memReaderAt { return memReaderAt{bytes.NewReader(b), b} }
 
 func (memReaderAt) Close() error { return nil }
+
+// Bytes returns the whole blob without copying, for callers that only
+// read it (content.BytesReaderAt).
+func (r memReaderAt) Bytes() []byte { return r.b }

@@ -70,7 +70,7 @@ func TestBlobCacheStaysWithinBudget(t *testing.T) {
 	if len(c.order) > 2*len(c.m)+64 {
 		t.Fatalf("eviction order grew to %d names for %d entries", len(c.order), len(c.m))
 	}
-	if _, err := (memReaderAt{bytes.NewReader(nil)}).ReadAt(make([]byte, 1), 0); !errors.Is(err, io.EOF) {
+	if _, err := newMemReaderAt(nil).ReadAt(make([]byte, 1), 0); !errors.Is(err, io.EOF) {
 		t.Fatalf("read past the end of a cached blob: %v", err)
 	}
 }

@@ -24,7 +24,6 @@
 package local
 
 import (
-	"bytes"
 	"context"
 	_ "crypto/sha256" // go-digest needs the hash linked in to validate digests
 	_ "crypto/sha512"
@@ -180,7 +179,7 @@ func (s *Store) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (content.
 		return nil, err
 	}
 	if b, ok := s.small.get(desc.Digest); ok {
-		return memReaderAt{bytes.NewReader(b)}, nil
+		return newMemReaderAt(b), nil
 	}
 	// Opened with open(2) directly: os.Open would also try to register the
 	// regular file with the poller, a wasted system call on every read.
@@ -203,7 +202,7 @@ func (s *Store) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (content.
 			return nil, blobErr(desc.Digest, err)
 		}
 		s.small.put(desc.Digest, b)
-		return memReaderAt{bytes.NewReader(b)}, nil
+		return newMemReaderAt(b), nil
 	}
 	return &readerAt{f: f, size: fi.Size()}, nil
 }
