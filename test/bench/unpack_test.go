@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -348,7 +349,29 @@ func pushBlobFile(b *testing.B, reg *registrytest.Registry, repo, path string, d
 	qv := loc.Query()
 	qv.Set("digest", desc.Digest.String())
 	loc.RawQuery = qv.Encode()
-	open := func() (io.ReadCloser, error) { return os.Open(path) }
+	// Every copy the transport opens (it may reopen the body to retry) is
+	// closed here too: one left to a finalizer kept the scratch filesystem
+	// busy at its unmount.
+	var (
+		mu     sync.Mutex
+		opened []*os.File
+	)
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, f := range opened {
+			f.Close()
+		}
+	}()
+	open := func() (io.ReadCloser, error) {
+		f, err := os.Open(path)
+		if err == nil {
+			mu.Lock()
+			opened = append(opened, f)
+			mu.Unlock()
+		}
+		return f, err
+	}
 	body, err := open()
 	if err != nil {
 		b.Fatal(err)
