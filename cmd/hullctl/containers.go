@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -53,14 +54,10 @@ func containersLs(e *env) *cli.Command {
 		Usage:     "list containers matching any of the filters",
 		ArgsUsage: "[FILTER...]",
 		Flags:     listFlags(),
-		Action: func(c *cli.Context) error {
-			cl, err := e.connect()
+		Action: e.listAction(func(ctx context.Context, c *cli.Context, cl *client.Client) (listing, error) {
+			recs, err := cl.ContainerService().List(ctx, c.Args().Slice()...)
 			if err != nil {
-				return err
-			}
-			recs, err := cl.ContainerService().List(e.ctx(c), c.Args().Slice()...)
-			if err != nil {
-				return err
+				return listing{}, err
 			}
 			sort.Slice(recs, func(i, j int) bool { return recs[i].ID < recs[j].ID })
 			type ctr struct {
@@ -79,13 +76,12 @@ func containersLs(e *env) *cli.Command {
 				if img == "" {
 					img = "-"
 				}
-				l.ids = append(l.ids, r.ID)
-				l.rows = append(l.rows, []string{r.ID, img, r.Runtime.Name})
+				l.add(r.ID, r.ID, img, r.Runtime.Name)
 				js = append(js, ctr{r.ID, r.Image, r.Runtime.Name, r.Snapshotter, r.SnapshotKey, nonNil(r.Labels), timeString(r.CreatedAt)})
 			}
 			l.json = js
-			return e.print(c, l)
-		},
+			return l, nil
+		}),
 	}
 }
 
@@ -96,14 +92,10 @@ func containersInfo(e *env) *cli.Command {
 		ArgsUsage: "CONTAINER",
 		Flags:     []cli.Flag{&cli.BoolFlag{Name: "spec", Usage: "print only the OCI runtime spec"}},
 		Action: func(c *cli.Context) error {
-			if err := needArgs(c, 1, "CONTAINER"); err != nil {
-				return err
-			}
-			cl, err := e.connect()
+			cl, ctx, err := e.connectFor(c, 1, "CONTAINER")
 			if err != nil {
 				return err
 			}
-			ctx := e.ctx(c)
 			id := c.Args().First()
 			r, err := cl.ContainerService().Get(ctx, id)
 			if err != nil {
@@ -141,7 +133,7 @@ func containersInfo(e *env) *cli.Command {
 }
 
 func containersRm(e *env) *cli.Command {
-	return &cli.Command{
+	return removeCommand(e, &cli.Command{
 		Name:      "rm",
 		Aliases:   []string{"remove", "delete", "del"},
 		Usage:     "delete containers and their root filesystem snapshots",
@@ -150,74 +142,41 @@ func containersRm(e *env) *cli.Command {
 			&cli.BoolFlag{Name: "keep-snapshot", Usage: "leave the root filesystem snapshot"},
 			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "kill and delete the container's task first"},
 		},
-		Action: func(c *cli.Context) error {
-			if err := needArgs(c, 1, "CONTAINER..."); err != nil {
-				return err
-			}
-			cl, err := e.connect()
-			if err != nil {
-				return err
-			}
-			ctx := e.ctx(c)
-			var opts []client.DeleteOpts
-			if !c.Bool("keep-snapshot") {
-				opts = append(opts, client.WithSnapshotCleanup)
-			}
-			return each(c.Args().Slice(), func(id string) error {
-				ct, err := cl.LoadContainer(ctx, id)
-				if err != nil {
-					return named("container", id, err)
+	}, func(ctx context.Context, c *cli.Context, cl *client.Client, id string) error {
+		var opts []client.DeleteOpts
+		if !c.Bool("keep-snapshot") {
+			opts = append(opts, client.WithSnapshotCleanup)
+		}
+		ct, err := cl.LoadContainer(ctx, id)
+		if err != nil {
+			return named("container", id, err)
+		}
+		if c.Bool("force") {
+			if t, err := ct.Task(ctx, nil); err == nil {
+				if _, err := t.Delete(ctx, client.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+					return named("task", id, err)
 				}
-				if c.Bool("force") {
-					if t, err := ct.Task(ctx, nil); err == nil {
-						if _, err := t.Delete(ctx, client.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
-							return named("task", id, err)
-						}
-					} else if !errdefs.IsNotFound(err) {
-						return named("task", id, err)
-					}
-				}
-				if err := ct.Delete(ctx, opts...); err != nil {
-					if errdefs.IsFailedPrecondition(err) {
-						return fmt.Errorf("%w (delete it with tasks rm, or use --force)", named("container", id, err))
-					}
-					return named("container", id, err)
-				}
-				fmt.Fprintln(e.stdout, id)
-				return nil
-			})
-		},
-	}
+			} else if !errdefs.IsNotFound(err) {
+				return named("task", id, err)
+			}
+		}
+		if err := ct.Delete(ctx, opts...); err != nil {
+			if errdefs.IsFailedPrecondition(err) {
+				return fmt.Errorf("%w (delete it with tasks rm, or use --force)", named("container", id, err))
+			}
+			return named("container", id, err)
+		}
+		return nil
+	})
 }
 
 func containersLabel(e *env) *cli.Command {
-	return &cli.Command{
-		Name:      "label",
-		Usage:     "set labels (KEY=VALUE) or remove them (KEY or KEY=) and print the result",
-		ArgsUsage: "CONTAINER [KEY=VALUE...]",
-		Action: func(c *cli.Context) error {
-			if err := needArgs(c, 1, "CONTAINER [KEY=VALUE...]"); err != nil {
-				return err
-			}
-			id := c.Args().First()
-			labels, err := parseLabels(c.Args().Tail(), true)
-			if err != nil {
-				return err
-			}
-			cl, err := e.connect()
-			if err != nil {
-				return err
-			}
-			ctx := e.ctx(c)
+	return labelCommand(e, "container", "CONTAINER [KEY=VALUE...]", nil,
+		func(ctx context.Context, cl *client.Client, id string, labels map[string]string) (map[string]string, error) {
 			ct, err := cl.LoadContainer(ctx, id)
 			if err != nil {
-				return named("container", id, err)
+				return nil, err
 			}
-			all, err := ct.SetLabels(ctx, labels)
-			if err != nil {
-				return named("container", id, err)
-			}
-			return e.printLabels(all)
-		},
-	}
+			return ct.SetLabels(ctx, labels)
+		})
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -45,11 +46,7 @@ func contentLs(e *env) *cli.Command {
 		Usage:     "list blobs matching any of the filters",
 		ArgsUsage: "[FILTER...]",
 		Flags:     listFlags(),
-		Action: func(c *cli.Context) error {
-			cl, err := e.connect()
-			if err != nil {
-				return err
-			}
+		Action: e.listAction(func(ctx context.Context, c *cli.Context, cl *client.Client) (listing, error) {
 			type blob struct {
 				Digest    digest.Digest     `json:"digest"`
 				Size      int64             `json:"size"`
@@ -59,18 +56,17 @@ func contentLs(e *env) *cli.Command {
 			}
 			l := listing{header: []string{"DIGEST", "SIZE", "AGE", "LABELS"}}
 			js := []blob{}
-			err = cl.ContentStore().Walk(e.ctx(c), func(i content.Info) error {
-				l.ids = append(l.ids, i.Digest.String())
-				l.rows = append(l.rows, []string{i.Digest.String(), humanSize(i.Size), age(i.CreatedAt), labelString(i.Labels)})
+			err := cl.ContentStore().Walk(ctx, func(i content.Info) error {
+				l.add(i.Digest.String(), i.Digest.String(), humanSize(i.Size), age(i.CreatedAt), labelString(i.Labels))
 				js = append(js, blob{i.Digest, i.Size, timeString(i.CreatedAt), timeString(i.UpdatedAt), nonNil(i.Labels)})
 				return nil
 			}, c.Args().Slice()...)
 			if err != nil {
-				return err
+				return listing{}, err
 			}
 			l.json = js
-			return e.print(c, l)
-		},
+			return l, nil
+		}),
 	}
 }
 
@@ -166,14 +162,10 @@ func contentActive(e *env) *cli.Command {
 		Usage:     "list ingests in progress matching any of the filters",
 		ArgsUsage: "[FILTER...]",
 		Flags:     listFlags(),
-		Action: func(c *cli.Context) error {
-			cl, err := e.connect()
+		Action: e.listAction(func(ctx context.Context, c *cli.Context, cl *client.Client) (listing, error) {
+			sts, err := cl.ContentStore().ListStatuses(ctx, c.Args().Slice()...)
 			if err != nil {
-				return err
-			}
-			sts, err := cl.ContentStore().ListStatuses(e.ctx(c), c.Args().Slice()...)
-			if err != nil {
-				return err
+				return listing{}, err
 			}
 			sort.Slice(sts, func(i, j int) bool { return sts[i].Ref < sts[j].Ref })
 			type ingest struct {
@@ -194,105 +186,59 @@ func contentActive(e *env) *cli.Command {
 				if s.Expected != "" {
 					exp = s.Expected.String()
 				}
-				l.ids = append(l.ids, s.Ref)
-				l.rows = append(l.rows, []string{s.Ref, strconv.FormatInt(s.Offset, 10), total, exp, age(s.StartedAt)})
+				l.add(s.Ref, s.Ref, strconv.FormatInt(s.Offset, 10), total, exp, age(s.StartedAt))
 				js = append(js, ingest{s.Ref, s.Offset, s.Total, s.Expected, timeString(s.StartedAt), timeString(s.UpdatedAt)})
 			}
 			l.json = js
-			return e.print(c, l)
-		},
+			return l, nil
+		}),
 	}
 }
 
 func contentAbort(e *env) *cli.Command {
-	return &cli.Command{
+	return removeCommand(e, &cli.Command{
 		Name:      "abort",
 		Usage:     "discard ingests in progress",
 		ArgsUsage: "REF...",
-		Action: func(c *cli.Context) error {
-			if err := needArgs(c, 1, "REF..."); err != nil {
-				return err
-			}
-			cl, err := e.connect()
-			if err != nil {
-				return err
-			}
-			return each(c.Args().Slice(), func(ref string) error {
-				if err := cl.ContentStore().Abort(e.ctx(c), ref); err != nil {
-					return named("ingest", ref, err)
-				}
-				fmt.Fprintln(e.stdout, ref)
-				return nil
-			})
-		},
-	}
+	}, func(ctx context.Context, c *cli.Context, cl *client.Client, ref string) error {
+		return named("ingest", ref, cl.ContentStore().Abort(ctx, ref))
+	})
 }
 
 func contentRm(e *env) *cli.Command {
-	return &cli.Command{
+	return removeCommand(e, &cli.Command{
 		Name:      "rm",
 		Aliases:   []string{"remove", "delete", "del"},
 		Usage:     "remove blobs from the namespace",
 		ArgsUsage: "DIGEST...",
-		Action: func(c *cli.Context) error {
-			if err := needArgs(c, 1, "DIGEST..."); err != nil {
-				return err
-			}
-			cl, err := e.connect()
-			if err != nil {
-				return err
-			}
-			return each(c.Args().Slice(), func(arg string) error {
-				d, err := parseDigest(arg)
-				if err != nil {
-					return err
-				}
-				if err := cl.ContentStore().Delete(e.ctx(c), d); err != nil {
-					return named("blob", d.String(), err)
-				}
-				fmt.Fprintln(e.stdout, d)
-				return nil
-			})
-		},
-	}
+	}, func(ctx context.Context, c *cli.Context, cl *client.Client, arg string) error {
+		// A valid digest prints as the argument it was parsed from.
+		d, err := parseDigest(arg)
+		if err != nil {
+			return err
+		}
+		return named("blob", d.String(), cl.ContentStore().Delete(ctx, d))
+	})
 }
 
 func contentLabel(e *env) *cli.Command {
-	return &cli.Command{
-		Name:      "label",
-		Usage:     "set labels (KEY=VALUE) or remove them (KEY or KEY=) and print the result",
-		ArgsUsage: "DIGEST [KEY=VALUE...]",
-		Action: func(c *cli.Context) error {
-			if err := needArgs(c, 1, "DIGEST [KEY=VALUE...]"); err != nil {
-				return err
-			}
-			d, err := parseDigest(c.Args().First())
-			if err != nil {
-				return err
-			}
-			labels, err := parseLabels(c.Args().Tail(), true)
-			if err != nil {
-				return err
-			}
-			cl, err := e.connect()
-			if err != nil {
-				return err
-			}
-			cs := cl.ContentStore()
-			set, paths := labelUpdate(labels)
-			info := content.Info{Digest: d, Labels: set}
-			if len(paths) == 0 {
-				// No fieldpaths would replace all labels: just show them.
-				info, err = cs.Info(e.ctx(c), d)
-			} else {
-				info, err = cs.Update(e.ctx(c), info, paths...)
-			}
-			if err != nil {
-				return named("blob", d.String(), err)
-			}
-			return e.printLabels(info.Labels)
+	return labelCommand(e, "blob", "DIGEST [KEY=VALUE...]",
+		func(arg string) error {
+			_, err := parseDigest(arg)
+			return err
 		},
-	}
+		func(ctx context.Context, cl *client.Client, arg string, labels map[string]string) (map[string]string, error) {
+			// The check has made arg a valid digest.
+			d := digest.Digest(arg)
+			cs := cl.ContentStore()
+			return updateLabels(labels, func() (map[string]string, error) {
+				info, err := cs.Info(ctx, d)
+				return info.Labels, err
+			}, func(set map[string]string, paths []string) (map[string]string, error) {
+				info, err := cs.Update(ctx, content.Info{Digest: d, Labels: set}, paths...)
+				return info.Labels, err
+			})
+		})
 }
 
 func contentPrune(e *env) *cli.Command {
@@ -305,11 +251,10 @@ containerd.io/gc.ref.content label, if it is labelled containerd.io/gc.root,
 or if a lease holds it. Everything else in the namespace is removed.`,
 		Flags: []cli.Flag{&cli.BoolFlag{Name: "dry-run", Usage: "print what would be removed, remove nothing"}},
 		Action: func(c *cli.Context) error {
-			cl, err := e.connect()
+			cl, ctx, err := e.dial(c)
 			if err != nil {
 				return err
 			}
-			ctx := e.ctx(c)
 			cs := cl.ContentStore()
 			// List the blobs first: a blob stored after this is not
 			// considered, so a concurrent pull loses nothing it wrote

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"github.com/containerd/platforms"
 	"github.com/hullrt/hull/client"
@@ -36,15 +37,10 @@ func imagesLs(e *env) *cli.Command {
 		Usage:     "list images matching any of the filters",
 		ArgsUsage: "[FILTER...]",
 		Flags:     listFlags(),
-		Action: func(c *cli.Context) error {
-			cl, err := e.connect()
-			if err != nil {
-				return err
-			}
-			ctx := e.ctx(c)
+		Action: e.listAction(func(ctx context.Context, c *cli.Context, cl *client.Client) (listing, error) {
 			imgs, err := cl.ImageService().List(ctx, c.Args().Slice()...)
 			if err != nil {
-				return err
+				return listing{}, err
 			}
 			sort.Slice(imgs, func(i, j int) bool { return imgs[i].Name < imgs[j].Name })
 			type image struct {
@@ -66,7 +62,7 @@ func imagesLs(e *env) *cli.Command {
 				}
 				w := &imageWalk{seen: map[digest.Digest]ocispec.Descriptor{}, platforms: map[string]bool{}}
 				if err := walkImage(ctx, cs, img.Target, w, true); err != nil {
-					return fmt.Errorf("image %q: %w", img.Name, err)
+					return listing{}, fmt.Errorf("image %q: %w", img.Name, err)
 				}
 				plats := w.platformList()
 				platStr := "-"
@@ -83,74 +79,39 @@ func imagesLs(e *env) *cli.Command {
 				js = append(js, image{img.Name, img.Target, w.size(), plats, nonNil(img.Labels), timeString(img.CreatedAt), timeString(img.UpdatedAt)})
 			}
 			l.json = js
-			return e.print(c, l)
-		},
+			return l, nil
+		}),
 	}
 }
 
 func imagesRm(e *env) *cli.Command {
-	return &cli.Command{
+	return removeCommand(e, &cli.Command{
 		Name:      "rm",
 		Aliases:   []string{"remove", "delete", "del"},
 		Usage:     "remove images",
 		ArgsUsage: "NAME...",
 		Flags:     []cli.Flag{&cli.BoolFlag{Name: "sync", Usage: "wait for the garbage collection of their content"}},
-		Action: func(c *cli.Context) error {
-			if err := needArgs(c, 1, "NAME..."); err != nil {
-				return err
-			}
-			cl, err := e.connect()
-			if err != nil {
-				return err
-			}
-			var opts []images.DeleteOpt
-			if c.Bool("sync") {
-				opts = append(opts, images.SynchronousDelete())
-			}
-			return each(c.Args().Slice(), func(name string) error {
-				if err := cl.ImageService().Delete(e.ctx(c), name, opts...); err != nil {
-					return named("image", name, err)
-				}
-				fmt.Fprintln(e.stdout, name)
-				return nil
-			})
-		},
-	}
+	}, func(ctx context.Context, c *cli.Context, cl *client.Client, name string) error {
+		var opts []images.DeleteOpt
+		if c.Bool("sync") {
+			opts = append(opts, images.SynchronousDelete())
+		}
+		return named("image", name, cl.ImageService().Delete(ctx, name, opts...))
+	})
 }
 
 func imagesLabel(e *env) *cli.Command {
-	return &cli.Command{
-		Name:      "label",
-		Usage:     "set labels (KEY=VALUE) or remove them (KEY or KEY=) and print the result",
-		ArgsUsage: "NAME [KEY=VALUE...]",
-		Action: func(c *cli.Context) error {
-			if err := needArgs(c, 1, "NAME [KEY=VALUE...]"); err != nil {
-				return err
-			}
-			name := c.Args().First()
-			labels, err := parseLabels(c.Args().Tail(), true)
-			if err != nil {
-				return err
-			}
-			cl, err := e.connect()
-			if err != nil {
-				return err
-			}
+	return labelCommand(e, "image", "NAME [KEY=VALUE...]", nil,
+		func(ctx context.Context, cl *client.Client, name string, labels map[string]string) (map[string]string, error) {
 			is := cl.ImageService()
-			set, paths := labelUpdate(labels)
-			img := images.Image{Name: name, Labels: set}
-			if len(paths) == 0 {
-				// No fieldpaths would replace every field: just show.
-				img, err = is.Get(e.ctx(c), name)
-			} else {
-				img, err = is.Update(e.ctx(c), img, paths...)
-			}
-			if err != nil {
-				return named("image", name, err)
-			}
-			return e.printLabels(img.Labels)
-		},
-	}
+			return updateLabels(labels, func() (map[string]string, error) {
+				img, err := is.Get(ctx, name)
+				return img.Labels, err
+			}, func(set map[string]string, paths []string) (map[string]string, error) {
+				img, err := is.Update(ctx, images.Image{Name: name, Labels: set}, paths...)
+				return img.Labels, err
+			})
+		})
 }
 
 func imagesTag(e *env) *cli.Command {
@@ -160,14 +121,10 @@ func imagesTag(e *env) *cli.Command {
 		ArgsUsage: "SOURCE TARGET...",
 		Flags:     []cli.Flag{&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "repoint targets that exist"}},
 		Action: func(c *cli.Context) error {
-			if err := needArgs(c, 2, "SOURCE TARGET..."); err != nil {
-				return err
-			}
-			cl, err := e.connect()
+			cl, ctx, err := e.connectFor(c, 2, "SOURCE TARGET...")
 			if err != nil {
 				return err
 			}
-			ctx := e.ctx(c)
 			is := cl.ImageService()
 			src, err := is.Get(ctx, c.Args().First())
 			if err != nil {
@@ -198,6 +155,24 @@ func platformFlags() []cli.Flag {
 	}
 }
 
+// platformOpts turns --all-platforms and --platform into the options of an
+// import, an export or a registry transfer, each of which has its own
+// option type.
+func platformOpts[O any](c *cli.Context, all func() O, one func(ocispec.Platform) O) ([]O, error) {
+	var opts []O
+	if c.Bool("all-platforms") {
+		opts = append(opts, all())
+	}
+	if v := c.String("platform"); v != "" {
+		p, err := platforms.Parse(v)
+		if err != nil {
+			return nil, fmt.Errorf("--platform %q: %w", v, err)
+		}
+		opts = append(opts, one(p))
+	}
+	return opts, nil
+}
+
 func imagesImport(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "import",
@@ -208,23 +183,13 @@ func imagesImport(e *env) *cli.Command {
 			&cli.BoolFlag{Name: "digests", Usage: "also record each image as NAME@DIGEST"},
 		),
 		Action: func(c *cli.Context) error {
-			if err := needArgs(c, 1, "FILE|-"); err != nil {
-				return err
-			}
-			cl, err := e.connect()
+			cl, ctx, err := e.connectFor(c, 1, "FILE|-")
 			if err != nil {
 				return err
 			}
-			var opts []client.ImportOpt
-			if c.Bool("all-platforms") {
-				opts = append(opts, client.WithImportAllPlatforms())
-			}
-			if v := c.String("platform"); v != "" {
-				p, err := platforms.Parse(v)
-				if err != nil {
-					return fmt.Errorf("--platform %q: %w", v, err)
-				}
-				opts = append(opts, client.WithImportPlatform(p))
+			opts, err := platformOpts(c, client.WithImportAllPlatforms, client.WithImportPlatform)
+			if err != nil {
+				return err
 			}
 			if v := c.String("index-name"); v != "" {
 				opts = append(opts, client.WithIndexName(v))
@@ -241,7 +206,7 @@ func imagesImport(e *env) *cli.Command {
 				defer f.Close()
 				r = f
 			}
-			imgs, err := cl.Import(e.ctx(c), r, opts...)
+			imgs, err := cl.Import(ctx, r, opts...)
 			if err != nil {
 				return err
 			}
@@ -260,23 +225,13 @@ func imagesExport(e *env) *cli.Command {
 		ArgsUsage: "FILE|- NAME...",
 		Flags:     platformFlags(),
 		Action: func(c *cli.Context) error {
-			if err := needArgs(c, 2, "FILE|- NAME..."); err != nil {
-				return err
-			}
-			cl, err := e.connect()
+			cl, ctx, err := e.connectFor(c, 2, "FILE|- NAME...")
 			if err != nil {
 				return err
 			}
-			var opts []client.ExportOpt
-			if c.Bool("all-platforms") {
-				opts = append(opts, client.WithExportAllPlatforms())
-			}
-			if v := c.String("platform"); v != "" {
-				p, err := platforms.Parse(v)
-				if err != nil {
-					return fmt.Errorf("--platform %q: %w", v, err)
-				}
-				opts = append(opts, client.WithExportPlatform(p))
+			opts, err := platformOpts(c, client.WithExportAllPlatforms, client.WithExportPlatform)
+			if err != nil {
+				return err
 			}
 			w := e.stdout
 			var f *os.File
@@ -291,7 +246,7 @@ func imagesExport(e *env) *cli.Command {
 				defer f.Close()
 				w = f
 			}
-			if err := cl.Export(e.ctx(c), w, c.Args().Slice()[1:], opts...); err != nil {
+			if err := cl.Export(ctx, w, c.Args().Slice()[1:], opts...); err != nil {
 				return err
 			}
 			if f != nil {

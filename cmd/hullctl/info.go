@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"runtime"
 	"strings"
@@ -16,16 +17,11 @@ func versionCommand(e *env) *cli.Command {
 		Name:  "version",
 		Usage: "print the client's and the server's versions",
 		Action: func(c *cli.Context) error {
-			cl, err := e.connect()
+			cl, ctx, err := e.dial(c)
 			if err != nil {
 				return err
 			}
-			ctx := e.ctx(c)
-			v, err := cl.Version(ctx)
-			if err != nil {
-				return err
-			}
-			si, err := cl.Server(ctx)
+			v, si, err := serverIdentity(ctx, cl)
 			if err != nil {
 				return err
 			}
@@ -40,6 +36,17 @@ func versionCommand(e *env) *cli.Command {
 			return nil
 		},
 	}
+}
+
+// serverIdentity asks hulld who it is: its version and its instance, which
+// version and info both begin with.
+func serverIdentity(ctx context.Context, cl *client.Client) (client.Version, client.ServerInfo, error) {
+	v, err := cl.Version(ctx)
+	if err != nil {
+		return client.Version{}, client.ServerInfo{}, err
+	}
+	si, err := cl.Server(ctx)
+	return v, si, err
 }
 
 // pluginStatus is ctr's STATUS column: skip for plugins that chose not to
@@ -59,16 +66,11 @@ func infoCommand(e *env) *cli.Command {
 		Name:  "info",
 		Usage: "print the server's identity and a summary of its plugins",
 		Action: func(c *cli.Context) error {
-			cl, err := e.connect()
+			cl, ctx, err := e.dial(c)
 			if err != nil {
 				return err
 			}
-			ctx := e.ctx(c)
-			v, err := cl.Version(ctx)
-			if err != nil {
-				return err
-			}
-			si, err := cl.Server(ctx)
+			v, si, err := serverIdentity(ctx, cl)
 			if err != nil {
 				return err
 			}
@@ -124,14 +126,10 @@ func pluginsCommand(e *env) *cli.Command {
 			Usage:     "list plugins matching any of the filters",
 			ArgsUsage: "[FILTER...]",
 			Flags:     listFlags(),
-			Action: func(c *cli.Context) error {
-				cl, err := e.connect()
+			Action: e.listAction(func(ctx context.Context, c *cli.Context, cl *client.Client) (listing, error) {
+				ps, err := cl.Plugins(ctx, c.Args().Slice()...)
 				if err != nil {
-					return err
-				}
-				ps, err := cl.Plugins(e.ctx(c), c.Args().Slice()...)
-				if err != nil {
-					return err
+					return listing{}, err
 				}
 				type plugin struct {
 					Type         string            `json:"type"`
@@ -155,8 +153,8 @@ func pluginsCommand(e *env) *cli.Command {
 					js = append(js, plugin{p.Type, p.ID, nonNilSlice(p.Requires), nonNilSlice(p.Platforms), nonNil(p.Exports), nonNilSlice(p.Capabilities), pluginStatus(p), p.InitErr})
 				}
 				l.json = js
-				return e.print(c, l)
-			},
+				return l, nil
+			}),
 		}},
 	}
 }

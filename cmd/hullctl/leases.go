@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/hullrt/hull/client"
 	"github.com/hullrt/hull/core/leases"
 )
 
@@ -51,14 +53,10 @@ func leasesCommand(e *env) *cli.Command {
 				Usage:     "list leases matching any of the filters",
 				ArgsUsage: "[FILTER...]",
 				Flags:     listFlags(),
-				Action: func(c *cli.Context) error {
-					cl, err := e.connect()
+				Action: e.listAction(func(ctx context.Context, c *cli.Context, cl *client.Client) (listing, error) {
+					ls, err := cl.LeasesService().List(ctx, c.Args().Slice()...)
 					if err != nil {
-						return err
-					}
-					ls, err := cl.LeasesService().List(e.ctx(c), c.Args().Slice()...)
-					if err != nil {
-						return err
+						return listing{}, err
 					}
 					type lease struct {
 						ID        string            `json:"id"`
@@ -68,37 +66,22 @@ func leasesCommand(e *env) *cli.Command {
 					l := listing{header: []string{"ID", "CREATED AT", "LABELS"}}
 					js := []lease{}
 					for _, ls := range ls {
-						l.ids = append(l.ids, ls.ID)
-						l.rows = append(l.rows, []string{ls.ID, timeString(ls.CreatedAt), labelString(ls.Labels)})
+						l.add(ls.ID, ls.ID, timeString(ls.CreatedAt), labelString(ls.Labels))
 						js = append(js, lease{ls.ID, timeString(ls.CreatedAt), nonNil(ls.Labels)})
 					}
 					l.json = js
-					return e.print(c, l)
-				},
+					return l, nil
+				}),
 			},
-			{
+			removeCommand(e, &cli.Command{
 				Name:      "rm",
 				Aliases:   []string{"remove", "delete"},
 				Usage:     "remove leases",
 				ArgsUsage: "ID...",
 				Flags:     []cli.Flag{&cli.BoolFlag{Name: "sync", Usage: "wait for the garbage collection that frees what they held"}},
-				Action: func(c *cli.Context) error {
-					if err := needArgs(c, 1, "ID..."); err != nil {
-						return err
-					}
-					cl, err := e.connect()
-					if err != nil {
-						return err
-					}
-					return each(c.Args().Slice(), func(id string) error {
-						if err := cl.LeasesService().Delete(e.ctx(c), id, c.Bool("sync")); err != nil {
-							return named("lease", id, err)
-						}
-						fmt.Fprintln(e.stdout, id)
-						return nil
-					})
-				},
-			},
+			}, func(ctx context.Context, c *cli.Context, cl *client.Client, id string) error {
+				return named("lease", id, cl.LeasesService().Delete(ctx, id, c.Bool("sync")))
+			}),
 		},
 	}
 }

@@ -312,6 +312,11 @@ func (e *env) print(c *cli.Context, l listing) error {
 	case format == "json":
 		return e.printJSON(l.json)
 	}
+	return e.printTable(l)
+}
+
+// printTable writes l as a table whatever the format flags say.
+func (e *env) printTable(l listing) error {
 	tw := tabwriter.NewWriter(e.stdout, 1, 8, 1, ' ', 0)
 	fmt.Fprintln(tw, strings.Join(l.header, "\t"))
 	for _, r := range l.rows {

@@ -1,10 +1,12 @@
 package main
 
 import (
-	"fmt"
+	"context"
 	"sort"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/hullrt/hull/client"
 )
 
 func namespacesCommand(e *env) *cli.Command {
@@ -38,16 +40,11 @@ func namespacesCommand(e *env) *cli.Command {
 				Aliases: []string{"list"},
 				Usage:   "list namespaces",
 				Flags:   listFlags(),
-				Action: func(c *cli.Context) error {
-					cl, err := e.connect()
-					if err != nil {
-						return err
-					}
-					ctx := e.ctx(c)
+				Action: e.listAction(func(ctx context.Context, c *cli.Context, cl *client.Client) (listing, error) {
 					ns := cl.NamespaceService()
 					names, err := ns.List(ctx)
 					if err != nil {
-						return err
+						return listing{}, err
 					}
 					sort.Strings(names)
 					type namespace struct {
@@ -67,49 +64,19 @@ func namespacesCommand(e *env) *cli.Command {
 						js = append(js, namespace{n, nonNil(labels)})
 					}
 					l.json = js
-					return e.print(c, l)
-				},
+					return l, nil
+				}),
 			},
-			{
+			removeCommand(e, &cli.Command{
 				Name:      "rm",
 				Aliases:   []string{"remove", "delete"},
 				Usage:     "remove empty namespaces",
 				ArgsUsage: "NAME...",
-				Action: func(c *cli.Context) error {
-					if err := needArgs(c, 1, "NAME..."); err != nil {
-						return err
-					}
-					cl, err := e.connect()
-					if err != nil {
-						return err
-					}
-					return each(c.Args().Slice(), func(name string) error {
-						if err := cl.NamespaceService().Delete(e.ctx(c), name); err != nil {
-							return named("namespace", name, err)
-						}
-						fmt.Fprintln(e.stdout, name)
-						return nil
-					})
-				},
-			},
-			{
-				Name:      "label",
-				Usage:     "set labels (KEY=VALUE) or remove them (KEY or KEY=) and print the result",
-				ArgsUsage: "NAME [KEY=VALUE...]",
-				Action: func(c *cli.Context) error {
-					if err := needArgs(c, 1, "NAME [KEY=VALUE...]"); err != nil {
-						return err
-					}
-					name := c.Args().First()
-					labels, err := parseLabels(c.Args().Tail(), true)
-					if err != nil {
-						return err
-					}
-					cl, err := e.connect()
-					if err != nil {
-						return err
-					}
-					ctx := e.ctx(c)
+			}, func(ctx context.Context, c *cli.Context, cl *client.Client, name string) error {
+				return named("namespace", name, cl.NamespaceService().Delete(ctx, name))
+			}),
+			labelCommand(e, "namespace", "NAME [KEY=VALUE...]", nil,
+				func(ctx context.Context, cl *client.Client, name string, labels map[string]string) (map[string]string, error) {
 					ns := cl.NamespaceService()
 					keys := make([]string, 0, len(labels))
 					for k := range labels {
@@ -118,16 +85,11 @@ func namespacesCommand(e *env) *cli.Command {
 					sort.Strings(keys)
 					for _, k := range keys {
 						if err := ns.SetLabel(ctx, name, k, labels[k]); err != nil {
-							return named("namespace", name, err)
+							return nil, err
 						}
 					}
-					got, err := ns.Labels(ctx, name)
-					if err != nil {
-						return named("namespace", name, err)
-					}
-					return e.printLabels(got)
-				},
-			},
+					return ns.Labels(ctx, name)
+				}),
 		},
 	}
 }

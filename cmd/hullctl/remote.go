@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/containerd/platforms"
 	"github.com/urfave/cli/v2"
 
 	"github.com/hullrt/hull/client"
@@ -51,17 +50,31 @@ func (e *env) remoteOpts(c *cli.Context) ([]client.RemoteOpt, error) {
 	if len(stores) > 0 {
 		opts = append(opts, client.WithCredentials(credentials.Chain(stores...)))
 	}
-	if c.Bool("all-platforms") {
-		opts = append(opts, client.WithAllPlatforms())
+	platOpts, err := platformOpts(c, client.WithAllPlatforms, client.WithPlatform)
+	if err != nil {
+		return nil, err
 	}
-	if v := c.String("platform"); v != "" {
-		p, err := platforms.Parse(v)
-		if err != nil {
-			return nil, fmt.Errorf("--platform %q: %w", v, err)
-		}
-		opts = append(opts, client.WithPlatform(p))
+	return append(opts, platOpts...), nil
+}
+
+// refArg checks the argument count of a command whose first argument is an
+// image reference, and returns that reference expanded.
+func (e *env) refArg(c *cli.Context, min int, usage string) (string, error) {
+	if err := needArgs(c, min, usage); err != nil {
+		return "", err
 	}
-	return opts, nil
+	return e.fullRef(c.Args().First())
+}
+
+// remoteClient dials hulld and reads the remote flags, as every command
+// that talks to a registry does once its arguments are read.
+func (e *env) remoteClient(c *cli.Context) (*client.Client, []client.RemoteOpt, error) {
+	cl, err := e.connect()
+	if err != nil {
+		return nil, nil, err
+	}
+	opts, err := e.remoteOpts(c)
+	return cl, opts, err
 }
 
 // fullRef expands a short reference and says which one it used.
@@ -87,18 +100,11 @@ func imagesPull(e *env) *cli.Command {
 			&cli.BoolFlag{Name: "plain", Usage: "print progress as plain lines, not a live table"},
 		),
 		Action: func(c *cli.Context) error {
-			if err := needArgs(c, 1, "REF"); err != nil {
-				return err
-			}
-			ref, err := e.fullRef(c.Args().First())
+			ref, err := e.refArg(c, 1, "REF")
 			if err != nil {
 				return err
 			}
-			cl, err := e.connect()
-			if err != nil {
-				return err
-			}
-			opts, err := e.remoteOpts(c)
+			cl, opts, err := e.remoteClient(c)
 			if err != nil {
 				return err
 			}
@@ -130,10 +136,7 @@ func imagesPush(e *env) *cli.Command {
 			&cli.BoolFlag{Name: "plain", Usage: "print progress as plain lines, not a live table"},
 		),
 		Action: func(c *cli.Context) error {
-			if err := needArgs(c, 1, "REF [LOCAL]"); err != nil {
-				return err
-			}
-			ref, err := e.fullRef(c.Args().First())
+			ref, err := e.refArg(c, 1, "REF [LOCAL]")
 			if err != nil {
 				return err
 			}
@@ -143,11 +146,7 @@ func imagesPush(e *env) *cli.Command {
 					return err
 				}
 			}
-			cl, err := e.connect()
-			if err != nil {
-				return err
-			}
-			opts, err := e.remoteOpts(c)
+			cl, opts, err := e.remoteClient(c)
 			if err != nil {
 				return err
 			}
@@ -173,18 +172,11 @@ func hostsCommand(e *env) *cli.Command {
 			ArgsUsage: "REF",
 			Flags:     remoteFlags(),
 			Action: func(c *cli.Context) error {
-				if err := needArgs(c, 1, "REF"); err != nil {
-					return err
-				}
-				ref, err := e.fullRef(c.Args().First())
+				ref, err := e.refArg(c, 1, "REF")
 				if err != nil {
 					return err
 				}
-				cl, err := e.connect()
-				if err != nil {
-					return err
-				}
-				opts, err := e.remoteOpts(c)
+				cl, opts, err := e.remoteClient(c)
 				if err != nil {
 					return err
 				}

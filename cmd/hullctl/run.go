@@ -264,6 +264,22 @@ type containerSpec struct {
 	tty       bool
 }
 
+// processOpts applies env and the --cwd and --user flags, which run and
+// exec share, to a process's spec.
+func processOpts(c *cli.Context, env []string) []oci.SpecOpts {
+	var opts []oci.SpecOpts
+	if len(env) > 0 {
+		opts = append(opts, oci.WithEnv(env))
+	}
+	if cwd := c.String("cwd"); cwd != "" {
+		opts = append(opts, oci.WithProcessCwd(cwd))
+	}
+	if u := c.String("user"); u != "" {
+		opts = append(opts, oci.WithUser(u))
+	}
+	return opts
+}
+
 // parseContainerFlags checks every container flag, so that bad input fails
 // before a snapshot or record is made.
 func parseContainerFlags(c *cli.Context) (*containerSpec, error) {
@@ -320,16 +336,7 @@ func parseContainerFlags(c *cli.Context) (*containerSpec, error) {
 	}
 
 	// The image's config first, then what the command line says.
-	var opts []oci.SpecOpts
-	if len(env) > 0 {
-		opts = append(opts, oci.WithEnv(env))
-	}
-	if cwd := c.String("cwd"); cwd != "" {
-		opts = append(opts, oci.WithProcessCwd(cwd))
-	}
-	if u := c.String("user"); u != "" {
-		opts = append(opts, oci.WithUser(u))
-	}
+	opts := processOpts(c, env)
 	if h := c.String("hostname"); h != "" {
 		opts = append(opts, oci.WithHostname(h))
 	}

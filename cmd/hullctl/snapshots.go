@@ -70,8 +70,7 @@ func snapshotsCommand(e *env) *cli.Command {
 				}
 				js := []row{}
 				for _, i := range infos {
-					l.ids = append(l.ids, i.Name)
-					l.rows = append(l.rows, []string{i.Name, i.Parent, i.Kind.String()})
+					l.add(i.Name, i.Name, i.Parent, i.Kind.String())
 					js = append(js, row{i.Name, i.Parent, i.Kind.String(), nonNil(i.Labels)})
 				}
 				l.json = js
@@ -125,8 +124,7 @@ func snapshotsCommand(e *env) *cli.Command {
 					if err != nil {
 						return err
 					}
-					l.ids = append(l.ids, k)
-					l.rows = append(l.rows, []string{k, humanSize(u.Size), fmt.Sprint(u.Inodes)})
+					l.add(k, k, humanSize(u.Size), fmt.Sprint(u.Inodes))
 					js = append(js, map[string]any{"key": k, "size": u.Size, "inodes": u.Inodes})
 				}
 				l.json = js
@@ -219,17 +217,20 @@ func snapshotsCommand(e *env) *cli.Command {
 				if err != nil {
 					return err
 				}
-				set, paths := labelUpdate(labels)
-				var info snapshots.Info
-				if len(paths) == 0 {
-					info, err = sn.Stat(ctx, c.Args().First())
-				} else {
-					info, err = sn.Update(ctx, snapshots.Info{Name: c.Args().First(), Labels: set}, paths...)
-				}
+				// Not labelCommand: the labels are read after hulld is
+				// dialled here, and the snapshotter comes from a flag.
+				key := c.Args().First()
+				all, err := updateLabels(labels, func() (map[string]string, error) {
+					info, err := sn.Stat(ctx, key)
+					return info.Labels, err
+				}, func(set map[string]string, paths []string) (map[string]string, error) {
+					info, err := sn.Update(ctx, snapshots.Info{Name: key, Labels: set}, paths...)
+					return info.Labels, err
+				})
 				if err != nil {
-					return named("snapshot", c.Args().First(), err)
+					return named("snapshot", key, err)
 				}
-				return e.printLabels(info.Labels)
+				return e.printLabels(all)
 			}),
 		},
 	}

@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	v1stats "github.com/containerd/cgroups/v3/cgroup1/stats"
@@ -259,14 +258,10 @@ func tasksLs(e *env) *cli.Command {
 		Aliases: []string{"list"},
 		Usage:   "list tasks",
 		Flags:   listFlags(),
-		Action: func(c *cli.Context) error {
-			cl, err := e.connect()
+		Action: e.listAction(func(ctx context.Context, c *cli.Context, cl *client.Client) (listing, error) {
+			ts, err := cl.Tasks(ctx, "")
 			if err != nil {
-				return err
-			}
-			ts, err := cl.Tasks(e.ctx(c), "")
-			if err != nil {
-				return err
+				return listing{}, err
 			}
 			sort.Slice(ts, func(i, j int) bool { return ts[i].ContainerID < ts[j].ContainerID })
 			type task struct {
@@ -283,13 +278,12 @@ func tasksLs(e *env) *cli.Command {
 					continue
 				}
 				st := strings.ToUpper(string(t.Status.Status))
-				l.ids = append(l.ids, t.ContainerID)
-				l.rows = append(l.rows, []string{t.ContainerID, fmt.Sprint(t.Pid), st})
+				l.add(t.ContainerID, t.ContainerID, fmt.Sprint(t.Pid), st)
 				js = append(js, task{t.ContainerID, t.Pid, string(t.Status.Status), t.Status.ExitStatus, timeString(t.Status.ExitTime)})
 			}
 			l.json = js
-			return e.print(c, l)
-		},
+			return l, nil
+		}),
 	}
 }
 
@@ -300,14 +294,11 @@ func tasksStart(e *env) *cli.Command {
 		ArgsUsage: "CONTAINER",
 		Flags:     append(ioFlags(), &cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "start the task and return"}),
 		Action: func(c *cli.Context) error {
-			if err := needArgs(c, 1, "CONTAINER"); err != nil {
-				return err
-			}
-			cl, err := e.connect()
+			cl, ctx, err := e.connectFor(c, 1, "CONTAINER")
 			if err != nil {
 				return err
 			}
-			ctx := context.WithoutCancel(e.ctx(c))
+			ctx = context.WithoutCancel(ctx)
 			id := c.Args().First()
 			ct, err := cl.LoadContainer(ctx, id)
 			if err != nil {
@@ -334,14 +325,11 @@ func tasksAttach(e *env) *cli.Command {
 		ArgsUsage: "CONTAINER",
 		Flags:     []cli.Flag{&cli.DurationFlag{Name: "stop-timeout", Value: 10 * time.Second, Usage: "after forwarding SIGINT or SIGTERM, how long to wait before SIGKILL; 0 waits forever"}},
 		Action: func(c *cli.Context) error {
-			if err := needArgs(c, 1, "CONTAINER"); err != nil {
-				return err
-			}
-			cl, err := e.connect()
+			cl, ctx, err := e.connectFor(c, 1, "CONTAINER")
 			if err != nil {
 				return err
 			}
-			ctx := context.WithoutCancel(e.ctx(c))
+			ctx = context.WithoutCancel(ctx)
 			id := c.Args().First()
 			var tty bool
 			attach := func(cfg cio.Config) (cio.IO, error) {
@@ -400,23 +388,21 @@ func tasksKill(e *env) *cli.Command {
 			if x := c.String("exec-id"); x != "" {
 				opts = append(opts, client.WithKillExecID(x))
 			}
-			cl, err := e.connect()
-			if err != nil {
-				return err
-			}
-			ctx := e.ctx(c)
-			return each(c.Args().Slice(), func(id string) error {
-				t, err := loadTask(ctx, cl, id, nil)
-				if err != nil {
-					return err
-				}
-				if err := t.Kill(ctx, sig, opts...); err != nil {
-					return named("task", id, err)
-				}
-				return nil
-			})
+			return e.eachTask(c, func(ctx context.Context, t *client.Task) error { return t.Kill(ctx, sig, opts...) })
 		},
 	}
+}
+
+// eachTask does fn to the task of every container named, going on after a
+// failure; fn's errors are reported as about the task.
+func (e *env) eachTask(c *cli.Context, fn func(context.Context, *client.Task) error) error {
+	return e.eachNamed(c, func(ctx context.Context, cl *client.Client, id string) error {
+		t, err := loadTask(ctx, cl, id, nil)
+		if err != nil {
+			return err
+		}
+		return named("task", id, fn(ctx, t))
+	})
 }
 
 // taskAction builds a command that does one thing to each task named.
@@ -427,21 +413,7 @@ func taskAction(e *env, name, usage string, fn func(context.Context, *client.Tas
 			if err := needArgs(c, 1, "CONTAINER..."); err != nil {
 				return err
 			}
-			cl, err := e.connect()
-			if err != nil {
-				return err
-			}
-			ctx := e.ctx(c)
-			return each(c.Args().Slice(), func(id string) error {
-				t, err := loadTask(ctx, cl, id, nil)
-				if err != nil {
-					return err
-				}
-				if err := fn(ctx, t); err != nil {
-					return named("task", id, err)
-				}
-				return nil
-			})
+			return e.eachTask(c, fn)
 		},
 	}
 }
@@ -507,16 +479,7 @@ func tasksExec(e *env) *cli.Command {
 			// it gets the same environment, user and limits.
 			tty := c.Bool("tty")
 			spec.Process.Terminal = tty
-			opts := []oci.SpecOpts{oci.WithProcessArgs(c.Args().Tail()...)}
-			if len(env) > 0 {
-				opts = append(opts, oci.WithEnv(env))
-			}
-			if cwd := c.String("cwd"); cwd != "" {
-				opts = append(opts, oci.WithProcessCwd(cwd))
-			}
-			if u := c.String("user"); u != "" {
-				opts = append(opts, oci.WithUser(u))
-			}
+			opts := append([]oci.SpecOpts{oci.WithProcessArgs(c.Args().Tail()...)}, processOpts(c, env)...)
 			if tty {
 				opts = append(opts, oci.WithTTY)
 			}
@@ -563,14 +526,10 @@ func tasksPs(e *env) *cli.Command {
 		ArgsUsage: "CONTAINER",
 		Flags:     listFlags(),
 		Action: func(c *cli.Context) error {
-			if err := needArgs(c, 1, "CONTAINER"); err != nil {
-				return err
-			}
-			cl, err := e.connect()
+			cl, ctx, err := e.connectFor(c, 1, "CONTAINER")
 			if err != nil {
 				return err
 			}
-			ctx := e.ctx(c)
 			id := c.Args().First()
 			t, err := loadTask(ctx, cl, id, nil)
 			if err != nil {
@@ -592,8 +551,7 @@ func tasksPs(e *env) *cli.Command {
 				if execID != "" {
 					info = "exec_id=" + execID
 				}
-				l.ids = append(l.ids, fmt.Sprint(p.Pid))
-				l.rows = append(l.rows, []string{fmt.Sprint(p.Pid), info})
+				l.add(fmt.Sprint(p.Pid), fmt.Sprint(p.Pid), info)
 				js = append(js, proc{p.Pid, execID})
 			}
 			l.json = js
@@ -679,16 +637,13 @@ func tasksRm(e *env) *cli.Command {
 			if err := needArgs(c, 1, "CONTAINER..."); err != nil {
 				return err
 			}
-			cl, err := e.connect()
-			if err != nil {
-				return err
-			}
-			ctx := e.ctx(c)
 			var opts []client.ProcessDeleteOpts
 			if c.Bool("force") {
 				opts = append(opts, client.WithProcessKill)
 			}
-			return each(c.Args().Slice(), func(id string) error {
+			// Not removeCommand: the exit code goes to stderr after the
+			// id goes to stdout.
+			return e.eachNamed(c, func(ctx context.Context, cl *client.Client, id string) error {
 				t, err := loadTask(ctx, cl, id, nil)
 				if err != nil {
 					return err
@@ -708,16 +663,6 @@ func tasksRm(e *env) *cli.Command {
 			})
 		},
 	}
-}
-
-// printTable writes l as a table whatever the format flags say.
-func (e *env) printTable(l listing) error {
-	tw := tabwriter.NewWriter(e.stdout, 1, 8, 1, ' ', 0)
-	fmt.Fprintln(tw, strings.Join(l.header, "\t"))
-	for _, r := range l.rows {
-		fmt.Fprintln(tw, strings.Join(r, "\t"))
-	}
-	return tw.Flush()
 }
 
 // metricRows decodes a task's statistics, cgroup v1's or v2's message, into

@@ -33,18 +33,11 @@ func imagesUnpack(e *env) *cli.Command {
 		ArgsUsage: "REF",
 		Flags:     []cli.Flag{snapshotterFlag()},
 		Action: func(c *cli.Context) error {
-			if err := needArgs(c, 1, "REF"); err != nil {
-				return err
-			}
-			ref, err := e.fullRef(c.Args().First())
+			ref, err := e.refArg(c, 1, "REF")
 			if err != nil {
 				return err
 			}
-			cl, err := e.connect()
-			if err != nil {
-				return err
-			}
-			sn, err := e.snapshotter(c, cl)
+			cl, sn, err := e.snapshotterClient(c)
 			if err != nil {
 				return err
 			}
@@ -64,6 +57,17 @@ func (e *env) snapshotter(c *cli.Context, cl *client.Client) (string, error) {
 		return s, nil
 	}
 	return cl.DefaultSnapshotter(e.ctx(c))
+}
+
+// snapshotterClient dials hulld and returns it with the snapshotter the
+// command works in, which may take asking hulld for its default.
+func (e *env) snapshotterClient(c *cli.Context) (*client.Client, string, error) {
+	cl, err := e.connect()
+	if err != nil {
+		return nil, "", err
+	}
+	sn, err := e.snapshotter(c, cl)
+	return cl, sn, err
 }
 
 // chainOf returns the chain ID of the top layer of the host's manifest of
@@ -106,23 +110,16 @@ func imagesMount(e *env) *cli.Command {
 		ArgsUsage: "REF TARGET",
 		Flags:     []cli.Flag{snapshotterFlag(), &cli.BoolFlag{Name: "rw", Usage: "writable (the changes go to a snapshot named TARGET)"}},
 		Action: func(c *cli.Context) error {
-			if err := needArgs(c, 2, "REF TARGET"); err != nil {
-				return err
-			}
-			ref, err := e.fullRef(c.Args().First())
+			ref, err := e.refArg(c, 2, "REF TARGET")
 			if err != nil {
 				return err
 			}
 			target := c.Args().Get(1)
-			cl, err := e.connect()
+			cl, sn, err := e.snapshotterClient(c)
 			if err != nil {
 				return err
 			}
 			ctx := e.ctx(c)
-			sn, err := e.snapshotter(c, cl)
-			if err != nil {
-				return err
-			}
 			chain, err := cl.Unpack(ctx, ref, client.WithSnapshotter(sn))
 			if err != nil {
 				return err
@@ -167,11 +164,7 @@ func imagesUnmount(e *env) *cli.Command {
 			if c.Bool("keep") {
 				return nil
 			}
-			cl, err := e.connect()
-			if err != nil {
-				return err
-			}
-			sn, err := e.snapshotter(c, cl)
+			cl, sn, err := e.snapshotterClient(c)
 			if err != nil {
 				return err
 			}
@@ -190,19 +183,14 @@ func imagesCheck(e *env) *cli.Command {
 		Usage:     "tell for each image whether its content is complete and where it is unpacked",
 		ArgsUsage: "[FILTER...]",
 		Flags:     listFlags(),
-		Action: func(c *cli.Context) error {
-			cl, err := e.connect()
-			if err != nil {
-				return err
-			}
-			ctx := e.ctx(c)
+		Action: e.listAction(func(ctx context.Context, c *cli.Context, cl *client.Client) (listing, error) {
 			imgs, err := cl.ImageService().List(ctx, c.Args().Slice()...)
 			if err != nil {
-				return err
+				return listing{}, err
 			}
 			names, err := cl.Snapshotters(ctx)
 			if err != nil {
-				return err
+				return listing{}, err
 			}
 			l := listing{header: []string{"REF", "COMPLETE", "UNPACKED"}}
 			var js []map[string]any
@@ -220,13 +208,12 @@ func imagesCheck(e *env) *cli.Command {
 				if len(unpacked) > 0 {
 					u = fmt.Sprint(unpacked)
 				}
-				l.ids = append(l.ids, img.Name)
-				l.rows = append(l.rows, []string{img.Name, fmt.Sprint(complete), u})
+				l.add(img.Name, img.Name, fmt.Sprint(complete), u)
 				js = append(js, map[string]any{"ref": img.Name, "complete": complete, "unpacked": nonNilSlice(unpacked)})
 			}
 			l.json = js
-			return e.print(c, l)
-		},
+			return l, nil
+		}),
 	}
 }
 
