@@ -44,6 +44,7 @@ type ContainerdOptions struct {
 // StartContainerdWith is StartContainerd with options.
 func StartContainerdWith(t testing.TB, dir string, o ContainerdOptions) *Containerd {
 	t.Helper()
+	cleanShimSockets(t)
 	bin, err := exec.LookPath("containerd")
 	if err != nil {
 		t.Fatalf("containerd not found (make test installs Debian's containerd package): %v", err)

@@ -105,6 +105,9 @@ func (s syncBuffer) Write(p []byte) (int, error) {
 // daemon is stopped (SIGTERM, then SIGKILL) when the test ends.
 func Start(t testing.TB, opts Options) *Daemon {
 	t.Helper()
+	// Registered first, so that it runs last: after the daemon and the
+	// test's own clean-up have stopped the shims.
+	cleanShimSockets(t)
 	dir := opts.Dir
 	if dir == "" {
 		dir = t.TempDir()
