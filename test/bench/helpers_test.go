@@ -110,7 +110,7 @@ func startContainerd(b *testing.B, dir string) *hulltest.Containerd {
 }
 
 // dial connects raw containerd API clients to the socket at addr.
-func dial(b *testing.B, addr string) *grpc.ClientConn {
+func dial(b testing.TB, addr string) *grpc.ClientConn {
 	b.Helper()
 	conn, err := grpc.NewClient("unix://"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

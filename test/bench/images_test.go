@@ -104,7 +104,7 @@ func BenchmarkImagesLs10k(b *testing.B) {
 
 // fill writes img's blobs and creates n images named example.test/img/N:latest
 // pointing at its manifest, with concurrency creates in flight.
-func fill(b *testing.B, ctx context.Context, conn *grpc.ClientConn, img *testimage.Image, n, concurrency int) {
+func fill(b testing.TB, ctx context.Context, conn *grpc.ClientConn, img *testimage.Image, n, concurrency int) {
 	b.Helper()
 	cs := contentapi.NewContentClient(conn)
 	for i, blob := range img.Blobs() {
