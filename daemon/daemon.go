@@ -336,7 +336,6 @@ func (d *Daemon) listen() error {
 	if d.lis, err = listenUnix(g.Address, g.UID, g.GID); err != nil {
 		return err
 	}
-	d.lis = newRawListener(d.lis)
 	if err := d.listenTTRPC(); err != nil {
 		return err
 	}
