@@ -2,13 +2,11 @@ package bootstrap
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
@@ -28,26 +26,13 @@ import (
 
 	"github.com/hullrt/hull/core/mount"
 	"github.com/hullrt/hull/shim/events"
+	"github.com/hullrt/hull/shim/launch"
 	"github.com/hullrt/hull/shim/reaper"
 	"github.com/hullrt/hull/shim/runc"
 	"github.com/hullrt/hull/shim/service"
 	"github.com/hullrt/hull/shim/task"
 )
 
-// listenerFDEnv tells the serving process that start passed it the
-// listening socket as fd 3: start listens before it prints the address, so
-// the daemon's first connection cannot arrive before anyone listens.
-const listenerFDEnv = "HULL_SHIM_LISTENER_FD"
-
-// defaultProcsEnv says that start, not the user, set the serving process's
-// GOMAXPROCS=1, so that the serving process drops it again before it runs
-// runc (whose environment would otherwise carry it on).
-//
-// Why one processor: a shim mostly waits; one P makes its Go runtime keep
-// one set of per-P caches instead of two (a tenth of the shim's resident
-// memory) and lets its few goroutines hand work to each other without
-// waking other threads. Blocking system calls still run beside it.
-const defaultProcsEnv = "HULL_SHIM_DEFAULT_PROCS"
 
 // Main runs the shim for args (without the program name) and returns the
 // process's exit code.
@@ -102,88 +87,23 @@ func Start(a Args, stdin io.Reader) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	spec, err := os.ReadFile(filepath.Join(bundle, "config.json"))
-	if err != nil {
-		return "", fmt.Errorf("read bundle spec: %w", err)
-	}
-	// The runtime options (an Any) are on stdin; the serving process uses
-	// them when a Create carries none.
-	if stdin != nil {
-		if opts, _ := io.ReadAll(io.LimitReader(stdin, 1<<20)); len(opts) > 0 {
-			if err := writeBundleFile(bundle, "options.pb", string(opts)); err != nil {
-				return "", err
-			}
-		}
-	}
-	path := SocketPath(a.Address, a.Namespace, GroupID(spec, a.ID))
-	addr := Address(path)
-	l, err := Listen(path)
-	if errors.Is(err, errdefs.ErrAlreadyExists) {
-		// The group's shim runs already: it will serve this container too.
-		if err := writeBundleFile(bundle, "address", addr); err != nil {
-			return "", err
-		}
-		return addr, nil
-	}
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	lf, err := l.File()
-	if err != nil {
-		return "", err
-	}
-	defer lf.Close()
-	l.SetUnlinkOnClose(false) // the child serves it from now on
 	self, err := os.Executable()
 	if err != nil {
 		return "", err
 	}
-	childArgs := []string{"-namespace", a.Namespace, "-address", a.Address, "-publish-binary", a.PublishBinary,
-		"-id", a.ID, "-socket", path}
-	if a.Debug {
-		childArgs = append(childArgs, "-debug")
+	// The runtime options (an Any) are on stdin.
+	var opts []byte
+	if stdin != nil {
+		opts, _ = io.ReadAll(io.LimitReader(stdin, 1<<20))
 	}
-	cmd := exec.Command(self, childArgs...)
-	cmd.Dir = bundle
-	cmd.Env = childEnv(os.Environ())
-	cmd.ExtraFiles = []*os.File{lf}
-	// A session of its own: the daemon's death or a terminal hang-up must
-	// not reach the shim, which keeps the containers running.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		os.Remove(path)
-		return "", fmt.Errorf("start shim: %w", err)
+	addr, proc, err := launch.Launch(launch.Params{
+		Namespace: a.Namespace, Address: a.Address, PublishBinary: a.PublishBinary, ID: a.ID, Debug: a.Debug,
+		Bundle: bundle, Options: opts, Binary: self, Env: os.Environ(),
+	})
+	if proc != nil {
+		proc.Release() // start exits now; the serving process lives on
 	}
-	pid := cmd.Process.Pid
-	cmd.Process.Release()
-	if err := writeBundleFile(bundle, "shim.pid", strconv.Itoa(pid)); err != nil {
-		return "", err
-	}
-	if err := writeBundleFile(bundle, "address", addr); err != nil {
-		return "", err
-	}
-	return addr, nil
-}
-
-// childEnv is the serving process's environment: start's own, the listener
-// fd, and one Go processor unless the user chose a GOMAXPROCS.
-func childEnv(environ []string) []string {
-	env := append(environ[:len(environ):len(environ)], listenerFDEnv+"=3")
-	for _, kv := range environ {
-		if strings.HasPrefix(kv, "GOMAXPROCS=") {
-			return env
-		}
-	}
-	return append(env, "GOMAXPROCS=1", defaultProcsEnv+"=1")
-}
-
-func writeBundleFile(bundle, name, content string) error {
-	tmp := filepath.Join(bundle, "."+name+".tmp")
-	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, filepath.Join(bundle, name))
+	return addr, err
 }
 
 // Delete is the delete subcommand, run by the daemon when a shim died: it
@@ -215,7 +135,7 @@ func Delete(a Args) ([]byte, error) {
 	// A socket left by the dead shim (not one still answering, which a
 	// group's other containers use).
 	if b, err := os.ReadFile(filepath.Join(bundle, "address")); err == nil {
-		if p := TrimAddress(string(b)); p != "" && !Answers(p) {
+		if p := launch.TrimAddress(string(b)); p != "" && !launch.Answers(p) {
 			os.Remove(p)
 		}
 	}
@@ -297,12 +217,12 @@ func Serve(a Args) error {
 // listener is the socket start passed as fd 3, or one made here when the
 // shim is run without start (tests, manual runs).
 func listener(a Args) (net.Listener, error) {
-	if os.Getenv(defaultProcsEnv) == "1" {
-		os.Unsetenv(defaultProcsEnv)
+	if os.Getenv(launch.DefaultProcsEnv) == "1" {
+		os.Unsetenv(launch.DefaultProcsEnv)
 		os.Unsetenv("GOMAXPROCS")
 	}
-	if os.Getenv(listenerFDEnv) == "3" {
-		os.Unsetenv(listenerFDEnv)
+	if os.Getenv(launch.ListenerFDEnv) == "3" {
+		os.Unsetenv(launch.ListenerFDEnv)
 		f := os.NewFile(3, "shim-socket")
 		l, err := net.FileListener(f)
 		f.Close()
@@ -311,7 +231,7 @@ func listener(a Args) (net.Listener, error) {
 	if a.Socket == "" {
 		return nil, fmt.Errorf("no socket to serve: run with start, or -socket: %w", errdefs.ErrInvalidArgument)
 	}
-	return Listen(a.Socket)
+	return launch.Listen(a.Socket)
 }
 
 // openLog opens the bundle's log FIFO, which containerd reads and copies
