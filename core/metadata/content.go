@@ -52,8 +52,16 @@ func (s contentStore) Info(ctx context.Context, dgst digest.Digest) (content.Inf
 	if err := validDigest(dgst); err != nil {
 		return content.Info{}, err
 	}
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return content.Info{}, err
+	}
+	gen, key := s.db.gen.Load(), infoKey{ns, dgst}
+	if info, ok := s.db.infos.get(gen, key); ok {
+		return info, nil
+	}
 	var info content.Info
-	err := s.db.view(ctx, func(t *nsTx) error {
+	err = s.db.view(ctx, func(t *nsTx) error {
 		var r blobRecord
 		ok, err := getRecord(t.bucket(bucketContent), dgst.String(), &r)
 		if err != nil {
@@ -65,6 +73,9 @@ func (s contentStore) Info(ctx context.Context, dgst digest.Digest) (content.Inf
 		info = r.info(dgst)
 		return nil
 	})
+	if err == nil {
+		s.db.infos.put(gen, key, info)
+	}
 	return info, err
 }
 
@@ -183,7 +194,13 @@ func (s contentStore) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (co
 	if err := validDigest(desc.Digest); err != nil {
 		return nil, err
 	}
-	// Only the record's presence matters here: no need to decode it.
+	// Only the record's presence matters here: a cached one will do, or
+	// a lookup without decoding.
+	if ns, err := namespaces.NamespaceRequired(ctx); err == nil {
+		if _, ok := s.db.infos.get(s.db.gen.Load(), infoKey{ns, desc.Digest}); ok {
+			return s.db.backend.ReaderAt(ctx, desc)
+		}
+	}
 	err := s.db.view(ctx, func(t *nsTx) error {
 		if b := t.bucket(bucketContent); b == nil || b.Get([]byte(desc.Digest)) == nil {
 			return notFound("content %s", desc.Digest)

@@ -89,6 +89,11 @@ type DB struct {
 	writingMu sync.Mutex
 	writing   map[string]time.Time
 
+	// gen counts committed write transactions (bumped after each, failed
+	// ones too); infos caches content records read since the last.
+	gen   atomic.Uint64
+	infos infoCache
+
 	gcDelay  atomic.Int64 // nanoseconds
 	gcKick   chan struct{}
 	gcStop   chan struct{}
@@ -209,10 +214,14 @@ func (db *DB) update(ctx context.Context, fn func(*nsTx) error) error {
 		return err
 	}
 	var t *nsTx
-	if err := db.bolt.Update(func(tx *bolt.Tx) error {
+	err = db.bolt.Update(func(tx *bolt.Tx) error {
 		t = &nsTx{tx: tx, ns: ns}
 		return fn(t)
-	}); err != nil {
+	})
+	// Before the call returns: nobody who saw it return reads a cached
+	// record from before it.
+	db.gen.Add(1)
+	if err != nil {
 		return err
 	}
 	for _, f := range t.after {

@@ -48,6 +48,7 @@ func (db *DB) GarbageCollect(ctx context.Context) (GCStats, error) {
 	// namespace still names.
 	backends := map[string]map[string]bool{}
 	now := time.Now()
+	defer db.gen.Add(1) // records are gone: cached ones with them
 	err := db.bolt.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketV1).ForEachBucket(func(ns []byte) error {
 			nsb := tx.Bucket(bucketV1).Bucket(ns)
