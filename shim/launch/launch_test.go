@@ -3,8 +3,10 @@ package launch
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestSocketPath(t *testing.T) {
@@ -80,5 +82,76 @@ func TestServingProcessRunsOnOneProcessorUnlessTheUserChose(t *testing.T) {
 	env = ChildEnv([]string{"GOMAXPROCS=4"})
 	if strings.Join(env, " ") != "GOMAXPROCS=4 "+ListenerFDEnv+"=3" {
 		t.Fatalf("a GOMAXPROCS the user set was changed: %q", env)
+	}
+}
+
+// Launch starts the serving process with the listening socket, records it
+// in the bundle, and a second container of the same group gets the same
+// socket without a second process.
+func TestLaunchStartsOneServerPerGroup(t *testing.T) {
+	dir := t.TempDir()
+	// A stand-in for the shim: it holds the socket it was given (fd 3)
+	// open, as the real one serves it, and reports its environment.
+	fake := filepath.Join(dir, "fake-shim")
+	if err := os.WriteFile(fake, []byte("#!/bin/sh\nenv > env.out\nexec sleep 30\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sockDir := filepath.Join(dir, "run")
+	if err := os.Mkdir(sockDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	bundle := func(name, group string) string {
+		b := filepath.Join(dir, name)
+		os.Mkdir(b, 0o700)
+		spec := `{"annotations":{"io.containerd.runc.v2.group":"` + group + `"}}`
+		if err := os.WriteFile(filepath.Join(b, "config.json"), []byte(spec), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	params := func(id, b string) Params {
+		return Params{Namespace: "ns", Address: filepath.Join(sockDir, "hull.sock"), ID: id, Bundle: b,
+			Options: []byte("opts"), Binary: fake, Env: []string{"PATH=" + os.Getenv("PATH"), "TTRPC_ADDRESS=x"}}
+	}
+	b1 := bundle("c1", "g")
+	addr, proc, err := Launch(params("c1", b1))
+	if err != nil || proc == nil {
+		t.Fatalf("first launch: %q %v %v", addr, proc, err)
+	}
+	t.Cleanup(func() { proc.Kill(); proc.Wait() })
+	if want := Address(SocketPath(filepath.Join(sockDir, "hull.sock"), "ns", "g")); addr != want {
+		t.Fatalf("address %q, want %q", addr, want)
+	}
+	for name, want := range map[string]string{"address": addr, "options.pb": "opts", "shim.pid": strconv.Itoa(proc.Pid)} {
+		if got, err := os.ReadFile(filepath.Join(b1, name)); err != nil || string(got) != want {
+			t.Errorf("bundle file %s: %q %v, want %q", name, got, err, want)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	var env []byte
+	for len(env) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+		env, _ = os.ReadFile(filepath.Join(b1, "env.out"))
+	}
+	for _, kv := range []string{"TTRPC_ADDRESS=x", ListenerFDEnv + "=3", "GOMAXPROCS=1", DefaultProcsEnv + "=1"} {
+		if !strings.Contains(string(env), kv+"\n") {
+			t.Errorf("the serving process's environment lacks %s:\n%s", kv, env)
+		}
+	}
+
+	b2 := bundle("c2", "g")
+	addr2, proc2, err := Launch(params("c2", b2))
+	if err != nil || proc2 != nil || addr2 != addr {
+		t.Fatalf("second member of the group: %q %v %v, want %q and no new process", addr2, proc2, err, addr)
+	}
+	if got, _ := os.ReadFile(filepath.Join(b2, "address")); string(got) != addr {
+		t.Fatalf("second bundle's address file: %q", got)
+	}
+
+	// A bundle without a spec is an error, and nothing is started.
+	empty := filepath.Join(dir, "empty")
+	os.Mkdir(empty, 0o700)
+	if _, p, err := Launch(params("c3", empty)); err == nil || p != nil {
+		t.Fatalf("launch without config.json: %v %v", p, err)
 	}
 }
