@@ -185,9 +185,10 @@ func BenchmarkRunRm(b *testing.B) {
 }
 
 // BenchmarkRun50 starts 50 `sleep 600` containers concurrently through
-// each CLI and times until all run, in three rounds (medians compared);
-// after the first it compares the resident size of one shim (the mean over
-// the 50) and of the daemon with the 50 running.
+// each CLI and times until all run, in three rounds on an emptied machine
+// (medians compared); after each daemon's first burst it compares the
+// resident size of one shim (the mean over the 50) and of the daemon with
+// the 50 running.
 // Targets: time <= 0.75x, shim RSS <= 0.6x, daemon RSS <= 0.7x containerd.
 func BenchmarkRun50(b *testing.B) {
 	const n = 50
@@ -229,9 +230,11 @@ func BenchmarkRun50(b *testing.B) {
 		return float64(sum) / float64(len(pids)), len(pids)
 	}
 	// One burst each is at the mercy of the machine's load: three rounds,
-	// the order alternating, and the medians compared. Memory is measured
-	// after the first round, with exactly 50 of each running; later rounds
-	// add 50 more to each daemon.
+	// the order alternating, and the medians compared. Every burst starts
+	// on an emptied machine: the other daemon's containers and shims (or
+	// its own from the round before) running beside it would make the
+	// comparison depend on who went first. Memory is measured after each
+	// daemon's first burst, with exactly its 50 running.
 	const rounds = 3
 	type burst struct {
 		wall, daemonCPU, busy, idle time.Duration
@@ -244,6 +247,24 @@ func BenchmarkRun50(b *testing.B) {
 		cpu1, _ := cpuTime(d.PID())
 		return burst{wall, cpu1 - cpu0, busy1 - busy0, idle1 - idle0}
 	}
+	ids := func(round int) []string {
+		var out []string
+		for i := 0; i < n; i++ {
+			out = append(out, fmt.Sprintf("r%dc%02d", round, i))
+		}
+		return out
+	}
+	// clear removes a burst's containers through the CLI, as a user would.
+	clear := func(cli string, prefix []string, round int) {
+		if _, err := run(cli, append(append(prefix, "tasks", "rm", "-f"), ids(round)...)...); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := run(cli, append(append(prefix, "containers", "rm"), ids(round)...)...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	hullPrefix := []string{"--address", r.hull.Address, "--namespace", "bench"}
+	ctrdPrefix := []string{"--address", r.ctrd.Address, "-n", "bench"}
 	var hullBursts, ctrdBursts []burst
 	var hShim, cShim float64
 	var hN, cN int
@@ -253,11 +274,29 @@ func BenchmarkRun50(b *testing.B) {
 			hullBursts = append(hullBursts, measure(r.hull, r.hullctl, func(id string) []string {
 				return r.hullRun("-d", r.ref, fmt.Sprintf("r%d%s", round, id), "sleep", "600")
 			}))
+			if round == 0 {
+				time.Sleep(2 * time.Second) // let it settle after the burst
+				hShim, hN = meanShim(r.hull.Address)
+				var err error
+				if hRSS, _, err = rssKiB(r.hull.PID()); err != nil {
+					b.Fatal(err)
+				}
+			}
+			clear(r.hullctl, hullPrefix, round)
 		}
 		ctrd := func() {
 			ctrdBursts = append(ctrdBursts, measure(r.ctrd, "ctr", func(id string) []string {
 				return r.ctrRun("-d", r.ref, fmt.Sprintf("r%d%s", round, id), "sleep", "600")
 			}))
+			if round == 0 {
+				time.Sleep(2 * time.Second)
+				cShim, cN = meanShim(r.ctrd.Address)
+				var err error
+				if cRSS, _, err = rssKiB(r.ctrd.PID()); err != nil {
+					b.Fatal(err)
+				}
+			}
+			clear("ctr", ctrdPrefix, round)
 		}
 		if round%2 == 0 {
 			hull()
@@ -265,18 +304,6 @@ func BenchmarkRun50(b *testing.B) {
 		} else {
 			ctrd()
 			hull()
-		}
-		if round == 0 {
-			time.Sleep(2 * time.Second) // let both settle after the burst
-			hShim, hN = meanShim(r.hull.Address)
-			cShim, cN = meanShim(r.ctrd.Address)
-			var err error
-			if hRSS, _, err = rssKiB(r.hull.PID()); err != nil {
-				b.Fatal(err)
-			}
-			if cRSS, _, err = rssKiB(r.ctrd.PID()); err != nil {
-				b.Fatal(err)
-			}
 		}
 	}
 	pick := func(bs []burst, f func(burst) time.Duration) []time.Duration {
@@ -292,20 +319,10 @@ func BenchmarkRun50(b *testing.B) {
 		pick(hullBursts, func(x burst) time.Duration { return x.busy }), pick(hullBursts, func(x burst) time.Duration { return x.idle }),
 		pick(ctrdBursts, func(x burst) time.Duration { return x.busy }), pick(ctrdBursts, func(x burst) time.Duration { return x.idle }))
 
-	shimCPU := func(addr string) time.Duration {
-		var sum time.Duration
-		pids := hulltest.ShimPIDs(addr)
-		for _, pid := range pids {
-			c, _ := cpuTime(pid)
-			sum += c
-		}
-		return sum / time.Duration(max(len(pids), 1))
-	}
 	report(b, "run-50-concurrent", "containerd", hullTime, ctrdTime, 0.75,
-		fmt.Sprintf("median of %d rounds; hull runs %v, containerd runs %v; daemon CPU per burst: hull %v containerd %v; CPU per shim so far: hull %s containerd %s",
+		fmt.Sprintf("median of %d rounds; hull runs %v, containerd runs %v; daemon CPU per burst: hull %v containerd %v",
 			rounds, pick(hullBursts, wall), pick(ctrdBursts, wall),
-			pick(hullBursts, func(x burst) time.Duration { return x.daemonCPU }), pick(ctrdBursts, func(x burst) time.Duration { return x.daemonCPU }),
-			ms(shimCPU(r.hull.Address)), ms(shimCPU(r.ctrd.Address))))
+			pick(hullBursts, func(x burst) time.Duration { return x.daemonCPU }), pick(ctrdBursts, func(x burst) time.Duration { return x.daemonCPU })))
 	verdict := func(ratio, target float64) string {
 		if ratio <= target {
 			return "met"
@@ -319,15 +336,6 @@ func BenchmarkRun50(b *testing.B) {
 		mib(hRSS), mib(cRSS), dRatio, verdict(dRatio, 0.7))
 	b.ReportMetric(shimRatio, "shim-hull/containerd")
 	b.ReportMetric(dRatio, "daemon-hull/containerd")
-
-	// Stop everything through the CLIs, as a user would.
-	for round := 0; round < rounds; round++ {
-		for i := 0; i < n; i++ {
-			id := fmt.Sprintf("r%dc%02d", round, i)
-			run(r.hullctl, "--address", r.hull.Address, "--namespace", "bench", "tasks", "kill", "-s", "SIGKILL", id)
-			run("ctr", "--address", r.ctrd.Address, "-n", "bench", "tasks", "kill", "-s", "SIGKILL", id)
-		}
-	}
 }
 
 // systemCPU returns the machine's busy and idle CPU time so far, from
