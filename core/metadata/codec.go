@@ -51,8 +51,7 @@ func decodeRecord(data []byte, v any) error {
 	return json.Unmarshal(data, v)
 }
 
-func appendUvarint(b []byte, v uint64) []byte { return binary.AppendUvarint(b, v) }
-func appendVarint(b []byte, v int64) []byte   { return binary.AppendVarint(b, v) }
+func appendVarint(b []byte, v int64) []byte { return binary.AppendVarint(b, v) }
 
 func appendString(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))

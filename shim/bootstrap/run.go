@@ -33,7 +33,6 @@ import (
 	"github.com/hullrt/hull/shim/task"
 )
 
-
 // Main runs the shim for args (without the program name) and returns the
 // process's exit code.
 func Main(args []string) int {

@@ -391,6 +391,12 @@ func (t *Tx) UpdateInfo(info snapshots.Info, fieldpaths ...string) (snapshots.In
 // prepared without parent is committed as a child of that committed one;
 // whether its directory makes sense there is the snapshotter's to decide.
 func (t *Tx) CommitActive(key, name string, usage snapshots.Usage, opts ...snapshots.Opt) (uint64, error) {
+	return t.commitActive(key, name, usage, false, opts)
+}
+
+// commitActive is CommitActive, recording the usage as not measured yet
+// when unmeasured is set (see MetaStore.Commit).
+func (t *Tx) commitActive(key, name string, usage snapshots.Usage, unmeasured bool, opts []snapshots.Opt) (uint64, error) {
 	if err := checkKey("snapshot key", key); err != nil {
 		return 0, err
 	}
@@ -430,7 +436,7 @@ func (t *Tx) CommitActive(key, name string, usage snapshots.Usage, opts ...snaps
 	now := time.Now().UTC()
 	c := &record{
 		ID: r.ID, Kind: snapshots.KindCommitted.String(), Parent: parent, Labels: lbls,
-		Created: now, Updated: now, Inodes: usage.Inodes, Size: usage.Size,
+		Created: now, Updated: now, Inodes: usage.Inodes, Size: usage.Size, Unmeasured: unmeasured,
 	}
 	if err := t.snapshots.Delete([]byte(key)); err != nil {
 		return 0, err
@@ -563,15 +569,8 @@ func (ms *MetaStore) Commit(ctx context.Context, name, key string, dirOf func(id
 	var id uint64
 	err := ms.Update(ctx, func(tx *Tx) error {
 		var err error
-		if id, err = tx.CommitActive(key, name, snapshots.Usage{}, opts...); err != nil {
-			return err
-		}
-		r, err := tx.get(name)
-		if err != nil {
-			return err
-		}
-		r.Unmeasured = true
-		return tx.put(name, r)
+		id, err = tx.commitActive(key, name, snapshots.Usage{}, true, opts)
+		return err
 	})
 	if err != nil {
 		return err
@@ -646,33 +645,29 @@ func (ms *MetaStore) RemoveSnapshot(ctx context.Context, key string) error {
 // directory, dirOf(id), measured now; for others what was measured after
 // Commit, measuring it now if that has not happened yet.
 func (ms *MetaStore) Usage(ctx context.Context, key string, dirOf func(id uint64) string) (snapshots.Usage, error) {
-	var (
-		id         uint64
-		info       snapshots.Info
-		usage      snapshots.Usage
-		unmeasured bool
-	)
+	var r *record
 	err := ms.View(ctx, func(tx *Tx) error {
-		var err error
-		if id, info, usage, err = tx.GetInfo(key); err != nil {
+		if err := checkKey("snapshot key", key); err != nil {
 			return err
 		}
-		r, err := tx.get(key)
-		unmeasured = err == nil && r.Unmeasured
+		var err error
+		r, err = tx.get(key)
 		return err
 	})
 	if err != nil {
 		return snapshots.Usage{}, err
 	}
 	switch {
-	case info.Kind == snapshots.KindActive:
-		if usage, err = DiskUsage(ctx, dirOf(id)); err != nil {
+	case r.kind() == snapshots.KindActive:
+		usage, err := DiskUsage(ctx, dirOf(r.ID))
+		if err != nil {
 			return snapshots.Usage{}, fmt.Errorf("measure snapshot %q: %w", key, err)
 		}
-	case unmeasured:
-		return ms.measure(ctx, measureJob{name: key, id: id, dir: dirOf(id)})
+		return usage, nil
+	case r.Unmeasured:
+		return ms.measure(ctx, measureJob{name: key, id: r.ID, dir: dirOf(r.ID)})
 	}
-	return usage, nil
+	return snapshots.Usage{Inodes: r.Inodes, Size: r.Size}, nil
 }
 
 // Snapshot returns what the mounts of active snapshot or view key are made
