@@ -39,16 +39,8 @@ func TestTaskEvents(t *testing.T) {
 	defer cancel()
 	evs, errs := c.EventService().Subscribe(sctx, `topic~="^/tasks/"`)
 
-	ct, err := c.NewContainer(ctx, "evt", client.WithImage(img), client.WithNewSnapshot("evt", img),
-		client.WithNewSpec(oci.WithImageConfig(img), oci.WithProcessArgs("sleep", "600")))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ct, task := newTask(t, ctx, c, img, "evt", oci.WithProcessArgs("sleep", "600"))
 	defer ct.Delete(ctx, client.WithSnapshotCleanup)
-	task, err := ct.NewTask(ctx, cio.NullIO)
-	if err != nil {
-		t.Fatal(err)
-	}
 	exitc, _ := task.Wait(ctx)
 	if err := task.Start(ctx); err != nil {
 		t.Fatal(err)
@@ -95,16 +87,8 @@ func TestTaskEvents(t *testing.T) {
 	}
 
 	// An OOM kill: a container limited to 16 MiB that allocates without end.
-	oom, err := c.NewContainer(ctx, "oom", client.WithImage(img), client.WithNewSnapshot("oom", img),
-		client.WithNewSpec(oci.WithImageConfig(img), oci.WithMemoryLimit(16<<20), oci.WithProcessArgs("sh", "-c", "x=0123456789; while true; do x=$x$x; done")))
-	if err != nil {
-		t.Fatal(err)
-	}
+	oom, otask := newTask(t, ctx, c, img, "oom", oci.WithMemoryLimit(16<<20), oci.WithProcessArgs("sh", "-c", "x=0123456789; while true; do x=$x$x; done"))
 	defer oom.Delete(ctx, client.WithSnapshotCleanup)
-	otask, err := oom.NewTask(ctx, cio.NullIO)
-	if err != nil {
-		t.Fatal(err)
-	}
 	oexit, _ := otask.Wait(ctx)
 	if err := otask.Start(ctx); err != nil {
 		t.Fatal(err)
@@ -195,15 +179,7 @@ func TestTaskCreateBadInput(t *testing.T) {
 	}
 
 	// Checkpoints are not supported yet, and say so.
-	ct, err := c.NewContainer(ctx, "ckpt", client.WithImage(img), client.WithNewSnapshot("ckpt", img),
-		client.WithNewSpec(oci.WithImageConfig(img), oci.WithProcessArgs("sleep", "600")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	task, err := ct.NewTask(ctx, cio.NullIO)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ct, task := newTask(t, ctx, c, img, "ckpt", oci.WithProcessArgs("sleep", "600"))
 	_, err = tasks.Checkpoint(nctx, &tasksapi.CheckpointTaskRequest{ContainerID: "ckpt"})
 	wantCode(t, "checkpoint", err, codes.Unimplemented, "CRIU")
 	// A second task for the same container is refused.
@@ -213,6 +189,23 @@ func TestTaskCreateBadInput(t *testing.T) {
 	ct.Delete(ctx, client.WithSnapshotCleanup)
 	ctrs.Delete(nctx, &containersapi.DeleteContainerRequest{ID: "nosnap"})
 	assertNoLeaks(t, d)
+}
+
+// newTask creates container id from img, running the image's command as
+// opts change it, and its task with no stdio; the caller starts, waits for
+// and removes them.
+func newTask(t *testing.T, ctx context.Context, c *client.Client, img *client.Image, id string, opts ...oci.SpecOpts) (*client.Container, *client.Task) {
+	t.Helper()
+	ct, err := c.NewContainer(ctx, id, client.WithImage(img), client.WithNewSnapshot(id, img),
+		client.WithNewSpec(append([]oci.SpecOpts{oci.WithImageConfig(img)}, opts...)...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	task, err := ct.NewTask(ctx, cio.NullIO)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ct, task
 }
 
 func mustChainID(t *testing.T, ctx context.Context, img *client.Image) string {
@@ -241,15 +234,7 @@ func TestReconcileRemovesOrphans(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, id := range []string{"norecord", "frozen"} {
-		ct, err := c.NewContainer(ctx, id, client.WithImage(img), client.WithNewSnapshot(id, img),
-			client.WithNewSpec(oci.WithImageConfig(img), oci.WithProcessArgs("sleep", "600")))
-		if err != nil {
-			t.Fatal(err)
-		}
-		task, err := ct.NewTask(ctx, cio.NullIO)
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, task := newTask(t, ctx, c, img, id, oci.WithProcessArgs("sleep", "600"))
 		if err := task.Start(ctx); err != nil {
 			t.Fatal(err)
 		}
