@@ -12,16 +12,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/identity"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
 
-	"github.com/hullrt/hull/core/content/local"
 	"github.com/hullrt/hull/core/diff/walking"
-	"github.com/hullrt/hull/core/metadata"
 	"github.com/hullrt/hull/core/mount"
 	"github.com/hullrt/hull/core/namespaces"
 	"github.com/hullrt/hull/core/snapshots"
@@ -96,15 +93,7 @@ func overlaySetup(t *testing.T) (context.Context, snapshots.Snapshotter, Options
 		t.Skip("overlay mounts need root")
 	}
 	dir := t.TempDir()
-	backend, err := local.NewStore(filepath.Join(dir, "content"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := metadata.Open(filepath.Join(dir, "meta.db"), backend, metadata.Options{GCDelay: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := openDB(t, dir)
 	ov, err := overlay.New(filepath.Join(dir, "overlay"))
 	if err != nil {
 		t.Skipf("overlay not usable here: %v", err)

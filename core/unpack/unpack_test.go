@@ -22,8 +22,10 @@ import (
 	"github.com/hullrt/hull/internal/testimage"
 )
 
-func setup(t *testing.T) (context.Context, *metadata.DB, snapshots.Snapshotter, Options) {
-	dir := t.TempDir()
+// openDB opens a metadata store with its content under dir, closed when t
+// ends.
+func openDB(t *testing.T, dir string) *metadata.DB {
+	t.Helper()
 	backend, err := local.NewStore(filepath.Join(dir, "content"))
 	if err != nil {
 		t.Fatal(err)
@@ -33,6 +35,12 @@ func setup(t *testing.T) (context.Context, *metadata.DB, snapshots.Snapshotter, 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func setup(t *testing.T) (context.Context, *metadata.DB, snapshots.Snapshotter, Options) {
+	dir := t.TempDir()
+	db := openDB(t, dir)
 	n, err := native.New(filepath.Join(dir, "native"))
 	if err != nil {
 		t.Fatal(err)
