@@ -131,13 +131,22 @@ func TestContainers(t *testing.T) {
 	}
 
 	// A container with the default runtime and an existing snapshot.
-	if _, err := c.SnapshotService(info.Snapshotter).Prepare(ctx, "bare-rootfs", ""); err != nil {
+	// The lease keeps the garbage collector off the snapshot until the
+	// container record holds it.
+	lctx, release, err := c.WithLease(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.SnapshotService(info.Snapshotter).Prepare(lctx, "bare-rootfs", ""); err != nil {
 		t.Fatal(err)
 	}
 	bare, err := c.NewContainer(ctx, "bare",
 		client.WithContainerSnapshotter(info.Snapshotter), client.WithSnapshot("bare-rootfs"),
 		client.WithSpec(&specs.Spec{Version: specs.Version, Process: &specs.Process{Args: []string{"/bin/true"}}}))
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := release(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if bi, _ := bare.Info(ctx); bi.Runtime.Name != client.DefaultRuntime || bi.Image != "" {

@@ -157,6 +157,10 @@ func TestTaskCreateBadInput(t *testing.T) {
 	_, err = tasks.Create(nctx, &tasksapi.CreateTaskRequest{ContainerID: "nosnap"})
 	wantCode(t, "task whose snapshot is missing", err, codes.NotFound, "missing-key")
 
+	lctx, release, err := c.WithLease(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	// Invalid specs name the field.
 	for field, mutate := range map[string]func(*specs.Spec){
 		"process.args": func(s *specs.Spec) { s.Process.Args = nil },
@@ -168,7 +172,9 @@ func TestTaskCreateBadInput(t *testing.T) {
 		s := good()
 		mutate(s)
 		key := id
-		if _, err := c.SnapshotService("overlayfs").Prepare(ctx, key, mustChainID(t, ctx, img)); err != nil {
+		// The lease keeps the garbage collector, which earlier removals
+		// wake, off the snapshot until the container record holds it.
+		if _, err := c.SnapshotService("overlayfs").Prepare(lctx, key, mustChainID(t, ctx, img)); err != nil {
 			t.Fatal(err)
 		}
 		create(id, s, "overlayfs", key)
@@ -176,6 +182,9 @@ func TestTaskCreateBadInput(t *testing.T) {
 		wantCode(t, "spec without "+field, err, codes.InvalidArgument, field)
 		ctrs.Delete(nctx, &containersapi.DeleteContainerRequest{ID: id})
 		c.SnapshotService("overlayfs").Remove(ctx, key)
+	}
+	if err := release(ctx); err != nil {
+		t.Fatal(err)
 	}
 
 	// Checkpoints are not supported yet, and say so.

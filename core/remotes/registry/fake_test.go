@@ -126,6 +126,27 @@ func (f *fakeRegistry) requests() []string {
 	return slices.Clone(f.reqs)
 }
 
+// sessionsStarted is how many upload sessions the registry has opened.
+func (f *fakeRegistry) sessionsStarted() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.nextID
+}
+
+// putsAfter counts the PUTs to repo's upload sessions numbered above
+// session. A PUT the client aborted can reach the handler after the abort
+// returned, so counting every PUT would race with earlier uploads.
+func (f *fakeRegistry) putsAfter(repo string, session int) int {
+	n := 0
+	for _, r := range f.requests() {
+		id, ok := strings.CutPrefix(r, "PUT /v2/"+repo+"/blobs/uploads/")
+		if k, err := strconv.Atoi(id); ok && err == nil && k > session {
+			n++
+		}
+	}
+	return n
+}
+
 func (f *fakeRegistry) countRequests(prefix string) int {
 	n := 0
 	for _, r := range f.requests() {
