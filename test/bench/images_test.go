@@ -11,8 +11,10 @@ import (
 
 	contentapi "github.com/containerd/containerd/api/services/content/v1"
 	imagesapi "github.com/containerd/containerd/api/services/images/v1"
+	leasesapi "github.com/containerd/containerd/api/services/leases/v1"
 	"github.com/containerd/containerd/api/types"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/hullrt/hull/internal/testimage"
 )
@@ -49,7 +51,10 @@ func BenchmarkImagesLs10k(b *testing.B) {
 	}
 	syncDisk(b)
 
-	// Check once that both list every image, then time.
+	// Check once that both list every image, each with its platform (read
+	// from its config), then time.
+	host := testimage.HostPlatform()
+	platform := " " + host.OS + "/" + host.Architecture
 	for _, d := range daemons {
 		var out strings.Builder
 		if _, err := runTo(&out, "ctr", "--address", d.addr, "images", "ls", "-q"); err != nil {
@@ -57,6 +62,13 @@ func BenchmarkImagesLs10k(b *testing.B) {
 		}
 		if n := strings.Count(out.String(), "\n"); n != images {
 			b.Fatalf("ctr images ls -q on %s listed %d images, want %d", d.name, n, images)
+		}
+		out.Reset()
+		if _, err := runTo(&out, "ctr", "--address", d.addr, "images", "ls"); err != nil {
+			b.Fatal(err)
+		}
+		if n := strings.Count(out.String(), platform); n != images {
+			b.Fatalf("ctr images ls on %s showed platform%s for %d images, want %d", d.name, platform, n, images)
 		}
 	}
 
@@ -103,12 +115,35 @@ func BenchmarkImagesLs10k(b *testing.B) {
 }
 
 // fill writes img's blobs and creates n images named example.test/img/N:latest
-// pointing at its manifest, with concurrency creates in flight.
+// pointing at its manifest, with concurrency creates in flight. The image is
+// whole, as a pull leaves it: the manifest holds its config and layers
+// through gc references, and a lease holds everything until the images do,
+// so neither daemon's collector takes a blob and every image lists its
+// platform.
 func fill(b testing.TB, ctx context.Context, conn *grpc.ClientConn, img *testimage.Image, n, concurrency int) {
 	b.Helper()
+	ls := leasesapi.NewLeasesClient(conn)
+	lease, err := ls.Create(ctx, &leasesapi.CreateRequest{ID: "bench-fill"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		if _, err := ls.Delete(ctx, &leasesapi.DeleteRequest{ID: lease.Lease.ID}); err != nil {
+			b.Fatal(err)
+		}
+	}()
+	ctx = metadata.AppendToOutgoingContext(ctx, "containerd-lease", lease.Lease.ID)
 	cs := contentapi.NewContentClient(conn)
+	refs := map[string]string{"containerd.io/gc.ref.content.config": img.Config.Desc.Digest.String()}
+	for i, l := range img.Layers {
+		refs[fmt.Sprintf("containerd.io/gc.ref.content.l.%d", i)] = l.Desc.Digest.String()
+	}
 	for i, blob := range img.Blobs() {
-		if err := writeBlob(ctx, cs, fmt.Sprintf("bench-blob-%d", i), blob.Data, blob.Desc.Digest); err != nil {
+		var labels map[string]string
+		if blob.Desc.Digest == img.Manifest.Desc.Digest {
+			labels = refs
+		}
+		if err := writeBlob(ctx, cs, fmt.Sprintf("bench-blob-%d", i), blob.Data, blob.Desc.Digest, labels); err != nil {
 			b.Fatal(err)
 		}
 	}
