@@ -1,11 +1,17 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,6 +22,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/hullrt/hull/internal/hulltest"
 	"github.com/hullrt/hull/internal/testimage"
 )
 
@@ -24,6 +31,10 @@ import (
 // `ctr images ls` on each, which reads every image's manifest and config to
 // show its size and platform, and `ctr images ls -q`, which only lists names.
 // Target: hull <= 0.7x containerd for `ctr images ls`.
+//
+// A third server, grpcfloor, answers the same calls from memory over the
+// same grpc-go transport as hulld: its time is the floor of a grpc-go daemon
+// here, and hull/floor shows how much of hull's time is hull's own.
 func BenchmarkImagesLs10k(b *testing.B) {
 	const (
 		images      = 10000
@@ -49,9 +60,15 @@ func BenchmarkImagesLs10k(b *testing.B) {
 		fill(b, ctx, d.conn, img, images, concurrency)
 		fmt.Printf("images-ls-10k: filled %s with %d images in %s\n", d.name, images, time.Since(start).Round(time.Millisecond))
 	}
+	floorAddr, floorPID := startFloor(b, img, images)
+	daemons = append(daemons, struct {
+		name, addr string
+		pid        int
+		conn       *grpc.ClientConn
+	}{"grpc-floor", floorAddr, floorPID, nil})
 	syncDisk(b)
 
-	// Check once that both list every image, each with its platform (read
+	// Check once that all list every image, each with its platform (read
 	// from its config), then time.
 	host := testimage.HostPlatform()
 	platform := " " + host.OS + "/" + host.Architecture
@@ -80,6 +97,9 @@ func BenchmarkImagesLs10k(b *testing.B) {
 		for i := 0; i < reps; i++ {
 			// Alternate, so that drift in the machine's load hits both alike.
 			for _, d := range daemons {
+				if d.name == "grpc-floor" && len(args) > 2 {
+					continue // the floor is measured for the full listing only
+				}
 				profiled := func() {}
 				if d.name == "hull" && i == 0 && len(args) == 2 {
 					profiled = profileHull(b, hull, "images-ls", 8)
@@ -109,9 +129,63 @@ func BenchmarkImagesLs10k(b *testing.B) {
 	fmt.Printf("images-ls-q-10k: hull %s containerd %s ratio %.2f (target <= %.2f); with hull: %s; with containerd: %s; hull runs %v, containerd runs %v\n",
 		ms(q), ms(qCtrd), float64(q)/float64(qCtrd), target, cpu("hull images ls -q"), cpu("containerd images ls -q"),
 		times["hull images ls -q"], times["containerd images ls -q"])
+	floor := median(times["grpc-floor images ls"])
+	fmt.Printf("images-ls-10k-floor: grpc-floor %s, a grpc-go server answering from memory with hulld's transport settings: floor/containerd %.2f, hull/floor %.2f; with the floor: %s; floor runs %v\n",
+		ms(floor), float64(floor)/float64(lsCtrd), float64(ls)/float64(floor), cpu("grpc-floor images ls"), times["grpc-floor images ls"])
+	b.ReportMetric(float64(floor)/float64(time.Millisecond), "floor-ms")
 	b.ReportMetric(float64(q)/float64(time.Millisecond), "hull-q-ms")
 	b.ReportMetric(float64(qCtrd)/float64(time.Millisecond), "containerd-q-ms")
 	b.ReportMetric(float64(q)/float64(qCtrd), "hull/containerd-q")
+}
+
+// startFloor starts grpcfloor serving n images of img on a socket of its own
+// and returns the socket and its PID; it is stopped when b ends.
+func startFloor(b *testing.B, img *testimage.Image, n int) (string, int) {
+	b.Helper()
+	bin := hulltest.Build(b, "grpcfloor", "github.com/hullrt/hull/test/bench/grpcfloor")
+	dir := b.TempDir()
+	args := []string{filepath.Join(dir, "floor.sock"), strconv.Itoa(n), img.Manifest.Desc.MediaType}
+	for _, blob := range img.Blobs() {
+		path := filepath.Join(dir, blob.Desc.Digest.Encoded())
+		if err := os.WriteFile(path, blob.Data, 0o644); err != nil {
+			b.Fatal(err)
+		}
+		args = append(args, path)
+	}
+	cmd := exec.Command(bin, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	b.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	conn := dial(b, args[0])
+	is := imagesapi.NewImagesClient(conn)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		_, err := is.List(nsCtx("default"), &imagesapi.ListImagesRequest{})
+		if err == nil {
+			break
+		}
+		select {
+		case <-done:
+			b.Fatalf("grpcfloor exited: %s", stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("grpcfloor not serving after 10s: %v", err)
+		}
+	}
+	return args[0], cmd.Process.Pid
 }
 
 // fill writes img's blobs and creates n images named example.test/img/N:latest
