@@ -125,8 +125,8 @@ func nsCtx(ns string) context.Context {
 }
 
 // writeBlob ingests data in one COMMIT message of the Write stream, with its
-// size and digest expected, and labels on the committed blob.
-func writeBlob(ctx context.Context, cs contentapi.ContentClient, ref string, data []byte, dgst digest.Digest, labels ...map[string]string) error {
+// size and digest expected, and labels (nil for none) on the committed blob.
+func writeBlob(ctx context.Context, cs contentapi.ContentClient, ref string, data []byte, dgst digest.Digest, labels map[string]string) error {
 	w, err := cs.Write(ctx)
 	if err != nil {
 		return err
@@ -139,26 +139,13 @@ func writeBlob(ctx context.Context, cs contentapi.ContentClient, ref string, dat
 	if err != nil {
 		return fmt.Errorf("stat %s: %w", ref, err)
 	}
-	if err := w.Send(&contentapi.WriteContentRequest{Action: contentapi.WriteAction_COMMIT, Ref: ref, Offset: st.Offset, Data: data[st.Offset:], Total: int64(len(data)), Expected: dgst.String(), Labels: merged(labels)}); err != nil {
+	if err := w.Send(&contentapi.WriteContentRequest{Action: contentapi.WriteAction_COMMIT, Ref: ref, Offset: st.Offset, Data: data[st.Offset:], Total: int64(len(data)), Expected: dgst.String(), Labels: labels}); err != nil {
 		return err
 	}
 	if _, err := w.Recv(); err != nil {
 		return fmt.Errorf("commit %s: %w", ref, err)
 	}
 	return nil
-}
-
-func merged(labels []map[string]string) map[string]string {
-	var out map[string]string
-	for _, l := range labels {
-		for k, v := range l {
-			if out == nil {
-				out = map[string]string{}
-			}
-			out[k] = v
-		}
-	}
-	return out
 }
 
 // ingestFile streams the file at path through the Write stream the way

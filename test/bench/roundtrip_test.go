@@ -23,7 +23,7 @@ func BenchmarkContentRoundTrip(b *testing.B) {
 	var results []time.Duration
 	for _, addr := range []string{hull.Address, ctrd.Address} {
 		cs := contentapi.NewContentClient(dial(b, addr))
-		if err := writeBlob(ctx, cs, "rt", data, dgst); err != nil {
+		if err := writeBlob(ctx, cs, "rt", data, dgst, nil); err != nil {
 			b.Fatal(err)
 		}
 		// Labelled as a root so neither daemon's gc takes it mid-run.

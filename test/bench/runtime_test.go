@@ -239,12 +239,12 @@ func BenchmarkRun50(b *testing.B) {
 	type burst struct {
 		wall, daemonCPU, busy, idle time.Duration
 	}
-	measure := func(d interface{ PID() int }, cli string, argsOf func(id string) []string) burst {
-		cpu0, _ := cpuTime(d.PID())
+	measure := func(pid int, cli string, argsOf func(id string) []string) burst {
+		cpu0, _ := cpuTime(pid)
 		busy0, idle0 := systemCPU(b)
 		wall := start50(cli, argsOf)
 		busy1, idle1 := systemCPU(b)
-		cpu1, _ := cpuTime(d.PID())
+		cpu1, _ := cpuTime(pid)
 		return burst{wall, cpu1 - cpu0, busy1 - busy0, idle1 - idle0}
 	}
 	ids := func(round int) []string {
@@ -254,58 +254,55 @@ func BenchmarkRun50(b *testing.B) {
 		}
 		return out
 	}
-	// clear removes a burst's containers through the CLI, as a user would.
-	clear := func(cli string, prefix []string, round int) {
-		if _, err := run(cli, append(append(prefix, "tasks", "rm", "-f"), ids(round)...)...); err != nil {
+	// side is one daemon with its CLI, and what its bursts measured.
+	type side struct {
+		pid    int
+		addr   string
+		cli    string
+		prefix []string // the CLI's address and namespace flags
+		runOf  func(args ...string) []string
+		bursts []burst
+		shim   float64 // mean shim RSS after the first burst, KiB
+		shims  int
+		rss    int64 // daemon RSS after the first burst, KiB
+	}
+	hullSide := &side{pid: r.hull.PID(), addr: r.hull.Address, cli: r.hullctl,
+		prefix: []string{"--address", r.hull.Address, "--namespace", "bench"}, runOf: r.hullRun}
+	ctrdSide := &side{pid: r.ctrd.PID(), addr: r.ctrd.Address, cli: "ctr",
+		prefix: []string{"--address", r.ctrd.Address, "-n", "bench"}, runOf: r.ctrRun}
+	// burstOn starts round's 50 containers on s, measures memory after its
+	// first round, and removes them again through the CLI, as a user would.
+	burstOn := func(s *side, round int) {
+		s.bursts = append(s.bursts, measure(s.pid, s.cli, func(id string) []string {
+			return s.runOf("-d", r.ref, fmt.Sprintf("r%d%s", round, id), "sleep", "600")
+		}))
+		if round == 0 {
+			time.Sleep(2 * time.Second) // let it settle after the burst
+			s.shim, s.shims = meanShim(s.addr)
+			var err error
+			if s.rss, _, err = rssKiB(s.pid); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if _, err := run(s.cli, append(append(s.prefix, "tasks", "rm", "-f"), ids(round)...)...); err != nil {
 			b.Fatal(err)
 		}
-		if _, err := run(cli, append(append(prefix, "containers", "rm"), ids(round)...)...); err != nil {
+		if _, err := run(s.cli, append(append(s.prefix, "containers", "rm"), ids(round)...)...); err != nil {
 			b.Fatal(err)
 		}
 	}
-	hullPrefix := []string{"--address", r.hull.Address, "--namespace", "bench"}
-	ctrdPrefix := []string{"--address", r.ctrd.Address, "-n", "bench"}
-	var hullBursts, ctrdBursts []burst
-	var hShim, cShim float64
-	var hN, cN int
-	var hRSS, cRSS int64
 	for round := 0; round < rounds; round++ {
-		hull := func() {
-			hullBursts = append(hullBursts, measure(r.hull, r.hullctl, func(id string) []string {
-				return r.hullRun("-d", r.ref, fmt.Sprintf("r%d%s", round, id), "sleep", "600")
-			}))
-			if round == 0 {
-				time.Sleep(2 * time.Second) // let it settle after the burst
-				hShim, hN = meanShim(r.hull.Address)
-				var err error
-				if hRSS, _, err = rssKiB(r.hull.PID()); err != nil {
-					b.Fatal(err)
-				}
-			}
-			clear(r.hullctl, hullPrefix, round)
-		}
-		ctrd := func() {
-			ctrdBursts = append(ctrdBursts, measure(r.ctrd, "ctr", func(id string) []string {
-				return r.ctrRun("-d", r.ref, fmt.Sprintf("r%d%s", round, id), "sleep", "600")
-			}))
-			if round == 0 {
-				time.Sleep(2 * time.Second)
-				cShim, cN = meanShim(r.ctrd.Address)
-				var err error
-				if cRSS, _, err = rssKiB(r.ctrd.PID()); err != nil {
-					b.Fatal(err)
-				}
-			}
-			clear("ctr", ctrdPrefix, round)
-		}
 		if round%2 == 0 {
-			hull()
-			ctrd()
+			burstOn(hullSide, round)
+			burstOn(ctrdSide, round)
 		} else {
-			ctrd()
-			hull()
+			burstOn(ctrdSide, round)
+			burstOn(hullSide, round)
 		}
 	}
+	hullBursts, ctrdBursts := hullSide.bursts, ctrdSide.bursts
+	hShim, hN, hRSS := hullSide.shim, hullSide.shims, hullSide.rss
+	cShim, cN, cRSS := ctrdSide.shim, ctrdSide.shims, ctrdSide.rss
 	pick := func(bs []burst, f func(burst) time.Duration) []time.Duration {
 		var out []time.Duration
 		for _, x := range bs {
