@@ -57,10 +57,7 @@ func (g *procGovernor) start() {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.active == 0 && !g.lowered {
-		g.set(g.light)
-		g.lowered = true
-	}
+	g.lowerLocked()
 }
 
 // enter marks a heavy call in flight; the returned func ends it.
@@ -101,11 +98,17 @@ func (g *procGovernor) exit() {
 func (g *procGovernor) lower() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.lowerLocked()
+	g.timer = nil
+}
+
+// lowerLocked sets the light count unless a heavy call is in flight or it
+// is set already.
+func (g *procGovernor) lowerLocked() {
 	if g.active == 0 && !g.lowered {
 		g.set(g.light)
 		g.lowered = true
 	}
-	g.timer = nil
 }
 
 // stop restores the full count, for a daemon that is shutting down (its
