@@ -240,9 +240,8 @@ func RequireTools(t testing.TB, names ...string) {
 // RequireCtr fails when Debian's ctr is missing: it is installed by the
 // Makefile, and a missing yardstick must not pass silently.
 func RequireCtr(t testing.TB) {
-	if _, err := exec.LookPath("ctr"); err != nil {
-		t.Fatalf("ctr not found (make test installs Debian's containerd package for it): %v", err)
-	}
+	t.Helper()
+	RequireTools(t, "ctr")
 }
 
 // ShimPIDs lists the shim processes serving the daemon at address (hulld
