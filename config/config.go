@@ -28,10 +28,8 @@ const (
 	DefaultState          = "/run/hull"
 	DefaultAddress        = "/run/hull/hull.sock"
 	DefaultMaxMessageSize = 16 << 20
-	// DefaultLightProcs is light_procs when the file does not set it.
-	DefaultLightProcs  = 1
-	DefaultDebugLevel  = "info"
-	DefaultDebugFormat = "text"
+	DefaultDebugLevel     = "info"
+	DefaultDebugFormat    = "text"
 )
 
 // CurrentVersion is the config format version hull reads natively.
@@ -47,7 +45,6 @@ type Config struct {
 	DisabledPlugins []string `toml:"disabled_plugins" doc:"Plugins not to start, as URIs \"<type>.<id>\" (e.g. \"io.containerd.grpc.v1.cri\"). Default: none."`
 	RequiredPlugins []string `toml:"required_plugins" doc:"Plugins, as URIs \"<type>.<id>\", that must start: hulld exits if one of them fails or is missing. Default: none."`
 	OOMScore        int      `toml:"oom_score" doc:"OOM score adjustment for the hulld process (-1000 to 1000); 0 leaves it as inherited. Default: 0."`
-	LightProcs      int      `toml:"light_procs" doc:"Go processors (GOMAXPROCS) hulld runs on while it serves only small calls; content writes and diff Apply/Diff calls raise it to every CPU while they run. One processor serves streams of small calls with less CPU, because hand-offs between goroutines stay on one thread instead of waking others. A value at or above the number of CPUs keeps every CPU in use all the time. Default: 1."`
 	Imports         []string `toml:"imports" doc:"Further config files to merge in, after this one, so that they override it. Relative paths are relative to the importing file's directory; glob patterns are allowed; every file is read once and cycles are an error. After loading, the list holds every imported file's path in load order. Default: none."`
 
 	GRPC             GRPCConfig                 `toml:"grpc" doc:"The gRPC API socket, which clients such as ctr, nerdctl and the kubelet's CRI connect to."`
@@ -147,9 +144,6 @@ func (c *Config) applyDefaults() {
 	}
 	if c.GRPC.Address == "" {
 		c.GRPC.Address = DefaultAddress
-	}
-	if c.LightProcs == 0 {
-		c.LightProcs = DefaultLightProcs
 	}
 	if c.GRPC.MaxRecvMsgSize == 0 {
 		c.GRPC.MaxRecvMsgSize = DefaultMaxMessageSize

@@ -314,7 +314,6 @@ func TestTypeErrors(t *testing.T) {
 		"version = 3\nplugins = 1\n":               `/etc/hull/config.toml:2:11: invalid value for "plugins"`,
 		"version = 3\n[debug]\nlevel = \"loud\"\n": `/etc/hull/config.toml:3:1: invalid debug.level "loud"`,
 		"version = 3\n[debug]\nformat = \"xml\"\n": `/etc/hull/config.toml:3:1: invalid debug.format "xml"`,
-		"version = 3\nlight_procs = -2\n":          `/etc/hull/config.toml:2:1: invalid light_procs -2`,
 		"version = 3\n[timeouts]\n\"a\" = 5\n":     `/etc/hull/config.toml:3:7: invalid value for "timeouts.a"`,
 	} {
 		_, _, err := Parse([]byte(data), cfgPath)

@@ -483,9 +483,5 @@ func (l *loader) build() (*Config, error) {
 		p := c.src.lookup([]string{"debug", "format"})
 		return nil, errAt(p, "debug.format", fmt.Sprintf("invalid debug.format %q: use text or json", c.Debug.Format))
 	}
-	if c.LightProcs < 0 {
-		p := c.src.lookup([]string{"light_procs"})
-		return nil, errAt(p, "light_procs", fmt.Sprintf("invalid light_procs %d: use 1 or more (0 means the default, 1)", c.LightProcs))
-	}
 	return c, nil
 }

@@ -72,14 +72,12 @@ type Daemon struct {
 	stopDump    func()
 	lock        *os.File
 	closers     []io.Closer
-	// procs lowers GOMAXPROCS between heavy calls (config light_procs).
-	procs *procGovernor
 }
 
 // New prepares the directories, takes the root lock, initialises the plugins
 // and opens the socket. Serve then serves it.
 func New(ctx context.Context, cfg *config.Config, reg *plugin.Registry, log *slog.Logger) (_ *Daemon, retErr error) {
-	d := &Daemon{cfg: cfg, log: log, plugins: &plugin.Set{}, procs: newProcGovernor(cfg.LightProcs, time.Second)}
+	d := &Daemon{cfg: cfg, log: log, plugins: &plugin.Set{}}
 	defer func() {
 		if retErr != nil {
 			d.close()
@@ -117,11 +115,6 @@ func New(ctx context.Context, cfg *config.Config, reg *plugin.Registry, log *slo
 		log.Warn("write effective config for debug dumps", "error", err)
 	}
 	d.dumpOnSignal()
-	// Plugins and gRPC sized their pools from the full count: lower it now.
-	d.procs.start()
-	if d.procs != nil {
-		log.Debug("serving small calls on fewer Go processors", "light_procs", d.procs.light, "heavy_procs", d.procs.heavy)
-	}
 	return d, nil
 }
 
@@ -308,7 +301,7 @@ func (d *Daemon) listen() error {
 		return err
 	}
 	d.stopMetrics = stopMetrics
-	calls := newCalls(d.log, metrics, d.procs)
+	calls := newCalls(d.log, metrics)
 	serverOpts := []grpc.ServerOption{
 		// Calls run on a pool of goroutines instead of a new one each,
 		// which saves the stack growth every small call paid for.
@@ -460,7 +453,6 @@ func (d *Daemon) Serve(ctx context.Context, grace time.Duration) error {
 }
 
 func (d *Daemon) close() {
-	d.procs.stop()
 	for _, stop := range []*func(){&d.stopDebug, &d.stopMetrics, &d.stopDump} {
 		if *stop != nil {
 			(*stop)()

@@ -30,38 +30,27 @@ func withRequestHeaders(ctx context.Context) (context.Context, string) {
 }
 
 // calls is what hulld does around every API call: it moves the request
-// headers into the context, raises GOMAXPROCS for heavy calls, and counts
-// and logs the call. One interceptor rather than a chain of three, and the
+// headers into the context, and counts and logs the call. One interceptor
+// rather than a chain, and the
 // clock is read only when something records the time: the daemon's own
 // per-call work is what `ctr images ls` over many images waits for.
 type calls struct {
 	log     *slog.Logger
 	debug   bool // log every call (the level is fixed at start)
 	metrics *apiMetrics
-	procs   *procGovernor
 }
 
-func newCalls(log *slog.Logger, metrics *apiMetrics, procs *procGovernor) *calls {
-	return &calls{log: log, debug: log.Enabled(context.Background(), slog.LevelDebug), metrics: metrics, procs: procs}
+func newCalls(log *slog.Logger, metrics *apiMetrics) *calls {
+	return &calls{log: log, debug: log.Enabled(context.Background(), slog.LevelDebug), metrics: metrics}
 }
 
 // begin starts a call of method and returns the func that ends it.
 func (c *calls) begin(method string) func(ns string, err error) {
-	var leave func()
-	if c.procs != nil && heavyMethods[method] {
-		leave = c.procs.enter()
-	}
 	if !c.debug && c.metrics == nil {
-		if leave == nil {
-			return func(string, error) {}
-		}
-		return func(string, error) { leave() }
+		return func(string, error) {}
 	}
 	start := time.Now()
 	return func(ns string, err error) {
-		if leave != nil {
-			leave()
-		}
 		c.metrics.observe(method, start, err)
 		if c.debug {
 			c.logCall(method, ns, start, err)
