@@ -1,8 +1,8 @@
 // Command grpcfloor is a measuring stick for the images-ls benchmark, not a
 // part of hull: a gRPC server on the same grpc-go transport and settings as
-// hulld (one Go processor for small calls, stream workers, fixed flow-control
-// windows) that answers `ctr images ls` from memory with canned replies: no
-// namespaces, no database, no content store. The time ctr takes against it is
+// hulld (Go's default GOMAXPROCS, a stream worker per processor, fixed
+// flow-control windows) that answers `ctr images ls` from memory with canned
+// replies: no namespaces, no database, no content store. The time ctr takes against it is
 // the floor that any grpc-go daemon pays on this machine for the same calls,
 // so the benchmark can tell how much of hull's time is hull's own.
 //
@@ -86,7 +86,6 @@ func run(args []string) error {
 	if err != nil || n < 0 {
 		return fmt.Errorf("image count %q: not a number of images", args[1])
 	}
-	runtime.GOMAXPROCS(1) // as hulld serves small calls
 	created := timestamppb.New(time.Now())
 	cs := &contentServer{blobs: map[string][]byte{}, created: created}
 	var target *types.Descriptor
@@ -109,7 +108,7 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	srv := grpc.NewServer(grpc.NumStreamWorkers(1), grpc.InitialWindowSize(1<<20), grpc.InitialConnWindowSize(4<<20))
+	srv := grpc.NewServer(grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))), grpc.InitialWindowSize(1<<20), grpc.InitialConnWindowSize(4<<20))
 	contentapi.RegisterContentServer(srv, cs)
 	imagesapi.RegisterImagesServer(srv, is)
 	sigs := make(chan os.Signal, 1)
