@@ -265,11 +265,7 @@ func ms(d time.Duration) string {
 func report(b *testing.B, name, baseName string, hull, base time.Duration, target float64, extra string) {
 	b.Helper()
 	ratio := float64(hull) / float64(base)
-	verdict := "met"
-	if ratio > target {
-		verdict = "MISSED"
-	}
-	line := fmt.Sprintf("%s: hull %s %s %s ratio %.2f (target <= %.2f, %s)", name, ms(hull), baseName, ms(base), ratio, target, verdict)
+	line := fmt.Sprintf("%s: hull %s %s %s ratio %.2f (target <= %.2f, %s)", name, ms(hull), baseName, ms(base), ratio, target, verdict(ratio, target))
 	if extra != "" {
 		line += "; " + extra
 	}
@@ -277,6 +273,15 @@ func report(b *testing.B, name, baseName string, hull, base time.Duration, targe
 	b.ReportMetric(float64(hull)/float64(time.Millisecond), "hull-ms")
 	b.ReportMetric(float64(base)/float64(time.Millisecond), baseName+"-ms")
 	b.ReportMetric(ratio, "hull/"+baseName)
+}
+
+// verdict says whether ratio meets target ("met") or not ("MISSED"), in
+// the words every benchmark's line uses.
+func verdict(ratio, target float64) string {
+	if ratio > target {
+		return "MISSED"
+	}
+	return "met"
 }
 
 // rssKiB reads VmRSS (and RssAnon) of pid from /proc, in KiB.

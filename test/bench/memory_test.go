@@ -31,12 +31,8 @@ func BenchmarkIdleMemory(b *testing.B) {
 	}
 	mib := func(kib int64) float64 { return float64(kib) / 1024 }
 	ratio := float64(hRSS) / float64(cRSS)
-	verdict := "met"
-	if ratio > target {
-		verdict = "MISSED"
-	}
 	fmt.Printf("idle-memory: hull %.1fMiB containerd %.1fMiB ratio %.2f (target <= %.2f, %s); anonymous: hull %.1fMiB containerd %.1fMiB\n",
-		mib(hRSS), mib(cRSS), ratio, target, verdict, mib(hAnon), mib(cAnon))
+		mib(hRSS), mib(cRSS), ratio, target, verdict(ratio, target), mib(hAnon), mib(cAnon))
 	b.ReportMetric(mib(hRSS), "hull-MiB")
 	b.ReportMetric(mib(cRSS), "containerd-MiB")
 	b.ReportMetric(ratio, "hull/containerd")

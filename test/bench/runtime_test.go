@@ -320,12 +320,6 @@ func BenchmarkRun50(b *testing.B) {
 		fmt.Sprintf("median of %d rounds; hull runs %v, containerd runs %v; daemon CPU per burst: hull %v containerd %v",
 			rounds, pick(hullBursts, wall), pick(ctrdBursts, wall),
 			pick(hullBursts, func(x burst) time.Duration { return x.daemonCPU }), pick(ctrdBursts, func(x burst) time.Duration { return x.daemonCPU })))
-	verdict := func(ratio, target float64) string {
-		if ratio <= target {
-			return "met"
-		}
-		return "MISSED"
-	}
 	shimRatio, dRatio := hShim/cShim, float64(hRSS)/float64(cRSS)
 	fmt.Printf("shim-rss: hull %.1fMiB (%d shims) containerd-shim-runc-v2 %.1fMiB (%d shims) ratio %.2f (target <= 0.60, %s)\n",
 		hShim/1024, hN, cShim/1024, cN, shimRatio, verdict(shimRatio, 0.6))
