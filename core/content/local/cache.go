@@ -12,6 +12,14 @@ import (
 // config once. Keeping them in memory saves the open, stat, read and close of
 // each read. Blobs never change once committed, so the only invalidation is
 // Delete.
+//
+// A read fills the cache after it read the file, so a Delete can fall
+// between the two: the reader opened the blob before the unlink and puts
+// its bytes back after the Delete dropped them. Each fill therefore
+// carries the cache's removal count from before its open (ticket) and is
+// refused if any removal happened since; Delete unlinks the file before it
+// counts its removal, so a reader that took its ticket later can no longer
+// open the file.
 const (
 	// smallBlobMax is the largest blob kept; manifests and configs are a
 	// few kilobytes, layers are not cached.
@@ -28,6 +36,16 @@ type blobCache struct {
 	used  int
 	m     map[digest.Digest][]byte
 	order []digest.Digest // insertion order; may name entries since deleted
+	// removals counts remove calls; see ticket.
+	removals uint64
+}
+
+// ticket returns what a reader passes to put: the removal count before it
+// opens the file.
+func (c *blobCache) ticket() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.removals
 }
 
 func (c *blobCache) get(d digest.Digest) ([]byte, bool) {
@@ -37,12 +55,19 @@ func (c *blobCache) get(d digest.Digest) ([]byte, bool) {
 	return b, ok
 }
 
-func (c *blobCache) put(d digest.Digest, b []byte) {
+// put keeps b as the bytes of d, unless a removal happened since ticket
+// was taken: that removal may have been of d, which must not come back.
+// Any removal refuses the fill (one count, not one per digest, so the
+// bookkeeping stays constant in size); the next read fills it then.
+func (c *blobCache) put(d digest.Digest, b []byte, ticket uint64) {
 	if len(b) > smallBlobMax {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.removals != ticket {
+		return
+	}
 	if c.m == nil {
 		c.m = make(map[digest.Digest][]byte)
 	}
@@ -73,9 +98,11 @@ func (c *blobCache) put(d digest.Digest, b []byte) {
 	}
 }
 
+// remove drops d, and refuses the fills of reads that began before.
 func (c *blobCache) remove(d digest.Digest) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.removals++
 	if b, ok := c.m[d]; ok {
 		c.used -= len(b)
 		delete(c.m, d)

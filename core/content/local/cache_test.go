@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
+	"sync"
 	"testing"
 
 	"github.com/containerd/errdefs"
@@ -53,7 +55,7 @@ func TestBlobCacheStaysWithinBudget(t *testing.T) {
 			first = d
 		}
 		last = d
-		c.put(d, blob)
+		c.put(d, blob, c.ticket())
 		if i%7 == 0 {
 			c.remove(d)
 		}
@@ -72,5 +74,88 @@ func TestBlobCacheStaysWithinBudget(t *testing.T) {
 	}
 	if _, err := newMemReaderAt(nil).ReadAt(make([]byte, 1), 0); !errors.Is(err, io.EOF) {
 		t.Fatalf("read past the end of a cached blob: %v", err)
+	}
+}
+
+// A Delete that falls between a read's open of a small blob and its cache
+// fill must not leave the bytes cached: later reads must say NotFound.
+func TestDeleteDuringReadDoesNotResurrectTheBlob(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	blob := []byte(`{"config":{}}`)
+	d := commit(t, s, "small", blob)
+	deleted := false
+	s.beforeFill = func(got digest.Digest) {
+		if got == d && !deleted {
+			deleted = true
+			if err := s.Delete(ctx, d); err != nil {
+				t.Errorf("Delete inside the read: %v", err)
+			}
+		}
+	}
+	// The read itself opened the file before the Delete: it may return
+	// the bytes, as a read that completed first would.
+	if got := readAll(t, s, d); !bytes.Equal(got, blob) {
+		t.Fatalf("read that raced the delete: %q", got)
+	}
+	if !deleted {
+		t.Fatal("the hook never ran: the read did not take the fill path")
+	}
+	if ra, err := s.ReaderAt(ctx, ocispec.Descriptor{Digest: d}); !errdefs.IsNotFound(err) {
+		if ra != nil {
+			ra.Close()
+		}
+		t.Fatalf("read after the delete: %v, want not found", err)
+	}
+}
+
+// Readers hammering a blob while it is deleted: once Delete has returned
+// and the readers have stopped, the blob is gone for every later read.
+// Run with -race too: the cache and the store are shared by all of them.
+func TestDeleteRacingReadersStress(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	rounds := 200
+	if testing.Short() {
+		rounds = 20
+	}
+	for i := 0; i < rounds; i++ {
+		blob := []byte(fmt.Sprintf(`{"round":%d}`, i))
+		d := commit(t, s, fmt.Sprintf("r%d", i), blob)
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for r := 0; r < 4; r++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					ra, err := s.ReaderAt(ctx, ocispec.Descriptor{Digest: d})
+					if err != nil {
+						if !errdefs.IsNotFound(err) {
+							t.Errorf("round %d: read: %v", i, err)
+						}
+						continue
+					}
+					ra.Close()
+				}
+			}()
+		}
+		runtime.Gosched()
+		if err := s.Delete(ctx, d); err != nil {
+			t.Fatalf("round %d: delete: %v", i, err)
+		}
+		close(stop)
+		wg.Wait()
+		if ra, err := s.ReaderAt(ctx, ocispec.Descriptor{Digest: d}); !errdefs.IsNotFound(err) {
+			if ra != nil {
+				ra.Close()
+			}
+			t.Fatalf("round %d: read after delete: %v, want not found", i, err)
+		}
 	}
 }

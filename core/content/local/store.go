@@ -65,6 +65,9 @@ type Store struct {
 	bufs sync.Pool // *[]byte of bufSize, shared by copies and re-hashes
 
 	small blobCache
+	// beforeFill, when set (by tests only), runs between a small blob's
+	// read from disk and its cache fill: the window a Delete can fall in.
+	beforeFill func(digest.Digest)
 }
 
 // NewStore opens the store at root, creating its directories if needed.
@@ -164,8 +167,12 @@ func (s *Store) Delete(ctx context.Context, dgst digest.Digest) error {
 	if err != nil {
 		return err
 	}
+	// Unlink first, then drop the cached bytes: a read that begins after
+	// the drop can no longer open the file, and one that opened it before
+	// has a ticket the drop invalidates (see blobCache).
+	err = os.Remove(p)
 	s.small.remove(dgst)
-	if err := os.Remove(p); err != nil {
+	if err != nil {
 		return blobErr(dgst, err)
 	}
 	return nil
@@ -181,6 +188,7 @@ func (s *Store) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (content.
 	if b, ok := s.small.get(desc.Digest); ok {
 		return newMemReaderAt(b), nil
 	}
+	ticket := s.small.ticket()
 	// Opened with open(2) directly: os.Open would also try to register the
 	// regular file with the poller, a wasted system call on every read.
 	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
@@ -201,7 +209,10 @@ func (s *Store) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (content.
 		if err != nil && !(errors.Is(err, io.EOF) && int64(n) == size) {
 			return nil, blobErr(desc.Digest, err)
 		}
-		s.small.put(desc.Digest, b)
+		if s.beforeFill != nil {
+			s.beforeFill(desc.Digest)
+		}
+		s.small.put(desc.Digest, b, ticket)
 		return newMemReaderAt(b), nil
 	}
 	return &readerAt{f: f, size: fi.Size()}, nil
