@@ -53,6 +53,8 @@ type Params struct {
 // returns that socket's address, writing the bundle's address file (and
 // shim.pid when it starts one). proc is the serving process it started, for
 // the caller to reap or release, or nil when the group's shim runs already.
+// On error proc is nil: a process started before the failure is killed and
+// reaped here, so callers have nothing to clean up.
 func Launch(p Params) (addr string, proc *os.Process, err error) {
 	spec, err := os.ReadFile(filepath.Join(p.Bundle, "config.json"))
 	if err != nil {
@@ -97,12 +99,24 @@ func Launch(p Params) (addr string, proc *os.Process, err error) {
 		return "", nil, fmt.Errorf("start shim: %w", err)
 	}
 	if err := WriteBundleFile(p.Bundle, "shim.pid", strconv.Itoa(cmd.Process.Pid)); err != nil {
-		return "", cmd.Process, err
+		abandon(cmd, path)
+		return "", nil, fmt.Errorf("record shim pid %d in bundle %s: %w: %w", cmd.Process.Pid, p.Bundle, err, errdefs.ErrUnavailable)
 	}
 	if err := WriteBundleFile(p.Bundle, "address", addr); err != nil {
-		return "", cmd.Process, err
+		abandon(cmd, path)
+		return "", nil, fmt.Errorf("record shim address %s in bundle %s: %w: %w", addr, p.Bundle, err, errdefs.ErrUnavailable)
 	}
 	return addr, cmd.Process, nil
+}
+
+// abandon kills and reaps a serving process whose bundle could not record
+// it, and removes its socket. Nobody could find it again (no shim.pid for
+// delete, no address to connect to), so left alive it would serve nothing
+// and never exit; the caller only sees the error.
+func abandon(cmd *exec.Cmd, socket string) {
+	cmd.Process.Kill()
+	cmd.Wait()
+	os.Remove(socket)
 }
 
 // ChildEnv is the serving process's environment: environ, the listener fd,

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -154,4 +155,83 @@ func TestLaunchStartsOneServerPerGroup(t *testing.T) {
 	if _, p, err := Launch(params("c3", empty)); err == nil || p != nil {
 		t.Fatalf("launch without config.json: %v %v", p, err)
 	}
+}
+
+// When the bundle cannot record the started serving process (shim.pid or
+// address), Launch kills and reaps it and removes its socket: nobody could
+// find that process again to stop it.
+func TestLaunchKillsTheServerWhenTheBundleCannotRecordIt(t *testing.T) {
+	for _, file := range []string{"shim.pid", "address"} {
+		t.Run(file, func(t *testing.T) {
+			dir := t.TempDir()
+			// Not exec'd, so its command line (with the bundle's id) stays
+			// findable in /proc while it lives.
+			fake := filepath.Join(dir, "fake-shim")
+			if err := os.WriteFile(fake, []byte("#!/bin/sh\nsleep 30\n"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			sockDir := filepath.Join(dir, "run")
+			if err := os.Mkdir(sockDir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			b := filepath.Join(dir, "bundle")
+			os.Mkdir(b, 0o700)
+			if err := os.WriteFile(filepath.Join(b, "config.json"), []byte(`{}`), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			// A non-empty directory where the file goes: the rename that
+			// writes it fails.
+			if err := os.MkdirAll(filepath.Join(b, file, "x"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			id := "c-" + strconv.Itoa(os.Getpid()) + "-" + file
+			addr := filepath.Join(sockDir, "hull.sock")
+			_, proc, err := Launch(Params{Namespace: "ns", Address: addr, ID: id, Bundle: b, Binary: fake,
+				Env: []string{"PATH=" + os.Getenv("PATH")}})
+			if proc != nil {
+				t.Cleanup(func() { proc.Kill(); proc.Wait() })
+			}
+			if err == nil {
+				t.Fatalf("launch with an unwritable %s succeeded", file)
+			}
+			if proc != nil {
+				t.Errorf("launch failed (%v) but handed back the process %d", err, proc.Pid)
+			}
+			if pids := processesWithArg(t, id); len(pids) > 0 {
+				for _, pid := range pids {
+					syscall.Kill(pid, syscall.SIGKILL)
+				}
+				t.Fatalf("the serving process %v outlived the failed launch", pids)
+			}
+			if _, err := os.Stat(SocketPath(addr, "ns", id)); !os.IsNotExist(err) {
+				t.Errorf("the failed launch left its socket: %v", err)
+			}
+		})
+	}
+}
+
+// processesWithArg lists live processes with arg in their command line.
+// A zombie's command line reads empty, so only unreaped-and-running ones
+// count, which is what a leak is.
+func processesWithArg(t *testing.T, arg string) []int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		for _, a := range strings.Split(string(cmdline), "\x00") {
+			if a == arg {
+				pids = append(pids, pid)
+				break
+			}
+		}
+	}
+	return pids
 }
