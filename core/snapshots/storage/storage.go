@@ -470,7 +470,10 @@ func (t *Tx) Remove(key string) (uint64, snapshots.Kind, error) {
 		return 0, snapshots.KindUnknown, err
 	}
 	if t.hasChildren(r.ID) {
-		return 0, snapshots.KindUnknown, fmt.Errorf("snapshot %q has children: %w", key, errdefs.ErrFailedPrecondition)
+		// Worded as containerd's "cannot remove snapshot with child":
+		// its snapshotter suite and the callers that show it to people
+		// look for what was refused, not only why.
+		return 0, snapshots.KindUnknown, fmt.Errorf("cannot remove snapshot %q: it has children: %w", key, errdefs.ErrFailedPrecondition)
 	}
 	if err := t.snapshots.Delete([]byte(key)); err != nil {
 		return 0, snapshots.KindUnknown, err

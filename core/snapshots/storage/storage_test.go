@@ -151,7 +151,7 @@ func TestErrors(t *testing.T) {
 		{"commit to existing", func(tx *Tx) error { _, err := tx.CommitActive("a", "c0", snapshots.Usage{}); return err }, errdefs.IsAlreadyExists, `"c0"`},
 		{"commit empty name", func(tx *Tx) error { _, err := tx.CommitActive("a", "", snapshots.Usage{}); return err }, errdefs.IsInvalidArgument, "empty"},
 		{"remove missing", func(tx *Tx) error { _, _, err := tx.Remove("nope"); return err }, errdefs.IsNotFound, `"nope"`},
-		{"remove parent", func(tx *Tx) error { _, _, err := tx.Remove("c0"); return err }, errdefs.IsFailedPrecondition, `snapshot "c0" has children`},
+		{"remove parent", func(tx *Tx) error { _, _, err := tx.Remove("c0"); return err }, errdefs.IsFailedPrecondition, `cannot remove snapshot "c0": it has children`},
 		{"update missing", func(tx *Tx) error { _, err := tx.UpdateInfo(snapshots.Info{Name: "nope"}); return err }, errdefs.IsNotFound, `"nope"`},
 		{"update bad field", func(tx *Tx) error { _, err := tx.UpdateInfo(snapshots.Info{Name: "a"}, "parent"); return err }, errdefs.IsInvalidArgument, `"parent"`},
 		{"get empty", func(tx *Tx) error { _, _, _, err := tx.GetInfo(""); return err }, errdefs.IsInvalidArgument, "empty"},
