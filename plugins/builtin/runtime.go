@@ -7,16 +7,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/containerd/errdefs"
 
-	"github.com/hullrt/hull/core/events/exchange"
-	"github.com/hullrt/hull/core/metadata"
+	"github.com/hullrt/hull/core/containers"
+	"github.com/hullrt/hull/core/events"
+	"github.com/hullrt/hull/core/runtime/shims"
 	"github.com/hullrt/hull/plugin"
-	"github.com/hullrt/hull/runtime"
+	"github.com/hullrt/hull/shim/runc"
 )
 
 // RuntimeConfig is the configuration of the runtime manager
@@ -44,21 +43,21 @@ func registerRuntime(r *plugin.Registry) {
 			if err != nil {
 				return nil, fmt.Errorf("reconcile_interval %q: %v: %w", cfg.ReconcileInterval, err, errdefs.ErrInvalidArgument)
 			}
-			ev, err := ic.GetSingle(plugin.EventPlugin)
+			ev, err := plugin.Single[events.Publisher](ic, plugin.EventPlugin)
 			if err != nil {
 				return nil, err
 			}
-			m, err := ic.GetSingle(plugin.MetadataPlugin)
+			db, err := plugin.Single[interface{ Containers() containers.Store }](ic, plugin.MetadataPlugin)
 			if err != nil {
 				return nil, err
 			}
-			store := m.(*metadata.DB).Containers()
-			runtimes := map[string]runtime.RuntimeConfig{}
+			store := db.Containers()
+			runtimes := map[string]shims.RuntimeConfig{}
 			for name, rc := range cfg.Runtimes {
 				if rc.Binary != "" && !filepath.IsAbs(rc.Binary) {
 					return nil, fmt.Errorf("runtimes.%q.binary %q must be an absolute path: %w", name, rc.Binary, errdefs.ErrInvalidArgument)
 				}
-				runtimes[name] = runtime.RuntimeConfig{Binary: rc.Binary}
+				runtimes[name] = shims.RuntimeConfig{Binary: rc.Binary}
 			}
 			self, err := os.Executable()
 			if err != nil {
@@ -71,7 +70,7 @@ func registerRuntime(r *plugin.Registry) {
 				log = slog.Default()
 			}
 			warnOldRunc(log)
-			return runtime.New(ic.Context, runtime.Config{
+			return shims.New(ic.Context, shims.Config{
 				Root: ic.Root, State: ic.State,
 				Address: address, TTRPCAddress: ic.Properties["ttrpc.address"],
 				PublishBinary:  self,
@@ -79,7 +78,7 @@ func registerRuntime(r *plugin.Registry) {
 				DefaultRuntime: cfg.DefaultRuntime, Runtimes: runtimes,
 				RuncRoot:          filepath.Join(filepath.Dir(ic.State), "runc"),
 				ReconcileInterval: interval,
-				Publisher:         ev.(*exchange.Exchange),
+				Publisher:         ev,
 				Log:               log,
 				ContainerExists: func(ctx context.Context, id string) (bool, error) {
 					_, err := store.Get(ctx, id)
@@ -102,64 +101,28 @@ func warnOldRunc(log *slog.Logger) {
 		log.Warn("runc not found on PATH: containers cannot run until it is installed")
 		return
 	}
-	out, err := exec.Command(path, "--version").Output()
+	v, err := runc.Probe(path, nil)
 	if err != nil {
 		log.Warn("runc --version failed", "path", path, "error", err)
 		return
 	}
-	v := RuncVersion(string(out))
-	if v == "" {
-		return
-	}
-	if !RuncFixed(v) {
-		log.Warn("runc is older than the releases fixing CVE-2025-31133, CVE-2025-52565 and CVE-2025-52881 (1.2.8, 1.3.3, 1.4.0): see docs/operations.md to install a fixed one", "path", path, "version", v)
+	if !v.HasEscapeFixes() {
+		log.Warn("runc is older than the releases fixing CVE-2025-31133, CVE-2025-52565 and CVE-2025-52881 (1.2.8, 1.3.3, 1.4.0): see docs/operations.md to install a fixed one", "path", path, "version", v.String())
 	}
 }
 
 // RuncVersion extracts the version from `runc --version` output
-// ("runc version 1.1.5+ds1" → "1.1.5").
+// ("runc version 1.1.5+ds1" → "1.1.5"); the parsing is shim/runc's.
 func RuncVersion(out string) string {
-	for _, line := range strings.Split(out, "\n") {
-		if rest, ok := strings.CutPrefix(line, "runc version "); ok {
-			v := strings.TrimSpace(rest)
-			if i := strings.IndexAny(v, "+~ "); i >= 0 {
-				v = v[:i]
-			}
-			return v
-		}
+	v, ok := runc.ParseVersion(out)
+	if !ok {
+		return ""
 	}
-	return ""
+	return v.String()
 }
 
 // RuncFixed reports whether runc version v carries the 2025 escape fixes.
 func RuncFixed(v string) bool {
-	pre := strings.Contains(v, "-")
-	core, _, _ := strings.Cut(v, "-")
-	parts := strings.SplitN(core, ".", 3)
-	if len(parts) < 3 {
-		return false
-	}
-	var n [3]int
-	for i, p := range parts {
-		x, err := strconv.Atoi(p)
-		if err != nil {
-			return false
-		}
-		n[i] = x
-	}
-	switch {
-	case n[0] > 1 || (n[0] == 1 && n[1] > 4):
-		return true
-	case n[0] == 1 && n[1] == 4:
-		// 1.4.0 release candidates before rc.3 lack the fixes.
-		if pre {
-			return n[2] > 0 || strings.Compare(v, "1.4.0-rc.3") >= 0
-		}
-		return true
-	case n[0] == 1 && n[1] == 3:
-		return n[2] >= 3
-	case n[0] == 1 && n[1] == 2:
-		return n[2] >= 8
-	}
-	return false
+	parsed, ok := runc.ParseVersion("runc version " + v)
+	return ok && parsed.HasEscapeFixes()
 }

@@ -39,6 +39,9 @@ type Runc struct {
 	SystemdCgroup bool
 	// Reaper starts and waits for the runtime's processes.
 	Reaper *reaper.Reaper
+	// VersionCache is a directory where the binary's probed version is
+	// kept for later shims (see Version); "" keeps it in memory only.
+	VersionCache string
 
 	logMu sync.Mutex // one reader of Log's tail at a time
 }
@@ -371,13 +374,14 @@ func IsNotFound(err error) bool { return errors.Is(err, errdefs.ErrNotFound) }
 // StartByFIFO does what `runc start` does for a container runc created
 // (open its exec FIFO, read the byte runc init writes once it may exec the
 // process, remove the FIFO) without running runc again: one runtime
-// process less on every container start. It applies to runc only (other
-// runtimes keep their own start) and reports handled=false when it does
-// not apply, so that the caller runs Start. initPid is the container's
-// init process, watched while waiting so that a dead init is an error and
-// not a hang.
-func (r *Runc) StartByFIFO(id string, initPid int) (handled bool, err error) {
-	if filepath.Base(r.binary()) != "runc" || r.Root == "" {
+// process less on every container start. It reads runc's private state
+// layout, so it applies only to the runc releases it was tested against
+// (FastPathsTested; other runtimes and releases keep their own start), and
+// reports handled=false when it does not apply, so that the caller runs
+// Start. initPid is the container's init process, watched while waiting so
+// that a dead init is an error and not a hang.
+func (r *Runc) StartByFIFO(ctx context.Context, id string, initPid int) (handled bool, err error) {
+	if r.Root == "" || !r.fastPaths(ctx) {
 		return false, nil
 	}
 	path := filepath.Join(r.Root, id, "exec.fifo")
@@ -442,12 +446,13 @@ func processZombie(pid int) bool {
 // DeleteStopped does what `runc delete` does for a container whose
 // processes are all gone (remove its cgroups, then its state directory)
 // without running runc: one runtime process less on every container
-// deletion. It applies to runc with cgroupfs only, and not to containers
-// with hooks (runc runs poststop hooks) or Intel RDT; handled=false then,
-// and whenever something is not as expected (a cgroup still busy), so that
-// the caller runs Delete, which also kills what is left.
-func (r *Runc) DeleteStopped(id string) (handled bool, err error) {
-	if filepath.Base(r.binary()) != "runc" || r.Root == "" || r.SystemdCgroup {
+// deletion. Like StartByFIFO it applies only to the runc releases it was
+// tested against, with cgroupfs, and not to containers with hooks (runc
+// runs poststop hooks) or Intel RDT; handled=false then, and whenever
+// something is not as expected (a cgroup still busy), so that the caller
+// runs Delete, which also kills what is left.
+func (r *Runc) DeleteStopped(ctx context.Context, id string) (handled bool, err error) {
+	if r.Root == "" || r.SystemdCgroup || !r.fastPaths(ctx) {
 		return false, nil
 	}
 	dir := filepath.Join(r.Root, id)

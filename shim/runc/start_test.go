@@ -1,6 +1,7 @@
 package runc
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -13,6 +14,31 @@ import (
 
 	"golang.org/x/sys/unix"
 )
+
+// runc152 is where scripts/deps.sh (run by make test) builds upstream runc
+// v1.5.2, the newer of the two runcs hull supports.
+const runc152 = "/usr/local/lib/hull-test/runc-1.5.2/runc"
+
+// supportedRuncs are the runc binaries hull supports, by name: Debian's on
+// PATH and upstream's 1.5.2. The fast paths must hold for each.
+func supportedRuncs(t *testing.T) map[string]string {
+	t.Helper()
+	debian, err := exec.LookPath("runc")
+	if err != nil {
+		t.Fatalf("runc (Debian's, installed by make test): %v", err)
+	}
+	if _, err := os.Stat(runc152); err != nil {
+		t.Fatalf("runc 1.5.2 (built by scripts/deps.sh, which make test runs): %v", err)
+	}
+	return map[string]string{"debian": debian, "1.5.2": runc152}
+}
+
+// forEachRunc runs f as a subtest per supported runc.
+func forEachRunc(t *testing.T, f func(t *testing.T, runcBin string)) {
+	for name, bin := range supportedRuncs(t) {
+		t.Run(name, func(t *testing.T) { f(t, bin) })
+	}
+}
 
 // bundleWith makes a runc bundle running the static busybox with args.
 func bundleWith(t *testing.T, args ...string) string {
@@ -51,7 +77,7 @@ func bundleWith(t *testing.T, args ...string) string {
 }
 
 func runcState(t *testing.T, r *Runc, id string) string {
-	out, err := exec.Command("runc", "--root", r.Root, "state", id).Output()
+	out, err := exec.Command(r.Binary, "--root", r.Root, "state", id).Output()
 	if err != nil {
 		return "gone"
 	}
@@ -60,21 +86,24 @@ func runcState(t *testing.T, r *Runc, id string) string {
 	return st.Status
 }
 
-func TestStartByFIFO(t *testing.T) {
+func TestStartByFIFO(t *testing.T) { forEachRunc(t, testStartByFIFO) }
+
+func testStartByFIFO(t *testing.T, runcBin string) {
+	ctx := context.Background()
 	bundle := bundleWith(t, "sleep", "30")
-	r := &Runc{Root: filepath.Join(t.TempDir(), "root")}
+	r := &Runc{Binary: runcBin, Root: filepath.Join(t.TempDir(), "root")}
 	pidFile := filepath.Join(bundle, "pid")
 	// runc create's stdio become the container's: none here, so that
 	// nothing waits for the container to close a pipe.
-	if err := exec.Command("runc", "--root", r.Root, "create", "--bundle", bundle, "--pid-file", pidFile, "c1").Run(); err != nil {
+	if err := exec.Command(runcBin, "--root", r.Root, "create", "--bundle", bundle, "--pid-file", pidFile, "c1").Run(); err != nil {
 		t.Fatalf("runc create: %v", err)
 	}
-	defer exec.Command("runc", "--root", r.Root, "delete", "--force", "c1").Run()
+	defer exec.Command(runcBin, "--root", r.Root, "delete", "--force", "c1").Run()
 	pid := readPidFile(t, pidFile)
 	if s := runcState(t, r, "c1"); s != "created" {
 		t.Fatalf("state %q before start", s)
 	}
-	handled, err := r.StartByFIFO("c1", pid)
+	handled, err := r.StartByFIFO(ctx, "c1", pid)
 	if !handled || err != nil {
 		t.Fatalf("StartByFIFO: handled %v, %v", handled, err)
 	}
@@ -83,26 +112,36 @@ func TestStartByFIFO(t *testing.T) {
 	}
 	// A second start has no FIFO left: not handled, runc's own start
 	// then says what is wrong.
-	if handled, _ := r.StartByFIFO("c1", pid); handled {
+	if handled, _ := r.StartByFIFO(ctx, "c1", pid); handled {
 		t.Fatal("a started container was started again")
 	}
 
-	// Other runtimes keep their own start.
-	crun := &Runc{Binary: "/usr/bin/crun", Root: r.Root}
-	if handled, _ := crun.StartByFIFO("c1", pid); handled {
-		t.Fatal("StartByFIFO handled a runtime that is not runc")
+	// Other runtimes, and runc releases outside the tested range, keep
+	// their own start: here a runc that claims a later release (the
+	// FIFO is there, only the version differs).
+	if err := exec.Command(runcBin, "--root", r.Root, "create", "--bundle", bundle, "--pid-file", pidFile, "c3").Run(); err != nil {
+		t.Fatalf("runc create: %v", err)
+	}
+	defer exec.Command(runcBin, "--root", r.Root, "delete", "--force", "c3").Run()
+	for _, other := range []string{"crun version 1.8.1", "runc version 1.6.0"} {
+		o := &Runc{Binary: fakeRuntime(t, other), Root: r.Root}
+		if handled, _ := o.StartByFIFO(ctx, "c3", readPidFile(t, pidFile)); handled {
+			t.Fatalf("StartByFIFO handled a runtime printing %q", other)
+		}
+	}
+	if s := runcState(t, r, "c3"); s != "created" {
+		t.Fatalf("state %q of a container only other runtimes were asked to start", s)
 	}
 
 	// An init that died before start: an error, not a hang.
-	if err := exec.Command("runc", "--root", r.Root, "create", "--bundle", bundle, "--pid-file", pidFile, "c2").Run(); err != nil {
+	if err := exec.Command(runcBin, "--root", r.Root, "create", "--bundle", bundle, "--pid-file", pidFile, "c2").Run(); err != nil {
 		t.Fatalf("runc create: %v", err)
 	}
-	defer exec.Command("runc", "--root", r.Root, "delete", "--force", "c2").Run()
+	defer exec.Command(runcBin, "--root", r.Root, "delete", "--force", "c2").Run()
 	pid = readPidFile(t, pidFile)
 	syscall.Kill(pid, syscall.SIGKILL)
-	time.Sleep(100 * time.Millisecond)
 	done := make(chan error, 1)
-	go func() { _, err := r.StartByFIFO("c2", pid); done <- err }()
+	go func() { _, err := r.StartByFIFO(ctx, "c2", pid); done <- err }()
 	select {
 	case err := <-done:
 		if err == nil || !strings.Contains(err.Error(), "dead") {
@@ -126,7 +165,10 @@ func readPidFile(t *testing.T, path string) int {
 	return pid
 }
 
-func TestDeleteStopped(t *testing.T) {
+func TestDeleteStopped(t *testing.T) { forEachRunc(t, testDeleteStopped) }
+
+func testDeleteStopped(t *testing.T, runcBin string) {
+	ctx := context.Background()
 	// As in the shim, the container's init is reparented to us, so that
 	// its exit can be reaped (a zombie keeps its cgroups busy).
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
@@ -134,12 +176,12 @@ func TestDeleteStopped(t *testing.T) {
 	}
 	defer unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
 	bundle := bundleWith(t, "true")
-	r := &Runc{Root: filepath.Join(t.TempDir(), "root")}
+	r := &Runc{Binary: runcBin, Root: filepath.Join(t.TempDir(), "root")}
 	pidFile := filepath.Join(bundle, "pid")
-	if err := exec.Command("runc", "--root", r.Root, "create", "--bundle", bundle, "--pid-file", pidFile, "d1").Run(); err != nil {
+	if err := exec.Command(runcBin, "--root", r.Root, "create", "--bundle", bundle, "--pid-file", pidFile, "d1").Run(); err != nil {
 		t.Fatalf("runc create: %v", err)
 	}
-	defer exec.Command("runc", "--root", r.Root, "delete", "--force", "d1").Run()
+	defer exec.Command(runcBin, "--root", r.Root, "delete", "--force", "d1").Run()
 	pid := readPidFile(t, pidFile)
 	data, _ := os.ReadFile(filepath.Join(r.Root, "d1", "state.json"))
 	var st struct {
@@ -150,7 +192,7 @@ func TestDeleteStopped(t *testing.T) {
 		t.Fatal("runc recorded no cgroups")
 	}
 	// Busy: the created process still lives in the cgroups.
-	if handled, _ := r.DeleteStopped("d1"); handled {
+	if handled, _ := r.DeleteStopped(ctx, "d1"); handled {
 		t.Fatal("DeleteStopped removed a container whose process lives")
 	}
 	if _, err := os.Stat(filepath.Join(r.Root, "d1")); err != nil {
@@ -161,9 +203,14 @@ func TestDeleteStopped(t *testing.T) {
 	if _, err := syscall.Wait4(pid, &ws, 0, nil); err != nil {
 		t.Fatalf("reap the container's init: %v", err)
 	}
+	// A runc outside the tested range is left to runc's own delete, even
+	// with the container's process gone.
+	if handled, _ := (&Runc{Binary: fakeRuntime(t, "runc version 1.6.0"), Root: r.Root}).DeleteStopped(ctx, "d1"); handled {
+		t.Fatal("DeleteStopped handled a runc release it was not tested against")
+	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		handled, err := r.DeleteStopped("d1")
+		handled, err := r.DeleteStopped(ctx, "d1")
 		if handled {
 			if err != nil {
 				t.Fatal(err)

@@ -107,7 +107,11 @@ func Create(ctx context.Context, c CreateConfig) (_ *Container, retErr error) {
 	ct := &Container{
 		ID: c.ID, Bundle: c.Bundle, Namespace: c.Namespace,
 		runc: &runc.Runc{Binary: opts.BinaryName, Root: root, Log: filepath.Join(c.Bundle, "log.json"),
-			SystemdCgroup: opts.SystemdCgroup, Reaper: c.Reaper},
+			SystemdCgroup: opts.SystemdCgroup, Reaper: c.Reaper,
+			// Beside the namespaces' roots: every later shim of this
+			// runtime root reads the probed version instead of running
+			// `runc --version` again.
+			VersionCache: filepath.Dir(root)},
 		monitor: c.Monitor, events: c.Events, log: c.Log, execs: map[string]*Process{},
 	}
 	if err := os.MkdirAll(root, 0o711); err != nil {
@@ -266,7 +270,7 @@ func (ct *Container) Start(ctx context.Context, execID string) (*Process, error)
 		if !ct.hooks {
 			// runc start also runs hooks; without any, the shim can do
 			// its one step itself.
-			if handled, err = ct.runc.StartByFIFO(ct.ID, p.Pid()); err != nil {
+			if handled, err = ct.runc.StartByFIFO(ctx, ct.ID, p.Pid()); err != nil {
 				return nil, fmt.Errorf("OCI runtime start failed: %w", err)
 			}
 		}
@@ -387,7 +391,7 @@ func (ct *Container) Delete(ctx context.Context) (*Process, error) {
 	if exited && !ct.hooks {
 		// The init is reaped, so with its PID namespace every process is
 		// gone: what is left is bookkeeping the shim can do itself.
-		handled, _ = ct.runc.DeleteStopped(ct.ID)
+		handled, _ = ct.runc.DeleteStopped(ctx, ct.ID)
 	}
 	if !handled {
 		if err := ct.runc.Delete(ctx, ct.ID, !exited); err != nil && !runc.IsNotFound(err) {
