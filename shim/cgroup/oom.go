@@ -3,58 +3,48 @@ package cgroup
 import (
 	"fmt"
 	"os"
-	"path/filepath"
+	"sync/atomic"
 
-	"github.com/containerd/errdefs"
+	"github.com/containerd/cgroups/v3/cgroup1"
+	"github.com/containerd/cgroups/v3/cgroup2"
 	"golang.org/x/sys/unix"
 )
 
-// WatchOOM calls fn each time the kernel reports an OOM in the cgroup,
-// until stop is called or the cgroup is removed. On v1 it registers an
-// eventfd on memory.oom_control; on v2 it watches memory.events with
-// inotify and reports increases of its oom_kill counter. Both descriptors
-// are non-blocking, so the waits park in the runtime poller, not in a
-// thread.
+// WatchOOM calls fn each time the kernel OOM-kills a process of the
+// cgroup, until stop is called or the cgroup goes away.
+//
+// On v1 the library registers an eventfd on memory.oom_control; hull
+// makes it non-blocking so the wait parks in the runtime poller rather
+// than holding a thread per container. On v2 the library's event channel
+// watches memory.events with a non-blocking inotify descriptor and ends
+// by itself when the cgroup empties or is removed; fn runs when its
+// oom_kill counter grows, as in containerd.
 func (c *Cgroup) WatchOOM(fn func()) (stop func(), err error) {
-	if c.V2 {
-		if c.Unified == "" {
-			return nil, fmt.Errorf("no unified cgroup: %w", errdefs.ErrNotFound)
-		}
-		return watchV2(c.Unified, fn)
+	if c.v2 != nil {
+		return c.watchV2(fn)
 	}
-	d, ok := c.V1["memory"]
-	if !ok {
-		return nil, fmt.Errorf("no memory cgroup: %w", errdefs.ErrNotFound)
-	}
-	return watchV1(d, fn)
+	return c.watchV1(fn)
 }
 
-func watchV1(dir string, fn func()) (func(), error) {
-	oc, err := os.Open(filepath.Join(dir, "memory.oom_control"))
+func (c *Cgroup) watchV1(fn func()) (func(), error) {
+	fd, err := c.v1.OOMEventFD()
 	if err != nil {
-		return nil, err
+		return nil, classify(fmt.Errorf("OOM eventfd of the cgroup of pid %d: %w", c.pid, err))
 	}
-	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-	if err != nil {
-		oc.Close()
-		return nil, fmt.Errorf("eventfd: %w", err)
+	if err := unix.SetNonblock(int(fd), true); err != nil {
+		unix.Close(int(fd))
+		return nil, fmt.Errorf("OOM eventfd of the cgroup of pid %d: set non-blocking: %w", c.pid, err)
 	}
-	ef := os.NewFile(uintptr(efd), "oom-eventfd")
-	reg := fmt.Sprintf("%d %d", efd, oc.Fd())
-	if err := os.WriteFile(filepath.Join(dir, "cgroup.event_control"), []byte(reg), 0); err != nil {
-		ef.Close()
-		oc.Close()
-		return nil, fmt.Errorf("register OOM eventfd in %s: %w", dir, err)
-	}
+	ef := os.NewFile(fd, "oom-eventfd")
 	go func() {
-		defer oc.Close()
 		buf := make([]byte, 8)
 		for {
 			if _, err := ef.Read(buf); err != nil {
 				return // closed by stop
 			}
 			// The eventfd also fires when the cgroup is removed.
-			if _, err := os.Stat(filepath.Join(dir, "memory.oom_control")); err != nil {
+			if c.v1.State() == cgroup1.Deleted {
+				ef.Close()
 				return
 			}
 			fn()
@@ -63,57 +53,49 @@ func watchV1(dir string, fn func()) (func(), error) {
 	return func() { ef.Close() }, nil
 }
 
-func watchV2(dir string, fn func()) (func(), error) {
-	events := filepath.Join(dir, "memory.events")
-	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
-	if err != nil {
-		return nil, fmt.Errorf("inotify: %w", err)
+func (c *Cgroup) watchV2(fn func()) (func(), error) {
+	events, errs := c.v2.EventChan()
+	// A watch that could not be set up reports on errs before EventChan
+	// returns; later errors mean the cgroup is gone.
+	select {
+	case err := <-errs:
+		return nil, classify(fmt.Errorf("memory.events of the cgroup of pid %d: %w", c.pid, err))
+	default:
 	}
-	if _, err := unix.InotifyAddWatch(fd, events, unix.IN_MODIFY); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("watch %s: %w", events, err)
+	var stopped atomic.Bool
+	// Kills before the watch began are not news.
+	var last uint64
+	if m, err := c.v2.StatFiltered(cgroup2.StatMemoryEvents); err == nil && m.MemoryEvents != nil {
+		last = m.MemoryEvents.OomKill
 	}
-	f := os.NewFile(uintptr(fd), "oom-inotify")
-	last := OOMKills(events)
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := f.Read(buf)
-			if err != nil {
-				return
-			}
-			ignored := false
-			for off := 0; off+unix.SizeofInotifyEvent <= n; {
-				ev := (*unix.InotifyEvent)(unsafePointer(buf[off:]))
-				if ev.Mask&unix.IN_IGNORED != 0 {
-					ignored = true
-				}
-				off += unix.SizeofInotifyEvent + int(ev.Len)
-			}
-			if ignored {
-				return // the cgroup is gone
-			}
-			if k := OOMKills(events); k > last {
-				last = k
+	report := func(kills uint64) {
+		if kills > last {
+			last = kills
+			if !stopped.Load() {
 				fn()
 			}
 		}
-	}()
-	return func() { f.Close() }, nil
-}
-
-// OOMKills reads the oom_kill counter of a v2 memory.events file.
-func OOMKills(path string) uint64 {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0
 	}
-	return ParseKV(b)["oom_kill"]
-}
-
-// ParseMemoryEvents returns the oom_kill counter of memory.events data,
-// and whether the line was there.
-func ParseMemoryEvents(data []byte) (uint64, bool) {
-	v, ok := ParseKV(data)["oom_kill"]
-	return v, ok
+	go func() {
+		// The library's goroutine blocks sending until its events are
+		// read, so read them until it closes errs, also after stop.
+		for {
+			select {
+			case ev := <-events:
+				report(ev.OOMKill)
+			case _, ok := <-errs:
+				if !ok {
+					// The last event (the kill that emptied the
+					// cgroup) may still be buffered.
+					select {
+					case ev := <-events:
+						report(ev.OOMKill)
+					default:
+					}
+					return
+				}
+			}
+		}
+	}()
+	return func() { stopped.Store(true) }, nil
 }
