@@ -553,19 +553,7 @@ func (s *snapshotStore) Walk(ctx context.Context, fn snapshots.WalkFunc, fs ...s
 				return err
 			}
 			info := r.info(string(k))
-			if filter.Match(filters.AdapterFunc(func(fp []string) (string, bool) {
-				switch fp[0] {
-				case "name":
-					return info.Name, true
-				case "parent":
-					return info.Parent, info.Parent != ""
-				case "kind":
-					return info.Kind.String(), true
-				case "labels":
-					return labelField(info.Labels, fp)
-				}
-				return "", false
-			})) {
+			if filter.Match(snapshotFields(info)) {
 				infos = append(infos, info)
 			}
 			return nil
@@ -580,6 +568,34 @@ func (s *snapshotStore) Walk(ctx context.Context, fn snapshots.WalkFunc, fs ...s
 		}
 	}
 	return nil
+}
+
+// snapshotFields adapts info to filters with containerd's field values,
+// which its clients send: kind is "active", "view" or "committed" (lower
+// case, as containerd's metadata store and hull's backends give it, not
+// Kind.String()), and parent is always present, "" for none, so that
+// `parent!=""` picks the snapshots that have one, as in containerd.
+func snapshotFields(info snapshots.Info) filters.Adaptor {
+	return filters.AdapterFunc(func(fp []string) (string, bool) {
+		if len(fp) == 0 {
+			return "", false
+		}
+		switch fp[0] {
+		case "name":
+			return info.Name, true
+		case "parent":
+			return info.Parent, true
+		case "kind":
+			switch info.Kind {
+			case snapshots.KindActive, snapshots.KindView, snapshots.KindCommitted:
+				return strings.ToLower(info.Kind.String()), true
+			}
+			return "", false
+		case "labels":
+			return labelField(info.Labels, fp)
+		}
+		return "", false
+	})
 }
 
 // Cleanup runs a collection, then asks the backend to free disk.

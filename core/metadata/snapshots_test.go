@@ -4,6 +4,8 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"reflect"
+	"sort"
 	"testing"
 
 	"github.com/containerd/errdefs"
@@ -208,5 +210,55 @@ func TestSnapshotsCommitWithParent(t *testing.T) {
 	layer(t, a, n, "n1", "")
 	if err := n.Commit(a, "n2", "n", snapshots.WithParent("n1")); !errdefs.IsNotImplemented(err) {
 		t.Fatalf("native commit with a parent: %v", err)
+	}
+}
+
+// TestSnapshotsWalkFilters checks Walk's filters take containerd's field
+// values, as containerd's clients (and its snapshotter suite's Walk case)
+// send them: kinds in lower case, and a parent that is present, "", on
+// snapshots without one, so `parent!=""` selects those that have one.
+func TestSnapshotsWalkFilters(t *testing.T) {
+	db := openDB(t)
+	s := withNative(t, db)
+	ctx := namespaces.WithNamespace(context.Background(), "walk")
+	layer(t, ctx, s, "p", "")
+	for _, c := range []struct {
+		view      bool
+		key, from string
+	}{{false, "a", "p"}, {true, "v", "p"}, {false, "np", ""}} {
+		var err error
+		if c.view {
+			_, err = s.View(ctx, c.key, c.from)
+		} else {
+			_, err = s.Prepare(ctx, c.key, c.from)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		filters []string
+		want    []string
+	}{
+		{[]string{"kind==active"}, []string{"a", "np"}},
+		{[]string{"kind==view"}, []string{"v"}},
+		{[]string{"kind==committed"}, []string{"p"}},
+		{[]string{"kind==Active"}, nil},
+		{[]string{`parent!=""`}, []string{"a", "v"}},
+		{[]string{`parent==""`}, []string{"np", "p"}},
+		{[]string{"parent==p"}, []string{"a", "v"}},
+		{[]string{"parent"}, []string{"a", "np", "p", "v"}},
+	} {
+		var got []string
+		if err := s.Walk(ctx, func(_ context.Context, info snapshots.Info) error {
+			got = append(got, info.Name)
+			return nil
+		}, tc.filters...); err != nil {
+			t.Fatal(err)
+		}
+		sort.Strings(got)
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("Walk(%q) = %q, want %q", tc.filters, got, tc.want)
+		}
 	}
 }
