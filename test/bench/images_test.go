@@ -22,7 +22,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 
-	"github.com/hullrt/hull/internal/hulltest"
 	"github.com/hullrt/hull/internal/testimage"
 )
 
@@ -147,7 +146,7 @@ func BenchmarkImagesLs10k(b *testing.B) {
 // and returns the socket and its PID; it is stopped when b ends.
 func startFloor(b *testing.B, img *testimage.Image, n int) (string, int) {
 	b.Helper()
-	bin := hulltest.Build(b, "grpcfloor", "github.com/hullrt/hull/test/bench/grpcfloor")
+	bin := buildCmd(b, "grpcfloor", "github.com/hullrt/hull/test/bench/grpcfloor")
 	dir := b.TempDir()
 	args := []string{filepath.Join(dir, "floor.sock"), strconv.Itoa(n), img.Manifest.Desc.MediaType}
 	for _, blob := range img.Blobs() {
