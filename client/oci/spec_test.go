@@ -6,11 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/containerd/errdefs"
+	"github.com/moby/profiles/seccomp"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -266,39 +268,56 @@ func TestPrivilegedAndReadonly(t *testing.T) {
 	}
 }
 
+// TestSeccompDefault checks the default profile is moby's, converted for
+// the spec's capabilities and this architecture by the library itself,
+// and what that means for a few calls.
 func TestSeccompDefault(t *testing.T) {
 	s := mustGen(t, "", WithSeccompDefault)
 	p := s.Linux.Seccomp
-	if p == nil || p.DefaultAction != specs.ActErrno || p.DefaultErrnoRet == nil || *p.DefaultErrnoRet != 1 {
-		t.Fatalf("profile %+v", p)
+	want, err := seccomp.GetDefaultProfile(s)
+	if err != nil {
+		t.Fatal(err)
 	}
-	allowed := map[string]bool{}
-	for _, sc := range p.Syscalls {
-		if sc.Action == specs.ActAllow && len(sc.Args) == 0 {
-			for _, n := range sc.Names {
-				allowed[n] = true
+	if !reflect.DeepEqual(p, want) {
+		t.Fatalf("profile differs from the library's for the same spec:\n%+v\nwant\n%+v", p, want)
+	}
+	if p.DefaultAction != specs.ActErrno || p.DefaultErrnoRet == nil || *p.DefaultErrnoRet != 1 {
+		t.Fatalf("default action %s errno %v, want EPERM", p.DefaultAction, p.DefaultErrnoRet)
+	}
+	if runtime.GOARCH == "amd64" && !reflect.DeepEqual(p.Architectures, []specs.Arch{specs.ArchX86_64, specs.ArchX86, specs.ArchX32}) {
+		t.Errorf("architectures %v: the compat modes must be covered", p.Architectures)
+	}
+	allowed := func(p *specs.LinuxSeccomp) map[string]bool {
+		m := map[string]bool{}
+		for _, sc := range p.Syscalls {
+			if sc.Action == specs.ActAllow && len(sc.Args) == 0 {
+				for _, n := range sc.Names {
+					m[n] = true
+				}
 			}
 		}
+		return m
 	}
-	for _, n := range []string{"read", "write", "execve", "openat", "exit_group", "socket", "futex"} {
-		if !allowed[n] {
+	plain := allowed(p)
+	for _, n := range []string{"read", "write", "execve", "openat", "exit_group", "futex"} {
+		if !plain[n] {
 			t.Errorf("%s not allowed", n)
 		}
 	}
-	for _, n := range []string{"mount", "unshare", "setns", "ptrace", "bpf", "init_module", "keyctl", "clone", "clone3", "io_uring_setup"} {
-		if allowed[n] {
+	for _, n := range []string{"mount", "unshare", "setns", "bpf", "init_module", "keyctl", "clone", "clone3", "io_uring_setup"} {
+		if plain[n] {
 			t.Errorf("%s allowed unconditionally without the capability", n)
 		}
 	}
-	admin := DefaultSeccompProfile(&specs.LinuxCapabilities{Bounding: []string{"CAP_SYS_ADMIN"}})
-	found := false
-	for _, sc := range admin.Syscalls {
-		if sc.Action == specs.ActAllow && slices.Contains(sc.Names, "mount") {
-			found = true
-		}
+	admin, err := DefaultSeccompProfile(&specs.LinuxCapabilities{Bounding: []string{"CAP_SYS_ADMIN"}})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if !found {
-		t.Error("mount not allowed with CAP_SYS_ADMIN")
+	if a := allowed(admin); !a["mount"] || !a["unshare"] || !a["clone"] {
+		t.Error("mount, unshare or clone not allowed with CAP_SYS_ADMIN")
+	}
+	if _, err := DefaultSeccompProfile(nil); err != nil {
+		t.Errorf("no capabilities: %v", err)
 	}
 	s = mustGen(t, "", WithSeccompDefault, WithSeccompUnconfined)
 	if s.Linux.Seccomp != nil {
