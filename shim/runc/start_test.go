@@ -139,7 +139,7 @@ func testStartByFIFO(t *testing.T, runcBin string) {
 	}
 	defer exec.Command(runcBin, "--root", r.Root, "delete", "--force", "c2").Run()
 	pid = readPidFile(t, pidFile)
-	syscall.Kill(pid, syscall.SIGKILL)
+	waitDead(t, pid)
 	done := make(chan error, 1)
 	go func() { _, err := r.StartByFIFO(ctx, "c2", pid); done <- err }()
 	select {
@@ -149,6 +149,31 @@ func testStartByFIFO(t *testing.T, runcBin string) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("StartByFIFO hung on a dead init")
+	}
+}
+
+// waitDead kills pid and returns once it has exited: its pidfd becomes
+// readable then, whoever reaps it.
+func waitDead(t *testing.T, pid int) {
+	t.Helper()
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		t.Fatalf("pidfd of %d: %v", pid, err)
+	}
+	defer unix.Close(fd)
+	if err := unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0); err != nil {
+		t.Fatalf("kill %d: %v", pid, err)
+	}
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(fds, 10_000)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || n != 1 {
+			t.Fatalf("wait for %d to die: %d %v", pid, n, err)
+		}
+		return
 	}
 }
 

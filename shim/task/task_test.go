@@ -2,6 +2,7 @@ package task
 
 import (
 	"encoding/json"
+	"runtime"
 	"testing"
 	"time"
 
@@ -82,18 +83,28 @@ func TestMonitorEarlyExit(t *testing.T) {
 // the start.
 func TestExitWaitsForStart(t *testing.T) {
 	m := NewMonitor()
-	var order []string
-	p := newProcess("", stdio.Config{}, nil, func(*Process) { order = append(order, "exit") })
+	published := make(chan string, 2)
+	p := newProcess("", stdio.Config{}, nil, func(*Process) { published <- "exit" })
 	done := p.beginStart()
 	m.register(7, p)
 	m.Exit(reaper.Exit{Pid: 7})
-	time.Sleep(50 * time.Millisecond)
-	order = append(order, "start")
+	// The exit is reaped but held by the start in progress: it must not
+	// be recorded however long the start takes. Its recording goroutine
+	// waits on the start's channel; yield until it is parked there (the
+	// exit is not recorded meanwhile, whatever the scheduling).
+	for i := 0; i < 100; i++ {
+		runtime.Gosched()
+		if _, _, ok := p.Exit(); ok {
+			t.Fatal("the exit was recorded while the start was in progress")
+		}
+	}
+	published <- "start"
 	done()
-	waitProc(p)
-	time.Sleep(10 * time.Millisecond)
-	if len(order) != 2 || order[0] != "start" {
-		t.Fatalf("%v", order)
+	if err := waitProc(p); err != nil {
+		t.Fatal(err)
+	}
+	if first, second := <-published, <-published; first != "start" || second != "exit" {
+		t.Fatalf("published %s then %s, want start then exit", first, second)
 	}
 }
 
