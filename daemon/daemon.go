@@ -31,15 +31,33 @@ import (
 	"github.com/hullrt/hull/core/events"
 	"github.com/hullrt/hull/plugin"
 	"github.com/hullrt/hull/plugins/builtin"
-	"github.com/hullrt/hull/plugins/grpcapi"
 	"github.com/hullrt/hull/plugins/proxy"
+	"github.com/hullrt/hull/plugins/services"
+	"github.com/hullrt/hull/plugins/services/containers"
+	"github.com/hullrt/hull/plugins/services/content"
+	"github.com/hullrt/hull/plugins/services/diff"
+	eventsservice "github.com/hullrt/hull/plugins/services/events"
+	"github.com/hullrt/hull/plugins/services/healthcheck"
+	"github.com/hullrt/hull/plugins/services/images"
+	"github.com/hullrt/hull/plugins/services/introspection"
+	"github.com/hullrt/hull/plugins/services/leases"
+	"github.com/hullrt/hull/plugins/services/namespaces"
+	"github.com/hullrt/hull/plugins/services/snapshots"
+	"github.com/hullrt/hull/plugins/services/tasks"
+	"github.com/hullrt/hull/plugins/services/version"
 )
 
 // Registry returns a registry holding every plugin hulld has.
 func Registry() *plugin.Registry {
 	r := &plugin.Registry{}
 	builtin.Register(r)
-	grpcapi.Register(r)
+	for _, register := range []func(*plugin.Registry){
+		namespaces.Register, content.Register, images.Register, containers.Register,
+		leases.Register, snapshots.Register, diff.Register, tasks.Register,
+		eventsservice.Register, introspection.Register, version.Register, healthcheck.Register,
+	} {
+		register(r)
+	}
 	return r
 }
 
@@ -320,7 +338,7 @@ func (d *Daemon) listen() error {
 	d.server = grpc.NewServer(serverOpts...)
 	register := func(srv *grpc.Server) {
 		for _, inst := range d.plugins.GetByType(plugin.GRPCPlugin) {
-			if svc, ok := inst.(grpcapi.Service); ok {
+			if svc, ok := inst.(services.GRPCService); ok {
 				svc.RegisterGRPC(srv)
 			}
 		}
@@ -358,7 +376,7 @@ func (d *Daemon) listenTTRPC() error {
 		return err
 	}
 	for _, inst := range d.plugins.GetByType(plugin.TTRPCPlugin) {
-		if svc, ok := inst.(grpcapi.TTRPCService); ok {
+		if svc, ok := inst.(services.TTRPCService); ok {
 			if err := svc.RegisterTTRPC(srv); err != nil {
 				return err
 			}

@@ -263,3 +263,35 @@ func (s *Set) Init(r *Registration, ic *InitContext) *Plugin {
 	s.Add(p)
 	return p
 }
+
+// Instance returns the instance of the running plugin t.id as a T, the
+// interface the caller needs of it. Plugins meet through such interfaces,
+// never through another plugin's concrete type, so any implementation that
+// satisfies T can take the plugin's place.
+func Instance[T any](ic *InitContext, t Type, id string) (T, error) {
+	var zero T
+	inst, err := ic.GetByID(t, id)
+	if err != nil {
+		return zero, err
+	}
+	return as[T](inst, string(t)+"."+id)
+}
+
+// Single is Instance for the only running plugin of type t.
+func Single[T any](ic *InitContext, t Type) (T, error) {
+	var zero T
+	inst, err := ic.GetSingle(t)
+	if err != nil {
+		return zero, err
+	}
+	return as[T](inst, string(t))
+}
+
+func as[T any](inst any, name string) (T, error) {
+	v, ok := inst.(T)
+	if !ok {
+		var zero T
+		return zero, fmt.Errorf("plugin %s is a %T, which does not provide %T: %w", name, inst, &zero, errdefs.ErrFailedPrecondition)
+	}
+	return v, nil
+}

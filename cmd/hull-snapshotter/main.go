@@ -19,7 +19,7 @@ import (
 	"github.com/hullrt/hull/core/snapshots"
 	"github.com/hullrt/hull/core/snapshots/native"
 	"github.com/hullrt/hull/core/snapshots/overlay"
-	"github.com/hullrt/hull/plugins/grpcapi"
+	snapshotsservice "github.com/hullrt/hull/plugins/services/snapshots"
 )
 
 // single serves one backend whatever snapshotter name a request gives.
@@ -67,7 +67,7 @@ func run(root, address, kind string) error {
 		return err
 	}
 	srv := grpc.NewServer()
-	grpcapi.NewSnapshotsServer(single{sn}, kind).RegisterGRPC(srv)
+	snapshotsservice.NewSnapshotsServer(single{sn}).RegisterGRPC(srv)
 	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGTERM, unix.SIGINT)
 	defer stop()
 	go func() { <-ctx.Done(); srv.GracefulStop() }()

@@ -23,9 +23,10 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	"github.com/opencontainers/go-digest"
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/hullrt/hull/core/content/local"
+	"github.com/hullrt/hull/core/content"
 	"github.com/hullrt/hull/core/events"
 	"github.com/hullrt/hull/core/namespaces"
 )
@@ -70,7 +71,7 @@ type Options struct {
 // DB is the metadata store.
 type DB struct {
 	bolt    *bolt.DB
-	backend *local.Store
+	backend Backend
 	pub     events.Publisher
 	log     *slog.Logger
 
@@ -101,9 +102,24 @@ type DB struct {
 	closeOne sync.Once
 }
 
+// Backend is the blob store under the metadata store. It knows digests and
+// ingests but no namespaces or labels, which the metadata store keeps; refs
+// it is given are already namespaced. hulld's local store
+// (core/content/local) is one; a content store served by another process
+// ([proxy_plugins] of type "content") is another.
+type Backend interface {
+	content.Provider
+	content.Ingester
+	content.IngestManager
+	Info(ctx context.Context, dgst digest.Digest) (content.Info, error)
+	Delete(ctx context.Context, dgst digest.Digest) error
+	// Walk calls fn for every committed blob.
+	Walk(ctx context.Context, fn content.WalkFunc) error
+}
+
 // Open opens (creating if needed) the database at path over the blob backend.
 // It starts the background collector, which Close stops.
-func Open(path string, backend *local.Store, opts Options) (*DB, error) {
+func Open(path string, backend Backend, opts Options) (*DB, error) {
 	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
 		return nil, fmt.Errorf("open metadata database %s: %w", path, err)
@@ -149,7 +165,7 @@ func (db *DB) Close() error {
 }
 
 // Backend returns the blob store under the metadata.
-func (db *DB) Backend() *local.Store { return db.backend }
+func (db *DB) Backend() Backend { return db.backend }
 
 // nsTx is a transaction scoped to one namespace: the one transaction helper
 // every store uses.

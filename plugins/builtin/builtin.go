@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/hullrt/hull/core/content/local"
+	"github.com/hullrt/hull/core/events"
 	"github.com/hullrt/hull/core/events/exchange"
+	"github.com/hullrt/hull/core/leases"
 	"github.com/hullrt/hull/core/metadata"
 	"github.com/hullrt/hull/core/snapshots"
 	"github.com/hullrt/hull/plugin"
@@ -20,6 +22,15 @@ import (
 type GCConfig struct {
 	ScheduleDelay string `toml:"schedule_delay" doc:"How long after a deletion garbage collection runs, so that a burst of deletions is collected once (Go duration)."`
 	StartupDelay  string `toml:"startup_delay" doc:"How long after start-up the first collection runs (Go duration)."`
+}
+
+// The local store is what the metadata store runs over by default.
+var _ metadata.Backend = (*local.Store)(nil)
+
+// collector is what the gc scheduler drives in the metadata store.
+type collector interface {
+	SetGCDelay(time.Duration)
+	ScheduleGC()
 }
 
 // Register adds the core plugins to r.
@@ -41,11 +52,11 @@ func Register(r *plugin.Registry) {
 		Type: plugin.MetadataPlugin, ID: "bolt",
 		Requires: []plugin.Type{plugin.ContentPlugin, plugin.EventPlugin, plugin.SnapshotPlugin},
 		Init: func(ic *plugin.InitContext) (any, error) {
-			cs, err := ic.GetSingle(plugin.ContentPlugin)
+			cs, err := plugin.Single[metadata.Backend](ic, plugin.ContentPlugin)
 			if err != nil {
 				return nil, err
 			}
-			ev, err := ic.GetSingle(plugin.EventPlugin)
+			ev, err := plugin.Single[events.Publisher](ic, plugin.EventPlugin)
 			if err != nil {
 				return nil, err
 			}
@@ -54,12 +65,17 @@ func Register(r *plugin.Registry) {
 			}
 			path := filepath.Join(ic.Root, "meta.db")
 			ic.Meta.Exports["path"] = path
-			db, err := metadata.Open(path, cs.(*local.Store), metadata.Options{Publisher: ev.(*exchange.Exchange)})
+			db, err := metadata.Open(path, cs, metadata.Options{Publisher: ev})
 			if err != nil {
 				return nil, err
 			}
 			for name, sn := range ic.GetByType(plugin.SnapshotPlugin) {
-				db.AddSnapshotter(name, sn.(snapshots.Snapshotter))
+				s, ok := sn.(snapshots.Snapshotter)
+				if !ok {
+					ic.Log.Warn("snapshotter plugin does not implement snapshots.Snapshotter; not used", "id", name, "type", fmt.Sprintf("%T", sn))
+					continue
+				}
+				db.AddSnapshotter(name, s)
 			}
 			return db, nil
 		},
@@ -77,11 +93,10 @@ func Register(r *plugin.Registry) {
 			if err != nil {
 				return nil, fmt.Errorf("startup_delay %q: %w", cfg.StartupDelay, err)
 			}
-			m, err := ic.GetSingle(plugin.MetadataPlugin)
+			db, err := plugin.Single[collector](ic, plugin.MetadataPlugin)
 			if err != nil {
 				return nil, err
 			}
-			db := m.(*metadata.DB)
 			db.SetGCDelay(delay)
 			// The timer only kicks the collector, which Close stops; a kick
 			// after Close is dropped.
@@ -92,11 +107,11 @@ func Register(r *plugin.Registry) {
 	r.Register(&plugin.Registration{
 		Type: plugin.LeasePlugin, ID: "manager", Requires: []plugin.Type{plugin.MetadataPlugin},
 		Init: func(ic *plugin.InitContext) (any, error) {
-			m, err := ic.GetSingle(plugin.MetadataPlugin)
+			db, err := plugin.Single[interface{ Leases() leases.Manager }](ic, plugin.MetadataPlugin)
 			if err != nil {
 				return nil, err
 			}
-			return m.(*metadata.DB).Leases(), nil
+			return db.Leases(), nil
 		},
 	})
 }

@@ -7,9 +7,9 @@ import (
 
 	"github.com/containerd/errdefs"
 
+	"github.com/hullrt/hull/core/content"
 	"github.com/hullrt/hull/core/diff"
 	"github.com/hullrt/hull/core/diff/walking"
-	"github.com/hullrt/hull/core/metadata"
 	"github.com/hullrt/hull/core/snapshots"
 	"github.com/hullrt/hull/core/snapshots/native"
 	"github.com/hullrt/hull/core/snapshots/overlay"
@@ -92,11 +92,11 @@ func registerSnapshotters(r *plugin.Registry) {
 	r.Register(&plugin.Registration{
 		Type: plugin.DiffPlugin, ID: "walking", Requires: []plugin.Type{plugin.MetadataPlugin},
 		Init: func(ic *plugin.InitContext) (any, error) {
-			m, err := ic.GetSingle(plugin.MetadataPlugin)
+			db, err := plugin.Single[interface{ Content() content.Store }](ic, plugin.MetadataPlugin)
 			if err != nil {
 				return nil, err
 			}
-			cs := m.(*metadata.DB).Content()
+			cs := db.Content()
 			return differ{walking.NewApplier(cs), walking.NewComparer(cs)}, nil
 		},
 	})

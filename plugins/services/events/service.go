@@ -1,4 +1,4 @@
-package grpcapi
+package events
 
 import (
 	"context"
@@ -58,12 +58,6 @@ func forward(ctx context.Context, bus events.Forwarder, env *types.Envelope) err
 	return bus.Forward(ctx, &events.Envelope{
 		Timestamp: protoconv.FromTime(env.Timestamp), Namespace: env.Namespace, Topic: env.Topic, Event: env.Event,
 	})
-}
-
-// TTRPCService is what a ttrpc plugin's instance provides: it registers
-// itself on the daemon's ttrpc server, where shims call back.
-type TTRPCService interface {
-	RegisterTTRPC(*ttrpc.Server) error
 }
 
 // ttrpcEventsService receives the events shims publish (TTRPC_ADDRESS).

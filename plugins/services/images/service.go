@@ -1,4 +1,4 @@
-package grpcapi
+package images
 
 import (
 	"context"
@@ -7,27 +7,27 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/emptypb"
 
-	"github.com/hullrt/hull/core/images"
+	coreimages "github.com/hullrt/hull/core/images"
 	"github.com/hullrt/hull/internal/errgrpc"
 	"github.com/hullrt/hull/internal/protoconv"
 )
 
 type imagesService struct {
 	api.UnimplementedImagesServer
-	store images.Store
+	store coreimages.Store
 }
 
 func (s *imagesService) RegisterGRPC(g *grpc.Server) { api.RegisterImagesServer(g, s) }
 
-func imageToProto(img images.Image) *api.Image {
+func imageToProto(img coreimages.Image) *api.Image {
 	return &api.Image{
 		Name: img.Name, Labels: img.Labels, Target: protoconv.DescToProto(img.Target),
 		CreatedAt: protoconv.ToTime(img.CreatedAt), UpdatedAt: protoconv.ToTime(img.UpdatedAt),
 	}
 }
 
-func imageFromProto(img *api.Image) images.Image {
-	return images.Image{
+func imageFromProto(img *api.Image) coreimages.Image {
+	return coreimages.Image{
 		Name: img.GetName(), Labels: img.GetLabels(), Target: protoconv.DescFromProto(img.GetTarget()),
 		CreatedAt: protoconv.FromTime(img.GetCreatedAt()), UpdatedAt: protoconv.FromTime(img.GetUpdatedAt()),
 	}
@@ -72,13 +72,13 @@ func (s *imagesService) Update(ctx context.Context, req *api.UpdateImageRequest)
 }
 
 func (s *imagesService) Delete(ctx context.Context, req *api.DeleteImageRequest) (*emptypb.Empty, error) {
-	var opts []images.DeleteOpt
+	var opts []coreimages.DeleteOpt
 	if req.Sync {
-		opts = append(opts, images.SynchronousDelete())
+		opts = append(opts, coreimages.SynchronousDelete())
 	}
 	if req.Target != nil {
 		t := protoconv.DescFromProto(req.Target)
-		opts = append(opts, images.DeleteTarget(&t))
+		opts = append(opts, coreimages.DeleteTarget(&t))
 	}
 	if err := s.store.Delete(ctx, req.Name, opts...); err != nil {
 		return nil, errgrpc.ToGRPC(err)

@@ -1,4 +1,4 @@
-package grpcapi
+package leases
 
 import (
 	"context"
@@ -8,19 +8,19 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/emptypb"
 
-	"github.com/hullrt/hull/core/leases"
+	coreleases "github.com/hullrt/hull/core/leases"
 	"github.com/hullrt/hull/internal/errgrpc"
 	"github.com/hullrt/hull/internal/protoconv"
 )
 
 type leasesService struct {
 	api.UnimplementedLeasesServer
-	manager leases.Manager
+	manager coreleases.Manager
 }
 
 func (s *leasesService) RegisterGRPC(g *grpc.Server) { api.RegisterLeasesServer(g, s) }
 
-func leaseToProto(l leases.Lease) *api.Lease {
+func leaseToProto(l coreleases.Lease) *api.Lease {
 	return &api.Lease{ID: l.ID, CreatedAt: protoconv.ToTime(l.CreatedAt), Labels: l.Labels}
 }
 
@@ -58,7 +58,7 @@ func (s *leasesService) List(ctx context.Context, req *api.ListRequest) (*api.Li
 
 func (s *leasesService) AddResource(ctx context.Context, req *api.AddResourceRequest) (*emptypb.Empty, error) {
 	r := req.GetResource()
-	if err := s.manager.AddResource(ctx, req.ID, leases.Resource{ID: r.GetID(), Type: r.GetType()}); err != nil {
+	if err := s.manager.AddResource(ctx, req.ID, coreleases.Resource{ID: r.GetID(), Type: r.GetType()}); err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
 	return &emptypb.Empty{}, nil
@@ -66,7 +66,7 @@ func (s *leasesService) AddResource(ctx context.Context, req *api.AddResourceReq
 
 func (s *leasesService) DeleteResource(ctx context.Context, req *api.DeleteResourceRequest) (*emptypb.Empty, error) {
 	r := req.GetResource()
-	if err := s.manager.DeleteResource(ctx, req.ID, leases.Resource{ID: r.GetID(), Type: r.GetType()}); err != nil {
+	if err := s.manager.DeleteResource(ctx, req.ID, coreleases.Resource{ID: r.GetID(), Type: r.GetType()}); err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
 	return &emptypb.Empty{}, nil

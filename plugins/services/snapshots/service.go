@@ -1,4 +1,4 @@
-package grpcapi
+package snapshots
 
 import (
 	"context"
@@ -13,33 +13,30 @@ import (
 	"github.com/hullrt/hull/internal/protoconv"
 )
 
-// snapshotterSource finds snapshotters by name; "" is the default one.
-type snapshotterSource interface {
+// Source finds snapshotters by name; "" names the default one. The
+// snapshots service plugin is hulld's Source, over its namespaced
+// snapshotters.
+type Source interface {
 	Snapshotter(name string) (snapshots.Snapshotter, error)
 }
 
-// SnapshotsServer serves containerd's snapshots API over a set of
-// snapshotters. hulld serves it over its namespaced snapshotters; a proxy
-// snapshotter process serves it over one backend.
+// SnapshotsServer serves containerd's snapshots API over a Source. hulld
+// serves it over its service layer; a proxy snapshotter process serves it
+// over one backend.
 type SnapshotsServer struct {
 	api.UnimplementedSnapshotsServer
-	source      snapshotterSource
-	defaultName string
+	source Source
 }
 
-// NewSnapshotsServer returns a snapshots service over source, using
-// defaultName when a request names no snapshotter.
-func NewSnapshotsServer(source snapshotterSource, defaultName string) *SnapshotsServer {
-	return &SnapshotsServer{source: source, defaultName: defaultName}
+// NewSnapshotsServer returns a snapshots service over source.
+func NewSnapshotsServer(source Source) *SnapshotsServer {
+	return &SnapshotsServer{source: source}
 }
 
 // RegisterGRPC registers the service on g.
 func (s *SnapshotsServer) RegisterGRPC(g *grpc.Server) { api.RegisterSnapshotsServer(g, s) }
 
 func (s *SnapshotsServer) get(name string) (snapshots.Snapshotter, error) {
-	if name == "" {
-		name = s.defaultName
-	}
 	return s.source.Snapshotter(name)
 }
 

@@ -1,13 +1,15 @@
-package grpcapi
+package introspection
 
 import (
 	"context"
+	"fmt"
+
+	"github.com/containerd/errdefs"
 	"os"
 	"path/filepath"
 	"strings"
 
 	api "github.com/containerd/containerd/api/services/introspection/v1"
-	verapi "github.com/containerd/containerd/api/services/version/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -15,17 +17,23 @@ import (
 
 	"github.com/hullrt/hull/core/filters"
 	"github.com/hullrt/hull/internal/errgrpc"
-	"github.com/hullrt/hull/internal/version"
 	"github.com/hullrt/hull/plugin"
 )
 
-type introspectionService struct {
-	api.UnimplementedIntrospectionServer
+// Local is the introspection service in process: containerd's
+// IntrospectionClient over hulld's plugin set. Errors are errdefs classes.
+type Local struct {
 	plugins *plugin.Set
 	uuid    string
 }
 
-func (s *introspectionService) RegisterGRPC(g *grpc.Server) { api.RegisterIntrospectionServer(g, s) }
+var _ api.IntrospectionClient = (*Local)(nil)
+
+// NewLocal returns the introspection service over plugins; uuid identifies
+// the daemon's state.
+func NewLocal(plugins *plugin.Set, uuid string) *Local {
+	return &Local{plugins: plugins, uuid: uuid}
+}
 
 func pluginToProto(p *plugin.Plugin) *api.Plugin {
 	out := &api.Plugin{
@@ -41,10 +49,11 @@ func pluginToProto(p *plugin.Plugin) *api.Plugin {
 	return out
 }
 
-func (s *introspectionService) Plugins(ctx context.Context, req *api.PluginsRequest) (*api.PluginsResponse, error) {
+// Plugins lists the plugins matching req's filters.
+func (s *Local) Plugins(ctx context.Context, req *api.PluginsRequest, _ ...grpc.CallOption) (*api.PluginsResponse, error) {
 	filter, err := filters.ParseAll(req.Filters...)
 	if err != nil {
-		return nil, errgrpc.ToGRPC(err)
+		return nil, err
 	}
 	resp := &api.PluginsResponse{}
 	for _, p := range s.plugins.All() {
@@ -76,7 +85,8 @@ func labelValue(m map[string]string, fp []string) (string, bool) {
 	return v, ok
 }
 
-func (s *introspectionService) Server(ctx context.Context, _ *emptypb.Empty) (*api.ServerResponse, error) {
+// Server identifies the daemon process.
+func (s *Local) Server(ctx context.Context, _ *emptypb.Empty, _ ...grpc.CallOption) (*api.ServerResponse, error) {
 	resp := &api.ServerResponse{UUID: s.uuid, Pid: uint64(os.Getpid())}
 	if fi, err := os.Readlink("/proc/self/ns/pid"); err == nil {
 		// "pid:[4026531836]": the inode number identifies the namespace.
@@ -112,12 +122,31 @@ func loadUUID(dir string, newID func() string) (string, error) {
 	return id, os.Rename(tmp, path)
 }
 
-type versionService struct {
-	verapi.UnimplementedVersionServer
+// PluginInfo is not served yet.
+func (s *Local) PluginInfo(ctx context.Context, req *api.PluginInfoRequest, _ ...grpc.CallOption) (*api.PluginInfoResponse, error) {
+	return nil, fmt.Errorf("plugin info of %s.%s: %w", req.GetType(), req.GetID(), errdefs.ErrNotImplemented)
 }
 
-func (versionService) RegisterGRPC(g *grpc.Server) { verapi.RegisterVersionServer(g, versionService{}) }
+// service is containerd.services.introspection.v1.Introspection over the
+// introspection service plugin.
+type service struct {
+	api.UnimplementedIntrospectionServer
+	local api.IntrospectionClient
+}
 
-func (versionService) Version(context.Context, *emptypb.Empty) (*verapi.VersionResponse, error) {
-	return &verapi.VersionResponse{Version: version.Version, Revision: version.Revision}, nil
+func (s *service) RegisterGRPC(g *grpc.Server) { api.RegisterIntrospectionServer(g, s) }
+
+func (s *service) Plugins(ctx context.Context, req *api.PluginsRequest) (*api.PluginsResponse, error) {
+	resp, err := s.local.Plugins(ctx, req)
+	return resp, errgrpc.ToGRPC(err)
+}
+
+func (s *service) Server(ctx context.Context, req *emptypb.Empty) (*api.ServerResponse, error) {
+	resp, err := s.local.Server(ctx, req)
+	return resp, errgrpc.ToGRPC(err)
+}
+
+func (s *service) PluginInfo(ctx context.Context, req *api.PluginInfoRequest) (*api.PluginInfoResponse, error) {
+	resp, err := s.local.PluginInfo(ctx, req)
+	return resp, errgrpc.ToGRPC(err)
 }

@@ -1,4 +1,4 @@
-package runtime
+package shims
 
 import (
 	"encoding/json"

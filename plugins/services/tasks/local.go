@@ -1,4 +1,4 @@
-package grpcapi
+package tasks
 
 import (
 	"context"
@@ -10,37 +10,49 @@ import (
 	"github.com/containerd/containerd/api/types"
 	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/typeurl/v2"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/hullrt/hull/core/containers"
 	"github.com/hullrt/hull/core/filters"
 	"github.com/hullrt/hull/core/mount"
+	"github.com/hullrt/hull/core/runtime"
 	"github.com/hullrt/hull/core/snapshots"
-	"github.com/hullrt/hull/internal/errgrpc"
 	"github.com/hullrt/hull/internal/protoconv"
-	"github.com/hullrt/hull/runtime"
 )
 
-// tasksService adapts the runtime manager to containerd's tasks API. A
-// task is created from its container record: spec, runtime and, when the
-// request carries no rootfs, the mounts of the container's snapshot.
-type tasksService struct {
-	api.UnimplementedTasksServer
-	runtime     *runtime.Manager
-	containers  containers.Store
-	snapshotter func(name string) (snapshots.Snapshotter, error)
+// Local is the tasks service in process: containerd's TasksClient over a
+// runtime, so that the client library drives it exactly as it drives hulld's
+// socket. A task is created from its container record: spec, runtime and,
+// when the request carries no rootfs, the mounts of the container's
+// snapshot. Errors are errdefs classes; the gRPC adapter maps them.
+type Local struct {
+	runtime      runtime.Runtime
+	containers   containers.Store
+	snapshotters Snapshotters
 }
 
-func (s *tasksService) RegisterGRPC(g *grpc.Server) { api.RegisterTasksServer(g, s) }
+// Snapshotters finds the snapshotter a container's record names.
+type Snapshotters interface {
+	Snapshotter(name string) (snapshots.Snapshotter, error)
+}
 
-func (s *tasksService) Create(ctx context.Context, req *api.CreateTaskRequest) (*api.CreateTaskResponse, error) {
+// NewLocal returns the tasks service over rt, reading container records
+// from cs and rootfs mounts from sn.
+func NewLocal(rt runtime.Runtime, cs containers.Store, sn Snapshotters) *Local {
+	return &Local{runtime: rt, containers: cs, snapshotters: sn}
+}
+
+var _ api.TasksClient = (*Local)(nil)
+
+func (s *Local) Create(ctx context.Context, req *api.CreateTaskRequest, _ ...grpc.CallOption) (*api.CreateTaskResponse, error) {
 	if req.Checkpoint != nil {
-		return nil, errgrpc.ToGRPC(fmt.Errorf("restoring task %q from a checkpoint needs CRIU support, which hull does not have yet: %w", req.ContainerID, errdefs.ErrNotImplemented))
+		return nil, fmt.Errorf("restoring task %q from a checkpoint needs CRIU support, which hull does not have yet: %w", req.ContainerID, errdefs.ErrNotImplemented)
 	}
 	c, err := s.containers.Get(ctx, req.ContainerID)
 	if err != nil {
-		return nil, errgrpc.ToGRPC(err)
+		return nil, err
 	}
 	var spec []byte
 	if c.Spec != nil {
@@ -49,7 +61,7 @@ func (s *tasksService) Create(ctx context.Context, req *api.CreateTaskRequest) (
 	rootfs := protoconv.MountsFromProto(req.Rootfs)
 	if len(rootfs) == 0 && c.SnapshotKey != "" {
 		if rootfs, err = s.rootfs(ctx, c); err != nil {
-			return nil, errgrpc.ToGRPC(err)
+			return nil, err
 		}
 	}
 	opts := runtime.CreateOpts{
@@ -62,13 +74,13 @@ func (s *tasksService) Create(ctx context.Context, req *api.CreateTaskRequest) (
 	}
 	t, err := s.runtime.Create(ctx, req.ContainerID, opts)
 	if err != nil {
-		return nil, errgrpc.ToGRPC(err)
+		return nil, err
 	}
-	return &api.CreateTaskResponse{ContainerID: req.ContainerID, Pid: t.Pid}, nil
+	return &api.CreateTaskResponse{ContainerID: req.ContainerID, Pid: t.Pid()}, nil
 }
 
-func (s *tasksService) rootfs(ctx context.Context, c containers.Container) ([]mount.Mount, error) {
-	sn, err := s.snapshotter(c.Snapshotter)
+func (s *Local) rootfs(ctx context.Context, c containers.Container) ([]mount.Mount, error) {
+	sn, err := s.snapshotters.Snapshotter(c.Snapshotter)
 	if err != nil {
 		return nil, fmt.Errorf("container %q: %w", c.ID, err)
 	}
@@ -79,42 +91,42 @@ func (s *tasksService) rootfs(ctx context.Context, c containers.Container) ([]mo
 	return ms, nil
 }
 
-func (s *tasksService) task(ctx context.Context, id string) (*runtime.Task, error) {
+func (s *Local) task(ctx context.Context, id string) (runtime.Task, error) {
 	t, err := s.runtime.Get(ctx, id)
 	if err != nil {
-		return nil, errgrpc.ToGRPC(err)
+		return nil, err
 	}
 	return t, nil
 }
 
-func (s *tasksService) Start(ctx context.Context, req *api.StartRequest) (*api.StartResponse, error) {
+func (s *Local) Start(ctx context.Context, req *api.StartRequest, _ ...grpc.CallOption) (*api.StartResponse, error) {
 	t, err := s.task(ctx, req.ContainerID)
 	if err != nil {
 		return nil, err
 	}
 	pid, err := t.Start(ctx, req.ExecID)
 	if err != nil {
-		return nil, errgrpc.ToGRPC(err)
+		return nil, err
 	}
 	return &api.StartResponse{Pid: pid}, nil
 }
 
-func (s *tasksService) Delete(ctx context.Context, req *api.DeleteTaskRequest) (*api.DeleteResponse, error) {
+func (s *Local) Delete(ctx context.Context, req *api.DeleteTaskRequest, _ ...grpc.CallOption) (*api.DeleteResponse, error) {
 	exit, err := s.runtime.Delete(ctx, req.ContainerID)
 	if err != nil {
-		return nil, errgrpc.ToGRPC(err)
+		return nil, err
 	}
 	return &api.DeleteResponse{ID: req.ContainerID, Pid: exit.Pid, ExitStatus: exit.Status, ExitedAt: protoconv.ToTime(exit.ExitedAt)}, nil
 }
 
-func (s *tasksService) DeleteProcess(ctx context.Context, req *api.DeleteProcessRequest) (*api.DeleteResponse, error) {
+func (s *Local) DeleteProcess(ctx context.Context, req *api.DeleteProcessRequest, _ ...grpc.CallOption) (*api.DeleteResponse, error) {
 	t, err := s.task(ctx, req.ContainerID)
 	if err != nil {
 		return nil, err
 	}
 	exit, err := t.DeleteProcess(ctx, req.ExecID)
 	if err != nil {
-		return nil, errgrpc.ToGRPC(err)
+		return nil, err
 	}
 	return &api.DeleteResponse{ID: req.ExecID, Pid: exit.Pid, ExitStatus: exit.Status, ExitedAt: protoconv.ToTime(exit.ExitedAt)}, nil
 }
@@ -125,7 +137,7 @@ func processToProto(containerID string, st runtime.State) *tasktypes.Process {
 		id = containerID
 	}
 	p := &tasktypes.Process{
-		ContainerID: containerID, ID: id, Pid: st.Pid, Status: runtime.StatusToProto(st.Status),
+		ContainerID: containerID, ID: id, Pid: st.Pid, Status: statusToProto(st.Status),
 		Stdin: st.IO.Stdin, Stdout: st.IO.Stdout, Stderr: st.IO.Stderr, Terminal: st.IO.Terminal,
 		ExitStatus: st.ExitStatus,
 	}
@@ -135,29 +147,29 @@ func processToProto(containerID string, st runtime.State) *tasktypes.Process {
 	return p
 }
 
-func (s *tasksService) Get(ctx context.Context, req *api.GetRequest) (*api.GetResponse, error) {
+func (s *Local) Get(ctx context.Context, req *api.GetRequest, _ ...grpc.CallOption) (*api.GetResponse, error) {
 	t, err := s.task(ctx, req.ContainerID)
 	if err != nil {
 		return nil, err
 	}
 	st, err := t.State(ctx, req.ExecID)
 	if err != nil {
-		return nil, errgrpc.ToGRPC(err)
+		return nil, err
 	}
 	return &api.GetResponse{Process: processToProto(req.ContainerID, st)}, nil
 }
 
 // taskFields are the filter fields of List and Metrics.
-func taskFields(t *runtime.Task, st *runtime.State) filters.AdapterFunc {
+func taskFields(t runtime.Task, st *runtime.State) filters.AdapterFunc {
 	return func(fp []string) (string, bool) {
 		if len(fp) != 1 {
 			return "", false
 		}
 		switch fp[0] {
 		case "id", "container_id":
-			return t.ID, true
+			return t.ID(), true
 		case "runtime":
-			return t.Runtime, t.Runtime != ""
+			return t.RuntimeName(), t.RuntimeName() != ""
 		case "status":
 			if st == nil {
 				return "", false
@@ -173,14 +185,14 @@ func taskFields(t *runtime.Task, st *runtime.State) filters.AdapterFunc {
 	}
 }
 
-func (s *tasksService) List(ctx context.Context, req *api.ListTasksRequest) (*api.ListTasksResponse, error) {
+func (s *Local) List(ctx context.Context, req *api.ListTasksRequest, _ ...grpc.CallOption) (*api.ListTasksResponse, error) {
 	f, err := filters.ParseAll(nonEmpty(req.Filter)...)
 	if err != nil {
-		return nil, errgrpc.ToGRPC(err)
+		return nil, err
 	}
 	ts, err := s.runtime.Tasks(ctx)
 	if err != nil {
-		return nil, errgrpc.ToGRPC(err)
+		return nil, err
 	}
 	resp := &api.ListTasksResponse{}
 	for _, t := range ts {
@@ -195,12 +207,12 @@ func (s *tasksService) List(ctx context.Context, req *api.ListTasksRequest) (*ap
 			if errdefs.IsNotFound(err) {
 				continue
 			}
-			st = runtime.State{ID: t.ID, Pid: t.Pid, Status: runtime.StatusUnknown}
+			st = runtime.State{ID: t.ID(), Pid: t.Pid(), Status: runtime.StatusUnknown}
 		}
 		if !f.Match(taskFields(t, &st)) {
 			continue
 		}
-		resp.Tasks = append(resp.Tasks, processToProto(t.ID, st))
+		resp.Tasks = append(resp.Tasks, processToProto(t.ID(), st))
 	}
 	return resp, nil
 }
@@ -218,23 +230,23 @@ func nonEmpty(ss ...string) []string {
 	return out
 }
 
-func (s *tasksService) Kill(ctx context.Context, req *api.KillRequest) (*emptypb.Empty, error) {
+func (s *Local) Kill(ctx context.Context, req *api.KillRequest, _ ...grpc.CallOption) (*emptypb.Empty, error) {
 	t, err := s.task(ctx, req.ContainerID)
 	if err != nil {
 		return nil, err
 	}
 	if err := t.Kill(ctx, req.ExecID, req.Signal, req.All); err != nil {
-		return nil, errgrpc.ToGRPC(err)
+		return nil, err
 	}
 	return &emptypb.Empty{}, nil
 }
 
-func (s *tasksService) Exec(ctx context.Context, req *api.ExecProcessRequest) (*emptypb.Empty, error) {
+func (s *Local) Exec(ctx context.Context, req *api.ExecProcessRequest, _ ...grpc.CallOption) (*emptypb.Empty, error) {
 	if req.ExecID == "" {
-		return nil, errgrpc.ToGRPC(fmt.Errorf("exec in task %q: exec id must not be empty: %w", req.ContainerID, errdefs.ErrInvalidArgument))
+		return nil, fmt.Errorf("exec in task %q: exec id must not be empty: %w", req.ContainerID, errdefs.ErrInvalidArgument)
 	}
 	if req.Spec == nil {
-		return nil, errgrpc.ToGRPC(fmt.Errorf("exec %q in task %q: process spec is missing: %w", req.ExecID, req.ContainerID, errdefs.ErrInvalidArgument))
+		return nil, fmt.Errorf("exec %q in task %q: process spec is missing: %w", req.ExecID, req.ContainerID, errdefs.ErrInvalidArgument)
 	}
 	t, err := s.task(ctx, req.ContainerID)
 	if err != nil {
@@ -242,93 +254,97 @@ func (s *tasksService) Exec(ctx context.Context, req *api.ExecProcessRequest) (*
 	}
 	io := runtime.IO{Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr, Terminal: req.Terminal}
 	if err := t.Exec(ctx, req.ExecID, io, req.Spec); err != nil {
-		return nil, errgrpc.ToGRPC(err)
+		return nil, err
 	}
 	return &emptypb.Empty{}, nil
 }
 
-func (s *tasksService) ResizePty(ctx context.Context, req *api.ResizePtyRequest) (*emptypb.Empty, error) {
+func (s *Local) ResizePty(ctx context.Context, req *api.ResizePtyRequest, _ ...grpc.CallOption) (*emptypb.Empty, error) {
 	t, err := s.task(ctx, req.ContainerID)
 	if err != nil {
 		return nil, err
 	}
 	if err := t.ResizePty(ctx, req.ExecID, req.Width, req.Height); err != nil {
-		return nil, errgrpc.ToGRPC(err)
+		return nil, err
 	}
 	return &emptypb.Empty{}, nil
 }
 
-func (s *tasksService) CloseIO(ctx context.Context, req *api.CloseIORequest) (*emptypb.Empty, error) {
+func (s *Local) CloseIO(ctx context.Context, req *api.CloseIORequest, _ ...grpc.CallOption) (*emptypb.Empty, error) {
 	t, err := s.task(ctx, req.ContainerID)
 	if err != nil {
 		return nil, err
 	}
 	if err := t.CloseIO(ctx, req.ExecID, req.Stdin); err != nil {
-		return nil, errgrpc.ToGRPC(err)
+		return nil, err
 	}
 	return &emptypb.Empty{}, nil
 }
 
-func (s *tasksService) Pause(ctx context.Context, req *api.PauseTaskRequest) (*emptypb.Empty, error) {
+func (s *Local) Pause(ctx context.Context, req *api.PauseTaskRequest, _ ...grpc.CallOption) (*emptypb.Empty, error) {
 	t, err := s.task(ctx, req.ContainerID)
 	if err != nil {
 		return nil, err
 	}
 	if err := t.Pause(ctx); err != nil {
-		return nil, errgrpc.ToGRPC(err)
+		return nil, err
 	}
 	return &emptypb.Empty{}, nil
 }
 
-func (s *tasksService) Resume(ctx context.Context, req *api.ResumeTaskRequest) (*emptypb.Empty, error) {
+func (s *Local) Resume(ctx context.Context, req *api.ResumeTaskRequest, _ ...grpc.CallOption) (*emptypb.Empty, error) {
 	t, err := s.task(ctx, req.ContainerID)
 	if err != nil {
 		return nil, err
 	}
 	if err := t.Resume(ctx); err != nil {
-		return nil, errgrpc.ToGRPC(err)
+		return nil, err
 	}
 	return &emptypb.Empty{}, nil
 }
 
-func (s *tasksService) ListPids(ctx context.Context, req *api.ListPidsRequest) (*api.ListPidsResponse, error) {
+func (s *Local) ListPids(ctx context.Context, req *api.ListPidsRequest, _ ...grpc.CallOption) (*api.ListPidsResponse, error) {
 	t, err := s.task(ctx, req.ContainerID)
 	if err != nil {
 		return nil, err
 	}
 	ps, err := t.Pids(ctx)
 	if err != nil {
-		return nil, errgrpc.ToGRPC(err)
+		return nil, err
 	}
-	return &api.ListPidsResponse{Processes: ps}, nil
+	resp := &api.ListPidsResponse{Processes: make([]*tasktypes.ProcessInfo, 0, len(ps))}
+	for _, p := range ps {
+		resp.Processes = append(resp.Processes, &tasktypes.ProcessInfo{Pid: p.Pid, Info: typeurl.MarshalProto(p.Info)})
+	}
+	return resp, nil
 }
 
-func (s *tasksService) Checkpoint(ctx context.Context, req *api.CheckpointTaskRequest) (*api.CheckpointTaskResponse, error) {
+func (s *Local) Checkpoint(ctx context.Context, req *api.CheckpointTaskRequest, _ ...grpc.CallOption) (*api.CheckpointTaskResponse, error) {
 	if _, err := s.task(ctx, req.ContainerID); err != nil {
 		return nil, err
 	}
-	return nil, errgrpc.ToGRPC(fmt.Errorf("checkpoint of task %q needs CRIU support, which hull does not have yet: %w", req.ContainerID, errdefs.ErrNotImplemented))
+	return nil, fmt.Errorf("checkpoint of task %q needs CRIU support, which hull does not have yet: %w", req.ContainerID, errdefs.ErrNotImplemented)
 }
 
-func (s *tasksService) Update(ctx context.Context, req *api.UpdateTaskRequest) (*emptypb.Empty, error) {
+func (s *Local) Update(ctx context.Context, req *api.UpdateTaskRequest, _ ...grpc.CallOption) (*emptypb.Empty, error) {
 	t, err := s.task(ctx, req.ContainerID)
 	if err != nil {
 		return nil, err
 	}
 	if err := t.Update(ctx, req.Resources, req.Annotations); err != nil {
-		return nil, errgrpc.ToGRPC(err)
+		return nil, err
 	}
 	return &emptypb.Empty{}, nil
 }
 
-func (s *tasksService) Metrics(ctx context.Context, req *api.MetricsRequest) (*api.MetricsResponse, error) {
+func (s *Local) Metrics(ctx context.Context, req *api.MetricsRequest, _ ...grpc.CallOption) (*api.MetricsResponse, error) {
 	f, err := filters.ParseAll(nonEmpty(req.Filters...)...)
 	if err != nil {
-		return nil, errgrpc.ToGRPC(err)
+		return nil, err
 	}
 	ts, err := s.runtime.Tasks(ctx)
 	if err != nil {
-		return nil, errgrpc.ToGRPC(err)
+		return nil, err
 	}
 	resp := &api.MetricsResponse{}
 	for _, t := range ts {
@@ -340,21 +356,38 @@ func (s *tasksService) Metrics(ctx context.Context, req *api.MetricsRequest) (*a
 			if errdefs.IsNotFound(err) {
 				continue
 			}
-			return nil, errgrpc.ToGRPC(err)
+			return nil, err
 		}
-		resp.Metrics = append(resp.Metrics, &types.Metric{Timestamp: protoconv.ToTime(time.Now()), ID: t.ID, Data: stats})
+		resp.Metrics = append(resp.Metrics, &types.Metric{Timestamp: protoconv.ToTime(time.Now()), ID: t.ID(), Data: typeurl.MarshalProto(stats)})
 	}
 	return resp, nil
 }
 
-func (s *tasksService) Wait(ctx context.Context, req *api.WaitRequest) (*api.WaitResponse, error) {
+func (s *Local) Wait(ctx context.Context, req *api.WaitRequest, _ ...grpc.CallOption) (*api.WaitResponse, error) {
 	t, err := s.task(ctx, req.ContainerID)
 	if err != nil {
 		return nil, err
 	}
 	exit, err := t.Wait(ctx, req.ExecID)
 	if err != nil {
-		return nil, errgrpc.ToGRPC(err)
+		return nil, err
 	}
 	return &api.WaitResponse{ExitStatus: exit.Status, ExitedAt: protoconv.ToTime(exit.ExitedAt)}, nil
+}
+
+// statusToProto maps a Status to the API's enum.
+func statusToProto(s runtime.Status) tasktypes.Status {
+	switch s {
+	case runtime.StatusCreated:
+		return tasktypes.Status_CREATED
+	case runtime.StatusRunning:
+		return tasktypes.Status_RUNNING
+	case runtime.StatusStopped:
+		return tasktypes.Status_STOPPED
+	case runtime.StatusPaused:
+		return tasktypes.Status_PAUSED
+	case runtime.StatusPausing:
+		return tasktypes.Status_PAUSING
+	}
+	return tasktypes.Status_UNKNOWN
 }

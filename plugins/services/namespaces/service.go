@@ -1,7 +1,9 @@
-package grpcapi
+package namespaces
 
 import (
 	"context"
+	"fmt"
+	"github.com/containerd/errdefs"
 	"strings"
 
 	api "github.com/containerd/containerd/api/services/namespaces/v1"
@@ -9,13 +11,13 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/hullrt/hull/core/labels"
-	"github.com/hullrt/hull/core/namespaces"
+	corenamespaces "github.com/hullrt/hull/core/namespaces"
 	"github.com/hullrt/hull/internal/errgrpc"
 )
 
 type namespacesService struct {
 	api.UnimplementedNamespacesServer
-	store namespaces.Store
+	store corenamespaces.Store
 }
 
 func (s *namespacesService) RegisterGRPC(g *grpc.Server) { api.RegisterNamespacesServer(g, s) }
@@ -118,4 +120,8 @@ func (s *namespacesService) Delete(ctx context.Context, req *api.DeleteNamespace
 		return nil, errgrpc.ToGRPC(err)
 	}
 	return &emptypb.Empty{}, nil
+}
+
+func invalidField(kind, name, path, valid string) error {
+	return fmt.Errorf("%s %q: cannot update field %q: the fields are %s: %w", kind, name, path, valid, errdefs.ErrInvalidArgument)
 }

@@ -1,6 +1,8 @@
-package runtime
+package shims
 
 import (
+	"github.com/hullrt/hull/core/runtime"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -144,7 +146,7 @@ func (m *Manager) Close() error {
 
 // Create starts a shim for a new task and creates the task in it; the
 // task's init process is created but not started.
-func (m *Manager) Create(ctx context.Context, id string, opts CreateOpts) (_ *Task, retErr error) {
+func (m *Manager) Create(ctx context.Context, id string, opts runtime.CreateOpts) (_ runtime.Task, retErr error) {
 	ns, err := namespaces.NamespaceRequired(ctx)
 	if err != nil {
 		return nil, err
@@ -166,15 +168,15 @@ func (m *Manager) Create(ctx context.Context, id string, opts CreateOpts) (_ *Ta
 		m.mu.Unlock()
 	}()
 
-	runtime := opts.Runtime
-	if runtime == "" {
-		runtime = m.cfg.DefaultRuntime
+	rtName := opts.Runtime
+	if rtName == "" {
+		rtName = m.cfg.DefaultRuntime
 	}
-	binary, err := m.resolveBinary(runtime, opts.RuntimePath)
+	binary, err := m.resolveBinary(rtName, opts.RuntimePath)
 	if err != nil {
 		return nil, err
 	}
-	options, err := m.runtimeOptions(runtime, opts.Options)
+	options, err := m.runtimeOptions(rtName, opts.Options)
 	if err != nil {
 		return nil, err
 	}
@@ -218,14 +220,14 @@ func (m *Manager) Create(ctx context.Context, id string, opts CreateOpts) (_ *Ta
 	}
 	shimStarted := time.Since(began)
 	started = true
-	if err := b.writeRecord(shimRecord{Runtime: runtime, Binary: binary, Address: boot.Address, Version: boot.Version}); err != nil {
+	if err := b.writeRecord(shimRecord{Runtime: rtName, Binary: binary, Address: boot.Address, Version: boot.Version}); err != nil {
 		return nil, err
 	}
 	conn, err := m.connect(ctx, boot)
 	if err != nil {
 		return nil, err
 	}
-	t := newTask(ns, id, runtime, b, binary, conn)
+	t := newTask(ns, id, rtName, b, binary, conn)
 	var resp taskv2.CreateTaskResponse
 	err = conn.call(ctx, ns, "Create", &taskv2.CreateTaskRequest{
 		ID: id, Bundle: b.Path, Rootfs: protoconv.MountsToProto(opts.Rootfs),
@@ -236,11 +238,11 @@ func (m *Manager) Create(ctx context.Context, id string, opts CreateOpts) (_ *Ta
 		conn.shutdown(context.WithoutCancel(ctx), ns, id)
 		return nil, err
 	}
-	t.Pid = resp.Pid
+	t.pid = resp.Pid
 	m.mu.Lock()
 	m.tasks[k] = t
 	m.mu.Unlock()
-	m.log.Debug("task created", "namespace", ns, "id", id, "runtime", runtime, "pid", t.Pid,
+	m.log.Debug("task created", "namespace", ns, "id", id, "runtime", rtName, "pid", t.pid,
 		"shim_start", shimStarted, "create", time.Since(began)-shimStarted)
 	return t, nil
 }
@@ -297,8 +299,8 @@ func validateSpec(id string, data []byte) error {
 // runtimeOptions gives the runc and hull shims a runc root under hulld's
 // state when the caller set none, so that containers of hulld and of a
 // containerd on the same host never share runc state.
-func (m *Manager) runtimeOptions(runtime string, given typeurl.Any) (*anypb.Any, error) {
-	runcLike := runtime == "io.containerd.runc.v2" || runtime == "io.containerd.hull.v2"
+func (m *Manager) runtimeOptions(rtName string, given typeurl.Any) (*anypb.Any, error) {
+	runcLike := rtName == "io.containerd.runc.v2" || rtName == "io.containerd.hull.v2"
 	if given == nil || given.GetTypeUrl() == "" {
 		if !runcLike || m.cfg.RuncRoot == "" {
 			return nil, nil
@@ -331,7 +333,15 @@ func runcOptionsAny(o *runcoptions.Options) (*anypb.Any, error) {
 }
 
 // Get returns the task id of the namespace in ctx.
-func (m *Manager) Get(ctx context.Context, id string) (*Task, error) {
+func (m *Manager) Get(ctx context.Context, id string) (runtime.Task, error) {
+	t, err := m.get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+func (m *Manager) get(ctx context.Context, id string) (*Task, error) {
 	ns, err := namespaces.NamespaceRequired(ctx)
 	if err != nil {
 		return nil, err
@@ -346,20 +356,20 @@ func (m *Manager) Get(ctx context.Context, id string) (*Task, error) {
 }
 
 // Tasks lists the tasks of the namespace in ctx, by id.
-func (m *Manager) Tasks(ctx context.Context) ([]*Task, error) {
+func (m *Manager) Tasks(ctx context.Context) ([]runtime.Task, error) {
 	ns, err := namespaces.NamespaceRequired(ctx)
 	if err != nil {
 		return nil, err
 	}
 	m.mu.Lock()
-	var out []*Task
+	var out []runtime.Task
 	for _, t := range m.tasks {
-		if t.Namespace == ns {
+		if t.ns == ns {
 			out = append(out, t)
 		}
 	}
 	m.mu.Unlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	sort.Slice(out, func(i, j int) bool { return out[i].ID() < out[j].ID() })
 	return out, nil
 }
 
@@ -381,8 +391,8 @@ func (m *Manager) ShimPIDs(ctx context.Context) map[string]uint32 {
 		if exit, _ := t.deadExit(); exit != nil {
 			continue
 		}
-		if resp, err := t.shim.connect(ctx, t.Namespace, t.ID, 2*time.Second); err == nil {
-			out[key(t.Namespace, t.ID)] = resp.ShimPid
+		if resp, err := t.shim.connect(ctx, t.ns, t.id, 2*time.Second); err == nil {
+			out[key(t.ns, t.id)] = resp.ShimPid
 		}
 	}
 	return out
@@ -390,16 +400,16 @@ func (m *Manager) ShimPIDs(ctx context.Context) map[string]uint32 {
 
 // Delete deletes a stopped task: the shim removes the container, the
 // bundle goes, and the shim exits once it serves no task.
-func (m *Manager) Delete(ctx context.Context, id string) (Exit, error) {
-	t, err := m.Get(ctx, id)
+func (m *Manager) Delete(ctx context.Context, id string) (runtime.Exit, error) {
+	t, err := m.get(ctx, id)
 	if err != nil {
-		return Exit{}, err
+		return runtime.Exit{}, err
 	}
-	k := key(t.Namespace, id)
+	k := key(t.ns, id)
 	m.mu.Lock()
 	if m.creating[k] {
 		m.mu.Unlock()
-		return Exit{}, fmt.Errorf("task %q is being deleted: %w", id, errdefs.ErrFailedPrecondition)
+		return runtime.Exit{}, fmt.Errorf("task %q is being deleted: %w", id, errdefs.ErrFailedPrecondition)
 	}
 	m.creating[k] = true
 	m.mu.Unlock()
@@ -410,29 +420,29 @@ func (m *Manager) Delete(ctx context.Context, id string) (Exit, error) {
 	}()
 	if exit, _ := t.deadExit(); exit != nil {
 		m.forget(t)
-		m.publishDelete(t.Namespace, id, Exit{Pid: t.Pid, Status: exit.Status, ExitedAt: exit.ExitedAt})
+		m.publishDelete(t.ns, id, runtime.Exit{Pid: t.pid, Status: exit.Status, ExitedAt: exit.ExitedAt})
 		return *exit, nil
 	}
 	var resp taskv2.DeleteResponse
-	if err := t.shim.call(ctx, t.Namespace, "Delete", &taskv2.DeleteRequest{ID: id}, &resp); err != nil {
+	if err := t.shim.call(ctx, t.ns, "Delete", &taskv2.DeleteRequest{ID: id}, &resp); err != nil {
 		if !t.shim.isClosed() {
-			return Exit{}, err
+			return runtime.Exit{}, err
 		}
 		// The shim died under us: its crash handling records the exit.
 		if exit := t.waitDead(ctx); exit != nil {
 			return m.Delete(ctx, id)
 		}
-		return Exit{}, err
+		return runtime.Exit{}, err
 	}
-	exit := Exit{Pid: resp.Pid, Status: resp.ExitStatus, ExitedAt: protoconv.FromTime(resp.ExitedAt)}
+	exit := runtime.Exit{Pid: resp.Pid, Status: resp.ExitStatus, ExitedAt: protoconv.FromTime(resp.ExitedAt)}
 	m.forget(t)
 	// Waiting for the shim to go keeps a new task of the same id from
 	// finding the old shim's socket still answering and being sent to a
 	// shim that is exiting.
-	t.shim.shutdown(context.WithoutCancel(ctx), t.Namespace, id)
+	t.shim.shutdown(context.WithoutCancel(ctx), t.ns, id)
 	m.closeLog(k)
 	if err := t.bundle.remove(); err != nil {
-		m.log.Warn("remove bundle", "namespace", t.Namespace, "id", id, "error", err)
+		m.log.Warn("remove bundle", "namespace", t.ns, "id", id, "error", err)
 	}
 	return exit, nil
 }
@@ -440,8 +450,8 @@ func (m *Manager) Delete(ctx context.Context, id string) (Exit, error) {
 func (m *Manager) forget(t *Task) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.tasks[key(t.Namespace, t.ID)] == t {
-		delete(m.tasks, key(t.Namespace, t.ID))
+	if m.tasks[key(t.ns, t.id)] == t {
+		delete(m.tasks, key(t.ns, t.id))
 	}
 	c := t.shim
 	if c != nil && m.conns[c.address] == c && c.isClosed() {
@@ -472,13 +482,13 @@ func (m *Manager) publish(ns, topic string, ev any) {
 // publishExit and publishDelete publish, for a task's init process, the
 // events its shim would have, when the shim could not: it died, or the
 // task ended while hulld was down.
-func (m *Manager) publishExit(ns, id string, exit Exit) {
+func (m *Manager) publishExit(ns, id string, exit runtime.Exit) {
 	m.publish(ns, "/tasks/exit", &eventtypes.TaskExit{
 		ContainerID: id, ID: id, Pid: exit.Pid, ExitStatus: exit.Status, ExitedAt: protoconv.ToTime(exit.ExitedAt),
 	})
 }
 
-func (m *Manager) publishDelete(ns, id string, exit Exit) {
+func (m *Manager) publishDelete(ns, id string, exit runtime.Exit) {
 	m.publish(ns, "/tasks/delete", &eventtypes.TaskDelete{
 		ContainerID: id, ID: id, Pid: exit.Pid, ExitStatus: exit.Status, ExitedAt: protoconv.ToTime(exit.ExitedAt),
 	})
@@ -516,27 +526,27 @@ func (m *Manager) cleanupDead(t *Task, reason string) {
 	}
 	t.cleaning = true
 	t.mu.Unlock()
-	ctx := namespaces.WithNamespace(context.Background(), t.Namespace)
+	ctx := namespaces.WithNamespace(context.Background(), t.ns)
 	// A shim that is alive but does not answer (stopped, stuck) is
 	// killed first: its task is being cleaned up without it.
 	killShim(t.bundle)
 	exit, err := m.deleteShim(ctx, t.binary, t.bundle)
 	if err != nil {
-		m.log.Warn("shim delete failed", "namespace", t.Namespace, "id", t.ID, "error", err)
+		m.log.Warn("shim delete failed", "namespace", t.ns, "id", t.id, "error", err)
 	}
 	if exit.Pid == 0 {
-		exit.Pid = t.Pid
+		exit.Pid = t.pid
 	}
-	m.closeLog(key(t.Namespace, t.ID))
+	m.closeLog(key(t.ns, t.id))
 	if err := t.bundle.remove(); err != nil {
-		m.log.Warn("remove bundle", "namespace", t.Namespace, "id", t.ID, "error", err)
+		m.log.Warn("remove bundle", "namespace", t.ns, "id", t.id, "error", err)
 	}
 	t.mu.Lock()
 	t.dead, t.deadReason = &exit, reason
 	close(t.deadc)
 	t.mu.Unlock()
-	m.log.Warn("task's shim is gone: task marked exited", "namespace", t.Namespace, "id", t.ID, "reason", reason, "exit_status", exit.Status)
-	m.publishExit(t.Namespace, t.ID, exit)
+	m.log.Warn("task's shim is gone: task marked exited", "namespace", t.ns, "id", t.id, "reason", reason, "exit_status", exit.Status)
+	m.publishExit(t.ns, t.id, exit)
 }
 
 // killShim kills the shim whose pid the bundle records, if that pid is
@@ -611,7 +621,7 @@ func (m *Manager) loadTask(ctx context.Context, b *bundle) error {
 		t.shim = conn
 		var resp *taskv2.ConnectResponse
 		if resp, err = conn.connect(ctx, b.Namespace, b.ID, 5*time.Second); err == nil {
-			t.Pid = resp.TaskPid
+			t.pid = resp.TaskPid
 		}
 	}
 	if err != nil {
@@ -639,10 +649,10 @@ func (m *Manager) loadTask(ctx context.Context, b *bundle) error {
 	m.tasks[k] = t
 	m.mu.Unlock()
 	// An exit while hulld was down reached no one: say it now.
-	if st, err := t.State(ctx, ""); err == nil && st.Status == StatusStopped {
-		m.publishExit(b.Namespace, b.ID, Exit{Pid: st.Pid, Status: st.ExitStatus, ExitedAt: st.ExitedAt})
+	if st, err := t.State(ctx, ""); err == nil && st.Status == runtime.StatusStopped {
+		m.publishExit(b.Namespace, b.ID, runtime.Exit{Pid: st.Pid, Status: st.ExitStatus, ExitedAt: st.ExitedAt})
 	}
-	m.log.Info("reattached task", "namespace", b.Namespace, "id", b.ID, "runtime", rec.Runtime, "pid", t.Pid)
+	m.log.Info("reattached task", "namespace", b.Namespace, "id", b.ID, "runtime", rec.Runtime, "pid", t.pid)
 	return nil
 }
 
@@ -668,32 +678,32 @@ func (m *Manager) Reconcile(ctx context.Context) {
 		if exit, _ := t.deadExit(); exit != nil {
 			continue
 		}
-		tctx := namespaces.WithNamespace(ctx, t.Namespace)
-		_, err := t.shim.connect(tctx, t.Namespace, t.ID, 5*time.Second)
+		tctx := namespaces.WithNamespace(ctx, t.ns)
+		_, err := t.shim.connect(tctx, t.ns, t.id, 5*time.Second)
 		if err != nil && (errdefs.IsUnavailable(err) || errors.Is(err, context.DeadlineExceeded)) {
-			m.log.Warn("reconcile: shim does not answer; cleaning up", "namespace", t.Namespace, "id", t.ID, "error", err)
+			m.log.Warn("reconcile: shim does not answer; cleaning up", "namespace", t.ns, "id", t.id, "error", err)
 			m.cleanupDead(t, "shim stopped answering")
 			continue
 		}
 		if err != nil && errdefs.IsNotFound(err) {
-			m.log.Warn("reconcile: shim has no such task; removing it", "namespace", t.Namespace, "id", t.ID)
+			m.log.Warn("reconcile: shim has no such task; removing it", "namespace", t.ns, "id", t.id)
 			m.cleanupDead(t, "shim lost the task")
 			continue
 		}
 		if m.cfg.ContainerExists == nil {
 			continue
 		}
-		ok, err := m.cfg.ContainerExists(tctx, t.ID)
+		ok, err := m.cfg.ContainerExists(tctx, t.id)
 		if err != nil || ok {
 			continue
 		}
-		m.log.Warn("reconcile: task has no container record; killing and removing it", "namespace", t.Namespace, "id", t.ID)
+		m.log.Warn("reconcile: task has no container record; killing and removing it", "namespace", t.ns, "id", t.id)
 		t.Kill(tctx, "", 9, true)
 		wctx, cancel := context.WithTimeout(tctx, 10*time.Second)
 		t.Wait(wctx, "")
 		cancel()
-		if _, err := m.Delete(tctx, t.ID); err != nil {
-			m.log.Warn("reconcile: delete orphan task", "namespace", t.Namespace, "id", t.ID, "error", err)
+		if _, err := m.Delete(tctx, t.id); err != nil {
+			m.log.Warn("reconcile: delete orphan task", "namespace", t.ns, "id", t.id, "error", err)
 		}
 	}
 	// Bundles without a task: a create or delete that died half way.
@@ -729,3 +739,10 @@ func (m *Manager) Reconcile(ctx context.Context) {
 		}
 	}
 }
+
+// The manager and its tasks are what the tasks service holds through the
+// core interfaces.
+var (
+	_ runtime.Runtime = (*Manager)(nil)
+	_ runtime.Task    = (*Task)(nil)
+)

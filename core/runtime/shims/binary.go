@@ -1,6 +1,8 @@
-package runtime
+package shims
 
 import (
+	"github.com/hullrt/hull/core/runtime"
+
 	"bytes"
 	"context"
 	"encoding/json"
@@ -20,10 +22,10 @@ import (
 
 // BinaryName returns the shim binary of a runtime name, as containerd
 // derives it: "io.containerd.runc.v2" is "containerd-shim-runc-v2".
-func BinaryName(runtime string) (string, error) {
-	parts := strings.Split(runtime, ".")
-	if len(parts) < 2 || parts[len(parts)-2] == "" || parts[len(parts)-1] == "" || strings.ContainsAny(runtime, "/ \t") {
-		return "", fmt.Errorf("runtime name %q is not of the form <domain>.<name>.<version>, e.g. io.containerd.runc.v2: %w", runtime, errdefs.ErrInvalidArgument)
+func BinaryName(rtName string) (string, error) {
+	parts := strings.Split(rtName, ".")
+	if len(parts) < 2 || parts[len(parts)-2] == "" || parts[len(parts)-1] == "" || strings.ContainsAny(rtName, "/ \t") {
+		return "", fmt.Errorf("runtime name %q is not of the form <domain>.<name>.<version>, e.g. io.containerd.runc.v2: %w", rtName, errdefs.ErrInvalidArgument)
 	}
 	return fmt.Sprintf("containerd-shim-%s-%s", parts[len(parts)-2], parts[len(parts)-1]), nil
 }
@@ -31,7 +33,7 @@ func BinaryName(runtime string) (string, error) {
 // resolveBinary finds the shim binary of runtime: a configured path, else
 // the derived name on PATH, else next to hulld's own executable (where
 // `make install` puts hull's shim). The error names what was looked for.
-func (m *Manager) resolveBinary(runtime, runtimePath string) (string, error) {
+func (m *Manager) resolveBinary(rtName, runtimePath string) (string, error) {
 	if runtimePath != "" {
 		if !filepath.IsAbs(runtimePath) {
 			return "", fmt.Errorf("runtime path %q must be absolute: %w", runtimePath, errdefs.ErrInvalidArgument)
@@ -41,16 +43,16 @@ func (m *Manager) resolveBinary(runtime, runtimePath string) (string, error) {
 		}
 		return runtimePath, nil
 	}
-	if runtime == "" {
-		runtime = m.cfg.DefaultRuntime
+	if rtName == "" {
+		rtName = m.cfg.DefaultRuntime
 	}
-	if rc, ok := m.cfg.Runtimes[runtime]; ok && rc.Binary != "" {
+	if rc, ok := m.cfg.Runtimes[rtName]; ok && rc.Binary != "" {
 		if _, err := os.Stat(rc.Binary); err != nil {
-			return "", fmt.Errorf("shim binary %s configured for runtime %q: %w", rc.Binary, runtime, errdefs.ErrNotFound)
+			return "", fmt.Errorf("shim binary %s configured for runtime %q: %w", rc.Binary, rtName, errdefs.ErrNotFound)
 		}
 		return rc.Binary, nil
 	}
-	name, err := BinaryName(runtime)
+	name, err := BinaryName(rtName)
 	if err != nil {
 		return "", err
 	}
@@ -63,7 +65,7 @@ func (m *Manager) resolveBinary(runtime, runtimePath string) (string, error) {
 			return p, nil
 		}
 	}
-	return "", fmt.Errorf("runtime %q: shim binary %s not found in PATH=%s nor next to hulld: %w", runtime, name, os.Getenv("PATH"), errdefs.ErrNotFound)
+	return "", fmt.Errorf("runtime %q: shim binary %s not found in PATH=%s nor next to hulld: %w", rtName, name, os.Getenv("PATH"), errdefs.ErrNotFound)
 }
 
 // bootstrap is what a shim's start command printed: where it listens and
@@ -184,8 +186,8 @@ func (m *Manager) startShim(ctx context.Context, binary string, b *bundle, optio
 // deleteShim runs the shim's delete command, which cleans up after a shim
 // that is gone (kills the container, unmounts its rootfs) and says how the
 // task ended. A failing command still yields an exit: 255, now.
-func (m *Manager) deleteShim(ctx context.Context, binary string, b *bundle) (Exit, error) {
-	exit := Exit{Status: 255, ExitedAt: time.Now().UTC()}
+func (m *Manager) deleteShim(ctx context.Context, binary string, b *bundle) (runtime.Exit, error) {
+	exit := runtime.Exit{Status: 255, ExitedAt: time.Now().UTC()}
 	if binary == "" {
 		return exit, fmt.Errorf("task %q has no known shim binary", b.ID)
 	}

@@ -1,4 +1,4 @@
-package grpcapi
+package content
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/emptypb"
 
-	"github.com/hullrt/hull/core/content"
+	corecontent "github.com/hullrt/hull/core/content"
 	"github.com/hullrt/hull/internal/errgrpc"
 	"github.com/hullrt/hull/internal/protoconv"
 )
@@ -24,19 +24,19 @@ const readChunk = 1 << 20
 
 type contentService struct {
 	api.UnimplementedContentServer
-	store content.Store
+	store corecontent.Store
 }
 
 func (s *contentService) RegisterGRPC(g *grpc.Server) { api.RegisterContentServer(g, s) }
 
-func infoToProto(i content.Info) *api.Info {
+func infoToProto(i corecontent.Info) *api.Info {
 	return &api.Info{
 		Digest: i.Digest.String(), Size: i.Size, Labels: i.Labels,
 		CreatedAt: protoconv.ToTime(i.CreatedAt), UpdatedAt: protoconv.ToTime(i.UpdatedAt),
 	}
 }
 
-func statusToProto(st content.Status) *api.Status {
+func statusToProto(st corecontent.Status) *api.Status {
 	return &api.Status{
 		Ref: st.Ref, Offset: st.Offset, Total: st.Total, Expected: st.Expected.String(),
 		StartedAt: protoconv.ToTime(st.StartedAt), UpdatedAt: protoconv.ToTime(st.UpdatedAt),
@@ -53,7 +53,7 @@ func (s *contentService) Info(ctx context.Context, req *api.InfoRequest) (*api.I
 
 func (s *contentService) Update(ctx context.Context, req *api.UpdateRequest) (*api.UpdateResponse, error) {
 	in := req.GetInfo()
-	info, err := s.store.Update(ctx, content.Info{Digest: digest.Digest(in.GetDigest()), Labels: in.GetLabels()}, req.GetUpdateMask().GetPaths()...)
+	info, err := s.store.Update(ctx, corecontent.Info{Digest: digest.Digest(in.GetDigest()), Labels: in.GetLabels()}, req.GetUpdateMask().GetPaths()...)
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
@@ -63,7 +63,7 @@ func (s *contentService) Update(ctx context.Context, req *api.UpdateRequest) (*a
 func (s *contentService) List(req *api.ListContentRequest, srv api.Content_ListServer) error {
 	const batch = 100
 	var buf []*api.Info
-	err := s.store.Walk(srv.Context(), func(info content.Info) error {
+	err := s.store.Walk(srv.Context(), func(info corecontent.Info) error {
 		buf = append(buf, infoToProto(info))
 		if len(buf) == batch {
 			if err := srv.Send(&api.ListContentResponse{Info: buf}); err != nil {
@@ -110,7 +110,7 @@ func (s *contentService) Read(req *api.ReadContentRequest, srv api.Content_ReadS
 	if req.Size > 0 && req.Offset+req.Size < size {
 		end = req.Offset + req.Size
 	}
-	if m, ok := ra.(content.BytesReaderAt); ok && end > req.Offset && end-req.Offset <= readChunk {
+	if m, ok := ra.(corecontent.BytesReaderAt); ok && end > req.Offset && end-req.Offset <= readChunk {
 		// A small blob in memory goes out as it is, without a copy.
 		return srv.Send(&api.ReadContentResponse{Offset: req.Offset, Data: m.Bytes()[req.Offset:end]})
 	}
@@ -186,7 +186,7 @@ func (s *contentService) write(srv api.Content_WriteServer) error {
 		expected = digest.Digest(req.Expected)
 	}
 	total := req.Total
-	w, err := s.store.Writer(ctx, content.WithRef(ref), content.WithDescriptor(ocispec.Descriptor{Digest: expected, Size: total}))
+	w, err := s.store.Writer(ctx, corecontent.WithRef(ref), corecontent.WithDescriptor(ocispec.Descriptor{Digest: expected, Size: total}))
 	if err != nil {
 		return err
 	}
@@ -231,7 +231,7 @@ func (s *contentService) write(srv api.Content_WriteServer) error {
 		resp.Offset = st.Offset
 		resp.Digest = w.Digest().String()
 		if req.Action == api.WriteAction_COMMIT {
-			if err := w.Commit(ctx, total, expected, content.WithLabels(req.Labels)); err != nil {
+			if err := w.Commit(ctx, total, expected, corecontent.WithLabels(req.Labels)); err != nil {
 				return err
 			}
 		}

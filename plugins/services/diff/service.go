@@ -1,4 +1,4 @@
-package grpcapi
+package diff
 
 import (
 	"context"
@@ -6,28 +6,28 @@ import (
 	api "github.com/containerd/containerd/api/services/diff/v1"
 	"google.golang.org/grpc"
 
-	"github.com/hullrt/hull/core/diff"
+	corediff "github.com/hullrt/hull/core/diff"
 	"github.com/hullrt/hull/internal/errgrpc"
 	"github.com/hullrt/hull/internal/protoconv"
 )
 
-// differ is what the diff service needs: both directions.
-type differ interface {
-	diff.Applier
-	diff.Comparer
+// Differ is what the diff service provides: both directions.
+type Differ interface {
+	corediff.Applier
+	corediff.Comparer
 }
 
 type diffService struct {
 	api.UnimplementedDiffServer
-	differ differ
+	differ Differ
 }
 
 func (s *diffService) RegisterGRPC(g *grpc.Server) { api.RegisterDiffServer(g, s) }
 
 func (s *diffService) Apply(ctx context.Context, req *api.ApplyRequest) (*api.ApplyResponse, error) {
-	var opts []diff.ApplyOpt
-	if _, ok := req.Payloads[diff.PayloadDetached]; ok {
-		opts = append(opts, diff.WithDetached())
+	var opts []corediff.ApplyOpt
+	if _, ok := req.Payloads[corediff.PayloadDetached]; ok {
+		opts = append(opts, corediff.WithDetached())
 	}
 	applied, err := s.differ.Apply(ctx, protoconv.DescFromProto(req.Diff), protoconv.MountsFromProto(req.Mounts), opts...)
 	if err != nil {
@@ -37,15 +37,15 @@ func (s *diffService) Apply(ctx context.Context, req *api.ApplyRequest) (*api.Ap
 }
 
 func (s *diffService) Diff(ctx context.Context, req *api.DiffRequest) (*api.DiffResponse, error) {
-	var opts []diff.CompareOpt
+	var opts []corediff.CompareOpt
 	if req.MediaType != "" {
-		opts = append(opts, diff.WithMediaType(req.MediaType))
+		opts = append(opts, corediff.WithMediaType(req.MediaType))
 	}
 	if req.Ref != "" {
-		opts = append(opts, diff.WithReference(req.Ref))
+		opts = append(opts, corediff.WithReference(req.Ref))
 	}
 	if req.Labels != nil {
-		opts = append(opts, diff.WithLabels(req.Labels))
+		opts = append(opts, corediff.WithLabels(req.Labels))
 	}
 	d, err := s.differ.Compare(ctx, protoconv.MountsFromProto(req.Left), protoconv.MountsFromProto(req.Right), opts...)
 	if err != nil {

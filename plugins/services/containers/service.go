@@ -1,4 +1,4 @@
-package grpcapi
+package containers
 
 import (
 	"context"
@@ -7,7 +7,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/emptypb"
 
-	"github.com/hullrt/hull/core/containers"
+	corecontainers "github.com/hullrt/hull/core/containers"
 	"github.com/hullrt/hull/internal/errgrpc"
 	"github.com/hullrt/hull/internal/protoconv"
 )
@@ -18,7 +18,7 @@ import (
 // after each commit.
 type containersService struct {
 	api.UnimplementedContainersServer
-	store containers.Store
+	store corecontainers.Store
 }
 
 func (s *containersService) RegisterGRPC(g *grpc.Server) { api.RegisterContainersServer(g, s) }

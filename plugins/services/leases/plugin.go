@@ -1,0 +1,36 @@
+// Package leases registers the leases service: the metadata store's
+// leases.Manager in process (leases-service) and containerd's leases gRPC
+// API over it.
+package leases
+
+import (
+	coreleases "github.com/hullrt/hull/core/leases"
+
+	"github.com/hullrt/hull/plugin"
+	"github.com/hullrt/hull/plugins/services"
+)
+
+// Register adds the leases service plugin (LeasesService, the metadata
+// store's coreleases.Manager) and its gRPC adapter to r.
+func Register(r *plugin.Registry) {
+	r.Register(&plugin.Registration{
+		Type: plugin.ServicePlugin, ID: services.LeasesService, Requires: []plugin.Type{plugin.MetadataPlugin},
+		Init: func(ic *plugin.InitContext) (any, error) {
+			db, err := plugin.Single[interface{ Leases() coreleases.Manager }](ic, plugin.MetadataPlugin)
+			if err != nil {
+				return nil, err
+			}
+			return db.Leases(), nil
+		},
+	})
+	r.Register(&plugin.Registration{
+		Type: plugin.GRPCPlugin, ID: "leases", Requires: []plugin.Type{plugin.ServicePlugin},
+		Init: func(ic *plugin.InitContext) (any, error) {
+			s, err := plugin.Instance[coreleases.Manager](ic, plugin.ServicePlugin, services.LeasesService)
+			if err != nil {
+				return nil, err
+			}
+			return &leasesService{manager: s}, nil
+		},
+	})
+}
