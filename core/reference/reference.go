@@ -1,23 +1,28 @@
 // Package reference parses image references: host[:port]/path[:tag][@digest].
 //
-// Parse accepts only fully qualified references, which is what the core and
-// the wire API deal in. ParseNormalized is for people typing names at a
-// command line: it expands Docker Hub short names (busybox,
-// user/app) the way docker and nerdctl do, so the same words pull the same
-// image everywhere.
+// The grammar and the normalisation are those of
+// github.com/distribution/reference, the package Docker, containerd's CRI
+// plugin and the kubelet use, so a name means the same image under hull as
+// under them. This package keeps hull's small value type and the two ways
+// the code base reads names:
+//
+// Parse accepts only fully qualified references in canonical form, which is
+// what the core and the wire API deal in. ParseNormalized is for people
+// typing names at a command line: it expands Docker Hub short names
+// (busybox, user/app) and adds ":latest" the way docker does.
 package reference
 
 import (
-	"sync"
 	// go-digest only knows the algorithms whose hash is linked in; without
 	// these, sha256 and sha512 digests would fail to validate.
 	_ "crypto/sha256"
 	_ "crypto/sha512"
+	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 
 	"github.com/containerd/errdefs"
+	distref "github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -27,34 +32,7 @@ const (
 	// DefaultTag is added by ParseNormalized when neither tag nor digest
 	// is given.
 	DefaultTag = "latest"
-	// legacyDefaultHost is Docker Hub's old name; docker rewrites it to
-	// DefaultHost, so a reference written with it names the same image.
-	legacyDefaultHost = "index.docker.io"
-	// officialPrefix is the Docker Hub namespace of one-component names.
-	officialPrefix = "library/"
-	// maxNameLength is the limit docker/distribution puts on host/path.
-	maxNameLength = 255
 )
-
-var (
-	// hostRe is a DNS name or a bracketed IPv6 address, with an optional
-	// port. Upper case is allowed: host names are case-insensitive and
-	// docker accepts them.
-	hostRe = lazyRegexp(`^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?$`)
-	// componentRe is one path component of the distribution spec.
-	componentRe = lazyRegexp(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$`)
-	// tagRe is the distribution spec's tag grammar.
-	tagRe = lazyRegexp(`^\w[\w.-]{0,127}$`)
-	// imageIDRe catches an image ID typed where a name was expected: it
-	// would otherwise become docker.io/library/<hex>:latest.
-	imageIDRe = lazyRegexp(`^[a-f0-9]{64}$`)
-)
-
-// lazyRegexp compiles expr on first use: every CLI invocation links this
-// package, and most never parse a reference.
-func lazyRegexp(expr string) func() *regexp.Regexp {
-	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) })
-}
 
 // Reference is a parsed, fully qualified image reference.
 type Reference struct {
@@ -93,27 +71,22 @@ func (r Reference) String() string {
 	return b.String()
 }
 
-// Parse parses a fully qualified reference, host[:port]/path[:tag][@digest].
-// The host must look like one (contain '.' or ':', or be "localhost") so
-// that a short name is never mistaken for a registry. Errors are
-// InvalidArgument and name the input and what is wrong with it.
+// Parse parses a fully qualified reference in canonical form,
+// host[:port]/path[:tag][@digest]: one that normalisation would leave as
+// it is, so "busybox" and "docker.io/busybox" are refused (their canonical
+// form is docker.io/library/busybox) while "localhost:5000/x" is taken.
+// Errors are InvalidArgument and name the input and what is wrong with it.
 func Parse(s string) (Reference, error) {
-	if s == "" {
-		return Reference{}, invalid(s, "reference must not be empty")
-	}
-	rest, tag, dgst, err := splitTagDigest(s, s)
+	named, err := distref.ParseNamed(s)
 	if err != nil {
-		return Reference{}, err
+		if errors.Is(err, distref.ErrNameNotCanonical) {
+			if full, ferr := distref.ParseNormalizedNamed(s); ferr == nil {
+				return Reference{}, invalid(s, fmt.Errorf("not fully qualified: the full form is %s", full))
+			}
+		}
+		return Reference{}, invalid(s, err)
 	}
-	slash := strings.IndexByte(rest, '/')
-	if slash < 0 {
-		return Reference{}, invalid(s, "not fully qualified: expected host/path (for example docker.io/library/busybox)")
-	}
-	host := rest[:slash]
-	if !looksLikeHost(host) {
-		return Reference{}, invalid(s, fmt.Sprintf("not fully qualified: %q is not a registry host (a host contains '.' or ':' or is localhost)", host))
-	}
-	return build(s, host, rest[slash+1:], tag, dgst)
+	return fromNamed(named), nil
 }
 
 // ParseNormalized parses s as docker would: a reference without a registry
@@ -122,106 +95,37 @@ func Parse(s string) (Reference, error) {
 // changed reports whether the canonical form differs from s, so a command
 // line tool can tell the user which reference it actually used.
 func ParseNormalized(s string) (ref Reference, changed bool, err error) {
-	if s == "" {
-		return Reference{}, false, invalid(s, "reference must not be empty")
-	}
-	if imageIDRe().MatchString(s) {
-		return Reference{}, false, invalid(s, "this is an image ID (64 hex digits), not a reference; use a name such as busybox or docker.io/library/busybox")
-	}
-	rest, tag, dgst, err := splitTagDigest(s, s)
+	named, err := distref.ParseNormalizedNamed(s)
 	if err != nil {
-		return Reference{}, false, err
+		return Reference{}, false, invalid(s, err)
 	}
-	host, path := DefaultHost, rest
-	if slash := strings.IndexByte(rest, '/'); slash >= 0 && looksLikeHost(rest[:slash]) {
-		host, path = rest[:slash], rest[slash+1:]
-	}
-	if host == legacyDefaultHost {
-		host = DefaultHost
-	}
-	if host == DefaultHost && !strings.Contains(path, "/") {
-		path = officialPrefix + path
-	}
-	if tag == "" && dgst == "" {
-		tag = DefaultTag
-	}
-	ref, err = build(s, host, path, tag, dgst)
-	if err != nil {
-		return Reference{}, false, err
-	}
+	ref = fromNamed(distref.TagNameOnly(named))
 	return ref, ref.String() != s, nil
 }
 
-// splitTagDigest takes the optional "@digest" and ":tag" off s. The tag's
-// colon is the last one after the last '/', so a host's port is not taken
-// for a tag.
-func splitTagDigest(orig, s string) (rest, tag string, dgst digest.Digest, err error) {
-	if at := strings.IndexByte(s, '@'); at >= 0 {
-		d := s[at+1:]
-		if d == "" {
-			return "", "", "", invalid(orig, "empty digest after '@'")
-		}
-		parsed, perr := digest.Parse(d)
-		if perr != nil {
-			return "", "", "", invalid(orig, fmt.Sprintf("invalid digest %q: %v (expected algorithm:hex, e.g. sha256:<64 hex digits>)", d, perr))
-		}
-		dgst, s = parsed, s[:at]
+// fromNamed copies a parsed reference into the value type.
+func fromNamed(n distref.Named) Reference {
+	r := Reference{Host: distref.Domain(n), Path: distref.Path(n)}
+	if t, ok := n.(distref.Tagged); ok {
+		r.Tag = t.Tag()
 	}
-	if colon := strings.LastIndexByte(s, ':'); colon > strings.LastIndexByte(s, '/') {
-		tag, s = s[colon+1:], s[:colon]
-		if tag == "" {
-			return "", "", "", invalid(orig, "empty tag after ':'")
-		}
-		if !tagRe().MatchString(tag) {
-			return "", "", "", invalid(orig, fmt.Sprintf("invalid tag %q: use up to 128 letters, digits, '_', '.' and '-', not starting with '.' or '-'", tag))
-		}
+	if d, ok := n.(distref.Digested); ok {
+		r.Digest = d.Digest()
 	}
-	return s, tag, dgst, nil
+	return r
 }
 
-// looksLikeHost is docker's rule for telling a registry host from the
-// first path component of a Docker Hub name.
-func looksLikeHost(s string) bool {
-	return strings.ContainsAny(s, ".:") || s == "localhost"
-}
-
-// build validates the parts and assembles the Reference.
-func build(orig, host, path, tag string, dgst digest.Digest) (Reference, error) {
-	if host == "" {
-		return Reference{}, invalid(orig, "empty registry host")
-	}
-	if !hostRe().MatchString(host) {
-		return Reference{}, invalid(orig, fmt.Sprintf("invalid registry host %q: expected a DNS name or [IPv6 address], optionally with :port", host))
-	}
-	if path == "" {
-		return Reference{}, invalid(orig, "empty repository path")
-	}
-	for _, c := range strings.Split(path, "/") {
-		if err := checkComponent(orig, path, c); err != nil {
-			return Reference{}, err
-		}
-	}
-	if n := len(host) + 1 + len(path); n > maxNameLength {
-		return Reference{}, invalid(orig, fmt.Sprintf("repository name is %d characters long, the limit is %d", n, maxNameLength))
-	}
-	return Reference{Host: host, Path: path, Tag: tag, Digest: dgst}, nil
-}
-
-// checkComponent explains what is wrong with one path component, picking
-// out the mistakes people actually make.
-func checkComponent(orig, path, c string) error {
+// invalid names the input; the library's errors say what is wrong but not
+// always with which value.
+func invalid(s string, why error) error {
 	switch {
-	case c == "":
-		return invalid(orig, fmt.Sprintf("repository path %q has an empty component", path))
-	case componentRe().MatchString(c):
-		return nil
-	case strings.ToLower(c) != c && componentRe().MatchString(strings.ToLower(c)):
-		return invalid(orig, fmt.Sprintf("repository path %q must be lowercase", path))
-	default:
-		return invalid(orig, fmt.Sprintf("invalid repository path component %q: use lowercase letters and digits separated by '.', '_', '__' or '-'", c))
+	case s == "":
+		return fmt.Errorf("invalid reference %q: must not be empty: %w", s, errdefs.ErrInvalidArgument)
+	case errors.Is(why, distref.ErrReferenceInvalidFormat):
+		// The library does not say which part is wrong: recall the
+		// grammar.
+		return fmt.Errorf("invalid reference %q: %w (want [host[:port]/]path[:tag][@algorithm:hex]; path components of lowercase letters and digits joined by '.', '_', '__' or '-'; tags of up to 128 letters, digits, '_', '.' and '-'): %w",
+			s, why, errdefs.ErrInvalidArgument)
 	}
-}
-
-func invalid(s, why string) error {
-	return fmt.Errorf("invalid reference %q: %s: %w", s, why, errdefs.ErrInvalidArgument)
+	return fmt.Errorf("invalid reference %q: %w: %w", s, why, errdefs.ErrInvalidArgument)
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
+	distref "github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -50,32 +51,33 @@ func TestParse(t *testing.T) {
 func TestParseErrors(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{"", "must not be empty"},
-		{"busybox", "not fully qualified"},
-		{"library/busybox", `"library" is not a registry host`},
+		{"busybox", "not fully qualified: the full form is docker.io/library/busybox"},
+		{"library/busybox", "not fully qualified: the full form is docker.io/library/busybox"},
+		{"docker.io/busybox", "the full form is docker.io/library/busybox"},
+		{"index.docker.io/library/busybox", "the full form is docker.io/library/busybox"},
 		{"docker.io", "not fully qualified"},
-		{"docker.io/", "empty repository path"},
-		{"docker.io/Library/busybox", `repository path "Library/busybox" must be lowercase`},
-		{"docker.io/library//busybox", "empty component"},
-		{"docker.io/library/busybox/", "empty component"},
-		{"docker.io/a-/b", `invalid repository path component "a-"`},
-		{"docker.io/a..b", `invalid repository path component "a..b"`},
-		{"docker.io/a___b", `invalid repository path component "a___b"`},
-		{"docker.io/a b", `invalid repository path component "a b"`},
-		{"docker.io/a:", "empty tag"},
-		{"docker.io/a:-x", `invalid tag "-x"`},
-		{"docker.io/a:.x", `invalid tag ".x"`},
-		{"docker.io/a:x/y", `invalid repository path component "a:x"`},
-		{"docker.io/a:" + strings.Repeat("t", 129), "invalid tag"},
-		{"docker.io/a@", "empty digest"},
-		{"docker.io/a@sha256:abc", `invalid digest "sha256:abc"`},
-		{"docker.io/a@" + upper, "invalid digest"},
-		{"docker.io/a@md5:d41d8cd98f00b204e9800998ecf8427e", "invalid digest"},
-		{"docker.io/a@" + sha + "@" + sha, "invalid digest"},
-		{"-x.io/a", `invalid registry host "-x.io"`},
-		{"x_y.io/a", `invalid registry host "x_y.io"`},
-		{"x.io:/a", `invalid registry host "x.io:"`},
-		{"x.io:ab/a", `invalid registry host "x.io:ab"`},
-		{"r.io/" + strings.Repeat("a", 251), "limit is 255"},
+		{"docker.io/", "invalid reference format"},
+		{"docker.io/Library/busybox", "repository name (Library/busybox) must be lowercase"},
+		{"docker.io/library//busybox", "invalid reference format"},
+		{"docker.io/library/busybox/", "invalid reference format"},
+		{"docker.io/a-/b", "invalid reference format"},
+		{"docker.io/a..b", "invalid reference format"},
+		{"docker.io/a___b", "invalid reference format"},
+		{"docker.io/a b", "invalid reference format"},
+		{"docker.io/a:", "invalid reference format"},
+		{"docker.io/a:-x", "invalid reference format"},
+		{"docker.io/a:.x", "invalid reference format"},
+		{"docker.io/a:x/y", "invalid reference format"},
+		{"docker.io/a:" + strings.Repeat("t", 129), "invalid reference format"},
+		{"docker.io/a@", "invalid reference format"},
+		{"docker.io/a@sha256:abc", "invalid reference format"},
+		{"docker.io/a@" + upper, "invalid checksum digest format"},
+		{"docker.io/a@md5:d41d8cd98f00b204e9800998ecf8427e", "unsupported digest algorithm"},
+		{"docker.io/a@" + sha + "@" + sha, "invalid reference format"},
+		{"-x.io/a", "invalid reference format"},
+		{"x.io:/a", "invalid reference format"},
+		{"x.io:ab/a", "invalid reference format"},
+		{"r.io/" + strings.Repeat("a", 256), "must not be more than 255 characters"},
 	} {
 		_, err := Parse(tc.in)
 		if err == nil {
@@ -110,6 +112,8 @@ func TestParseNormalized(t *testing.T) {
 		{"localhost:5000/x", "localhost:5000/x:latest", true},
 		{"localhost/x:y", "localhost/x:y", false},
 		{"localhost", "docker.io/library/localhost:latest", true},
+		{"localhost:5000/x@" + sha, "localhost:5000/x@" + sha, false},
+		{"docker.io/library/busybox:1@" + sha, "docker.io/library/busybox:1@" + sha, false},
 		{"ghcr.io/o/r@" + sha, "ghcr.io/o/r@" + sha, false},
 		{"quay.io/a", "quay.io/a:latest", true},
 	} {
@@ -131,14 +135,14 @@ func TestParseNormalized(t *testing.T) {
 func TestParseNormalizedErrors(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{"", "must not be empty"},
-		{"BusyBox", `must be lowercase`},
-		{"User/app", `must be lowercase`},
-		{"busybox:", "empty tag"},
-		{"busybox@sha256:00", "invalid digest"},
-		{strings.Repeat("ab", 32), "image ID"},
-		{"a//b", "empty component"},
-		{"/a", "empty component"},
-		{"docker.io/" + strings.Repeat("a", 240), "limit is 255"},
+		{"BusyBox", `repository name (library/BusyBox) must be lowercase`},
+		{"user/App:1", `repository name (user/App) must be lowercase`},
+		{"busybox:", "invalid reference format"},
+		{"busybox@sha256:00", "invalid reference format"},
+		{strings.Repeat("ab", 32), "cannot specify 64-byte hexadecimal strings"},
+		{"a//b", "invalid reference format"},
+		{"/a", "invalid reference format"},
+		{"docker.io/" + strings.Repeat("a", 250), "must not be more than 255 characters"},
 	} {
 		_, _, err := ParseNormalized(tc.in)
 		if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), `"`+tc.in+`"`) {
@@ -175,6 +179,11 @@ func FuzzParse(f *testing.F) {
 			}
 			if changed != (r.String() != s) {
 				t.Fatalf("ParseNormalized(%q) changed = %v for %q", s, changed, r)
+			}
+			// The value type carries everything the library parsed.
+			n, err := distref.ParseNormalizedNamed(s)
+			if err != nil || r.String() != distref.TagNameOnly(n).String() {
+				t.Fatalf("ParseNormalized(%q) = %q, the library says %v, %v", s, r, n, err)
 			}
 		}
 	})
