@@ -30,9 +30,13 @@ install: build
 	install -m 0755 $(BINARIES) $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 contrib/hull.service $(DESTDIR)/etc/systemd/system/hull.service
 
+# After hull's own tests, containerd's conformance suites against hull's
+# stores and hulld (test/compat, a module of its own so that containerd stays
+# out of hull's), run against the hulld just built.
 test: deps build
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
+	cd test/compat && $(GO) vet ./... && HULLD_BIN=$(CURDIR)/bin/hulld $(GO) test -count=1 -timeout 15m ./...
 	$(MAKE) --no-print-directory fuzz
 
 fuzz:
