@@ -37,3 +37,5 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 go mod download
+# containerd's conformance suites (test/compat) are a module of their own.
+(cd test/compat && go mod download)
