@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -24,6 +25,7 @@ import (
 	"github.com/containerd/ttrpc"
 	"github.com/containerd/typeurl/v2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -40,14 +42,39 @@ type eventSink struct {
 	mu     sync.Mutex
 	topics []string
 	envs   []*types.Envelope
+	// arrived is signalled after each event, for waitTopic.
+	arrived chan struct{}
 }
 
 func (s *eventSink) Forward(ctx context.Context, r *eventsapi.ForwardRequest) (*emptypb.Empty, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.topics = append(s.topics, r.Envelope.Topic)
 	s.envs = append(s.envs, r.Envelope)
+	s.mu.Unlock()
+	select {
+	case s.arrived <- struct{}{}:
+	default:
+	}
 	return &emptypb.Empty{}, nil
+}
+
+// waitTopic returns once an event of topic has arrived, woken by each
+// arrival rather than polling.
+func (s *eventSink) waitTopic(t *testing.T, topic string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		for _, tp := range s.seen() {
+			if tp == topic {
+				return
+			}
+		}
+		select {
+		case <-s.arrived:
+		case <-deadline:
+			t.Fatalf("no %s event within %s; events %v", topic, timeout, s.seen())
+		}
+	}
 }
 
 func (s *eventSink) seen() []string {
@@ -73,7 +100,7 @@ func newDirectShim(t *testing.T) *directShim {
 	hulltest.RequireTools(t, "runc")
 	d := &directShim{
 		bin:   hulltest.Build(t, "containerd-shim-hull-v2", "github.com/hullrt/hull/cmd/containerd-shim-hull-v2"),
-		state: filepath.Join(t.TempDir(), "state"), ns: "direct", events: &eventSink{},
+		state: filepath.Join(t.TempDir(), "state"), ns: "direct", events: &eventSink{arrived: make(chan struct{}, 1)},
 	}
 	d.address = filepath.Join(d.state, "fake.sock")
 	d.eventsAddr = d.address + ".ttrpc"
@@ -264,7 +291,7 @@ func TestShimDirectTTRPC(t *testing.T) {
 	_, err = c.State(ctx, &taskv2.StateRequest{ID: "c1"})
 	shimWantCode(t, "state after delete", err, codes.NotFound)
 	c.Shutdown(ctx, &taskv2.ShutdownRequest{ID: "c1"})
-	waitGone(t, sock)
+	waitGone(t, bundle, sock)
 	want := []string{"/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"}
 	if got := d.events.seen(); strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("events %v, want %v", got, want)
@@ -354,7 +381,7 @@ func TestShimDirectGroupExec(t *testing.T) {
 		// The first Shutdown leaves the shim serving the other container.
 		c.Shutdown(ctx, &taskv3.ShutdownRequest{ID: id})
 	}
-	waitGone(t, strings.TrimPrefix(a1, "unix://"))
+	waitGone(t, b1, strings.TrimPrefix(a1, "unix://"))
 }
 
 // TestShimDirectDelete is the daemon cleaning up after a shim that died:
@@ -384,38 +411,69 @@ func TestShimDirectDelete(t *testing.T) {
 	if err := protoUnmarshal(out, &dr); err != nil || dr.ExitStatus != 137 || dr.ExitedAt == nil {
 		t.Fatalf("delete response %v %v", &dr, err)
 	}
-	if err := syscall.Kill(int(cn.TaskPid), 0); !errors.Is(err, syscall.ESRCH) {
-		// The init may linger as a zombie of nobody for a moment.
-		time.Sleep(500 * time.Millisecond)
+	// delete killed the container's init (runc delete --force): it ends.
+	if !waitPidExit(int(cn.TaskPid), 10*time.Second) {
+		t.Fatalf("the container's init %d outlived the shim's delete", cn.TaskPid)
 	}
 	if out, err := exec.Command("runc", "--root", filepath.Join(d.state, "runc", d.ns), "state", "dead").CombinedOutput(); err == nil {
 		t.Fatalf("runc still knows the container:\n%s", out)
 	}
-	waitGone(t, strings.TrimPrefix(addr, "unix://"))
+	waitGone(t, bundle, strings.TrimPrefix(addr, "unix://"))
 }
 
-func waitGone(t *testing.T, sock string) {
+// waitGone waits for the shim serving sock to exit (its pid is in the
+// socket's bundle file shim.pid, written by start), then checks that it
+// removed its socket.
+func waitGone(t *testing.T, bundle, sock string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := os.Stat(sock); os.IsNotExist(err) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("shim socket %s still there", sock)
-		}
-		time.Sleep(50 * time.Millisecond)
+	b, err := os.ReadFile(filepath.Join(bundle, "shim.pid"))
+	if err != nil {
+		t.Fatalf("shim.pid of %s: %v", bundle, err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatalf("shim.pid of %s holds %q", bundle, b)
+	}
+	if !waitPidExit(pid, 10*time.Second) {
+		t.Fatalf("shim %d still runs", pid)
+	}
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Fatalf("shim socket %s still there after the shim exited: %v", sock, err)
 	}
 }
 
-// readAllNonblock reads what a non-blocking FIFO holds until it is empty
-// or its writer closed.
+// waitPidExit waits for pid (not necessarily a child) to exit, through a
+// pidfd that becomes readable then; false if it still runs after timeout.
+// A zombie has exited; a pid that no longer exists has too.
+func waitPidExit(pid int, timeout time.Duration) bool {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return errors.Is(err, unix.ESRCH)
+	}
+	defer unix.Close(fd)
+	deadline := time.Now().Add(timeout)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return false
+		}
+		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, int(left/time.Millisecond)+1)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		return err == nil && n == 1
+	}
+}
+
+// readAllNonblock reads what a non-blocking FIFO holds until its writer
+// closed it, waiting in poll(2) for data or the hang-up.
 func readAllNonblock(f *os.File) string {
 	var out []byte
 	buf := make([]byte, 4096)
 	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		n, err := syscall.Read(int(f.Fd()), buf)
+	fd := int(f.Fd())
+	for {
+		n, err := unix.Read(fd, buf)
 		if n > 0 {
 			out = append(out, buf[:n]...)
 			continue
@@ -423,9 +481,12 @@ func readAllNonblock(f *os.File) string {
 		if n == 0 && err == nil {
 			return string(out) // EOF: the shim closed its end
 		}
-		time.Sleep(20 * time.Millisecond)
+		left := time.Until(deadline)
+		if left <= 0 || !errors.Is(err, unix.EAGAIN) {
+			return string(out)
+		}
+		unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, int(left/time.Millisecond)+1)
 	}
-	return string(out)
 }
 
 func protoUnmarshal(b []byte, m *taskv2.DeleteResponse) error { return proto.Unmarshal(b, m) }
@@ -451,18 +512,12 @@ func TestShimDirectOOM(t *testing.T) {
 	if _, err := c.Start(ctx, &taskv3.StartRequest{ID: "oom"}); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(strings.Join(d.events.seen(), " "), "/tasks/oom") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no OOM event; events %v", d.events.seen())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	d.events.waitTopic(t, "/tasks/oom", 20*time.Second)
 	c.Kill(ctx, &taskv3.KillRequest{ID: "oom", Signal: 9})
 	c.Wait(ctx, &taskv3.WaitRequest{ID: "oom"})
 	if _, err := c.Delete(ctx, &taskv3.DeleteRequest{ID: "oom"}); err != nil {
 		t.Fatal(err)
 	}
 	c.Shutdown(ctx, &taskv3.ShutdownRequest{ID: "oom"})
-	waitGone(t, strings.TrimPrefix(addr, "unix://"))
+	waitGone(t, bundle, strings.TrimPrefix(addr, "unix://"))
 }

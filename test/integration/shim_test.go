@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -81,23 +83,22 @@ func (f *shimFixture) mustCtr(t *testing.T, args ...string) string {
 // checkClean fails the test if a shim process, a mount or a FIFO under the
 // test's directory outlives it.
 func (f *shimFixture) checkClean(t *testing.T) {
+	// Shims exit after their last task's Shutdown, a little after the
+	// client returned: wait for each to end (a pidfd says when), then
+	// look again.
 	deadline := time.Now().Add(10 * time.Second)
-	for {
-		left := f.leftovers()
-		if len(left) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("left behind:\n%s", strings.Join(left, "\n"))
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
+	for _, pid := range f.shimPids() {
+		waitPidExit(pid, time.Until(deadline))
+	}
+	if left := f.leftovers(); len(left) > 0 {
+		t.Errorf("left behind:\n%s", strings.Join(left, "\n"))
 	}
 }
 
-func (f *shimFixture) leftovers() []string {
-	var left []string
-	// Shims serving this containerd (their -address names its socket).
+// shimPids are the shims serving this containerd (their -address names
+// its socket).
+func (f *shimFixture) shimPids() []int {
+	var pids []int
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {
 		b, err := os.ReadFile(p)
@@ -106,8 +107,19 @@ func (f *shimFixture) leftovers() []string {
 		}
 		cmd := strings.ReplaceAll(string(b), "\x00", " ")
 		if strings.Contains(cmd, "containerd-shim-hull-v2") && strings.Contains(cmd, f.c.Address) {
-			left = append(left, "shim: "+p+": "+cmd)
+			if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil {
+				pids = append(pids, pid)
+			}
 		}
+	}
+	return pids
+}
+
+func (f *shimFixture) leftovers() []string {
+	var left []string
+	for _, pid := range f.shimPids() {
+		cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		left = append(left, fmt.Sprintf("shim %d: %s", pid, strings.ReplaceAll(string(cmd), "\x00", " ")))
 	}
 	if mi, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
 		for _, l := range strings.Split(string(mi), "\n") {
@@ -173,7 +185,13 @@ func TestShimCtrLifecycle(t *testing.T) {
 	}
 	// sleep as pid 1 ignores SIGTERM: it keeps running, SIGKILL ends it.
 	f.mustCtr(t, "tasks", "kill", "life")
-	time.Sleep(500 * time.Millisecond)
+	// kill(2) has decided by the time ctr returns: a signal the init
+	// ignores is dropped, one it does not would still be pending or have
+	// ended it. So no pending SIGTERM and a live process is final.
+	pid := taskPid(t, f.mustCtr(t, "tasks", "ls"), "life")
+	if pending := pendingSignals(t, pid); pending != 0 {
+		t.Fatalf("SIGTERM to a process that ignores it is pending (mask %#x)", pending)
+	}
 	if out := f.mustCtr(t, "tasks", "ls"); !regexpMatch(`life\s+\d+\s+RUNNING`, out) {
 		t.Fatalf("SIGTERM ended a process that ignores it:\n%s", out)
 	}
@@ -212,7 +230,7 @@ func TestShimCtrTerminal(t *testing.T) {
 	f := newShimFixture(t)
 	master, slave, err := openPty()
 	if err != nil {
-		t.Skipf("no pty: %v", err)
+		t.Fatalf("no pty, not even from a devpts of the test's own: %v", err)
 	}
 	defer master.Close()
 	cmd := exec.Command("ctr", "--address", f.c.Address, "run", "--rm", "-t", "--runtime", shimRuntime, f.image, "tty1",
@@ -236,28 +254,108 @@ func TestShimCtrTerminal(t *testing.T) {
 	}
 }
 
-// openPty opens a pseudo-terminal pair through /dev/ptmx.
+// openPty opens a pseudo-terminal pair: through /dev/ptmx when the
+// machine has one that works, else from a devpts instance of its own
+// (privatePty), so that terminal tests never depend on the sandbox.
 func openPty() (master, slave *os.File, err error) {
-	master, err = os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	master, slave, err = ptyFrom("/dev/ptmx")
+	if err == nil {
+		return master, slave, nil
+	}
+	return privatePty()
+}
+
+// ptyFrom opens a pty master through the ptmx at path, unlocks it and opens
+// its slave with TIOCGPTPEER, which needs no /dev/pts path to the slave
+// (there is none outside the mount namespace of a private instance).
+func ptyFrom(ptmx string) (master, slave *os.File, err error) {
+	master, err = os.OpenFile(ptmx, os.O_RDWR|syscall.O_NOCTTY, 0)
 	if err != nil {
 		return nil, nil, err
 	}
 	fd := int(master.Fd())
 	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
 		master.Close()
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("unlock pty of %s: %w", ptmx, err)
 	}
-	n, err := unix.IoctlGetInt(fd, unix.TIOCGPTN)
-	if err != nil {
+	sfd, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), uintptr(unix.TIOCGPTPEER), uintptr(unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC))
+	if errno != 0 {
 		master.Close()
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("open the slave of %s: %w", ptmx, errno)
 	}
-	slave, err = os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	return master, os.NewFile(sfd, "pty-slave"), nil
+}
+
+// privatePty mounts a new devpts instance in a mount namespace of its own
+// and opens a pty from it. The namespace belongs to one locked OS thread
+// that exits afterwards (its goroutine never unlocks it), so the mount is
+// gone with it and nothing is mounted in the test's namespace; the open
+// files keep the instance alive as long as they are needed.
+func privatePty() (master, slave *os.File, err error) {
+	type result struct {
+		master, slave *os.File
+		err           error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
+		dir, err := os.MkdirTemp("", "hull-devpts-")
+		if err != nil {
+			ch <- result{err: err}
+			return
+		}
+		defer os.Remove(dir)
+		if err := unix.Unshare(unix.CLONE_NEWNS | unix.CLONE_FS); err != nil {
+			ch <- result{err: fmt.Errorf("private mount namespace: %w", err)}
+			return
+		}
+		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+			ch <- result{err: fmt.Errorf("make mounts private: %w", err)}
+			return
+		}
+		if err := unix.Mount("devpts", dir, "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620"); err != nil {
+			ch <- result{err: fmt.Errorf("mount devpts at %s: %w", dir, err)}
+			return
+		}
+		m, s, err := ptyFrom(filepath.Join(dir, "ptmx"))
+		unix.Unmount(dir, unix.MNT_DETACH)
+		ch <- result{m, s, err}
+	}()
+	r := <-ch
+	return r.master, r.slave, r.err
+}
+
+// taskPid reads the pid of task id from ctr tasks ls output.
+func taskPid(t *testing.T, ls, id string) int {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(id) + `\s+(\d+)\s`).FindStringSubmatch(ls)
+	if m == nil {
+		t.Fatalf("no task %s in:\n%s", id, ls)
+	}
+	pid, _ := strconv.Atoi(m[1])
+	return pid
+}
+
+// pendingSignals is the mask of signals pending for pid, the thread's and
+// the process's (SigPnd, ShdPnd in /proc/<pid>/status).
+func pendingSignals(t *testing.T, pid int) uint64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		master.Close()
-		return nil, nil, err
+		t.Fatalf("status of %d: %v", pid, err)
 	}
-	return master, slave, nil
+	var mask uint64
+	for _, l := range strings.Split(string(b), "\n") {
+		k, v, _ := strings.Cut(l, ":")
+		if k == "SigPnd" || k == "ShdPnd" {
+			x, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			if err != nil {
+				t.Fatalf("%s of %d: %q", k, pid, v)
+			}
+			mask |= x
+		}
+	}
+	return mask
 }
 
 func regexpMatch(re, s string) bool { return regexp.MustCompile(re).MatchString(s) }
@@ -270,5 +368,32 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 10s")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// The fallback of openPty works wherever the tests run as root: a pty
+// from a devpts instance of the test's own, with no mount left behind.
+func TestPrivatePty(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("mounting a devpts instance needs root (make test runs as root)")
+	}
+	before, _ := os.ReadFile("/proc/self/mountinfo")
+	master, slave, err := privatePty()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer master.Close()
+	if _, err := slave.Write([]byte("ping\n")); err != nil {
+		t.Fatal(err)
+	}
+	slave.Close()
+	buf := make([]byte, 64)
+	n, err := master.Read(buf)
+	if err != nil || !strings.Contains(string(buf[:n]), "ping") {
+		t.Fatalf("read from the master: %q %v", buf[:n], err)
+	}
+	after, _ := os.ReadFile("/proc/self/mountinfo")
+	if strings.Count(string(after), "devpts") != strings.Count(string(before), "devpts") {
+		t.Fatalf("the private devpts shows in the test's mounts:\n%s", after)
 	}
 }
