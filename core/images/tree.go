@@ -12,6 +12,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/hullrt/hull/core/content"
+	"github.com/hullrt/hull/core/labels"
 )
 
 // Media types of Docker's image format, which registries still serve beside
@@ -24,8 +25,11 @@ const (
 	MediaTypeDockerSchema1      = "application/vnd.docker.distribution.manifest.v1+prettyjws"
 )
 
-// LabelGCRefContent prefixes the labels by which a blob keeps others alive.
-const LabelGCRefContent = "containerd.io/gc.ref.content"
+// LabelGCRefContent prefixes the labels by which a blob keeps others
+// alive: LabelGCRefContent + "." + a ref from ParseChildren names one
+// child. It is labels.GCRefContent, here beside ParseChildren for the
+// callers that label what it returns.
+const LabelGCRefContent = labels.GCRefContent
 
 // IsIndex reports whether mt is an index (OCI or Docker manifest list).
 func IsIndex(mt string) bool {

@@ -1,12 +1,48 @@
-// Package labels checks object labels against containerd's limits, so that
-// any label hull accepts is one a containerd client can store back.
+// Package labels names the labels containerd gives a meaning to and checks
+// object labels against containerd's limits, so that any label hull
+// accepts is one a containerd client can store back.
+//
+// The names are containerd's: clients (ctr, the containerd Go client,
+// nerdctl) set them, so hull must read the same keys.
 package labels
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/containerd/errdefs"
 )
+
+// The labels that tie objects together for garbage collection.
+const (
+	// GCRoot on a blob or snapshot makes it a root: kept while the label
+	// is there, whatever refers to it.
+	GCRoot = "containerd.io/gc.root"
+	// GCRefContent, and labels starting with GCRefContent + "." or "/",
+	// hold the digest of a blob the labelled object keeps alive; see
+	// IsGCRefContent.
+	GCRefContent = "containerd.io/gc.ref.content"
+	// GCRefSnapshot + <snapshotter> holds the key of a snapshot the
+	// labelled object keeps alive (an image config keeps its top layer's).
+	GCRefSnapshot = "containerd.io/gc.ref.snapshot."
+	// GCExpire on a lease holds an RFC 3339 time after which the lease is
+	// collected.
+	GCExpire = "containerd.io/gc.expire"
+)
+
+// SnapshotRef on a snapshot being prepared names the committed snapshot
+// (an image layer's chain ID) the caller will commit it as, so a
+// snapshotter that has it already can say so instead of having the layer
+// unpacked again.
+const SnapshotRef = "containerd.io/snapshot.ref"
+
+// IsGCRefContent reports whether key is a content reference label:
+// GCRefContent itself or GCRefContent followed by "." or "/" and a name
+// of the caller's choosing (containerd.io/gc.ref.content.l.0).
+func IsGCRefContent(key string) bool {
+	rest, ok := strings.CutPrefix(key, GCRefContent)
+	return ok && (rest == "" || rest[0] == '.' || rest[0] == '/')
+}
 
 // MaxSize is containerd's limit on a label's key plus value, in bytes.
 const MaxSize = 4096

@@ -6,10 +6,13 @@ package leases
 import (
 	"context"
 	"time"
+
+	"github.com/hullrt/hull/core/labels"
 )
 
-// ExpireLabel holds an RFC 3339 time after which the lease is collected.
-const ExpireLabel = "containerd.io/gc.expire"
+// ExpireLabel holds an RFC 3339 time after which the lease is collected
+// (labels.GCExpire, under the name this package's users know).
+const ExpireLabel = labels.GCExpire
 
 // Lease is a hold on resources.
 type Lease struct {

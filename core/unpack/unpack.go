@@ -21,6 +21,7 @@ import (
 	"github.com/hullrt/hull/core/content"
 	"github.com/hullrt/hull/core/diff"
 	"github.com/hullrt/hull/core/images"
+	"github.com/hullrt/hull/core/labels"
 	"github.com/hullrt/hull/core/snapshots"
 )
 
@@ -30,10 +31,10 @@ const (
 	LabelUncompressed = "containerd.io/uncompressed"
 	// LabelSnapshotRef on a snapshot being prepared names the chain ID it
 	// will be committed as.
-	LabelSnapshotRef = "containerd.io/snapshot.ref"
+	LabelSnapshotRef = labels.SnapshotRef
 	// labelGCRefSnapshot + snapshotter, on an image config, keeps the
 	// top layer's snapshot (and so its parents) alive.
-	labelGCRefSnapshot = "containerd.io/gc.ref.snapshot."
+	labelGCRefSnapshot = labels.GCRefSnapshot
 )
 
 // maxConfigSize bounds how much of an image config is read into memory.
