@@ -15,6 +15,8 @@ import (
 
 	"github.com/hullrt/hull/client"
 	"github.com/hullrt/hull/core/content"
+	"github.com/hullrt/hull/core/images"
+	"github.com/hullrt/hull/core/labels"
 )
 
 // parseDigest checks a digest argument here, so that a typo is reported as
@@ -272,9 +274,9 @@ or if a lease holds it. Everything else in the namespace is removed.`,
 			if err != nil {
 				return err
 			}
-			w := &imageWalk{seen: map[digest.Digest]ocispec.Descriptor{}, platforms: map[string]bool{}}
+			var w images.Contents
 			for _, img := range imgs {
-				if err := walkImage(ctx, cs, img.Target, w, false); err != nil {
+				if err := w.Walk(ctx, cs, img.Target); err != nil {
 					return fmt.Errorf("image %q: %w", img.Name, err)
 				}
 			}
@@ -286,11 +288,11 @@ or if a lease holds it. Everything else in the namespace is removed.`,
 					queue = append(queue, d)
 				}
 			}
-			for d := range w.seen {
+			for d := range w.Blobs {
 				mark(d)
 			}
 			for d, i := range infos {
-				if _, ok := i.Labels["containerd.io/gc.root"]; ok {
+				if _, ok := i.Labels[labels.GCRoot]; ok {
 					mark(d)
 				}
 			}
@@ -316,7 +318,7 @@ or if a lease holds it. Everything else in the namespace is removed.`,
 				d := queue[0]
 				queue = queue[1:]
 				for k, v := range infos[d].Labels {
-					if isContentRef(k) {
+					if labels.IsGCRefContent(k) {
 						mark(digest.Digest(v))
 					}
 				}

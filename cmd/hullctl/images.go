@@ -12,7 +12,6 @@ import (
 	"strings"
 
 	"github.com/containerd/errdefs"
-	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/urfave/cli/v2"
 
@@ -60,23 +59,27 @@ func imagesLs(e *env) *cli.Command {
 				if c.Bool("quiet") {
 					continue
 				}
-				w := &imageWalk{seen: map[digest.Digest]ocispec.Descriptor{}, platforms: map[string]bool{}}
-				if err := walkImage(ctx, cs, img.Target, w, true); err != nil {
+				var w images.Contents
+				if err := w.Walk(ctx, cs, img.Target); err != nil {
 					return listing{}, fmt.Errorf("image %q: %w", img.Name, err)
 				}
-				plats := w.platformList()
+				plats := make([]string, 0, len(w.Platforms))
+				for _, p := range w.Platforms {
+					plats = append(plats, platforms.Format(p))
+				}
+				sort.Strings(plats)
 				platStr := "-"
 				if len(plats) > 0 {
 					platStr = strings.Join(plats, ",")
 				}
 				// Sizes of content not stored are unknown beyond the
 				// target's own; ctr shows "-" then, and so do we.
-				sizeStr := humanSize(w.size())
-				if w.missing > 0 {
+				sizeStr := humanSize(w.Size())
+				if w.Unreadable > 0 {
 					sizeStr = "-"
 				}
 				l.rows = append(l.rows, []string{img.Name, img.Target.MediaType, img.Target.Digest.String(), sizeStr, platStr, labelString(img.Labels)})
-				js = append(js, image{img.Name, img.Target, w.size(), plats, nonNil(img.Labels), timeString(img.CreatedAt), timeString(img.UpdatedAt)})
+				js = append(js, image{img.Name, img.Target, w.Size(), plats, nonNil(img.Labels), timeString(img.CreatedAt), timeString(img.UpdatedAt)})
 			}
 			l.json = js
 			return l, nil

@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/hullrt/hull/core/diff"
+	"github.com/hullrt/hull/core/labels"
 	"github.com/hullrt/hull/core/mount"
 	"github.com/hullrt/hull/core/snapshots"
 )
@@ -205,7 +206,7 @@ func snapshotsCommand(e *env) *cli.Command {
 						defer sn.Remove(ctx, tmp+"-lower")
 					}
 					desc, err := cl.DiffService().Compare(ctx, lower, upper, diff.WithMediaType(c.String("media-type")),
-						diff.WithLabels(map[string]string{"containerd.io/gc.root": time.Now().UTC().Format(time.RFC3339)}))
+						diff.WithLabels(map[string]string{labels.GCRoot: time.Now().UTC().Format(time.RFC3339)}))
 					if err != nil {
 						return err
 					}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hullrt/hull/client"
 	"github.com/hullrt/hull/core/images"
+	"github.com/hullrt/hull/core/labels"
 	"github.com/hullrt/hull/core/mount"
 	"github.com/hullrt/hull/core/snapshots"
 )
@@ -220,5 +221,5 @@ func imagesCheck(e *env) *cli.Command {
 // gcRoot labels a mount's snapshot so that gc keeps it until unmount
 // removes it.
 func gcRoot() snapshots.Opt {
-	return snapshots.WithLabels(map[string]string{"containerd.io/gc.root": time.Now().UTC().Format(time.RFC3339)})
+	return snapshots.WithLabels(map[string]string{labels.GCRoot: time.Now().UTC().Format(time.RFC3339)})
 }
