@@ -20,6 +20,8 @@ import (
 	introspectionapi "github.com/containerd/containerd/api/services/introspection/v1"
 	versionapi "github.com/containerd/containerd/api/services/version/v1"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/platforms"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
@@ -275,11 +277,7 @@ func (c *Client) Plugins(ctx context.Context, filters ...string) ([]PluginInfo, 
 			Exports: p.Exports, Capabilities: p.Capabilities,
 		}
 		for _, pl := range p.Platforms {
-			s := pl.OS + "/" + pl.Architecture
-			if pl.Variant != "" {
-				s += "/" + pl.Variant
-			}
-			pi.Platforms = append(pi.Platforms, s)
+			pi.Platforms = append(pi.Platforms, platforms.Format(ocispec.Platform{OS: pl.OS, Architecture: pl.Architecture, Variant: pl.Variant}))
 		}
 		if p.InitErr != nil {
 			pi.InitErr = p.InitErr.Message
