@@ -99,22 +99,20 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 			t.Logf("containerd log:\n%s", c.Log())
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	// The clean-up above logs containerd's output if this fails.
+	Eventually(t, 30*time.Second, "containerd to listen on "+c.Address, func() error {
 		select {
 		case <-c.done:
-			t.Fatalf("containerd exited during start-up: %v\n%s", c.cmd.ProcessState, c.Log())
+			t.Fatalf("containerd exited during start-up: %v", c.cmd.ProcessState)
 		default:
 		}
-		if conn, err := net.Dial("unix", c.Address); err == nil {
+		conn, err := net.Dial("unix", c.Address)
+		if err == nil {
 			conn.Close()
-			return c
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("containerd did not listen on %s within 30s\n%s", c.Address, c.Log())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return err
+	})
+	return c
 }
 
 // PID is containerd's process ID.

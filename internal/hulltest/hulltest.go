@@ -143,22 +143,20 @@ func Start(t testing.TB, opts Options) *Daemon {
 			t.Logf("hulld log:\n%s", d.Log())
 		}
 	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	// The clean-up above logs hulld's output if this fails.
+	Eventually(t, 20*time.Second, "hulld to listen on "+d.Address, func() error {
 		select {
 		case <-d.done:
-			t.Fatalf("hulld exited during start-up: %v\n%s", d.cmd.ProcessState, d.Log())
+			t.Fatalf("hulld exited during start-up: %v", d.cmd.ProcessState)
 		default:
 		}
-		if c, err := net.Dial("unix", d.Address); err == nil {
+		c, err := net.Dial("unix", d.Address)
+		if err == nil {
 			c.Close()
-			return d
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("hulld did not listen on %s within 20s\n%s", d.Address, d.Log())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return err
+	})
+	return d
 }
 
 // Log returns what hulld has written so far.
