@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -56,12 +57,12 @@ func TestContainersCtr(t *testing.T) {
 	hulltest.RequireCtr(t)
 	d := hulltest.Start(t, hulltest.Options{})
 	c, ctx := newClient(t, d, "ctrs")
-	evs, errs := c.EventService().Subscribe(ctx, `topic~="^/containers/"`)
 	ref := "example.test/busybox:1"
 	importWithCtr(t, d, "ctrs", ref, busyboxImage(t))
 
-	// Give the subscription time to start before the first event.
-	time.Sleep(200 * time.Millisecond)
+	// Subscribed before the first create, and only once the daemon
+	// delivers to the subscription, so that no event is missed.
+	evs, errs := hulltest.SubscribeReady(t, ctx, c.EventService(), `topic~="^/containers/"`)
 	d.Ctr(t, nil, "-n", "ctrs", "containers", "create", "--label", "tier=web", ref, "c1")
 	d.Ctr(t, nil, "-n", "ctrs", "containers", "create", ref, "c2")
 	out := d.Ctr(t, nil, "-n", "ctrs", "containers", "ls")
@@ -93,7 +94,9 @@ func TestContainersCtr(t *testing.T) {
 	d.Ctr(t, nil, "-n", "ctrs", "containers", "label", "c1", "stage=test", "tier=")
 	raw = d.Ctr(t, nil, "-n", "ctrs", "containers", "info", "c1")
 	info.Labels = nil
-	json.Unmarshal([]byte(raw), &info)
+	if err := json.Unmarshal([]byte(raw), &info); err != nil {
+		t.Fatalf("containers info after label is not JSON: %v\n%s", err, raw)
+	}
 	if info.Labels["stage"] != "test" || info.Labels["tier"] != "" {
 		t.Fatalf("labels after containers label: %v", info.Labels)
 	}
@@ -117,17 +120,13 @@ func TestContainersCtr(t *testing.T) {
 		t.Fatalf("containers left after rm:\n%s", out)
 	}
 	// gc runs shortly after the deletes: every snapshot goes.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		snaps = d.Ctr(t, nil, "-n", "ctrs", "snapshots", "--snapshotter", info.Snapshotter, "ls")
-		if len(strings.Split(strings.TrimSpace(snaps), "\n")) == 1 {
-			break
+	hulltest.Eventually(t, 10*time.Second, "gc to remove the snapshots of the removed containers", func() error {
+		snaps := d.Ctr(t, nil, "-n", "ctrs", "snapshots", "--snapshotter", info.Snapshotter, "ls")
+		if len(strings.Split(strings.TrimSpace(snaps), "\n")) != 1 {
+			return fmt.Errorf("snapshots left:\n%s", snaps)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("snapshots left after the containers were removed:\n%s", snaps)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 	if out, err := d.CtrErr(nil, "-n", "ctrs", "containers", "info", "c1"); err == nil || !strings.Contains(out, "not found") {
 		t.Fatalf("containers info of a removed container: %v\n%s", err, out)
 	}

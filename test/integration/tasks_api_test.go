@@ -37,11 +37,13 @@ func TestTaskEvents(t *testing.T) {
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	evs, errs := c.EventService().Subscribe(sctx, `topic~="^/tasks/"`)
+	// Only once the daemon delivers to the subscription: /tasks/create
+	// comes right after.
+	evs, errs := hulltest.SubscribeReady(t, sctx, c.EventService(), `topic~="^/tasks/"`)
 
 	ct, task := newTask(t, ctx, c, img, "evt", oci.WithProcessArgs("sleep", "600"))
 	defer ct.Delete(ctx, client.WithSnapshotCleanup)
-	exitc, _ := task.Wait(ctx)
+	exitc := mustWait(t, ctx, "task evt", task)
 	if err := task.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +51,7 @@ func TestTaskEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pexit, _ := p.Wait(ctx)
+	pexit := mustWait(t, ctx, "exec ex1", p)
 	if err := p.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +65,9 @@ func TestTaskEvents(t *testing.T) {
 	if err := task.Resume(ctx); err != nil {
 		t.Fatal(err)
 	}
-	task.Kill(ctx, syscall.SIGKILL)
+	if err := task.Kill(ctx, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
 	<-exitc
 	if _, err := task.Delete(ctx); err != nil {
 		t.Fatal(err)
@@ -89,7 +93,7 @@ func TestTaskEvents(t *testing.T) {
 	// An OOM kill: a container limited to 16 MiB that allocates without end.
 	oom, otask := newTask(t, ctx, c, img, "oom", oci.WithMemoryLimit(16<<20), oci.WithProcessArgs("sh", "-c", "x=0123456789; while true; do x=$x$x; done"))
 	defer oom.Delete(ctx, client.WithSnapshotCleanup)
-	oexit, _ := otask.Wait(ctx)
+	oexit := mustWait(t, ctx, "task oom", otask)
 	if err := otask.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +110,9 @@ func TestTaskEvents(t *testing.T) {
 	if st := <-oexit; st.Code != 137 {
 		t.Fatalf("OOM-killed task exited %d, want 137", st.Code)
 	}
-	otask.Delete(ctx)
+	if _, err := otask.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
 	assertNoLeaks(t, d)
 }
 
@@ -267,11 +273,12 @@ func TestReconcileRemovesOrphans(t *testing.T) {
 	if frozen == 0 {
 		t.Fatal("shim of task frozen not found")
 	}
-	syscall.Kill(frozen, syscall.SIGSTOP)
+	if err := syscall.Kill(frozen, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
 	defer syscall.Kill(frozen, syscall.SIGCONT)
 
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	hulltest.Eventually(t, 30*time.Second, "the reconciler to remove task norecord and stop task frozen", func() error {
 		ts, err := c.Tasks(ctx, "")
 		if err != nil {
 			t.Fatal(err)
@@ -280,14 +287,11 @@ func TestReconcileRemovesOrphans(t *testing.T) {
 		for _, ts := range ts {
 			states[ts.ContainerID] = string(ts.Status.Status)
 		}
-		if _, ok := states["norecord"]; !ok && states["frozen"] == "stopped" {
-			break
+		if _, ok := states["norecord"]; ok || states["frozen"] != "stopped" {
+			return fmt.Errorf("tasks %v", states)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("reconciler left tasks %v\n%s", states, d.Log())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 	log := d.Log()
 	for _, want := range []string{"task has no container record", "shim does not answer"} {
 		if !strings.Contains(log, want) {
