@@ -74,19 +74,33 @@ func (c *ctrTask) taskStatus(t *testing.T, id string) string {
 	return ""
 }
 
+// waitStatus waits until `ctr tasks ls` shows task id in status want.
 func (c *ctrTask) waitStatus(t *testing.T, id, want string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		got := c.taskStatus(t, id)
-		if got == want {
-			return
+	hulltest.Eventually(t, 20*time.Second, fmt.Sprintf("task %s to be %s", id, want), func() error {
+		if got := c.taskStatus(t, id); got != want {
+			return fmt.Errorf("ctr tasks ls shows it %q", got)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("task %s: status %q, want %q", id, got, want)
+		return nil
+	})
+}
+
+// taskPID returns the PID column of `ctr tasks ls` for id: the host PID of
+// the task's init process.
+func (c *ctrTask) taskPID(t *testing.T, id string) int {
+	t.Helper()
+	out := c.ok(t, "tasks", "ls")
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == id {
+			pid, err := strconv.Atoi(f[1])
+			if err != nil || pid <= 0 {
+				t.Fatalf("ctr tasks ls: PID %q of task %s", f[1], id)
+			}
+			return pid
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
+	t.Fatalf("ctr tasks ls does not list task %s:\n%s", id, out)
+	return 0
 }
 
 // startForTasks starts hulld for a task test and, when the test ends, kills
@@ -122,17 +136,13 @@ func reapTasks(d *hulltest.Daemon) {
 // under the daemon's directories, no shim serving it, no FIFO.
 func assertNoLeaks(t *testing.T, d *hulltest.Daemon, extraDirs ...string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		leaks := findLeaks(d, extraDirs)
-		if len(leaks) == 0 {
-			return
+	// Shims exit and unmount shortly after the last task is deleted.
+	hulltest.Eventually(t, 10*time.Second, "the test's mounts, shims and FIFOs to go", func() error {
+		if leaks := findLeaks(d, extraDirs); len(leaks) > 0 {
+			return fmt.Errorf("leaks after the test:\n%s", strings.Join(leaks, "\n"))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("leaks after the test:\n%s", strings.Join(leaks, "\n"))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func findLeaks(d *hulltest.Daemon, extraDirs []string) []string {
@@ -242,26 +252,36 @@ func TestTaskBadInput(t *testing.T) {
 			if err == nil || !strings.Contains(out, "/no/such/binary") || !strings.Contains(out, "no such file or directory") {
 				t.Fatalf("running a missing executable: %v\n%s", err, out)
 			}
-			c.run("containers", "rm", "noexe")
+			// With --rm, ctr removes the container whose task failed.
+			if out := c.ok(t, "containers", "ls", "-q"); strings.TrimSpace(out) != "" {
+				t.Fatalf("containers left after a failed run --rm: %s", out)
+			}
 
 			// A runtime without a binary names the binary and PATH.
 			out, err = c.d.CtrErr(nil, "-n", "bad", "run", "--fifo-dir", c.fifos, "--runtime", "io.containerd.nosuch.v9", ref, "nort", "true")
 			if err == nil || !strings.Contains(out, "containerd-shim-nosuch-v9") || !strings.Contains(out, "PATH=") {
 				t.Fatalf("unknown runtime: %v\n%s", err, out)
 			}
-			c.run("containers", "rm", "nort")
+			c.ok(t, "containers", "rm", "nort")
 
-			// Duplicate exec id; kill SIGTERM ignored, SIGKILL works.
-			c.ok(t, "run", "-d", ref, "stubborn", "sh", "-c", "trap '' TERM; while true; do sleep 1; done")
+			// Duplicate exec id; SIGTERM handled without exiting, SIGKILL
+			// works. The handler leaves a file in a directory of the
+			// test's, which says when SIGTERM has arrived.
+			marks := t.TempDir()
+			c.ok(t, "run", "-d", "--mount", "type=bind,src="+marks+",dst=/marks,options=rbind:rw", ref, "stubborn",
+				"sh", "-c", "trap ': > /marks/got-term' TERM; while true; do sleep 0.2; done")
 			c.waitStatus(t, "stubborn", "RUNNING")
 			c.ok(t, "tasks", "exec", "-d", "--exec-id", "dup", "stubborn", "sleep", "30")
 			if out, err := c.run("tasks", "exec", "-d", "--exec-id", "dup", "stubborn", "sleep", "30"); err == nil || !strings.Contains(out, "dup") {
 				t.Fatalf("duplicate exec id: %v\n%s", err, out)
 			}
 			c.ok(t, "tasks", "kill", "-s", "SIGTERM", "stubborn")
-			time.Sleep(300 * time.Millisecond)
+			hulltest.Eventually(t, 10*time.Second, "task stubborn to handle SIGTERM", func() error {
+				_, err := os.Stat(filepath.Join(marks, "got-term"))
+				return err
+			})
 			if s := c.taskStatus(t, "stubborn"); s != "RUNNING" {
-				t.Fatalf("task ignoring SIGTERM is %s", s)
+				t.Fatalf("task that handled SIGTERM without exiting is %s", s)
 			}
 			c.ok(t, "tasks", "kill", "-a", "-s", "SIGKILL", "stubborn")
 			c.waitStatus(t, "stubborn", "STOPPED")
@@ -279,7 +299,9 @@ func TestTaskBadInput(t *testing.T) {
 			if len(pids) != 1 {
 				t.Fatalf("want one shim, found %v", pids)
 			}
-			syscall.Kill(pids[0], syscall.SIGKILL)
+			if err := syscall.Kill(pids[0], syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
 			c.waitStatus(t, "crash", "STOPPED")
 			if _, err := os.Stat(filepath.Join(d.State, "io.containerd.runtime.v2.task", "bad", "crash")); !os.IsNotExist(err) {
 				t.Fatalf("bundle of the crashed shim's task is still there: %v", err)
@@ -306,12 +328,29 @@ func TestRestartKeepsContainers(t *testing.T) {
 	for i := 0; i < 8; i++ {
 		c.ok(t, "run", "-d", ref, fmt.Sprintf("live%d", i), "sleep", "600")
 	}
-	// These two exit while hulld is down, with codes 3 and 4.
+	// These two exit while hulld is down, with codes 3 and 4: they wait
+	// for a file the test creates once hulld is dead.
+	trigger := t.TempDir()
+	var dying []int
 	for i := 0; i < 2; i++ {
-		c.ok(t, "run", "-d", ref, fmt.Sprintf("dies%d", i), "sh", "-c", fmt.Sprintf("sleep 2; exit %d", i+3))
+		id := fmt.Sprintf("dies%d", i)
+		c.ok(t, "run", "-d", "--mount", "type=bind,src="+trigger+",dst=/trigger,options=rbind:ro", ref, id,
+			"sh", "-c", fmt.Sprintf("while [ ! -e /trigger/exit ]; do sleep 0.1; done; exit %d", i+3))
+		c.waitStatus(t, id, "RUNNING")
+		dying = append(dying, c.taskPID(t, id))
 	}
 	d.Kill()
-	time.Sleep(3 * time.Second) // the two exit while hulld is down
+	if err := os.WriteFile(filepath.Join(trigger, "exit"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i, pid := range dying {
+		hulltest.Eventually(t, 10*time.Second, fmt.Sprintf("task dies%d (pid %d) to exit while hulld is down", i, pid), func() error {
+			if !hulltest.ProcessExited(pid) {
+				return fmt.Errorf("pid %d still running", pid)
+			}
+			return nil
+		})
+	}
 	d2 := startForTasks(t, hulltest.Options{Dir: dir})
 	c.d = d2
 	for i := 0; i < 8; i++ {
@@ -323,7 +362,8 @@ func TestRestartKeepsContainers(t *testing.T) {
 	for i := 0; i < 2; i++ {
 		id := fmt.Sprintf("dies%d", i)
 		c.waitStatus(t, id, "STOPPED")
-		out, _ := c.run("tasks", "rm", id)
+		// ctr warns of the exit code and succeeds.
+		out := c.ok(t, "tasks", "rm", id)
 		if !strings.Contains(out, fmt.Sprintf("exit code %d", i+3)) {
 			t.Fatalf("tasks rm %s: want exit code %d, got %q", id, i+3, out)
 		}
