@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -119,19 +120,15 @@ func (f *runFixture) status(id string) string {
 	return ""
 }
 
+// waitStatus waits until `hullctl tasks ls` shows task id in status want.
 func (f *runFixture) waitStatus(id, want string) {
 	f.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		got := f.status(id)
-		if got == want {
-			return
+	hulltest.Eventually(f.t, 20*time.Second, fmt.Sprintf("task %s to be %s", id, want), func() error {
+		if got := f.status(id); got != want {
+			return fmt.Errorf("hullctl tasks ls shows it %q", got)
 		}
-		if time.Now().After(deadline) {
-			f.t.Fatalf("task %s: status %q, want %q", id, got, want)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // checkClean: no container left and no snapshot but the image's layers.
@@ -166,7 +163,9 @@ func TestHullctlRun(t *testing.T) {
 			}
 
 			envFile := filepath.Join(t.TempDir(), "env")
-			os.WriteFile(envFile, []byte("# a comment\n\nFROMFILE=file value\nFOO=overridden\n"), 0o600)
+			if err := os.WriteFile(envFile, []byte("# a comment\n\nFROMFILE=file value\nFOO=overridden\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
 			out := f.ok("run", "--rm", "--env", "FOO=bar,baz", "--env-file", envFile, "--cwd", "/tmp", "--user", "1000:1000",
 				ref, "env1", "sh", "-c", `echo "$FOO|$FROMFILE"; pwd; id`)
 			if want := "bar,baz|file value\n/tmp\nuid=1000 gid=1000"; !strings.HasPrefix(out, want) {
@@ -181,7 +180,9 @@ func TestHullctlRun(t *testing.T) {
 			}
 
 			dir := t.TempDir()
-			os.WriteFile(filepath.Join(dir, "hello.txt"), []byte("from the host\n"), 0o644)
+			if err := os.WriteFile(filepath.Join(dir, "hello.txt"), []byte("from the host\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
 			if out := f.ok("run", "--rm", "--mount", "type=bind,src="+dir+",dst=/data,options=rbind:ro", ref, "mnt", "cat", "/data/hello.txt"); out != "from the host\n" {
 				t.Fatalf("bind mount: %q", out)
 			}
@@ -284,14 +285,17 @@ func TestHullctlRunSignals(t *testing.T) {
 			for _, c := range []struct {
 				id    string
 				cmd   []string
+				ready string // printed once the process is ready for SIGINT
 				codes []int
 			}{
-				{"trapper", []string{"sh", "-c", "trap 'exit 130' INT; echo ready; while true; do sleep 0.1; done"}, []int{130}},
-				{"ignorer", []string{"sleep", "600"}, []int{137}},
+				{"trapper", []string{"sh", "-c", "trap 'exit 130' INT; echo ready; while true; do sleep 0.1; done"}, "ready\n", []int{130}},
+				// sleep, as the container's PID 1, has no handler, so
+				// the kernel drops SIGINT: ready as soon as it runs.
+				{"ignorer", []string{"sleep", "600"}, "", []int{137}},
 			} {
 				cmd := exec.Command(f.h.bin, append([]string{"--address", f.d.Address},
 					f.args(append([]string{"run", "--rm", "--stop-timeout", "2s", f.ref, c.id}, c.cmd...)...)...)...)
-				var out bytes.Buffer
+				var out lockedBuffer
 				cmd.Stdout, cmd.Stderr = &out, &out
 				if err := cmd.Start(); err != nil {
 					t.Fatal(err)
@@ -299,8 +303,17 @@ func TestHullctlRunSignals(t *testing.T) {
 				done := make(chan error, 1)
 				go func() { done <- cmd.Wait() }()
 				f.waitStatus(c.id, "RUNNING")
-				time.Sleep(200 * time.Millisecond) // the trap is set
-				cmd.Process.Signal(syscall.SIGINT)
+				// The trap is set once the container says so through
+				// hullctl's output.
+				hulltest.Eventually(t, 20*time.Second, fmt.Sprintf("%s to print %q", c.id, c.ready), func() error {
+					if !strings.Contains(out.String(), c.ready) {
+						return fmt.Errorf("hullctl run printed %q", out.String())
+					}
+					return nil
+				})
+				if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+					t.Fatalf("%s: SIGINT to hullctl run: %v", c.id, err)
+				}
 				var err error
 				select {
 				case err = <-done:
@@ -330,7 +343,9 @@ func TestHullctlRunSignals(t *testing.T) {
 }
 
 // TestHullctlRunTerminal drives run -t through a pseudo-terminal: the
-// process gets a terminal of the outer one's size.
+// process gets a terminal of the outer one's size. hullctl sets the size
+// once the process has started, so the process polls for it (for up to
+// 10s) before printing it.
 func TestHullctlRunTerminal(t *testing.T) {
 	rts := hullctlRuntimes(t)
 	for _, rt := range rts {
@@ -344,8 +359,9 @@ func TestHullctlRunTerminal(t *testing.T) {
 			if err := setWinsize(slave, 33, 111); err != nil {
 				t.Fatal(err)
 			}
+			script := `busybox tty; i=0; while [ "$(busybox stty size)" != "33 111" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; busybox stty size; exit 4`
 			cmd := exec.Command(f.h.bin, append([]string{"--address", f.d.Address},
-				f.args("run", "--rm", "-t", f.ref, "tty1", "sh", "-c", "busybox tty; sleep 1; busybox stty size; exit 4")...)...)
+				f.args("run", "--rm", "-t", f.ref, "tty1", "sh", "-c", script)...)...)
 			cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
 			cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
 			if err := cmd.Start(); err != nil {
@@ -401,13 +417,13 @@ func TestHullctlRunBadInput(t *testing.T) {
 	f.ok("run", "-d", "--log-file", logFile, ref, "quiet", "sh", "-c", "echo to-the-log; sleep 600")
 	f.waitStatus("quiet", "RUNNING")
 	f.fails([]string{`"quiet"`, "no stdio FIFOs"}, "tasks", "attach", "quiet")
-	deadline := time.Now().Add(10 * time.Second)
-	for b, _ := os.ReadFile(logFile); !strings.Contains(string(b), "to-the-log"); b, _ = os.ReadFile(logFile) {
-		if time.Now().After(deadline) {
-			t.Fatalf("--log-file %s holds %q", logFile, b)
+	hulltest.Eventually(t, 10*time.Second, "the task's output in --log-file "+logFile, func() error {
+		b, err := os.ReadFile(logFile)
+		if err == nil && !strings.Contains(string(b), "to-the-log") {
+			err = fmt.Errorf("it holds %q", b)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return err
+	})
 	f.fails([]string{"--log-file", "--detach"}, "run", "--log-file", logFile, ref, "m", "true")
 	f.ok("containers", "rm", "-f", "quiet")
 	f.fails([]string{"ghost"}, "tasks", "kill", "ghost")
@@ -487,7 +503,10 @@ func readTarGz(t *testing.T, path string) map[string]string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		data, _ := io.ReadAll(tr)
+		data, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatalf("read %s from the dump: %v", h.Name, err)
+		}
 		files[h.Name] = string(data)
 	}
 }
