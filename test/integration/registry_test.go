@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -253,16 +254,16 @@ func TestCtrPullAndPushThroughHull(t *testing.T) {
 	d := hulltest.Start(t, hulltest.Options{})
 	ref := reg.Host() + "/test/app:1"
 	// ctr pulls client-side through hull's content, images and leases
-	// services. (Its unpack needs snapshotters, which come with a later
-	// issue; content fetch is the pull without unpack.)
+	// services: content fetch is the pull without unpack.
 	d.Ctr(t, nil, "content", "fetch", "--plain-http", ref)
 	if ls := d.Ctr(t, nil, "images", "ls", "-q"); !strings.Contains(ls, ref) {
 		t.Fatalf("ctr's pull did not record the image:\n%s", ls)
 	}
-	out, err := d.CtrErr(nil, "images", "pull", "--plain-http", ref)
-	t.Logf("ctr images pull (fetch, then an unpack hull cannot do yet): err=%v\n%s", err, out)
-	if !strings.Contains(out, "done") {
-		t.Fatalf("ctr images pull did not fetch:\n%s", out)
+	// images pull also unpacks, through hull's snapshots and diff
+	// services; it must succeed.
+	out := d.Ctr(t, nil, "images", "pull", "--plain-http", ref)
+	if !strings.Contains(out, "done") || !strings.Contains(out, "unpacking") {
+		t.Fatalf("ctr images pull did not fetch and unpack:\n%s", out)
 	}
 	// ctr pushes hull's image to another repository.
 	d.Ctr(t, nil, "images", "tag", ref, reg.Host()+"/pushed/by-ctr:1")
@@ -300,7 +301,10 @@ func TestKilledPullResumes(t *testing.T) {
 	ref := reg.Host() + "/big/app:1"
 
 	cmd := exec.Command(h.bin, "--address", d.Address, "images", "pull", "--plain", "--plain-http", "--max-concurrent-downloads", "1", ref)
-	stdout, _ := cmd.StdoutPipe()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -313,9 +317,12 @@ func TestKilledPullResumes(t *testing.T) {
 			break
 		}
 	}
-	cmd.Wait()
+	werr := cmd.Wait()
 	if !killed {
-		t.Fatal("the pull finished before it could be killed")
+		t.Fatalf("the pull finished before it could be killed: %v", werr)
+	}
+	if ee, ok := werr.(*exec.ExitError); !ok || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("the killed pull ended with %v, not SIGKILL", werr)
 	}
 	if ls := h.ok(t, "images", "ls", "-q"); strings.Contains(ls, ref) {
 		t.Fatalf("a killed pull recorded the image:\n%s", ls)
