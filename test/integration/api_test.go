@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"io"
 	"strings"
 	"testing"
 
@@ -123,7 +124,9 @@ func TestAPIBadInput(t *testing.T) {
 		_, err = rc.Recv()
 	}
 	wantCode(t, "read past the end", err, codes.OutOfRange, "11", "10")
-	rc, _ = cs.Read(ctx, &contentapi.ReadContentRequest{Digest: dgst.String(), Offset: 4, Size: 3})
+	if rc, err = cs.Read(ctx, &contentapi.ReadContentRequest{Digest: dgst.String(), Offset: 4, Size: 3}); err != nil {
+		t.Fatalf("ranged read: %v", err)
+	}
 	if m, err := rc.Recv(); err != nil || string(m.Data) != "456" {
 		t.Fatalf("ranged read: %q %v", m.GetData(), err)
 	}
@@ -178,9 +181,12 @@ func TestAPICommitChecks(t *testing.T) {
 	err = tryWriteBlob(cs, ctx, "r", data, len(data), digest.FromString("other"))
 	wantCode(t, "wrong digest", err, codes.FailedPrecondition, digest.FromString("other").String())
 	// No bad blob is visible; the ingest is still there to resume or abort.
-	lc, _ := cs.List(ctx, &contentapi.ListContentRequest{})
-	if m, err := lc.Recv(); err == nil {
-		t.Fatalf("a blob is listed after failed commits: %v", m)
+	lc, err := cs.List(ctx, &contentapi.ListContentRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := lc.Recv(); err != io.EOF {
+		t.Fatalf("a blob is listed after failed commits, or the list failed: %v %v", m, err)
 	}
 	st, err := cs.Status(ctx, &contentapi.StatusRequest{Ref: "r"})
 	if err != nil || st.Status.Offset != int64(len(data)) {
@@ -197,17 +203,32 @@ func TestAPICommitChecks(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A concurrent writer of a held ref is told it is locked.
-	w1, _ := cs.Write(ctx)
-	w1.Send(&contentapi.WriteContentRequest{Action: contentapi.WriteAction_STAT, Ref: "held"})
+	w1, err := cs.Write(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w1.Send(&contentapi.WriteContentRequest{Action: contentapi.WriteAction_STAT, Ref: "held"}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := w1.Recv(); err != nil {
 		t.Fatal(err)
 	}
-	w2, _ := cs.Write(ctx)
+	w2, err := cs.Write(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A failed Send shows in Recv.
 	w2.Send(&contentapi.WriteContentRequest{Action: contentapi.WriteAction_STAT, Ref: "held"})
 	_, err = w2.Recv()
 	wantCode(t, "second writer", err, codes.Unavailable, "held", "locked")
-	w1.CloseSend()
-	_, _ = w1.Recv()
+	// Closing the first writer's stream releases the ref: the server
+	// ends the stream, which Recv sees as io.EOF.
+	if err := w1.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w1.Recv(); err != io.EOF {
+		t.Fatalf("end of the first writer's stream: %v", err)
+	}
 	if _, err := cs.Abort(ctx, &contentapi.AbortRequest{Ref: "held"}); err != nil {
 		t.Fatalf("abort: %v", err)
 	}

@@ -88,6 +88,22 @@ func TestClientTasksHull(t *testing.T) {
 	}
 }
 
+// waiter is a client task or process.
+type waiter interface {
+	Wait(ctx context.Context) (<-chan client.ExitStatus, error)
+}
+
+// mustWait subscribes to p's exit, failing the test if the daemon refuses:
+// an ignored error would leave a nil channel that blocks for ever.
+func mustWait(t *testing.T, ctx context.Context, what string, p waiter) <-chan client.ExitStatus {
+	t.Helper()
+	ch, err := p.Wait(ctx)
+	if err != nil {
+		t.Fatalf("%s: wait: %v", what, err)
+	}
+	return ch
+}
+
 // waitExit waits for a process's exit status, failing the test after a
 // while rather than hanging.
 func waitExit(t *testing.T, what string, ch <-chan client.ExitStatus) client.ExitStatus {
@@ -166,7 +182,7 @@ func taskLifecycle(t *testing.T, address string, d ctrRunner, runtime string, ru
 	if st, err := task.Status(ctx); err != nil || st.Status != client.Created {
 		t.Fatalf("status after create: %+v %v", st, err)
 	}
-	exited, _ := task.Wait(ctx)
+	exited := mustWait(t, ctx, "task", task)
 	if err := task.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +239,7 @@ func taskLifecycle(t *testing.T, address string, d ctrRunner, runtime string, ru
 	if err != nil {
 		t.Fatal(err)
 	}
-	exited, _ = task.Wait(ctx)
+	exited = mustWait(t, ctx, "task", task)
 	if err := task.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -267,7 +283,7 @@ func taskLifecycle(t *testing.T, address string, d ctrRunner, runtime string, ru
 	if err != nil {
 		t.Fatal(err)
 	}
-	pexited, _ := proc.Wait(ctx)
+	pexited := mustWait(t, ctx, "exec exec-1", proc)
 	if err := proc.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -302,12 +318,12 @@ func taskLifecycle(t *testing.T, address string, d ctrRunner, runtime string, ru
 	if err != nil {
 		t.Fatal(err)
 	}
-	pexited, _ = proc.Wait(ctx)
+	pexited = mustWait(t, ctx, "exec exec-2", proc)
 	if err := proc.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if pids, _ := task.Pids(ctx); len(pids) != 2 {
-		t.Fatalf("pids with an exec running: %+v", pids)
+	if pids, err := task.Pids(ctx); err != nil || len(pids) != 2 {
+		t.Fatalf("pids with an exec running: %+v %v", pids, err)
 	}
 	if _, err := proc.Delete(ctx); !errdefs.IsFailedPrecondition(err) {
 		t.Fatalf("delete of a running exec: %v", err)
@@ -325,8 +341,8 @@ func taskLifecycle(t *testing.T, address string, d ctrRunner, runtime string, ru
 	if err := task.Pause(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if st, _ := task.Status(ctx); st.Status != client.Paused {
-		t.Fatalf("status after pause: %+v", st)
+	if st, err := task.Status(ctx); err != nil || st.Status != client.Paused {
+		t.Fatalf("status after pause: %+v %v", st, err)
 	}
 	if err := task.Resume(ctx); err != nil {
 		t.Fatal(err)

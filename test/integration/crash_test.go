@@ -38,30 +38,54 @@ func TestKillDuringIngests(t *testing.T) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
+			// Everything up to started happens before the kill, so a
+			// failure there is the daemon's; every ingest says started
+			// even then, so that the test does not wait for it in vain.
+			signalled := false
+			signal := func() {
+				if !signalled {
+					signalled = true
+					started <- struct{}{}
+				}
+			}
+			defer signal()
 			ref := fmt.Sprintf("ingest-%d", i)
 			w, err := cs.Write(ctx)
 			if err != nil {
+				t.Errorf("open ingest %s: %v", ref, err)
 				return
 			}
-			// Every tenth ingest commits at once; the others trickle in
-			// 16 KiB pieces until the daemon dies under them.
+			// Every tenth ingest commits at once.
 			if i%10 == 0 {
-				w.Send(&contentapi.WriteContentRequest{Action: contentapi.WriteAction_COMMIT, Ref: ref, Data: blobs[i], Total: size, Expected: digest.FromBytes(blobs[i]).String()})
-				w.Recv()
-				started <- struct{}{}
+				err := w.Send(&contentapi.WriteContentRequest{Action: contentapi.WriteAction_COMMIT, Ref: ref, Data: blobs[i], Total: size, Expected: digest.FromBytes(blobs[i]).String()})
+				if err == nil {
+					_, err = w.Recv()
+				}
+				if err != nil {
+					t.Errorf("commit %s before the kill: %v", ref, err)
+				}
 				return
 			}
-			for off := 0; off < size; off += 16 << 10 {
-				if err := w.Send(&contentapi.WriteContentRequest{Action: contentapi.WriteAction_WRITE, Ref: ref, Offset: int64(off), Data: blobs[i][off : off+16<<10]}); err != nil {
+			// The others write a part of their blob, a different one
+			// each, before they say started, so that every one is
+			// partial when hulld dies; then they stream the rest in 16
+			// KiB pieces until the daemon dies under them.
+			const piece = 16 << 10
+			before := (i%(size/piece-1) + 1) * piece
+			for off := 0; off < size; off += piece {
+				if off == before {
+					signal()
+				}
+				err := w.Send(&contentapi.WriteContentRequest{Action: contentapi.WriteAction_WRITE, Ref: ref, Offset: int64(off), Data: blobs[i][off : off+piece]})
+				if err == nil {
+					_, err = w.Recv()
+				}
+				if err != nil {
+					if !signalled {
+						t.Errorf("write %s at %d before the kill: %v", ref, off, err)
+					}
 					return
 				}
-				if _, err := w.Recv(); err != nil {
-					return
-				}
-				if off == 0 {
-					started <- struct{}{}
-				}
-				time.Sleep(5 * time.Millisecond)
 			}
 		}(i)
 	}

@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/rand"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -145,18 +146,22 @@ func TestCtrContent(t *testing.T) {
 	}
 	// An ingest in progress shows in content active.
 	cmd := exec.Command("ctr", "--address", d.Address, "content", "ingest", "slow-ref")
-	pw, _ := cmd.StdinPipe()
+	pw, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	pw.Write(bytes.Repeat([]byte("x"), 1<<20))
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(d.Ctr(t, nil, "content", "active"), "slow-ref") {
-		if time.Now().After(deadline) {
-			t.Fatalf("content active never listed slow-ref")
-		}
-		time.Sleep(50 * time.Millisecond)
+	if _, err := pw.Write(bytes.Repeat([]byte("x"), 1<<20)); err != nil {
+		t.Fatalf("write to ctr content ingest: %v", err)
 	}
+	hulltest.Eventually(t, 10*time.Second, "content active to list slow-ref", func() error {
+		if out := d.Ctr(t, nil, "content", "active"); !strings.Contains(out, "slow-ref") {
+			return fmt.Errorf("content active:\n%s", out)
+		}
+		return nil
+	})
 	pw.Close()
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("slow ingest: %v", err)
@@ -179,7 +184,9 @@ func TestCtrImportAndImagesLs(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "hello.tar")
-	os.WriteFile(path, archive.Bytes(), 0o600)
+	if err := os.WriteFile(path, archive.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	d.Ctr(t, nil, "images", "import", "--no-unpack", path)
 	out := d.Ctr(t, nil, "images", "ls")
 	if !strings.Contains(out, "example.test/hello:1") || !strings.Contains(out, img.Manifest.Desc.Digest.String()) {
@@ -228,7 +235,10 @@ func TestCtrEvents(t *testing.T) {
 	hulltest.RequireCtr(t)
 	d := hulltest.Start(t, hulltest.Options{Config: noStartupGC})
 	cmd := exec.Command("ctr", "--address", d.Address, "events")
-	stdout, _ := cmd.StdoutPipe()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -267,9 +277,13 @@ func TestCtrEvents(t *testing.T) {
 	d.Ctr(t, nil, "namespaces", "remove", "evns")
 	img := testimage.New([]string{"/bin/sh"}, []testimage.File{{Name: "f", Data: []byte("x")}})
 	var archive bytes.Buffer
-	testimage.WriteOCIArchive(&archive, "example.test/ev:1", img)
+	if err := testimage.WriteOCIArchive(&archive, "example.test/ev:1", img); err != nil {
+		t.Fatal(err)
+	}
 	path := filepath.Join(t.TempDir(), "ev.tar")
-	os.WriteFile(path, archive.Bytes(), 0o600)
+	if err := os.WriteFile(path, archive.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	d.Ctr(t, nil, "images", "import", "--no-unpack", path)
 	d.Ctr(t, nil, "images", "label", "example.test/ev:1", "a=b")
 	d.Ctr(t, nil, "images", "rm", "example.test/ev:1")

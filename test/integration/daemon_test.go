@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -57,24 +58,30 @@ func TestDaemonSocketAndLock(t *testing.T) {
 
 func TestDaemonSIGUSR1DumpsStacks(t *testing.T) {
 	d := hulltest.Start(t, hulltest.Options{})
-	syscall.Kill(d.PID(), syscall.SIGUSR1)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		files, _ := filepath.Glob(filepath.Join(d.State, "hulld.*.stacks.*.log"))
-		if len(files) == 1 {
-			b, _ := os.ReadFile(files[0])
-			if !strings.Contains(string(b), "goroutine ") || !strings.Contains(string(b), "google.golang.org/grpc") {
-				t.Fatalf("dump does not hold goroutine stacks:\n%.500s", b)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no stack dump under %s", d.State)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := syscall.Kill(d.PID(), syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
 	}
+	// hulld says "goroutine dump written" once the file is written and
+	// closed: before that the file may be there but incomplete.
+	hulltest.Eventually(t, 10*time.Second, "hulld to write its stack dump", func() error {
+		if !strings.Contains(d.Log(), "goroutine dump written") {
+			return fmt.Errorf("hulld has not logged %q", "goroutine dump written")
+		}
+		return nil
+	})
 	if !strings.Contains(d.Log(), "goroutine stack dump") {
 		t.Fatal("the dump was not written to the log")
+	}
+	files, err := filepath.Glob(filepath.Join(d.State, "hulld.*.stacks.*.log"))
+	if err != nil || len(files) != 1 {
+		t.Fatalf("stack dumps under %s: %v %v", d.State, files, err)
+	}
+	b, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "goroutine ") || !strings.Contains(string(b), "google.golang.org/grpc") {
+		t.Fatalf("dump does not hold goroutine stacks:\n%.500s", b)
 	}
 	// Still serving after the dump.
 	d.Ctr(t, nil, "version")
@@ -83,7 +90,9 @@ func TestDaemonSIGUSR1DumpsStacks(t *testing.T) {
 func TestDaemonCleanShutdown(t *testing.T) {
 	d := hulltest.Start(t, hulltest.Options{})
 	d.Ctr(t, nil, "namespaces", "create", "keep")
-	syscall.Kill(d.PID(), syscall.SIGTERM)
+	if err := syscall.Kill(d.PID(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
 	select {
 	case <-d.Exited():
 	case <-time.After(10 * time.Second):
@@ -115,10 +124,12 @@ disabled_plugins = ["io.containerd.grpc.v1.leases"]
 	// A required plugin that is disabled stops the daemon with a clear error.
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "c.toml")
-	os.WriteFile(cfg, []byte(`version = 3
+	if err := os.WriteFile(cfg, []byte(`version = 3
 disabled_plugins = ["io.containerd.grpc.v1.leases"]
 required_plugins = ["io.containerd.grpc.v1.leases"]
-`), 0o600)
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	out, err := exec.Command(hulltest.Binary(t), "--root", filepath.Join(dir, "r"), "--state", filepath.Join(dir, "s"), "--address", filepath.Join(dir, "s", "h.sock"), "--config", cfg).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "io.containerd.grpc.v1.leases") {
 		t.Fatalf("hulld with a disabled required plugin: err=%v\n%s", err, out)
@@ -145,20 +156,23 @@ func TestDaemonDebugAndTCPListeners(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, _ := io.ReadAll(resp.Body)
+	body, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if !strings.Contains(string(body), "goroutine profile") {
 		t.Fatalf("pprof answer: %.300s", body)
 	}
 	// The API answers on TCP too.
 	re := regexp.MustCompile(`hulld serving on tcp" address=(127\.0\.0\.1:\d+)`)
-	m := re.FindStringSubmatch(d.Log())
-	for deadline := time.Now().Add(5 * time.Second); m == nil && time.Now().Before(deadline); m = re.FindStringSubmatch(d.Log()) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if m == nil {
-		t.Fatalf("no tcp address in the log:\n%s", d.Log())
-	}
+	var m []string
+	hulltest.Eventually(t, 5*time.Second, "hulld to log its tcp address", func() error {
+		if m = re.FindStringSubmatch(d.Log()); m == nil {
+			return fmt.Errorf("not in the log yet")
+		}
+		return nil
+	})
 	conn, err := grpc.NewClient(m[1], grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -177,8 +191,11 @@ func TestDaemonDebugAndTCPListeners(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, _ = io.ReadAll(resp.Body)
+	body, err = io.ReadAll(resp.Body)
 	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if !strings.Contains(string(body), `hull_grpc_calls_total{code="OK",method="/containerd.services.version.v1.Version/Version"} 1`) ||
 		!strings.Contains(string(body), "hull_grpc_call_seconds_bucket") {
 		t.Fatalf("metrics lack the version call:\n%.2000s", body)

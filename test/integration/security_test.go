@@ -136,13 +136,12 @@ func TestSecurityDefaults(t *testing.T) {
 		}
 		// The snapshots of failed creations were held by a lease only:
 		// garbage collection removes them.
-		deadline := time.Now().Add(10 * time.Second)
-		for countSnapshots(t, ctx, c) != before {
-			if time.Now().After(deadline) {
-				t.Fatalf("failed container creations left %d snapshots", countSnapshots(t, ctx, c)-before)
+		hulltest.Eventually(t, 10*time.Second, "gc to remove the snapshots of the failed creations", func() error {
+			if n := countSnapshots(t, ctx, c); n != before {
+				return fmt.Errorf("%d snapshots left", n-before)
 			}
-			time.Sleep(50 * time.Millisecond)
-		}
+			return nil
+		})
 	})
 
 	t.Run("masked paths", func(t *testing.T) {
@@ -171,7 +170,7 @@ func TestSecurityDefaults(t *testing.T) {
 		}
 		defer func() {
 			task.Kill(ctx, 9)
-			exitc, _ := task.Wait(ctx)
+			exitc := mustWait(t, ctx, "task dirs", task)
 			<-exitc
 			task.Delete(ctx)
 		}()

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,12 +27,13 @@ func TestProxySnapshotter(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { snap.Process.Signal(syscall.SIGTERM); snap.Wait() })
-	for i := 0; i < 200; i++ {
-		if _, err := os.Stat(sock); err == nil {
-			break
+	hulltest.Eventually(t, 10*time.Second, "hull-snapshotter to listen on "+sock, func() error {
+		c, err := net.Dial("unix", sock)
+		if err == nil {
+			c.Close()
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return err
+	})
 	reg := registrytest.Start(t, registrytest.Options{})
 	reg.Push(t, "proxy/app", "1", layeredImage())
 	d := hulltest.Start(t, hulltest.Options{Config: fmt.Sprintf(`version = 3
@@ -70,7 +72,9 @@ func TestHullctlSnapshots(t *testing.T) {
 		t.Fatalf("mounts of an empty active snapshot: %s", mounts)
 	}
 	src := strings.Fields(mounts)[1]
-	os.WriteFile(filepath.Join(src, "hello"), []byte("hi"), 0o644)
+	if err := os.WriteFile(filepath.Join(src, "hello"), []byte("hi"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	h.ok(t, "snapshots", "commit", "base", "base-work")
 	h.ok(t, "snapshots", "label", "base", "containerd.io/gc.root=test")
 	h.ok(t, "snapshots", "view", "base-view", "base")
