@@ -9,4 +9,13 @@
 // module's `go test ./...` does not descend into it. Everything here is
 // test code: the adapters between hull's interfaces and containerd's live in
 // the _test.go files.
+//
+// Run it as root (the snapshotter suite mounts): `make test` does, after
+// hull's own tests, or `cd test/compat && go test ./...`, which builds
+// hulld from the main module unless HULLD_BIN names one.
+//
+// hull is required through `replace github.com/hullrt/hull => ../..`, so
+// this module's requirements must stay at least those of the main module:
+// after a change to the main module's go.mod, `go mod tidy` here follows
+// it (the go command says so when it is needed).
 package compat
