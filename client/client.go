@@ -31,6 +31,7 @@ import (
 	"github.com/hullrt/hull/core/leases"
 	"github.com/hullrt/hull/core/namespaces"
 	"github.com/hullrt/hull/internal/errgrpc"
+	"github.com/hullrt/hull/internal/proxy"
 )
 
 // maxMsgSize matches containerd's client so that large listings (many
@@ -40,7 +41,11 @@ const maxMsgSize = 16 << 20
 // Client is a connection to hulld. It is safe for concurrent use; every
 // service it hands out shares the one connection.
 type Client struct {
+	// conn is the daemon's socket; nil for a client over in-process
+	// services.
 	conn           *grpc.ClientConn
+	services       Services
+	version        versionClient
 	defaultNS      string
 	address        string
 	defaultRuntime string
@@ -112,6 +117,8 @@ func New(address string, opts ...Opt) (*Client, error) {
 		return nil, fmt.Errorf("connect to %s: %w", path, err)
 	}
 	c.conn = conn
+	c.services = remoteServices(conn)
+	c.version = versionapi.NewVersionClient(conn)
 	if o.timeout > 0 {
 		if err := waitReady(conn, o.timeout); err != nil {
 			conn.Close()
@@ -137,12 +144,17 @@ func waitReady(conn *grpc.ClientConn, timeout time.Duration) error {
 }
 
 // Close closes the connection; services obtained from the client stop
-// working.
-func (c *Client) Close() error { return c.conn.Close() }
+// working. A client over in-process services has nothing to close.
+func (c *Client) Close() error {
+	if c.conn == nil {
+		return nil
+	}
+	return c.conn.Close()
+}
 
 // Conn returns the underlying gRPC connection, for services this package
-// does not wrap. Calls on it get the namespace and lease headers and errdefs
-// errors like the client's own.
+// does not wrap; nil for a client over in-process services. Calls on it get
+// the namespace and lease headers and errdefs errors like the client's own.
 func (c *Client) Conn() *grpc.ClientConn { return c.conn }
 
 // Address is the socket path the client connects to.
@@ -193,19 +205,7 @@ func (c *Client) streamInterceptor(ctx context.Context, desc *grpc.StreamDesc, c
 	if err != nil {
 		return nil, errgrpc.ToNative(err)
 	}
-	return nativeStream{s}, nil
-}
-
-// nativeStream maps the errors of a stream's messages to errdefs classes;
-// io.EOF, which ends a stream normally, passes through unchanged.
-type nativeStream struct{ grpc.ClientStream }
-
-func (s nativeStream) SendMsg(m any) error { return errgrpc.ToNative(s.ClientStream.SendMsg(m)) }
-func (s nativeStream) RecvMsg(m any) error { return errgrpc.ToNative(s.ClientStream.RecvMsg(m)) }
-func (s nativeStream) CloseSend() error    { return errgrpc.ToNative(s.ClientStream.CloseSend()) }
-func (s nativeStream) Header() (metadata.MD, error) {
-	md, err := s.ClientStream.Header()
-	return md, errgrpc.ToNative(err)
+	return proxy.NativeStream{ClientStream: s}, nil
 }
 
 // Version is the daemon's version.
@@ -216,7 +216,7 @@ type Version struct {
 
 // Version asks the daemon for its version.
 func (c *Client) Version(ctx context.Context) (Version, error) {
-	resp, err := versionapi.NewVersionClient(c.conn).Version(ctx, &emptypb.Empty{})
+	resp, err := c.version.Version(ctx, &emptypb.Empty{})
 	if err != nil {
 		return Version{}, err
 	}
@@ -235,7 +235,7 @@ type ServerInfo struct {
 
 // Server asks the daemon who it is.
 func (c *Client) Server(ctx context.Context) (ServerInfo, error) {
-	resp, err := introspectionapi.NewIntrospectionClient(c.conn).Server(ctx, &emptypb.Empty{})
+	resp, err := c.services.Introspection.Server(ctx, &emptypb.Empty{})
 	if err != nil {
 		return ServerInfo{}, err
 	}
@@ -266,7 +266,7 @@ func (p PluginInfo) Skipped() bool {
 // Plugins lists the daemon's plugins matching any of filters (fields "type",
 // "id", "capabilities", "exports.<key>"; none lists all).
 func (c *Client) Plugins(ctx context.Context, filters ...string) ([]PluginInfo, error) {
-	resp, err := introspectionapi.NewIntrospectionClient(c.conn).Plugins(ctx, &introspectionapi.PluginsRequest{Filters: filters})
+	resp, err := c.services.Introspection.Plugins(ctx, &introspectionapi.PluginsRequest{Filters: filters})
 	if err != nil {
 		return nil, err
 	}

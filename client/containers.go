@@ -34,7 +34,7 @@ func WithDefaultRuntime(name string) Opt {
 // of each call's context: the records themselves, with no snapshot or task
 // handling (Container adds those).
 func (c *Client) ContainerService() containers.Store {
-	return &containerStore{client: api.NewContainersClient(c.conn)}
+	return c.services.Containers
 }
 
 type containerStore struct {

@@ -27,7 +27,7 @@ type EventService interface {
 
 // EventService returns the daemon's event bus.
 func (c *Client) EventService() EventService {
-	return &eventService{client: api.NewEventsClient(c.conn)}
+	return c.services.Events
 }
 
 type eventService struct {

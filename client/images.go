@@ -13,7 +13,7 @@ import (
 // ImageService returns the daemon's image store for the namespace of each
 // call's context.
 func (c *Client) ImageService() images.Store {
-	return &imageStore{client: api.NewImagesClient(c.conn)}
+	return c.services.Images
 }
 
 type imageStore struct {

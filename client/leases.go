@@ -20,7 +20,7 @@ const DefaultLeaseExpiration = 24 * time.Hour
 // LeasesService returns the daemon's lease manager for the namespace of each
 // call's context.
 func (c *Client) LeasesService() leases.Manager {
-	return &leaseManager{client: api.NewLeasesClient(c.conn)}
+	return c.services.Leases
 }
 
 type leaseManager struct {

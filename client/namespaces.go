@@ -11,7 +11,7 @@ import (
 
 // NamespaceService returns the daemon's namespace store.
 func (c *Client) NamespaceService() namespaces.Store {
-	return &namespaceStore{client: api.NewNamespacesClient(c.conn)}
+	return c.services.Namespaces
 }
 
 type namespaceStore struct {

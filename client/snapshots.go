@@ -2,185 +2,51 @@ package client
 
 import (
 	"context"
-	"errors"
-	"io"
-	"maps"
-
-	api "github.com/containerd/containerd/api/services/snapshots/v1"
-	"google.golang.org/grpc"
-	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	"github.com/hullrt/hull/core/mount"
 	"github.com/hullrt/hull/core/snapshots"
-	"github.com/hullrt/hull/internal/errgrpc"
-	"github.com/hullrt/hull/internal/protoconv"
 )
 
-// RemoteSnapshotter is a snapshotter reached over containerd's snapshots
-// gRPC API: hulld's snapshotters from the client library, and hulld's proxy
-// snapshotters (served by another process) from hulld itself.
-type RemoteSnapshotter struct {
-	client api.SnapshotsClient
-	conn   *grpc.ClientConn
-	name   string
-	owned  bool
-}
-
-var _ snapshots.Snapshotter = (*RemoteSnapshotter)(nil)
-
-// NewRemoteSnapshotter returns the snapshotter name served on conn. Close
-// closes conn when owned is true.
-func NewRemoteSnapshotter(conn *grpc.ClientConn, name string, owned bool) *RemoteSnapshotter {
-	return &RemoteSnapshotter{client: api.NewSnapshotsClient(conn), conn: conn, name: name, owned: owned}
-}
-
 // SnapshotService returns hulld's snapshotter name ("" for hulld's default)
-// in the namespace of each call's context.
+// in the namespace of each call's context. A snapshotter the daemon does not
+// have fails every call with NotFound naming it.
 func (c *Client) SnapshotService(name string) snapshots.Snapshotter {
-	return NewRemoteSnapshotter(c.conn, name, false)
-}
-
-func snapInfoFromProto(i *api.Info) snapshots.Info {
-	return snapshots.Info{
-		Kind: snapshots.Kind(i.GetKind()), Name: i.GetName(), Parent: i.GetParent(), Labels: i.GetLabels(),
-		Created: i.GetCreatedAt().AsTime(), Updated: i.GetUpdatedAt().AsTime(),
-	}
-}
-
-func labelsOf(opts []snapshots.Opt) (map[string]string, error) {
-	var info snapshots.Info
-	for _, o := range opts {
-		if err := o(&info); err != nil {
-			return nil, err
-		}
-	}
-	return info.Labels, nil
-}
-
-// Stat implements snapshots.Snapshotter.
-func (s *RemoteSnapshotter) Stat(ctx context.Context, key string) (snapshots.Info, error) {
-	resp, err := s.client.Stat(ctx, &api.StatSnapshotRequest{Snapshotter: s.name, Key: key})
+	sn, err := c.services.Snapshotters.Snapshotter(name)
 	if err != nil {
-		return snapshots.Info{}, errgrpc.ToNative(err)
+		return failedSnapshotter{err}
 	}
-	return snapInfoFromProto(resp.Info), nil
+	return sn
 }
 
-// Update implements snapshots.Snapshotter.
-func (s *RemoteSnapshotter) Update(ctx context.Context, info snapshots.Info, fieldpaths ...string) (snapshots.Info, error) {
-	resp, err := s.client.Update(ctx, &api.UpdateSnapshotRequest{
-		Snapshotter: s.name, Info: &api.Info{Name: info.Name, Labels: info.Labels},
-		UpdateMask: &fieldmaskpb.FieldMask{Paths: fieldpaths},
-	})
-	if err != nil {
-		return snapshots.Info{}, errgrpc.ToNative(err)
-	}
-	return snapInfoFromProto(resp.Info), nil
+// failedSnapshotter answers every call with the error that finding the
+// snapshotter gave.
+type failedSnapshotter struct{ err error }
+
+func (f failedSnapshotter) Stat(context.Context, string) (snapshots.Info, error) {
+	return snapshots.Info{}, f.err
 }
 
-// Usage implements snapshots.Snapshotter.
-func (s *RemoteSnapshotter) Usage(ctx context.Context, key string) (snapshots.Usage, error) {
-	resp, err := s.client.Usage(ctx, &api.UsageRequest{Snapshotter: s.name, Key: key})
-	if err != nil {
-		return snapshots.Usage{}, errgrpc.ToNative(err)
-	}
-	return snapshots.Usage{Size: resp.Size, Inodes: resp.Inodes}, nil
+func (f failedSnapshotter) Update(context.Context, snapshots.Info, ...string) (snapshots.Info, error) {
+	return snapshots.Info{}, f.err
 }
 
-// Mounts implements snapshots.Snapshotter.
-func (s *RemoteSnapshotter) Mounts(ctx context.Context, key string) ([]mount.Mount, error) {
-	resp, err := s.client.Mounts(ctx, &api.MountsRequest{Snapshotter: s.name, Key: key})
-	if err != nil {
-		return nil, errgrpc.ToNative(err)
-	}
-	return protoconv.MountsFromProto(resp.Mounts), nil
+func (f failedSnapshotter) Usage(context.Context, string) (snapshots.Usage, error) {
+	return snapshots.Usage{}, f.err
 }
 
-// Prepare implements snapshots.Snapshotter.
-func (s *RemoteSnapshotter) Prepare(ctx context.Context, key, parent string, opts ...snapshots.Opt) ([]mount.Mount, error) {
-	labels, err := labelsOf(opts)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := s.client.Prepare(ctx, &api.PrepareSnapshotRequest{Snapshotter: s.name, Key: key, Parent: parent, Labels: labels})
-	if err != nil {
-		return nil, errgrpc.ToNative(err)
-	}
-	return protoconv.MountsFromProto(resp.Mounts), nil
+func (f failedSnapshotter) Mounts(context.Context, string) ([]mount.Mount, error) { return nil, f.err }
+
+func (f failedSnapshotter) Prepare(context.Context, string, string, ...snapshots.Opt) ([]mount.Mount, error) {
+	return nil, f.err
 }
 
-// View implements snapshots.Snapshotter.
-func (s *RemoteSnapshotter) View(ctx context.Context, key, parent string, opts ...snapshots.Opt) ([]mount.Mount, error) {
-	labels, err := labelsOf(opts)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := s.client.View(ctx, &api.ViewSnapshotRequest{Snapshotter: s.name, Key: key, Parent: parent, Labels: labels})
-	if err != nil {
-		return nil, errgrpc.ToNative(err)
-	}
-	return protoconv.MountsFromProto(resp.Mounts), nil
+func (f failedSnapshotter) View(context.Context, string, string, ...snapshots.Opt) ([]mount.Mount, error) {
+	return nil, f.err
 }
 
-// Commit implements snapshots.Snapshotter. snapshots.WithParent travels as
-// the label snapshots.LabelCommitParent, which only hulld's snapshots
-// service understands.
-func (s *RemoteSnapshotter) Commit(ctx context.Context, name, key string, opts ...snapshots.Opt) error {
-	labels, err := labelsOf(opts)
-	if err != nil {
-		return err
-	}
-	if parent, _ := snapshots.ParentOf(opts); parent != "" {
-		labels = maps.Clone(labels)
-		if labels == nil {
-			labels = map[string]string{}
-		}
-		labels[snapshots.LabelCommitParent] = parent
-	}
-	_, err = s.client.Commit(ctx, &api.CommitSnapshotRequest{Snapshotter: s.name, Name: name, Key: key, Labels: labels})
-	return errgrpc.ToNative(err)
+func (f failedSnapshotter) Commit(context.Context, string, string, ...snapshots.Opt) error {
+	return f.err
 }
-
-// Remove implements snapshots.Snapshotter.
-func (s *RemoteSnapshotter) Remove(ctx context.Context, key string) error {
-	_, err := s.client.Remove(ctx, &api.RemoveSnapshotRequest{Snapshotter: s.name, Key: key})
-	return errgrpc.ToNative(err)
-}
-
-// Walk implements snapshots.Snapshotter.
-func (s *RemoteSnapshotter) Walk(ctx context.Context, fn snapshots.WalkFunc, filters ...string) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stream, err := s.client.List(ctx, &api.ListSnapshotsRequest{Snapshotter: s.name, Filters: filters})
-	if err != nil {
-		return errgrpc.ToNative(err)
-	}
-	for {
-		resp, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return errgrpc.ToNative(err)
-		}
-		for _, i := range resp.Info {
-			if err := fn(ctx, snapInfoFromProto(i)); err != nil {
-				return err
-			}
-		}
-	}
-}
-
-// Cleanup implements snapshots.Cleaner.
-func (s *RemoteSnapshotter) Cleanup(ctx context.Context) error {
-	_, err := s.client.Cleanup(ctx, &api.CleanupRequest{Snapshotter: s.name})
-	return errgrpc.ToNative(err)
-}
-
-// Close closes the connection if the snapshotter owns it.
-func (s *RemoteSnapshotter) Close() error {
-	if s.owned {
-		return s.conn.Close()
-	}
-	return nil
-}
+func (f failedSnapshotter) Remove(context.Context, string) error                      { return f.err }
+func (f failedSnapshotter) Walk(context.Context, snapshots.WalkFunc, ...string) error { return f.err }
+func (f failedSnapshotter) Close() error                                              { return nil }

@@ -108,7 +108,7 @@ type Process interface {
 
 // TaskService returns the daemon's raw tasks API client, for calls the
 // Task type does not wrap.
-func (c *Client) TaskService() tasksapi.TasksClient { return tasksapi.NewTasksClient(c.conn) }
+func (c *Client) TaskService() tasksapi.TasksClient { return c.services.Tasks }
 
 // getTask returns the daemon's view of a process.
 func (c *Client) getTask(ctx context.Context, containerID, execID string) (*task.Process, error) {

@@ -31,7 +31,7 @@ func (c *Client) DiffService() interface {
 	diff.Applier
 	diff.Comparer
 } {
-	return remoteDiffer{diffapi.NewDiffClient(c.conn)}
+	return c.services.Diff
 }
 
 func (r remoteDiffer) Apply(ctx context.Context, desc ocispec.Descriptor, mounts []mount.Mount, opts ...diff.ApplyOpt) (ocispec.Descriptor, error) {

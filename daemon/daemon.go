@@ -422,6 +422,10 @@ func listenUnix(path string, uid, gid int) (net.Listener, error) {
 	return lis, nil
 }
 
+// Plugins is the set of plugins the daemon runs, from which code in the same
+// process builds a client over the service layer (client.NewInProcess).
+func (d *Daemon) Plugins() *plugin.Set { return d.plugins }
+
 // Address is the socket hulld serves on.
 func (d *Daemon) Address() string { return d.cfg.GRPC.Address }
 

@@ -249,3 +249,9 @@ func (s *contentService) write(srv api.Content_WriteServer) error {
 		}
 	}
 }
+
+// NewServer returns containerd's content API over store, for a process
+// that serves a content store of its own (a [proxy_plugins] backend).
+func NewServer(store corecontent.Store) interface{ RegisterGRPC(*grpc.Server) } {
+	return &contentService{store: store}
+}

@@ -4,6 +4,9 @@
 package leases
 
 import (
+	"context"
+
+	"github.com/google/uuid"
 	coreleases "github.com/hullrt/hull/core/leases"
 
 	"github.com/hullrt/hull/plugin"
@@ -20,7 +23,7 @@ func Register(r *plugin.Registry) {
 			if err != nil {
 				return nil, err
 			}
-			return db.Leases(), nil
+			return generatedIDs{db.Leases()}, nil
 		},
 	})
 	r.Register(&plugin.Registration{
@@ -33,4 +36,16 @@ func Register(r *plugin.Registry) {
 			return &leasesService{manager: s}, nil
 		},
 	})
+}
+
+// generatedIDs gives a lease created without an ID a random one, as
+// containerd's leases service does, for in-process and gRPC callers alike.
+type generatedIDs struct{ coreleases.Manager }
+
+// Create creates lease id, or a lease with a new random ID when id is "".
+func (m generatedIDs) Create(ctx context.Context, id string, labels map[string]string) (coreleases.Lease, error) {
+	if id == "" {
+		id = uuid.NewString()
+	}
+	return m.Manager.Create(ctx, id, labels)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 
 	api "github.com/containerd/containerd/api/services/leases/v1"
-	"github.com/google/uuid"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/emptypb"
 
@@ -25,12 +24,8 @@ func leaseToProto(l coreleases.Lease) *api.Lease {
 }
 
 func (s *leasesService) Create(ctx context.Context, req *api.CreateRequest) (*api.CreateResponse, error) {
-	id := req.ID
-	if id == "" {
-		// containerd generates an ID for a client that gives none.
-		id = uuid.NewString()
-	}
-	l, err := s.manager.Create(ctx, id, req.Labels)
+	// The service plugin gives a lease without an ID a random one.
+	l, err := s.manager.Create(ctx, req.ID, req.Labels)
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
