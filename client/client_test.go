@@ -580,7 +580,7 @@ func TestEvents(t *testing.T) {
 
 	// A bad filter ends the subscription with an error, and both channels
 	// close. The daemon's Subscribe races its bus's closed event channel
-	// against the error (plugins/grpcapi/events.go), so the error may come
+	// against the error (plugins/services/events/service.go), so the error may come
 	// as the end of the stream rather than InvalidArgument.
 	ch, errs = es.Subscribe(ctx, "topic==")
 	if err := <-errs; err == nil || !(errdefs.IsInvalidArgument(err) || errors.Is(err, io.EOF)) {

@@ -1,6 +1,6 @@
 // Package protoconv converts between hull's core types and the containerd
 // API's protobuf types: the one copy of these conversions, shared by the
-// server adapters (plugins/grpcapi) and the client library.
+// server adapters (plugins/services/...) and the client library.
 package protoconv
 
 import (

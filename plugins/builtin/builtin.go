@@ -1,6 +1,7 @@
 // Package builtin registers hulld's core plugins: the event exchange, the
-// content store, the metadata store, its garbage collector and the lease
-// manager. The gRPC adapters over them are in package grpcapi.
+// content store, the metadata store, its garbage collector, the lease
+// manager, the snapshotters, the differ and the runtime manager. The service
+// layer and the gRPC adapters over them are in plugins/services.
 package builtin
 
 import (
