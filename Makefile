@@ -15,7 +15,7 @@ BINARIES := bin/hulld bin/hullctl bin/hull-snapshotter bin/containerd-shim-hull-
 FUZZTIME ?= 50000x
 FUZZ     := ./core/filters:FuzzParse ./config:FuzzParse ./config:FuzzMigrate ./core/reference:FuzzParse ./core/remotes/hosts:FuzzParse ./core/remotes/registry:FuzzParseChallenges ./core/images:FuzzParseChildren ./core/archive:FuzzApply:5000x ./runtime:FuzzParseBootstrap ./client/oci:FuzzParsePasswd ./client/oci:FuzzParseGroup ./client/oci:FuzzParseUserSpec ./shim/runc:FuzzParsePs ./shim/runc:FuzzParseState ./shim/runc:FuzzLastError ./shim/bootstrap:FuzzParseArgs ./shim/launch:FuzzGroupID ./shim/task:FuzzClampSpecOOMScoreAdj ./core/metadata:FuzzDecodeRecord
 
-.PHONY: all build deps install test unit integration fuzz bench demo docs check-docs clean
+.PHONY: all build deps install test unit integration race fuzz bench demo docs check-docs clean
 
 all: build
 
@@ -37,7 +37,14 @@ test: deps build
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
 	cd test/compat && $(GO) vet ./... && HULLD_BIN=$(CURDIR)/bin/hulld $(GO) test -count=1 -timeout 15m ./...
+	$(MAKE) --no-print-directory race
 	$(MAKE) --no-print-directory fuzz
+
+# The packages whose code runs goroutines, under the race detector (the
+# integration tests run the same code in hulld, without it).
+RACE := ./client/... ./core/... ./daemon ./internal/proxy ./plugin ./plugins/... ./shim/...
+race:
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m $(RACE)
 
 fuzz:
 	@set -e; for t in $(FUZZ); do \

@@ -91,7 +91,12 @@ func BenchmarkConcurrentClients(b *testing.B) {
 	// compared.
 	for round := 0; round < rounds; round++ {
 		if round%2 == 0 {
+			profiled := func() {}
+			if round == 0 {
+				profiled = profileHull(b, hull, "concurrent-clients", 3)
+			}
 			burstOn(sides[0])
+			profiled()
 			burstOn(sides[1])
 		} else {
 			burstOn(sides[1])

@@ -353,7 +353,7 @@ func TestHullctlRunTerminal(t *testing.T) {
 			f := newRunFixture(t, rt)
 			master, slave, err := openPty()
 			if err != nil {
-				t.Skipf("no pty: %v", err)
+				t.Fatalf("no pty, not even a private devpts: %v", err)
 			}
 			defer master.Close()
 			if err := setWinsize(slave, 33, 111); err != nil {
