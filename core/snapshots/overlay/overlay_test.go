@@ -291,7 +291,7 @@ func TestErrors(t *testing.T) {
 	if _, err := s.Mounts(ctx, "l1"); !errdefs.IsFailedPrecondition(err) {
 		t.Errorf("mounts of committed: %v", err)
 	}
-	if err := s.Remove(ctx, "l1"); !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), `"l1" has children`) {
+	if err := s.Remove(ctx, "l1"); !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), `cannot remove snapshot "l1": it has children`) {
 		t.Errorf("remove with children: %v", err)
 	}
 	if err := s.Remove(ctx, "missing"); !errdefs.IsNotFound(err) {
