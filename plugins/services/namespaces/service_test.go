@@ -1,0 +1,233 @@
+package namespaces
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"strings"
+	"testing"
+
+	api "github.com/containerd/containerd/api/services/namespaces/v1"
+	"github.com/containerd/errdefs"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
+
+	"github.com/hullrt/hull/core/labels"
+	corenamespaces "github.com/hullrt/hull/core/namespaces"
+	"github.com/hullrt/hull/plugin"
+	"github.com/hullrt/hull/plugins/services"
+)
+
+// newClient serves the namespaces adapter, built by its registrations over
+// a metadata store, and returns a client.
+func newClient(t *testing.T) api.NamespacesClient {
+	t.Helper()
+	db := openDB(t)
+	set := &plugin.Set{}
+	set.Add(&plugin.Plugin{Registration: &plugin.Registration{Type: plugin.MetadataPlugin, ID: "bolt"}, Instance: db})
+	reg := &plugin.Registry{}
+	Register(reg)
+	var svc services.GRPCService
+	for _, r := range reg.Graph(nil) {
+		p := set.Init(r, &plugin.InitContext{Context: t.Context()})
+		if p.Err != nil {
+			t.Fatal(p.Err)
+		}
+		if s, ok := p.Instance.(services.GRPCService); ok {
+			svc = s
+		}
+	}
+	return api.NewNamespacesClient(serve(t, svc))
+}
+
+func TestNamespaces(t *testing.T) {
+	c := newClient(t)
+	ctx := t.Context() // the namespaces API names its namespace in the request
+
+	cr, err := c.Create(ctx, &api.CreateNamespaceRequest{Namespace: &api.Namespace{Name: "ns1", Labels: map[string]string{"a": "1"}}})
+	if err != nil || cr.Namespace.Name != "ns1" || cr.Namespace.Labels["a"] != "1" {
+		t.Fatalf("create: %v, %v", cr, err)
+	}
+	if _, err := c.Create(ctx, &api.CreateNamespaceRequest{Namespace: &api.Namespace{Name: "ns2"}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Create(ctx, &api.CreateNamespaceRequest{Namespace: &api.Namespace{Name: "ns1"}})
+	wantCode(t, err, codes.AlreadyExists, `"ns1"`)
+	_, err = c.Create(ctx, &api.CreateNamespaceRequest{Namespace: &api.Namespace{Name: "bad/name"}})
+	wantCode(t, err, codes.InvalidArgument, `"bad/name"`)
+
+	get, err := c.Get(ctx, &api.GetNamespaceRequest{Name: "ns1"})
+	if err != nil || get.Namespace.Name != "ns1" || !maps.Equal(get.Namespace.Labels, map[string]string{"a": "1"}) {
+		t.Fatalf("get: %v, %v", get, err)
+	}
+	_, err = c.Get(ctx, &api.GetNamespaceRequest{Name: "nope"})
+	wantCode(t, err, codes.NotFound, `"nope"`)
+
+	list, err := c.List(ctx, &api.ListNamespacesRequest{})
+	if err != nil || len(list.Namespaces) != 2 {
+		t.Fatalf("list: %v, %v", list, err)
+	}
+	for _, n := range list.Namespaces {
+		if want := map[string]map[string]string{"ns1": {"a": "1"}, "ns2": nil}[n.Name]; !maps.Equal(n.Labels, want) {
+			t.Errorf("listed %s with labels %v, want %v", n.Name, n.Labels, want)
+		}
+	}
+
+	if _, err := c.Delete(ctx, &api.DeleteNamespaceRequest{Name: "ns2"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Delete(ctx, &api.DeleteNamespaceRequest{Name: "ns2"})
+	wantCode(t, err, codes.NotFound, `"ns2"`)
+}
+
+func TestUpdate(t *testing.T) {
+	c := newClient(t)
+	ctx := t.Context()
+	if _, err := c.Create(ctx, &api.CreateNamespaceRequest{Namespace: &api.Namespace{Name: "ns1", Labels: map[string]string{"a": "1", "b": "2"}}}); err != nil {
+		t.Fatal(err)
+	}
+	update := func(labels map[string]string, paths ...string) (map[string]string, error) {
+		req := &api.UpdateNamespaceRequest{Namespace: &api.Namespace{Name: "ns1", Labels: labels}}
+		if paths != nil {
+			req.UpdateMask = &fieldmaskpb.FieldMask{Paths: paths}
+		}
+		resp, err := c.Update(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		if resp.Namespace.Name != "ns1" {
+			t.Errorf("updated %q, want ns1", resp.Namespace.Name)
+		}
+		return resp.Namespace.Labels, nil
+	}
+	for _, tc := range []struct {
+		name   string
+		labels map[string]string
+		paths  []string
+		want   map[string]string
+	}{
+		// One key: only it changes; a key the request lacks is removed.
+		{"one key", map[string]string{"a": "10", "b": "ignored"}, []string{"labels.a"}, map[string]string{"a": "10", "b": "2"}},
+		{"remove a key", nil, []string{"labels.b"}, map[string]string{"a": "10"}},
+		// "labels": the labels become the request's.
+		{"all labels", map[string]string{"c": "3"}, []string{"labels"}, map[string]string{"c": "3"}},
+		// No mask: the same.
+		{"no mask", map[string]string{"d": "4", "e": "5"}, nil, map[string]string{"d": "4", "e": "5"}},
+	} {
+		got, err := update(tc.labels, tc.paths...)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if !maps.Equal(got, tc.want) {
+			t.Errorf("%s: labels %v, want %v", tc.name, got, tc.want)
+		}
+	}
+
+	_, err := update(nil, "name")
+	wantCode(t, err, codes.InvalidArgument, `"ns1"`, `"name"`)
+	long := strings.Repeat("x", labels.MaxSize+1)
+	_, err = update(map[string]string{"big": long}, "labels.big")
+	wantCode(t, err, codes.InvalidArgument, `"big"`)
+	_, err = update(map[string]string{"big": long, "ok": "1"}, "labels.ok")
+	wantCode(t, err, codes.InvalidArgument, `"big"`)
+	_, err = update(map[string]string{"big": long}, "labels")
+	wantCode(t, err, codes.InvalidArgument, `"big"`)
+	// Nothing of the refused updates was applied.
+	if got, _ := update(map[string]string{"d": "4", "e": "5"}, "labels.d"); !maps.Equal(got, map[string]string{"d": "4", "e": "5"}) {
+		t.Errorf("labels after refused updates: %v", got)
+	}
+
+	req := &api.UpdateNamespaceRequest{Namespace: &api.Namespace{Name: "nope", Labels: map[string]string{"a": "1"}}}
+	_, err = c.Update(ctx, req)
+	wantCode(t, err, codes.NotFound, `"nope"`)
+	req.UpdateMask = &fieldmaskpb.FieldMask{Paths: []string{"labels"}}
+	_, err = c.Update(ctx, req)
+	wantCode(t, err, codes.NotFound, `"nope"`)
+	req.UpdateMask = &fieldmaskpb.FieldMask{Paths: []string{"labels.a"}}
+	_, err = c.Update(ctx, req)
+	wantCode(t, err, codes.NotFound, `"nope"`)
+}
+
+// failingStore fails every call with err, naming its argument; Labels
+// fails only for the names in bad, so that List can meet a namespace
+// deleted between the listing and its labels.
+type failingStore struct {
+	err   error
+	names []string
+	bad   map[string]bool
+}
+
+func (f failingStore) Create(ctx context.Context, name string, labels map[string]string) error {
+	return fmt.Errorf("create %q: %w", name, f.err)
+}
+func (f failingStore) Labels(ctx context.Context, name string) (map[string]string, error) {
+	if f.names != nil && !f.bad[name] {
+		return map[string]string{"n": name}, nil
+	}
+	return nil, fmt.Errorf("labels of %q: %w", name, f.err)
+}
+func (f failingStore) SetLabel(ctx context.Context, name, key, value string) error {
+	return fmt.Errorf("set label %q of %q: %w", key, name, f.err)
+}
+func (f failingStore) List(ctx context.Context) ([]string, error) {
+	if f.names != nil {
+		return f.names, nil
+	}
+	return nil, fmt.Errorf("list of %q: %w", "all", f.err)
+}
+func (f failingStore) Delete(ctx context.Context, name string) error {
+	return fmt.Errorf("delete %q: %w", name, f.err)
+}
+
+var _ corenamespaces.Store = failingStore{}
+
+func TestListSkipsVanished(t *testing.T) {
+	c := api.NewNamespacesClient(serve(t, &namespacesService{store: failingStore{
+		err: errdefs.ErrNotFound, names: []string{"a", "gone", "b"}, bad: map[string]bool{"gone": true},
+	}}))
+	list, err := c.List(t.Context(), &api.ListNamespacesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, n := range list.Namespaces {
+		names = append(names, n.Name)
+		if n.Labels["n"] != n.Name {
+			t.Errorf("%s has labels %v", n.Name, n.Labels)
+		}
+	}
+	if strings.Join(names, ",") != "a,b" {
+		t.Errorf("listed %v, want a and b", names)
+	}
+}
+
+func TestErrorCodes(t *testing.T) {
+	for _, tc := range []struct {
+		class error
+		code  codes.Code
+	}{
+		{errdefs.ErrNotFound, codes.NotFound},
+		{errdefs.ErrAlreadyExists, codes.AlreadyExists},
+		{errdefs.ErrInvalidArgument, codes.InvalidArgument},
+		{errdefs.ErrFailedPrecondition, codes.FailedPrecondition},
+		{errdefs.ErrUnavailable, codes.Unavailable},
+		{errdefs.ErrNotImplemented, codes.Unimplemented},
+	} {
+		t.Run(tc.code.String(), func(t *testing.T) {
+			c := api.NewNamespacesClient(serve(t, &namespacesService{store: failingStore{err: tc.class}}))
+			ctx := t.Context()
+			_, err := c.Get(ctx, &api.GetNamespaceRequest{Name: "g1"})
+			wantCode(t, err, tc.code, `"g1"`)
+			_, err = c.List(ctx, &api.ListNamespacesRequest{})
+			wantCode(t, err, tc.code, `"all"`)
+			_, err = c.Create(ctx, &api.CreateNamespaceRequest{Namespace: &api.Namespace{Name: "c1"}})
+			wantCode(t, err, tc.code, `"c1"`)
+			_, err = c.Update(ctx, &api.UpdateNamespaceRequest{Namespace: &api.Namespace{Name: "u1"}})
+			wantCode(t, err, tc.code, `"u1"`)
+			_, err = c.Update(ctx, &api.UpdateNamespaceRequest{Namespace: &api.Namespace{Name: "u2", Labels: map[string]string{"k": "v"}}, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"labels.k"}}})
+			wantCode(t, err, tc.code, `"u2"`, `"k"`)
+			_, err = c.Delete(ctx, &api.DeleteNamespaceRequest{Name: "d1"})
+			wantCode(t, err, tc.code, `"d1"`)
+		})
+	}
+}
