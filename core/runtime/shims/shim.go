@@ -3,6 +3,7 @@ package shims
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -67,6 +68,15 @@ func dialShim(ctx context.Context, b bootstrap, onClose func()) (*shimConn, erro
 func (s *shimConn) call(ctx context.Context, ns, method string, req, resp any) error {
 	ctx = ttrpc.WithMetadata(ctx, ttrpc.MD{"containerd-namespace-ttrpc": []string{ns}})
 	if err := s.client.Call(ctx, s.service, method, req, resp); err != nil {
+		if errors.Is(err, ttrpc.ErrClosed) {
+			// ttrpc fails the calls in flight before it runs the close
+			// callback; wait for that, so that a caller checking
+			// isClosed (Wait, State, Delete) sees the shim gone.
+			select {
+			case <-s.closed:
+			case <-ctx.Done():
+			}
+		}
 		select {
 		case <-s.closed:
 			return fmt.Errorf("shim at %s is gone: %v: %w", s.address, err, errdefs.ErrUnavailable)
