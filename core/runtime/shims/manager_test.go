@@ -6,12 +6,17 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	eventtypes "github.com/containerd/containerd/api/events"
+	taskv2 "github.com/containerd/containerd/api/runtime/task/v2"
+	runcoptions "github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/hullrt/hull/core/namespaces"
 	"github.com/hullrt/hull/core/runtime"
@@ -302,5 +307,304 @@ func TestShimDies(t *testing.T) {
 	}
 	if n := len(f.events.all()); n != 2 {
 		t.Errorf("%d events, want one exit and one delete: %v", n, f.events.all())
+	}
+}
+
+// TestReattach restarts the manager over the same directories: live shims
+// are found again with their tasks, a task that exited meanwhile has its
+// exit published, and a task whose shim died is cleaned up with the
+// shim's delete command and its exit published.
+func TestReattach(t *testing.T) {
+	f := newFixture(t)
+	m1, close1 := f.manager(f.cfg)
+	ctx := namespaces.WithNamespace(t.Context(), "ns1")
+	live, liveShim := f.create(ctx, m1, "live", nil)
+	if _, err := live.Start(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	_, deadShim := f.create(ctx, m1, "dead", nil)
+	exited, _ := f.create(ctx, m1, "exited", nil)
+	if _, err := exited.Start(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := exited.Kill(ctx, "", 15, false); err != nil {
+		t.Fatal(err)
+	}
+	// Leftovers of a create that died before its shim started, and a
+	// work directory whose bundle is gone.
+	half := f.bundle("ns1", "half")
+	stale := filepath.Join(f.cfg.Root, "ns1", "stale")
+	for _, dir := range []string{half, stale} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	close1()
+	deadShim.kill(unix.SIGKILL)
+	if !deadShim.exited(10 * time.Second) {
+		t.Fatal("shim survived SIGKILL")
+	}
+	if evs := f.events.all(); len(evs) != 0 {
+		t.Fatalf("a closed manager published %v", evs)
+	}
+
+	m2, _ := f.manager(f.cfg)
+	got, err := m2.Get(ctx, "live")
+	if err != nil || got.Pid() != live.Pid() {
+		t.Fatalf("Get(live) after restart: %v, %v; want pid %d", got, err, live.Pid())
+	}
+	assertState(t, ctx, got, runtime.StatusRunning, 0)
+	if pids := m2.ShimPIDs(ctx); pids["ns1/live"] != uint32(liveShim.pid) {
+		t.Errorf("ShimPIDs = %v; want ns1/live: %d", pids, liveShim.pid)
+	}
+
+	if _, err := m2.Get(ctx, "dead"); !errdefs.IsNotFound(err) {
+		t.Errorf("Get(dead): %v; want NotFound", err)
+	}
+	for _, topic := range []string{"/tasks/exit", "/tasks/delete"} {
+		if e, ok := f.events.find("ns1", topic, "dead"); !ok || exitStatus(e.ev) != fakeDeleteStatus {
+			t.Errorf("%s of the dead shim's task: %+v; want status %d from its delete command", topic, e, fakeDeleteStatus)
+		}
+	}
+
+	if e, ok := f.events.find("ns1", "/tasks/exit", "exited"); !ok || exitStatus(e.ev) != 143 {
+		t.Errorf("exit of the task that ended meanwhile: %+v; want status 143", e)
+	}
+	if _, err := m2.Get(ctx, "exited"); err != nil {
+		t.Errorf("Get(exited): %v; the task stays until deleted", err)
+	}
+	if _, ok := f.events.find("ns1", "/tasks/exit", "live"); ok {
+		t.Error("an exit was published for the live task")
+	}
+
+	for _, dir := range []string{f.bundle("ns1", "dead"), half, stale} {
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("%s after restart: %v; want it removed", dir, err)
+		}
+	}
+
+	// The reattached task is fully usable.
+	if err := got.Kill(ctx, "", 9, false); err != nil {
+		t.Fatal(err)
+	}
+	if exit, err := got.Wait(ctx, ""); err != nil || exit.Status != 137 {
+		t.Errorf("Wait = %+v, %v", exit, err)
+	}
+	if _, err := m2.Delete(ctx, "live"); err != nil {
+		t.Fatal(err)
+	}
+	if !liveShim.exited(10 * time.Second) {
+		t.Error("the reattached shim did not exit after Delete")
+	}
+}
+
+// TestCloseKeepsShims checks that Close stops the reconciler and leaves
+// the shims and their tasks running, without taking that for a crash.
+func TestCloseKeepsShims(t *testing.T) {
+	f := newFixture(t)
+	cfg := f.cfg
+	cfg.ReconcileInterval = 5 * time.Millisecond
+	var calls atomic.Int32
+	reconciled := make(chan struct{}, 1)
+	cfg.ContainerExists = func(ctx context.Context, id string) (bool, error) {
+		calls.Add(1)
+		select {
+		case reconciled <- struct{}{}:
+		default:
+		}
+		return true, nil
+	}
+	m, closeM := f.manager(cfg)
+	ctx := namespaces.WithNamespace(t.Context(), "ns1")
+	task, shim := f.create(ctx, m, "c1", nil)
+	if _, err := task.Start(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-reconciled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the reconciler never ran")
+	}
+
+	closeM()
+	n := calls.Load()
+	if shim.exited(0) {
+		t.Fatal("Close stopped the shim")
+	}
+	m2, _ := f.manager(f.cfg)
+	got, err := m2.Get(ctx, "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertState(t, ctx, got, runtime.StatusRunning, 0)
+	if evs := f.events.all(); len(evs) != 0 {
+		t.Errorf("published %v", evs)
+	}
+	if calls.Load() != n {
+		t.Errorf("the reconciler ran after Close")
+	}
+}
+
+// TestReconcile checks what the reconciler removes: tasks whose container
+// record is gone, and bundles no task owns once they are old enough not to
+// be a create in progress.
+func TestReconcile(t *testing.T) {
+	f := newFixture(t)
+	cfg := f.cfg
+	cfg.ContainerExists = func(ctx context.Context, id string) (bool, error) {
+		if ns, _ := namespaces.Namespace(ctx); ns != "ns1" {
+			t.Errorf("ContainerExists(%s) in namespace %q", id, ns)
+		}
+		return id != "orphan", nil
+	}
+	m, _ := f.manager(cfg)
+	ctx := namespaces.WithNamespace(t.Context(), "ns1")
+	kept, _ := f.create(ctx, m, "kept", nil)
+	orphan, orphanShim := f.create(ctx, m, "orphan", nil)
+	for _, task := range []runtime.Task{kept, orphan} {
+		if _, err := task.Start(ctx, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stray := bundlePaths(cfg.State, cfg.Root, "ns1", "stray")
+	if err := stray.create(spec(nil)); err != nil {
+		t.Fatal(err)
+	}
+	if err := stray.writeRecord(shimRecord{Runtime: fakeRuntime, Binary: f.shimBin, Address: "unix://" + fakeSocket("ns1", cfg.Address, "stray"), Version: 2}); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-2 * time.Minute)
+	if err := os.Chtimes(stray.Path, old, old); err != nil {
+		t.Fatal(err)
+	}
+	fresh := f.bundle("ns1", "fresh")
+	if err := os.Mkdir(fresh, 0o700); err != nil {
+		t.Fatal(err)
+	}
+
+	m.Reconcile(t.Context())
+
+	if _, err := m.Get(ctx, "orphan"); !errdefs.IsNotFound(err) {
+		t.Errorf("Get(orphan) after Reconcile: %v; want NotFound", err)
+	}
+	if !orphanShim.exited(10 * time.Second) {
+		t.Error("the orphan task's shim still runs")
+	}
+	assertState(t, ctx, kept, runtime.StatusRunning, 0)
+	for dir, want := range map[string]bool{f.bundle("ns1", "orphan"): false, stray.Path: false, stray.Work: false, fresh: true, f.bundle("ns1", "kept"): true} {
+		if _, err := os.Stat(dir); (err == nil) != want {
+			t.Errorf("%s after Reconcile: %v; want it there: %v", dir, err, want)
+		}
+	}
+}
+
+// TestReconcileUnresponsiveShim stops a shim: the reconciler's check times
+// out, and the manager kills the shim and cleans up after it.
+func TestReconcileUnresponsiveShim(t *testing.T) {
+	f := newFixture(t)
+	m, _ := f.manager(f.cfg)
+	ctx := namespaces.WithNamespace(t.Context(), "ns1")
+	task, shim := f.create(ctx, m, "c1", nil)
+	if _, err := task.Start(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	shim.kill(unix.SIGSTOP)
+	rctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	defer cancel()
+	m.Reconcile(rctx)
+
+	if !shim.exited(10 * time.Second) {
+		t.Fatal("the manager did not kill the shim that stopped answering")
+	}
+	if e := f.events.wait(t, "ns1", "/tasks/exit", "c1"); exitStatus(e.ev) != fakeDeleteStatus {
+		t.Errorf("exit event %+v", e.ev)
+	}
+	assertState(t, ctx, task, runtime.StatusStopped, fakeDeleteStatus)
+	if _, err := os.Stat(f.bundle("ns1", "c1")); !os.IsNotExist(err) {
+		t.Errorf("bundle: %v; want it removed", err)
+	}
+}
+
+// TestReconcileShimLostTask makes a shim forget its task behind the
+// manager's back: the reconciler finds it missing and cleans up.
+func TestReconcileShimLostTask(t *testing.T) {
+	f := newFixture(t)
+	m, _ := f.manager(f.cfg)
+	ctx := namespaces.WithNamespace(t.Context(), "ns1")
+	task, shim := f.create(ctx, m, "c1", nil)
+	if err := task.Kill(ctx, "", 9, false); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := dialShim(ctx, bootstrap{Version: 2, Address: "unix://" + fakeSocket("ns1", f.cfg.Address, "c1")}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var resp taskv2.DeleteResponse
+	err = conn.call(ctx, "ns1", "Delete", &taskv2.DeleteRequest{ID: "c1"}, &resp)
+	conn.client.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	m.Reconcile(t.Context())
+	if e := f.events.wait(t, "ns1", "/tasks/exit", "c1"); exitStatus(e.ev) != fakeDeleteStatus {
+		t.Errorf("exit event %+v", e.ev)
+	}
+	if !shim.exited(10 * time.Second) {
+		t.Error("the shim that lost its task still runs")
+	}
+	assertState(t, ctx, task, runtime.StatusStopped, fakeDeleteStatus)
+}
+
+// TestHullShim covers the runtime whose shim hulld launches itself
+// (shim/launch) instead of running its start command: the fake serves the
+// listener it is given, as hull's shim does.
+func TestHullShim(t *testing.T) {
+	f := newFixture(t)
+	hullBin := filepath.Join(f.binDir, hullShim)
+	if err := os.Symlink(f.shimBin, hullBin); err != nil {
+		t.Fatal(err)
+	}
+	cfg := f.cfg
+	cfg.Runtimes = map[string]RuntimeConfig{"io.containerd.hull.v2": {Binary: hullBin}}
+	cfg.DefaultRuntime = ""
+	cfg.RuncRoot = filepath.Join(cfg.State, "runc")
+	m, _ := f.manager(cfg)
+	ctx := namespaces.WithNamespace(t.Context(), "ns1")
+	task, err := m.Create(ctx, "h1", runtime.CreateOpts{Spec: spec(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	shim := f.shimOf(cfg.State, "ns1", "h1")
+	if task.RuntimeName() != "io.containerd.hull.v2" {
+		t.Errorf("runtime %q; want the default, io.containerd.hull.v2", task.RuntimeName())
+	}
+	if ppid := parentOf(shim.pid); ppid != os.Getpid() {
+		t.Errorf("hull's shim has parent %d; want hulld (%d), which launched it", ppid, os.Getpid())
+	}
+	rec, err := (&bundle{Path: f.bundle("ns1", "h1")}).readRecord()
+	if err != nil || rec.Version != 3 || rec.Binary != hullBin {
+		t.Errorf("record %+v, %v", rec, err)
+	}
+	// hull's shim gets a runc root under hulld's state.
+	data, err := os.ReadFile(filepath.Join(f.bundle("ns1", "h1"), "options.pb"))
+	var wrapped anypb.Any
+	var opts runcoptions.Options
+	if err != nil || proto.Unmarshal(data, &wrapped) != nil || proto.Unmarshal(wrapped.Value, &opts) != nil || opts.Root != cfg.RuncRoot {
+		t.Errorf("options.pb: %v, runc root %q; want %q", err, opts.Root, cfg.RuncRoot)
+	}
+
+	if _, err := task.Start(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := task.Kill(ctx, "", 9, true); err != nil {
+		t.Fatal(err)
+	}
+	if exit, err := m.Delete(ctx, "h1"); err != nil || exit.Status != 137 {
+		t.Errorf("Delete = %+v, %v", exit, err)
+	}
+	if !shim.exited(10 * time.Second) {
+		t.Error("hull's shim did not exit after Delete")
 	}
 }
