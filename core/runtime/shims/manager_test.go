@@ -608,3 +608,32 @@ func TestHullShim(t *testing.T) {
 		t.Error("hull's shim did not exit after Delete")
 	}
 }
+
+// TestRecreateAfterDelete creates a task again as soon as the previous
+// task of its id is deleted. hull's shim socket is named by the id, and a
+// socket that answers belongs to a running group shim that is reused; so
+// Delete must not return before the old shim stopped answering.
+func TestRecreateAfterDelete(t *testing.T) {
+	f := newFixture(t)
+	hullBin := filepath.Join(f.binDir, hullShim)
+	if err := os.Symlink(f.shimBin, hullBin); err != nil {
+		t.Fatal(err)
+	}
+	cfg := f.cfg
+	cfg.Runtimes = map[string]RuntimeConfig{"io.containerd.hull.v2": {Binary: hullBin}}
+	m, _ := f.manager(cfg)
+	ctx := namespaces.WithNamespace(t.Context(), "ns1")
+	for i := range 10 {
+		task, err := m.Create(ctx, "c1", runtime.CreateOpts{Runtime: "io.containerd.hull.v2", Spec: spec(nil)})
+		if err != nil {
+			t.Fatalf("Create #%d: %v", i, err)
+		}
+		f.shimOf(cfg.State, "ns1", "c1")
+		if err := task.Kill(ctx, "", 9, false); err != nil {
+			t.Fatalf("Kill #%d: %v", i, err)
+		}
+		if _, err := m.Delete(ctx, "c1"); err != nil {
+			t.Fatalf("Delete #%d: %v", i, err)
+		}
+	}
+}
