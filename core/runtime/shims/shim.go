@@ -125,6 +125,13 @@ func (s *shimConn) shutdown(ctx context.Context, ns, id string) {
 	defer cancel()
 	// The shim exits while answering, so an error here is expected.
 	_ = s.call(ctx, ns, "Shutdown", &taskv2.ShutdownRequest{ID: id}, &emptypb.Empty{})
+	// Wait for the shim to end the connection as it exits: until then its
+	// socket still answers, and a new task of the same id (or group)
+	// would be handed to a shim on its way out.
+	select {
+	case <-s.closed:
+	case <-ctx.Done():
+	}
 	s.client.Close()
 }
 
