@@ -25,12 +25,14 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/hullrt/hull/core/leases"
 	"github.com/hullrt/hull/core/namespaces"
 	"github.com/hullrt/hull/internal/errgrpc"
+	"github.com/hullrt/hull/internal/grpcpool"
 	"github.com/hullrt/hull/internal/proxy"
 )
 
@@ -108,6 +110,8 @@ func New(address string, opts ...Opt) (*Client, error) {
 	dialOpts := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsgSize), grpc.MaxCallSendMsgSize(maxMsgSize)),
+		// Buffers sized to the message, not to gRPC's coarse tiers.
+		experimental.WithBufferPool(grpcpool.New()),
 		grpc.WithChainUnaryInterceptor(c.unaryInterceptor),
 		grpc.WithChainStreamInterceptor(c.streamInterceptor),
 	}

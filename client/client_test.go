@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/containerd/typeurl/v2"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"google.golang.org/grpc"
 
 	"github.com/hullrt/hull/client"
 	"github.com/hullrt/hull/core/content"
@@ -686,6 +688,64 @@ func TestIntrospection(t *testing.T) {
 	for _, p := range ps {
 		if p.ID != "content" {
 			t.Fatalf("filter let through %+v", p)
+		}
+	}
+}
+
+// TestReadBlobOneCall: ReadBlob of a blob whose descriptor has its size is
+// one Read call to the daemon (no Info first), and still tells a missing
+// blob (NotFound) and a descriptor of the wrong size (FailedPrecondition)
+// apart from success.
+func TestReadBlobOneCall(t *testing.T) {
+	d := hulltest.Start(t, hulltest.Options{})
+	var mu sync.Mutex
+	var calls []string
+	count := grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		mu.Lock()
+		calls = append(calls, method)
+		mu.Unlock()
+		return streamer(ctx, desc, cc, method, opts...)
+	})
+	countUnary := grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		mu.Lock()
+		calls = append(calls, method)
+		mu.Unlock()
+		return invoker(ctx, method, req, reply, cc, opts...)
+	})
+	c, err := client.New(d.Address, client.WithDialOpts(count, countUnary))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := testCtx(t)
+	cs := c.ContentStore()
+	data := randBytes(40<<10, 7)
+	desc := ocispec.Descriptor{Digest: digest.FromBytes(data), Size: int64(len(data))}
+	if err := client.WriteBlob(ctx, cs, "one-call", bytes.NewReader(data), desc, content.WithLabels(map[string]string{"containerd.io/gc.root": "x"})); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	calls = nil
+	mu.Unlock()
+	got, err := client.ReadBlob(ctx, cs, desc)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("ReadBlob: %d bytes, %v", len(got), err)
+	}
+	mu.Lock()
+	if len(calls) != 1 || !strings.HasSuffix(calls[0], "/Read") {
+		t.Errorf("ReadBlob made calls %v, want one Read", calls)
+	}
+	mu.Unlock()
+
+	missing := ocispec.Descriptor{Digest: digest.FromString("missing"), Size: 7}
+	if _, err := client.ReadBlob(ctx, cs, missing); !errdefs.IsNotFound(err) {
+		t.Errorf("ReadBlob of a missing blob: %v, want NotFound", err)
+	}
+	for _, size := range []int64{desc.Size - 1, desc.Size + 1} {
+		wrong := desc
+		wrong.Size = size
+		if _, err := client.ReadBlob(ctx, cs, wrong); !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), desc.Digest.String()) {
+			t.Errorf("ReadBlob with size %d of a %d-byte blob: %v, want FailedPrecondition naming it", size, desc.Size, err)
 		}
 	}
 }

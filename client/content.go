@@ -110,9 +110,21 @@ func skip(r io.Reader, offset, size int64) (io.Reader, error) {
 	return r, nil
 }
 
+// blobReader is a provider that reads a whole blob of known size in one
+// call: the daemon's content store over gRPC, where a ReaderAt would first
+// ask for the size.
+type blobReader interface {
+	ReadBlob(ctx context.Context, desc ocispec.Descriptor) ([]byte, error)
+}
+
 // ReadBlob reads the whole blob desc from provider. It is meant for small
-// blobs such as manifests and configs.
+// blobs such as manifests and configs. When desc has a size and provider is
+// hulld's (or containerd's) content store, the blob comes back in one round
+// trip.
 func ReadBlob(ctx context.Context, provider content.Provider, desc ocispec.Descriptor) ([]byte, error) {
+	if br, ok := provider.(blobReader); ok && desc.Size > 0 {
+		return br.ReadBlob(ctx, desc)
+	}
 	ra, err := provider.ReaderAt(ctx, desc)
 	if err != nil {
 		return nil, err

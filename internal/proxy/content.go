@@ -134,6 +134,43 @@ func (s *contentStore) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (c
 	return &remoteReaderAt{ctx: ctx, client: s.client, digest: desc.Digest, size: info.Size}, nil
 }
 
+// ReadBlob reads the whole blob desc with one Read call: the daemon answers
+// NotFound for a blob that is not there, so the Info call a ReaderAt makes
+// first to learn the size is not needed when desc carries it. The blob must
+// be desc.Size bytes long.
+func (s *contentStore) ReadBlob(ctx context.Context, desc ocispec.Descriptor) ([]byte, error) {
+	if desc.Size <= 0 {
+		return nil, fmt.Errorf("read of %s: a size is needed to read in one call, got %d: %w", desc.Digest, desc.Size, errdefs.ErrInvalidArgument)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := s.client.Read(ctx, &api.ReadContentRequest{Digest: desc.Digest.String()})
+	if err != nil {
+		return nil, err
+	}
+	buf := make([]byte, 0, desc.Size)
+	for {
+		resp, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if resp.Offset != int64(len(buf)) {
+			return nil, fmt.Errorf("read %s: got data for offset %d, expected %d", desc.Digest, resp.Offset, len(buf))
+		}
+		if int64(len(buf)+len(resp.Data)) > desc.Size {
+			return nil, fmt.Errorf("read %s: the blob is longer than the %d bytes its descriptor says: %w", desc.Digest, desc.Size, errdefs.ErrFailedPrecondition)
+		}
+		buf = append(buf, resp.Data...)
+	}
+	if int64(len(buf)) != desc.Size {
+		return nil, fmt.Errorf("read %s: the blob is %d bytes, its descriptor says %d: %w", desc.Digest, len(buf), desc.Size, errdefs.ErrFailedPrecondition)
+	}
+	return buf, nil
+}
+
 // remoteReaderAt reads a blob with one Read call per ReadAt; it holds no
 // stream between calls, so it may be used concurrently and needs no Close.
 type remoteReaderAt struct {
