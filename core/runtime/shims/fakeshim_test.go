@@ -159,10 +159,14 @@ func fakeDelete(ns, address, id string) error {
 // passed as fd 3 until Shutdown finds no task left. The socket file stays:
 // the delete command, or the next start of the id, removes it.
 func fakeServe(ns string) error {
-	l, err := net.FileListener(os.NewFile(3, "listener"))
+	lf := os.NewFile(3, "listener")
+	l, err := net.FileListener(lf)
 	if err != nil {
 		return err
 	}
+	// FileListener serves a duplicate: closing the original now makes
+	// the socket stop answering once Shutdown closes the listener.
+	lf.Close()
 	s := &fakeTasks{ns: ns, tasks: map[string]*fakeTask{}, done: make(chan struct{})}
 	srv, err := ttrpc.NewServer()
 	if err != nil {
@@ -173,11 +177,10 @@ func fakeServe(ns string) error {
 	}
 	go srv.Serve(context.Background(), l)
 	<-s.done
-	// Let Shutdown's answer reach the manager before the socket goes.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	srv.Shutdown(ctx)
-	return nil
+	// Like a shim exiting: Shutdown's answer may be lost, which callers
+	// expect. (ttrpc's graceful Shutdown polls for idle connections every
+	// 200ms, which every Delete of every test would wait for.)
+	return srv.Close()
 }
 
 type fakeTask struct {
@@ -317,6 +320,9 @@ func (s *fakeTasks) wait(ctx context.Context, r *taskv2.WaitRequest) (*taskv2.Wa
 }
 
 func (s *fakeTasks) delete(_ context.Context, r *taskv2.DeleteRequest) (*taskv2.DeleteResponse, error) {
+	if r.ExecID != "" {
+		return nil, fmt.Errorf("fake shim has no exec process %q: %w", r.ExecID, errdefs.ErrNotFound)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t, err := s.get(r.ID)

@@ -14,6 +14,8 @@ import (
 	taskv2 "github.com/containerd/containerd/api/runtime/task/v2"
 	runcoptions "github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/typeurl/v2"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -635,5 +637,89 @@ func TestRecreateAfterDelete(t *testing.T) {
 		if _, err := m.Delete(ctx, "c1"); err != nil {
 			t.Fatalf("Delete #%d: %v", i, err)
 		}
+	}
+}
+
+// TestUnimplementedMethods checks that the calls the fake does not serve
+// reach it and come back as NotImplemented, the class of ttrpc's
+// Unimplemented, rather than as an unclassified error.
+func TestUnimplementedMethods(t *testing.T) {
+	f := newFixture(t)
+	m, _ := f.manager(f.cfg)
+	ctx := namespaces.WithNamespace(t.Context(), "ns1")
+	task, _ := f.create(ctx, m, "c1", nil)
+	process, err := typeurl.MarshalAnyToProto(&specs.Process{Args: []string{"true"}, Cwd: "/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, call := range map[string]func() error{
+		"Exec":      func() error { return task.Exec(ctx, "e1", runtime.IO{}, process) },
+		"ResizePty": func() error { return task.ResizePty(ctx, "", 80, 24) },
+		"CloseIO":   func() error { return task.CloseIO(ctx, "", true) },
+		"Pause":     func() error { return task.Pause(ctx) },
+		"Resume":    func() error { return task.Resume(ctx) },
+		"Update":    func() error { return task.Update(ctx, nil, map[string]string{"a": "b"}) },
+		"Stats":     func() error { _, err := task.Stats(ctx); return err },
+	} {
+		if err := call(); !errdefs.IsNotImplemented(err) {
+			t.Errorf("%s: %v; want NotImplemented", name, err)
+		}
+	}
+	if _, err := task.DeleteProcess(ctx, "e1"); !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), `"e1"`) {
+		t.Errorf("DeleteProcess: %v; want the shim's NotFound naming e1", err)
+	}
+	if _, err := task.DeleteProcess(ctx, ""); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("DeleteProcess without exec id: %v; want InvalidArgument", err)
+	}
+}
+
+// TestRuntimeOptions checks that the runc and hull shims get a runc root
+// under hulld's state unless the caller chose one, and that other
+// runtimes' options pass through untouched.
+func TestRuntimeOptions(t *testing.T) {
+	m := &Manager{cfg: Config{RuncRoot: "/state/runc"}}
+	root := func(a *anypb.Any) string {
+		t.Helper()
+		var o runcoptions.Options
+		if a == nil || proto.Unmarshal(a.Value, &o) != nil {
+			t.Fatalf("options %v are not runc options", a)
+		}
+		return o.Root
+	}
+	for _, rt := range []string{"io.containerd.runc.v2", "io.containerd.hull.v2"} {
+		a, err := m.runtimeOptions(rt, nil)
+		if err != nil || root(a) != "/state/runc" || a.TypeUrl != "containerd.runc.v1.Options" {
+			t.Errorf("%s without options: %v, %v", rt, a, err)
+		}
+	}
+	if a, err := m.runtimeOptions(fakeRuntime, nil); a != nil || err != nil {
+		t.Errorf("other runtime without options: %v, %v; want none", a, err)
+	}
+	given, err := anypb.New(&runcoptions.Options{BinaryName: "crun"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := m.runtimeOptions("io.containerd.runc.v2", given)
+	if err != nil || root(a) != "/state/runc" {
+		t.Errorf("runc options without root: %v, %v; want the root filled in", a, err)
+	}
+	var o runcoptions.Options
+	if proto.Unmarshal(a.Value, &o); o.BinaryName != "crun" {
+		t.Errorf("the caller's binary name was lost: %v", &o)
+	}
+	chosen, err := anypb.New(&runcoptions.Options{Root: "/mine"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, err := m.runtimeOptions("io.containerd.runc.v2", chosen); err != nil || root(a) != "/mine" {
+		t.Errorf("runc options with a root: %v, %v; want it kept", a, err)
+	}
+	other := &anypb.Any{TypeUrl: "example.com/Other", Value: []byte{1, 2}}
+	if a, err := m.runtimeOptions(fakeRuntime, other); err != nil || a.TypeUrl != other.TypeUrl || string(a.Value) != string(other.Value) {
+		t.Errorf("other options: %v, %v; want them as given", a, err)
+	}
+	bad := &anypb.Any{TypeUrl: given.TypeUrl, Value: []byte{0xff}}
+	if _, err := m.runtimeOptions("io.containerd.runc.v2", bad); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("undecodable runc options: %v; want InvalidArgument", err)
 	}
 }
