@@ -9,6 +9,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/hullrt/hull/core/content"
+	"github.com/hullrt/hull/core/labels"
 	"github.com/hullrt/hull/core/leases"
 	"github.com/hullrt/hull/core/snapshots"
 )
@@ -16,12 +17,12 @@ import (
 // The labels containerd uses to tie objects together for garbage collection.
 const (
 	// LabelGCRoot on a blob makes it a root: kept while the label is there.
-	LabelGCRoot = "containerd.io/gc.root"
+	LabelGCRoot = labels.GCRoot
 	// LabelGCRefContent and labels starting with LabelGCRefContent + "."
 	// or "/" hold the digest of a blob the labelled object keeps alive.
-	LabelGCRefContent = "containerd.io/gc.ref.content"
+	LabelGCRefContent = labels.GCRefContent
 	// LabelGCRefSnapshot + ".<snapshotter>" holds a snapshot key.
-	LabelGCRefSnapshot = "containerd.io/gc.ref.snapshot."
+	LabelGCRefSnapshot = labels.GCRefSnapshot
 )
 
 // GCStats tells what a collection removed.

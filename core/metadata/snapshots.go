@@ -24,7 +24,7 @@ import (
 // will commit (an image layer's chain ID). If another namespace has it
 // already, Prepare links it into this one and answers AlreadyExists, so a
 // layer is unpacked once per snapshotter, not once per namespace.
-const LabelSnapshotRef = "containerd.io/snapshot.ref"
+const LabelSnapshotRef = labels.SnapshotRef
 
 // backendLabelPrefix marks the labels that are passed to the backend
 // snapshotter; the others are the namespace's own.

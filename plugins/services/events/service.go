@@ -83,8 +83,9 @@ func (s *eventsService) Subscribe(req *api.SubscribeRequest, srv api.Events_Subs
 		select {
 		case env, ok := <-ch:
 			if !ok {
-				// The bus closes the events first and then reports why,
-				// if anything went wrong (a bad filter, say).
+				// The events channel is closed: the bus may still hold
+				// the reason (a bad filter, say), whichever of the two
+				// it delivered first.
 				if errs != nil {
 					if err, ok := <-errs; ok && err != nil {
 						return errgrpc.ToGRPC(err)

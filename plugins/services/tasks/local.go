@@ -331,7 +331,13 @@ func (s *Local) Update(ctx context.Context, req *api.UpdateTaskRequest, _ ...grp
 	if err != nil {
 		return nil, err
 	}
-	if err := t.Update(ctx, req.Resources, req.Annotations); err != nil {
+	// A request without resources must reach the runtime as a nil
+	// interface, not as an interface holding a nil pointer.
+	var resources typeurl.Any
+	if req.Resources != nil {
+		resources = req.Resources
+	}
+	if err := t.Update(ctx, resources, req.Annotations); err != nil {
 		return nil, err
 	}
 	return &emptypb.Empty{}, nil
