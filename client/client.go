@@ -107,11 +107,12 @@ func New(address string, opts ...Opt) (*Client, error) {
 	if c.defaultRuntime == "" {
 		c.defaultRuntime = DefaultRuntime
 	}
+	pool := grpcpool.New()
 	dialOpts := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsgSize), grpc.MaxCallSendMsgSize(maxMsgSize)),
 		// Buffers sized to the message, not to gRPC's coarse tiers.
-		experimental.WithBufferPool(grpcpool.New()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsgSize), grpc.MaxCallSendMsgSize(maxMsgSize), grpc.ForceCodecV2(grpcpool.Codec(pool))),
+		experimental.WithBufferPool(pool),
 		grpc.WithChainUnaryInterceptor(c.unaryInterceptor),
 		grpc.WithChainStreamInterceptor(c.streamInterceptor),
 	}

@@ -24,11 +24,13 @@ import (
 	"github.com/containerd/typeurl/v2"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/hullrt/hull/config"
 	"github.com/hullrt/hull/core/events"
+	"github.com/hullrt/hull/internal/grpcpool"
 	"github.com/hullrt/hull/plugin"
 	"github.com/hullrt/hull/plugins/builtin"
 	"github.com/hullrt/hull/plugins/proxy"
@@ -320,6 +322,7 @@ func (d *Daemon) listen() error {
 	}
 	d.stopMetrics = stopMetrics
 	calls := newCalls(d.log, metrics)
+	pool := grpcpool.New()
 	serverOpts := []grpc.ServerOption{
 		// Calls run on a pool of goroutines instead of a new one each,
 		// which saves the stack growth every small call paid for.
@@ -332,6 +335,9 @@ func (d *Daemon) listen() error {
 		// call on each side. A local socket needs no estimate.
 		grpc.InitialWindowSize(1 << 20),
 		grpc.InitialConnWindowSize(4 << 20),
+		// Buffers sized to the message, not to gRPC's coarse tiers.
+		experimental.BufferPool(pool),
+		grpc.ForceServerCodecV2(grpcpool.Codec(pool)),
 		grpc.UnaryInterceptor(calls.unary()),
 		grpc.StreamInterceptor(calls.stream()),
 	}

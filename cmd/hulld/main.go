@@ -13,11 +13,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
-	"google.golang.org/grpc/experimental"
 
 	"github.com/hullrt/hull/config"
 	"github.com/hullrt/hull/daemon"
-	"github.com/hullrt/hull/internal/grpcpool"
 	"github.com/hullrt/hull/internal/version"
 )
 
@@ -25,10 +23,6 @@ import (
 const defaultConfigPath = "/etc/hull/config.toml"
 
 func main() {
-	// gRPC encodes every message into a buffer from its process-wide pool,
-	// whatever pool a server is given; hulld's is sized to its messages
-	// (see internal/grpcpool). Set once, before any gRPC use.
-	experimental.SetDefaultBufferPool(grpcpool.New())
 	app := &cli.App{
 		Name:    "hulld",
 		Usage:   "hull's container runtime daemon, serving containerd's API",
