@@ -3,12 +3,12 @@ package containers
 import (
 	"context"
 	"fmt"
+	"github.com/hullrt/hull/internal/servicetest"
 	"io"
 	"slices"
 	"testing"
 
 	api "github.com/containerd/containerd/api/services/containers/v1"
-	"github.com/containerd/errdefs"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -16,29 +16,15 @@ import (
 
 	corecontainers "github.com/hullrt/hull/core/containers"
 	"github.com/hullrt/hull/plugin"
-	"github.com/hullrt/hull/plugins/services"
 )
 
 // newClient serves the containers adapter, built by its registrations over
 // a metadata store, and returns a client.
 func newClient(t *testing.T) api.ContainersClient {
 	t.Helper()
-	db := openDB(t)
-	set := &plugin.Set{}
-	set.Add(&plugin.Plugin{Registration: &plugin.Registration{Type: plugin.MetadataPlugin, ID: "bolt"}, Instance: db})
-	reg := &plugin.Registry{}
-	Register(reg)
-	var svc services.GRPCService
-	for _, r := range reg.Graph(nil) {
-		p := set.Init(r, &plugin.InitContext{Context: t.Context()})
-		if p.Err != nil {
-			t.Fatal(p.Err)
-		}
-		if s, ok := p.Instance.(services.GRPCService); ok {
-			svc = s
-		}
-	}
-	return api.NewContainersClient(serve(t, svc))
+	db := servicetest.OpenDB(t)
+	svc := servicetest.Adapter(t, Register, servicetest.Dep(plugin.MetadataPlugin, "bolt", db))
+	return api.NewContainersClient(servicetest.Serve(t, svc))
 }
 
 var (
@@ -71,7 +57,7 @@ func sameRecord(t *testing.T, got, want *api.Container) {
 
 func TestCreateGetListUpdateDelete(t *testing.T) {
 	c := newClient(t)
-	ctx := clientCtx(t, "ns1")
+	ctx := servicetest.ClientCtx(t, "ns1")
 
 	created, err := c.Create(ctx, &api.CreateContainerRequest{Container: record("c1")})
 	if err != nil {
@@ -88,13 +74,13 @@ func TestCreateGetListUpdateDelete(t *testing.T) {
 	sameRecord(t, got.Container, record("c1"))
 
 	_, err = c.Create(ctx, &api.CreateContainerRequest{Container: record("c1")})
-	wantCode(t, err, codes.AlreadyExists, `"c1"`)
+	servicetest.WantCode(t, err, codes.AlreadyExists, `"c1"`)
 	bad := record("bad/id")
 	_, err = c.Create(ctx, &api.CreateContainerRequest{Container: bad})
-	wantCode(t, err, codes.InvalidArgument, `"bad/id"`)
+	servicetest.WantCode(t, err, codes.InvalidArgument, `"bad/id"`)
 	// Namespaces do not share containers.
-	_, err = c.Get(clientCtx(t, "ns2"), &api.GetContainerRequest{ID: "c1"})
-	wantCode(t, err, codes.NotFound, `"c1"`)
+	_, err = c.Get(servicetest.ClientCtx(t, "ns2"), &api.GetContainerRequest{ID: "c1"})
+	servicetest.WantCode(t, err, codes.NotFound, `"c1"`)
 
 	list, err := c.List(ctx, &api.ListContainersRequest{Filters: []string{"labels.app==c2"}})
 	if err != nil || len(list.Containers) != 1 {
@@ -106,7 +92,7 @@ func TestCreateGetListUpdateDelete(t *testing.T) {
 		t.Fatalf("list all: %v, %v", list, err)
 	}
 	_, err = c.List(ctx, &api.ListContainersRequest{Filters: []string{"id~=["}})
-	wantCode(t, err, codes.InvalidArgument, "id~=[")
+	servicetest.WantCode(t, err, codes.InvalidArgument, "id~=[")
 
 	upd := record("c1")
 	upd.Labels = map[string]string{"app": "changed", "new": "x"}
@@ -120,18 +106,18 @@ func TestCreateGetListUpdateDelete(t *testing.T) {
 	want.Labels["new"] = "x"
 	sameRecord(t, updated.Container, want)
 	_, err = c.Update(ctx, &api.UpdateContainerRequest{Container: record("c9")})
-	wantCode(t, err, codes.NotFound, `"c9"`)
+	servicetest.WantCode(t, err, codes.NotFound, `"c9"`)
 
 	if _, err := c.Delete(ctx, &api.DeleteContainerRequest{ID: "c1"}); err != nil {
 		t.Fatal(err)
 	}
 	_, err = c.Delete(ctx, &api.DeleteContainerRequest{ID: "c1"})
-	wantCode(t, err, codes.NotFound, `"c1"`)
+	servicetest.WantCode(t, err, codes.NotFound, `"c1"`)
 }
 
 func TestListStream(t *testing.T) {
 	c := newClient(t)
-	ctx := clientCtx(t, "ns1")
+	ctx := servicetest.ClientCtx(t, "ns1")
 	for _, id := range []string{"a", "b", "c"} {
 		if _, err := c.Create(ctx, &api.CreateContainerRequest{Container: record(id)}); err != nil {
 			t.Fatal(err)
@@ -162,7 +148,7 @@ func TestListStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = s.Recv()
-	wantCode(t, err, codes.InvalidArgument, "id~=[")
+	servicetest.WantCode(t, err, codes.InvalidArgument, "id~=[")
 }
 
 // failingStore fails every call with err, naming its argument.
@@ -185,35 +171,25 @@ func (f failingStore) Delete(ctx context.Context, id string) error {
 }
 
 func TestErrorCodes(t *testing.T) {
-	for _, tc := range []struct {
-		class error
-		code  codes.Code
-	}{
-		{errdefs.ErrNotFound, codes.NotFound},
-		{errdefs.ErrAlreadyExists, codes.AlreadyExists},
-		{errdefs.ErrInvalidArgument, codes.InvalidArgument},
-		{errdefs.ErrFailedPrecondition, codes.FailedPrecondition},
-		{errdefs.ErrUnavailable, codes.Unavailable},
-		{errdefs.ErrNotImplemented, codes.Unimplemented},
-	} {
-		t.Run(tc.code.String(), func(t *testing.T) {
-			c := api.NewContainersClient(serve(t, &containersService{store: failingStore{tc.class}}))
-			ctx := clientCtx(t, "ns1")
+	for _, tc := range servicetest.ErrorClasses {
+		t.Run(tc.Code.String(), func(t *testing.T) {
+			c := api.NewContainersClient(servicetest.Serve(t, &containersService{store: failingStore{tc.Class}}))
+			ctx := servicetest.ClientCtx(t, "ns1")
 			_, err := c.Get(ctx, &api.GetContainerRequest{ID: "g1"})
-			wantCode(t, err, tc.code, `"g1"`)
+			servicetest.WantCode(t, err, tc.Code, `"g1"`)
 			_, err = c.List(ctx, &api.ListContainersRequest{Filters: []string{"id==l1"}})
-			wantCode(t, err, tc.code, "id==l1")
+			servicetest.WantCode(t, err, tc.Code, "id==l1")
 			s, err := c.ListStream(ctx, &api.ListContainersRequest{Filters: []string{"id==l2"}})
 			if err == nil {
 				_, err = s.Recv()
 			}
-			wantCode(t, err, tc.code, "id==l2")
+			servicetest.WantCode(t, err, tc.Code, "id==l2")
 			_, err = c.Create(ctx, &api.CreateContainerRequest{Container: record("c1")})
-			wantCode(t, err, tc.code, `"c1"`)
+			servicetest.WantCode(t, err, tc.Code, `"c1"`)
 			_, err = c.Update(ctx, &api.UpdateContainerRequest{Container: record("u1"), UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"image"}}})
-			wantCode(t, err, tc.code, `"u1"`, "[image]")
+			servicetest.WantCode(t, err, tc.Code, `"u1"`, "[image]")
 			_, err = c.Delete(ctx, &api.DeleteContainerRequest{ID: "d1"})
-			wantCode(t, err, tc.code, `"d1"`)
+			servicetest.WantCode(t, err, tc.Code, `"d1"`)
 		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/hullrt/hull/internal/servicetest"
 	"io"
 	"maps"
 	"slices"
@@ -21,29 +22,15 @@ import (
 	corecontent "github.com/hullrt/hull/core/content"
 	"github.com/hullrt/hull/core/namespaces"
 	"github.com/hullrt/hull/plugin"
-	"github.com/hullrt/hull/plugins/services"
 )
 
 // newClient serves the content adapter, built by its registrations over
 // a metadata store, and returns a client and the store.
 func newClient(t *testing.T) (api.ContentClient, corecontent.Store) {
 	t.Helper()
-	db := openDB(t)
-	set := &plugin.Set{}
-	set.Add(&plugin.Plugin{Registration: &plugin.Registration{Type: plugin.MetadataPlugin, ID: "bolt"}, Instance: db})
-	reg := &plugin.Registry{}
-	Register(reg)
-	var svc services.GRPCService
-	for _, r := range reg.Graph(nil) {
-		p := set.Init(r, &plugin.InitContext{Context: t.Context()})
-		if p.Err != nil {
-			t.Fatal(p.Err)
-		}
-		if s, ok := p.Instance.(services.GRPCService); ok {
-			svc = s
-		}
-	}
-	return api.NewContentClient(serve(t, svc)), db.Content()
+	db := servicetest.OpenDB(t)
+	svc := servicetest.Adapter(t, Register, servicetest.Dep(plugin.MetadataPlugin, "bolt", db))
+	return api.NewContentClient(servicetest.Serve(t, svc)), db.Content()
 }
 
 // writeStream opens a Write stream and returns a function that sends one
@@ -73,7 +60,7 @@ func must[T any](v T, err error) T {
 
 func TestWriteProtocol(t *testing.T) {
 	c, _ := newClient(t)
-	ctx := clientCtx(t, "ns1")
+	ctx := servicetest.ClientCtx(t, "ns1")
 	data := []byte("hello world")
 	dgst := digest.FromBytes(data)
 
@@ -107,7 +94,7 @@ func TestWriteProtocol(t *testing.T) {
 	if len(sts) != 1 || sts[0].Ref != "r1" {
 		t.Errorf("statuses: %v", sts)
 	}
-	if sts := must(c.ListStatuses(clientCtx(t, "ns2"), &api.ListStatusesRequest{})).Statuses; len(sts) != 0 {
+	if sts := must(c.ListStatuses(servicetest.ClientCtx(t, "ns2"), &api.ListStatusesRequest{})).Statuses; len(sts) != 0 {
 		t.Errorf("another namespace sees ingests %v", sts)
 	}
 
@@ -125,12 +112,12 @@ func TestWriteProtocol(t *testing.T) {
 		t.Errorf("info: %v", info)
 	}
 	_, err := c.Status(ctx, &api.StatusRequest{Ref: "r1"})
-	wantCode(t, err, codes.NotFound, "r1")
+	servicetest.WantCode(t, err, codes.NotFound, "r1")
 }
 
 func TestWriteResumeAndCommitInOneMessage(t *testing.T) {
 	c, _ := newClient(t)
-	ctx := clientCtx(t, "ns1")
+	ctx := servicetest.ClientCtx(t, "ns1")
 	data := []byte("resumable")
 	dgst := digest.FromBytes(data)
 
@@ -161,7 +148,7 @@ func TestWriteResumeAndCommitInOneMessage(t *testing.T) {
 
 func TestWriteErrors(t *testing.T) {
 	c, _ := newClient(t)
-	ctx := clientCtx(t, "ns1")
+	ctx := servicetest.ClientCtx(t, "ns1")
 	data := []byte("some data")
 
 	for _, tc := range []struct {
@@ -206,7 +193,7 @@ func TestWriteErrors(t *testing.T) {
 					t.Fatalf("message %d failed early: %v", i, last)
 				}
 			}
-			wantCode(t, last, tc.code, tc.names...)
+			servicetest.WantCode(t, last, tc.code, tc.names...)
 		})
 	}
 	// The failed commits left their ingests, with what was written.
@@ -218,14 +205,14 @@ func TestWriteErrors(t *testing.T) {
 
 func TestWriteExistingContent(t *testing.T) {
 	c, _ := newClient(t)
-	ctx := clientCtx(t, "ns1")
+	ctx := servicetest.ClientCtx(t, "ns1")
 	data := []byte("twice")
 	dgst := digest.FromBytes(data)
 	_, send := writeStream(t, ctx, c)
 	must(send(&api.WriteContentRequest{Action: api.WriteAction_COMMIT, Ref: "w1", Data: data, Expected: dgst.String()}))
 	_, send = writeStream(t, ctx, c)
 	_, err := send(&api.WriteContentRequest{Action: api.WriteAction_STAT, Ref: "w2", Expected: dgst.String()})
-	wantCode(t, err, codes.AlreadyExists, dgst.String())
+	servicetest.WantCode(t, err, codes.AlreadyExists, dgst.String())
 }
 
 func readAll(t *testing.T, r api.Content_ReadClient) []byte {
@@ -293,7 +280,7 @@ func putBlob(t *testing.T, s corecontent.Store, ctx context.Context, data []byte
 
 func TestRead(t *testing.T) {
 	c, store := newClient(t)
-	ctx := clientCtx(t, "ns1")
+	ctx := servicetest.ClientCtx(t, "ns1")
 	small := []byte("0123456789")
 	large := make([]byte, 2*readChunk+12345)
 	for i := range large {
@@ -333,23 +320,23 @@ func TestRead(t *testing.T) {
 	}
 
 	_, _, err := readRange(t, c, ctx, ds, 11, 0)
-	wantCode(t, err, codes.OutOfRange, ds.String(), "11")
+	servicetest.WantCode(t, err, codes.OutOfRange, ds.String(), "11")
 	// containerd reads to the end for a size <= 0; hull refuses a
 	// negative size (reported, not asserted as containerd's behaviour).
 	_, _, err = readRange(t, c, ctx, ds, 0, -1)
-	wantCode(t, err, codes.InvalidArgument, ds.String(), "-1")
+	servicetest.WantCode(t, err, codes.InvalidArgument, ds.String(), "-1")
 	_, _, err = readRange(t, c, ctx, digest.FromString("absent"), 0, 0)
-	wantCode(t, err, codes.NotFound, digest.FromString("absent").String())
+	servicetest.WantCode(t, err, codes.NotFound, digest.FromString("absent").String())
 	// Content is per namespace.
-	_, _, err = readRange(t, c, clientCtx(t, "ns2"), ds, 0, 0)
-	wantCode(t, err, codes.NotFound, ds.String())
+	_, _, err = readRange(t, c, servicetest.ClientCtx(t, "ns2"), ds, 0, 0)
+	servicetest.WantCode(t, err, codes.NotFound, ds.String())
 }
 
 func head(b []byte) []byte { return b[:min(len(b), 8)] }
 
 func TestInfoUpdateListDelete(t *testing.T) {
 	c, store := newClient(t)
-	ctx := clientCtx(t, "ns1")
+	ctx := servicetest.ClientCtx(t, "ns1")
 	sctx := namespaces.WithNamespace(t.Context(), "ns1")
 	d1 := putBlob(t, store, sctx, []byte("one"))
 	d2 := putBlob(t, store, sctx, []byte("second"))
@@ -363,7 +350,7 @@ func TestInfoUpdateListDelete(t *testing.T) {
 		t.Errorf("update: %v", upd)
 	}
 	_, err := c.Update(ctx, &api.UpdateRequest{Info: &api.Info{Digest: d1.String()}, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"size"}}})
-	wantCode(t, err, codes.InvalidArgument, "size")
+	servicetest.WantCode(t, err, codes.InvalidArgument, "size")
 
 	list := func(filters ...string) []string {
 		l, err := c.List(ctx, &api.ListContentRequest{Filters: filters})
@@ -394,23 +381,23 @@ func TestInfoUpdateListDelete(t *testing.T) {
 	}
 	l := must(c.List(ctx, &api.ListContentRequest{Filters: []string{"labels.a~=["}}))
 	_, err = l.Recv()
-	wantCode(t, err, codes.InvalidArgument)
+	servicetest.WantCode(t, err, codes.InvalidArgument)
 
 	must(c.Delete(ctx, &api.DeleteContentRequest{Digest: d1.String()}))
 	_, err = c.Info(ctx, &api.InfoRequest{Digest: d1.String()})
-	wantCode(t, err, codes.NotFound, d1.String())
+	servicetest.WantCode(t, err, codes.NotFound, d1.String())
 	_, err = c.Delete(ctx, &api.DeleteContentRequest{Digest: d1.String()})
-	wantCode(t, err, codes.NotFound, d1.String())
+	servicetest.WantCode(t, err, codes.NotFound, d1.String())
 	_, err = c.Info(ctx, &api.InfoRequest{Digest: "sha256:short"})
-	wantCode(t, err, codes.InvalidArgument, "sha256:short")
+	servicetest.WantCode(t, err, codes.InvalidArgument, "sha256:short")
 	// Without the namespace header the store refuses.
 	_, err = c.Info(t.Context(), &api.InfoRequest{Digest: d2.String()})
-	wantCode(t, err, codes.FailedPrecondition, "namespace")
+	servicetest.WantCode(t, err, codes.FailedPrecondition, "namespace")
 }
 
 func TestAbort(t *testing.T) {
 	c, _ := newClient(t)
-	ctx := clientCtx(t, "ns1")
+	ctx := servicetest.ClientCtx(t, "ns1")
 	ws, send := writeStream(t, ctx, c)
 	must(send(&api.WriteContentRequest{Action: api.WriteAction_WRITE, Ref: "ab", Data: []byte("partial")}))
 	ws.CloseSend()
@@ -419,9 +406,9 @@ func TestAbort(t *testing.T) {
 	}
 	must(c.Abort(ctx, &api.AbortRequest{Ref: "ab"}))
 	_, err := c.Status(ctx, &api.StatusRequest{Ref: "ab"})
-	wantCode(t, err, codes.NotFound, "ab")
+	servicetest.WantCode(t, err, codes.NotFound, "ab")
 	_, err = c.Abort(ctx, &api.AbortRequest{Ref: "ab"})
-	wantCode(t, err, codes.NotFound, "ab")
+	servicetest.WantCode(t, err, codes.NotFound, "ab")
 }
 
 // fakeStore is a content.Store whose every method fails with err, naming
@@ -477,41 +464,31 @@ func (f *fakeStore) Writer(ctx context.Context, opts ...corecontent.WriterOpt) (
 }
 
 func TestErrorCodes(t *testing.T) {
-	for _, tc := range []struct {
-		class error
-		code  codes.Code
-	}{
-		{errdefs.ErrNotFound, codes.NotFound},
-		{errdefs.ErrAlreadyExists, codes.AlreadyExists},
-		{errdefs.ErrInvalidArgument, codes.InvalidArgument},
-		{errdefs.ErrFailedPrecondition, codes.FailedPrecondition},
-		{errdefs.ErrUnavailable, codes.Unavailable},
-		{errdefs.ErrNotImplemented, codes.Unimplemented},
-	} {
-		t.Run(tc.code.String(), func(t *testing.T) {
-			c := api.NewContentClient(serve(t, NewServer(&fakeStore{err: tc.class})))
-			ctx := clientCtx(t, "ns1")
+	for _, tc := range servicetest.ErrorClasses {
+		t.Run(tc.Code.String(), func(t *testing.T) {
+			c := api.NewContentClient(servicetest.Serve(t, NewServer(&fakeStore{err: tc.Class})))
+			ctx := servicetest.ClientCtx(t, "ns1")
 			d := digest.FromString("x").String()
 			_, err := c.Info(ctx, &api.InfoRequest{Digest: d})
-			wantCode(t, err, tc.code, d)
+			servicetest.WantCode(t, err, tc.Code, d)
 			_, err = c.Update(ctx, &api.UpdateRequest{Info: &api.Info{Digest: d}})
-			wantCode(t, err, tc.code, d)
+			servicetest.WantCode(t, err, tc.Code, d)
 			_, err = c.Delete(ctx, &api.DeleteContentRequest{Digest: d})
-			wantCode(t, err, tc.code, d)
+			servicetest.WantCode(t, err, tc.Code, d)
 			_, err = c.Status(ctx, &api.StatusRequest{Ref: "ref1"})
-			wantCode(t, err, tc.code, `"ref1"`)
+			servicetest.WantCode(t, err, tc.Code, `"ref1"`)
 			_, err = c.ListStatuses(ctx, &api.ListStatusesRequest{Filters: []string{"ref==f1"}})
-			wantCode(t, err, tc.code, "ref==f1")
+			servicetest.WantCode(t, err, tc.Code, "ref==f1")
 			_, err = c.Abort(ctx, &api.AbortRequest{Ref: "ref2"})
-			wantCode(t, err, tc.code, `"ref2"`)
+			servicetest.WantCode(t, err, tc.Code, `"ref2"`)
 			_, _, err = readRange(t, c, ctx, digest.Digest(d), 0, 0)
-			wantCode(t, err, tc.code, d)
+			servicetest.WantCode(t, err, tc.Code, d)
 			l := must(c.List(ctx, &api.ListContentRequest{Filters: []string{"labels.z==1"}}))
 			_, err = l.Recv()
-			wantCode(t, err, tc.code, "labels.z==1")
+			servicetest.WantCode(t, err, tc.Code, "labels.z==1")
 			_, send := writeStream(t, ctx, c)
 			_, err = send(&api.WriteContentRequest{Action: api.WriteAction_STAT, Ref: "ref3"})
-			wantCode(t, err, tc.code, `"ref3"`)
+			servicetest.WantCode(t, err, tc.Code, `"ref3"`)
 		})
 	}
 }
@@ -524,8 +501,8 @@ func TestListBatches(t *testing.T) {
 	for i := range 250 {
 		infos = append(infos, corecontent.Info{Digest: digest.FromString(fmt.Sprint(i)), Size: int64(i), CreatedAt: at, UpdatedAt: at.Add(time.Second), Labels: map[string]string{"i": fmt.Sprint(i)}})
 	}
-	c := api.NewContentClient(serve(t, NewServer(&fakeStore{infos: infos})))
-	l := must(c.List(clientCtx(t, "ns1"), &api.ListContentRequest{}))
+	c := api.NewContentClient(servicetest.Serve(t, NewServer(&fakeStore{infos: infos})))
+	l := must(c.List(servicetest.ClientCtx(t, "ns1"), &api.ListContentRequest{}))
 	var got []*api.Info
 	var sizes []int
 	for {
@@ -577,15 +554,15 @@ func (r shortReader) Size() int64  { return r.size }
 
 func TestReadShortAndFailingBlob(t *testing.T) {
 	d := digest.FromString("short")
-	c := api.NewContentClient(serve(t, NewServer(&fakeStore{reader: shortReader{data: []byte("12345"), size: 10}})))
-	got, _, err := readRange(t, c, clientCtx(t, "ns1"), d, 0, 0)
-	wantCode(t, err, codes.OutOfRange, d.String(), "5")
+	c := api.NewContentClient(servicetest.Serve(t, NewServer(&fakeStore{reader: shortReader{data: []byte("12345"), size: 10}})))
+	got, _, err := readRange(t, c, servicetest.ClientCtx(t, "ns1"), d, 0, 0)
+	servicetest.WantCode(t, err, codes.OutOfRange, d.String(), "5")
 	if string(got) != "12345" {
 		t.Errorf("read %q before the error, want what the blob held", got)
 	}
-	c = api.NewContentClient(serve(t, NewServer(&fakeStore{reader: shortReader{size: 10, err: fmt.Errorf("disk of %s: %w", d, errdefs.ErrUnavailable)}})))
-	_, _, err = readRange(t, c, clientCtx(t, "ns1"), d, 0, 0)
-	wantCode(t, err, codes.Unavailable, d.String())
+	c = api.NewContentClient(servicetest.Serve(t, NewServer(&fakeStore{reader: shortReader{size: 10, err: fmt.Errorf("disk of %s: %w", d, errdefs.ErrUnavailable)}})))
+	_, _, err = readRange(t, c, servicetest.ClientCtx(t, "ns1"), d, 0, 0)
+	servicetest.WantCode(t, err, codes.Unavailable, d.String())
 	if errors.Is(err, io.EOF) {
 		t.Error("unexpected EOF")
 	}

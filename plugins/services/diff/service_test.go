@@ -3,6 +3,7 @@ package diff
 import (
 	"context"
 	"fmt"
+	"github.com/hullrt/hull/internal/servicetest"
 	"maps"
 	"reflect"
 	"testing"
@@ -19,7 +20,6 @@ import (
 	corediff "github.com/hullrt/hull/core/diff"
 	"github.com/hullrt/hull/core/mount"
 	"github.com/hullrt/hull/plugin"
-	"github.com/hullrt/hull/plugins/services"
 )
 
 // fakeDiffer records what Apply and Compare were given and answers with
@@ -61,21 +61,8 @@ func (f *fakeDiffer) Compare(ctx context.Context, lower, upper []mount.Mount, op
 // registrations over a differ plugin d and returns a client.
 func newClient(t *testing.T, d *fakeDiffer) api.DiffClient {
 	t.Helper()
-	set := &plugin.Set{}
-	set.Add(&plugin.Plugin{Registration: &plugin.Registration{Type: plugin.DiffPlugin, ID: "walking"}, Instance: d})
-	reg := &plugin.Registry{}
-	Register(reg)
-	var svc services.GRPCService
-	for _, r := range reg.Graph(nil) {
-		p := set.Init(r, &plugin.InitContext{Context: t.Context()})
-		if p.Err != nil {
-			t.Fatal(p.Err)
-		}
-		if s, ok := p.Instance.(services.GRPCService); ok {
-			svc = s
-		}
-	}
-	return api.NewDiffClient(serve(t, svc))
+	svc := servicetest.Adapter(t, Register, servicetest.Dep(plugin.DiffPlugin, "walking", d))
+	return api.NewDiffClient(servicetest.Serve(t, svc))
 }
 
 var (
@@ -101,7 +88,7 @@ func TestApply(t *testing.T) {
 	applied := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: digest.FromString("diffid"), Size: 4321}
 	d := &fakeDiffer{result: applied}
 	c := newClient(t, d)
-	resp, err := c.Apply(clientCtx(t, "ns1"), &api.ApplyRequest{Diff: descProto(layer), Mounts: protoMounts})
+	resp, err := c.Apply(servicetest.ClientCtx(t, "ns1"), &api.ApplyRequest{Diff: descProto(layer), Mounts: protoMounts})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +99,7 @@ func TestApply(t *testing.T) {
 		t.Errorf("differ got %+v on %+v (config %+v)", d.desc, d.mounts, d.apply)
 	}
 	// The detached payload asks for a detached apply.
-	_, err = c.Apply(clientCtx(t, "ns1"), &api.ApplyRequest{Diff: descProto(layer), Mounts: protoMounts,
+	_, err = c.Apply(servicetest.ClientCtx(t, "ns1"), &api.ApplyRequest{Diff: descProto(layer), Mounts: protoMounts,
 		Payloads: map[string]*anypb.Any{corediff.PayloadDetached: {}}})
 	if err != nil || !d.apply.Detached {
 		t.Errorf("detached apply: %v, config %+v", err, d.apply)
@@ -122,7 +109,7 @@ func TestApply(t *testing.T) {
 func TestDiff(t *testing.T) {
 	d := &fakeDiffer{result: layer}
 	c := newClient(t, d)
-	resp, err := c.Diff(clientCtx(t, "ns1"), &api.DiffRequest{
+	resp, err := c.Diff(servicetest.ClientCtx(t, "ns1"), &api.DiffRequest{
 		Left: protoMounts[:1], Right: protoMounts[1:], MediaType: ocispec.MediaTypeImageLayer, Ref: "ref1",
 		Labels: map[string]string{"l": "v"},
 	})
@@ -139,7 +126,7 @@ func TestDiff(t *testing.T) {
 		t.Errorf("compare config %+v", d.compare)
 	}
 	// Nothing set: no options, the differ's defaults apply.
-	if _, err := c.Diff(clientCtx(t, "ns1"), &api.DiffRequest{}); err != nil {
+	if _, err := c.Diff(servicetest.ClientCtx(t, "ns1"), &api.DiffRequest{}); err != nil {
 		t.Fatal(err)
 	}
 	if d.compare.MediaType != "" || d.compare.Ref != "" || d.compare.Labels != nil || len(d.lower) != 0 {
@@ -162,10 +149,10 @@ func TestErrorCodes(t *testing.T) {
 	} {
 		t.Run(tc.code.String(), func(t *testing.T) {
 			c := newClient(t, &fakeDiffer{err: tc.class})
-			_, err := c.Apply(clientCtx(t, "ns1"), &api.ApplyRequest{Diff: descProto(layer)})
-			wantCode(t, err, tc.code, layer.Digest.String())
-			_, err = c.Diff(clientCtx(t, "ns1"), &api.DiffRequest{Ref: "ref2"})
-			wantCode(t, err, tc.code, `"ref2"`)
+			_, err := c.Apply(servicetest.ClientCtx(t, "ns1"), &api.ApplyRequest{Diff: descProto(layer)})
+			servicetest.WantCode(t, err, tc.code, layer.Digest.String())
+			_, err = c.Diff(servicetest.ClientCtx(t, "ns1"), &api.DiffRequest{Ref: "ref2"})
+			servicetest.WantCode(t, err, tc.code, `"ref2"`)
 		})
 	}
 }

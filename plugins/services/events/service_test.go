@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/hullrt/hull/internal/servicetest"
 	"io"
 	"sync"
 	"testing"
@@ -67,13 +68,13 @@ func newClient(t *testing.T, bus eventBus) (api.EventsClient, ttrpcEventsService
 	if grpcSvc == nil || ttrpcSvc.bus == nil {
 		t.Fatal("the events plugins were not both registered")
 	}
-	return api.NewEventsClient(serve(t, grpcSvc)), ttrpcSvc
+	return api.NewEventsClient(servicetest.Serve(t, grpcSvc)), ttrpcSvc
 }
 
 func TestPublishSubscribe(t *testing.T) {
 	bus := &signalling{Exchange: exchange.New(), subscribed: make(chan struct{})}
 	c, _ := newClient(t, bus)
-	ctx, cancel := context.WithCancel(clientCtx(t, "ns1"))
+	ctx, cancel := context.WithCancel(servicetest.ClientCtx(t, "ns1"))
 	defer cancel()
 	sub, err := c.Subscribe(ctx, &api.SubscribeRequest{Filters: []string{`topic=="/tests/hello"`}})
 	if err != nil {
@@ -87,10 +88,10 @@ func TestPublishSubscribe(t *testing.T) {
 	}
 	before := time.Now().Add(-time.Second)
 	// Not matching the filter: not delivered.
-	if _, err := c.Publish(clientCtx(t, "ns1"), &api.PublishRequest{Topic: "/tests/other", Event: ev}); err != nil {
+	if _, err := c.Publish(servicetest.ClientCtx(t, "ns1"), &api.PublishRequest{Topic: "/tests/other", Event: ev}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Publish(clientCtx(t, "ns1"), &api.PublishRequest{Topic: "/tests/hello", Event: ev}); err != nil {
+	if _, err := c.Publish(servicetest.ClientCtx(t, "ns1"), &api.PublishRequest{Topic: "/tests/hello", Event: ev}); err != nil {
 		t.Fatal(err)
 	}
 	env, err := sub.Recv()
@@ -115,7 +116,7 @@ func TestPublishSubscribe(t *testing.T) {
 	// Forwarded envelopes keep their own namespace and time.
 	at := time.Date(2023, 4, 5, 6, 7, 8, 0, time.UTC)
 	fwd := &types.Envelope{Timestamp: timestamppb.New(at), Namespace: "ns2", Topic: "/tests/hello", Event: ev}
-	if _, err := c.Forward(clientCtx(t, "ns1"), &api.ForwardRequest{Envelope: fwd}); err != nil {
+	if _, err := c.Forward(servicetest.ClientCtx(t, "ns1"), &api.ForwardRequest{Envelope: fwd}); err != nil {
 		t.Fatal(err)
 	}
 	env, err = sub.Recv()
@@ -135,27 +136,27 @@ func TestPublishSubscribe(t *testing.T) {
 
 func TestPublishErrors(t *testing.T) {
 	c, _ := newClient(t, exchange.New())
-	_, err := c.Publish(clientCtx(t, "ns1"), &api.PublishRequest{Topic: "/tests/none"})
-	wantCode(t, err, codes.InvalidArgument, `"/tests/none"`, "event")
+	_, err := c.Publish(servicetest.ClientCtx(t, "ns1"), &api.PublishRequest{Topic: "/tests/none"})
+	servicetest.WantCode(t, err, codes.InvalidArgument, `"/tests/none"`, "event")
 	ev := &anypb.Any{TypeUrl: "x", Value: []byte("y")}
-	_, err = c.Publish(clientCtx(t, "ns1"), &api.PublishRequest{Topic: "no-slash", Event: ev})
-	wantCode(t, err, codes.InvalidArgument, `"no-slash"`)
+	_, err = c.Publish(servicetest.ClientCtx(t, "ns1"), &api.PublishRequest{Topic: "no-slash", Event: ev})
+	servicetest.WantCode(t, err, codes.InvalidArgument, `"no-slash"`)
 	// Without the namespace header the exchange refuses.
 	_, err = c.Publish(t.Context(), &api.PublishRequest{Topic: "/tests/x", Event: ev})
-	wantCode(t, err, codes.FailedPrecondition, "namespace")
+	servicetest.WantCode(t, err, codes.FailedPrecondition, "namespace")
 }
 
 func TestForwardErrors(t *testing.T) {
 	c, ttrpcSvc := newClient(t, exchange.New())
 	ev := &anypb.Any{TypeUrl: "x", Value: []byte("y")}
 	for _, env := range []*types.Envelope{nil, {Namespace: "ns1", Topic: "/tests/x"}} {
-		_, err := c.Forward(clientCtx(t, "ns1"), &api.ForwardRequest{Envelope: env})
-		wantCode(t, err, codes.InvalidArgument, "envelope")
+		_, err := c.Forward(servicetest.ClientCtx(t, "ns1"), &api.ForwardRequest{Envelope: env})
+		servicetest.WantCode(t, err, codes.InvalidArgument, "envelope")
 		_, err = ttrpcSvc.Forward(t.Context(), &ttrpcevents.ForwardRequest{Envelope: env})
-		wantCode(t, err, codes.InvalidArgument, "envelope")
+		servicetest.WantCode(t, err, codes.InvalidArgument, "envelope")
 	}
-	_, err := c.Forward(clientCtx(t, "ns1"), &api.ForwardRequest{Envelope: &types.Envelope{Namespace: "bad/ns", Topic: "/tests/x", Event: ev}})
-	wantCode(t, err, codes.InvalidArgument, `"bad/ns"`)
+	_, err := c.Forward(servicetest.ClientCtx(t, "ns1"), &api.ForwardRequest{Envelope: &types.Envelope{Namespace: "bad/ns", Topic: "/tests/x", Event: ev}})
+	servicetest.WantCode(t, err, codes.InvalidArgument, `"bad/ns"`)
 }
 
 func TestTTRPCForward(t *testing.T) {
@@ -186,7 +187,7 @@ func TestTTRPCForward(t *testing.T) {
 	}
 	bus.err = fmt.Errorf("bus of %q: %w", "ns1", errdefs.ErrUnavailable)
 	_, err = svc.Forward(t.Context(), &ttrpcevents.ForwardRequest{Envelope: &types.Envelope{Namespace: "ns1", Topic: "/t", Event: ev}})
-	wantCode(t, err, codes.Unavailable, `"ns1"`)
+	servicetest.WantCode(t, err, codes.Unavailable, `"ns1"`)
 }
 
 // recordingBus records forwarded envelopes and fails with err, naming
@@ -252,16 +253,16 @@ func TestErrorCodes(t *testing.T) {
 		t.Run(tc.code.String(), func(t *testing.T) {
 			bus := &recordingBus{err: tc.class, subErr: fmt.Errorf("subscriber %q: %w", "s1", tc.class)}
 			c, _ := newClient(t, bus)
-			ctx := clientCtx(t, "ns1")
+			ctx := servicetest.ClientCtx(t, "ns1")
 			_, err := c.Publish(ctx, &api.PublishRequest{Topic: "/p", Event: ev})
-			wantCode(t, err, tc.code, `"/p"`)
+			servicetest.WantCode(t, err, tc.code, `"/p"`)
 			_, err = c.Forward(ctx, &api.ForwardRequest{Envelope: &types.Envelope{Namespace: "ns1", Topic: "/f", Event: ev}})
-			wantCode(t, err, tc.code, `"/f"`)
+			servicetest.WantCode(t, err, tc.code, `"/f"`)
 			sub, err := c.Subscribe(ctx, &api.SubscribeRequest{})
 			if err == nil {
 				_, err = sub.Recv()
 			}
-			wantCode(t, err, tc.code, `"s1"`)
+			servicetest.WantCode(t, err, tc.code, `"s1"`)
 		})
 	}
 }
@@ -276,7 +277,7 @@ func TestSubscribeEndsWithError(t *testing.T) {
 		subErr:  fmt.Errorf("subscriber too slow: dropped %d events: %w", 3, errdefs.ErrUnavailable),
 	}
 	c, _ := newClient(t, bus)
-	sub, err := c.Subscribe(clientCtx(t, "ns1"), &api.SubscribeRequest{})
+	sub, err := c.Subscribe(servicetest.ClientCtx(t, "ns1"), &api.SubscribeRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,11 +286,11 @@ func TestSubscribeEndsWithError(t *testing.T) {
 		t.Fatalf("first message %v, %v", env, err)
 	}
 	_, err = sub.Recv()
-	wantCode(t, err, codes.Unavailable, "dropped 3 events")
+	servicetest.WantCode(t, err, codes.Unavailable, "dropped 3 events")
 
 	// Closed without an error: the stream just ends.
 	bus.subErr = nil
-	sub, err = c.Subscribe(clientCtx(t, "ns1"), &api.SubscribeRequest{})
+	sub, err = c.Subscribe(servicetest.ClientCtx(t, "ns1"), &api.SubscribeRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,9 +306,9 @@ func TestSubscribeEndsWithError(t *testing.T) {
 
 func TestSubscribeBadFilter(t *testing.T) {
 	c, _ := newClient(t, exchange.New())
-	sub, err := c.Subscribe(clientCtx(t, "ns1"), &api.SubscribeRequest{Filters: []string{"topic~=["}})
+	sub, err := c.Subscribe(servicetest.ClientCtx(t, "ns1"), &api.SubscribeRequest{Filters: []string{"topic~=["}})
 	if err == nil {
 		_, err = sub.Recv()
 	}
-	wantCode(t, err, codes.InvalidArgument, "topic~=[")
+	servicetest.WantCode(t, err, codes.InvalidArgument, "topic~=[")
 }

@@ -1,6 +1,7 @@
 package healthcheck
 
 import (
+	"github.com/hullrt/hull/internal/servicetest"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -23,7 +24,7 @@ func TestServing(t *testing.T) {
 	if p.Err != nil {
 		t.Fatal(p.Err)
 	}
-	c := healthpb.NewHealthClient(serve(t, p.Instance.(services.GRPCService)))
+	c := healthpb.NewHealthClient(servicetest.Serve(t, p.Instance.(services.GRPCService)))
 	resp, err := c.Check(t.Context(), &healthpb.HealthCheckRequest{})
 	if err != nil {
 		t.Fatal(err)
@@ -32,5 +33,5 @@ func TestServing(t *testing.T) {
 		t.Errorf("status %v, want SERVING", resp.Status)
 	}
 	_, err = c.Check(t.Context(), &healthpb.HealthCheckRequest{Service: "no.such.Service"})
-	wantCode(t, err, codes.NotFound, "unknown service")
+	servicetest.WantCode(t, err, codes.NotFound, "unknown service")
 }

@@ -3,6 +3,7 @@ package images
 import (
 	"context"
 	"fmt"
+	"github.com/hullrt/hull/internal/servicetest"
 	"testing"
 	"time"
 
@@ -17,29 +18,15 @@ import (
 
 	coreimages "github.com/hullrt/hull/core/images"
 	"github.com/hullrt/hull/plugin"
-	"github.com/hullrt/hull/plugins/services"
 )
 
 // newClient serves the images adapter, built by its registrations over a
 // metadata store, and returns a client.
 func newClient(t *testing.T) api.ImagesClient {
 	t.Helper()
-	db := openDB(t)
-	set := &plugin.Set{}
-	set.Add(&plugin.Plugin{Registration: &plugin.Registration{Type: plugin.MetadataPlugin, ID: "bolt"}, Instance: db})
-	reg := &plugin.Registry{}
-	Register(reg)
-	var svc services.GRPCService
-	for _, r := range reg.Graph(nil) {
-		p := set.Init(r, &plugin.InitContext{Context: t.Context()})
-		if p.Err != nil {
-			t.Fatal(p.Err)
-		}
-		if s, ok := p.Instance.(services.GRPCService); ok {
-			svc = s
-		}
-	}
-	return api.NewImagesClient(serve(t, svc))
+	db := servicetest.OpenDB(t)
+	svc := servicetest.Adapter(t, Register, servicetest.Dep(plugin.MetadataPlugin, "bolt", db))
+	return api.NewImagesClient(servicetest.Serve(t, svc))
 }
 
 func target(s string) *types.Descriptor {
@@ -68,7 +55,7 @@ func sameImage(t *testing.T, got, want *api.Image) {
 
 func TestImages(t *testing.T) {
 	c := newClient(t)
-	ctx := clientCtx(t, "ns1")
+	ctx := servicetest.ClientCtx(t, "ns1")
 
 	cr, err := c.Create(ctx, &api.CreateImageRequest{Image: image("example.com/a:1")})
 	if err != nil {
@@ -79,17 +66,17 @@ func TestImages(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = c.Create(ctx, &api.CreateImageRequest{Image: image("example.com/a:1")})
-	wantCode(t, err, codes.AlreadyExists, "example.com/a:1")
+	servicetest.WantCode(t, err, codes.AlreadyExists, "example.com/a:1")
 	_, err = c.Create(ctx, &api.CreateImageRequest{Image: &api.Image{Name: "example.com/notarget:1"}})
-	wantCode(t, err, codes.InvalidArgument, "example.com/notarget:1")
+	servicetest.WantCode(t, err, codes.InvalidArgument, "example.com/notarget:1")
 
 	get, err := c.Get(ctx, &api.GetImageRequest{Name: "example.com/a:1"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	sameImage(t, get.Image, image("example.com/a:1"))
-	_, err = c.Get(clientCtx(t, "ns2"), &api.GetImageRequest{Name: "example.com/a:1"})
-	wantCode(t, err, codes.NotFound, "example.com/a:1")
+	_, err = c.Get(servicetest.ClientCtx(t, "ns2"), &api.GetImageRequest{Name: "example.com/a:1"})
+	servicetest.WantCode(t, err, codes.NotFound, "example.com/a:1")
 
 	list, err := c.List(ctx, &api.ListImagesRequest{Filters: []string{"name==example.com/b:1"}})
 	if err != nil || len(list.Images) != 1 {
@@ -97,7 +84,7 @@ func TestImages(t *testing.T) {
 	}
 	sameImage(t, list.Images[0], image("example.com/b:1"))
 	_, err = c.List(ctx, &api.ListImagesRequest{Filters: []string{"name~=["}})
-	wantCode(t, err, codes.InvalidArgument, "name~=[")
+	servicetest.WantCode(t, err, codes.InvalidArgument, "name~=[")
 
 	upd := image("example.com/a:1")
 	upd.Labels = map[string]string{"l": "changed"}
@@ -112,19 +99,19 @@ func TestImages(t *testing.T) {
 
 	// Delete with a target that is not the image's is refused.
 	_, err = c.Delete(ctx, &api.DeleteImageRequest{Name: "example.com/a:1", Target: target("other")})
-	wantCode(t, err, codes.FailedPrecondition, "example.com/a:1")
+	servicetest.WantCode(t, err, codes.FailedPrecondition, "example.com/a:1")
 	if _, err := c.Delete(ctx, &api.DeleteImageRequest{Name: "example.com/a:1", Target: target("example.com/a:1"), Sync: true}); err != nil {
 		t.Fatal(err)
 	}
 	_, err = c.Delete(ctx, &api.DeleteImageRequest{Name: "example.com/a:1"})
-	wantCode(t, err, codes.NotFound, "example.com/a:1")
+	servicetest.WantCode(t, err, codes.NotFound, "example.com/a:1")
 }
 
 func TestCreateSourceDateEpoch(t *testing.T) {
 	// The request's source date epoch becomes the image's creation time.
 	c := newClient(t)
 	epoch := time.Date(2020, 2, 3, 4, 5, 6, 0, time.UTC)
-	cr, err := c.Create(clientCtx(t, "ns1"), &api.CreateImageRequest{Image: image("example.com/e:1"), SourceDateEpoch: timestamppb.New(epoch)})
+	cr, err := c.Create(servicetest.ClientCtx(t, "ns1"), &api.CreateImageRequest{Image: image("example.com/e:1"), SourceDateEpoch: timestamppb.New(epoch)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,43 +148,33 @@ func (f *recordingStore) Delete(ctx context.Context, name string, opts ...coreim
 
 func TestDeleteOptions(t *testing.T) {
 	s := &recordingStore{err: errdefs.ErrNotFound}
-	c := api.NewImagesClient(serve(t, &imagesService{store: s}))
-	_, _ = c.Delete(clientCtx(t, "ns1"), &api.DeleteImageRequest{Name: "x", Sync: true, Target: target("t")})
+	c := api.NewImagesClient(servicetest.Serve(t, &imagesService{store: s}))
+	_, _ = c.Delete(servicetest.ClientCtx(t, "ns1"), &api.DeleteImageRequest{Name: "x", Sync: true, Target: target("t")})
 	if !s.opts.Synchronous || s.opts.Target == nil || s.opts.Target.Digest.String() != target("t").Digest || s.opts.Target.Size != 1 {
 		t.Errorf("delete options %+v, want synchronous with the request's target", s.opts)
 	}
 	s.opts = coreimages.DeleteOptions{}
-	_, _ = c.Delete(clientCtx(t, "ns1"), &api.DeleteImageRequest{Name: "x"})
+	_, _ = c.Delete(servicetest.ClientCtx(t, "ns1"), &api.DeleteImageRequest{Name: "x"})
 	if s.opts.Synchronous || s.opts.Target != nil {
 		t.Errorf("delete options %+v, want none", s.opts)
 	}
 }
 
 func TestErrorCodes(t *testing.T) {
-	for _, tc := range []struct {
-		class error
-		code  codes.Code
-	}{
-		{errdefs.ErrNotFound, codes.NotFound},
-		{errdefs.ErrAlreadyExists, codes.AlreadyExists},
-		{errdefs.ErrInvalidArgument, codes.InvalidArgument},
-		{errdefs.ErrFailedPrecondition, codes.FailedPrecondition},
-		{errdefs.ErrUnavailable, codes.Unavailable},
-		{errdefs.ErrNotImplemented, codes.Unimplemented},
-	} {
-		t.Run(tc.code.String(), func(t *testing.T) {
-			c := api.NewImagesClient(serve(t, &imagesService{store: &recordingStore{err: tc.class}}))
-			ctx := clientCtx(t, "ns1")
+	for _, tc := range servicetest.ErrorClasses {
+		t.Run(tc.Code.String(), func(t *testing.T) {
+			c := api.NewImagesClient(servicetest.Serve(t, &imagesService{store: &recordingStore{err: tc.Class}}))
+			ctx := servicetest.ClientCtx(t, "ns1")
 			_, err := c.Get(ctx, &api.GetImageRequest{Name: "g:1"})
-			wantCode(t, err, tc.code, `"g:1"`)
+			servicetest.WantCode(t, err, tc.Code, `"g:1"`)
 			_, err = c.List(ctx, &api.ListImagesRequest{Filters: []string{"name==l"}})
-			wantCode(t, err, tc.code, "name==l")
+			servicetest.WantCode(t, err, tc.Code, "name==l")
 			_, err = c.Create(ctx, &api.CreateImageRequest{Image: image("c:1")})
-			wantCode(t, err, tc.code, `"c:1"`)
+			servicetest.WantCode(t, err, tc.Code, `"c:1"`)
 			_, err = c.Update(ctx, &api.UpdateImageRequest{Image: image("u:1"), UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"target"}}})
-			wantCode(t, err, tc.code, `"u:1"`, "[target]")
+			servicetest.WantCode(t, err, tc.Code, `"u:1"`, "[target]")
 			_, err = c.Delete(ctx, &api.DeleteImageRequest{Name: "d:1"})
-			wantCode(t, err, tc.code, `"d:1"`)
+			servicetest.WantCode(t, err, tc.Code, `"d:1"`)
 		})
 	}
 }

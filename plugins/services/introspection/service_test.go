@@ -2,6 +2,7 @@ package introspection
 
 import (
 	"errors"
+	"github.com/hullrt/hull/internal/servicetest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -181,14 +182,14 @@ func newClient(t *testing.T, root string, props map[string]string) (api.Introspe
 			svc = s
 		}
 	}
-	return api.NewIntrospectionClient(serve(t, svc)), set
+	return api.NewIntrospectionClient(servicetest.Serve(t, svc)), set
 }
 
 func TestServiceOverGRPC(t *testing.T) {
 	root := t.TempDir()
 	props := map[string]string{"root": "/var/lib/hull", "state": "/run/hull", "config.effective": "/run/hull/config.toml", "other": "x"}
 	c, _ := newClient(t, root, props)
-	ctx := clientCtx(t, "ns1")
+	ctx := servicetest.ClientCtx(t, "ns1")
 
 	srv, err := c.Server(ctx, &emptypb.Empty{})
 	if err != nil {
@@ -223,9 +224,9 @@ func TestServiceOverGRPC(t *testing.T) {
 	}
 
 	_, err = c.Plugins(ctx, &api.PluginsRequest{Filters: []string{"id~=["}})
-	wantCode(t, err, codes.InvalidArgument, "id~=[")
+	servicetest.WantCode(t, err, codes.InvalidArgument, "id~=[")
 	_, err = c.PluginInfo(ctx, &api.PluginInfoRequest{Type: "io.containerd.snapshotter.v1", ID: "overlayfs"})
-	wantCode(t, err, codes.Unimplemented, "io.containerd.snapshotter.v1.overlayfs")
+	servicetest.WantCode(t, err, codes.Unimplemented, "io.containerd.snapshotter.v1.overlayfs")
 }
 
 func TestServicePluginUUIDError(t *testing.T) {

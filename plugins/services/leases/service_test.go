@@ -3,13 +3,13 @@ package leases
 import (
 	"context"
 	"fmt"
+	"github.com/hullrt/hull/internal/servicetest"
 	"maps"
 	"slices"
 	"testing"
 	"time"
 
 	api "github.com/containerd/containerd/api/services/leases/v1"
-	"github.com/containerd/errdefs"
 	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
 
@@ -23,7 +23,7 @@ import (
 // metadata store, and returns a client and the leases service plugin.
 func newClient(t *testing.T) (api.LeasesClient, coreleases.Manager) {
 	t.Helper()
-	db := openDB(t)
+	db := servicetest.OpenDB(t)
 	set := &plugin.Set{}
 	set.Add(&plugin.Plugin{Registration: &plugin.Registration{Type: plugin.MetadataPlugin, ID: "bolt"}, Instance: db})
 	reg := &plugin.Registry{}
@@ -44,12 +44,12 @@ func newClient(t *testing.T) (api.LeasesClient, coreleases.Manager) {
 			local = inst
 		}
 	}
-	return api.NewLeasesClient(serve(t, svc)), local
+	return api.NewLeasesClient(servicetest.Serve(t, svc)), local
 }
 
 func TestLeases(t *testing.T) {
 	c, _ := newClient(t)
-	ctx := clientCtx(t, "ns1")
+	ctx := servicetest.ClientCtx(t, "ns1")
 	before := time.Now().Add(-time.Second)
 
 	cr, err := c.Create(ctx, &api.CreateRequest{ID: "l1", Labels: map[string]string{"a": "1"}})
@@ -60,9 +60,9 @@ func TestLeases(t *testing.T) {
 		t.Errorf("created %v", l)
 	}
 	_, err = c.Create(ctx, &api.CreateRequest{ID: "l1"})
-	wantCode(t, err, codes.AlreadyExists, `"l1"`)
+	servicetest.WantCode(t, err, codes.AlreadyExists, `"l1"`)
 	_, err = c.Create(ctx, &api.CreateRequest{ID: "l2", Labels: map[string]string{coreleases.ExpireLabel: "tomorrow"}})
-	wantCode(t, err, codes.InvalidArgument, `"l2"`, "tomorrow")
+	servicetest.WantCode(t, err, codes.InvalidArgument, `"l2"`, "tomorrow")
 
 	// A lease without an ID gets a random one, over gRPC too.
 	anon, err := c.Create(ctx, &api.CreateRequest{})
@@ -77,11 +77,11 @@ func TestLeases(t *testing.T) {
 	if err != nil || len(list.Leases) != 1 || list.Leases[0].ID != "l1" || list.Leases[0].Labels["a"] != "1" || list.Leases[0].CreatedAt == nil {
 		t.Fatalf("list: %v, %v", list, err)
 	}
-	if list, err := c.List(clientCtx(t, "ns2"), &api.ListRequest{}); err != nil || len(list.Leases) != 0 {
+	if list, err := c.List(servicetest.ClientCtx(t, "ns2"), &api.ListRequest{}); err != nil || len(list.Leases) != 0 {
 		t.Errorf("another namespace lists %v, %v", list, err)
 	}
 	_, err = c.List(ctx, &api.ListRequest{Filters: []string{"id~=["}})
-	wantCode(t, err, codes.InvalidArgument, "id~=[")
+	servicetest.WantCode(t, err, codes.InvalidArgument, "id~=[")
 
 	res := []*api.Resource{{ID: "sha256:" + fmt.Sprintf("%064x", 1), Type: "content"}, {ID: "k1", Type: "snapshots/native"}}
 	for _, r := range res {
@@ -90,9 +90,9 @@ func TestLeases(t *testing.T) {
 		}
 	}
 	_, err = c.AddResource(ctx, &api.AddResourceRequest{ID: "l1", Resource: &api.Resource{ID: "x", Type: "bogus"}})
-	wantCode(t, err, codes.InvalidArgument, `"bogus"`)
+	servicetest.WantCode(t, err, codes.InvalidArgument, `"bogus"`)
 	_, err = c.AddResource(ctx, &api.AddResourceRequest{ID: "nope", Resource: res[0]})
-	wantCode(t, err, codes.NotFound, `"nope"`)
+	servicetest.WantCode(t, err, codes.NotFound, `"nope"`)
 
 	rs, err := c.ListResources(ctx, &api.ListResourcesRequest{ID: "l1"})
 	if err != nil {
@@ -120,13 +120,13 @@ func TestLeases(t *testing.T) {
 		t.Errorf("resources after delete: %v, %v", rs, err)
 	}
 	_, err = c.ListResources(ctx, &api.ListResourcesRequest{ID: "nope"})
-	wantCode(t, err, codes.NotFound, `"nope"`)
+	servicetest.WantCode(t, err, codes.NotFound, `"nope"`)
 
 	if _, err := c.Delete(ctx, &api.DeleteRequest{ID: "l1", Sync: true}); err != nil {
 		t.Fatal(err)
 	}
 	_, err = c.Delete(ctx, &api.DeleteRequest{ID: "l1"})
-	wantCode(t, err, codes.NotFound, `"l1"`)
+	servicetest.WantCode(t, err, codes.NotFound, `"l1"`)
 }
 
 func TestServicePluginGeneratesIDs(t *testing.T) {
@@ -174,37 +174,27 @@ func (m *recordingManager) ListResources(ctx context.Context, id string) ([]core
 }
 
 func TestErrorCodes(t *testing.T) {
-	for _, tc := range []struct {
-		class error
-		code  codes.Code
-	}{
-		{errdefs.ErrNotFound, codes.NotFound},
-		{errdefs.ErrAlreadyExists, codes.AlreadyExists},
-		{errdefs.ErrInvalidArgument, codes.InvalidArgument},
-		{errdefs.ErrFailedPrecondition, codes.FailedPrecondition},
-		{errdefs.ErrUnavailable, codes.Unavailable},
-		{errdefs.ErrNotImplemented, codes.Unimplemented},
-	} {
-		t.Run(tc.code.String(), func(t *testing.T) {
-			m := &recordingManager{err: tc.class}
-			c := api.NewLeasesClient(serve(t, &leasesService{manager: m}))
-			ctx := clientCtx(t, "ns1")
+	for _, tc := range servicetest.ErrorClasses {
+		t.Run(tc.Code.String(), func(t *testing.T) {
+			m := &recordingManager{err: tc.Class}
+			c := api.NewLeasesClient(servicetest.Serve(t, &leasesService{manager: m}))
+			ctx := servicetest.ClientCtx(t, "ns1")
 			_, err := c.Create(ctx, &api.CreateRequest{ID: "c1"})
-			wantCode(t, err, tc.code, `"c1"`)
+			servicetest.WantCode(t, err, tc.Code, `"c1"`)
 			_, err = c.Delete(ctx, &api.DeleteRequest{ID: "d1", Sync: true})
-			wantCode(t, err, tc.code, `"d1"`)
+			servicetest.WantCode(t, err, tc.Code, `"d1"`)
 			if !m.sync {
 				t.Error("Delete's sync flag did not reach the manager")
 			}
 			_, err = c.List(ctx, &api.ListRequest{Filters: []string{"id==l1"}})
-			wantCode(t, err, tc.code, "id==l1")
+			servicetest.WantCode(t, err, tc.Code, "id==l1")
 			r := &api.Resource{ID: "r1", Type: "content"}
 			_, err = c.AddResource(ctx, &api.AddResourceRequest{ID: "a1", Resource: r})
-			wantCode(t, err, tc.code, `content "r1" to "a1"`)
+			servicetest.WantCode(t, err, tc.Code, `content "r1" to "a1"`)
 			_, err = c.DeleteResource(ctx, &api.DeleteResourceRequest{ID: "a2", Resource: r})
-			wantCode(t, err, tc.code, `content "r1" from "a2"`)
+			servicetest.WantCode(t, err, tc.Code, `content "r1" from "a2"`)
 			_, err = c.ListResources(ctx, &api.ListResourcesRequest{ID: "a3"})
-			wantCode(t, err, tc.code, `"a3"`)
+			servicetest.WantCode(t, err, tc.Code, `"a3"`)
 		})
 	}
 }

@@ -3,6 +3,7 @@ package namespaces
 import (
 	"context"
 	"fmt"
+	"github.com/hullrt/hull/internal/servicetest"
 	"maps"
 	"strings"
 	"testing"
@@ -15,29 +16,15 @@ import (
 	"github.com/hullrt/hull/core/labels"
 	corenamespaces "github.com/hullrt/hull/core/namespaces"
 	"github.com/hullrt/hull/plugin"
-	"github.com/hullrt/hull/plugins/services"
 )
 
 // newClient serves the namespaces adapter, built by its registrations over
 // a metadata store, and returns a client.
 func newClient(t *testing.T) api.NamespacesClient {
 	t.Helper()
-	db := openDB(t)
-	set := &plugin.Set{}
-	set.Add(&plugin.Plugin{Registration: &plugin.Registration{Type: plugin.MetadataPlugin, ID: "bolt"}, Instance: db})
-	reg := &plugin.Registry{}
-	Register(reg)
-	var svc services.GRPCService
-	for _, r := range reg.Graph(nil) {
-		p := set.Init(r, &plugin.InitContext{Context: t.Context()})
-		if p.Err != nil {
-			t.Fatal(p.Err)
-		}
-		if s, ok := p.Instance.(services.GRPCService); ok {
-			svc = s
-		}
-	}
-	return api.NewNamespacesClient(serve(t, svc))
+	db := servicetest.OpenDB(t)
+	svc := servicetest.Adapter(t, Register, servicetest.Dep(plugin.MetadataPlugin, "bolt", db))
+	return api.NewNamespacesClient(servicetest.Serve(t, svc))
 }
 
 func TestNamespaces(t *testing.T) {
@@ -52,16 +39,16 @@ func TestNamespaces(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = c.Create(ctx, &api.CreateNamespaceRequest{Namespace: &api.Namespace{Name: "ns1"}})
-	wantCode(t, err, codes.AlreadyExists, `"ns1"`)
+	servicetest.WantCode(t, err, codes.AlreadyExists, `"ns1"`)
 	_, err = c.Create(ctx, &api.CreateNamespaceRequest{Namespace: &api.Namespace{Name: "bad/name"}})
-	wantCode(t, err, codes.InvalidArgument, `"bad/name"`)
+	servicetest.WantCode(t, err, codes.InvalidArgument, `"bad/name"`)
 
 	get, err := c.Get(ctx, &api.GetNamespaceRequest{Name: "ns1"})
 	if err != nil || get.Namespace.Name != "ns1" || !maps.Equal(get.Namespace.Labels, map[string]string{"a": "1"}) {
 		t.Fatalf("get: %v, %v", get, err)
 	}
 	_, err = c.Get(ctx, &api.GetNamespaceRequest{Name: "nope"})
-	wantCode(t, err, codes.NotFound, `"nope"`)
+	servicetest.WantCode(t, err, codes.NotFound, `"nope"`)
 
 	list, err := c.List(ctx, &api.ListNamespacesRequest{})
 	if err != nil || len(list.Namespaces) != 2 {
@@ -77,7 +64,7 @@ func TestNamespaces(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = c.Delete(ctx, &api.DeleteNamespaceRequest{Name: "ns2"})
-	wantCode(t, err, codes.NotFound, `"ns2"`)
+	servicetest.WantCode(t, err, codes.NotFound, `"ns2"`)
 }
 
 func TestUpdate(t *testing.T) {
@@ -124,14 +111,14 @@ func TestUpdate(t *testing.T) {
 	}
 
 	_, err := update(nil, "name")
-	wantCode(t, err, codes.InvalidArgument, `"ns1"`, `"name"`)
+	servicetest.WantCode(t, err, codes.InvalidArgument, `"ns1"`, `"name"`)
 	long := strings.Repeat("x", labels.MaxSize+1)
 	_, err = update(map[string]string{"big": long}, "labels.big")
-	wantCode(t, err, codes.InvalidArgument, `"big"`)
+	servicetest.WantCode(t, err, codes.InvalidArgument, `"big"`)
 	_, err = update(map[string]string{"big": long, "ok": "1"}, "labels.ok")
-	wantCode(t, err, codes.InvalidArgument, `"big"`)
+	servicetest.WantCode(t, err, codes.InvalidArgument, `"big"`)
 	_, err = update(map[string]string{"big": long}, "labels")
-	wantCode(t, err, codes.InvalidArgument, `"big"`)
+	servicetest.WantCode(t, err, codes.InvalidArgument, `"big"`)
 	// Nothing of the refused updates was applied.
 	if got, _ := update(map[string]string{"d": "4", "e": "5"}, "labels.d"); !maps.Equal(got, map[string]string{"d": "4", "e": "5"}) {
 		t.Errorf("labels after refused updates: %v", got)
@@ -139,13 +126,13 @@ func TestUpdate(t *testing.T) {
 
 	req := &api.UpdateNamespaceRequest{Namespace: &api.Namespace{Name: "nope", Labels: map[string]string{"a": "1"}}}
 	_, err = c.Update(ctx, req)
-	wantCode(t, err, codes.NotFound, `"nope"`)
+	servicetest.WantCode(t, err, codes.NotFound, `"nope"`)
 	req.UpdateMask = &fieldmaskpb.FieldMask{Paths: []string{"labels"}}
 	_, err = c.Update(ctx, req)
-	wantCode(t, err, codes.NotFound, `"nope"`)
+	servicetest.WantCode(t, err, codes.NotFound, `"nope"`)
 	req.UpdateMask = &fieldmaskpb.FieldMask{Paths: []string{"labels.a"}}
 	_, err = c.Update(ctx, req)
-	wantCode(t, err, codes.NotFound, `"nope"`)
+	servicetest.WantCode(t, err, codes.NotFound, `"nope"`)
 }
 
 // failingStore fails every call with err, naming its argument; Labels
@@ -182,7 +169,7 @@ func (f failingStore) Delete(ctx context.Context, name string) error {
 var _ corenamespaces.Store = failingStore{}
 
 func TestListSkipsVanished(t *testing.T) {
-	c := api.NewNamespacesClient(serve(t, &namespacesService{store: failingStore{
+	c := api.NewNamespacesClient(servicetest.Serve(t, &namespacesService{store: failingStore{
 		err: errdefs.ErrNotFound, names: []string{"a", "gone", "b"}, bad: map[string]bool{"gone": true},
 	}}))
 	list, err := c.List(t.Context(), &api.ListNamespacesRequest{})
@@ -202,32 +189,22 @@ func TestListSkipsVanished(t *testing.T) {
 }
 
 func TestErrorCodes(t *testing.T) {
-	for _, tc := range []struct {
-		class error
-		code  codes.Code
-	}{
-		{errdefs.ErrNotFound, codes.NotFound},
-		{errdefs.ErrAlreadyExists, codes.AlreadyExists},
-		{errdefs.ErrInvalidArgument, codes.InvalidArgument},
-		{errdefs.ErrFailedPrecondition, codes.FailedPrecondition},
-		{errdefs.ErrUnavailable, codes.Unavailable},
-		{errdefs.ErrNotImplemented, codes.Unimplemented},
-	} {
-		t.Run(tc.code.String(), func(t *testing.T) {
-			c := api.NewNamespacesClient(serve(t, &namespacesService{store: failingStore{err: tc.class}}))
+	for _, tc := range servicetest.ErrorClasses {
+		t.Run(tc.Code.String(), func(t *testing.T) {
+			c := api.NewNamespacesClient(servicetest.Serve(t, &namespacesService{store: failingStore{err: tc.Class}}))
 			ctx := t.Context()
 			_, err := c.Get(ctx, &api.GetNamespaceRequest{Name: "g1"})
-			wantCode(t, err, tc.code, `"g1"`)
+			servicetest.WantCode(t, err, tc.Code, `"g1"`)
 			_, err = c.List(ctx, &api.ListNamespacesRequest{})
-			wantCode(t, err, tc.code, `"all"`)
+			servicetest.WantCode(t, err, tc.Code, `"all"`)
 			_, err = c.Create(ctx, &api.CreateNamespaceRequest{Namespace: &api.Namespace{Name: "c1"}})
-			wantCode(t, err, tc.code, `"c1"`)
+			servicetest.WantCode(t, err, tc.Code, `"c1"`)
 			_, err = c.Update(ctx, &api.UpdateNamespaceRequest{Namespace: &api.Namespace{Name: "u1"}})
-			wantCode(t, err, tc.code, `"u1"`)
+			servicetest.WantCode(t, err, tc.Code, `"u1"`)
 			_, err = c.Update(ctx, &api.UpdateNamespaceRequest{Namespace: &api.Namespace{Name: "u2", Labels: map[string]string{"k": "v"}}, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"labels.k"}}})
-			wantCode(t, err, tc.code, `"u2"`, `"k"`)
+			servicetest.WantCode(t, err, tc.Code, `"u2"`, `"k"`)
 			_, err = c.Delete(ctx, &api.DeleteNamespaceRequest{Name: "d1"})
-			wantCode(t, err, tc.code, `"d1"`)
+			servicetest.WantCode(t, err, tc.Code, `"d1"`)
 		})
 	}
 }

@@ -3,6 +3,7 @@ package snapshots
 import (
 	"context"
 	"fmt"
+	"github.com/hullrt/hull/internal/servicetest"
 	"io"
 	"maps"
 	"slices"
@@ -230,7 +231,7 @@ func newClient(t *testing.T, src fakeSource) (api.SnapshotsClient, *plugin.Plugi
 		}
 		ps = append(ps, p)
 	}
-	return api.NewSnapshotsClient(serve(t, ps[1].Instance.(services.GRPCService))), ps[0], ps[1]
+	return api.NewSnapshotsClient(servicetest.Serve(t, ps[1].Instance.(services.GRPCService))), ps[0], ps[1]
 }
 
 func TestDefaultSnapshotter(t *testing.T) {
@@ -252,7 +253,7 @@ func TestDefaultSnapshotter(t *testing.T) {
 				t.Errorf("exports %v and %v, want default=%s on both", svc.Meta.Exports, grpcPlugin.Meta.Exports, tc.want)
 			}
 			// A request naming no snapshotter goes to the default.
-			_, err := c.Prepare(clientCtx(t, "ns1"), &api.PrepareSnapshotRequest{Key: "k"})
+			_, err := c.Prepare(servicetest.ClientCtx(t, "ns1"), &api.PrepareSnapshotRequest{Key: "k"})
 			if _, ok := tc.src[tc.want]; ok {
 				if err != nil {
 					t.Fatal(err)
@@ -261,7 +262,7 @@ func TestDefaultSnapshotter(t *testing.T) {
 					t.Errorf("the default snapshotter has no snapshot k: %v", err)
 				}
 			} else {
-				wantCode(t, err, codes.NotFound, `"overlayfs"`)
+				servicetest.WantCode(t, err, codes.NotFound, `"overlayfs"`)
 			}
 		})
 	}
@@ -270,7 +271,7 @@ func TestDefaultSnapshotter(t *testing.T) {
 func TestSnapshotCalls(t *testing.T) {
 	fake := newFake("native")
 	c, _, _ := newClient(t, fakeSource{"native": cleaningSnapshotter{fake}})
-	ctx := clientCtx(t, "ns1")
+	ctx := servicetest.ClientCtx(t, "ns1")
 	wantMounts := func(got []*types.Mount, key string) {
 		t.Helper()
 		want := []*types.Mount{{Type: "bind", Source: "/native/" + key, Options: []string{"rbind", "rw"}}}
@@ -361,9 +362,9 @@ func TestSnapshotCalls(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = c.Remove(ctx, &api.RemoveSnapshotRequest{Snapshotter: "native", Key: "v"})
-	wantCode(t, err, codes.NotFound, `"v"`)
+	servicetest.WantCode(t, err, codes.NotFound, `"v"`)
 	_, err = c.Prepare(ctx, &api.PrepareSnapshotRequest{Snapshotter: "native", Key: "base"})
-	wantCode(t, err, codes.AlreadyExists, `"base"`)
+	servicetest.WantCode(t, err, codes.AlreadyExists, `"base"`)
 
 	if _, err := c.Cleanup(ctx, &api.CleanupRequest{Snapshotter: "native"}); err != nil || !fake.cleaned {
 		t.Errorf("cleanup: %v (cleaned %v)", err, fake.cleaned)
@@ -376,7 +377,7 @@ func TestListBatches(t *testing.T) {
 		fake.infos[fmt.Sprintf("k%03d", i)] = snapshots.Info{Kind: snapshots.KindCommitted, Name: fmt.Sprintf("k%03d", i)}
 	}
 	c, _, _ := newClient(t, fakeSource{"native": fake})
-	l, err := c.List(clientCtx(t, "ns1"), &api.ListSnapshotsRequest{Snapshotter: "native"})
+	l, err := c.List(servicetest.ClientCtx(t, "ns1"), &api.ListSnapshotsRequest{Snapshotter: "native"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -406,32 +407,22 @@ func TestListBatches(t *testing.T) {
 func TestCleanupWithoutCleaner(t *testing.T) {
 	// A snapshotter that cannot clean up has nothing to clean: no error.
 	c, _, _ := newClient(t, fakeSource{"native": newFake("native")})
-	if _, err := c.Cleanup(clientCtx(t, "ns1"), &api.CleanupRequest{Snapshotter: "native"}); err != nil {
+	if _, err := c.Cleanup(servicetest.ClientCtx(t, "ns1"), &api.CleanupRequest{Snapshotter: "native"}); err != nil {
 		t.Error(err)
 	}
 }
 
 func TestErrorCodes(t *testing.T) {
-	for _, tc := range []struct {
-		class error
-		code  codes.Code
-	}{
-		{errdefs.ErrNotFound, codes.NotFound},
-		{errdefs.ErrAlreadyExists, codes.AlreadyExists},
-		{errdefs.ErrInvalidArgument, codes.InvalidArgument},
-		{errdefs.ErrFailedPrecondition, codes.FailedPrecondition},
-		{errdefs.ErrUnavailable, codes.Unavailable},
-		{errdefs.ErrNotImplemented, codes.Unimplemented},
-	} {
-		t.Run(tc.code.String(), func(t *testing.T) {
+	for _, tc := range servicetest.ErrorClasses {
+		t.Run(tc.Code.String(), func(t *testing.T) {
 			fake := newFake("native")
-			fake.err = tc.class
-			c := api.NewSnapshotsClient(serve(t, NewSnapshotsServer(fakeSource{"native": cleaningSnapshotter{fake}})))
-			ctx := clientCtx(t, "ns1")
+			fake.err = tc.Class
+			c := api.NewSnapshotsClient(servicetest.Serve(t, NewSnapshotsServer(fakeSource{"native": cleaningSnapshotter{fake}})))
+			ctx := servicetest.ClientCtx(t, "ns1")
 			sn := "native"
 			check := func(err error, key string) {
 				t.Helper()
-				wantCode(t, err, tc.code, `"`+key+`"`, "native")
+				servicetest.WantCode(t, err, tc.Code, `"`+key+`"`, "native")
 			}
 			_, err := c.Prepare(ctx, &api.PrepareSnapshotRequest{Snapshotter: sn, Key: "p1"})
 			check(err, "p1")
@@ -462,8 +453,8 @@ func TestErrorCodes(t *testing.T) {
 
 func TestUnknownSnapshotter(t *testing.T) {
 	// Every call names the snapshotter it could not find.
-	c := api.NewSnapshotsClient(serve(t, NewSnapshotsServer(fakeSource{})))
-	ctx := clientCtx(t, "ns1")
+	c := api.NewSnapshotsClient(servicetest.Serve(t, NewSnapshotsServer(fakeSource{})))
+	ctx := servicetest.ClientCtx(t, "ns1")
 	for name, call := range map[string]func() error{
 		"Prepare": func() error { _, err := c.Prepare(ctx, &api.PrepareSnapshotRequest{Snapshotter: "zfs"}); return err },
 		"View":    func() error { _, err := c.View(ctx, &api.ViewSnapshotRequest{Snapshotter: "zfs"}); return err },
@@ -483,7 +474,7 @@ func TestUnknownSnapshotter(t *testing.T) {
 			return err
 		},
 	} {
-		t.Run(name, func(t *testing.T) { wantCode(t, call(), codes.NotFound, `"zfs"`) })
+		t.Run(name, func(t *testing.T) { servicetest.WantCode(t, call(), codes.NotFound, `"zfs"`) })
 	}
 }
 
@@ -509,8 +500,8 @@ func TestOverNative(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.Close() })
-	c := api.NewSnapshotsClient(serve(t, NewSnapshotsServer(fakeSource{"native": n})))
-	ctx := clientCtx(t, "ns1")
+	c := api.NewSnapshotsClient(servicetest.Serve(t, NewSnapshotsServer(fakeSource{"native": n})))
+	ctx := servicetest.ClientCtx(t, "ns1")
 	pr, err := c.Prepare(ctx, &api.PrepareSnapshotRequest{Snapshotter: "native", Key: "work", Labels: map[string]string{"l": "1"}})
 	if err != nil {
 		t.Fatal(err)
@@ -529,9 +520,9 @@ func TestOverNative(t *testing.T) {
 		t.Errorf("stat: %v", st.Info)
 	}
 	_, err = c.Stat(ctx, &api.StatSnapshotRequest{Snapshotter: "native", Key: "work"})
-	wantCode(t, err, codes.NotFound, "work")
+	servicetest.WantCode(t, err, codes.NotFound, "work")
 	_, err = c.Prepare(ctx, &api.PrepareSnapshotRequest{Snapshotter: "native", Key: "layer"})
-	wantCode(t, err, codes.AlreadyExists, "layer")
+	servicetest.WantCode(t, err, codes.AlreadyExists, "layer")
 	if _, err := c.Remove(ctx, &api.RemoveSnapshotRequest{Snapshotter: "native", Key: "layer"}); err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"fmt"
+	"github.com/hullrt/hull/internal/servicetest"
 	"testing"
 
 	api "github.com/containerd/containerd/api/services/tasks/v1"
@@ -34,20 +35,20 @@ func newClient(t *testing.T, rt *fakeRuntime) api.TasksClient {
 	if svc == nil {
 		t.Fatal("no tasks gRPC plugin registered")
 	}
-	return api.NewTasksClient(serve(t, svc))
+	return api.NewTasksClient(servicetest.Serve(t, svc))
 }
 
 func TestServiceOverGRPC(t *testing.T) {
 	client := newClient(t, newFakeRuntime())
-	ctx := clientCtx(t, "ns1")
+	ctx := servicetest.ClientCtx(t, "ns1")
 
 	// The header's namespace reaches the service: c1 lives in ns1.
 	cr, err := client.Create(ctx, &api.CreateTaskRequest{ContainerID: "c1"})
 	if err != nil || cr.ContainerID != "c1" || cr.Pid != 4242 {
 		t.Fatalf("Create: %v, %v", cr, err)
 	}
-	_, err = client.Create(clientCtx(t, "ns2"), &api.CreateTaskRequest{ContainerID: "c1"})
-	wantCode(t, err, codes.NotFound, `"c1"`)
+	_, err = client.Create(servicetest.ClientCtx(t, "ns2"), &api.CreateTaskRequest{ContainerID: "c1"})
+	servicetest.WantCode(t, err, codes.NotFound, `"c1"`)
 
 	get, err := client.Get(ctx, &api.GetRequest{ContainerID: "c1"})
 	if err != nil || get.Process.Pid != 4242 || get.Process.Status != tasktypes.Status_CREATED {
@@ -58,14 +59,14 @@ func TestServiceOverGRPC(t *testing.T) {
 		t.Fatalf("List: %v, %v", list, err)
 	}
 	_, err = client.List(ctx, &api.ListTasksRequest{Filter: "id~=["})
-	wantCode(t, err, codes.InvalidArgument, "id~=[")
+	servicetest.WantCode(t, err, codes.InvalidArgument, "id~=[")
 	_, err = client.Create(ctx, &api.CreateTaskRequest{ContainerID: "c1"})
-	wantCode(t, err, codes.AlreadyExists, `"c1"`)
+	servicetest.WantCode(t, err, codes.AlreadyExists, `"c1"`)
 
 	_, err = client.Exec(ctx, &api.ExecProcessRequest{ContainerID: "c1", Spec: specAny})
-	wantCode(t, err, codes.InvalidArgument, `"c1"`)
+	servicetest.WantCode(t, err, codes.InvalidArgument, `"c1"`)
 	_, err = client.Checkpoint(ctx, &api.CheckpointTaskRequest{ContainerID: "c1"})
-	wantCode(t, err, codes.Unimplemented, `"c1"`)
+	servicetest.WantCode(t, err, codes.Unimplemented, `"c1"`)
 }
 
 func TestServiceErrorCodes(t *testing.T) {
@@ -87,8 +88,8 @@ func TestServiceErrorCodes(t *testing.T) {
 		task := taskWith("c1", "", runtime.State{})
 		task.errs = map[string]error{"Start": fmt.Errorf("start of process %q: %w", "ex7", tc.class)}
 		client := newClient(t, newFakeRuntime(task))
-		_, err := client.Start(clientCtx(t, "ns1"), &api.StartRequest{ContainerID: "c1", ExecID: "ex7"})
-		wantCode(t, err, tc.code, `start of process "ex7"`)
+		_, err := client.Start(servicetest.ClientCtx(t, "ns1"), &api.StartRequest{ContainerID: "c1", ExecID: "ex7"})
+		servicetest.WantCode(t, err, tc.code, `start of process "ex7"`)
 		if tc.code != codes.Unknown {
 			if msg := err.Error(); len(msg) > 0 && msg[len(msg)-len(tc.class.Error()):] == tc.class.Error() {
 				t.Errorf("message %q keeps the errdefs suffix", msg)
@@ -105,7 +106,7 @@ func TestServiceEveryMethod(t *testing.T) {
 	rt.deleteErr = rt.getErr
 	rt.tasksErr = fmt.Errorf("runtime %q: %w", "task", errdefs.ErrUnavailable)
 	client := newClient(t, rt)
-	ctx := clientCtx(t, "ns1")
+	ctx := servicetest.ClientCtx(t, "ns1")
 	for name, call := range map[string]func() error{
 		"Create": func() error { _, err := client.Create(ctx, &api.CreateTaskRequest{ContainerID: "c9"}); return err },
 		"Start":  func() error { _, err := client.Start(ctx, &api.StartRequest{ContainerID: "c9"}); return err },
@@ -132,12 +133,12 @@ func TestServiceEveryMethod(t *testing.T) {
 		"Update": func() error { _, err := client.Update(ctx, &api.UpdateTaskRequest{ContainerID: "c9"}); return err },
 		"Wait":   func() error { _, err := client.Wait(ctx, &api.WaitRequest{ContainerID: "c9"}); return err },
 	} {
-		t.Run(name, func(t *testing.T) { wantCode(t, call(), codes.NotFound, `"c9"`) })
+		t.Run(name, func(t *testing.T) { servicetest.WantCode(t, call(), codes.NotFound, `"c9"`) })
 	}
 	_, err := client.List(ctx, &api.ListTasksRequest{})
-	wantCode(t, err, codes.Unavailable, `"task"`)
+	servicetest.WantCode(t, err, codes.Unavailable, `"task"`)
 	_, err = client.Metrics(ctx, &api.MetricsRequest{})
-	wantCode(t, err, codes.Unavailable, `"task"`)
+	servicetest.WantCode(t, err, codes.Unavailable, `"task"`)
 }
 
 func TestRegisterServicePlugin(t *testing.T) {

@@ -1,6 +1,7 @@
 package version
 
 import (
+	"github.com/hullrt/hull/internal/servicetest"
 	"testing"
 
 	api "github.com/containerd/containerd/api/services/version/v1"
@@ -28,7 +29,7 @@ func TestVersion(t *testing.T) {
 	if p.Err != nil {
 		t.Fatal(p.Err)
 	}
-	c := api.NewVersionClient(serve(t, p.Instance.(services.GRPCService)))
+	c := api.NewVersionClient(servicetest.Serve(t, p.Instance.(services.GRPCService)))
 	resp, err := c.Version(t.Context(), &emptypb.Empty{})
 	if err != nil {
 		t.Fatal(err)
