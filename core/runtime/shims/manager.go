@@ -84,8 +84,9 @@ type Manager struct {
 	conns    map[string]*shimConn // by shim address
 	logs     map[string]*os.File  // log FIFOs by namespace/id
 
-	stop chan struct{}
-	wg   sync.WaitGroup
+	stop      chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
 }
 
 func key(ns, id string) string { return ns + "/" + id }
@@ -127,7 +128,7 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 // Close stops the reconciler and the log copying. Shims and their
 // containers keep running: that is the point of shims.
 func (m *Manager) Close() error {
-	close(m.stop)
+	m.closeOnce.Do(func() { close(m.stop) })
 	m.wg.Wait()
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -103,9 +103,7 @@ func (s *contentService) Read(req *api.ReadContentRequest, srv api.Content_ReadS
 	if req.Offset > size {
 		return errgrpc.ToGRPC(fmt.Errorf("read of %s at offset %d: the blob is %d bytes: %w", req.Digest, req.Offset, size, errdefs.ErrOutOfRange))
 	}
-	if req.Size < 0 {
-		return errgrpc.ToGRPC(fmt.Errorf("read of %s: size %d is negative: %w", req.Digest, req.Size, errdefs.ErrInvalidArgument))
-	}
+	// Any size <= 0 reads to the end, as containerd's content service does.
 	end := size
 	if req.Size > 0 && req.Offset+req.Size < size {
 		end = req.Offset + req.Size
