@@ -1,25 +1,39 @@
-// Command grpcfloor is a measuring stick for the images-ls benchmark, not a
-// part of hull: a gRPC server on the same grpc-go transport and settings as
-// hulld (Go's default GOMAXPROCS, a stream worker per processor, fixed
-// flow-control windows) that answers `ctr images ls` from memory with canned
-// replies: no namespaces, no database, no content store. The time ctr takes against it is
-// the floor that any grpc-go daemon pays on this machine for the same calls,
-// so the benchmark can tell how much of hull's time is hull's own.
+// Command grpcfloor is a measuring stick for the benchmarks, not a part of
+// hull: a gRPC server on the same grpc-go transport and settings as hulld
+// (Go's default GOMAXPROCS, a stream worker per processor, fixed
+// flow-control windows, hulld's message size limits, and hulld's buffer pool
+// and codec from internal/grpcpool) that answers Images.List, Content.Info
+// and Content.Read from memory with canned replies: no namespaces, no
+// database, no content store, no interceptors. The time clients take against
+// it is the floor that any grpc-go daemon pays on this machine for the same
+// calls, so a benchmark can tell how much of hull's time is hull's own.
 //
-// Usage: grpcfloor SOCKET IMAGES MEDIATYPE BLOB...
+// Usage:
 //
-// The first BLOB file is the manifest that the IMAGES images point at; every
-// BLOB is served by Info and Read under its sha256 digest.
+//	grpcfloor SOCKET IMAGES MEDIATYPE BLOB...
+//	grpcfloor SOCKET --layout DIR
+//
+// In the first form, the first BLOB file is the manifest that the IMAGES
+// images (example.test/img/N:latest) point at; every BLOB is served by Info
+// and Read under its sha256 digest.
+//
+// In the second form, DIR holds blobs/HEX files, each served under the
+// digest sha256:HEX (which must be its content's), and an images file with
+// one image a line: its name, its target's media type, digest and size,
+// separated by blanks. Every target must be one of the blobs, with its size.
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -29,9 +43,18 @@ import (
 	"github.com/opencontainers/go-digest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/hullrt/hull/config"
+	"github.com/hullrt/hull/internal/grpcpool"
 )
+
+// readChunk is the largest data message Read sends, as in hulld's content
+// service, so that a blob over it costs the floor as many messages as it
+// costs hulld.
+const readChunk = 1 << 20
 
 type contentServer struct {
 	contentapi.UnimplementedContentServer
@@ -47,19 +70,33 @@ func (s *contentServer) Info(_ context.Context, r *contentapi.InfoRequest) (*con
 	return &contentapi.InfoResponse{Info: &contentapi.Info{Digest: r.Digest, Size: int64(len(b)), CreatedAt: s.created, UpdatedAt: s.created}}, nil
 }
 
+// Read answers as hulld's content service does (a negative offset reads
+// from the start, a negative size is refused), but sends slices of the blob
+// in memory without copying them.
 func (s *contentServer) Read(r *contentapi.ReadContentRequest, srv contentapi.Content_ReadServer) error {
 	b, ok := s.blobs[r.Digest]
 	if !ok {
 		return status.Errorf(codes.NotFound, "content %s", r.Digest)
 	}
-	if r.Offset < 0 || r.Offset > int64(len(b)) {
+	off := max(r.Offset, 0)
+	if off > int64(len(b)) {
 		return status.Errorf(codes.OutOfRange, "offset %d", r.Offset)
 	}
-	end := int64(len(b))
-	if r.Size > 0 && r.Offset+r.Size < end {
-		end = r.Offset + r.Size
+	if r.Size < 0 {
+		return status.Errorf(codes.InvalidArgument, "size %d", r.Size)
 	}
-	return srv.Send(&contentapi.ReadContentResponse{Offset: r.Offset, Data: b[r.Offset:end]})
+	end := int64(len(b))
+	if r.Size > 0 && off+r.Size < end {
+		end = off + r.Size
+	}
+	for off < end {
+		n := min(end-off, readChunk)
+		if err := srv.Send(&contentapi.ReadContentResponse{Offset: off, Data: b[off : off+n]}); err != nil {
+			return err
+		}
+		off += n
+	}
+	return nil
 }
 
 type imagesServer struct {
@@ -79,17 +116,33 @@ func main() {
 }
 
 func run(args []string) error {
-	if len(args) < 4 {
-		return fmt.Errorf("usage: grpcfloor SOCKET IMAGES MEDIATYPE BLOB...")
-	}
-	n, err := strconv.Atoi(args[1])
-	if err != nil || n < 0 {
-		return fmt.Errorf("image count %q: not a number of images", args[1])
-	}
 	created := timestamppb.New(time.Now())
 	cs := &contentServer{blobs: map[string][]byte{}, created: created}
+	is := &imagesServer{}
+	var err error
+	switch {
+	case len(args) == 3 && args[1] == "--layout":
+		err = loadLayout(args[2], cs, is)
+	case len(args) >= 4 && !strings.HasPrefix(args[1], "-"):
+		err = loadCopies(args[1], args[2], args[3:], cs, is)
+	default:
+		err = fmt.Errorf("usage: grpcfloor SOCKET IMAGES MEDIATYPE BLOB... | grpcfloor SOCKET --layout DIR")
+	}
+	if err != nil {
+		return err
+	}
+	return serve(args[0], cs, is)
+}
+
+// loadCopies fills cs with the blob files and is with count images named
+// example.test/img/N:latest, all pointing at the first blob as mediaType.
+func loadCopies(count, mediaType string, blobs []string, cs *contentServer, is *imagesServer) error {
+	n, err := strconv.Atoi(count)
+	if err != nil || n < 0 {
+		return fmt.Errorf("image count %q: not a number of images", count)
+	}
 	var target *types.Descriptor
-	for _, path := range args[3:] {
+	for _, path := range blobs {
 		data, err := os.ReadFile(path)
 		if err != nil {
 			return err
@@ -97,18 +150,84 @@ func run(args []string) error {
 		d := digest.FromBytes(data).String()
 		cs.blobs[d] = data
 		if target == nil {
-			target = &types.Descriptor{MediaType: args[2], Digest: d, Size: int64(len(data))}
+			target = &types.Descriptor{MediaType: mediaType, Digest: d, Size: int64(len(data))}
 		}
 	}
-	is := &imagesServer{}
 	for i := range n {
-		is.list = append(is.list, &imagesapi.Image{Name: fmt.Sprintf("example.test/img/%d:latest", i), Target: target, CreatedAt: created, UpdatedAt: created})
+		is.list = append(is.list, &imagesapi.Image{Name: fmt.Sprintf("example.test/img/%d:latest", i), Target: target, CreatedAt: cs.created, UpdatedAt: cs.created})
 	}
-	l, err := net.Listen("unix", args[0])
+	return nil
+}
+
+// loadLayout fills cs and is from the layout directory dir (see the usage).
+// It checks every blob's digest and every image's target, so that a wrong
+// layout fails here rather than as a client's mismatch in the benchmark.
+func loadLayout(dir string, cs *contentServer, is *imagesServer) error {
+	entries, err := os.ReadDir(filepath.Join(dir, "blobs"))
 	if err != nil {
 		return err
 	}
-	srv := grpc.NewServer(grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))), grpc.InitialWindowSize(1<<20), grpc.InitialConnWindowSize(4<<20))
+	for _, e := range entries {
+		data, err := os.ReadFile(filepath.Join(dir, "blobs", e.Name()))
+		if err != nil {
+			return err
+		}
+		d := digest.FromBytes(data)
+		if d.Encoded() != e.Name() {
+			return fmt.Errorf("blob %s: its content's digest is %s", e.Name(), d)
+		}
+		cs.blobs[d.String()] = data
+	}
+	f, err := os.Open(filepath.Join(dir, "images"))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	names := map[string]bool{}
+	sc := bufio.NewScanner(f)
+	for line := 1; sc.Scan(); line++ {
+		fields := strings.Fields(sc.Text())
+		if len(fields) == 0 {
+			continue
+		}
+		if len(fields) != 4 {
+			return fmt.Errorf("images line %d: %d fields, want name, media type, digest and size", line, len(fields))
+		}
+		name, mediaType, dgst := fields[0], fields[1], fields[2]
+		size, err := strconv.ParseInt(fields[3], 10, 64)
+		if err != nil {
+			return fmt.Errorf("images line %d: size: %w", line, err)
+		}
+		if names[name] {
+			return fmt.Errorf("images line %d: image %s repeated", line, name)
+		}
+		names[name] = true
+		if b, ok := cs.blobs[dgst]; !ok || int64(len(b)) != size {
+			return fmt.Errorf("images line %d: target %s of %d bytes is not among the blobs", line, dgst, size)
+		}
+		is.list = append(is.list, &imagesapi.Image{Name: name, Target: &types.Descriptor{MediaType: mediaType, Digest: dgst, Size: size}, CreatedAt: cs.created, UpdatedAt: cs.created})
+	}
+	return sc.Err()
+}
+
+// serve serves cs and is on the unix socket at path until SIGTERM or an
+// interrupt, with the server options of hulld's listen (daemon/daemon.go)
+// less its interceptors, which are hull's work and not the transport's.
+func serve(path string, cs *contentServer, is *imagesServer) error {
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return err
+	}
+	pool := grpcpool.New()
+	srv := grpc.NewServer(
+		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
+		grpc.MaxRecvMsgSize(config.DefaultMaxMessageSize),
+		grpc.MaxSendMsgSize(config.DefaultMaxMessageSize),
+		grpc.InitialWindowSize(1<<20),
+		grpc.InitialConnWindowSize(4<<20),
+		experimental.BufferPool(pool),
+		grpc.ForceServerCodecV2(grpcpool.Codec(pool)),
+	)
 	contentapi.RegisterContentServer(srv, cs)
 	imagesapi.RegisterImagesServer(srv, is)
 	sigs := make(chan os.Signal, 1)
