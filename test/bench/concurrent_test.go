@@ -29,6 +29,13 @@ import (
 // saw every image and that every byte it read is the image's, so a broken
 // daemon fails the benchmark instead of winning it.
 // Target: hull <= 0.7x containerd, hulld on Go's default GOMAXPROCS.
+//
+// A third server, grpcfloor, holds the same images and blobs in memory and
+// answers the same calls over hulld's grpc-go transport and settings, and is
+// driven by the same clients in the same rounds: its time is the floor of
+// any grpc-go daemon here, with the clients in this process sharing the
+// machine as they do with the daemons. floor/containerd says how near that
+// floor is to the target, hull/floor how much of hull's time is its own.
 func BenchmarkConcurrentClients(b *testing.B) {
 	const (
 		images      = 300
@@ -45,7 +52,7 @@ func BenchmarkConcurrentClients(b *testing.B) {
 	// want maps each image name fill creates to the image it points at.
 	want := make(map[string]*testimage.Image, images)
 	for i := range images {
-		want[fmt.Sprintf("example.test/img/%d:latest", i)] = imgs[i%len(imgs)]
+		want[imageName(i)] = imgs[i%len(imgs)]
 	}
 
 	hull := startHull(b, "")
@@ -67,6 +74,8 @@ func BenchmarkConcurrentClients(b *testing.B) {
 		fill(b, ctx, dial(b, s.addr), imgs, images, concurrency)
 		fmt.Printf("concurrent-clients: filled %s with %d images in %s\n", s.name, images, time.Since(start).Round(time.Millisecond))
 	}
+	floorAddr, floorPID := startLayoutFloor(b, imgs, images)
+	sides = append(sides, &side{name: "grpc-floor", addr: floorAddr, pid: floorPID})
 	syncDisk(b)
 
 	burstOn := func(s *side) {
@@ -87,25 +96,25 @@ func BenchmarkConcurrentClients(b *testing.B) {
 	}
 	b.ResetTimer()
 	// One burst each is at the mercy of the machine's load: three rounds,
-	// the order alternating so that drift hits both alike, and the medians
-	// compared.
+	// the order reversed every other round so that drift hits all alike,
+	// and the medians compared.
 	for round := 0; round < rounds; round++ {
-		if round%2 == 0 {
+		for i := range sides {
+			s := sides[i]
+			if round%2 == 1 {
+				s = sides[len(sides)-1-i]
+			}
 			profiled := func() {}
-			if round == 0 {
+			if round == 0 && s == sides[0] {
 				profiled = profileHull(b, hull, "concurrent-clients", 3)
 			}
-			burstOn(sides[0])
+			burstOn(s)
 			profiled()
-			burstOn(sides[1])
-		} else {
-			burstOn(sides[1])
-			burstOn(sides[0])
 		}
 	}
 	b.StopTimer()
 
-	h, c := sides[0], sides[1]
+	h, c, f := sides[0], sides[1], sides[2]
 	report(b, "concurrent-clients", "containerd", median(h.walls), median(c.walls), target,
 		fmt.Sprintf("%d clients x (list %d images + manifest, config and %dKiB layer of each); median of %d rounds; hull runs %v, containerd runs %v; daemon CPU per burst: hull %v containerd %v",
 			clients, images, layerSize>>10, rounds, h.walls, c.walls, h.cpu, c.cpu))
@@ -113,6 +122,17 @@ func BenchmarkConcurrentClients(b *testing.B) {
 	// the wall time when other work shares the machine, which the clients
 	// in this process already do.
 	b.ReportMetric(float64(median(h.cpu))/float64(median(c.cpu)), "daemon-cpu-hull/containerd")
+
+	floor := median(f.walls)
+	fmt.Printf("concurrent-clients-floor: grpc-floor %s, a grpc-go server answering from memory with hulld's transport settings: floor/containerd %.2f (hull's target <= %.2f), hull/floor %.2f; daemon CPU per burst (median): hull %s containerd %s floor %s, floor/containerd %.2f, hull/floor %.2f; floor runs %v, floor CPU per burst %v\n",
+		ms(floor), float64(floor)/float64(median(c.walls)), target, float64(median(h.walls))/float64(floor),
+		ms(median(h.cpu)), ms(median(c.cpu)), ms(median(f.cpu)),
+		float64(median(f.cpu))/float64(median(c.cpu)), float64(median(h.cpu))/float64(median(f.cpu)), f.walls, f.cpu)
+	b.ReportMetric(float64(floor)/float64(time.Millisecond), "floor-ms")
+	b.ReportMetric(float64(floor)/float64(median(c.walls)), "grpc-floor/containerd")
+	b.ReportMetric(float64(median(h.walls))/float64(floor), "hull/grpc-floor")
+	b.ReportMetric(float64(median(f.cpu))/float64(median(c.cpu)), "daemon-cpu-floor/containerd")
+	b.ReportMetric(float64(median(h.cpu))/float64(median(f.cpu)), "daemon-cpu-hull/floor")
 }
 
 // concurrentNS is the namespace BenchmarkConcurrentClients fills and reads.

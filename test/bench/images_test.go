@@ -146,7 +146,6 @@ func BenchmarkImagesLs10k(b *testing.B) {
 // and returns the socket and its PID; it is stopped when b ends.
 func startFloor(b *testing.B, img *testimage.Image, n int) (string, int) {
 	b.Helper()
-	bin := buildCmd(b, "grpcfloor", "github.com/hullrt/hull/test/bench/grpcfloor")
 	dir := b.TempDir()
 	args := []string{filepath.Join(dir, "floor.sock"), strconv.Itoa(n), img.Manifest.Desc.MediaType}
 	for _, blob := range img.Blobs() {
@@ -156,6 +155,46 @@ func startFloor(b *testing.B, img *testimage.Image, n int) (string, int) {
 		}
 		args = append(args, path)
 	}
+	return args[0], runFloor(b, args)
+}
+
+// startLayoutFloor starts grpcfloor serving what fill(imgs, n) fills a
+// daemon with: the blobs of imgs, and n images named and pointing as fill
+// names and points them. It returns the socket and grpcfloor's PID; it is
+// stopped when b ends.
+func startLayoutFloor(b *testing.B, imgs []*testimage.Image, n int) (string, int) {
+	b.Helper()
+	dir := b.TempDir()
+	layout := filepath.Join(dir, "layout")
+	if err := os.MkdirAll(filepath.Join(layout, "blobs"), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	for _, img := range imgs {
+		for _, blob := range img.Blobs() {
+			// A blob that several images share is simply written again.
+			if err := os.WriteFile(filepath.Join(layout, "blobs", blob.Desc.Digest.Encoded()), blob.Data, 0o644); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	var list strings.Builder
+	for i := range n {
+		m := imgs[i%len(imgs)].Manifest.Desc
+		fmt.Fprintf(&list, "%s %s %s %d\n", imageName(i), m.MediaType, m.Digest, m.Size)
+	}
+	if err := os.WriteFile(filepath.Join(layout, "images"), []byte(list.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	sock := filepath.Join(dir, "floor.sock")
+	return sock, runFloor(b, []string{sock, "--layout", layout})
+}
+
+// runFloor starts grpcfloor with args, the first of which is its socket,
+// waits until it answers Images.List and returns its PID; it is stopped
+// when b ends.
+func runFloor(b *testing.B, args []string) int {
+	b.Helper()
+	bin := buildCmd(b, "grpcfloor", "github.com/hullrt/hull/test/bench/grpcfloor")
 	cmd := exec.Command(bin, args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -189,8 +228,11 @@ func startFloor(b *testing.B, img *testimage.Image, n int) (string, int) {
 			b.Fatalf("grpcfloor not serving after 10s: %v", err)
 		}
 	}
-	return args[0], cmd.Process.Pid
+	return cmd.Process.Pid
 }
+
+// imageName is the name of the image numbered i that fill creates.
+func imageName(i int) string { return fmt.Sprintf("example.test/img/%d:latest", i) }
 
 // fill writes the blobs of imgs and creates n images named
 // example.test/img/N:latest, image N pointing at the manifest of
@@ -246,7 +288,7 @@ func fill(b testing.TB, ctx context.Context, conn *grpc.ClientConn, imgs []*test
 	is := imagesapi.NewImagesClient(conn)
 	if err := inParallel(ctx, n, concurrency, func(ctx context.Context, i int) error {
 		m := imgs[i%len(imgs)].Manifest.Desc
-		name := fmt.Sprintf("example.test/img/%d:latest", i)
+		name := imageName(i)
 		target := &types.Descriptor{MediaType: m.MediaType, Digest: m.Digest.String(), Size: m.Size}
 		if _, err := is.Create(ctx, &imagesapi.CreateImageRequest{Image: &imagesapi.Image{Name: name, Target: target}}); err != nil {
 			return fmt.Errorf("create %s: %w", name, err)
