@@ -20,9 +20,7 @@ import (
 
 	"github.com/containerd/cgroups/v3"
 	"github.com/containerd/cgroups/v3/cgroup1"
-	v1 "github.com/containerd/cgroups/v3/cgroup1/stats"
 	"github.com/containerd/cgroups/v3/cgroup2"
-	v2 "github.com/containerd/cgroups/v3/cgroup2/stats"
 	"github.com/containerd/errdefs"
 	"google.golang.org/protobuf/proto"
 )
@@ -77,22 +75,6 @@ func (c *Cgroup) Metrics() (proto.Message, error) {
 		return nil, classify(fmt.Errorf("cgroup v1 stats of pid %d: %w", c.pid, err))
 	}
 	return m, nil
-}
-
-// Stats is Metrics for callers that cannot handle an error: a cgroup
-// that cannot be read reports an empty message of its version's type, so
-// the reply still decodes.
-//
-// Deprecated: use Metrics, which reports why a cgroup could not be read.
-func (c *Cgroup) Stats() proto.Message {
-	m, err := c.Metrics()
-	if err != nil {
-		if c.v2 != nil {
-			return &v2.Metrics{}
-		}
-		return &v1.Metrics{}
-	}
-	return m
 }
 
 // classify gives library errors an errdefs class: a cgroup that is gone

@@ -32,7 +32,9 @@ func watchOOM(ct *Container) func() {
 	return stop
 }
 
-// Stats reads the container's cgroup metrics.
+// Stats reads the container's cgroup metrics. A cgroup that cannot be
+// read is an error (NotFound when it is gone), not an empty message, so
+// the caller learns why.
 func (ct *Container) Stats() (proto.Message, error) {
 	if _, _, ok := ct.init.Exit(); ok {
 		return nil, fmt.Errorf("container %q has exited: %w", ct.ID, errdefs.ErrNotFound)
@@ -41,5 +43,9 @@ func (ct *Container) Stats() (proto.Message, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cgroup of container %q: %w", ct.ID, err)
 	}
-	return cg.Stats(), nil
+	m, err := cg.Metrics()
+	if err != nil {
+		return nil, fmt.Errorf("metrics of container %q: %w", ct.ID, err)
+	}
+	return m, nil
 }
