@@ -9,8 +9,13 @@
 // /sys/fs/cgroup/unified beside them) give v1 cgroups, since the
 // controllers there are v1 ones.
 //
-// Only the library's cgroup1, cgroup2 and stats packages are imported;
-// their systemd and eBPF code is linked but never run by the shim.
+// Only the library's cgroup1 and cgroup2 packages are imported; the shim
+// never runs their systemd or eBPF code, but it is linked: cgroup2
+// imports cilium/ebpf (for device rules), whose package init keeps about
+// 0.9 MB of eBPF, BTF, ELF and zstd code in the binary, and the kernel
+// maps the binary in 64 KiB folios of which start-up touches nearly all,
+// so that code costs each serving shim about 0.75 MiB of resident size
+// (8.4 MiB measured with it, 7.7 MiB with cgroup2 left out).
 package cgroup
 
 import (
