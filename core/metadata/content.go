@@ -194,20 +194,13 @@ func (s contentStore) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (co
 	if err := validDigest(desc.Digest); err != nil {
 		return nil, err
 	}
-	// Only the record's presence matters here: a cached one will do, or
-	// a lookup without decoding.
-	if ns, err := namespaces.NamespaceRequired(ctx); err == nil {
-		if _, ok := s.db.infos.get(s.db.gen.Load(), infoKey{ns, desc.Digest}); ok {
-			return s.db.backend.ReaderAt(ctx, desc)
-		}
+	// Only the record's presence matters here; Info keeps the records it
+	// reads until the next write, so a blob read over and over (a
+	// manifest, a config) costs one database lookup, not one per read.
+	if ns, err := namespaces.NamespaceRequired(ctx); err == nil && s.db.infos.has(s.db.gen.Load(), infoKey{ns, desc.Digest}) {
+		return s.db.backend.ReaderAt(ctx, desc)
 	}
-	err := s.db.view(ctx, func(t *nsTx) error {
-		if b := t.bucket(bucketContent); b == nil || b.Get([]byte(desc.Digest)) == nil {
-			return notFound("content %s", desc.Digest)
-		}
-		return nil
-	})
-	if err != nil {
+	if _, err := s.Info(ctx, desc.Digest); err != nil {
 		return nil, err
 	}
 	return s.db.backend.ReaderAt(ctx, desc)

@@ -44,6 +44,15 @@ func (c *infoCache) get(gen uint64, key infoKey) (content.Info, bool) {
 	return info, ok
 }
 
+// has reports whether the record of key, read at generation gen, is kept;
+// it copies nothing.
+func (c *infoCache) has(gen uint64, key infoKey) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.m[key]
+	return ok && c.gen == gen
+}
+
 // put keeps info, read at generation gen; a read older than the cache's
 // entries is dropped, a newer one replaces them.
 func (c *infoCache) put(gen uint64, key infoKey, info content.Info) {

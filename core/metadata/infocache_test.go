@@ -75,3 +75,29 @@ func TestInfoCacheBounds(t *testing.T) {
 		t.Fatal("an entry of an older generation was returned")
 	}
 }
+
+// A read looks the record up once and keeps it, so the next reads of the
+// blob need no database lookup; a delete is still seen by the next read.
+func TestContentReaderAtCachesPresence(t *testing.T) {
+	db := openDB(t)
+	ctx := namespaces.WithNamespace(context.Background(), "a")
+	cs := db.Content()
+	d := put(t, ctx, db, "blob", map[string]string{"containerd.io/gc.root": "x"})
+	if db.infos.has(db.gen.Load(), infoKey{"a", d}) {
+		t.Fatal("record cached before any read")
+	}
+	ra, err := cs.ReaderAt(ctx, ocispec.Descriptor{Digest: d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ra.Close()
+	if !db.infos.has(db.gen.Load(), infoKey{"a", d}) {
+		t.Fatal("a read did not keep the record it looked up")
+	}
+	if err := cs.Delete(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.ReaderAt(ctx, ocispec.Descriptor{Digest: d}); !errdefs.IsNotFound(err) {
+		t.Fatalf("ReaderAt after delete: %v", err)
+	}
+}

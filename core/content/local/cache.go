@@ -1,9 +1,11 @@
 package local
 
 import (
-	"bytes"
+	"fmt"
+	"io"
 	"sync"
 
+	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -109,13 +111,29 @@ func (c *blobCache) remove(d digest.Digest) {
 	}
 }
 
-// memReaderAt serves a cached blob.
-type memReaderAt struct {
-	*bytes.Reader
-	b []byte
+// memReaderAt serves a cached blob, without a bytes.Reader around it: a
+// ReadAt needs no position.
+type memReaderAt struct{ b []byte }
+
+func newMemReaderAt(b []byte) memReaderAt { return memReaderAt{b} }
+
+// ReadAt copies the blob's bytes at off into p.
+func (r memReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, fmt.Errorf("read at offset %d: %w", off, errdefs.ErrInvalidArgument)
+	}
+	if off >= int64(len(r.b)) {
+		return 0, io.EOF
+	}
+	n := copy(p, r.b[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
 }
 
-func newMemReaderAt(b []byte) memReaderAt { return memReaderAt{bytes.NewReader(b), b} }
+// Size is the blob's size.
+func (r memReaderAt) Size() int64 { return int64(len(r.b)) }
 
 func (memReaderAt) Close() error { return nil }
 

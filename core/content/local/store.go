@@ -190,24 +190,29 @@ func (s *Store) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (content.
 	}
 	ticket := s.small.ticket()
 	// Opened with open(2) directly: os.Open would also try to register the
-	// regular file with the poller, a wasted system call on every read.
+	// regular file with the poller, a wasted system call on every read,
+	// and a small blob is read whole with raw calls, without an *os.File
+	// (an allocation and a finalizer) around a descriptor that lives for
+	// three system calls.
 	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, blobErr(desc.Digest, &os.PathError{Op: "open", Path: p, Err: err})
 	}
-	f := os.NewFile(uintptr(fd), p)
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, blobErr(desc.Digest, err)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, blobErr(desc.Digest, &os.PathError{Op: "fstat", Path: p, Err: err})
 	}
-	if size := fi.Size(); size <= smallBlobMax {
+	if size := st.Size; size <= smallBlobMax {
 		// Read whole now, one read instead of the caller's, and keep it.
 		b := make([]byte, size)
-		n, err := f.ReadAt(b, 0)
-		f.Close()
-		if err != nil && !(errors.Is(err, io.EOF) && int64(n) == size) {
-			return nil, blobErr(desc.Digest, err)
+		n, err := readFull(fd, b)
+		unix.Close(fd)
+		if err != nil {
+			return nil, blobErr(desc.Digest, &os.PathError{Op: "read", Path: p, Err: err})
+		}
+		if int64(n) != size {
+			return nil, blobErr(desc.Digest, fmt.Errorf("%s: read %d of %d bytes: %w", p, n, size, io.ErrUnexpectedEOF))
 		}
 		if s.beforeFill != nil {
 			s.beforeFill(desc.Digest)
@@ -215,7 +220,27 @@ func (s *Store) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (content.
 		s.small.put(desc.Digest, b, ticket)
 		return newMemReaderAt(b), nil
 	}
-	return &readerAt{f: f, size: fi.Size()}, nil
+	f := os.NewFile(uintptr(fd), p)
+	return &readerAt{f: f, size: st.Size}, nil
+}
+
+// readFull preads b from the start of fd until it is full or the file ends.
+func readFull(fd int, b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		m, err := unix.Pread(fd, b[n:], int64(n))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		if m == 0 {
+			break
+		}
+		n += m
+	}
+	return n, nil
 }
 
 // readerAt gives a blob file the Size a content.ReaderAt needs; the size is
