@@ -164,10 +164,17 @@ func TestLaunchKillsTheServerWhenTheBundleCannotRecordIt(t *testing.T) {
 	for _, file := range []string{"shim.pid", "address"} {
 		t.Run(file, func(t *testing.T) {
 			dir := t.TempDir()
-			// Not exec'd, so its command line (with the bundle's id) stays
-			// findable in /proc while it lives.
+			// The shell blocks opening a FIFO nobody writes: no child
+			// process (a forked child carries the shell's command line
+			// until it execs, which a kill can catch it before), and the
+			// command line with the bundle's id stays findable in /proc
+			// while the shell lives.
+			fifo := filepath.Join(dir, "never")
+			if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+				t.Fatal(err)
+			}
 			fake := filepath.Join(dir, "fake-shim")
-			if err := os.WriteFile(fake, []byte("#!/bin/sh\nsleep 30\n"), 0o755); err != nil {
+			if err := os.WriteFile(fake, []byte("#!/bin/sh\nread line < '"+fifo+"'\n"), 0o755); err != nil {
 				t.Fatal(err)
 			}
 			sockDir := filepath.Join(dir, "run")
