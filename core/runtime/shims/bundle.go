@@ -45,12 +45,7 @@ func bundlePaths(state, root, ns, id string) *bundle {
 // private to root (CVE-2021-41103 class): bundles hold the container's
 // rootfs mount and config.
 func (b *bundle) create(spec []byte) (retErr error) {
-	for _, dir := range []string{filepath.Dir(b.Path), filepath.Dir(b.Work)} {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return err
-		}
-	}
-	if err := os.Mkdir(b.Path, 0o700); err != nil {
+	if err := mkdirIn(b.Path, true); err != nil {
 		if errors.Is(err, os.ErrExist) {
 			return fmt.Errorf("bundle %s exists: a task %q is already there", b.Path, b.ID)
 		}
@@ -61,7 +56,7 @@ func (b *bundle) create(spec []byte) (retErr error) {
 			b.remove()
 		}
 	}()
-	if err := os.MkdirAll(b.Work, 0o700); err != nil {
+	if err := mkdirIn(b.Work, false); err != nil {
 		return err
 	}
 	if err := os.Symlink(b.Work, filepath.Join(b.Path, "work")); err != nil {
@@ -103,6 +98,26 @@ func (b *bundle) readRecord() (shimRecord, error) {
 // remove unmounts whatever the shim left mounted in the bundle and deletes
 // the bundle and its work directory. A mount that will not go keeps the
 // bundle, since deleting through it would delete the container's files.
+// mkdirIn makes dir, and its parent (a namespace's directory) if missing.
+// The removal of another task's bundle deletes that parent when it empties
+// it, so a parent made here can be gone again before dir is made in it:
+// then it is made again. With exclusive, an existing dir is ErrExist.
+func mkdirIn(dir string, exclusive bool) error {
+	for try := 0; ; try++ {
+		if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+			return err
+		}
+		err := os.Mkdir(dir, 0o700)
+		switch {
+		case err == nil, !exclusive && errors.Is(err, os.ErrExist):
+			return nil
+		case errors.Is(err, os.ErrNotExist) && try < 100:
+			continue
+		}
+		return err
+	}
+}
+
 func (b *bundle) remove() error {
 	mounted, err := mount.MountedUnder(b.Path)
 	if err == nil {
