@@ -13,7 +13,7 @@ BINARIES := bin/hulld bin/hullctl bin/hull-snapshotter bin/containerd-shim-hull-
 # deadline exceeded" though nothing failed. An entry may end in its own
 # :limit (the layer applier writes files for every input, so it runs fewer).
 FUZZTIME ?= 50000x
-FUZZ     := ./core/filters:FuzzParse ./config:FuzzParse ./config:FuzzMigrate ./core/reference:FuzzParse ./core/remotes/hosts:FuzzParse ./core/remotes/registry:FuzzParseChallenges ./core/images:FuzzParseChildren ./core/archive:FuzzApply:5000x ./runtime:FuzzParseBootstrap ./client/oci:FuzzParsePasswd ./client/oci:FuzzParseGroup ./client/oci:FuzzParseUserSpec ./shim/runc:FuzzParsePs ./shim/runc:FuzzParseState ./shim/runc:FuzzLastError ./shim/bootstrap:FuzzParseArgs ./shim/launch:FuzzGroupID ./shim/task:FuzzClampSpecOOMScoreAdj ./core/metadata:FuzzDecodeRecord
+FUZZ     := ./core/filters:FuzzParse ./config:FuzzParse ./config:FuzzMigrate ./core/reference:FuzzParse ./core/remotes/hosts:FuzzParse ./core/remotes/registry:FuzzParseChallenges ./core/images:FuzzParseChildren ./core/archive:FuzzApply:5000x ./core/runtime/shims:FuzzParseBootstrap ./client/oci:FuzzParsePasswd ./client/oci:FuzzParseGroup ./client/oci:FuzzParseUserSpec ./shim/runc:FuzzParsePs ./shim/runc:FuzzParseState ./shim/runc:FuzzLastError ./shim/bootstrap:FuzzParseArgs ./shim/launch:FuzzGroupID ./shim/task:FuzzClampSpecOOMScoreAdj ./core/metadata:FuzzDecodeRecord
 
 .PHONY: all build deps install test unit integration race fuzz bench demo docs check-docs clean
 
