@@ -41,7 +41,7 @@ func BenchmarkConcurrentClients(b *testing.B) {
 		images      = 300
 		clients     = 16
 		layerSize   = 32 << 10 // random, so it stays this size gzipped
-		rounds      = 3
+		rounds      = 5
 		concurrency = 8 // of the fill
 		target      = 0.7
 	)

@@ -64,6 +64,11 @@ type Store struct {
 
 	bufs sync.Pool // *[]byte of bufSize, shared by copies and re-hashes
 
+	// blobsFD is the blobs directory, opened once: a read opens its blob
+	// relative to it, one path component to resolve instead of every
+	// component of the root's path.
+	blobsFD int
+
 	small blobCache
 	// beforeFill, when set (by tests only), runs between a small blob's
 	// read from disk and its cache fill: the window a Delete can fall in.
@@ -78,8 +83,24 @@ func NewStore(root string) (*Store, error) {
 		}
 	}
 	s := &Store{root: filepath.Clean(root), locks: make(map[string]time.Time)}
+	fd, err := unix.Open(filepath.Join(s.root, "blobs"), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open content store directory %s: %w", filepath.Join(s.root, "blobs"), err)
+	}
+	s.blobsFD = fd
 	s.bufs.New = func() any { b := make([]byte, bufSize); return &b }
 	return s, nil
+}
+
+// Close releases the store's handle on its blobs directory; the store must
+// not be used afterwards.
+func (s *Store) Close() error {
+	if s.blobsFD < 0 {
+		return nil
+	}
+	err := unix.Close(s.blobsFD)
+	s.blobsFD = -1
+	return err
 }
 
 // BlobPath returns where the blob dgst is or would be stored. Digests are
@@ -196,7 +217,7 @@ func (s *Store) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (content.
 	// and a small blob is read whole with raw calls, without an *os.File
 	// (an allocation and a finalizer) around a descriptor that lives for
 	// three system calls.
-	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	fd, err := unix.Openat(s.blobsFD, desc.Digest.Algorithm().String()+"/"+desc.Digest.Encoded(), unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, blobErr(desc.Digest, &os.PathError{Op: "open", Path: p, Err: err})
 	}
