@@ -99,23 +99,15 @@ func (b *bundle) readRecord() (shimRecord, error) {
 // the bundle and its work directory. A mount that will not go keeps the
 // bundle, since deleting through it would delete the container's files.
 // mkdirIn makes dir, and its parent (a namespace's directory) if missing.
-// The removal of another task's bundle deletes that parent when it empties
-// it, so a parent made here can be gone again before dir is made in it:
-// then it is made again. With exclusive, an existing dir is ErrExist.
+// With exclusive, an existing dir is ErrExist.
 func mkdirIn(dir string, exclusive bool) error {
-	for try := 0; ; try++ {
-		if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
-			return err
-		}
-		err := os.Mkdir(dir, 0o700)
-		switch {
-		case err == nil, !exclusive && errors.Is(err, os.ErrExist):
-			return nil
-		case errors.Is(err, os.ErrNotExist) && try < 100:
-			continue
-		}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
 		return err
 	}
+	if err := os.Mkdir(dir, 0o700); err != nil && (exclusive || !errors.Is(err, os.ErrExist)) {
+		return err
+	}
+	return nil
 }
 
 func (b *bundle) remove() error {
@@ -133,8 +125,7 @@ func (b *bundle) remove() error {
 	if err := os.RemoveAll(b.Path); err != nil {
 		return err
 	}
-	// Empty namespace directories go too, so that state does not grow.
-	os.Remove(filepath.Dir(b.Path))
-	os.Remove(filepath.Dir(b.Work))
+	// The namespace's directories stay: another task's bundle may be
+	// being made in them right now. load removes the empty ones at start.
 	return nil
 }

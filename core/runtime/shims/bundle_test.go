@@ -2,46 +2,47 @@ package shims
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 )
 
-// A bundle made while another task's removal deletes the namespace's
-// directory it empties is still made: mkdirIn makes the parent again when
-// it vanished between its MkdirAll and the Mkdir (this failed TestTaskStress
-// with "mkdir .../s077: no such file or directory").
-func TestMkdirInSurvivesParentRemoval(t *testing.T) {
-	parent := filepath.Join(t.TempDir(), "ns")
-	stop := make(chan struct{})
+// Removing a bundle leaves its namespace's directory, so that a bundle
+// being made in it at the same moment is made (TestTaskStress failed with
+// "mkdir .../s077: no such file or directory" when removal deleted the
+// directory it had just emptied).
+func TestBundleRemoveRacesCreate(t *testing.T) {
+	state, root := t.TempDir(), t.TempDir()
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
+	errs := make(chan error, 400)
+	for i := 0; i < 400; i++ {
+		wg.Add(1)
+		b := bundlePaths(state, root, "ns", fmt.Sprintf("c%d", i))
+		go func() {
+			defer wg.Done()
+			if err := b.create([]byte(`{}`)); err != nil {
+				errs <- err
 				return
-			default:
-				os.Remove(parent) // succeeds whenever it is empty
 			}
-		}
-	}()
-	defer func() { close(stop); wg.Wait() }()
-	for i := 0; i < 2000; i++ {
-		dir := filepath.Join(parent, "b")
-		if err := mkdirIn(dir, true); err != nil {
-			t.Fatalf("try %d: %v", i, err)
-		}
-		if err := mkdirIn(dir, true); !errors.Is(err, os.ErrExist) {
-			t.Fatalf("try %d: a second exclusive mkdir: %v, want ErrExist", i, err)
-		}
-		if err := mkdirIn(dir, false); err != nil {
-			t.Fatalf("try %d: a second non-exclusive mkdir: %v", i, err)
-		}
-		if err := os.Remove(dir); err != nil {
-			t.Fatal(err)
-		}
+			if err := b.remove(); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if _, err := os.Stat(filepath.Join(state, "ns")); err != nil {
+		t.Errorf("the namespace's directory went with its last bundle: %v", err)
+	}
+	if err := mkdirIn(filepath.Join(state, "ns", "x"), true); err != nil {
+		t.Fatal(err)
+	}
+	if err := mkdirIn(filepath.Join(state, "ns", "x"), true); !errors.Is(err, os.ErrExist) {
+		t.Fatalf("a second exclusive mkdir: %v, want ErrExist", err)
 	}
 }

@@ -1,6 +1,7 @@
 package shims
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -219,6 +220,28 @@ func (f *fixture) fakeShimByPidFile(ns, id string) *shimProc {
 
 func (p *shimProc) kill(sig unix.Signal) {
 	unix.PidfdSendSignal(p.fd, sig, nil, 0)
+}
+
+// stopped waits until the process is stopped by a signal: a signal is
+// delivered some time after it is sent, and until then a SIGSTOPped shim
+// still answers.
+func (p *shimProc) stopped(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The state follows the command name, which is in parentheses.
+		if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) && stat[i+2] == 'T' {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("shim %d is not stopped: %s", p.pid, stat)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // exited waits up to timeout for the process to exit; a pidfd becomes

@@ -512,6 +512,7 @@ func TestReconcileUnresponsiveShim(t *testing.T) {
 		t.Fatal(err)
 	}
 	shim.kill(unix.SIGSTOP)
+	shim.stopped(t)
 	rctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
 	defer cancel()
 	m.Reconcile(rctx)
