@@ -593,7 +593,8 @@ func (m *Manager) load(ctx context.Context) {
 			if err := m.loadTask(namespaces.WithNamespace(ctx, ns), b); err != nil {
 				m.log.Warn("could not reattach task; cleaned it up", "namespace", ns, "id", b.ID, "error", err)
 			}
-		} // Bundles leave their namespace's directory behind (see
+		}
+		// Bundles leave their namespace's directory behind (see
 		// bundle.remove); nothing is being created yet, so the empty
 		// ones can go now.
 		os.Remove(filepath.Join(m.cfg.State, ns))
