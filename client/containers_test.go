@@ -131,8 +131,9 @@ func TestContainers(t *testing.T) {
 	}
 
 	// A container with the default runtime and an existing snapshot.
-	// The lease keeps the garbage collector off the snapshot until the
-	// container record holds it.
+	// The lease keeps the garbage collector off the snapshot, before the
+	// container record holds it and after its deletion: only the delete
+	// itself could remove it then.
 	lctx, release, err := c.WithLease(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -144,9 +145,6 @@ func TestContainers(t *testing.T) {
 		client.WithContainerSnapshotter(info.Snapshotter), client.WithSnapshot("bare-rootfs"),
 		client.WithSpec(&specs.Spec{Version: specs.Version, Process: &specs.Process{Args: []string{"/bin/true"}}}))
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := release(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if bi, _ := bare.Info(ctx); bi.Runtime.Name != client.DefaultRuntime || bi.Image != "" {
@@ -200,9 +198,13 @@ func TestContainers(t *testing.T) {
 	if err := bare.Delete(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// Without cleanup the snapshot stays until gc finds nothing holds it.
+	// Without cleanup the delete leaves the snapshot (for gc to take
+	// once nothing holds it: here the lease still does).
 	if _, err := c.SnapshotService(info.Snapshotter).Stat(ctx, "bare-rootfs"); err != nil {
 		t.Fatalf("snapshot removed by a delete without cleanup: %v", err)
+	}
+	if err := release(ctx); err != nil {
+		t.Fatal(err)
 	}
 	wantErr(t, ct.Delete(ctx), errdefs.IsNotFound, "NotFound", `"app"`)
 }
