@@ -1,9 +1,12 @@
 package stdio
 
 import (
+	"errors"
 	"io"
 	"os"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -18,6 +21,39 @@ type stdinFIFO struct {
 	f          *os.File
 	rc         syscall.RawConn
 	seenWriter bool
+	// draining makes Read return what the FIFO holds now and then EOF,
+	// instead of waiting for more.
+	draining atomic.Bool
+}
+
+// drain has Read finish with what the FIFO holds: the client closed stdin
+// after writing. A Read waiting in the poller is woken by the deadline.
+func (s *stdinFIFO) drain() {
+	s.draining.Store(true)
+	s.f.SetReadDeadline(time.Now())
+}
+
+// readNow reads what the FIFO holds without waiting; nothing is EOF.
+func (s *stdinFIFO) readNow(p []byte) (int, error) {
+	var (
+		n    int
+		rerr error
+	)
+	for {
+		if err := s.rc.Control(func(fd uintptr) { n, rerr = unix.Read(int(fd), p) }); err != nil {
+			return 0, err
+		}
+		if rerr != unix.EINTR {
+			break
+		}
+	}
+	switch {
+	case rerr == unix.EAGAIN, rerr == nil && n == 0:
+		return 0, io.EOF
+	case rerr != nil:
+		return 0, rerr
+	}
+	return n, nil
 }
 
 func openStdinFIFO(path string) (*stdinFIFO, error) {
@@ -34,6 +70,9 @@ func openStdinFIFO(path string) (*stdinFIFO, error) {
 }
 
 func (s *stdinFIFO) Read(p []byte) (int, error) {
+	if s.draining.Load() {
+		return s.readNow(p)
+	}
 	var (
 		n    int
 		rerr error
@@ -60,6 +99,9 @@ func (s *stdinFIFO) Read(p []byte) (int, error) {
 		return true
 	})
 	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) && s.draining.Load() {
+			return s.readNow(p)
+		}
 		return 0, err
 	}
 	if rerr != nil {

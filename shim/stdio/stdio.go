@@ -43,9 +43,13 @@ type IO struct {
 
 	console *ConsoleSocket
 
-	mu      sync.Mutex
-	stdinW  io.WriteCloser // what the stdin copy writes to
-	master  *os.File       // the pty master, for a terminal
+	mu     sync.Mutex
+	stdinW io.WriteCloser // what the stdin copy writes to
+	// stdinIn is the stdin FIFO while its copy runs; CloseStdin has the
+	// copy drain it and close stdinW then, so nothing written before
+	// the close is lost.
+	stdinIn *stdinFIFO
+	master  *os.File // the pty master, for a terminal
 	closers []io.Closer
 	copies  sync.WaitGroup // stdout/stderr copies
 }
@@ -196,12 +200,18 @@ func (p *IO) Started() error {
 		}
 		p.mu.Lock()
 		p.closers = append(p.closers, fifo)
+		if !terminal {
+			p.stdinIn = fifo
+		}
 		p.mu.Unlock()
 		go func() {
 			io.Copy(w, fifo)
 			fifo.Close()
 			if !terminal {
-				p.CloseStdin()
+				p.mu.Lock()
+				p.stdinIn = nil
+				p.closeStdinLocked()
+				p.mu.Unlock()
 			}
 		}()
 	}
@@ -211,6 +221,11 @@ func (p *IO) Started() error {
 // CloseStdin closes the process's stdin, which it reads as EOF. For a
 // terminal it sends the EOF character instead, as closing the master
 // would hang up the terminal.
+//
+// While the stdin FIFO is being copied, the copy is told to finish with
+// what the FIFO holds and close stdin after it: a client that wrote its
+// input and then closed stdin (ctr's and containerd's CloseIO) must not
+// lose the bytes still in the FIFO.
 func (p *IO) CloseStdin() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -218,6 +233,14 @@ func (p *IO) CloseStdin() {
 		p.master.Write([]byte{4})
 		return
 	}
+	if p.stdinIn != nil {
+		p.stdinIn.drain()
+		return
+	}
+	p.closeStdinLocked()
+}
+
+func (p *IO) closeStdinLocked() {
 	if p.stdinW != nil {
 		p.stdinW.Close()
 		p.stdinW = nil
