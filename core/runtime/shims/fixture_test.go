@@ -1,7 +1,6 @@
 package shims
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -224,23 +223,21 @@ func (p *shimProc) kill(sig unix.Signal) {
 
 // stopped waits until the process is stopped by a signal: a signal is
 // delivered some time after it is sent, and until then a SIGSTOPped shim
-// still answers.
+// still answers. The shim is this process's child (the test process is
+// the shims' subreaper), so waitid on its pidfd reports the stop; WNOWAIT
+// leaves the state for others to see.
 func (p *shimProc) stopped(t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	var info unix.Siginfo
 	for {
-		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.pid))
+		err := unix.Waitid(unix.P_PIDFD, p.fd, &info, unix.WSTOPPED|unix.WNOWAIT, nil)
+		if err == unix.EINTR {
+			continue
+		}
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("wait for shim %d to stop: %v", p.pid, err)
 		}
-		// The state follows the command name, which is in parentheses.
-		if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) && stat[i+2] == 'T' {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("shim %d is not stopped: %s", p.pid, stat)
-		}
-		time.Sleep(time.Millisecond)
+		return
 	}
 }
 
