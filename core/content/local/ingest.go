@@ -121,6 +121,61 @@ func (s *Store) Abort(ctx context.Context, ref string) error {
 	return nil
 }
 
+// CleanupIngests removes what under ingest/ no writer can resume and no
+// ListStatuses reports, so that neither Abort nor any other call would ever
+// free its space: directories without a data file or without a ref (a crash
+// or a full disk while the ingest was being created leaves one with only an
+// empty .ref.tmp), directories whose ref does not hash to their name, and
+// stray files. Ingests a writer of this Store holds are left alone, however
+// incomplete: it may be creating them right now. It returns how many
+// entries it removed.
+func (s *Store) CleanupIngests(ctx context.Context) (int, error) {
+	ingest := filepath.Join(s.root, "ingest")
+	entries, err := os.ReadDir(ingest)
+	if err != nil {
+		return 0, fmt.Errorf("clean up ingests: %w", err)
+	}
+	removed := 0
+	for _, e := range entries {
+		if err := ctx.Err(); err != nil {
+			return removed, err
+		}
+		ok, err := s.removeUnusableIngest(ingest, e)
+		if err != nil {
+			return removed, fmt.Errorf("clean up ingests: %s: %w", e.Name(), err)
+		}
+		if ok {
+			removed++
+		}
+	}
+	return removed, nil
+}
+
+// removeUnusableIngest removes the entry e of the ingest directory if it
+// holds no usable ingest. It holds s.mu throughout, so a writer takes its ref
+// either before (and the entry is left to it) or after the removal (and
+// creates the ingest afresh).
+func (s *Store) removeUnusableIngest(ingest string, e fs.DirEntry) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for ref := range s.locks {
+		if filepath.Base(s.ingestDir(ref)) == e.Name() {
+			return false, nil
+		}
+	}
+	p := filepath.Join(ingest, e.Name())
+	if e.IsDir() {
+		st, err := readStatus(p)
+		if err == nil && filepath.Base(s.ingestDir(st.Ref)) == e.Name() {
+			return false, nil // a resumable ingest
+		}
+		if err != nil && !errdefs.IsNotFound(err) {
+			return false, err
+		}
+	}
+	return true, os.RemoveAll(p)
+}
+
 // readStatus reads an ingest directory; NotFound if it holds no ingest.
 // Metadata files that are missing or unreadable give zero values instead of
 // errors: they are advisory, and the data file is the ingest.
@@ -188,6 +243,9 @@ func readMeta(dir string) meta {
 func writeMeta(dir, name, value string) error {
 	tmp := filepath.Join(dir, "."+name+".tmp")
 	if err := os.WriteFile(tmp, []byte(value), 0o600); err != nil {
+		// WriteFile creates the file before it writes: on a full disk that
+		// leaves an empty one behind, which is nothing worth keeping.
+		os.Remove(tmp)
 		return err
 	}
 	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {

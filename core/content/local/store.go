@@ -42,6 +42,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/hullrt/hull/core/content"
+	"github.com/hullrt/hull/internal/fsfull"
 )
 
 var (
@@ -89,8 +90,17 @@ func NewStore(root string) (*Store, error) {
 	}
 	s.blobsFD = fd
 	s.bufs.New = func() any { b := make([]byte, bufSize); return &b }
+	// Nothing of this process writes yet: whatever ingest cannot be
+	// resumed is a leftover of the last one.
+	if _, err := s.CleanupIngests(context.Background()); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
 	return s, nil
 }
+
+// full names the store's filesystem in err if err says it is full.
+func (s *Store) full(err error) error { return fsfull.Wrap(err, "content store", s.root) }
 
 // Close releases the store's handle on its blobs directory; the store must
 // not be used afterwards.

@@ -58,7 +58,7 @@ func (s *Store) Writer(ctx context.Context, opts ...content.WriterOpt) (content.
 	w, err := s.openIngest(wo.Ref, wo.Desc)
 	if err != nil {
 		s.unlock(wo.Ref)
-		return nil, fmt.Errorf("open ingest ref %q: %w", wo.Ref, err)
+		return nil, s.full(fmt.Errorf("open ingest ref %q: %w", wo.Ref, err))
 	}
 	return w, nil
 }
@@ -203,7 +203,7 @@ func (w *writer) write(p []byte) (int, error) {
 	w.offset += int64(n)
 	w.updatedAt = time.Now()
 	if err != nil {
-		return n, fmt.Errorf("write ingest ref %q: %w", w.ref, err)
+		return n, w.s.full(fmt.Errorf("write ingest ref %q: %w", w.ref, err))
 	}
 	return n, nil
 }
@@ -358,7 +358,7 @@ func (w *writer) Commit(ctx context.Context, size int64, expected digest.Digest,
 			err = rerr
 		}
 	}
-	return err
+	return w.s.full(err)
 }
 
 func (w *writer) commit(ctx context.Context, size int64, expected digest.Digest, opts []content.CommitOpt) error {
