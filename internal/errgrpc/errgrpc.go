@@ -55,7 +55,10 @@ func ToGRPC(err error) error {
 }
 
 // ToNative turns a gRPC status error back into an error that wraps the
-// errdefs class of its code, keeping the server's message.
+// errdefs class of its code, keeping the server's message. The class is
+// named after the message (": not found") unless the message already ends
+// with it, as a bare errdefs sentinel's message or containerd's (which keeps
+// the suffix on the wire) does: "not found: not found" helps nobody.
 func ToNative(err error) error {
 	if err == nil {
 		return nil
@@ -64,10 +67,31 @@ func ToNative(err error) error {
 	if !ok {
 		return err
 	}
+	msg := st.Message()
 	for _, e := range table {
 		if e.code == st.Code() && e.err != errdefs.ErrConflict {
-			return fmt.Errorf("%s: %w", st.Message(), e.err)
+			if msg == "" {
+				return e.err
+			}
+			if says(msg, e.err.Error()) {
+				return &classified{msg: msg, class: e.err}
+			}
+			return fmt.Errorf("%s: %w", msg, e.err)
 		}
 	}
-	return errors.New(st.Message())
+	return errors.New(msg)
 }
+
+// says reports whether msg already ends with what the class says.
+func says(msg, class string) bool {
+	return msg == class || strings.HasSuffix(msg, ": "+class)
+}
+
+// classified is a message that already says its class.
+type classified struct {
+	msg   string
+	class error
+}
+
+func (e *classified) Error() string { return e.msg }
+func (e *classified) Unwrap() error { return e.class }
