@@ -70,8 +70,13 @@ func registerRuntime(r *plugin.Registry) {
 				log = slog.Default()
 			}
 			warnOldRunc(log)
+			// The bus delivers container deletions, whose tasks go at
+			// once (a bus without subscriptions leaves it to the
+			// reconciler).
+			sub, _ := ev.(events.Subscriber)
 			return shims.New(ic.Context, shims.Config{
-				Root: ic.Root, State: ic.State,
+				Containers: sub,
+				Root:       ic.Root, State: ic.State,
 				Address: address, TTRPCAddress: ic.Properties["ttrpc.address"],
 				PublishBinary:  self,
 				Debug:          cfg.ShimDebug,

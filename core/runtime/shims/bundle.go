@@ -23,13 +23,25 @@ type bundle struct {
 }
 
 // shimRecord is what the manager needs to find a task's shim again after a
-// restart. It is written once the shim has started.
+// restart. It is written before the shim starts (State "starting", no
+// address), again once it listens, and once the shim created the task
+// (State "created"): a restart finding a task still "starting" knows its
+// client never heard it was created, and removes it with its shim.
 type shimRecord struct {
 	Runtime string `json:"runtime"`
 	Binary  string `json:"binary"`
-	Address string `json:"address"`
-	Version int    `json:"version"`
+	Address string `json:"address,omitempty"`
+	Version int    `json:"version,omitempty"`
+	// State is recordStarting or recordCreated; records of hull releases
+	// before it was written have none and were created.
+	State string `json:"state,omitempty"`
 }
+
+// The states of a shimRecord.
+const (
+	recordStarting = "starting"
+	recordCreated  = "created"
+)
 
 const recordFile = "hull-shim.json"
 
@@ -76,6 +88,10 @@ func (b *bundle) writeRecord(r shimRecord) error {
 	if err != nil {
 		return err
 	}
+	// Written and renamed, so that a crash leaves the old record or the
+	// new one, never half of either. No fsync: a crash of hulld loses
+	// nothing written, and a power loss takes the shims and containers
+	// the record describes with it.
 	tmp := filepath.Join(b.Path, recordFile+".tmp")
 	if err := os.WriteFile(tmp, data, 0o600); err != nil {
 		return err

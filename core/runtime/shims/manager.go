@@ -29,6 +29,7 @@ import (
 
 	"github.com/hullrt/hull/core/events"
 	"github.com/hullrt/hull/core/namespaces"
+	"github.com/hullrt/hull/internal/crashpoint"
 	"github.com/hullrt/hull/internal/protoconv"
 )
 
@@ -70,7 +71,10 @@ type Config struct {
 	// still there; a task without one is removed by the reconciler. Nil
 	// skips that check.
 	ContainerExists func(ctx context.Context, id string) (bool, error)
-	Log             *slog.Logger
+	// Containers, when set, delivers the daemon's events: a task whose
+	// container is deleted is removed at once (see ContainerDeleted).
+	Containers events.Subscriber
+	Log        *slog.Logger
 }
 
 // Manager runs tasks through shims.
@@ -83,6 +87,9 @@ type Manager struct {
 	creating map[string]bool      // namespace/id being created or deleted
 	conns    map[string]*shimConn // by shim address
 	logs     map[string]*os.File  // log FIFOs by namespace/id
+	// failures holds the last reason each thing could not be cleaned
+	// up, so that each is logged once (see cleanupFailed).
+	failures map[string]string
 
 	stop      chan struct{}
 	closeOnce sync.Once
@@ -114,10 +121,14 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	}
 	m := &Manager{
 		cfg: cfg, log: cfg.Log,
-		tasks: map[string]*Task{}, creating: map[string]bool{}, conns: map[string]*shimConn{}, logs: map[string]*os.File{},
+		tasks: map[string]*Task{}, creating: map[string]bool{}, conns: map[string]*shimConn{}, logs: map[string]*os.File{}, failures: map[string]string{},
 		stop: make(chan struct{}),
 	}
 	m.load(ctx)
+	if cfg.Containers != nil {
+		m.wg.Add(1)
+		go m.watchContainerDeletes()
+	}
 	if cfg.ReconcileInterval > 0 {
 		m.wg.Add(1)
 		go m.reconcileLoop()
@@ -196,14 +207,15 @@ func (m *Manager) Create(ctx context.Context, id string, opts runtime.CreateOpts
 		if retErr == nil {
 			return
 		}
-		if started {
-			if _, err := m.deleteShim(context.WithoutCancel(ctx), binary, b); err != nil {
-				m.log.Warn("clean up after failed create", "namespace", ns, "id", id, "error", err)
-			}
-		}
 		m.closeLog(k)
-		if err := b.remove(); err != nil {
-			m.log.Warn("remove bundle after failed create", "namespace", ns, "id", id, "error", err)
+		rec, _ := b.readRecord()
+		if !started {
+			rec.Binary = "" // no shim ran: nothing for its delete to do
+		}
+		// A shim that failed the create has been asked to go; one that
+		// did not answer may still run (a create stuck in runc).
+		if _, err := m.teardown(context.WithoutCancel(ctx), b, rec, true); err != nil {
+			m.log.Warn("clean up after failed create", "namespace", ns, "id", id, "error", err)
 		}
 	}()
 	logf, err := openShimLog(b, m.log)
@@ -214,14 +226,22 @@ func (m *Manager) Create(ctx context.Context, id string, opts runtime.CreateOpts
 	m.logs[k] = logf
 	m.mu.Unlock()
 
+	// The record exists before the shim does, so that a restart after a
+	// crash at any later point finds the shim to remove.
+	rec := shimRecord{Runtime: rtName, Binary: binary, State: recordStarting}
+	if err := b.writeRecord(rec); err != nil {
+		return nil, err
+	}
 	began := time.Now()
+	started = true
 	boot, err := m.startShim(ctx, binary, b, optBytes)
 	if err != nil {
 		return nil, err
 	}
 	shimStarted := time.Since(began)
-	started = true
-	if err := b.writeRecord(shimRecord{Runtime: rtName, Binary: binary, Address: boot.Address, Version: boot.Version}); err != nil {
+	crashpoint.Hit(crashpoint.TaskShimStarted)
+	rec.Address, rec.Version = boot.Address, boot.Version
+	if err := b.writeRecord(rec); err != nil {
 		return nil, err
 	}
 	conn, err := m.connect(ctx, boot)
@@ -229,12 +249,17 @@ func (m *Manager) Create(ctx context.Context, id string, opts runtime.CreateOpts
 		return nil, err
 	}
 	t := newTask(ns, id, rtName, b, binary, conn)
+	crashpoint.Hit(crashpoint.TaskCreating)
 	var resp taskv2.CreateTaskResponse
 	err = conn.call(ctx, ns, "Create", &taskv2.CreateTaskRequest{
 		ID: id, Bundle: b.Path, Rootfs: protoconv.MountsToProto(opts.Rootfs),
 		Terminal: opts.IO.Terminal, Stdin: opts.IO.Stdin, Stdout: opts.IO.Stdout, Stderr: opts.IO.Stderr,
 		Options: options,
 	}, &resp)
+	if err == nil {
+		rec.State = recordCreated
+		err = b.writeRecord(rec)
+	}
 	if err != nil {
 		conn.shutdown(context.WithoutCancel(ctx), ns, id)
 		return nil, err
@@ -243,6 +268,7 @@ func (m *Manager) Create(ctx context.Context, id string, opts runtime.CreateOpts
 	m.mu.Lock()
 	m.tasks[k] = t
 	m.mu.Unlock()
+	crashpoint.Hit(crashpoint.TaskRecorded)
 	m.log.Debug("task created", "namespace", ns, "id", id, "runtime", rtName, "pid", t.pid,
 		"shim_start", shimStarted, "create", time.Since(began)-shimStarted)
 	return t, nil
@@ -426,6 +452,14 @@ func (m *Manager) Delete(ctx context.Context, id string) (runtime.Exit, error) {
 	}
 	var resp taskv2.DeleteResponse
 	if err := t.shim.call(ctx, t.ns, "Delete", &taskv2.DeleteRequest{ID: id}, &resp); err != nil {
+		if errdefs.IsNotFound(err) && !t.shim.isClosed() {
+			// The shim lost the task (it was never created there, or
+			// deleted before a crash of hulld): nothing is left to stop,
+			// so the delete finishes by removing what hulld holds.
+			m.log.Warn("shim has no such task; removing its bundle", "namespace", t.ns, "id", id, "error", err)
+			exit := m.dropLost(ctx, t)
+			return exit, nil
+		}
 		if !t.shim.isClosed() {
 			return runtime.Exit{}, err
 		}
@@ -436,6 +470,7 @@ func (m *Manager) Delete(ctx context.Context, id string) (runtime.Exit, error) {
 		return runtime.Exit{}, err
 	}
 	exit := runtime.Exit{Pid: resp.Pid, Status: resp.ExitStatus, ExitedAt: protoconv.FromTime(resp.ExitedAt)}
+	crashpoint.Hit(crashpoint.TaskDeleting)
 	m.forget(t)
 	// Waiting for the shim to go keeps a new task of the same id from
 	// finding the old shim's socket still answering and being sent to a
@@ -446,6 +481,23 @@ func (m *Manager) Delete(ctx context.Context, id string) (runtime.Exit, error) {
 		m.log.Warn("remove bundle", "namespace", t.ns, "id", id, "error", err)
 	}
 	return exit, nil
+}
+
+// dropLost removes a task its live shim does not know: the shim is asked
+// to go (it stays if it serves others), its delete command cleans what
+// runc may have left, and the bundle goes. The task's end is published, as
+// nobody else will.
+func (m *Manager) dropLost(ctx context.Context, t *Task) runtime.Exit {
+	m.forget(t)
+	t.shim.shutdown(context.WithoutCancel(ctx), t.ns, t.id)
+	m.closeLog(key(t.ns, t.id))
+	exit, err := m.teardown(context.WithoutCancel(ctx), t.bundle, shimRecord{Binary: t.binary, Address: t.shim.address}, false)
+	if err != nil {
+		m.log.Warn("clean up a task its shim lost", "namespace", t.ns, "id", t.id, "error", err)
+	}
+	exit.Pid = t.pid
+	m.publishDelete(t.ns, t.id, exit)
+	return exit
 }
 
 func (m *Manager) forget(t *Task) {
@@ -531,16 +583,13 @@ func (m *Manager) cleanupDead(t *Task, reason string) {
 	// A shim that is alive but does not answer (stopped, stuck) is
 	// killed first: its task is being cleaned up without it.
 	killShim(t.bundle)
-	exit, err := m.deleteShim(ctx, t.binary, t.bundle)
+	m.closeLog(key(t.ns, t.id))
+	exit, err := m.teardown(ctx, t.bundle, shimRecord{Binary: t.binary, Address: t.shim.address}, true)
 	if err != nil {
-		m.log.Warn("shim delete failed", "namespace", t.ns, "id", t.id, "error", err)
+		m.log.Warn("clean up after the shim", "namespace", t.ns, "id", t.id, "error", err)
 	}
 	if exit.Pid == 0 {
 		exit.Pid = t.pid
-	}
-	m.closeLog(key(t.ns, t.id))
-	if err := t.bundle.remove(); err != nil {
-		m.log.Warn("remove bundle", "namespace", t.ns, "id", t.id, "error", err)
 	}
 	t.mu.Lock()
 	t.dead, t.deadReason = &exit, reason
@@ -599,6 +648,10 @@ func (m *Manager) load(ctx context.Context) {
 		// ones can go now.
 		os.Remove(filepath.Join(m.cfg.State, ns))
 	}
+	// runc containers of hulld's runc root that no task reattached are
+	// what a create or delete cut short left; nothing is being created
+	// yet, so they all go.
+	m.sweepRunc(ctx, m.known, 0)
 	// Work directories whose bundle is gone are leftovers.
 	nsDirs, _ = os.ReadDir(m.cfg.Root)
 	for _, nsd := range nsDirs {
@@ -615,36 +668,56 @@ func (m *Manager) load(ctx context.Context) {
 func (m *Manager) loadTask(ctx context.Context, b *bundle) error {
 	rec, err := b.readRecord()
 	if err != nil {
-		// The shim never started (hulld died during create).
-		b.remove()
+		// hulld died before it started the shim; anything a newer
+		// shim wrote into the bundle goes with it.
+		if _, terr := m.teardown(ctx, b, shimRecord{}, true); terr != nil {
+			m.log.Warn("remove bundle", "bundle", b.Path, "error", terr)
+		}
 		return fmt.Errorf("no shim record: %w", err)
+	}
+	if rec.State == recordStarting {
+		// The client never heard of this task: hulld died before the
+		// shim created it. Whatever the shim got to, it goes.
+		if _, terr := m.teardown(ctx, b, rec, true); terr != nil {
+			m.log.Warn("clean up a half-created task", "namespace", b.Namespace, "id", b.ID, "error", terr)
+		}
+		return errors.New("hulld stopped while it was creating the task; its shim, container and bundle were removed")
 	}
 	k := key(b.Namespace, b.ID)
 	t := newTask(b.Namespace, b.ID, rec.Runtime, b, rec.Binary, nil)
 	conn, err := m.connect(ctx, bootstrap{Version: rec.Version, Address: rec.Address})
+	var st runtime.State
 	if err == nil {
 		t.shim = conn
-		var resp *taskv2.ConnectResponse
-		if resp, err = conn.connect(ctx, b.Namespace, b.ID, 5*time.Second); err == nil {
-			t.pid = resp.TaskPid
+		if _, err = conn.connect(ctx, b.Namespace, b.ID, 5*time.Second); err == nil {
+			sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			st, err = t.State(sctx, "")
+			cancel()
 		}
 	}
+	if err != nil && errdefs.IsNotFound(err) && conn != nil && !conn.isClosed() {
+		// The shim answers but has no such task: deleted just before
+		// hulld died, with the bundle not yet removed.
+		exit := m.dropLost(ctx, t)
+		m.publishExit(b.Namespace, b.ID, exit)
+		return fmt.Errorf("its shim no longer has it: %w", err)
+	}
 	if err != nil {
-		exit, derr := m.deleteShim(ctx, rec.Binary, b)
-		if derr != nil {
-			m.log.Warn("shim delete failed", "namespace", b.Namespace, "id", b.ID, "error", derr)
-		}
-		b.remove()
 		if conn != nil {
 			conn.mu.Lock()
 			conn.shuttingDown = true
 			conn.mu.Unlock()
 			conn.client.Close()
 		}
+		exit, terr := m.teardown(ctx, b, rec, true)
+		if terr != nil {
+			m.log.Warn("clean up after the shim", "namespace", b.Namespace, "id", b.ID, "error", terr)
+		}
 		m.publishExit(b.Namespace, b.ID, exit)
 		m.publishDelete(b.Namespace, b.ID, exit)
 		return err
 	}
+	t.pid = st.Pid
 	if logf, err := openShimLog(b, m.log); err == nil {
 		m.mu.Lock()
 		m.logs[k] = logf
@@ -654,7 +727,7 @@ func (m *Manager) loadTask(ctx context.Context, b *bundle) error {
 	m.tasks[k] = t
 	m.mu.Unlock()
 	// An exit while hulld was down reached no one: say it now.
-	if st, err := t.State(ctx, ""); err == nil && st.Status == runtime.StatusStopped {
+	if st.Status == runtime.StatusStopped {
 		m.publishExit(b.Namespace, b.ID, runtime.Exit{Pid: st.Pid, Status: st.ExitStatus, ExitedAt: st.ExitedAt})
 	}
 	m.log.Info("reattached task", "namespace", b.Namespace, "id", b.ID, "runtime", rec.Runtime, "pid", t.pid)
@@ -665,26 +738,103 @@ func (m *Manager) reconcileLoop() {
 	defer m.wg.Done()
 	tick := time.NewTicker(m.cfg.ReconcileInterval)
 	defer tick.Stop()
+	// Close cancels a pass in progress: the shims it waits on bound
+	// each call, and shutdown must not wait for all of them.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-m.stop
+		cancel()
+	}()
 	for {
 		select {
 		case <-m.stop:
 			return
 		case <-tick.C:
-			m.Reconcile(context.Background())
+			m.Reconcile(ctx)
 		}
 	}
 }
 
+// watchContainerDeletes removes the task of every container deleted
+// while the manager runs.
+func (m *Manager) watchContainerDeletes() {
+	defer m.wg.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch, errs := m.cfg.Containers.Subscribe(ctx, `topic=="/containers/delete"`)
+	for {
+		select {
+		case <-m.stop:
+			return
+		case err := <-errs:
+			if err != nil {
+				m.log.Warn("watch container deletions", "error", err)
+			}
+			return
+		case env := <-ch:
+			if env == nil {
+				return
+			}
+			v, err := typeurl.UnmarshalAny(env.Event)
+			ev, ok := v.(*eventtypes.ContainerDelete)
+			if err != nil || !ok {
+				continue
+			}
+			// Removing a task waits on its shim: off the event
+			// stream's path.
+			m.wg.Add(1)
+			go func() {
+				defer m.wg.Done()
+				m.ContainerDeleted(namespaces.WithNamespace(ctx, env.Namespace), ev.ID)
+			}()
+		}
+	}
+}
+
+// known reports whether a task of that namespace and id is loaded or
+// being created or deleted.
+func (m *Manager) known(ns, id string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := key(ns, id)
+	_, ok := m.tasks[k]
+	return ok || m.creating[k]
+}
+
+// shimCallTimeout bounds each call the reconciler makes to one shim, so
+// that a stuck shim delays a pass by that much at most.
+const shimCallTimeout = 5 * time.Second
+
 // Reconcile removes tasks whose container record is gone, cleans up after
-// shims that stopped answering, and removes bundles no task owns. It runs
-// on a timer; tests call it directly.
+// shims that stopped answering, and removes bundles and runc containers no
+// task owns. It runs on a timer; tests call it directly. What it cannot
+// clean is logged once, with the reason, and retried on the next pass.
 func (m *Manager) Reconcile(ctx context.Context) {
 	for _, t := range m.All() {
-		if exit, _ := t.deadExit(); exit != nil {
-			continue
+		if ctx.Err() != nil {
+			return
 		}
 		tctx := namespaces.WithNamespace(ctx, t.ns)
-		_, err := t.shim.connect(tctx, t.ns, t.id, 5*time.Second)
+		if exit, _ := t.deadExit(); exit != nil {
+			// Kept for its client to read the exit, unless the client
+			// deleted the container meanwhile.
+			if m.cfg.ContainerExists != nil {
+				if ok, err := m.cfg.ContainerExists(tctx, t.id); err == nil && !ok {
+					m.forget(t)
+				}
+			}
+			continue
+		}
+		_, err := t.shim.connect(tctx, t.ns, t.id, shimCallTimeout)
+		if err == nil {
+			sctx, cancel := context.WithTimeout(tctx, shimCallTimeout)
+			_, err = t.State(sctx, "")
+			cancel()
+		}
+		if errors.Is(ctx.Err(), context.Canceled) {
+			return // Close: a deadline of the caller's bounds the calls instead
+		}
 		if err != nil && (errdefs.IsUnavailable(err) || errors.Is(err, context.DeadlineExceeded)) {
 			m.log.Warn("reconcile: shim does not answer; cleaning up", "namespace", t.ns, "id", t.id, "error", err)
 			m.cleanupDead(t, "shim stopped answering")
@@ -702,25 +852,9 @@ func (m *Manager) Reconcile(ctx context.Context) {
 		if err != nil || ok {
 			continue
 		}
-		m.log.Warn("reconcile: task has no container record; killing and removing it", "namespace", t.ns, "id", t.id)
-		t.Kill(tctx, "", 9, true)
-		wctx, cancel := context.WithTimeout(tctx, 10*time.Second)
-		t.Wait(wctx, "")
-		cancel()
-		if _, err := m.Delete(tctx, t.id); err != nil {
-			m.log.Warn("reconcile: delete orphan task", "namespace", t.ns, "id", t.id, "error", err)
-		}
+		m.removeOrphan(tctx, t)
 	}
 	// Bundles without a task: a create or delete that died half way.
-	m.mu.Lock()
-	known := map[string]bool{}
-	for k := range m.tasks {
-		known[k] = true
-	}
-	for k := range m.creating {
-		known[k] = true
-	}
-	m.mu.Unlock()
 	nsDirs, _ := os.ReadDir(m.cfg.State)
 	for _, nsd := range nsDirs {
 		if !nsd.IsDir() || nsd.Name() == "runc" {
@@ -728,7 +862,10 @@ func (m *Manager) Reconcile(ctx context.Context) {
 		}
 		ids, _ := os.ReadDir(filepath.Join(m.cfg.State, nsd.Name()))
 		for _, idd := range ids {
-			if known[key(nsd.Name(), idd.Name())] {
+			if ctx.Err() != nil {
+				return
+			}
+			if m.known(nsd.Name(), idd.Name()) {
 				continue
 			}
 			info, err := idd.Info()
@@ -736,13 +873,59 @@ func (m *Manager) Reconcile(ctx context.Context) {
 				continue // may be a create that has not registered yet
 			}
 			b := bundlePaths(m.cfg.State, m.cfg.Root, nsd.Name(), idd.Name())
-			if rec, err := b.readRecord(); err == nil {
-				m.deleteShim(namespaces.WithNamespace(ctx, b.Namespace), rec.Binary, b)
+			rec, _ := b.readRecord()
+			what := "bundle " + b.Path
+			if _, err := m.teardown(namespaces.WithNamespace(ctx, b.Namespace), b, rec, true); err != nil {
+				m.cleanupFailed(what, err)
+				continue
 			}
-			m.log.Warn("reconcile: removing bundle no task owns", "bundle", b.Path)
-			b.remove()
+			m.cleanedUp(what)
+			m.log.Warn("reconcile: removed a bundle no task owns", "bundle", b.Path)
 		}
 	}
+	m.sweepRunc(ctx, m.known, time.Minute)
+}
+
+// removeOrphan kills and deletes a task whose container record is gone
+// (its client deleted the container without deleting the task), so that
+// its shim, rootfs mount and processes do not outlive it.
+func (m *Manager) removeOrphan(ctx context.Context, t *Task) {
+	what := "task " + key(t.ns, t.id) + " without a container"
+	m.log.Warn("task has no container record; killing and removing it", "namespace", t.ns, "id", t.id)
+	kctx, cancel := context.WithTimeout(ctx, shimCallTimeout)
+	t.Kill(kctx, "", 9, true)
+	cancel()
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	t.Wait(wctx, "")
+	cancel()
+	dctx, cancel := context.WithTimeout(ctx, m.cfg.StartTimeout)
+	defer cancel()
+	if _, err := m.Delete(dctx, t.id); err != nil && !errdefs.IsNotFound(err) {
+		m.cleanupFailed(what, err)
+		return
+	}
+	m.cleanedUp(what)
+}
+
+// ContainerDeleted removes the task of a container whose record was just
+// deleted, at once rather than at the next reconcile: a client that
+// deleted the container after failing to delete the task (a failed exec,
+// a crash) leaves nothing running.
+func (m *Manager) ContainerDeleted(ctx context.Context, id string) {
+	t, err := m.get(ctx, id)
+	if err != nil {
+		return
+	}
+	if exit, _ := t.deadExit(); exit != nil {
+		m.forget(t)
+		return
+	}
+	if m.cfg.ContainerExists != nil {
+		if ok, err := m.cfg.ContainerExists(ctx, id); err != nil || ok {
+			return // recreated meanwhile
+		}
+	}
+	m.removeOrphan(ctx, t)
 }
 
 // The manager and its tasks are what the tasks service holds through the
