@@ -10,12 +10,24 @@
 // present are skipped, and two pulls of the same blob share one download: the
 // second waits for the first's ingest and then finds the blob. Everything is
 // held by a lease until the image record exists.
+//
+// The first blob that fails ends the pull: the other downloads are cancelled
+// and the pull returns that failure, not the cancellations it caused.
+//
+// A content store that answers Unavailable means one of two things. Either
+// another writer holds the blob's ingest (another pull of the same blob):
+// the store still answers for the ingest, and the pull waits for as long as
+// it takes, since the store drops the hold when the holder's write ends.
+// Or the store is not there (hulld is down or restarting): the pull retries
+// for StoreTimeout, resuming partial blobs once it answers again, and then
+// gives up with the store's own error.
 package pull
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -41,6 +53,14 @@ const (
 	StatusDownloading Status = "downloading"
 	StatusDone        Status = "done"
 	StatusExists      Status = "exists"
+	// StatusLocked: another writer (another pull of the same blob) holds
+	// the blob's ingest; this pull waits for it to store the blob. Offset
+	// is the other writer's.
+	StatusLocked Status = "locked"
+	// StatusRetrying: the content store answered Unavailable with no
+	// other writer in sight (Err says what it answered); the pull retries
+	// until Options.StoreTimeout.
+	StatusRetrying Status = "retrying"
 )
 
 // Progress reports one blob's state.
@@ -48,6 +68,8 @@ type Progress struct {
 	Desc   ocispec.Descriptor
 	Status Status
 	Offset int64 // bytes stored so far
+	// Err is why the blob is retrying (StatusRetrying); nil otherwise.
+	Err error
 }
 
 // Options configure a pull.
@@ -80,7 +102,16 @@ type Options struct {
 	// Unpack, if set, runs on each pulled platform manifest before the
 	// image is recorded.
 	Unpack func(ctx context.Context, manifest ocispec.Descriptor) error
+	// StoreTimeout bounds how long a blob keeps retrying a content store
+	// that answers Unavailable while no other writer holds its ingest
+	// (hulld down or restarting), counted from the last answer that
+	// showed progress. Default 30s; negative: no retries.
+	StoreTimeout time.Duration
 }
+
+// defaultStoreTimeout is StoreTimeout's default: long enough for a daemon
+// to restart, short enough that nobody takes the pull for hung.
+const defaultStoreTimeout = 30 * time.Second
 
 // maxConfigSize bounds image configs, which are read whole into memory (the
 // CVE-2023-25153 class of memory exhaustion).
@@ -115,6 +146,9 @@ func Pull(ctx context.Context, ref string, o Options) (images.Image, error) {
 	if o.ParallelThreshold <= 0 {
 		o.ParallelThreshold = 64 << 20
 	}
+	if o.StoreTimeout == 0 {
+		o.StoreTimeout = defaultStoreTimeout
+	}
 	if _, ok := leases.FromContext(ctx); !ok {
 		if o.Leases == nil {
 			return images.Image{}, fmt.Errorf("pull %s: no lease in the context and no lease manager: %w", ref, errdefs.ErrInvalidArgument)
@@ -140,8 +174,14 @@ func Pull(ctx context.Context, ref string, o Options) (images.Image, error) {
 		return images.Image{}, err
 	}
 	host, repo := splitName(name)
-	p := &puller{o: o, fetcher: fetcher, labels: map[string]string{sourceLabel(host): repo}, sem: make(chan struct{}, o.MaxConcurrentDownloads)}
-	if err := p.fetchTree(ctx, desc); err != nil {
+	treeCtx, fail := context.WithCancelCause(ctx)
+	defer fail(nil)
+	p := &puller{o: o, fetcher: fetcher, labels: map[string]string{sourceLabel(host): repo}, sem: make(chan struct{}, o.MaxConcurrentDownloads), fail: fail}
+	if err := p.fetchTree(treeCtx, desc); err != nil {
+		// The first failure cancelled the rest; theirs are its echoes.
+		if cause := context.Cause(treeCtx); cause != nil {
+			err = cause
+		}
 		return images.Image{}, fmt.Errorf("pull %s: %w", ref, err)
 	}
 	img := images.Image{Name: ref, Target: ocispec.Descriptor{MediaType: desc.MediaType, Digest: desc.Digest, Size: desc.Size}}
@@ -169,6 +209,8 @@ type puller struct {
 	fetcher remotes.Fetcher
 	labels  map[string]string
 	sem     chan struct{}
+	// fail cancels the whole tree with the first failure as the cause.
+	fail context.CancelCauseFunc
 }
 
 func (p *puller) progress(desc ocispec.Descriptor, st Status, off int64) {
@@ -219,7 +261,13 @@ func (p *puller) fetchTree(ctx context.Context, desc ocispec.Descriptor) error {
 			p.progress(ch, StatusWaiting, 0)
 		}
 	}
-	if err := images.EachConcurrently(children, func(ch ocispec.Descriptor) error { return p.fetchTree(ctx, ch) }); err != nil {
+	if err := images.EachConcurrently(children, func(ch ocispec.Descriptor) error {
+		err := p.fetchTree(ctx, ch)
+		if err != nil {
+			p.fail(err)
+		}
+		return err
+	}); err != nil {
 		return err
 	}
 	if images.IsManifest(desc.MediaType) && p.o.Unpack != nil {
@@ -286,7 +334,9 @@ func (p *puller) fetchBlob(ctx context.Context, desc ocispec.Descriptor, labels 
 		return ctx.Err()
 	}
 	defer func() { <-p.sem }()
-	if p.exists(ctx, desc, labels) {
+	if ok, err := p.exists(ctx, desc, labels); err != nil {
+		return err
+	} else if ok {
 		p.progress(desc, StatusExists, desc.Size)
 		return nil
 	}
@@ -335,11 +385,16 @@ func (p *puller) open(ctx context.Context, desc ocispec.Descriptor, offset int64
 	return rc, nil
 }
 
-// exists reports whether desc is stored, making sure it carries labels.
-func (p *puller) exists(ctx context.Context, desc ocispec.Descriptor, labels map[string]string) bool {
+// exists reports whether desc is stored, making sure it carries labels. An
+// error other than NotFound is the store's trouble, which a download would
+// only meet again.
+func (p *puller) exists(ctx context.Context, desc ocispec.Descriptor, labels map[string]string) (bool, error) {
 	info, err := p.o.Content.Info(ctx, desc.Digest)
+	if errdefs.IsNotFound(err) {
+		return false, nil
+	}
 	if err != nil {
-		return false
+		return false, err
 	}
 	var paths []string
 	for k, v := range labels {
@@ -350,7 +405,7 @@ func (p *puller) exists(ctx context.Context, desc ocispec.Descriptor, labels map
 	if len(paths) > 0 {
 		p.o.Content.Update(ctx, content.Info{Digest: desc.Digest, Labels: labels}, paths...)
 	}
-	return true
+	return true, nil
 }
 
 // store writes the bytes of r as desc.
@@ -371,55 +426,154 @@ func (p *puller) store(ctx context.Context, desc ocispec.Descriptor, r io.Reader
 // pull that finds the ref locked waits for the other one, which leaves the
 // blob stored, so the blob is downloaded once. It reports whether it wrote
 // the blob (false: it was there).
+//
+// The store answering Unavailable is retried (see the package doc): without
+// end while another writer holds the ingest, for StoreTimeout from the last
+// sign of progress otherwise. A retry resumes what was written.
 func (p *puller) write(ctx context.Context, desc ocispec.Descriptor, open func(offset int64) (io.Reader, func(), error), labels map[string]string) (bool, error) {
 	ref := "pull-" + desc.Digest.String()
+	var (
+		down    time.Time // since when the store has failed us; zero while it answers
+		stored  int64     // the most of the blob the store has held
+		backoff = minRetry
+	)
 	for {
-		w, err := p.o.Content.Writer(ctx, content.WithRef(ref), content.WithDescriptor(desc))
-		if errdefs.IsAlreadyExists(err) {
-			p.exists(ctx, desc, labels)
-			return false, nil
+		start := time.Now()
+		fetched, n, err := p.attempt(ctx, ref, desc, open, labels)
+		var se *storeError
+		if err == nil || !errors.As(err, &se) || !errdefs.IsUnavailable(se.err) || ctx.Err() != nil {
+			return fetched, unwrapStore(err)
 		}
-		if errdefs.IsUnavailable(err) {
-			select {
-			case <-time.After(50 * time.Millisecond):
-				continue
-			case <-ctx.Done():
-				return false, ctx.Err()
+		switch {
+		case n > stored:
+			// It went down in the middle of a write that got somewhere:
+			// the clock starts now.
+			stored, down, backoff = n, time.Now(), minRetry
+		case down.IsZero():
+			down = start
+		}
+		if held, st := p.held(ctx, ref, se.opened); held {
+			// Another writer has the ingest and the store answers for
+			// it: wait for it, however long it takes.
+			down = time.Time{}
+			p.progress(desc, StatusLocked, st.Offset)
+		} else {
+			if p.o.StoreTimeout < 0 || time.Since(down) >= p.o.StoreTimeout {
+				return false, se.err
+			}
+			if p.o.Progress != nil {
+				p.o.Progress(Progress{Desc: desc, Status: StatusRetrying, Offset: stored, Err: se.err})
 			}
 		}
-		if err != nil {
-			return false, err
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return false, ctx.Err()
 		}
-		st, err := w.Status()
-		if err != nil {
-			w.Close()
-			return false, err
-		}
-		// An earlier pull that broke off left st.Offset bytes: fetch
-		// only the rest.
-		r, done, err := open(st.Offset)
-		if err != nil {
-			w.Close()
-			return false, err
-		}
-		err = copyCommit(ctx, w, r, desc, labels)
-		done()
-		w.Close()
-		if errdefs.IsAlreadyExists(err) {
-			p.exists(ctx, desc, labels)
-			return false, nil
-		}
-		return err == nil, err
+		backoff = min(2*backoff, maxRetry)
 	}
 }
 
+// The pause between two tries of a store that answers Unavailable: short at
+// first, since a locked ingest is often released at once, then up to a
+// second, which is soon enough to notice a restarted daemon.
+const (
+	minRetry = 50 * time.Millisecond
+	maxRetry = time.Second
+)
+
+// held reports whether another writer holds ref: the store, asked about the
+// ingest, answers. Only a Writer that failed to open can mean that; one that
+// broke off in the middle had the ingest itself.
+func (p *puller) held(ctx context.Context, ref string, opened bool) (bool, content.Status) {
+	if opened {
+		return false, content.Status{}
+	}
+	st, err := p.o.Content.Status(ctx, ref)
+	return err == nil, st
+}
+
+// attempt opens the ingest and writes the blob into it once. It returns the
+// ingest's offset when it stopped, and marks the errors that came from the
+// store, as opposed to the registry, as *storeError.
+func (p *puller) attempt(ctx context.Context, ref string, desc ocispec.Descriptor, open func(offset int64) (io.Reader, func(), error), labels map[string]string) (bool, int64, error) {
+	w, err := p.o.Content.Writer(ctx, content.WithRef(ref), content.WithDescriptor(desc))
+	if errdefs.IsAlreadyExists(err) {
+		_, err := p.exists(ctx, desc, labels)
+		return false, desc.Size, err
+	}
+	if err != nil {
+		return false, 0, &storeError{err: err}
+	}
+	defer w.Close()
+	st, err := w.Status()
+	if err != nil {
+		return false, 0, &storeError{err: err, opened: true}
+	}
+	// An earlier pull that broke off left st.Offset bytes: fetch only the
+	// rest.
+	r, done, err := open(st.Offset)
+	if err != nil {
+		return false, st.Offset, err
+	}
+	cw := &countingWriter{w: w, n: st.Offset}
+	err = copyCommit(ctx, cw, r, desc, labels)
+	done()
+	if errdefs.IsAlreadyExists(err) {
+		_, err := p.exists(ctx, desc, labels)
+		return false, desc.Size, err
+	}
+	return err == nil, cw.n, err
+}
+
+// storeError is an error of the content store's, met by a write.
+type storeError struct {
+	err error
+	// opened: the writer had the ingest when it failed.
+	opened bool
+}
+
+func (e *storeError) Error() string { return e.err.Error() }
+func (e *storeError) Unwrap() error { return e.err }
+
+// unwrapStore drops the storeError mark, which is write's business only.
+func unwrapStore(err error) error {
+	var se *storeError
+	if errors.As(err, &se) && err == error(se) {
+		return se.err
+	}
+	return err
+}
+
+// countingWriter is a content.Writer that counts what it was given, so that
+// a write that breaks off tells how far it got.
+type countingWriter struct {
+	w content.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.n += int64(n)
+	if err != nil {
+		err = &storeError{err: err, opened: true}
+	}
+	return n, err
+}
+
 // copyCommit writes r (which starts at w's offset) into w and commits.
-func copyCommit(ctx context.Context, w content.Writer, r io.Reader, desc ocispec.Descriptor, labels map[string]string) error {
+func copyCommit(ctx context.Context, w *countingWriter, r io.Reader, desc ocispec.Descriptor, labels map[string]string) error {
 	buf := make([]byte, 1<<20)
 	if _, err := io.CopyBuffer(w, r, buf); err != nil {
 		return fmt.Errorf("fetch %s: %w", desc.Digest, err)
 	}
-	return w.Commit(ctx, desc.Size, desc.Digest, content.WithLabels(labels))
+	if err := w.w.Commit(ctx, desc.Size, desc.Digest, content.WithLabels(labels)); err != nil {
+		if errdefs.IsAlreadyExists(err) {
+			return err
+		}
+		return &storeError{err: err, opened: true}
+	}
+	return nil
 }
 
 type countingReader struct {
