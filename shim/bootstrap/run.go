@@ -2,6 +2,7 @@ package bootstrap
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -25,6 +26,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/hullrt/hull/core/mount"
+	"github.com/hullrt/hull/shim/cgroup"
 	"github.com/hullrt/hull/shim/events"
 	"github.com/hullrt/hull/shim/launch"
 	"github.com/hullrt/hull/shim/reaper"
@@ -127,6 +129,13 @@ func Delete(a Args) ([]byte, error) {
 	defer cancel()
 	if err := rc.Delete(ctx, a.ID, true); err != nil && !runc.IsNotFound(err) {
 		fmt.Fprintf(os.Stderr, "runc delete %s: %v\n", a.ID, err)
+	}
+	// A create killed before runc recorded its state leaves a cgroup
+	// runc delete cannot find, possibly with runc init in it.
+	if path := specCgroupsPath(bundle); path != "" {
+		if err := cgroup.Remove(path, 5*time.Second); err != nil {
+			fmt.Fprintf(os.Stderr, "%v\n", err)
+		}
 	}
 	if err := mount.UnmountAll(filepath.Join(bundle, "rootfs")); err != nil {
 		fmt.Fprintf(os.Stderr, "unmount rootfs: %v\n", err)
@@ -275,4 +284,18 @@ func dumpStacks(bundle string, log *slog.Logger) {
 		log.Error("write goroutine dump", "path", path, "error", err)
 	}
 	log.Info("goroutine dump", "path", path, "stacks", string(buf[:n]))
+}
+
+// specCgroupsPath reads linux.cgroupsPath from the bundle's config.json.
+func specCgroupsPath(bundle string) string {
+	var spec struct {
+		Linux *struct {
+			CgroupsPath string `json:"cgroupsPath"`
+		} `json:"linux"`
+	}
+	data, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err != nil || json.Unmarshal(data, &spec) != nil || spec.Linux == nil {
+		return ""
+	}
+	return spec.Linux.CgroupsPath
 }

@@ -22,12 +22,17 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/containerd/cgroups/v3"
 	"github.com/containerd/cgroups/v3/cgroup1"
 	"github.com/containerd/cgroups/v3/cgroup2"
 	"github.com/containerd/errdefs"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/hullrt/hull/internal/pidfd"
 )
 
 // Cgroup is a container's cgroup: exactly one of v1 and v2 is set.
@@ -93,4 +98,54 @@ func classify(err error) error {
 		return fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
 	}
 	return err
+}
+
+// Remove deletes the cgroup at path, a spec's linux.cgroupsPath in
+// cgroupfs form, after killing whatever still runs in it: the cleanup of a
+// container whose runc state is gone (a create killed half way), which
+// runc delete can no longer find. A cgroup that does not exist is no
+// error. Systemd's "slice:prefix:name" form is left alone: systemd removes
+// a scope once its processes are gone.
+func Remove(path string, timeout time.Duration) error {
+	if path == "" || strings.Contains(path, ":") || filepath.Clean("/"+path) == "/" {
+		return nil
+	}
+	path = filepath.Clean("/" + path)
+	var pids []int
+	var remove func() error
+	if cgroups.Mode() == cgroups.Unified {
+		m, err := cgroup2.Load(path)
+		if err != nil {
+			return nil
+		}
+		if _, err := os.Stat(filepath.Join("/sys/fs/cgroup", path)); errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		if ps, err := m.Procs(true); err == nil {
+			for _, p := range ps {
+				pids = append(pids, int(p))
+			}
+		}
+		remove = m.Delete
+	} else {
+		cg, err := cgroup1.Load(cgroup1.StaticPath(path))
+		if err != nil {
+			return nil // gone from every hierarchy
+		}
+		for _, sub := range cg.Subsystems() {
+			ps, err := cg.Processes(sub.Name(), true)
+			if err != nil {
+				continue
+			}
+			for _, p := range ps {
+				pids = append(pids, p.Pid)
+			}
+		}
+		remove = cg.Delete
+	}
+	pidfd.KillAndWait(pids, timeout)
+	if err := remove(); err != nil {
+		return fmt.Errorf("remove cgroup %s: %w", path, err)
+	}
+	return nil
 }

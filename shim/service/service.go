@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/hullrt/hull/core/mount"
+	"github.com/hullrt/hull/internal/crashpoint"
 	"github.com/hullrt/hull/internal/errgrpc"
 	"github.com/hullrt/hull/shim/events"
 	"github.com/hullrt/hull/shim/reaper"
@@ -125,6 +126,9 @@ func (s *Service) Create(ctx context.Context, r *taskv2.CreateTaskRequest) (*tas
 		Options: opts, MinOOMScoreAdj: s.minOOM,
 		Reaper: s.cfg.Reaper, Monitor: s.cfg.Monitor, Events: s.cfg.Events, Log: s.cfg.Log,
 	})
+	if err == nil {
+		crashpoint.Hit(crashpoint.ShimRuncCreated)
+	}
 	s.mu.Lock()
 	if err != nil {
 		delete(s.containers, r.ID)

@@ -297,6 +297,12 @@ func (ct *Container) Start(ctx context.Context, execID string) (*Process, error)
 		return ct.runc.Exec(ctx, ct.ID, specFile, runc.ExecOpts{Stdio: s, PidFile: pidFile, ConsoleSocket: console})
 	})
 	if err != nil {
+		// The init process may have exited after the check above and
+		// before its exit was reaped: runc then refuses the exec, and
+		// the caller must hear that the task is stopped, not Unknown.
+		if _, _, ok := ct.init.Exit(); ok || strings.Contains(err.Error(), "stopped container") {
+			return nil, fmt.Errorf("exec %q in container %q: the container has exited: %w", execID, ct.ID, errdefs.ErrFailedPrecondition)
+		}
 		return nil, fmt.Errorf("OCI runtime exec failed: %w", err)
 	}
 	p.mu.Lock()

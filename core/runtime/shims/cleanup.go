@@ -8,13 +8,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/hullrt/hull/core/runtime"
+	"github.com/hullrt/hull/internal/pidfd"
 	"github.com/hullrt/hull/shim/launch"
 )
 
@@ -68,56 +68,21 @@ func killBundleProcs(b *bundle, timeout time.Duration) error {
 	if err != nil {
 		return err
 	}
-	var fds []int
-	defer func() {
-		for _, fd := range fds {
-			unix.Close(fd)
-		}
-	}()
+	var pids []int
 	arg := []byte(b.Path)
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil || pid == self || pid <= 1 {
 			continue
 		}
-		working := false
 		if cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid)); err == nil && cwd == b.Path {
-			working = true
-		} else if cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil {
-			for _, a := range bytes.Split(cmd, []byte{0}) {
-				if bytes.Equal(a, arg) {
-					working = true
-					break
-				}
-			}
+			pids = append(pids, pid)
+		} else if cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && slices.ContainsFunc(bytes.Split(cmd, []byte{0}), func(a []byte) bool { return bytes.Equal(a, arg) }) {
+			pids = append(pids, pid)
 		}
-		if !working {
-			continue
-		}
-		// A pidfd pins the process we looked at: the kill and the wait
-		// cannot reach a new process that reused the pid.
-		fd, err := unix.PidfdOpen(pid, 0)
-		if err != nil {
-			continue // gone already
-		}
-		fds = append(fds, fd)
-		unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
 	}
-	deadline := time.Now().Add(timeout)
-	for _, fd := range fds {
-		for {
-			left := time.Until(deadline)
-			if left <= 0 {
-				return fmt.Errorf("processes working on bundle %s did not exit within %s of SIGKILL", b.Path, timeout)
-			}
-			n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, int(left.Milliseconds())+1)
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
-			if err != nil || n > 0 {
-				break
-			}
-		}
+	if err := pidfd.KillAndWait(pids, timeout); err != nil {
+		return fmt.Errorf("processes working on bundle %s: %w", b.Path, err)
 	}
 	return nil
 }
