@@ -5,7 +5,10 @@ package leases
 
 import (
 	"context"
+	"fmt"
 	"time"
+
+	"github.com/containerd/errdefs"
 
 	"github.com/hullrt/hull/core/labels"
 )
@@ -65,4 +68,33 @@ func Expired(labels map[string]string, now time.Time) bool {
 	}
 	t, err := time.Parse(time.RFC3339Nano, v)
 	return err == nil && now.After(t)
+}
+
+// IdleExpireLabel on a lease holds a duration (Go syntax: "3m", "90s") after
+// which hulld collects the lease once nobody has used it: no request
+// carrying the lease and no call of the lease's own has been seen for that
+// long, and none is in flight. A client that keeps using its lease, or
+// heartbeats while it works, keeps it; one that dies loses it that long
+// after, instead of at its ExpireLabel, which must be far enough ahead to
+// cover a whole slow pull.
+//
+// The last use is kept in hulld's memory only: after a restart every such
+// lease starts a fresh idle period, which keeps it a little longer, never
+// shorter. containerd does not know the label and ignores it, so clients set
+// ExpireLabel as well to bound a lease there.
+const IdleExpireLabel = "hull.io/gc.expire-idle"
+
+// IdleTimeout returns the idle period IdleExpireLabel sets in labels; ok is
+// false if the label is absent. A value that is not a positive duration is
+// an error, so that Create rejects it rather than keep the lease for ever.
+func IdleTimeout(labels map[string]string) (d time.Duration, ok bool, err error) {
+	v, ok := labels[IdleExpireLabel]
+	if !ok {
+		return 0, false, nil
+	}
+	d, err = time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, true, fmt.Errorf("label %s=%q: want a positive duration such as \"3m\": %w", IdleExpireLabel, v, errdefs.ErrInvalidArgument)
+	}
+	return d, true, nil
 }

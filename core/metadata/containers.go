@@ -319,7 +319,7 @@ func (s containerStore) Update(ctx context.Context, c containers.Container, fiel
 }
 
 func (s containerStore) Delete(ctx context.Context, id string) error {
-	err := s.db.update(ctx, func(t *nsTx) error {
+	err := s.db.updateFreeing(ctx, func(t *nsTx) error {
 		b := t.bucket(bucketContainers)
 		if b == nil || b.Get([]byte(id)) == nil {
 			return notFound("container %q", id)

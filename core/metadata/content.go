@@ -16,6 +16,7 @@ import (
 	"github.com/hullrt/hull/core/labels"
 	"github.com/hullrt/hull/core/leases"
 	"github.com/hullrt/hull/core/namespaces"
+	"github.com/hullrt/hull/internal/crashpoint"
 )
 
 // Content returns the namespaced content store.
@@ -58,6 +59,7 @@ func (s contentStore) Info(ctx context.Context, dgst digest.Digest) (content.Inf
 	}
 	gen, key := s.db.gen.Load(), infoKey{ns, dgst}
 	if info, ok := s.db.infos.get(gen, key); ok {
+		s.db.useLease(ctx, ns) // as the view it saves would
 		return info, nil
 	}
 	var info content.Info
@@ -173,7 +175,7 @@ func (s contentStore) Delete(ctx context.Context, dgst digest.Digest) error {
 	if err := validDigest(dgst); err != nil {
 		return err
 	}
-	err := s.db.update(ctx, func(t *nsTx) error {
+	err := s.db.updateFreeing(ctx, func(t *nsTx) error {
 		b := t.bucket(bucketContent)
 		if b == nil || b.Get([]byte(dgst.String())) == nil {
 			return notFound("content %s", dgst)
@@ -198,6 +200,7 @@ func (s contentStore) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (co
 	// reads until the next write, so a blob read over and over (a
 	// manifest, a config) costs one database lookup, not one per read.
 	if ns, err := namespaces.NamespaceRequired(ctx); err == nil && s.db.infos.has(s.db.gen.Load(), infoKey{ns, desc.Digest}) {
+		s.db.useLease(ctx, ns)
 		return s.db.backend.ReaderAt(ctx, desc)
 	}
 	if _, err := s.Info(ctx, desc.Digest); err != nil {
@@ -298,7 +301,7 @@ func (s contentStore) Abort(ctx context.Context, ref string) error {
 	if err != nil {
 		return err
 	}
-	err = s.db.update(ctx, func(t *nsTx) error {
+	err = s.db.updateFreeing(ctx, func(t *nsTx) error {
 		b := t.bucket(bucketIngests)
 		if b == nil || b.Get([]byte(ref)) == nil {
 			return notFound("ingest %q", ref)
@@ -359,6 +362,14 @@ func (db *DB) lockRef(bref, ref string) error {
 	return nil
 }
 
+// isWriting reports whether a writer of this process holds bref.
+func (db *DB) isWriting(bref string) bool {
+	db.writingMu.Lock()
+	defer db.writingMu.Unlock()
+	_, ok := db.writing[bref]
+	return ok
+}
+
 func (db *DB) unlockRef(bref string) {
 	db.writingMu.Lock()
 	delete(db.writing, bref)
@@ -408,14 +419,21 @@ func (s contentStore) writer(ctx context.Context, ns string, wo content.WriterOp
 	if err != nil {
 		return nil, err
 	}
-	return &nsWriter{Writer: bw, db: s.db, ns: ns, ref: wo.Ref, lease: lease, expected: wo.Desc.Digest}, nil
+	// An open writer uses its lease, however long between its writes.
+	return &nsWriter{Writer: bw, db: s.db, ns: ns, ref: wo.Ref, lease: lease, expected: wo.Desc.Digest, release: s.db.HoldLease(ctx)}, nil
 }
 
 // Close releases the ref; the ingest stays to be resumed.
 func (w *nsWriter) Close() error {
 	err := w.Writer.Close()
-	w.unlock.Do(func() { w.db.unlockRef(backendRef(w.ns, w.ref)) })
+	w.unlock.Do(w.done)
 	return err
+}
+
+// done ends the writer's hold on its ref and its lease.
+func (w *nsWriter) done() {
+	w.db.unlockRef(backendRef(w.ns, w.ref))
+	w.release()
 }
 
 // nsWriter records the blob in its namespace when the backend commits it.
@@ -426,6 +444,7 @@ type nsWriter struct {
 	lease    string
 	expected digest.Digest
 	unlock   sync.Once
+	release  func()
 }
 
 func (w *nsWriter) Status() (content.Status, error) {
@@ -451,7 +470,7 @@ func (w *nsWriter) Commit(ctx context.Context, size int64, expected digest.Diges
 		expected = w.expected
 	}
 	// The ref stays locked until the record exists (see DB.writing).
-	defer w.unlock.Do(func() { w.db.unlockRef(backendRef(w.ns, w.ref)) })
+	defer w.unlock.Do(w.done)
 	// Hold off the collector from the moment the blob exists on disk
 	// until this namespace records it.
 	w.db.gcMu.RLock()
@@ -460,6 +479,11 @@ func (w *nsWriter) Commit(ctx context.Context, size int64, expected digest.Diges
 	if err := w.Writer.Commit(ctx, size, expected); err != nil && !errdefs.IsAlreadyExists(err) {
 		return err
 	}
+	// The blob is in place and this namespace does not record it yet. A
+	// crash here leaves a blob no record names, which the next collection
+	// removes, and an ingest record without an ingest, which the next
+	// collection drops; a new pull writes the blob again.
+	crashpoint.Hit(crashpoint.ContentCommit)
 	if expected == "" {
 		expected = dgst
 	}

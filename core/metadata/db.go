@@ -66,11 +66,17 @@ type Options struct {
 	GCDelay time.Duration
 	// Logger; default slog.Default().
 	Logger *slog.Logger
+	// ReserveSize is how many bytes of disk the database keeps for the
+	// transactions that free space (see reserve); 0 means
+	// DefaultReserveSize, < 0 none.
+	ReserveSize int64
 }
 
 // DB is the metadata store.
 type DB struct {
 	bolt    *bolt.DB
+	path    string
+	reserve reserve
 	backend Backend
 	pub     events.Publisher
 	log     *slog.Logger
@@ -94,6 +100,17 @@ type DB struct {
 	// ones too); infos caches content records read since the last.
 	gen   atomic.Uint64
 	infos infoCache
+
+	// use is when each lease was last used (leases.IdleExpireLabel).
+	use leaseUse
+	// now is the clock of lease expiry; tests replace it.
+	now func() time.Time
+	// nextExpiry is the earliest time a lease may expire, when the
+	// collector runs unless something makes it run before; zero for none.
+	expiryMu   sync.Mutex
+	nextExpiry time.Time
+	// gcWake tells the collector that nextExpiry changed.
+	gcWake chan struct{}
 
 	gcDelay  atomic.Int64 // nanoseconds
 	gcKick   chan struct{}
@@ -132,14 +149,29 @@ func Open(path string, backend Backend, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("initialise metadata database %s: %w", path, err)
 	}
 	db := &DB{
-		bolt: bdb, backend: backend, pub: opts.Publisher, log: opts.Logger,
+		bolt: bdb, path: path, backend: backend, pub: opts.Publisher, log: opts.Logger,
 		writing: map[string]time.Time{},
-		gcKick:  make(chan struct{}, 1), gcStop: make(chan struct{}), gcDone: make(chan struct{}),
+		now:     time.Now,
+		gcKick:  make(chan struct{}, 1), gcWake: make(chan struct{}, 1), gcStop: make(chan struct{}), gcDone: make(chan struct{}),
 	}
+	db.use.opened = db.now()
 	if db.log == nil {
 		db.log = slog.Default()
 	}
+	db.reserve = reserve{path: path + ".reserve", size: opts.ReserveSize}
+	if db.reserve.size == 0 {
+		db.reserve.size = DefaultReserveSize
+	}
+	if err := db.reserve.fill(); err != nil {
+		// Not fatal: the daemon must start on a full disk to clean it up,
+		// and the next collection tries again.
+		db.log.Warn("metadata database: cannot set disk space aside for gc", "error", err)
+	}
 	db.SetGCDelay(opts.GCDelay)
+	if err := db.scanExpiries(); err != nil {
+		bdb.Close()
+		return nil, fmt.Errorf("read leases of metadata database %s: %w", path, err)
+	}
 	go db.collector()
 	return db, nil
 }
@@ -216,12 +248,24 @@ func (db *DB) view(ctx context.Context, fn func(*nsTx) error) error {
 	if err != nil {
 		return err
 	}
+	db.useLease(ctx, ns)
 	return db.bolt.View(func(tx *bolt.Tx) error { return fn(&nsTx{tx: tx, ns: ns}) })
 }
 
 // update runs fn in a read-write transaction for the namespace of ctx,
 // commits (fsync) and then publishes the events fn queued.
 func (db *DB) update(ctx context.Context, fn func(*nsTx) error) error {
+	return db.nsUpdate(ctx, false, fn)
+}
+
+// updateFreeing is update for a transaction that only removes records, so
+// that it may use the disk reserve (see reserve) when the disk is full:
+// deleting must work exactly when space has run out.
+func (db *DB) updateFreeing(ctx context.Context, fn func(*nsTx) error) error {
+	return db.nsUpdate(ctx, true, fn)
+}
+
+func (db *DB) nsUpdate(ctx context.Context, freeing bool, fn func(*nsTx) error) error {
 	ns, err := namespaces.NamespaceRequired(ctx)
 	if err != nil {
 		return err
@@ -229,8 +273,9 @@ func (db *DB) update(ctx context.Context, fn func(*nsTx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	db.useLease(ctx, ns)
 	var t *nsTx
-	err = db.bolt.Update(func(tx *bolt.Tx) error {
+	err = db.boltUpdate(freeing, func(tx *bolt.Tx) error {
 		t = &nsTx{tx: tx, ns: ns}
 		return fn(t)
 	})

@@ -2,6 +2,8 @@ package metadata
 
 import (
 	"context"
+
+	"github.com/containerd/errdefs"
 	"strings"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 	"github.com/hullrt/hull/core/labels"
 	"github.com/hullrt/hull/core/leases"
 	"github.com/hullrt/hull/core/snapshots"
+	"github.com/hullrt/hull/internal/crashpoint"
 )
 
 // The labels containerd uses to tie objects together for garbage collection.
@@ -32,7 +35,10 @@ type GCStats struct {
 	LeasesExpired  int // leases removed for their expiry label
 	// SnapshotsDeleted counts backend snapshots removed.
 	SnapshotsDeleted int
-	Duration         time.Duration // time the collector held the store
+	// IngestsDeleted counts ingests removed from the backend and ingest
+	// records removed because their ingest was gone.
+	IngestsDeleted int
+	Duration       time.Duration // time the collector held the store
 }
 
 // GarbageCollect marks everything reachable from the roots (images,
@@ -48,12 +54,29 @@ func (db *DB) GarbageCollect(ctx context.Context) (GCStats, error) {
 	// backends holds, per snapshotter, the backend snapshots some
 	// namespace still names.
 	backends := map[string]map[string]bool{}
-	now := time.Now()
+	// ingests holds the backend refs of the ingests some namespace records.
+	ingests := map[string]bool{}
+	now := db.now()
+	var next time.Time
 	defer db.gen.Add(1) // records are gone: cached ones with them
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	err := db.boltUpdate(true, func(tx *bolt.Tx) error {
+		st, next = GCStats{}, time.Time{}
 		return tx.Bucket(bucketV1).ForEachBucket(func(ns []byte) error {
 			nsb := tx.Bucket(bucketV1).Bucket(ns)
-			n, e, err := collectNamespace(nsb, now, referenced, backends)
+			if ib := nsb.Bucket(bucketIngests); ib != nil {
+				ib.ForEach(func(k, _ []byte) error {
+					ingests[backendRef(string(ns), string(k))] = true
+					return nil
+				})
+			}
+			expiry := func(id string, labels map[string]string) time.Time {
+				t := db.leaseExpiry(string(ns), id, labels)
+				if _, idle := labels[leases.IdleExpireLabel]; idle && !t.IsZero() && !now.After(t) && (next.IsZero() || t.Before(next)) {
+					next = t
+				}
+				return t
+			}
+			n, e, err := collectNamespace(nsb, now, expiry, referenced, backends)
 			st.ContentDeleted += n
 			st.LeasesExpired += e
 			return err
@@ -62,6 +85,11 @@ func (db *DB) GarbageCollect(ctx context.Context) (GCStats, error) {
 	if err != nil {
 		return st, err
 	}
+	db.setNextExpiry(next)
+	// The records are gone; what they named is removed below. A crash
+	// here leaves files no record names, which the next collection
+	// removes: never a record naming a missing file.
+	crashpoint.Hit(crashpoint.GCSweep)
 	st.SnapshotsDeleted = db.collectBackendSnapshots(ctx, backends)
 	var unused []digest.Digest
 	if err := db.backend.Walk(ctx, func(info content.Info) error {
@@ -79,13 +107,19 @@ func (db *DB) GarbageCollect(ctx context.Context) (GCStats, error) {
 		}
 		st.BlobsDeleted++
 	}
+	st.IngestsDeleted = db.collectIngests(ctx, ingests)
+	if err := db.reserve.fill(); err != nil {
+		db.log.Debug("gc: metadata reserve not restored yet", "error", err)
+	}
 	st.Duration = time.Since(start)
 	db.log.Debug("gc: done", "content_deleted", st.ContentDeleted, "blobs_deleted", st.BlobsDeleted, "leases_expired", st.LeasesExpired, "duration", st.Duration)
 	return st, nil
 }
 
 // collectNamespace sweeps one namespace and adds the blobs it keeps to keep.
-func collectNamespace(nsb *bolt.Bucket, now time.Time, keep map[digest.Digest]bool, backends map[string]map[string]bool) (deleted, expired int, err error) {
+// expiry tells when a lease expires (zero for never); it is collected if
+// that is before now.
+func collectNamespace(nsb *bolt.Bucket, now time.Time, expiry func(id string, labels map[string]string) time.Time, keep map[digest.Digest]bool, backends map[string]map[string]bool) (deleted, expired int, err error) {
 	// snapMarks holds, per snapshotter, the keys something references.
 	snapMarks := map[string]map[string]bool{}
 	markSnap := func(sn, key string) {
@@ -153,7 +187,7 @@ func collectNamespace(nsb *bolt.Bucket, now time.Time, keep map[digest.Digest]bo
 			if err := decodeAt(string(k), v, &r); err != nil {
 				return err
 			}
-			if leases.Expired(r.Labels, now) {
+			if t := expiry(string(k), r.Labels); !t.IsZero() && now.After(t) {
 				gone = append(gone, string(k))
 				return nil
 			}
@@ -221,6 +255,111 @@ func collectNamespace(nsb *bolt.Bucket, now time.Time, keep map[digest.Digest]bo
 	}
 	n, err := collectSnapshots(nsb, snapMarks, backends)
 	return deleted + n, expired, err
+}
+
+// ingestCleaner is a content backend that hulld owns alone and that can
+// remove what of its ingests can never be resumed (local.Store).
+type ingestCleaner interface {
+	CleanupIngests(ctx context.Context) (int, error)
+}
+
+// collectIngests removes ingests that take disk space but that no client
+// can see or abort: in a backend hulld owns, unusable ingest directories and
+// ingests no namespace records (an abort that removed the record and then
+// failed); and in the database, ingest records whose ingest is gone (a
+// crash between a blob's commit and its record), which would otherwise keep
+// their namespace from being deleted. Ingests with a writer in this process
+// are left alone. recorded holds the backend refs of the recorded ingests.
+func (db *DB) collectIngests(ctx context.Context, recorded map[string]bool) int {
+	cleaner, owned := db.backend.(ingestCleaner)
+	removed := 0
+	if owned {
+		n, err := cleaner.CleanupIngests(ctx)
+		if err != nil {
+			db.log.Warn("gc: clean up ingests", "error", err)
+		}
+		removed += n
+	}
+	statuses, err := db.backend.ListStatuses(ctx)
+	if err != nil {
+		db.log.Warn("gc: list ingests", "error", err)
+		return removed
+	}
+	present := map[string]bool{}
+	var orphans []string
+	for _, st := range statuses {
+		present[st.Ref] = true
+		if owned && !recorded[st.Ref] && !db.isWriting(st.Ref) {
+			orphans = append(orphans, st.Ref)
+		}
+	}
+	// A writer records its ingest before it creates it: what was not
+	// recorded when the records were read may be by now. Look again.
+	if len(orphans) > 0 {
+		recordedNow := map[string]bool{}
+		db.bolt.View(func(tx *bolt.Tx) error {
+			v1 := tx.Bucket(bucketV1)
+			for _, bref := range orphans {
+				ns, ref, _ := strings.Cut(bref, "/")
+				if nsb := v1.Bucket([]byte(ns)); nsb != nil {
+					if ib := nsb.Bucket(bucketIngests); ib != nil && ib.Get([]byte(ref)) != nil {
+						recordedNow[bref] = true
+					}
+				}
+			}
+			return nil
+		})
+		for _, bref := range orphans {
+			if recordedNow[bref] || db.isWriting(bref) {
+				continue
+			}
+			if err := db.backend.Abort(ctx, bref); err != nil && !errdefs.IsNotFound(err) {
+				db.log.Warn("gc: remove unrecorded ingest", "ref", bref, "error", err)
+				continue
+			}
+			removed++
+		}
+	}
+	var gone []string
+	for bref := range recorded {
+		if !present[bref] && !db.isWriting(bref) {
+			gone = append(gone, bref)
+		}
+	}
+	if len(gone) == 0 {
+		return removed
+	}
+	err = db.boltUpdate(true, func(tx *bolt.Tx) error {
+		v1 := tx.Bucket(bucketV1)
+		for _, bref := range gone {
+			ns, ref, _ := strings.Cut(bref, "/")
+			// Checked again in the transaction: a writer takes its ref
+			// before it writes the record, which it cannot do while this
+			// transaction runs.
+			if db.isWriting(bref) {
+				continue
+			}
+			// And the ingest may have been made since the list.
+			if _, err := db.backend.Status(ctx, bref); !errdefs.IsNotFound(err) {
+				continue
+			}
+			nsb := v1.Bucket([]byte(ns))
+			if nsb == nil {
+				continue
+			}
+			if ib := nsb.Bucket(bucketIngests); ib != nil && ib.Get([]byte(ref)) != nil {
+				if err := ib.Delete([]byte(ref)); err != nil {
+					return err
+				}
+				removed++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.log.Warn("gc: remove records of lost ingests", "error", err)
+	}
+	return removed
 }
 
 // snapshotRef reports whether label is containerd.io/gc.ref.snapshot.<sn>
@@ -387,24 +526,54 @@ func (db *DB) kickGC() {
 }
 
 // collector runs collections requested by kickGC, gcDelay after the first
-// request of a burst, until Close.
+// request of a burst, and when the earliest lease expiry is due, until
+// Close.
 func (db *DB) collector() {
 	defer close(db.gcDone)
 	var pause time.Duration
 	for {
+		var due <-chan time.Time
+		var timer *time.Timer
+		if next := db.expiryDue(); !next.IsZero() {
+			// A moment after, since expiry is "after" the time.
+			timer = time.NewTimer(time.Until(next) + time.Millisecond)
+			due = timer.C
+		}
+		kicked, woken := false, false
 		select {
 		case <-db.gcStop:
-			return
 		case <-db.gcKick:
+			kicked = true
+		case <-db.gcWake:
+			woken = true
+		case <-due:
+		}
+		if timer != nil {
+			timer.Stop()
 		}
 		select {
 		case <-db.gcStop:
 			return
-		case <-time.After(max(time.Duration(db.gcDelay.Load()), pause)):
+		default:
+		}
+		if woken {
+			continue // the next expiry moved: wait for the new one
+		}
+		if kicked {
+			select {
+			case <-db.gcStop:
+				return
+			case <-time.After(max(time.Duration(db.gcDelay.Load()), pause)):
+			}
 		}
 		began := time.Now()
 		if _, err := db.GarbageCollect(context.Background()); err != nil {
 			db.log.Warn("gc failed", "error", err)
+			// An expiry that was due stays due: try again later rather
+			// than at once and for ever.
+			if next := db.expiryDue(); !next.IsZero() && !next.After(time.Now()) {
+				db.setNextExpiry(time.Now().Add(max(pause, time.Second)))
+			}
 		}
 		// Collections take at most about 2% of the time, as containerd's
 		// pause threshold does: during a burst of deletions (containers

@@ -19,7 +19,13 @@ import (
 
 func openDB(t *testing.T) *DB {
 	t.Helper()
-	dir := t.TempDir()
+	return openDBAt(t, t.TempDir())
+}
+
+// openDBAt opens the database and content store in dir, as a restarted
+// daemon would; it is closed when the test ends.
+func openDBAt(t *testing.T, dir string) *DB {
+	t.Helper()
 	backend, err := local.NewStore(dir + "/content")
 	if err != nil {
 		t.Fatal(err)

@@ -207,7 +207,7 @@ func (s imageStore) Delete(ctx context.Context, name string, opts ...images.Dele
 	for _, opt := range opts {
 		opt(&o)
 	}
-	err := s.db.update(ctx, func(t *nsTx) error {
+	err := s.db.updateFreeing(ctx, func(t *nsTx) error {
 		b := t.bucket(bucketImages)
 		var r imageRecord
 		ok, err := getRecord(b, name, &r)

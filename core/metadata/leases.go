@@ -2,14 +2,17 @@ package metadata
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/hullrt/hull/core/filters"
 	"github.com/hullrt/hull/core/labels"
 	"github.com/hullrt/hull/core/leases"
+	"github.com/hullrt/hull/core/namespaces"
 )
 
 // Leases returns the lease manager.
@@ -53,6 +56,9 @@ func (s leaseStore) Create(ctx context.Context, id string, lbls map[string]strin
 			return leases.Lease{}, invalid("lease %q: label %s=%q is not an RFC 3339 time", id, leases.ExpireLabel, v)
 		}
 	}
+	if _, _, err := leases.IdleTimeout(lbls); err != nil {
+		return leases.Lease{}, fmt.Errorf("lease %q: %w", id, err)
+	}
 	l := leases.Lease{ID: id, CreatedAt: time.Now().UTC(), Labels: copyLabels(lbls)}
 	err := s.db.update(ctx, func(t *nsTx) error {
 		b, err := t.createBucket(bucketLeases)
@@ -64,19 +70,41 @@ func (s leaseStore) Create(ctx context.Context, id string, lbls map[string]strin
 		}
 		return putRecord(b, id, &leaseRecord{CreatedAt: l.CreatedAt, Labels: l.Labels})
 	})
+	if err == nil {
+		ns, _ := namespaces.Namespace(ctx)
+		s.db.use.touch(ns, id, s.db.now())
+		if _, idle := l.Labels[leases.IdleExpireLabel]; idle {
+			s.db.noteExpiry(s.db.leaseExpiry(ns, id, l.Labels))
+		}
+	}
 	return l, err
 }
 
+// Delete removes lease id. With sync it also runs a collection and waits
+// for it, even when the lease is not there (and still answers NotFound):
+// the caller wants what the lease held to be freed, and a lease gone by
+// expiry still left it for a collection to free. Clients also use a sync
+// delete of a lease that does not exist to collect when the disk is too
+// full to create one.
 func (s leaseStore) Delete(ctx context.Context, id string, sync bool) error {
-	err := s.db.update(ctx, func(t *nsTx) error {
+	err := s.db.updateFreeing(ctx, func(t *nsTx) error {
 		b := t.bucket(bucketLeases)
 		if b == nil || b.Get([]byte(id)) == nil {
 			return notFound("lease %q", id)
 		}
 		return b.Delete([]byte(id))
 	})
+	if errdefs.IsNotFound(err) && sync {
+		if _, gcErr := s.db.GarbageCollect(ctx); gcErr != nil {
+			return gcErr
+		}
+		return err
+	}
 	if err != nil {
 		return err
+	}
+	if ns, ok := namespaces.Namespace(ctx); ok {
+		s.db.use.forget(ns, id)
 	}
 	return s.db.collectAfterDelete(ctx, sync)
 }

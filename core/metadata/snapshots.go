@@ -18,6 +18,7 @@ import (
 	"github.com/hullrt/hull/core/mount"
 	"github.com/hullrt/hull/core/namespaces"
 	"github.com/hullrt/hull/core/snapshots"
+	"github.com/hullrt/hull/internal/crashpoint"
 )
 
 // LabelSnapshotRef on a Prepare names the committed snapshot the caller
@@ -307,7 +308,7 @@ func (s *snapshotStore) create(ctx context.Context, key, parent string, readonly
 	}
 	if err != nil {
 		// Undo the record: the backend has nothing for it.
-		s.db.update(ctx, func(t *nsTx) error {
+		s.db.updateFreeing(ctx, func(t *nsTx) error {
 			if b := s.bucket(t); b != nil {
 				return b.Delete([]byte(key))
 			}
@@ -417,6 +418,11 @@ func (s *snapshotStore) Commit(ctx context.Context, name, key string, opts ...sn
 	if err := s.backend.Commit(ctx, bname, r.Backend, bopts...); err != nil {
 		return err
 	}
+	// The backend has the committed snapshot and no record names it. A
+	// crash here leaves it to the next collection, and the active record
+	// (whose backend snapshot the commit consumed) to its lease's expiry:
+	// an unpack after the restart prepares a new key and unpacks again.
+	crashpoint.Hit(crashpoint.SnapshotCommit)
 	lease, hasLease := leases.FromContext(ctx)
 	return s.db.update(ctx, func(t *nsTx) error {
 		b := s.bucket(t)
@@ -503,7 +509,7 @@ func mergeLabels(active, commit map[string]string) map[string]string {
 }
 
 func (s *snapshotStore) Remove(ctx context.Context, key string) error {
-	err := s.db.update(ctx, func(t *nsTx) error {
+	err := s.db.updateFreeing(ctx, func(t *nsTx) error {
 		b := s.bucket(t)
 		if _, err := s.get(t, key); err != nil {
 			return err

@@ -1,0 +1,74 @@
+package metadata
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/containerd/errdefs"
+
+	"github.com/hullrt/hull/core/content"
+	"github.com/hullrt/hull/core/namespaces"
+)
+
+// Every ingest that holds disk space is either visible (content active) and
+// abortable, or removed by gc: an unrecorded backend ingest (an abort that
+// failed halfway) and a directory with only an empty .ref.tmp (a full disk)
+// are removed; recorded ingests and those being written are kept.
+func TestGCRemovesIngestsNobodyCanSee(t *testing.T) {
+	dir := t.TempDir()
+	db := openDBAt(t, dir)
+	ctx := namespaces.WithNamespace(context.Background(), "ingests")
+
+	kept, err := db.Content().Writer(ctx, content.WithRef("resumable"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept.Write([]byte("to be resumed"))
+	kept.Close()
+	live, err := db.Content().Writer(ctx, content.WithRef("live"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	live.Write([]byte("being written"))
+
+	orphan, err := db.Backend().Writer(ctx, content.WithRef("ingests/orphan"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	orphan.Write([]byte("nobody records me"))
+	orphan.Close()
+	tmpOnly := filepath.Join(dir, "content", "ingest", "leftover-of-a-full-disk")
+	if err := os.MkdirAll(tmpOnly, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(tmpOnly, ".ref.tmp"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	st := gc(t, ctx, db)
+	if st.IngestsDeleted != 2 {
+		t.Errorf("gc removed %d ingests, want 2", st.IngestsDeleted)
+	}
+	if _, err := os.Stat(tmpOnly); !os.IsNotExist(err) {
+		t.Errorf("ingest directory with only .ref.tmp still there: %v", err)
+	}
+	if _, err := db.Backend().Status(ctx, "ingests/orphan"); !errdefs.IsNotFound(err) {
+		t.Errorf("unrecorded ingest still there: %v", err)
+	}
+	sts, err := db.Content().ListStatuses(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sts) != 2 {
+		t.Errorf("content active lists %v, want the resumable and the live ingest", sts)
+	}
+	if _, err := live.Write([]byte(", still")); err != nil {
+		t.Fatal(err)
+	}
+	if err := live.Commit(ctx, 0, ""); err != nil {
+		t.Errorf("commit of the live ingest after gc: %v", err)
+	}
+}
