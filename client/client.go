@@ -23,7 +23,6 @@ import (
 	"github.com/containerd/platforms"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/metadata"
@@ -51,13 +50,19 @@ type Client struct {
 	defaultNS      string
 	address        string
 	defaultRuntime string
+	// reach lets calls wait for a daemon that is down; nil for a client
+	// over in-process services.
+	reach *reach
 }
 
 type options struct {
-	defaultNS      string
-	defaultRuntime string
-	timeout        time.Duration
-	dialOpts       []grpc.DialOption
+	defaultNS         string
+	defaultRuntime    string
+	timeout           time.Duration
+	connectTimeout    time.Duration
+	connectTimeoutSet bool
+	connectWait       func(ConnectWait)
+	dialOpts          []grpc.DialOption
 }
 
 // Opt configures New.
@@ -85,6 +90,11 @@ func WithDialOpts(opts ...grpc.DialOption) Opt {
 
 // New connects to the daemon listening on the unix socket address (a path,
 // optionally prefixed with "unix://").
+//
+// While the socket refuses connections (hulld is down or restarting),
+// calls wait for it, up to DefaultConnectTimeout or WithConnectTimeout, and
+// then fail with an *UnreachableError naming the socket; WithConnectWait
+// tells about such waits as they happen.
 func New(address string, opts ...Opt) (*Client, error) {
 	var o options
 	for _, opt := range opts {
@@ -103,19 +113,23 @@ func New(address string, opts ...Opt) (*Client, error) {
 	if abs, err := filepath.Abs(path); err == nil {
 		path = abs
 	}
-	c := &Client{defaultNS: o.defaultNS, address: path, defaultRuntime: o.defaultRuntime}
+	if !o.connectTimeoutSet {
+		o.connectTimeout = DefaultConnectTimeout
+	}
+	c := &Client{defaultNS: o.defaultNS, address: path, defaultRuntime: o.defaultRuntime,
+		reach: &reach{address: path, timeout: o.connectTimeout, notify: o.connectWait}}
 	if c.defaultRuntime == "" {
 		c.defaultRuntime = DefaultRuntime
 	}
 	pool := grpcpool.New()
-	dialOpts := []grpc.DialOption{
+	dialOpts := append(c.reach.dialOpts(),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		// Buffers sized to the message, not to gRPC's coarse tiers.
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsgSize), grpc.MaxCallSendMsgSize(maxMsgSize), grpc.ForceCodecV2(grpcpool.Codec(pool))),
 		experimental.WithBufferPool(pool),
 		grpc.WithChainUnaryInterceptor(c.unaryInterceptor),
 		grpc.WithChainStreamInterceptor(c.streamInterceptor),
-	}
+	)
 	dialOpts = append(dialOpts, o.dialOpts...)
 	conn, err := grpc.NewClient("unix://"+path, dialOpts...)
 	if err != nil {
@@ -125,27 +139,15 @@ func New(address string, opts ...Opt) (*Client, error) {
 	c.services = remoteServices(conn)
 	c.version = versionapi.NewVersionClient(conn)
 	if o.timeout > 0 {
-		if err := waitReady(conn, o.timeout); err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
+		ready := c.ready(ctx)
+		cancel()
+		if !ready {
 			conn.Close()
-			return nil, fmt.Errorf("connect to %s: %w", path, err)
+			return nil, &UnreachableError{Address: path, Reason: c.reach.reason(nil), Waited: o.timeout}
 		}
 	}
 	return c, nil
-}
-
-func waitReady(conn *grpc.ClientConn, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	conn.Connect()
-	for {
-		s := conn.GetState()
-		if s == connectivity.Ready {
-			return nil
-		}
-		if !conn.WaitForStateChange(ctx, s) {
-			return fmt.Errorf("not ready within %s (state %s): %w", timeout, s, errdefs.ErrUnavailable)
-		}
-	}
 }
 
 // Close closes the connection; services obtained from the client stop
@@ -198,15 +200,28 @@ func (c *Client) outgoing(ctx context.Context) context.Context {
 	return metadata.NewOutgoingContext(ctx, md)
 }
 
-// unaryInterceptor adds the headers and maps the error of every unary call.
+// unaryInterceptor adds the headers, waits for a daemon that is down (see
+// New) and maps the error of every unary call.
 func (c *Client) unaryInterceptor(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-	return errgrpc.ToNative(invoker(c.outgoing(ctx), method, req, reply, cc, opts...))
+	ctx = c.outgoing(ctx)
+	err := invoker(ctx, method, req, reply, cc, opts...)
+	if notConnected(err) {
+		err = c.await(ctx, err, func() error { return invoker(ctx, method, req, reply, cc, opts...) })
+	}
+	return errgrpc.ToNative(err)
 }
 
 // streamInterceptor does the same for streams, whose errors come later,
 // message by message.
 func (c *Client) streamInterceptor(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-	s, err := streamer(c.outgoing(ctx), desc, cc, method, opts...)
+	ctx = c.outgoing(ctx)
+	s, err := streamer(ctx, desc, cc, method, opts...)
+	if notConnected(err) {
+		err = c.await(ctx, err, func() error {
+			s, err = streamer(ctx, desc, cc, method, opts...)
+			return err
+		})
+	}
 	if err != nil {
 		return nil, errgrpc.ToNative(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/platforms"
@@ -124,6 +125,7 @@ func (c *Client) Pull(ctx context.Context, ref string, opts ...RemoteOpt) (image
 		Platform: cfg.platform, AllPlatforms: cfg.allPlatforms,
 		MaxConcurrentDownloads: cfg.maxConcurrent, Progress: cfg.progress,
 		ChunkSize: cfg.chunkSize, ParallelChunks: cfg.parallelChunks, ParallelThreshold: cfg.chunkThreshold,
+		StoreTimeout: c.storeTimeout(),
 	}
 	var ov *overlapUnpack
 	if cfg.unpack != "" && !cfg.allPlatforms {
@@ -152,6 +154,20 @@ func (c *Client) Pull(ctx context.Context, ref string, opts ...RemoteOpt) (image
 		return img, fmt.Errorf("unpack %s: %w", img.Name, err)
 	}
 	return img, nil
+}
+
+// storeTimeout is how long a pull retries a content store that is not
+// there: as long as a call waits for the daemon, so that one restart is
+// waited for once, or not at all when calls do not wait; in process, where
+// there is no daemon to wait for, the pull's default.
+func (c *Client) storeTimeout() time.Duration {
+	switch {
+	case c.reach == nil:
+		return 0
+	case c.reach.timeout <= 0:
+		return -1
+	}
+	return c.reach.timeout
 }
 
 // overlapUnpack unpacks the manifest a pull reads while the pull goes on:
