@@ -15,6 +15,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hullrt/hull/internal/crashpoint"
+	"github.com/hullrt/hull/internal/fsfull"
 )
 
 // Apply reads the uncompressed tar stream r and writes its entries under
@@ -76,11 +79,14 @@ func Apply(ctx context.Context, root string, r io.Reader, opts ...ApplyOpt) (int
 			return cr.n, fmt.Errorf("archive: read tar header: %w", err)
 		}
 		if err := a.entry(hdr, tr); err != nil {
-			return cr.n, fmt.Errorf("archive: entry %q: %w", hdr.Name, err)
+			return cr.n, fsfull.Wrap(fmt.Errorf("archive: entry %q: %w", hdr.Name, err), "layer being unpacked", root)
 		}
+		// Each entry is a point at which a layer is half written: the
+		// chaos tests pick one by its count.
+		crashpoint.Hit(crashpoint.UnpackMid)
 	}
 	if err := a.finish(); err != nil {
-		return cr.n, fmt.Errorf("archive: %w", err)
+		return cr.n, fsfull.Wrap(fmt.Errorf("archive: %w", err), "layer being unpacked", root)
 	}
 	return cr.n, nil
 }

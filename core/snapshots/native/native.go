@@ -30,6 +30,7 @@ import (
 	"github.com/hullrt/hull/core/mount"
 	"github.com/hullrt/hull/core/snapshots"
 	"github.com/hullrt/hull/core/snapshots/storage"
+	"github.com/hullrt/hull/internal/fsfull"
 )
 
 // Snapshotter is the native snapshotter. It implements
@@ -122,13 +123,18 @@ func (s *Snapshotter) mounts(snap storage.Snapshot) []mount.Mount {
 // Prepare makes active snapshot key, a copy of parent, and returns its
 // mounts.
 func (s *Snapshotter) Prepare(ctx context.Context, key, parent string, opts ...snapshots.Opt) ([]mount.Mount, error) {
-	return s.create(ctx, snapshots.KindActive, key, parent, opts)
+	m, err := s.create(ctx, snapshots.KindActive, key, parent, opts)
+	return m, s.full(err)
 }
 
 // View makes view key, a copy of parent, and returns its mounts.
 func (s *Snapshotter) View(ctx context.Context, key, parent string, opts ...snapshots.Opt) ([]mount.Mount, error) {
-	return s.create(ctx, snapshots.KindView, key, parent, opts)
+	m, err := s.create(ctx, snapshots.KindView, key, parent, opts)
+	return m, s.full(err)
 }
+
+// full names the snapshotter's filesystem in err if err says it is full.
+func (s *Snapshotter) full(err error) error { return fsfull.Wrap(err, "snapshotter native", s.root) }
 
 func (s *Snapshotter) create(ctx context.Context, kind snapshots.Kind, key, parent string, opts []snapshots.Opt) ([]mount.Mount, error) {
 	// Check what can be checked before a copy that may take long; the
@@ -235,7 +241,7 @@ func (s *Snapshotter) Commit(ctx context.Context, name, key string, opts ...snap
 	if parent != "" {
 		return fmt.Errorf("commit %q onto %q: the native snapshotter copies a parent when preparing and cannot give a snapshot one later: %w", key, parent, errdefs.ErrNotImplemented)
 	}
-	return s.ms.Commit(ctx, name, key, s.dir, opts...)
+	return s.full(s.ms.Commit(ctx, name, key, s.dir, opts...))
 }
 
 // Remove removes snapshot key, which must have no children. Its directory

@@ -34,6 +34,7 @@ import (
 	"github.com/hullrt/hull/core/mount"
 	"github.com/hullrt/hull/core/snapshots"
 	"github.com/hullrt/hull/core/snapshots/storage"
+	"github.com/hullrt/hull/internal/fsfull"
 )
 
 // UpperdirLabel is the label WithUpperdirLabel adds to every snapshot's
@@ -210,13 +211,18 @@ func (s *Snapshotter) Mounts(ctx context.Context, key string) ([]mount.Mount, er
 
 // Prepare makes active snapshot key on parent and returns its mounts.
 func (s *Snapshotter) Prepare(ctx context.Context, key, parent string, opts ...snapshots.Opt) ([]mount.Mount, error) {
-	return s.create(ctx, snapshots.KindActive, key, parent, opts)
+	m, err := s.create(ctx, snapshots.KindActive, key, parent, opts)
+	return m, s.full(err)
 }
 
 // View makes view key of parent and returns its mounts.
 func (s *Snapshotter) View(ctx context.Context, key, parent string, opts ...snapshots.Opt) ([]mount.Mount, error) {
-	return s.create(ctx, snapshots.KindView, key, parent, opts)
+	m, err := s.create(ctx, snapshots.KindView, key, parent, opts)
+	return m, s.full(err)
 }
+
+// full names the snapshotter's filesystem in err if err says it is full.
+func (s *Snapshotter) full(err error) error { return fsfull.Wrap(err, "snapshotter overlayfs", s.root) }
 
 func (s *Snapshotter) create(ctx context.Context, kind snapshots.Kind, key, parent string, opts []snapshots.Opt) ([]mount.Mount, error) {
 	var snap storage.Snapshot
@@ -333,7 +339,7 @@ func (s *Snapshotter) Commit(ctx context.Context, name, key string, opts ...snap
 			return err
 		}
 	}
-	return s.ms.Commit(ctx, name, key, s.upperPath, opts...)
+	return s.full(s.ms.Commit(ctx, name, key, s.upperPath, opts...))
 }
 
 // fixImplicitParents gives the directories a detached apply into key made
