@@ -1,15 +1,18 @@
 package builtin
 
 import (
+	"context"
 	"fmt"
 	"runtime"
 	"strconv"
 
 	"github.com/containerd/errdefs"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/hullrt/hull/core/content"
 	"github.com/hullrt/hull/core/diff"
 	"github.com/hullrt/hull/core/diff/walking"
+	"github.com/hullrt/hull/core/mount"
 	"github.com/hullrt/hull/core/snapshots"
 	"github.com/hullrt/hull/core/snapshots/native"
 	"github.com/hullrt/hull/core/snapshots/overlay"
@@ -35,6 +38,25 @@ type NativeConfig struct {
 type differ struct {
 	diff.Applier
 	diff.Comparer
+}
+
+// leaseHolder is the metadata store's hold on a lease in use
+// (metadata.DB.HoldLease).
+type leaseHolder interface {
+	HoldLease(ctx context.Context) func()
+}
+
+// leaseHoldingApplier keeps the lease of an Apply from idle expiry while
+// the layer is applied: applying a large layer calls nothing else that
+// carries the lease, possibly for longer than the lease's idle period.
+type leaseHoldingApplier struct {
+	diff.Applier
+	h leaseHolder
+}
+
+func (a leaseHoldingApplier) Apply(ctx context.Context, desc ocispec.Descriptor, mounts []mount.Mount, opts ...diff.ApplyOpt) (ocispec.Descriptor, error) {
+	defer a.h.HoldLease(ctx)()
+	return a.Applier.Apply(ctx, desc, mounts, opts...)
 }
 
 func registerSnapshotters(r *plugin.Registry) {
@@ -97,7 +119,11 @@ func registerSnapshotters(r *plugin.Registry) {
 				return nil, err
 			}
 			cs := db.Content()
-			return differ{walking.NewApplier(cs), walking.NewComparer(cs)}, nil
+			var a diff.Applier = walking.NewApplier(cs)
+			if h, ok := db.(leaseHolder); ok {
+				a = leaseHoldingApplier{a, h}
+			}
+			return differ{a, walking.NewComparer(cs)}, nil
 		},
 	})
 }
