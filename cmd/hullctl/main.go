@@ -37,6 +37,12 @@ func main() {
 		// A followed container's or exec's own exit code.
 		os.Exit(exit.code)
 	}
+	var unreachable *client.UnreachableError
+	if errors.As(err, &unreachable) {
+		// Whatever the command was doing, the news is that hulld is
+		// not there, and that alone is said.
+		err = unreachable
+	}
 	if err != nil {
 		// Commands acting on several names report every failure, one
 		// per line.
@@ -54,12 +60,13 @@ type env struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
 
-	address   string
-	namespace string
-	timeout   time.Duration
-	format    string
-	debug     bool
-	client    *client.Client
+	address        string
+	namespace      string
+	timeout        time.Duration
+	connectTimeout time.Duration
+	format         string
+	debug          bool
+	client         *client.Client
 }
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) *cli.App {
@@ -79,6 +86,7 @@ else "default"; --debug tells which was used.`,
 			&cli.StringFlag{Name: "address", Aliases: []string{"a"}, Usage: "hulld's socket (default: $HULL_ADDRESS, " + defaultAddress + ")"},
 			&cli.StringFlag{Name: "namespace", Aliases: []string{"n"}, Usage: "namespace to act in (default: $HULL_NAMESPACE, $CONTAINERD_NAMESPACE, \"default\")"},
 			&cli.DurationFlag{Name: "timeout", Usage: "limit for each API call (not for event subscriptions and ingests, which last as long as their input); 0 for none"},
+			&cli.DurationFlag{Name: "connect-timeout", Value: client.DefaultConnectTimeout, Usage: "how long to wait for hulld while its socket refuses connections (it is down or restarting); 0 to fail at once"},
 			&cli.BoolFlag{Name: "debug", Usage: "tell on stderr how hullctl resolved its settings"},
 			&cli.StringFlag{Name: "format", Value: "table", Usage: "output of listings: table or json"},
 		},
@@ -124,11 +132,15 @@ func setUsageError(cmd *cli.Command) {
 // names the unknown one it was given.
 func groupAction(c *cli.Context) error {
 	if c.Args().Present() {
+		// main puts "hullctl: " before it already.
 		name := "hullctl"
 		if c.Command != nil && c.Command.Name != "" {
 			name = c.Command.HelpName
 		}
-		return fmt.Errorf("%s: unknown command %q (see %s --help)", name, c.Args().First(), name)
+		if sub := strings.TrimPrefix(name, "hullctl "); sub != name {
+			return fmt.Errorf("%s: unknown command %q (see %s --help)", sub, c.Args().First(), name)
+		}
+		return fmt.Errorf("unknown command %q (see %s --help)", c.Args().First(), name)
 	}
 	if c.Command != nil && c.Command.Name != "" {
 		return cli.ShowSubcommandHelp(c)
@@ -149,6 +161,10 @@ func (e *env) setup(c *cli.Context) error {
 	}
 	if e.timeout < 0 {
 		return fmt.Errorf("--timeout %s: must not be negative", e.timeout)
+	}
+	e.connectTimeout = c.Duration("connect-timeout")
+	if e.connectTimeout < 0 {
+		return fmt.Errorf("--connect-timeout %s: must not be negative", e.connectTimeout)
 	}
 	ns, why := resolveNamespace(c, e.getenv)
 	e.namespace = ns
@@ -191,7 +207,8 @@ func (e *env) connect() (*client.Client, error) {
 	if e.client != nil {
 		return e.client, nil
 	}
-	opts := []client.Opt{client.WithDefaultNamespace(e.namespace)}
+	opts := []client.Opt{client.WithDefaultNamespace(e.namespace),
+		client.WithConnectTimeout(e.connectTimeout), client.WithConnectWait(e.waitNotice)}
 	if e.timeout > 0 {
 		opts = append(opts, client.WithDialOpts(
 			grpc.WithChainUnaryInterceptor(unaryTimeout(e.timeout)),
@@ -203,6 +220,21 @@ func (e *env) connect() (*client.Client, error) {
 	}
 	e.client = c
 	return c, nil
+}
+
+// waitNotice says on stderr why hullctl is not getting on while it waits
+// for hulld: the client calls it when a wait begins and every few seconds.
+func (e *env) waitNotice(w client.ConnectWait) {
+	why := w.Reason.Error()
+	var errno syscall.Errno
+	if errors.As(w.Reason, &errno) {
+		why = errno.Error()
+	}
+	if w.Waited < time.Second {
+		fmt.Fprintf(e.stderr, "waiting for hulld at %s (%s)...\n", w.Address, why)
+		return
+	}
+	fmt.Fprintf(e.stderr, "still waiting for hulld at %s (%s): %s of --connect-timeout %s...\n", w.Address, why, w.Waited.Round(time.Second), w.Limit)
 }
 
 // unaryTimeout bounds each unary call by d.
@@ -387,6 +419,17 @@ func named(kind, name string, err error) error {
 	return fmt.Errorf("%s %q: %w", kind, name, err)
 }
 
+// restated is an error told in a command's own words, which say all that
+// its message said and more; it still unwraps to it, so that its class
+// holds.
+type restated struct {
+	msg string
+	err error
+}
+
+func (r *restated) Error() string { return r.msg }
+func (r *restated) Unwrap() error { return r.err }
+
 // needArgs checks the count of positional arguments.
 func needArgs(c *cli.Context, min int, usage string) error {
 	if c.NArg() < min {
@@ -396,12 +439,18 @@ func needArgs(c *cli.Context, min int, usage string) error {
 }
 
 // each runs fn on every argument, going on after failures so that one bad
-// name does not stop the rest, and returns the failures joined.
+// name does not stop the rest, and returns the failures joined. A daemon
+// that cannot be reached stops it, as every other name would wait for it
+// in vain.
 func each(args []string, fn func(string) error) error {
 	var errs []error
 	for _, a := range args {
 		if err := fn(a); err != nil {
 			errs = append(errs, err)
+			var unreachable *client.UnreachableError
+			if errors.As(err, &unreachable) {
+				break
+			}
 		}
 	}
 	return errors.Join(errs...)

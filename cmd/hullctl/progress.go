@@ -148,7 +148,7 @@ func bar(st *blobState) string {
 	n := width
 	if st.status == pull.StatusWaiting {
 		n = 0
-	} else if st.status == pull.StatusDownloading && st.total > 0 {
+	} else if (st.status == pull.StatusDownloading || st.status == pull.StatusLocked || st.status == pull.StatusRetrying) && st.total > 0 {
 		n = int(float64(width) * float64(st.offset) / float64(st.total))
 	}
 	return "|" + strings.Repeat("+", n) + strings.Repeat("-", width-n) + "|"

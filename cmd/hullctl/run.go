@@ -392,7 +392,7 @@ func (e *env) createContainer(ctx context.Context, c *cli.Context, cl *client.Cl
 	img, err := cl.GetImage(ctx, ref)
 	if err != nil {
 		if errdefs.IsNotFound(err) {
-			return nil, fmt.Errorf("image %q not found in namespace %q: pull or import it first: %w", ref, e.namespace, err)
+			return nil, &restated{fmt.Sprintf("image %q not found in namespace %q: pull or import it first", ref, e.namespace), err}
 		}
 		return nil, named("image", ref, err)
 	}

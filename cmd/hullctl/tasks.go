@@ -52,7 +52,7 @@ func loadTask(ctx context.Context, cl *client.Client, id string, attach cio.Atta
 	t, err := ct.Task(ctx, attach)
 	if err != nil {
 		if errdefs.IsNotFound(err) {
-			return nil, fmt.Errorf("container %q has no task: %w", id, err)
+			return nil, &restated{fmt.Sprintf("container %q has no task", id), err}
 		}
 		return nil, named("task", id, err)
 	}
