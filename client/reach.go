@@ -219,12 +219,13 @@ func (c *Client) await(ctx context.Context, first error, try func() error) error
 }
 
 // ready waits for the connection to be ready, starting it if it is idle;
-// false if ctx ends first.
+// false if ctx ends first. A closed client is "ready" for the call to
+// fail at once with gRPC's own word on it.
 func (c *Client) ready(ctx context.Context) bool {
 	for {
 		s := c.conn.GetState()
 		switch s {
-		case connectivity.Ready:
+		case connectivity.Ready, connectivity.Shutdown:
 			return true
 		case connectivity.Idle:
 			c.conn.Connect()

@@ -174,3 +174,27 @@ func TestCallsWaitForADaemonThatStarts(t *testing.T) {
 		t.Fatal("list did not go through once hulld restarted")
 	}
 }
+
+func TestCloseEndsAWait(t *testing.T) {
+	w := newWaits()
+	c, err := client.New(filepath.Join(t.TempDir(), "none.sock"), client.WithDefaultNamespace("test"),
+		client.WithConnectTimeout(time.Minute), client.WithConnectWait(w.add))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.ImageService().List(context.Background())
+		done <- err
+	}()
+	<-w.seen
+	c.Close()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("list on a closed client succeeded")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("a call waiting for the daemon went on waiting after Close")
+	}
+}
