@@ -77,8 +77,9 @@ func TestWithLeaseIsRenewedUntilDone(t *testing.T) {
 	}
 }
 
-// A client that dies without calling done stops renewing: its lease, and
-// what the lease held, go one idle period later.
+// A client that dies without calling done (a pull killed during its
+// unpack) stops renewing: its lease, and what the lease held, blobs and
+// half-written snapshots, go one idle period later, not a day later.
 func TestWithLeaseOfADeadClientIsCollected(t *testing.T) {
 	d := hulltest.Start(t, hulltest.Options{})
 	c := newClient(t, d)
@@ -101,6 +102,14 @@ func TestWithLeaseOfADeadClientIsCollected(t *testing.T) {
 	if err := w.Commit(lctx, int64(len(data)), digest.FromBytes(data)); err != nil {
 		t.Fatal(err)
 	}
+	// And an unpack it had begun: a snapshot half written.
+	sn, err := dying.DefaultSnapshotter(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dying.SnapshotService(sn).Prepare(lctx, "extract-interrupted", ""); err != nil {
+		t.Fatal(err)
+	}
 	dying.Close() // done is never called
 	hulltest.Eventually(t, 30*time.Second, "the dead client's lease to be collected", func() error {
 		if hasLease(t, ctx, c, id) {
@@ -108,9 +117,12 @@ func TestWithLeaseOfADeadClientIsCollected(t *testing.T) {
 		}
 		return nil
 	})
-	hulltest.Eventually(t, 30*time.Second, "the dead client's blob to be collected", func() error {
+	hulltest.Eventually(t, 30*time.Second, "the dead client's blob and snapshot to be collected", func() error {
 		if _, err := c.ContentStore().Info(ctx, digest.FromBytes(data)); !errdefs.IsNotFound(err) {
 			return fmt.Errorf("blob: %v", err)
+		}
+		if _, err := c.SnapshotService(sn).Stat(ctx, "extract-interrupted"); !errdefs.IsNotFound(err) {
+			return fmt.Errorf("snapshot: %v", err)
 		}
 		return nil
 	})
