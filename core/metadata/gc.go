@@ -58,9 +58,11 @@ func (db *DB) GarbageCollect(ctx context.Context) (GCStats, error) {
 	ingests := map[string]bool{}
 	now := db.now()
 	var next time.Time
+	var alive map[leaseKey]bool // leases that survive this collection
 	defer db.gen.Add(1) // records are gone: cached ones with them
 	err := db.boltUpdate(true, func(tx *bolt.Tx) error {
 		st, next = GCStats{}, time.Time{}
+		alive = map[leaseKey]bool{}
 		return tx.Bucket(bucketV1).ForEachBucket(func(ns []byte) error {
 			nsb := tx.Bucket(bucketV1).Bucket(ns)
 			if ib := nsb.Bucket(bucketIngests); ib != nil {
@@ -71,6 +73,9 @@ func (db *DB) GarbageCollect(ctx context.Context) (GCStats, error) {
 			}
 			expiry := func(id string, labels map[string]string) time.Time {
 				t := db.leaseExpiry(string(ns), id, labels)
+				if t.IsZero() || !now.After(t) {
+					alive[leaseKey{string(ns), id}] = true
+				}
 				if _, idle := labels[leases.IdleExpireLabel]; idle && !t.IsZero() && !now.After(t) && (next.IsZero() || t.Before(next)) {
 					next = t
 				}
@@ -86,6 +91,7 @@ func (db *DB) GarbageCollect(ctx context.Context) (GCStats, error) {
 		return st, err
 	}
 	db.setNextExpiry(next)
+	db.use.prune(alive, now)
 	// The records are gone; what they named is removed below. A crash
 	// here leaves files no record names, which the next collection
 	// removes: never a record naming a missing file.

@@ -78,6 +78,19 @@ func (u *leaseUse) idleSince(ns, id string) (time.Time, bool) {
 	return last, true
 }
 
+// prune drops what is known of leases not in alive that were last used
+// before since: those the collection that began at since found expired or
+// missing. Uses after since are kept, as they may be of leases created since.
+func (u *leaseUse) prune(alive map[leaseKey]bool, since time.Time) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for k, t := range u.last {
+		if !alive[k] && t.Before(since) {
+			delete(u.last, k)
+		}
+	}
+}
+
 // forget drops what is known of a deleted lease.
 func (u *leaseUse) forget(ns, id string) {
 	u.mu.Lock()
