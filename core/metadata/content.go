@@ -378,6 +378,7 @@ func (db *DB) unlockRef(bref string) {
 
 func (s contentStore) writer(ctx context.Context, ns string, wo content.WriterOpts) (content.Writer, error) {
 	lease, hasLease := leases.FromContext(ctx)
+	created := false // whether this call recorded the ingest
 	err := s.db.update(ctx, func(t *nsTx) error {
 		if hasLease {
 			if err := addLeaseResource(t, lease, leases.Resource{Type: "ingests", ID: wo.Ref}); err != nil {
@@ -399,9 +400,11 @@ func (s contentStore) writer(ctx context.Context, ns string, wo content.WriterOp
 			return err
 		}
 		var r ingestRecord
-		if _, err := getRecord(b, wo.Ref, &r); err != nil {
+		found, err := getRecord(b, wo.Ref, &r)
+		if err != nil {
 			return err
 		}
+		created = !found
 		if wo.Desc.Digest != "" {
 			r.Expected = wo.Desc.Digest
 		}
@@ -417,6 +420,20 @@ func (s contentStore) writer(ctx context.Context, ns string, wo content.WriterOp
 	// exists in another namespace, which this namespace must still write.
 	bw, err := s.db.backend.Writer(ctx, content.WithRef(backendRef(ns, wo.Ref)), content.WithDescriptor(ocispec.Descriptor{Size: wo.Desc.Size}))
 	if err != nil {
+		if created {
+			// An ingest that never started (the disk was full, say) must
+			// not stay behind as a record no ingest matches, nor as the
+			// start of one that no record names.
+			s.db.updateFreeing(ctx, func(t *nsTx) error {
+				if b := t.bucket(bucketIngests); b != nil {
+					return b.Delete([]byte(wo.Ref))
+				}
+				return nil
+			})
+			if aerr := s.db.backend.Abort(ctx, backendRef(ns, wo.Ref)); aerr != nil && !errdefs.IsNotFound(aerr) {
+				s.db.log.Warn("remove ingest that failed to open", "namespace", ns, "ref", wo.Ref, "error", aerr)
+			}
+		}
 		return nil, err
 	}
 	// An open writer uses its lease, however long between its writes.

@@ -59,7 +59,7 @@ func (db *DB) GarbageCollect(ctx context.Context) (GCStats, error) {
 	now := db.now()
 	var next time.Time
 	var alive map[leaseKey]bool // leases that survive this collection
-	defer db.gen.Add(1) // records are gone: cached ones with them
+	defer db.gen.Add(1)         // records are gone: cached ones with them
 	err := db.boltUpdate(true, func(tx *bolt.Tx) error {
 		st, next = GCStats{}, time.Time{}
 		alive = map[leaseKey]bool{}

@@ -2,13 +2,18 @@ package metadata
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/containerd/errdefs"
 
 	"github.com/hullrt/hull/core/content"
+	"github.com/hullrt/hull/core/content/local"
 	"github.com/hullrt/hull/core/namespaces"
 )
 
@@ -70,5 +75,47 @@ func TestGCRemovesIngestsNobodyCanSee(t *testing.T) {
 	}
 	if err := live.Commit(ctx, 0, ""); err != nil {
 		t.Errorf("commit of the live ingest after gc: %v", err)
+	}
+}
+
+// failingWriters is a backend whose writers cannot be opened, as on a full
+// disk, after leaving the start of an ingest behind.
+type failingWriters struct{ *local.Store }
+
+func (f failingWriters) Writer(ctx context.Context, opts ...content.WriterOpt) (content.Writer, error) {
+	w, err := f.Store.Writer(ctx, opts...)
+	if err == nil {
+		w.Close()
+	}
+	return nil, fmt.Errorf("open ingest: %w", syscall.ENOSPC)
+}
+
+// A writer that fails to open leaves neither a record without an ingest nor
+// an ingest without a record.
+func TestWriterThatFailsToOpenLeavesNothing(t *testing.T) {
+	dir := t.TempDir()
+	backend, err := local.NewStore(filepath.Join(dir, "content"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := Open(filepath.Join(dir, "meta.db"), failingWriters{backend}, Options{GCDelay: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := namespaces.WithNamespace(context.Background(), "ingests")
+	if _, err := db.Content().Writer(ctx, content.WithRef("never")); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Writer: %v, want the backend's ENOSPC", err)
+	}
+	if err := db.view(ctx, func(tx *nsTx) error {
+		if b := tx.bucket(bucketIngests); b != nil && b.Get([]byte("never")) != nil {
+			t.Error("the ingest record stayed")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if sts, err := backend.ListStatuses(ctx); err != nil || len(sts) != 0 {
+		t.Errorf("backend ingests left: %v, %v", sts, err)
 	}
 }
