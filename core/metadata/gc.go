@@ -58,8 +58,9 @@ func (db *DB) GarbageCollect(ctx context.Context) (GCStats, error) {
 	ingests := map[string]bool{}
 	now := db.now()
 	var next time.Time
-	var alive map[leaseKey]bool // leases that survive this collection
-	defer db.gen.Add(1)         // records are gone: cached ones with them
+	// alive holds the leases that survive this collection.
+	var alive map[leaseKey]bool
+	defer db.gen.Add(1) // records are gone: cached ones with them
 	err := db.boltUpdate(true, func(tx *bolt.Tx) error {
 		st, next = GCStats{}, time.Time{}
 		alive = map[leaseKey]bool{}
