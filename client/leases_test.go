@@ -36,7 +36,9 @@ func TestWithLeaseIsRenewedUntilDone(t *testing.T) {
 	d := hulltest.Start(t, hulltest.Options{})
 	c := newClient(t, d)
 	ctx := testCtx(t)
-	const idle = time.Second
+	// Long enough against a loaded machine: a renewal comes every
+	// half second, four per period.
+	const idle = 2 * time.Second
 	lctx, done, err := c.WithLease(ctx, client.WithLeaseIdle(idle))
 	if err != nil {
 		t.Fatal(err)
