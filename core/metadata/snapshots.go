@@ -229,6 +229,9 @@ func (s *snapshotStore) create(ctx context.Context, key, parent string, readonly
 	if base.Parent != "" {
 		return nil, fmt.Errorf("snapshot %q: WithParent is for Commit; Prepare and View take the parent as an argument: %w", key, errdefs.ErrInvalidArgument)
 	}
+	// The backend may copy a whole parent (native): the lease is in use
+	// until it is done.
+	defer s.db.HoldLease(ctx)()
 	lease, hasLease := leases.FromContext(ctx)
 	var (
 		bkey, bparent string
@@ -408,6 +411,7 @@ func (s *snapshotStore) Commit(ctx context.Context, name, key string, opts ...sn
 		return err
 	}
 	bname := fmt.Sprintf("%s/c%d/%s", ns, time.Now().UnixNano(), name)
+	defer s.db.HoldLease(ctx)() // committing measures the snapshot's usage, a walk of its tree
 	s.db.gcMu.RLock()
 	defer s.db.gcMu.RUnlock()
 	if rebaseBackend != "" && r.Labels[LabelSnapshotRef] == name {
