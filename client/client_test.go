@@ -749,3 +749,23 @@ func TestReadBlobOneCall(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenWriterGivesUpOnADeadDaemon: OpenWriter waits for a locked ref,
+// not for a daemon that is gone; with the connect timeout spent it returns
+// the error that names the socket instead of retrying for ever.
+func TestOpenWriterGivesUpOnADeadDaemon(t *testing.T) {
+	d := hulltest.Start(t, hulltest.Options{})
+	c, err := client.New(d.Address, client.WithDefaultNamespace("test"), client.WithConnectTimeout(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	d.Kill()
+	ctx, cancel := context.WithTimeout(testCtx(t), time.Minute)
+	defer cancel()
+	_, err = client.OpenWriter(ctx, c.ContentStore(), content.WithRef("any"))
+	var unreachable *client.UnreachableError
+	if !errors.As(err, &unreachable) || ctx.Err() != nil {
+		t.Fatalf("OpenWriter with the daemon gone: %v (context: %v); want an UnreachableError at once", err, ctx.Err())
+	}
+}

@@ -21,12 +21,15 @@ func (c *Client) ContentStore() content.Store { return c.services.Content }
 
 // OpenWriter opens a writer on store like store.Writer, but waits while the
 // ref is held by another writer (Unavailable), retrying with backoff until
-// ctx is done, as containerd's content.OpenWriter does.
+// ctx is done, as containerd's content.OpenWriter does. A daemon that
+// cannot be reached (an *UnreachableError, once the client's connect
+// timeout has passed) ends the wait: that Unavailable is no lock.
 func OpenWriter(ctx context.Context, store content.Ingester, opts ...content.WriterOpt) (content.Writer, error) {
 	delay := 10 * time.Millisecond
 	for {
 		w, err := store.Writer(ctx, opts...)
-		if err == nil || !errdefs.IsUnavailable(err) {
+		var unreachable *UnreachableError
+		if err == nil || !errdefs.IsUnavailable(err) || errors.As(err, &unreachable) {
 			return w, err
 		}
 		t := time.NewTimer(delay)

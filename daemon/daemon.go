@@ -119,6 +119,13 @@ func New(ctx context.Context, cfg *config.Config, reg *plugin.Registry, log *slo
 		// Said at every start, so that nobody relies on it silently.
 		log.Warn("cgroup.path is not supported yet: hulld stays in the cgroup it was started in", "path", cfg.Cgroup.Path)
 	}
+	// Before anything of the root is touched: a daemon already serving
+	// this address (with another root) keeps it, and this one stops.
+	for _, path := range []string{cfg.GRPC.Address, cfg.GRPC.Address + ".ttrpc"} {
+		if err := socketFree(path); err != nil {
+			return nil, err
+		}
+	}
 	lock, err := lockRoot(cfg.Root)
 	if err != nil {
 		return nil, err
@@ -406,17 +413,24 @@ func listenUnix(path string, uid, gid int) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o711); err != nil {
 		return nil, fmt.Errorf("create socket directory for %s: %w", path, err)
 	}
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("socket path %s exists and is not a socket: %w", path, errdefs.ErrFailedPrecondition)
-		}
-		// The lock is ours, so a socket left here is a dead daemon's.
-		os.Remove(path)
+	if err := socketFree(path); err != nil {
+		return nil, err
 	}
+	// A socket left here is a dead daemon's.
+	os.Remove(path)
 	lis, err := net.Listen("unix", path)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", path, err)
 	}
+	// The path is removed by removeSocket, and only while it is still
+	// this listener's: never a socket another daemon made there since.
+	lis.(*net.UnixListener).SetUnlinkOnClose(false)
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		lis.Close()
+		return nil, err
+	}
+	us := &unixSocket{Listener: lis, path: path, dev: uint64(st.Dev), ino: st.Ino}
 	if err := os.Chmod(path, 0o660); err != nil {
 		lis.Close()
 		return nil, err
@@ -425,7 +439,50 @@ func listenUnix(path string, uid, gid int) (net.Listener, error) {
 		lis.Close()
 		return nil, err
 	}
-	return lis, nil
+	return us, nil
+}
+
+// socketFree checks that no live daemon serves the unix socket at path:
+// nothing is there, or a socket nobody answers on (a dead daemon's). A
+// second hulld taking over a live daemon's address would leave that one
+// running and unreachable.
+func socketFree(path string) error {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return nil
+	}
+	if fi.Mode()&os.ModeSocket == 0 {
+		return fmt.Errorf("socket path %s exists and is not a socket: %w", path, errdefs.ErrFailedPrecondition)
+	}
+	c, err := net.DialTimeout("unix", path, 2*time.Second)
+	if err == nil {
+		c.Close()
+		return fmt.Errorf("another daemon is serving on %s: stop it, or give this one another address: %w", path, errdefs.ErrAlreadyExists)
+	}
+	if errors.Is(err, unix.ECONNREFUSED) {
+		return nil
+	}
+	return fmt.Errorf("socket %s: %v: cannot tell whether another daemon serves it: %w", path, err, errdefs.ErrUnavailable)
+}
+
+// unixSocket is a listener on a socket path, with the inode it made there.
+type unixSocket struct {
+	net.Listener
+	path     string
+	dev, ino uint64
+}
+
+// removeSocket removes the socket lis listens on if its path still names
+// it: never a socket another daemon made there since.
+func removeSocket(lis net.Listener) {
+	us, ok := lis.(*unixSocket)
+	if !ok {
+		return
+	}
+	var st unix.Stat_t
+	if unix.Lstat(us.path, &st) == nil && st.Ino == us.ino && uint64(st.Dev) == us.dev {
+		os.Remove(us.path)
+	}
 }
 
 // Plugins is the set of plugins the daemon runs, from which code in the same
@@ -492,8 +549,8 @@ func (d *Daemon) close() {
 	}
 	if d.ttrpc != nil {
 		d.ttrpc.Close()
+		removeSocket(d.ttrpcLis)
 		d.ttrpcLis.Close() // when Serve never ran, Close did not know it
-		os.Remove(d.ttrpcAddress())
 	}
 	for i := len(d.closers) - 1; i >= 0; i-- {
 		if err := d.closers[i].Close(); err != nil {
@@ -502,7 +559,8 @@ func (d *Daemon) close() {
 	}
 	d.closers = nil
 	if d.lis != nil {
-		os.Remove(d.cfg.GRPC.Address)
+		removeSocket(d.lis)
+		d.lis.Close()
 	}
 	if d.lock != nil {
 		d.lock.Close()

@@ -33,7 +33,7 @@ func (d *Daemon) serveDebug() (func(), error) {
 	srv := &http.Server{Handler: mux}
 	go srv.Serve(lis)
 	d.log.Info("debug server listening", "address", c.Address)
-	return func() { srv.Close(); os.Remove(c.Address) }, nil
+	return func() { srv.Close(); removeSocket(lis) }, nil
 }
 
 // tcpListener opens grpc.tcp_address, with TLS when a certificate is

@@ -30,19 +30,28 @@ func Binary(t testing.TB) string {
 	if p := os.Getenv("HULLD_BIN"); p != "" {
 		return p
 	}
-	return build(t, "hulld", "github.com/hullrt/hull/cmd/hulld")
+	return build(t, "hulld", "github.com/hullrt/hull/cmd/hulld", "")
+}
+
+// CrashBinary returns a hulld built with the hullcrash tag, with hull's
+// shim built the same way beside it (where hulld finds its shim), so that
+// HULL_CRASHPOINT (package crashpoint) can kill either at a named point.
+func CrashBinary(t testing.TB) string {
+	t.Helper()
+	build(t, "crash/containerd-shim-hull-v2", "github.com/hullrt/hull/cmd/containerd-shim-hull-v2", "hullcrash")
+	return build(t, "crash/hulld", "github.com/hullrt/hull/cmd/hulld", "hullcrash")
 }
 
 // Build builds the command package pkg into a per-process directory as name
 // and returns its path; builds are shared by every test of the process.
 func Build(t testing.TB, name, pkg string) string {
 	t.Helper()
-	return build(t, name, pkg)
+	return build(t, name, pkg, "")
 }
 
 var built sync.Map // name -> path
 
-func build(t testing.TB, name, pkg string) string {
+func build(t testing.TB, name, pkg, tags string) string {
 	buildOnce.Do(func() {
 		buildDir, buildErr = os.MkdirTemp("", "hulltest-bin-")
 	})
@@ -53,10 +62,13 @@ func build(t testing.TB, name, pkg string) string {
 		return p.(string)
 	}
 	out := filepath.Join(buildDir, name)
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	// Built as `make build` builds them: static, stripped and without the
 	// CLI's man-page generator, which is what start-up costs and the
 	// shim's memory are measured on.
-	cmd := exec.Command("go", "build", "-trimpath", "-tags", "urfave_cli_no_docs", "-ldflags", "-s -w", "-o", out, pkg)
+	cmd := exec.Command("go", "build", "-trimpath", "-tags", strings.TrimSuffix("urfave_cli_no_docs,"+tags, ","), "-ldflags", "-s -w", "-o", out, pkg)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build %s: %v\n%s", pkg, err, b)
@@ -85,6 +97,10 @@ type Options struct {
 	// Dir reuses a root/state directory pair, to restart over the same
 	// state; empty makes a new temporary one.
 	Dir string
+	// Binary runs this hulld instead of Binary's (e.g. CrashBinary's).
+	Binary string
+	// Env is added to hulld's environment, which its shims inherit.
+	Env []string
 }
 
 type syncBuffer struct {
@@ -129,7 +145,14 @@ func Start(t testing.TB, opts Options) *Daemon {
 	}
 	args = append(args, "--config", d.Config)
 	args = append(args, opts.Args...)
-	d.cmd = exec.Command(Binary(t), args...)
+	bin := opts.Binary
+	if bin == "" {
+		bin = Binary(t)
+	}
+	d.cmd = exec.Command(bin, args...)
+	if len(opts.Env) > 0 {
+		d.cmd.Env = append(os.Environ(), opts.Env...)
+	}
 	w := syncBuffer{d.logMu, d.log}
 	d.cmd.Stdout, d.cmd.Stderr = w, w
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

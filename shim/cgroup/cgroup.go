@@ -130,7 +130,12 @@ func Remove(path string, timeout time.Duration) error {
 	} else {
 		cg, err := cgroup1.Load(cgroup1.StaticPath(path))
 		if err != nil {
-			return nil // gone from every hierarchy
+			// Gone from every v1 hierarchy; a v2 one of a hybrid
+			// host may remain.
+			if cgroups.Mode() == cgroups.Hybrid {
+				os.Remove(filepath.Join(unifiedMountpoint, path))
+			}
+			return nil
 		}
 		for _, sub := range cg.Subsystems() {
 			ps, err := cg.Processes(sub.Name(), true)
@@ -147,5 +152,16 @@ func Remove(path string, timeout time.Duration) error {
 	if err := remove(); err != nil {
 		return fmt.Errorf("remove cgroup %s: %w", path, err)
 	}
+	if cgroups.Mode() == cgroups.Hybrid {
+		// runc makes the container's cgroup in the v2 hierarchy beside
+		// the v1 controllers too; emptied above, it can go.
+		if err := os.Remove(filepath.Join(unifiedMountpoint, path)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove cgroup %s: %w", filepath.Join(unifiedMountpoint, path), err)
+		}
+	}
 	return nil
 }
+
+// unifiedMountpoint is where hybrid hosts mount the v2 hierarchy, as runc
+// and the cgroups library expect it.
+const unifiedMountpoint = "/sys/fs/cgroup/unified"

@@ -56,6 +56,43 @@ func TestDaemonSocketAndLock(t *testing.T) {
 	}
 }
 
+// TestDaemonRefusesALiveDaemonsSocket: a second hulld given the address
+// of a live one (with its own root) refuses to start and says so, and the
+// first keeps its socket and answers; a socket left by a killed daemon is
+// taken over.
+func TestDaemonRefusesALiveDaemonsSocket(t *testing.T) {
+	d := hulltest.Start(t, hulltest.Options{})
+	cmd := exec.Command(hulltest.Binary(t), "--root", t.TempDir(), "--state", t.TempDir(), "--address", d.Address, "--config", d.Config)
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("a second hulld on a live daemon's socket started:\n%s", out)
+	}
+	if !strings.Contains(string(out), "another daemon is serving on "+d.Address) {
+		t.Errorf("the second hulld's error does not name the socket in use:\n%s", out)
+	}
+	if _, err := os.Stat(d.Address); err != nil {
+		t.Fatalf("the first daemon's socket: %v", err)
+	}
+	vc := versionapi.NewVersionClient(dial(t, d))
+	if _, err := vc.Version(nsCtx("default"), &emptypb.Empty{}); err != nil {
+		t.Fatalf("the first daemon stopped answering: %v", err)
+	}
+
+	// Killed, the daemon leaves its socket; a new one on the same root
+	// and address replaces it.
+	d.Kill()
+	if _, err := os.Stat(d.Address); err != nil {
+		t.Fatalf("a killed daemon's socket is expected to stay: %v", err)
+	}
+	d2 := hulltest.Start(t, hulltest.Options{Dir: filepath.Dir(d.Root)})
+	if d2.Address != d.Address {
+		t.Fatalf("the restarted daemon serves %s, not %s", d2.Address, d.Address)
+	}
+	if _, err := versionapi.NewVersionClient(dial(t, d2)).Version(nsCtx("default"), &emptypb.Empty{}); err != nil {
+		t.Fatalf("the daemon that took over the stale socket does not answer: %v", err)
+	}
+}
+
 func TestDaemonSIGUSR1DumpsStacks(t *testing.T) {
 	d := hulltest.Start(t, hulltest.Options{})
 	if err := syscall.Kill(d.PID(), syscall.SIGUSR1); err != nil {

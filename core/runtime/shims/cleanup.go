@@ -137,6 +137,29 @@ func (m *Manager) sweepRunc(ctx context.Context, keep func(ns, id string) bool, 
 	}
 }
 
+// sweepSockets removes the shim sockets beside hulld's address that no
+// shim answers on: those of shims killed before hulld recorded their
+// address, which no record leads to.
+func (m *Manager) sweepSockets() {
+	if m.cfg.Address == "" {
+		return
+	}
+	dir := filepath.Join(filepath.Dir(m.cfg.Address), "s")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if e.Type()&os.ModeSocket == 0 {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		if !launch.Answers(p) {
+			os.Remove(p)
+		}
+	}
+}
+
 // cleanupFailed logs that what could not be cleaned up, once for each
 // distinct reason: the reconciler retries every interval, and an operator
 // needs the first report, not one a minute.

@@ -228,7 +228,13 @@ func TestContainerDeleteRemovesItsTask(t *testing.T) {
 	if !shim.exited(10 * time.Second) {
 		t.Error("the deleted container's shim still runs")
 	}
-	assertGone(t, f.bundle("ns1", "c1"))
+	// The task is forgotten first, its bundle removed after the shim went.
+	hulltest.Eventually(t, 10*time.Second, "the bundle to go", func() error {
+		if _, err := os.Stat(f.bundle("ns1", "c1")); !os.IsNotExist(err) {
+			return fmt.Errorf("bundle: %v", err)
+		}
+		return nil
+	})
 	if _, err := m.Get(ctx, "kept"); err != nil {
 		t.Errorf("Get(kept): %v", err)
 	}

@@ -652,6 +652,7 @@ func (m *Manager) load(ctx context.Context) {
 	// what a create or delete cut short left; nothing is being created
 	// yet, so they all go.
 	m.sweepRunc(ctx, m.known, 0)
+	m.sweepSockets()
 	// Work directories whose bundle is gone are leftovers.
 	nsDirs, _ = os.ReadDir(m.cfg.Root)
 	for _, nsd := range nsDirs {
