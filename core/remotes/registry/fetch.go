@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
@@ -218,8 +219,43 @@ func (b *blobReader) connect() error {
 	default:
 		return statusErr(resp)
 	}
-	b.body = resp.Body
+	b.body = newStallBody(resp.Body, b.f.r.opts.StallTimeout)
 	return nil
+}
+
+// stallBody fails a Read that waits longer than timeout for data, by
+// closing the body under it: the connection may be alive while the
+// registry sends nothing.
+type stallBody struct {
+	body    io.ReadCloser
+	timeout time.Duration
+	timer   *time.Timer
+	stalled atomic.Bool
+}
+
+func newStallBody(body io.ReadCloser, timeout time.Duration) *stallBody {
+	s := &stallBody{body: body, timeout: timeout}
+	s.timer = time.AfterFunc(timeout, func() {
+		s.stalled.Store(true)
+		body.Close()
+	})
+	s.timer.Stop()
+	return s
+}
+
+func (s *stallBody) Read(p []byte) (int, error) {
+	s.timer.Reset(s.timeout)
+	n, err := s.body.Read(p)
+	s.timer.Stop()
+	if err != nil && s.stalled.Load() {
+		err = fmt.Errorf("the registry sent nothing for %s", s.timeout)
+	}
+	return n, err
+}
+
+func (s *stallBody) Close() error {
+	s.timer.Stop()
+	return s.body.Close()
 }
 
 // parseContentRange parses "bytes first-last/total" (total may be "*",

@@ -31,6 +31,7 @@ const (
 	defaultMaxConcurrent    = 8
 	defaultRetries          = 3
 	defaultFirstByteTimeout = 10 * time.Second
+	defaultStallTimeout     = 30 * time.Second
 	defaultDialTimeout      = 30 * time.Second
 	maxClients              = 64
 
@@ -63,6 +64,12 @@ type Options struct {
 	// minutes; default 10s. It does not apply to blob uploads, whose final
 	// answer may take long while the registry verifies a large blob.
 	FirstByteTimeout time.Duration
+	// StallTimeout bounds the wait for the next bytes of a blob download:
+	// a registry that stops sending in the middle of a body, with the
+	// connection still open, would otherwise hold the pull for ever. The
+	// download resumes from where it stopped, as after a broken
+	// connection, up to Retries times; default 30s.
+	StallTimeout time.Duration
 	// Logger receives debug and warning messages; nil discards them.
 	Logger *slog.Logger
 }
@@ -101,6 +108,9 @@ func NewResolver(opts Options) *Resolver {
 	}
 	if opts.FirstByteTimeout <= 0 {
 		opts.FirstByteTimeout = defaultFirstByteTimeout
+	}
+	if opts.StallTimeout <= 0 {
+		opts.StallTimeout = defaultStallTimeout
 	}
 	retries := opts.Retries
 	switch {

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -1021,4 +1022,52 @@ func TestRedirectLoop(t *testing.T) {
 	if n := hits.Load(); n > 20 {
 		t.Fatalf("followed %d redirects", n)
 	}
+}
+
+// TestFetchStall: a registry that stops sending in the middle of a blob,
+// with the connection open, costs StallTimeout, then the download resumes
+// where it stopped; one that keeps stalling fails the read, saying so,
+// instead of holding the pull for ever.
+func TestFetchStall(t *testing.T) {
+	f := newFakeRegistry(t)
+	data := randomBytes(t, 256<<10)
+	blob := f.addBlob(testRepo, data)
+	var stalls atomic.Int32
+	stall := func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodGet || !strings.Contains(r.URL.Path, "/blobs/") || stalls.Add(-1) < 0 {
+			return false
+		}
+		from := 0
+		if rg := r.Header.Get("Range"); rg != "" {
+			first, _, _ := strings.Cut(strings.TrimPrefix(rg, "bytes="), "-")
+			from, _ = strconv.Atoi(first)
+			w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", from, len(data)-1, len(data)))
+			w.Header().Set("Content-Length", strconv.Itoa(len(data)-from))
+			w.WriteHeader(http.StatusPartialContent)
+		} else {
+			w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+			w.WriteHeader(http.StatusOK)
+		}
+		w.Write(data[from : from+(len(data)-from)/2])
+		w.(http.Flusher).Flush()
+		<-r.Context().Done() // silent until the client gives up
+		return true
+	}
+	f.set(func(k *fakeKnobs) { k.hook = stall })
+
+	stalls.Store(1)
+	r := newTestResolver(t, single(f, Options{StallTimeout: 200 * time.Millisecond}))
+	if got := fetchAll(t, mustFetcher(t, r, f.addr()+"/"+testRepo), blob); !bytes.Equal(got, data) {
+		t.Fatal("bad content after a stall")
+	}
+
+	stalls.Store(100)
+	r2 := newTestResolver(t, single(f, Options{StallTimeout: 200 * time.Millisecond, Retries: 1}))
+	rc, err := mustFetcher(t, r2, f.addr()+"/"+testRepo).Fetch(context.Background(), blob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = io.ReadAll(rc)
+	rc.Close()
+	wantKind(t, err, errdefs.ErrUnavailable, "sent nothing for 200ms", f.srv.URL)
 }
