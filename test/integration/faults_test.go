@@ -1,0 +1,236 @@
+package integration
+
+// Faults of issue 11 beyond crash points: a runc slow on create when
+// hulld dies, a container deleted under its running task, a shim killed,
+// runc missing or failing, an exec into a stopped task.
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	runcoptions "github.com/containerd/containerd/api/types/runc/options"
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/hullrt/hull/client"
+	"github.com/hullrt/hull/client/cio"
+	"github.com/hullrt/hull/client/oci"
+	"github.com/hullrt/hull/internal/hulltest"
+)
+
+// scriptedRunc writes a "runc" into a new directory that runs script
+// (sh) before it runs the real runc with the same arguments.
+func scriptedRunc(t *testing.T, script string) (dir string) {
+	t.Helper()
+	real, err := exec.LookPath("runc")
+	if err != nil {
+		t.Skip("runc is not installed")
+	}
+	dir = t.TempDir()
+	body := "#!/bin/sh\n" + script + "\nexec " + real + " \"$@\"\n"
+	if err := os.WriteFile(filepath.Join(dir, "runc"), []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestFaultHulldDiesWhileRuncCreates is the ghost task of issue 11: with a
+// runc slow on create, `ctr run -d` under hull's shim, hulld killed while
+// runc creates, and a restart, hulld lists no task, the id can be run
+// again, and after the container is removed nothing of it is left.
+func TestFaultHulldDiesWhileRuncCreates(t *testing.T) {
+	flags := t.TempDir()
+	slow, inCreate := filepath.Join(flags, "slow"), filepath.Join(flags, "in-create")
+	wrapper := scriptedRunc(t, `for a in "$@"; do [ "$a" = create ] && [ -e `+slow+` ] && { touch `+inCreate+`; sleep 60; }; done`)
+	r := newChaosRig(t, "slow-runc")
+	env := "PATH=" + wrapper + ":" + os.Getenv("PATH")
+	r.start(env)
+	r.importImage()
+	if err := os.WriteFile(slow, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run := exec.Command("ctr", "--address", r.d.Address, "-n", r.ns, "run", "-d", "--runtime", "io.containerd.hull.v2", r.ref, "g1", "sleep", "60")
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	runDone := make(chan error, 1)
+	go func() { runDone <- run.Wait() }()
+	hulltest.Eventually(t, 30*time.Second, "runc create to begin", func() error {
+		_, err := os.Stat(inCreate)
+		return err
+	})
+	r.d.Kill()
+	if err := <-runDone; err == nil {
+		t.Fatal("ctr run succeeded though hulld died during the create")
+	}
+	os.Remove(slow)
+
+	r.start(env)
+	c, ctx := r.client()
+	r.checkTasksMatchMachine(c, ctx)
+	if tasks, _ := c.Tasks(ctx, ""); len(tasks) != 0 {
+		t.Fatalf("hulld lists %+v after the restart; want no task", tasks)
+	}
+	// The id is usable: start it as ctr does, then remove it.
+	r.d.Ctr(t, nil, "-n", r.ns, "tasks", "start", "-d", "g1")
+	r.checkTasksMatchMachine(c, ctx)
+	r.d.Ctr(t, nil, "-n", r.ns, "tasks", "kill", "-s", "SIGKILL", "g1")
+	hulltest.Eventually(t, 20*time.Second, "g1 to stop", func() error {
+		_, err := r.d.CtrErr(nil, "-n", r.ns, "tasks", "rm", "g1")
+		return err
+	})
+	r.d.Ctr(t, nil, "-n", r.ns, "containers", "rm", "g1")
+	r.deleteAll(c, ctx)
+	r.checkClean(c, ctx)
+}
+
+// TestFaultContainerDeletedUnderItsTask: a client that deletes a
+// container whose task still runs (a failed exec, a crash of its own)
+// leaves no shim, rootfs mount or process: the task goes with it.
+func TestFaultContainerDeletedUnderItsTask(t *testing.T) {
+	r := newChaosRig(t, "orphan")
+	r.start()
+	r.importImage()
+	c, ctx := r.client()
+	ct, err := r.newContainer(ctx, c, "orphan", "sleep", "300")
+	if err != nil {
+		t.Fatal(err)
+	}
+	task, err := ct.NewTask(ctx, cio.NullIO)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := task.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The store's delete, as a client that does not check for a task.
+	if err := c.ContainerService().Delete(ctx, "orphan"); err != nil {
+		t.Fatal(err)
+	}
+	hulltest.Eventually(t, 20*time.Second, "the task of the deleted container to go", func() error {
+		tasks, err := c.Tasks(ctx, "")
+		if err != nil {
+			return err
+		}
+		if len(tasks) > 0 || len(hulltest.ShimPIDs(r.address())) > 0 {
+			return errdefs.ErrFailedPrecondition
+		}
+		return nil
+	})
+	if err := c.SnapshotService("").Remove(ctx, "orphan-rootfs"); err != nil {
+		t.Fatal(err)
+	}
+	r.deleteAll(c, ctx)
+	r.checkClean(c, ctx)
+}
+
+// TestFaultShimKilled: a shim killed with SIGKILL leaves its task
+// reported exited; deleting it cleans everything up.
+func TestFaultShimKilled(t *testing.T) {
+	r := newChaosRig(t, "shimkill")
+	r.start()
+	r.importImage()
+	c, ctx := r.client()
+	ct, err := r.newContainer(ctx, c, "victim", "sleep", "300")
+	if err != nil {
+		t.Fatal(err)
+	}
+	task, err := ct.NewTask(ctx, cio.NullIO)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exited := mustWait(t, ctx, "victim", task)
+	if err := task.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	shims := hulltest.ShimPIDs(r.address())
+	if len(shims) != 1 {
+		t.Fatalf("shims %v; want one", shims)
+	}
+	p, _ := os.FindProcess(shims[0])
+	p.Kill()
+	select {
+	case st := <-exited:
+		if st.Code != 137 && st.Err == nil {
+			t.Errorf("exit of the task whose shim was killed: %+v; want 137", st)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the task of a killed shim is not reported exited")
+	}
+	if st, err := task.Status(ctx); err != nil || st.Status != client.Stopped {
+		t.Errorf("status: %+v, %v; want stopped", st, err)
+	}
+	r.deleteAll(c, ctx)
+	r.checkClean(c, ctx)
+}
+
+// TestFaultRuncMissingOrFailing: a runc binary that is not there, or that
+// fails its create, fails the task's create with an error that says so,
+// and leaves nothing behind.
+func TestFaultRuncMissingOrFailing(t *testing.T) {
+	// Fails as runc does: the reason goes to its --log file, as JSON.
+	failing := scriptedRunc(t, `prev=; log=; for a in "$@"; do [ "$prev" = --log ] && log=$a; prev=$a; done
+for a in "$@"; do [ "$a" = create ] && { echo '{"level":"error","msg":"runc create refused by the test"}' >> "$log"; exit 1; }; done`)
+	r := newChaosRig(t, "badrunc")
+	r.start()
+	r.importImage()
+	c, ctx := r.client()
+	img, err := c.GetImage(ctx, r.ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, bin := range map[string]string{"missing": "/nonexistent/runc", "failing": filepath.Join(failing, "runc")} {
+		ct, err := c.NewContainer(ctx, name, client.WithImage(img), client.WithNewSnapshot(name+"-rootfs", img),
+			client.WithRuntime(client.DefaultRuntime, &runcoptions.Options{BinaryName: bin}),
+			client.WithNewSpec(oci.WithImageConfigArgs(img, []string{"true"})))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = ct.NewTask(ctx, cio.NullIO)
+		if err == nil {
+			t.Fatalf("%s runc: the create succeeded", name)
+		}
+		want := map[string]string{"missing": "/nonexistent/runc", "failing": "runc create refused by the test"}[name]
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%s runc: %v; want the error to say %q", name, err, want)
+		}
+		r.checkTasksMatchMachine(c, ctx)
+	}
+	r.deleteAll(c, ctx)
+	r.checkClean(c, ctx)
+}
+
+// TestFaultExecInStoppedTask: an exec into a task whose process exited is
+// FailedPrecondition, not Unknown.
+func TestFaultExecInStoppedTask(t *testing.T) {
+	r := newChaosRig(t, "execstop")
+	r.start()
+	r.importImage()
+	c, ctx := r.client()
+	ct, err := r.newContainer(ctx, c, "brief", "true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	task, err := ct.NewTask(ctx, cio.NullIO)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exited := mustWait(t, ctx, "brief", task)
+	if err := task.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitExit(t, "brief", exited)
+	p, err := task.Exec(ctx, "late", &specs.Process{Args: []string{"true"}, Cwd: "/", Env: []string{"PATH=/bin"}}, cio.NullIO)
+	if err == nil {
+		err = p.Start(ctx)
+	}
+	if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "brief") {
+		t.Errorf("exec into a stopped task: %v; want FailedPrecondition naming the container", err)
+	}
+	r.deleteAll(c, ctx)
+	r.checkClean(c, ctx)
+}
