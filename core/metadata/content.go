@@ -41,6 +41,10 @@ type blobRecord struct {
 type ingestRecord struct {
 	Expected digest.Digest `json:"expected,omitempty"`
 	Total    int64         `json:"total,omitempty"`
+	// Leased says a lease held the ingest: it is collected once no lease
+	// holds it any more, as its client gave it up (or died and its lease
+	// expired). An ingest written without a lease stays until aborted.
+	Leased bool `json:"leased,omitempty"`
 }
 
 // backendRef is the name of a namespace's ingest in the shared backend;
@@ -411,6 +415,7 @@ func (s contentStore) writer(ctx context.Context, ns string, wo content.WriterOp
 		if wo.Desc.Size > 0 {
 			r.Total = wo.Desc.Size
 		}
+		r.Leased = r.Leased || hasLease
 		return putRecord(b, wo.Ref, &r)
 	})
 	if err != nil {

@@ -85,6 +85,13 @@ func (db *DB) GarbageCollect(ctx context.Context) (GCStats, error) {
 			n, e, err := collectNamespace(nsb, now, expiry, referenced, backends)
 			st.ContentDeleted += n
 			st.LeasesExpired += e
+			if err != nil {
+				return err
+			}
+			gone, err := collectLeasedIngests(nsb, func(ref string) bool { return db.isWriting(backendRef(string(ns), ref)) })
+			for _, ref := range gone {
+				delete(ingests, backendRef(string(ns), ref)) // aborted in the backend below
+			}
 			return err
 		})
 	})
@@ -262,6 +269,51 @@ func collectNamespace(nsb *bolt.Bucket, now time.Time, expiry func(id string, la
 	}
 	n, err := collectSnapshots(nsb, snapMarks, backends)
 	return deleted + n, expired, err
+}
+
+// collectLeasedIngests removes the records of ingests a lease held and
+// none holds any more (deleted, or expired after its client died), unless
+// a writer of this process is at them; their backend ingests, no longer
+// recorded, go with the unrecorded ones. It returns the refs removed.
+func collectLeasedIngests(nsb *bolt.Bucket, writing func(ref string) bool) ([]string, error) {
+	ib := nsb.Bucket(bucketIngests)
+	if ib == nil {
+		return nil, nil
+	}
+	held := map[string]bool{}
+	if lb := nsb.Bucket(bucketLeases); lb != nil {
+		if err := lb.ForEach(func(k, v []byte) error {
+			var r leaseRecord
+			if err := decodeAt(string(k), v, &r); err != nil {
+				return err
+			}
+			for _, ref := range r.Resources["ingests"] {
+				held[ref] = true
+			}
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+	}
+	var gone []string
+	if err := ib.ForEach(func(k, v []byte) error {
+		var r ingestRecord
+		if err := decodeAt(string(k), v, &r); err != nil {
+			return err
+		}
+		if r.Leased && !held[string(k)] && !writing(string(k)) {
+			gone = append(gone, string(k))
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	for _, ref := range gone {
+		if err := ib.Delete([]byte(ref)); err != nil {
+			return nil, err
+		}
+	}
+	return gone, nil
 }
 
 // ingestCleaner is a content backend that hulld owns alone and that can

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/hullrt/hull/core/content"
 	"github.com/hullrt/hull/core/content/local"
+	"github.com/hullrt/hull/core/leases"
 	"github.com/hullrt/hull/core/namespaces"
 )
 
@@ -117,5 +119,60 @@ func TestWriterThatFailsToOpenLeavesNothing(t *testing.T) {
 	}
 	if sts, err := backend.ListStatuses(ctx); err != nil || len(sts) != 0 {
 		t.Errorf("backend ingests left: %v, %v", sts, err)
+	}
+}
+
+// An ingest a lease held goes with the lease (its client gave it up, or
+// died and the lease expired); one no lease ever held stays until
+// aborted, and one a live lease holds or a writer is at stays.
+func TestGCRemovesIngestsTheirLeaseLeft(t *testing.T) {
+	db := openDBAt(t, t.TempDir())
+	ctx := namespaces.WithNamespace(context.Background(), "ingests")
+	write := func(ctx context.Context, ref string) content.Writer {
+		t.Helper()
+		w, err := db.Content().Writer(ctx, content.WithRef(ref))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write([]byte("partial " + ref)); err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	for _, id := range []string{"given-up", "alive"} {
+		if _, err := db.Leases().Create(ctx, id, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(leases.WithLease(ctx, "given-up"), "of-given-up").Close()
+	write(leases.WithLease(ctx, "alive"), "of-alive").Close()
+	write(ctx, "unleased").Close()
+	busy := write(leases.WithLease(ctx, "given-up"), "busy")
+	defer busy.Close()
+	if err := db.Leases().Delete(ctx, "given-up", false); err != nil {
+		t.Fatal(err)
+	}
+
+	gc(t, ctx, db)
+	sts, err := db.Content().ListStatuses(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refs []string
+	for _, st := range sts {
+		refs = append(refs, st.Ref)
+	}
+	slices.Sort(refs)
+	if want := []string{"busy", "of-alive", "unleased"}; !slices.Equal(refs, want) {
+		t.Errorf("ingests after gc: %v; want %v", refs, want)
+	}
+	bsts, err := db.Backend().ListStatuses(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range bsts {
+		if st.Ref == backendRef("ingests", "of-given-up") {
+			t.Errorf("the backend still holds the ingest of the deleted lease")
+		}
 	}
 }

@@ -15,6 +15,8 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/hullrt/hull/internal/hulltest"
+	"github.com/hullrt/hull/internal/registrytest"
+	"github.com/hullrt/hull/internal/testimage"
 	"github.com/hullrt/hull/internal/tmpfstest"
 )
 
@@ -131,4 +133,45 @@ func contentIngestDir(t *testing.T, d *hulltest.Daemon) string {
 		t.Fatalf("content ingest directory under %s: %v", d.Root, m)
 	}
 	return m[0]
+}
+
+// TestStorageFaultFullDiskPullUnpackCreate fills hulld's root during a
+// pull, an unpack and a container create: each fails with
+// ResourceExhausted naming the filesystem, hullctl gc frees the space,
+// and the same operations succeed once there is room.
+func TestStorageFaultFullDiskPullUnpackCreate(t *testing.T) {
+	reg := registrytest.Start(t, registrytest.Options{})
+	// A layer larger than the disk, that does not compress.
+	big := make([]byte, 40<<20)
+	rand.Read(big)
+	reg.Push(t, "test/big", "1", testimage.New([]string{"/bin/sh"}, []testimage.File{{Name: "big", Data: big}}))
+	// A layer that is small to download and large once unpacked.
+	reg.Push(t, "test/bomb", "1", testimage.New([]string{"/bin/sh"}, []testimage.File{{Name: "zeros", Data: make([]byte, 40<<20)}}))
+
+	mnt := tmpfstest.Mount(t, 24<<20)
+	d := hulltest.Start(t, hulltest.Options{Dir: mnt, Config: onlyRequestedGC})
+	h := newHullctl(t, d)
+	fullOn := "no space left on device on " + mnt
+
+	h.fails(t, []string{fullOn}, "images", "pull", "--plain", "--plain-http", reg.Host()+"/test/big:1")
+	h.ok(t, "gc")
+
+	bomb := reg.Host() + "/test/bomb:1"
+	h.ok(t, "images", "pull", "--plain", "--plain-http", "--skip-unpack", bomb)
+	h.fails(t, []string{fullOn}, "images", "unpack", bomb)
+	h.ok(t, "gc")
+
+	// A container's task on a full disk: its bundle does not fit. (The
+	// container's record and snapshot directories need no data blocks.)
+	hulltest.Build(t, "containerd-shim-hull-v2", "github.com/hullrt/hull/cmd/containerd-shim-hull-v2")
+	small := reg.Host() + "/test/small:1"
+	reg.Push(t, "test/small", "1", busyboxImage(t))
+	h.ok(t, "images", "pull", "--plain", "--plain-http", small)
+	filler := tmpfstest.Fill(t, mnt, "filler")
+	h.fails(t, []string{fullOn, "task bundles"}, "run", "--rm", small, "c1", "true")
+	os.Remove(filler)
+	h.ok(t, "run", "--rm", small, "c2", "true")
+	if left, _ := os.ReadDir(filepath.Join(mnt, "state", "io.containerd.runtime.v2.task", "default")); len(left) > 0 {
+		t.Errorf("bundles left: %v", left)
+	}
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/hullrt/hull/core/events"
 	"github.com/hullrt/hull/core/namespaces"
 	"github.com/hullrt/hull/internal/crashpoint"
+	"github.com/hullrt/hull/internal/fsfull"
 	"github.com/hullrt/hull/internal/protoconv"
 )
 
@@ -200,7 +201,7 @@ func (m *Manager) Create(ctx context.Context, id string, opts runtime.CreateOpts
 	}
 	b := bundlePaths(m.cfg.State, m.cfg.Root, ns, id)
 	if err := b.create(opts.Spec); err != nil {
-		return nil, err
+		return nil, fsfull.Wrap(err, "task bundles", m.cfg.State)
 	}
 	started := false
 	defer func() {
@@ -230,7 +231,7 @@ func (m *Manager) Create(ctx context.Context, id string, opts runtime.CreateOpts
 	// crash at any later point finds the shim to remove.
 	rec := shimRecord{Runtime: rtName, Binary: binary, State: recordStarting}
 	if err := b.writeRecord(rec); err != nil {
-		return nil, err
+		return nil, fsfull.Wrap(err, "task bundles", m.cfg.State)
 	}
 	began := time.Now()
 	started = true
