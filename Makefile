@@ -13,9 +13,9 @@ BINARIES := bin/hulld bin/hullctl bin/hull-snapshotter bin/containerd-shim-hull-
 # deadline exceeded" though nothing failed. An entry may end in its own
 # :limit (the layer applier writes files for every input, so it runs fewer).
 FUZZTIME ?= 50000x
-FUZZ     := ./core/filters:FuzzParse ./config:FuzzParse ./config:FuzzMigrate ./core/reference:FuzzParse ./core/remotes/hosts:FuzzParse ./core/remotes/registry:FuzzParseChallenges ./core/images:FuzzParseChildren ./core/archive:FuzzApply:5000x ./core/runtime/shims:FuzzParseBootstrap ./client/oci:FuzzParsePasswd ./client/oci:FuzzParseGroup ./client/oci:FuzzParseUserSpec ./shim/runc:FuzzParsePs ./shim/runc:FuzzParseState ./shim/runc:FuzzLastError ./shim/bootstrap:FuzzParseArgs ./shim/launch:FuzzGroupID ./shim/task:FuzzClampSpecOOMScoreAdj ./core/metadata:FuzzDecodeRecord
+FUZZ     := ./core/filters:FuzzParse ./config:FuzzParse ./config:FuzzMigrate ./core/reference:FuzzParse ./core/remotes/hosts:FuzzParse ./core/remotes/registry:FuzzParseChallenges ./core/images:FuzzParseChildren ./core/archive:FuzzApply:5000x ./core/runtime/shims:FuzzParseBootstrap ./client/oci:FuzzParsePasswd ./client/oci:FuzzParseGroup ./client/oci:FuzzParseUserSpec ./shim/runc:FuzzParsePs ./shim/runc:FuzzParseState ./shim/runc:FuzzLastError ./shim/bootstrap:FuzzParseArgs ./shim/launch:FuzzGroupID ./shim/task:FuzzClampSpecOOMScoreAdj ./core/metadata:FuzzDecodeRecord ./internal/crashpoint:FuzzParse ./core/leases:FuzzIdleTimeout ./internal/errgrpc:FuzzRoundTrip
 
-.PHONY: all build deps install test unit integration race fuzz bench demo docs check-docs clean
+.PHONY: all build deps install test unit integration race fuzz bench chaos demo docs check-docs clean
 
 all: build
 
@@ -53,6 +53,11 @@ fuzz:
 		echo "fuzz $$pkg $$fn ($$ft)"; \
 		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $$ft -fuzzminimizetime 200x $$pkg; \
 	done
+
+# The chaos suite's long form: 30 rounds of random kills of hulld under
+# load, besides every crash point and fault (`make test` runs 3 rounds).
+chaos: deps build
+	HULL_CHAOS_ROUNDS=30 $(GO) test -count=1 -timeout 30m -v -run 'TestChaos|TestFault' ./test/integration/
 
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./test/bench/

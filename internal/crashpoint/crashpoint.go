@@ -10,6 +10,12 @@
 // that one process.
 package crashpoint
 
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
 // EnvVar is the variable a hullcrash build reads for the point to crash at.
 const EnvVar = "HULL_CRASHPOINT"
 
@@ -49,3 +55,17 @@ var All = []string{TaskShimStarted, TaskCreating, ShimRuncCreated, TaskRecorded,
 // Hit kills the process if it was built with the hullcrash tag and
 // HULL_CRASHPOINT names this point (and this is the hit it counts to).
 func Hit(name string) { hit(name) }
+
+// parse reads a HULL_CRASHPOINT value: a point's name, and after "@" the
+// hit that crashes (1 when absent).
+func parse(v string) (string, int64, error) {
+	name, count, ok := strings.Cut(v, "@")
+	if !ok {
+		return name, 1, nil
+	}
+	n, err := strconv.ParseInt(count, 10, 64)
+	if err != nil || n < 1 {
+		return "", 0, fmt.Errorf("%s=%q: the hit count after @ must be a positive number", EnvVar, v)
+	}
+	return name, n, nil
+}

@@ -5,8 +5,6 @@ package crashpoint
 import (
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 )
@@ -24,18 +22,6 @@ var (
 	mu   sync.Mutex
 	hits = map[string]int64{}
 )
-
-func parse(v string) (string, int64, error) {
-	name, count, ok := strings.Cut(v, "@")
-	if !ok {
-		return name, 1, nil
-	}
-	n, err := strconv.ParseInt(count, 10, 64)
-	if err != nil || n < 1 {
-		return "", 0, fmt.Errorf("%s=%q: the hit count after @ must be a positive number", EnvVar, v)
-	}
-	return name, n, nil
-}
 
 func hit(name string) {
 	want, n := target()

@@ -18,6 +18,7 @@ import (
 	taskv2 "github.com/containerd/containerd/api/runtime/task/v2"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/typeurl/v2"
+	"golang.org/x/sys/unix"
 
 	"github.com/hullrt/hull/core/events"
 	"github.com/hullrt/hull/core/namespaces"
@@ -297,4 +298,36 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// TestReconcileCancelledByClose: a pass waiting on a shim that does not
+// answer ends as soon as its context is cancelled (as Close does), and
+// takes the cancellation for no sign of a dead shim: the task and its
+// shim are left alone.
+func TestReconcileCancelledByClose(t *testing.T) {
+	f := newFixture(t)
+	m, _ := f.manager(f.cfg)
+	ctx := namespaces.WithNamespace(t.Context(), "ns1")
+	task, shim := f.create(ctx, m, "c1", nil)
+	if _, err := task.Start(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	shim.kill(unix.SIGSTOP)
+	shim.stopped(t)
+	rctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { m.Reconcile(rctx); close(done) }()
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(shimCallTimeout / 2):
+		t.Fatal("a cancelled reconcile pass still waits on the stopped shim")
+	}
+	if _, err := m.Get(ctx, "c1"); err != nil {
+		t.Errorf("Get after a cancelled pass: %v; the task must stay", err)
+	}
+	if shim.exited(0) {
+		t.Error("a cancelled pass killed the shim")
+	}
+	shim.kill(unix.SIGCONT)
 }
