@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -80,6 +81,9 @@ type dump struct {
 	wait    time.Duration
 	files   []dumpFile
 	missing []string
+	// listed holds the tasks hulld lists, by namespace/id, for the
+	// comparison with the machine (machine.txt).
+	listed map[string]bool
 }
 
 type dumpFile struct {
@@ -143,7 +147,80 @@ func (d *dump) collect(ctx context.Context) {
 		d.miss("goroutine stacks and events: the introspection plugin does not export hulld's state directory")
 		return
 	}
+	d.machine(state)
 	d.stacks(si, state)
+}
+
+// machine adds machine.txt: every task bundle, runc container and shim
+// socket under hulld's state, each with whether hulld lists its task. After
+// a crash and restart hulld guarantees they agree (docs/operations.md), so
+// any line marked "NOT LISTED" or "MISSING" is a leak or a ghost to report.
+func (d *dump) machine(state string) {
+	var b bytes.Buffer
+	tw := tabwriter.NewWriter(&b, 1, 8, 1, ' ', 0)
+	fmt.Fprintln(tw, "KIND\tTASK\tDETAIL\tHULLD")
+	listed := func(k string) string {
+		if d.listed[k] {
+			return "listed"
+		}
+		return "NOT LISTED"
+	}
+	seen := map[string]bool{}
+	for _, tb := range d.bundles(state) {
+		k := tb.ns + "/" + tb.id
+		seen[k] = true
+		var rec struct {
+			State string `json:"state"`
+		}
+		if data, err := os.ReadFile(filepath.Join(tb.dir, "hull-shim.json")); err == nil {
+			json.Unmarshal(data, &rec)
+		}
+		shim := "no shim.pid"
+		if data, err := os.ReadFile(filepath.Join(tb.dir, "shim.pid")); err == nil {
+			pid := strings.TrimSpace(string(data))
+			shim = "shim " + pid + " gone"
+			if _, err := os.Stat("/proc/" + pid); err == nil {
+				shim = "shim " + pid + " alive"
+			}
+		}
+		fmt.Fprintf(tw, "bundle\t%s\truntime %s, record %s, %s\t%s\n", k, tb.runtime, orDash(rec.State), shim, listed(k))
+	}
+	runcRoot := filepath.Join(state, "runc")
+	nss, _ := os.ReadDir(runcRoot)
+	for _, ns := range nss {
+		ids, _ := os.ReadDir(filepath.Join(runcRoot, ns.Name()))
+		for _, id := range ids {
+			if id.IsDir() {
+				k := ns.Name() + "/" + id.Name()
+				seen[k] = true
+				fmt.Fprintf(tw, "runc\t%s\t%s\t%s\n", k, filepath.Join(runcRoot, k), listed(k))
+			}
+		}
+	}
+	for k := range d.listed {
+		if !seen[k] {
+			fmt.Fprintf(tw, "task\t%s\tno bundle, no runc state (a task of another runc root, or a ghost)\tMISSING\n", k)
+		}
+	}
+	sockets, _ := os.ReadDir(filepath.Join(filepath.Dir(d.e.address), "s"))
+	for _, so := range sockets {
+		p := filepath.Join(filepath.Dir(d.e.address), "s", so.Name())
+		st := "no one answers: stale"
+		if c, err := net.DialTimeout("unix", p, time.Second); err == nil {
+			c.Close()
+			st = "a shim answers"
+		}
+		fmt.Fprintf(tw, "socket\t-\t%s: %s\t-\n", p, st)
+	}
+	tw.Flush()
+	d.add("machine.txt", "task bundles, runc containers and shim sockets on the host, against the tasks hulld lists", b.Bytes())
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 // plugins adds the plugin list and returns the introspection plugin's
@@ -211,6 +288,10 @@ func (d *dump) objects(ctx context.Context, cl *client.Client) {
 			fmt.Fprintln(tw, "  TASK\tEXEC\tPID\tSTATUS\tEXIT")
 			for _, t := range ts {
 				fmt.Fprintf(tw, "  %s\t%s\t%d\t%s\t%d\n", t.ContainerID, t.ExecID, t.Pid, t.Status.Status, t.Status.ExitStatus)
+				if d.listed == nil {
+					d.listed = map[string]bool{}
+				}
+				d.listed[ns+"/"+t.ContainerID] = true
 			}
 			tw.Flush()
 		}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -461,6 +462,20 @@ func TestHullctlDebugDump(t *testing.T) {
 	}
 	if s := files["objects.txt"]; !strings.Contains(s, "dbg0") || !strings.Contains(s, "namespace hr") {
 		t.Errorf("objects.txt:\n%s", s)
+	}
+	// The machine agrees with hulld: each task's bundle and runc state
+	// are there, and hulld lists them.
+	m := files["machine.txt"]
+	for i := range rts {
+		id := "hr/dbg" + string(rune('0'+i))
+		for _, kind := range []string{"bundle", "runc"} {
+			if !regexp.MustCompile(`(?m)^` + kind + ` +` + id + ` .* listed$`).MatchString(m) {
+				t.Errorf("machine.txt has no listed %s of %s:\n%s", kind, id, m)
+			}
+		}
+	}
+	if strings.Contains(m, "NOT LISTED") || strings.Contains(m, "MISSING") || strings.Contains(m, "stale") {
+		t.Errorf("machine.txt shows a disagreement:\n%s", m)
 	}
 	for i, rt := range rts {
 		id := "dbg" + string(rune('0'+i))
