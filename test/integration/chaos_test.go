@@ -14,6 +14,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	cryptorand "crypto/rand"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -36,6 +37,7 @@ import (
 	"github.com/hullrt/hull/core/snapshots"
 	"github.com/hullrt/hull/internal/crashpoint"
 	"github.com/hullrt/hull/internal/hulltest"
+	"github.com/hullrt/hull/internal/registrytest"
 	"github.com/hullrt/hull/internal/testimage"
 )
 
@@ -425,12 +427,21 @@ func chaosRounds(t *testing.T) int {
 }
 
 // TestChaosRandomKills: 20 workers churn containers (create, start, kill,
-// delete) while two import and delete images; hulld is killed with
-// SIGKILL at a random moment, restarted, and checked; then the next
-// round. At the end everything is deleted and nothing may be left.
+// delete) while two import and delete images and two pull (and unpack)
+// from a registry; hulld is killed with SIGKILL at a random moment,
+// restarted, and checked; then the next round. At the end everything is
+// deleted and nothing may be left.
 func TestChaosRandomKills(t *testing.T) {
 	const workers = 20
 	rounds := chaosRounds(t)
+	reg := registrytest.Start(t, registrytest.Options{})
+	var pullRefs []string
+	for i := range 4 {
+		layer := make([]byte, 4<<20)
+		cryptorand.Read(layer)
+		reg.Push(t, "chaos/pull", strconv.Itoa(i), testimage.New([]string{"/bin/true"}, []testimage.File{{Name: "blob", Data: layer}}))
+		pullRefs = append(pullRefs, reg.Host()+"/chaos/pull:"+strconv.Itoa(i))
+	}
 	r := newChaosRig(t, "chaos-rand")
 	r.start()
 	r.importImage()
@@ -475,6 +486,26 @@ func TestChaosRandomKills(t *testing.T) {
 					default:
 					}
 					if err := importOnce(ctx, c, fmt.Sprintf("example.test/chaos/r%d-w%d:%d", round, w, i)); err != nil {
+						return
+					}
+				}
+			}(w)
+		}
+		for w := 0; w < 2; w++ {
+			wg.Add(1)
+			go func(w int) {
+				defer wg.Done()
+				for i := w; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					ref := pullRefs[i%len(pullRefs)]
+					if _, err := c.Pull(ctx, ref, client.WithPlainHTTP(), client.WithPullUnpack("", nil)); err != nil {
+						return
+					}
+					if err := c.ImageService().Delete(ctx, ref); err != nil {
 						return
 					}
 				}
