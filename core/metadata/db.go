@@ -305,6 +305,21 @@ func getRecord(b *bolt.Bucket, key string, v any) (bool, error) {
 
 // decodeAt decodes the record data stored at key, naming the key on error.
 // A nil value is a nested bucket met by ForEach and leaves v as it is.
+// forEachRecord decodes every record of bucket b (none if b is nil) as a
+// T and calls fn with its key.
+func forEachRecord[T any](b *bolt.Bucket, fn func(key string, r *T) error) error {
+	if b == nil {
+		return nil
+	}
+	return b.ForEach(func(k, v []byte) error {
+		var r T
+		if err := decodeAt(string(k), v, &r); err != nil {
+			return err
+		}
+		return fn(string(k), &r)
+	})
+}
+
 func decodeAt(key string, data []byte, v any) error {
 	if data == nil {
 		return nil

@@ -281,28 +281,18 @@ func collectLeasedIngests(nsb *bolt.Bucket, writing func(ref string) bool) ([]st
 		return nil, nil
 	}
 	held := map[string]bool{}
-	if lb := nsb.Bucket(bucketLeases); lb != nil {
-		if err := lb.ForEach(func(k, v []byte) error {
-			var r leaseRecord
-			if err := decodeAt(string(k), v, &r); err != nil {
-				return err
-			}
-			for _, ref := range r.Resources["ingests"] {
-				held[ref] = true
-			}
-			return nil
-		}); err != nil {
-			return nil, err
+	if err := forEachRecord(nsb.Bucket(bucketLeases), func(_ string, r *leaseRecord) error {
+		for _, ref := range r.Resources["ingests"] {
+			held[ref] = true
 		}
+		return nil
+	}); err != nil {
+		return nil, err
 	}
 	var gone []string
-	if err := ib.ForEach(func(k, v []byte) error {
-		var r ingestRecord
-		if err := decodeAt(string(k), v, &r); err != nil {
-			return err
-		}
-		if r.Leased && !held[string(k)] && !writing(string(k)) {
-			gone = append(gone, string(k))
+	if err := forEachRecord(ib, func(ref string, r *ingestRecord) error {
+		if r.Leased && !held[ref] && !writing(ref) {
+			gone = append(gone, ref)
 		}
 		return nil
 	}); err != nil {

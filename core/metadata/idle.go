@@ -169,19 +169,11 @@ func (db *DB) scanExpiries() error {
 	next := time.Time{}
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketV1).ForEachBucket(func(ns []byte) error {
-			b := tx.Bucket(bucketV1).Bucket(ns).Bucket(bucketLeases)
-			if b == nil {
-				return nil
-			}
-			return b.ForEach(func(k, v []byte) error {
-				var r leaseRecord
-				if err := decodeAt(string(k), v, &r); err != nil {
-					return err
-				}
+			return forEachRecord(tx.Bucket(bucketV1).Bucket(ns).Bucket(bucketLeases), func(id string, r *leaseRecord) error {
 				if _, idle := r.Labels[leases.IdleExpireLabel]; !idle {
 					return nil
 				}
-				if t := db.leaseExpiry(string(ns), string(k), r.Labels); !t.IsZero() && (next.IsZero() || t.Before(next)) {
+				if t := db.leaseExpiry(string(ns), id, r.Labels); !t.IsZero() && (next.IsZero() || t.Before(next)) {
 					next = t
 				}
 				return nil

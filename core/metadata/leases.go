@@ -116,16 +116,8 @@ func (s leaseStore) List(ctx context.Context, fs ...string) ([]leases.Lease, err
 	}
 	var out []leases.Lease
 	err = s.db.view(ctx, func(t *nsTx) error {
-		b := t.bucket(bucketLeases)
-		if b == nil {
-			return nil
-		}
-		return b.ForEach(func(k, v []byte) error {
-			var r leaseRecord
-			if err := decodeAt(string(k), v, &r); err != nil {
-				return err
-			}
-			l := leases.Lease{ID: string(k), CreatedAt: r.CreatedAt, Labels: r.Labels}
+		return forEachRecord(t.bucket(bucketLeases), func(id string, r *leaseRecord) error {
+			l := leases.Lease{ID: id, CreatedAt: r.CreatedAt, Labels: r.Labels}
 			if filter.Match(filters.AdapterFunc(func(fp []string) (string, bool) {
 				switch fp[0] {
 				case "id":

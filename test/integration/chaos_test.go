@@ -33,7 +33,9 @@ import (
 	"github.com/hullrt/hull/client"
 	"github.com/hullrt/hull/client/cio"
 	"github.com/hullrt/hull/client/oci"
+	"github.com/hullrt/hull/core/content"
 	"github.com/hullrt/hull/core/images"
+	"github.com/hullrt/hull/core/leases"
 	"github.com/hullrt/hull/core/snapshots"
 	"github.com/hullrt/hull/internal/crashpoint"
 	"github.com/hullrt/hull/internal/hulltest"
@@ -232,37 +234,36 @@ func (r *chaosRig) deleteAll(c *client.Client, ctx context.Context) {
 		}
 	}
 	imgs, err := c.ImageService().List(ctx)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	for _, img := range imgs {
-		if err := c.ImageService().Delete(ctx, img.Name); err != nil {
-			r.t.Errorf("delete image %s: %v", img.Name, err)
-		}
-	}
+	deleteEach(r.t, "image", imgs, err, func(img images.Image) (string, error) {
+		return img.Name, c.ImageService().Delete(ctx, img.Name)
+	})
 	// Ingests cut short by a kill stay to be resumed, until aborted.
 	sts, err := c.ContentStore().ListStatuses(ctx)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	for _, st := range sts {
-		if err := c.ContentStore().Abort(ctx, st.Ref); err != nil {
-			r.t.Errorf("abort ingest %s: %v", st.Ref, err)
-		}
-	}
+	deleteEach(r.t, "ingest", sts, err, func(st content.Status) (string, error) {
+		return st.Ref, c.ContentStore().Abort(ctx, st.Ref)
+	})
 	// Leases too: an import cut short leaves its client's lease (ctr's
 	// lives 24 hours), which holds what it had written.
 	ls, err := c.LeasesService().List(ctx)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	for _, l := range ls {
-		if err := c.LeasesService().Delete(ctx, l.ID, false); err != nil {
-			r.t.Errorf("delete lease %s: %v", l.ID, err)
-		}
-	}
+	deleteEach(r.t, "lease", ls, err, func(l leases.Lease) (string, error) {
+		return l.ID, c.LeasesService().Delete(ctx, l.ID, false)
+	})
 	if err := c.GarbageCollect(ctx); err != nil {
 		r.t.Errorf("gc: %v", err)
+	}
+}
+
+// deleteEach removes every item listed (the listing failing is fatal),
+// failing the test for each that will not go.
+func deleteEach[T any](t *testing.T, what string, items []T, listErr error, del func(T) (string, error)) {
+	t.Helper()
+	if listErr != nil {
+		t.Fatalf("list %ss: %v", what, listErr)
+	}
+	for _, it := range items {
+		if id, err := del(it); err != nil {
+			t.Errorf("delete %s %s: %v", what, id, err)
+		}
 	}
 }
 

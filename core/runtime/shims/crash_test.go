@@ -22,6 +22,7 @@ import (
 
 	"github.com/hullrt/hull/core/events"
 	"github.com/hullrt/hull/core/namespaces"
+	"github.com/hullrt/hull/core/runtime"
 	"github.com/hullrt/hull/internal/hulltest"
 )
 
@@ -58,6 +59,20 @@ func (f *fixture) deleteBehindManager(ctx context.Context, id string) {
 	defer conn.client.Close()
 	var resp taskv2.DeleteResponse
 	if err := conn.call(ctx, "ns1", "Delete", &taskv2.DeleteRequest{ID: id}, &resp); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// runToExit starts task, kills it and waits for its exit.
+func (f *fixture) runToExit(ctx context.Context, task runtime.Task) {
+	f.t.Helper()
+	if _, err := task.Start(ctx, ""); err != nil {
+		f.t.Fatal(err)
+	}
+	if err := task.Kill(ctx, "", 9, false); err != nil {
+		f.t.Fatal(err)
+	}
+	if _, err := task.Wait(ctx, ""); err != nil {
 		f.t.Fatal(err)
 	}
 }
@@ -123,15 +138,7 @@ func TestRestartDropsTaskItsShimDeleted(t *testing.T) {
 	m1, close1 := f.manager(f.cfg)
 	ctx := namespaces.WithNamespace(t.Context(), "ns1")
 	task, shim := f.create(ctx, m1, "gone", nil)
-	if _, err := task.Start(ctx, ""); err != nil {
-		t.Fatal(err)
-	}
-	if err := task.Kill(ctx, "", 9, false); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := task.Wait(ctx, ""); err != nil {
-		t.Fatal(err)
-	}
+	f.runToExit(ctx, task)
 	close1()
 	f.deleteBehindManager(ctx, "gone")
 
@@ -156,15 +163,7 @@ func TestDeleteOfTaskTheShimLost(t *testing.T) {
 	m, _ := f.manager(f.cfg)
 	ctx := namespaces.WithNamespace(t.Context(), "ns1")
 	task, shim := f.create(ctx, m, "lost", nil)
-	if _, err := task.Start(ctx, ""); err != nil {
-		t.Fatal(err)
-	}
-	if err := task.Kill(ctx, "", 9, false); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := task.Wait(ctx, ""); err != nil {
-		t.Fatal(err)
-	}
+	f.runToExit(ctx, task)
 	f.deleteBehindManager(ctx, "lost")
 	if _, err := m.Delete(ctx, "lost"); err != nil {
 		t.Fatalf("Delete: %v", err)
