@@ -453,65 +453,46 @@ func TestChaosRandomKills(t *testing.T) {
 		var wg sync.WaitGroup
 		stop := make(chan struct{})
 		var mu sync.Mutex
-		for w := 0; w < workers; w++ {
-			wg.Add(1)
-			go func(w int) {
-				defer wg.Done()
-				for i := 0; ; i++ {
-					select {
-					case <-stop:
-						return
-					default:
+		// spawn runs n workers, each doing op for i = 0, 1, ... until the
+		// round stops or op fails (the daemon is gone); every op counts.
+		spawn := func(n int, op func(w, i int) error) {
+			for w := range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := 0; ; i++ {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						err := op(w, i)
+						mu.Lock()
+						ops++
+						if err != nil {
+							failed++
+						}
+						mu.Unlock()
+						if err != nil {
+							return
+						}
 					}
-					err := churnOnce(ctx, r, c, fmt.Sprintf("r%d-w%d-%d", round, w, i))
-					mu.Lock()
-					ops++
-					if err != nil {
-						failed++
-					}
-					mu.Unlock()
-					if err != nil {
-						return // the daemon is gone
-					}
-				}
-			}(w)
+				}()
+			}
 		}
-		for w := 0; w < 2; w++ {
-			wg.Add(1)
-			go func(w int) {
-				defer wg.Done()
-				for i := 0; ; i++ {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					if err := importOnce(ctx, c, fmt.Sprintf("example.test/chaos/r%d-w%d:%d", round, w, i)); err != nil {
-						return
-					}
-				}
-			}(w)
-		}
-		for w := 0; w < 2; w++ {
-			wg.Add(1)
-			go func(w int) {
-				defer wg.Done()
-				for i := w; ; i++ {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					ref := pullRefs[i%len(pullRefs)]
-					if _, err := c.Pull(ctx, ref, client.WithPlainHTTP(), client.WithPullUnpack("", nil)); err != nil {
-						return
-					}
-					if err := c.ImageService().Delete(ctx, ref); err != nil {
-						return
-					}
-				}
-			}(w)
-		}
+		spawn(workers, func(w, i int) error {
+			return churnOnce(ctx, r, c, fmt.Sprintf("r%d-w%d-%d", round, w, i))
+		})
+		spawn(2, func(w, i int) error {
+			return importOnce(ctx, c, fmt.Sprintf("example.test/chaos/r%d-w%d:%d", round, w, i))
+		})
+		spawn(2, func(w, i int) error {
+			ref := pullRefs[(w+i)%len(pullRefs)]
+			if _, err := c.Pull(ctx, ref, client.WithPlainHTTP(), client.WithPullUnpack("", nil)); err != nil {
+				return err
+			}
+			return c.ImageService().Delete(ctx, ref)
+		})
 		delay := 500*time.Millisecond + time.Duration(rng.Int64N(int64(2*time.Second)))
 		select {
 		case <-time.After(delay):
