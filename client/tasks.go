@@ -356,6 +356,9 @@ func WithProcessKill(ctx context.Context, p Process) error {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	exited, err := p.Wait(wctx)
+	if errdefs.IsNotFound(err) {
+		return nil // gone already: the delete says so
+	}
 	if err != nil {
 		return err
 	}
@@ -405,6 +408,13 @@ func (t *Task) Delete(ctx context.Context, opts ...ProcessDeleteOpts) (ExitStatu
 		return ExitStatus{}, fmt.Errorf("task %q is %s: it must be stopped before deletion: %w", t.containerID, st.Status, errdefs.ErrFailedPrecondition)
 	}
 	resp, err := t.client.TaskService().Delete(ctx, &tasksapi.DeleteTaskRequest{ContainerID: t.containerID})
+	if errdefs.IsNotFound(err) {
+		// Deleted already: by another client, or by a delete whose answer
+		// was lost when hulld died. Nothing writes to the IO any more, so
+		// its FIFOs go rather than stay behind for ever.
+		finishIO(t.io)
+		t.io = nil
+	}
 	if err != nil {
 		return ExitStatus{}, err
 	}

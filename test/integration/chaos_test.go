@@ -17,6 +17,7 @@ import (
 	cryptorand "crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -74,6 +75,9 @@ func newChaosRig(t *testing.T, ns string) *chaosRig {
 }
 
 func (r *chaosRig) address() string { return filepath.Join(r.dir, "state", "hull.sock") }
+
+// fifoDir is where the rig's clients make their tasks' FIFOs.
+func (r *chaosRig) fifoDir() string { return filepath.Join(r.dir, "fifo") }
 
 // start runs hulld on the rig's directory with env (a crash point).
 func (r *chaosRig) start(env ...string) *hulltest.Daemon {
@@ -224,7 +228,9 @@ func (r *chaosRig) deleteAll(c *client.Client, ctx context.Context) {
 		r.t.Fatal(err)
 	}
 	for _, ct := range cts {
-		if task, err := ct.Task(ctx, nil); err == nil {
+		// Attached, as a client taking over a task another made: the
+		// delete removes its FIFOs too.
+		if task, err := ct.Task(ctx, cio.NewAttach()); err == nil {
 			if _, err := task.Delete(ctx, client.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
 				r.t.Errorf("delete task %s: %v", ct.ID(), err)
 			}
@@ -283,10 +289,16 @@ func (r *chaosRig) checkClean(c *client.Client, ctx context.Context) {
 		"work dirs":      filepath.Join(root, "io.containerd.runtime.v2.task", r.ns),
 		"runc state":     filepath.Join(state, "runc", r.ns),
 		"shim sockets":   filepath.Join(state, "s"),
+		"client FIFOs":   r.fifoDir(),
 		"ingests":        filepath.Join(root, "io.containerd.content.v1.content", "ingest"),
 		"blobs (sha256)": filepath.Join(root, "io.containerd.content.v1.content", "blobs", "sha256"),
 	} {
 		if left := dirNames(dir); len(left) > 0 {
+			if what == "client FIFOs" {
+				for _, l := range left {
+					r.t.Logf("fifo dir %s: %v", l, dirNames(filepath.Join(dir, l)))
+				}
+			}
 			r.t.Errorf("%s left in %s: %v", what, dir, left)
 		}
 	}
@@ -480,8 +492,15 @@ func TestChaosRandomKills(t *testing.T) {
 				}()
 			}
 		}
+		var cutOff []*client.Task
 		spawn(workers, func(w, i int) error {
-			return churnOnce(ctx, r, c, fmt.Sprintf("r%d-w%d-%d", round, w, i))
+			task, err := churnOnce(ctx, r, c, fmt.Sprintf("r%d-w%d-%d", round, w, i))
+			if task != nil {
+				mu.Lock()
+				cutOff = append(cutOff, task)
+				mu.Unlock()
+			}
+			return err
 		})
 		spawn(2, func(w, i int) error {
 			return importOnce(ctx, c, fmt.Sprintf("example.test/chaos/r%d-w%d:%d", round, w, i))
@@ -503,9 +522,13 @@ func TestChaosRandomKills(t *testing.T) {
 		close(stop)
 		wg.Wait()
 		r.start()
-		c, ctx = r.client()
-		r.checkTasksMatchMachine(c, ctx)
-		r.checkImagesComplete(c, ctx)
+		// The machine as hulld found it, before any client acts.
+		c2, ctx2 := r.client()
+		r.checkTasksMatchMachine(c2, ctx2)
+		r.checkImagesComplete(c2, ctx2)
+		for _, task := range cutOff {
+			finishTask(t, ctx, task)
+		}
 		if t.Failed() {
 			t.Fatalf("round %d (kill after %s) broke the invariants", round, delay)
 		}
@@ -518,23 +541,42 @@ func TestChaosRandomKills(t *testing.T) {
 	}
 }
 
-// churnOnce runs one container through its life.
-func churnOnce(ctx context.Context, r *chaosRig, c *client.Client, id string) error {
+// churnOnce runs one container through its life, with its output through
+// FIFOs in the rig's FIFO directory. A task the kill cut off is returned
+// with the error, for the worker's client to finish after the restart.
+func churnOnce(ctx context.Context, r *chaosRig, c *client.Client, id string) (*client.Task, error) {
 	ct, err := r.newContainer(ctx, c, id, "sleep", "300")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	task, err := ct.NewTask(ctx, cio.NullIO)
+	task, err := ct.NewTask(ctx, cio.NewCreator(cio.WithStreams(nil, io.Discard, io.Discard), cio.WithFIFODir(r.fifoDir())))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := task.Start(ctx); err != nil {
-		return err
+		return task, err
 	}
 	if _, err := task.Delete(ctx, client.WithProcessKill); err != nil {
-		return err
+		return task, err
 	}
-	return ct.Delete(ctx, client.WithSnapshotCleanup)
+	return nil, ct.Delete(ctx, client.WithSnapshotCleanup)
+}
+
+// finishTask is what a client whose task a kill of hulld cut off does once
+// hulld is back: delete it again (NotFound if the delete had been done),
+// which also removes its FIFOs.
+func finishTask(t *testing.T, ctx context.Context, task *client.Task) {
+	t.Helper()
+	hulltest.Eventually(t, 20*time.Second, "the client to reach the restarted hulld", func() error {
+		_, err := task.Delete(ctx, client.WithProcessKill)
+		if errdefs.IsUnavailable(err) {
+			return err
+		}
+		if err != nil && !errdefs.IsNotFound(err) {
+			t.Errorf("finish a task cut off by the kill: %v", err)
+		}
+		return nil
+	})
 }
 
 // importOnce imports a small image of its own, unpacked, and deletes it.

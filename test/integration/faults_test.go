@@ -5,6 +5,7 @@ package integration
 // runc missing or failing, an exec into a stopped task.
 
 import (
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -230,6 +231,48 @@ func TestFaultExecInStoppedTask(t *testing.T) {
 	}
 	if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "brief") {
 		t.Errorf("exec into a stopped task: %v; want FailedPrecondition naming the container", err)
+	}
+	r.deleteAll(c, ctx)
+	r.checkClean(c, ctx)
+}
+
+// TestFaultDeleteOfATaskAlreadyGone: a client whose task was deleted
+// behind its back (by another client, or by a delete whose answer was lost
+// when hulld died) gets NotFound from its own delete, and its FIFOs go
+// anyway instead of staying for ever.
+func TestFaultDeleteOfATaskAlreadyGone(t *testing.T) {
+	r := newChaosRig(t, "gone")
+	r.start()
+	r.importImage()
+	c, ctx := r.client()
+	ct, err := r.newContainer(ctx, c, "gone", "sleep", "300")
+	if err != nil {
+		t.Fatal(err)
+	}
+	task, err := ct.NewTask(ctx, cio.NewCreator(cio.WithStreams(nil, io.Discard, io.Discard), cio.WithFIFODir(r.fifoDir())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := task.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	other, octx := r.client()
+	ot, err := other.LoadContainer(octx, "gone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	otask, err := ot.Task(octx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := otask.Delete(octx, client.WithProcessKill); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := task.Delete(ctx, client.WithProcessKill); !errdefs.IsNotFound(err) {
+		t.Fatalf("delete of a task deleted by another client: %v; want NotFound", err)
+	}
+	if left := dirNames(r.fifoDir()); len(left) > 0 {
+		t.Errorf("FIFOs left: %v", left)
 	}
 	r.deleteAll(c, ctx)
 	r.checkClean(c, ctx)
