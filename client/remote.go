@@ -121,7 +121,7 @@ func (c *Client) Pull(ctx context.Context, ref string, opts ...RemoteOpt) (image
 	}
 	defer done(context.WithoutCancel(ctx))
 	po := pull.Options{
-		Resolver: cfg.resolver, Content: c.ContentStore(), Images: c.ImageService(),
+		Resolver: cfg.resolver, Content: c.ContentStore(), Images: c.ImageService(), Leases: c.LeasesService(),
 		Platform: cfg.platform, AllPlatforms: cfg.allPlatforms,
 		MaxConcurrentDownloads: cfg.maxConcurrent, Progress: cfg.progress,
 		ChunkSize: cfg.chunkSize, ParallelChunks: cfg.parallelChunks, ParallelThreshold: cfg.chunkThreshold,
@@ -237,6 +237,7 @@ func (o *overlapUnpack) start(_ context.Context, desc ocispec.Descriptor, m ocis
 		_, err := unpack.UnpackManifest(o.ctx, m, unpack.Options{
 			Content: o.c.ContentStore(), Snapshotter: o.c.SnapshotService(o.cfg.unpack), SnapshotterName: o.cfg.unpack,
 			Applier: o.c.DiffService(), Progress: o.cfg.unpackProgress, ParallelLayers: o.c.parallelUnpack(o.ctx, o.cfg.unpack),
+			Leases: o.c.LeasesService(),
 		}, ready)
 		o.done <- err
 	}()

@@ -114,6 +114,7 @@ func (c *Client) Unpack(ctx context.Context, name string, opts ...UnpackOpt) (di
 	return unpack.Unpack(ctx, m, unpack.Options{
 		Content: c.ContentStore(), Snapshotter: c.SnapshotService(cfg.snapshotter), SnapshotterName: cfg.snapshotter,
 		Applier: c.DiffService(), Progress: cfg.progress, ParallelLayers: c.parallelUnpack(ctx, cfg.snapshotter),
+		Leases: c.LeasesService(),
 	})
 }
 

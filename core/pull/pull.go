@@ -78,7 +78,11 @@ type Options struct {
 	Content  content.Store
 	Images   images.Store
 	// Leases holds the pull's content while it runs when ctx carries no
-	// lease; nil requires a lease in ctx.
+	// lease; nil requires a lease in ctx. It also adds the blobs the store
+	// has already to the pull's lease, so that no collection takes them
+	// before the image is recorded; without it, a pull racing a delete of
+	// another image with the same blobs can record an image whose blobs
+	// are gone.
 	Leases leases.Manager
 	// Platform picks the manifest of an index; default: the host's
 	// (platforms.Default()). Only the best match is pulled.
@@ -389,6 +393,15 @@ func (p *puller) open(ctx context.Context, desc ocispec.Descriptor, offset int64
 // error other than NotFound is the store's trouble, which a download would
 // only meet again.
 func (p *puller) exists(ctx context.Context, desc ocispec.Descriptor, labels map[string]string) (bool, error) {
+	// The pull's lease takes the blob before it is looked at: a blob found
+	// but held by nothing else (its image being deleted) could otherwise be
+	// collected between the look and the image's record, which would then
+	// name a missing blob. Writing leases it as well (on AlreadyExists).
+	if id, ok := leases.FromContext(ctx); ok && p.o.Leases != nil {
+		if err := p.o.Leases.AddResource(ctx, id, leases.Resource{Type: "content", ID: desc.Digest.String()}); err != nil {
+			return false, err
+		}
+	}
 	info, err := p.o.Content.Info(ctx, desc.Digest)
 	if errdefs.IsNotFound(err) {
 		return false, nil

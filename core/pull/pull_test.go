@@ -19,6 +19,7 @@ import (
 
 	"github.com/hullrt/hull/core/content/local"
 	"github.com/hullrt/hull/core/images"
+	"github.com/hullrt/hull/core/leases"
 	"github.com/hullrt/hull/core/metadata"
 	"github.com/hullrt/hull/core/namespaces"
 	"github.com/hullrt/hull/core/remotes"
@@ -356,5 +357,43 @@ func TestPullRefusesOversizedManifestsAndConfigs(t *testing.T) {
 	}
 	if imgs, _ := db.Images().List(ctx); len(imgs) != 0 {
 		t.Fatalf("images recorded: %v", imgs)
+	}
+}
+
+// TestPullLeasesBlobsItFinds: a pull that finds blobs already stored adds
+// them to its lease before it relies on them, so that a collection
+// between finding them and recording the image (their old image being
+// deleted meanwhile) cannot take them: the image would name missing blobs.
+func TestPullLeasesBlobsItFinds(t *testing.T) {
+	db, ctx := setup(t)
+	img := testimage.New([]string{"/bin/sh"}, []testimage.File{{Name: "f", Data: []byte("found")}})
+	reg := &memRegistry{blobs: map[digest.Digest][]byte{}, root: img.Manifest.Desc}
+	for _, b := range img.Blobs() {
+		reg.add(b)
+	}
+	if _, err := Pull(ctx, "registry.test/app:1", opts(db, reg)); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Images().Delete(ctx, "registry.test/app:1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Leases().Create(ctx, "second-pull", nil); err != nil {
+		t.Fatal(err)
+	}
+	lctx := leases.WithLease(ctx, "second-pull")
+	if _, err := Pull(lctx, "registry.test/app:2", opts(db, reg)); err != nil {
+		t.Fatal(err)
+	}
+	// The image record goes too: only the lease holds the blobs now.
+	if err := db.Images().Delete(ctx, "registry.test/app:2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.GarbageCollect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range img.Blobs() {
+		if _, err := db.Content().Info(ctx, b.Desc.Digest); err != nil {
+			t.Errorf("blob %s found by the second pull is not held by its lease: %v", b.Desc.Digest, err)
+		}
 	}
 }

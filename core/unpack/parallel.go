@@ -133,7 +133,9 @@ func unpackParallel(ctx context.Context, o Options, layers []ocispec.Descriptor,
 // upper directory to be stacked on its parent when rebase is set (the
 // layer has one).
 func applyDetached(ctx context.Context, o Options, layer ocispec.Descriptor, diffID, chain digest.Digest, rebase bool, wait func(digest.Digest) error) detached {
-	if _, err := o.Snapshotter.Stat(ctx, chain.String()); err == nil {
+	if ok, err := o.exists(ctx, chain); err != nil {
+		return detached{err: err}
+	} else if ok {
 		return detached{exists: true}
 	}
 	if err := wait(layer.Digest); err != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/hullrt/hull/core/diff"
 	"github.com/hullrt/hull/core/images"
 	"github.com/hullrt/hull/core/labels"
+	"github.com/hullrt/hull/core/leases"
 	"github.com/hullrt/hull/core/snapshots"
 )
 
@@ -63,6 +64,27 @@ type Options struct {
 	// ParallelFromExports). 0 or 1: each layer is applied on a snapshot
 	// of the one below, one after another.
 	ParallelLayers int
+	// Leases, when set and ctx carries a lease, adds every layer snapshot
+	// found already made to that lease before relying on it, so that a
+	// collection cannot take it (its image being deleted meanwhile)
+	// before the image's config names it.
+	Leases leases.Manager
+}
+
+// exists reports whether snapshot chain is there, first holding it with
+// the context's lease (see Options.Leases).
+func (o Options) exists(ctx context.Context, chain digest.Digest) (bool, error) {
+	if id, ok := leases.FromContext(ctx); ok && o.Leases != nil {
+		r := leases.Resource{Type: "snapshots/" + o.SnapshotterName, ID: chain.String()}
+		if err := o.Leases.AddResource(ctx, id, r); err != nil {
+			return false, err
+		}
+	}
+	_, err := o.Snapshotter.Stat(ctx, chain.String())
+	if errdefs.IsNotFound(err) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // ParallelFromExports returns the ParallelLayers a snapshotter plugin
@@ -174,7 +196,9 @@ func (o Options) progress(layer ocispec.Descriptor, chain digest.Digest, status 
 
 // unpackLayer makes snapshot chain (on parent) from layer, unless it exists.
 func unpackLayer(ctx context.Context, o Options, layer ocispec.Descriptor, diffID, chain, parent digest.Digest) error {
-	if _, err := o.Snapshotter.Stat(ctx, chain.String()); err == nil {
+	if ok, err := o.exists(ctx, chain); err != nil {
+		return err
+	} else if ok {
 		o.progress(layer, chain, "exists")
 		return nil
 	}

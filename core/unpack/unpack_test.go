@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/hullrt/hull/core/content"
 	"github.com/hullrt/hull/core/content/local"
 	"github.com/hullrt/hull/core/diff/walking"
+	"github.com/hullrt/hull/core/leases"
 	"github.com/hullrt/hull/core/metadata"
 	"github.com/hullrt/hull/core/namespaces"
 	"github.com/hullrt/hull/core/snapshots"
@@ -108,5 +110,50 @@ func TestUnpackAndDiffIDMismatch(t *testing.T) {
 	}
 	if _, err := Unpack(ctx, ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromString("none"), Size: 10}, o); !errdefs.IsNotFound(err) {
 		t.Fatalf("missing manifest: %v", err)
+	}
+}
+
+// TestUnpackLeasesSnapshotsItFinds: an unpack that finds a layer's
+// snapshot made already adds it to its lease before relying on it, so that
+// no collection takes it (its image deleted meanwhile) before the config
+// names it.
+func TestUnpackLeasesSnapshotsItFinds(t *testing.T) {
+	ctx, db, sn, o := setup(t)
+	o.Leases = db.Leases()
+	img := testimage.New([]string{"/x"}, []testimage.File{{Name: "a", Data: []byte("a")}})
+	for _, b := range img.Blobs() {
+		store(t, ctx, o.Content, b)
+	}
+	chain, err := Unpack(ctx, img.Manifest.Desc, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Leases().Create(ctx, "second", nil); err != nil {
+		t.Fatal(err)
+	}
+	var saw []string
+	o.Progress = func(_ ocispec.Descriptor, _ digest.Digest, status string) { saw = append(saw, status) }
+	if _, err := Unpack(leases.WithLease(ctx, "second"), img.Manifest.Desc, o); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(saw, "exists") {
+		t.Fatalf("the second unpack did not find the snapshot: %v", saw)
+	}
+	rs, err := db.Leases().ListResources(ctx, "second")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(rs, leases.Resource{Type: "snapshots/native", ID: chain.String()}) {
+		t.Errorf("the second unpack's lease holds %v; want the snapshot %s it found", rs, chain)
+	}
+	// Held by the lease only, it outlives a collection.
+	if _, err := db.Content().Update(ctx, content.Info{Digest: img.Config.Desc.Digest, Labels: map[string]string{}}, "labels"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.GarbageCollect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sn.Stat(ctx, chain.String()); err != nil {
+		t.Errorf("the leased snapshot was collected: %v", err)
 	}
 }
