@@ -120,7 +120,11 @@ func TestRestartRemovesHalfCreatedTask(t *testing.T) {
 	select {
 	case <-workerDone:
 	case <-time.After(10 * time.Second):
-		t.Error("the process working on the bundle still runs")
+		pid := worker.Process.Pid
+		cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		cwd, _ := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+		st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		t.Errorf("the process working on the bundle still runs: pid %d, cmdline %q, cwd %q, stat %q, bundle %q", pid, cmd, cwd, st, b)
 	}
 	assertGone(t, b, filepath.Join(f.cfg.Root, "ns1", "half"), fakeSocket("ns1", f.cfg.Address, "half"))
 	// The id is free again.
