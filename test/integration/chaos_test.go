@@ -26,10 +26,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/containerd/errdefs"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/hullrt/hull/client"
 	"github.com/hullrt/hull/client/cio"
@@ -527,7 +530,7 @@ func TestChaosRandomKills(t *testing.T) {
 		r.checkTasksMatchMachine(c2, ctx2)
 		r.checkImagesComplete(c2, ctx2)
 		for _, task := range cutOff {
-			finishTask(t, ctx, task)
+			finishTask(t, r, ctx, task)
 		}
 		if t.Failed() {
 			t.Fatalf("round %d (kill after %s) broke the invariants", round, delay)
@@ -565,18 +568,47 @@ func churnOnce(ctx context.Context, r *chaosRig, c *client.Client, id string) (*
 // finishTask is what a client whose task a kill of hulld cut off does once
 // hulld is back: delete it again (NotFound if the delete had been done),
 // which also removes its FIFOs.
-func finishTask(t *testing.T, ctx context.Context, task *client.Task) {
+func finishTask(t *testing.T, r *chaosRig, ctx context.Context, task *client.Task) {
 	t.Helper()
 	hulltest.Eventually(t, 20*time.Second, "the client to reach the restarted hulld", func() error {
-		_, err := task.Delete(ctx, client.WithProcessKill)
+		// Bounded, so that a call that never returns fails the test with
+		// the shims' stacks rather than hanging it.
+		dctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		_, err := task.Delete(dctx, client.WithProcessKill)
 		if errdefs.IsUnavailable(err) {
 			return err
+		}
+		if errors.Is(err, context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded {
+			r.dumpShims()
 		}
 		if err != nil && !errdefs.IsNotFound(err) {
 			t.Errorf("finish a task cut off by the kill: %v", err)
 		}
 		return nil
 	})
+}
+
+// dumpShims logs the goroutine stacks of hulld's shims (SIGUSR1 makes
+// hull's shim write them into its bundle).
+func (r *chaosRig) dumpShims() {
+	for _, pid := range hulltest.ShimPIDs(r.address()) {
+		syscall.Kill(pid, syscall.SIGUSR1)
+	}
+	syscall.Kill(r.d.PID(), syscall.SIGUSR1)
+	// The dumps are written asynchronously: hulld's comes after the
+	// shims were signalled.
+	var hd []string
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for deadline := time.Now().Add(5 * time.Second); len(hd) == 0 && time.Now().Before(deadline); <-tick.C {
+		hd, _ = filepath.Glob(filepath.Join(r.dir, "state", "hulld.*.stacks.*.log"))
+	}
+	files, _ := filepath.Glob(filepath.Join(r.dir, "state", "io.containerd.runtime.v2.task", r.ns, "*", "shim.*.stacks.log"))
+	for _, f := range append(files, hd...) {
+		data, _ := os.ReadFile(f)
+		r.t.Logf("%s:\n%s", f, data)
+	}
 }
 
 // importOnce imports a small image of its own, unpacked, and deletes it.

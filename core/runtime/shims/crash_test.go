@@ -109,6 +109,17 @@ func TestRestartRemovesHalfCreatedTask(t *testing.T) {
 	workerDone := make(chan error, 1)
 	go func() { workerDone <- worker.Wait() }()
 	t.Cleanup(func() { worker.Process.Kill() })
+	// Start returns once the exec is past its point of no return, which
+	// is before the kernel records the new arguments: until then the
+	// process shows an empty command line. A runc create in flight has
+	// long been past that.
+	hulltest.Eventually(t, 10*time.Second, "perl to show its arguments", func() error {
+		cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", worker.Process.Pid))
+		if err != nil || !strings.Contains(string(cmd), b) {
+			return fmt.Errorf("cmdline %q, %v", cmd, err)
+		}
+		return nil
+	})
 
 	m2, _ := f.manager(f.cfg)
 	if _, err := m2.Get(ctx, "half"); !errdefs.IsNotFound(err) {
