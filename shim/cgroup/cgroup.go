@@ -121,6 +121,7 @@ func Remove(path string, timeout time.Duration) error {
 		if _, err := os.Stat(filepath.Join("/sys/fs/cgroup", path)); errors.Is(err, os.ErrNotExist) {
 			return nil
 		}
+		m.Thaw() // a frozen process cannot die of its SIGKILL
 		if ps, err := m.Procs(true); err == nil {
 			for _, p := range ps {
 				pids = append(pids, int(p))
@@ -137,6 +138,10 @@ func Remove(path string, timeout time.Duration) error {
 			}
 			return nil
 		}
+		// A runc killed between freezing the cgroup and thawing it
+		// leaves its processes frozen: SIGKILL stays pending until they
+		// are thawed.
+		cg.Thaw()
 		for _, sub := range cg.Subsystems() {
 			ps, err := cg.Processes(sub.Name(), true)
 			if err != nil {

@@ -14,7 +14,8 @@ import (
 )
 
 // TestRemoveKillsAndDeletes: a container's cgroup with a process still in
-// it (runc init of a create cut short) is emptied and deleted.
+// it (runc init of a create cut short), frozen, is thawed, emptied and
+// deleted.
 func TestRemoveKillsAndDeletes(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
@@ -28,6 +29,7 @@ func TestRemoveKillsAndDeletes(t *testing.T) {
 	go func() { done <- sleep.Wait() }()
 	t.Cleanup(func() { sleep.Process.Kill() })
 	var exists func() bool
+	var freeze func() error
 	if cgroups.Mode() == cgroups.Unified {
 		m, err := cgroup2.NewManager("/sys/fs/cgroup", path, &cgroup2.Resources{})
 		if err != nil {
@@ -38,6 +40,7 @@ func TestRemoveKillsAndDeletes(t *testing.T) {
 			t.Fatal(err)
 		}
 		exists = func() bool { _, err := os.Stat("/sys/fs/cgroup" + path); return err == nil }
+		freeze = m.Freeze
 	} else {
 		cg, err := cgroup1.New(cgroup1.StaticPath(path), &specs.LinuxResources{})
 		if err != nil {
@@ -48,9 +51,14 @@ func TestRemoveKillsAndDeletes(t *testing.T) {
 			t.Fatal(err)
 		}
 		exists = func() bool { _, err := cgroup1.Load(cgroup1.StaticPath(path)); return err == nil }
+		freeze = cg.Freeze
 	}
 	if !exists() {
 		t.Fatal("the test cgroup was not made")
+	}
+	// Frozen, as a runc killed between its freeze and its thaw leaves it.
+	if err := freeze(); err != nil {
+		t.Fatal(err)
 	}
 	if err := Remove(path, 10*time.Second); err != nil {
 		t.Fatal(err)

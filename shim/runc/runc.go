@@ -122,9 +122,25 @@ func (r *Runc) Delete(ctx context.Context, id string, force bool) error {
 	if force {
 		args = append(args, "--force")
 	}
-	_, err := r.run(ctx, nil, nil, append(args, id)...)
+	_, err := r.run(uninterrupted(ctx), nil, nil, append(args, id)...)
 	return err
 }
+
+// uninterrupted keeps ctx's values but not its cancellation, and bounds
+// the command by cgroupCommandTimeout instead: runc kill --all, delete
+// --force, pause, resume and update freeze the container's cgroup (v1)
+// while they work, and a runc killed between its freeze and its thaw
+// leaves the container frozen for good, its processes unkillable. A
+// client that goes away (hulld dying mid-call) must not do that.
+func uninterrupted(ctx context.Context) context.Context {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cgroupCommandTimeout)
+	context.AfterFunc(ctx, cancel) // released when the timeout ends it
+	return ctx
+}
+
+// cgroupCommandTimeout is a last resort for a runc that hangs: far above
+// what a freeze, a signal and a thaw take.
+const cgroupCommandTimeout = 2 * time.Minute
 
 // Kill sends sig to the container's init, or with all to every process in
 // it.
@@ -133,25 +149,25 @@ func (r *Runc) Kill(ctx context.Context, id string, sig int, all bool) error {
 	if all {
 		args = append(args, "--all")
 	}
-	_, err := r.run(ctx, nil, nil, append(args, id, strconv.Itoa(sig))...)
+	_, err := r.run(uninterrupted(ctx), nil, nil, append(args, id, strconv.Itoa(sig))...)
 	return err
 }
 
 // Pause freezes the container.
 func (r *Runc) Pause(ctx context.Context, id string) error {
-	_, err := r.run(ctx, nil, nil, "pause", id)
+	_, err := r.run(uninterrupted(ctx), nil, nil, "pause", id)
 	return err
 }
 
 // Resume thaws the container.
 func (r *Runc) Resume(ctx context.Context, id string) error {
-	_, err := r.run(ctx, nil, nil, "resume", id)
+	_, err := r.run(uninterrupted(ctx), nil, nil, "resume", id)
 	return err
 }
 
 // Update applies resources, a runtime-spec LinuxResources in JSON.
 func (r *Runc) Update(ctx context.Context, id string, resources []byte) error {
-	_, err := r.run(ctx, nil, resources, "update", "--resources", "-", id)
+	_, err := r.run(uninterrupted(ctx), nil, resources, "update", "--resources", "-", id)
 	return err
 }
 
