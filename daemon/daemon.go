@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -249,13 +250,36 @@ func writeEvents(state string, envs []*events.Envelope) (string, error) {
 
 // lockRoot takes an exclusive lock on <root>/hulld.lock so that two daemons
 // never share a root; the lock dies with the process.
+// lockHolderAlive reports whether the pid recorded in the lock file is a
+// live process.
+func lockHolderAlive(path string) bool {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || pid <= 0 {
+		return false
+	}
+	return unix.Kill(pid, 0) == nil
+}
+
 func lockRoot(root string) (*os.File, error) {
 	path := filepath.Join(root, "hulld.lock")
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open lock file %s: %w", path, err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+	// A daemon killed while it was starting a process leaves the lock to
+	// the child until the child's exec closes it (the file is close-on-
+	// exec): a moment, during which the holder's pid is gone. Wait that
+	// out rather than refuse a restart.
+	for deadline := time.Now().Add(5 * time.Second); err != nil && !lockHolderAlive(path) && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+	}
+	if err != nil {
 		pid, _ := os.ReadFile(path)
 		f.Close()
 		holder := strings.TrimSpace(string(pid))
