@@ -86,6 +86,11 @@ func Parse(s string) (Reference, error) {
 		}
 		return Reference{}, invalid(s, err)
 	}
+	if distref.Domain(named) == "" {
+		// The library takes a first component that cannot be a host
+		// ("0_0.0" has an '_') as part of a path with no host at all.
+		return Reference{}, invalid(s, fmt.Errorf("not fully qualified: %q is no registry host", strings.SplitN(s, "/", 2)[0]))
+	}
 	return fromNamed(named), nil
 }
 
@@ -98,6 +103,9 @@ func ParseNormalized(s string) (ref Reference, changed bool, err error) {
 	named, err := distref.ParseNormalizedNamed(s)
 	if err != nil {
 		return Reference{}, false, invalid(s, err)
+	}
+	if distref.Domain(named) == "" {
+		return Reference{}, false, invalid(s, fmt.Errorf("%q looks like a registry host and is not one", strings.SplitN(s, "/", 2)[0]))
 	}
 	ref = fromNamed(distref.TagNameOnly(named))
 	return ref, ref.String() != s, nil
