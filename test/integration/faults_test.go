@@ -5,6 +5,7 @@ package integration
 // runc missing or failing, an exec into a stopped task.
 
 import (
+	"context"
 	"io"
 	"os"
 	"os/exec"
@@ -37,6 +38,21 @@ func scriptedRunc(t *testing.T, script string) (dir string) {
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// newTask makes container id running args with a task made through
+// creator; the returned channel reports the task's exit.
+func (r *chaosRig) newTask(c *client.Client, ctx context.Context, id string, creator cio.Creator, args ...string) (*client.Task, <-chan client.ExitStatus) {
+	r.t.Helper()
+	ct, err := r.newContainer(ctx, c, id, args...)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	task, err := ct.NewTask(ctx, creator)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return task, mustWait(r.t, ctx, id, task)
 }
 
 // TestFaultHulldDiesWhileRuncCreates is the ghost task of issue 11: with a
@@ -97,14 +113,7 @@ func TestFaultContainerDeletedUnderItsTask(t *testing.T) {
 	r.start()
 	r.importImage()
 	c, ctx := r.client()
-	ct, err := r.newContainer(ctx, c, "orphan", "sleep", "300")
-	if err != nil {
-		t.Fatal(err)
-	}
-	task, err := ct.NewTask(ctx, cio.NullIO)
-	if err != nil {
-		t.Fatal(err)
-	}
+	task, _ := r.newTask(c, ctx, "orphan", cio.NullIO, "sleep", "300")
 	if err := task.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -136,15 +145,7 @@ func TestFaultShimKilled(t *testing.T) {
 	r.start()
 	r.importImage()
 	c, ctx := r.client()
-	ct, err := r.newContainer(ctx, c, "victim", "sleep", "300")
-	if err != nil {
-		t.Fatal(err)
-	}
-	task, err := ct.NewTask(ctx, cio.NullIO)
-	if err != nil {
-		t.Fatal(err)
-	}
-	exited := mustWait(t, ctx, "victim", task)
+	task, exited := r.newTask(c, ctx, "victim", cio.NullIO, "sleep", "300")
 	if err := task.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -212,15 +213,7 @@ func TestFaultExecInStoppedTask(t *testing.T) {
 	r.start()
 	r.importImage()
 	c, ctx := r.client()
-	ct, err := r.newContainer(ctx, c, "brief", "true")
-	if err != nil {
-		t.Fatal(err)
-	}
-	task, err := ct.NewTask(ctx, cio.NullIO)
-	if err != nil {
-		t.Fatal(err)
-	}
-	exited := mustWait(t, ctx, "brief", task)
+	task, exited := r.newTask(c, ctx, "brief", cio.NullIO, "true")
 	if err := task.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -245,14 +238,7 @@ func TestFaultDeleteOfATaskAlreadyGone(t *testing.T) {
 	r.start()
 	r.importImage()
 	c, ctx := r.client()
-	ct, err := r.newContainer(ctx, c, "gone", "sleep", "300")
-	if err != nil {
-		t.Fatal(err)
-	}
-	task, err := ct.NewTask(ctx, cio.NewCreator(cio.WithStreams(nil, io.Discard, io.Discard), cio.WithFIFODir(r.fifoDir())))
-	if err != nil {
-		t.Fatal(err)
-	}
+	task, _ := r.newTask(c, ctx, "gone", cio.NewCreator(cio.WithStreams(nil, io.Discard, io.Discard), cio.WithFIFODir(r.fifoDir())), "sleep", "300")
 	if err := task.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
