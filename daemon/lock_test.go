@@ -19,7 +19,7 @@ func holdLock(t *testing.T, root, seconds string) *exec.Cmd {
 	path := filepath.Join(root, "hulld.lock")
 	cmd := exec.Command("flock", path, "sleep", seconds)
 	if err := cmd.Start(); err != nil {
-		t.Skip("flock(1) is not installed")
+		t.Fatalf("flock(1), from util-linux: %v", err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	f, err := os.Open(path)
