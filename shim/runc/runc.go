@@ -122,7 +122,9 @@ func (r *Runc) Delete(ctx context.Context, id string, force bool) error {
 	if force {
 		args = append(args, "--force")
 	}
-	_, err := r.run(uninterrupted(ctx), nil, nil, append(args, id)...)
+	ctx, cancel := uninterrupted(ctx)
+	defer cancel()
+	_, err := r.run(ctx, nil, nil, append(args, id)...)
 	return err
 }
 
@@ -132,10 +134,8 @@ func (r *Runc) Delete(ctx context.Context, id string, force bool) error {
 // while they work, and a runc killed between its freeze and its thaw
 // leaves the container frozen for good, its processes unkillable. A
 // client that goes away (hulld dying mid-call) must not do that.
-func uninterrupted(ctx context.Context) context.Context {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cgroupCommandTimeout)
-	context.AfterFunc(ctx, cancel) // released when the timeout ends it
-	return ctx
+func uninterrupted(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), cgroupCommandTimeout)
 }
 
 // cgroupCommandTimeout is a last resort for a runc that hangs: far above
@@ -149,25 +149,33 @@ func (r *Runc) Kill(ctx context.Context, id string, sig int, all bool) error {
 	if all {
 		args = append(args, "--all")
 	}
-	_, err := r.run(uninterrupted(ctx), nil, nil, append(args, id, strconv.Itoa(sig))...)
+	ctx, cancel := uninterrupted(ctx)
+	defer cancel()
+	_, err := r.run(ctx, nil, nil, append(args, id, strconv.Itoa(sig))...)
 	return err
 }
 
 // Pause freezes the container.
 func (r *Runc) Pause(ctx context.Context, id string) error {
-	_, err := r.run(uninterrupted(ctx), nil, nil, "pause", id)
+	ctx, cancel := uninterrupted(ctx)
+	defer cancel()
+	_, err := r.run(ctx, nil, nil, "pause", id)
 	return err
 }
 
 // Resume thaws the container.
 func (r *Runc) Resume(ctx context.Context, id string) error {
-	_, err := r.run(uninterrupted(ctx), nil, nil, "resume", id)
+	ctx, cancel := uninterrupted(ctx)
+	defer cancel()
+	_, err := r.run(ctx, nil, nil, "resume", id)
 	return err
 }
 
 // Update applies resources, a runtime-spec LinuxResources in JSON.
 func (r *Runc) Update(ctx context.Context, id string, resources []byte) error {
-	_, err := r.run(uninterrupted(ctx), nil, resources, "update", "--resources", "-", id)
+	ctx, cancel := uninterrupted(ctx)
+	defer cancel()
+	_, err := r.run(ctx, nil, resources, "update", "--resources", "-", id)
 	return err
 }
 

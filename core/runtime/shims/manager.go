@@ -10,12 +10,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
-	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	eventtypes "github.com/containerd/containerd/api/events"
@@ -582,8 +578,8 @@ func (m *Manager) cleanupDead(t *Task, reason string) {
 	t.mu.Unlock()
 	ctx := namespaces.WithNamespace(context.Background(), t.ns)
 	// A shim that is alive but does not answer (stopped, stuck) is
-	// killed first: its task is being cleaned up without it.
-	killShim(t.bundle)
+	// killed by teardown with whatever else works on the bundle: its
+	// task is being cleaned up without it.
 	m.closeLog(key(t.ns, t.id))
 	exit, err := m.teardown(ctx, t.bundle, shimRecord{Binary: t.binary, Address: t.shim.address}, true)
 	if err != nil {
@@ -598,28 +594,6 @@ func (m *Manager) cleanupDead(t *Task, reason string) {
 	t.mu.Unlock()
 	m.log.Warn("task's shim is gone: task marked exited", "namespace", t.ns, "id", t.id, "reason", reason, "exit_status", exit.Status)
 	m.publishExit(t.ns, t.id, exit)
-}
-
-// killShim kills the shim whose pid the bundle records, if that pid is
-// still a shim serving this task (pids are reused).
-func killShim(b *bundle) {
-	data, err := os.ReadFile(filepath.Join(b.Path, "shim.pid"))
-	if err != nil {
-		return
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
-	if err != nil || pid <= 1 {
-		return
-	}
-	cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		return
-	}
-	args := strings.Split(string(cmd), "\x00")
-	if !strings.Contains(filepath.Base(args[0]), "containerd-shim") || !slices.Contains(args, b.ID) {
-		return
-	}
-	syscall.Kill(pid, syscall.SIGKILL)
 }
 
 // load reattaches the tasks found in the state directory.
