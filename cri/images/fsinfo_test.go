@@ -74,6 +74,28 @@ func TestMeasureDirs(t *testing.T) {
 	if len(gs) != 2 || gs[1].mountpoint != "/proc/self/fdinfo" {
 		t.Fatalf("groups %+v", gs)
 	}
+	// What is mounted inside a tree is another filesystem's, not counted.
+	mnt := filepath.Join(snaps, "mnt")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size=4m"); err != nil {
+		t.Fatalf("mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := syscall.Unmount(mnt, syscall.MNT_DETACH); err != nil {
+			t.Errorf("unmount %s: %v", mnt, err)
+		}
+	})
+	writeFile(t, filepath.Join(mnt, "big"), 1<<20)
+	gs, err = measureDirs(context.Background(), []string{snaps, mnt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(gs) != 2 || gs[0].bytes >= 1<<20 || gs[1].mountpoint != mnt || gs[1].bytes < 1<<20 {
+		t.Fatalf("tree with a mount inside: %+v", gs)
+	}
+
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	for i := 0; i < 2000; i++ {

@@ -163,7 +163,7 @@ func (s *Service) load(ctx context.Context) (*view, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing images: %w", err)
 	}
-	entries := map[digest.Digest]*entry{}
+	var recsFound []found
 	live := map[digest.Digest]bool{}
 	for _, img := range recs {
 		ti, err := s.info(ctx, img.Target)
@@ -175,16 +175,31 @@ func (s *Service) load(ctx context.Context) (*view, error) {
 			continue
 		}
 		live[img.Target.Digest] = true
-		e := entries[ti.configDigest]
-		if e == nil {
-			e = &entry{id: ti.configDigest, info: ti}
-			entries[ti.configDigest] = e
-		}
-		kind, norm := classifyName(img.Name)
-		e.records = append(e.records, record{name: img.Name, kind: kind, norm: norm, target: img.Target, labels: img.Labels})
+		recsFound = append(recsFound, found{img, ti})
 	}
 	s.prune(live)
+	return newView(recsFound, s.cfg.PinnedImages), nil
+}
 
+// found is an image record and what its target says.
+type found struct {
+	img  images.Image
+	info *targetInfo
+}
+
+// newView groups records by image id and indexes their names; pinnedRefs
+// are references whose images are pinned.
+func newView(recs []found, pinnedRefs map[string]string) *view {
+	entries := map[digest.Digest]*entry{}
+	for _, f := range recs {
+		e := entries[f.info.configDigest]
+		if e == nil {
+			e = &entry{id: f.info.configDigest, info: f.info}
+			entries[f.info.configDigest] = e
+		}
+		kind, norm := classifyName(f.img.Name)
+		e.records = append(e.records, record{name: f.img.Name, kind: kind, norm: norm, target: f.img.Target, labels: f.img.Labels})
+	}
 	v := &view{byName: map[string]nameHit{}, pinned: map[digest.Digest]bool{}}
 	for _, e := range entries {
 		sort.Slice(e.records, func(i, j int) bool { return e.records[i].name < e.records[j].name })
@@ -205,14 +220,14 @@ func (s *Service) load(ctx context.Context) (*view, error) {
 		}
 	}
 	sort.Slice(v.byID, func(i, j int) bool { return v.byID[i].id < v.byID[j].id })
-	for _, ref := range s.cfg.PinnedImages {
+	for _, ref := range pinnedRefs {
 		if named, err := normalizeRef(ref); err == nil {
 			if hit, ok := v.byName[named.String()]; ok {
 				v.pinned[hit.e.id] = true
 			}
 		}
 	}
-	return v, nil
+	return v
 }
 
 // addName indexes name; a record of that very name wins over a derived
