@@ -103,10 +103,11 @@ func (s *Service) pull(ctx context.Context, ref string, auth *runtime.AuthConfig
 	}
 	start := time.Now()
 	rec, err := s.c.Pull(w.ctx, name, opts...)
-	if cause := w.err(); cause != nil {
-		return Image{}, fmt.Errorf("pull image %q: %w (%v)", ref, cause, err)
-	}
 	if err != nil {
+		if cause := w.err(); cause != nil {
+			// The pull's own error is the cancellation the watchdog caused.
+			return Image{}, fmt.Errorf("pull image %q: %w (%v)", ref, cause, err)
+		}
 		return Image{}, fmt.Errorf("pull image %q: %w", ref, err)
 	}
 	w.stop()
