@@ -35,6 +35,9 @@ type userns struct {
 // a non-empty range each, inside the 32-bit id space, container ranges
 // that do not overlap, at most maxIDMappings of them.
 func idMappings(what string, in []*runtime.IDMapping) ([]specs.LinuxIDMapping, error) {
+	if len(in) == 0 {
+		return nil, nil
+	}
 	if len(in) > maxIDMappings {
 		return nil, fmt.Errorf("%d %s mappings, more than the kernel's %d: %w", len(in), what, maxIDMappings, errdefs.ErrInvalidArgument)
 	}
