@@ -52,9 +52,9 @@ const readBuffer = 32 << 10
 type Options struct {
 	Dir       string // where the FIFOs are made (a per-container directory under hulld's state; created)
 	Stdin     bool
-	StdinOnce bool // the container's stdin is closed when the first attach session's stdin ends
-	Terminal  bool // one combined stream (stdout), no stderr
-	LogPath   string
+	StdinOnce bool   // the container's stdin is closed when the first attach session's stdin ends
+	Terminal  bool   // one combined stream (stdout), no stderr
+	LogPath   string // the CRI log file ("" = no log)
 	// MaxLineSize cuts longer log lines into partial ones; <= 0 is no
 	// limit.
 	MaxLineSize int
