@@ -9,7 +9,6 @@ import (
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/hullrt/hull/client/oci"
 	"github.com/hullrt/hull/core/containers"
@@ -212,9 +211,4 @@ func sandboxAnnotations(sb Sandbox) map[string]string {
 		})
 	}
 	return a
-}
-
-// hostNetwork says whether a pod uses the node's network namespace.
-func hostNetwork(cfg *runtime.PodSandboxConfig) bool {
-	return cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetNetwork() == runtime.NamespaceMode_NODE
 }
