@@ -181,6 +181,27 @@ func WithNewSnapshot(key string, img *Image, opts ...snapshots.Opt) NewContainer
 	}
 }
 
+// WithNewSnapshotFromParent prepares a new snapshot key over parent (an
+// unpacked image's chain ID) as the container's root filesystem, for
+// callers that know the chain ID already and need not read the image
+// again. Like WithNewSnapshot, the snapshot goes if the creation fails.
+func WithNewSnapshotFromParent(key, parent string, opts ...snapshots.Opt) NewContainerOpts {
+	return func(ctx context.Context, client *Client, c *containers.Container) error {
+		sn, err := client.resolveSnapshotter(ctx, c.Snapshotter)
+		if err != nil {
+			return err
+		}
+		if _, err := client.SnapshotService(sn).Prepare(ctx, key, parent, opts...); err != nil {
+			return fmt.Errorf("container %q: root filesystem: %w", c.ID, err)
+		}
+		if p, ok := ctx.Value(preparedKey{}).(*[]preparedSnapshot); ok {
+			*p = append(*p, preparedSnapshot{snapshotter: sn, key: key})
+		}
+		c.Snapshotter, c.SnapshotKey = sn, key
+		return nil
+	}
+}
+
 // WithSnapshot uses the existing snapshot key as the container's root
 // filesystem.
 func WithSnapshot(key string) NewContainerOpts {

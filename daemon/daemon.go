@@ -34,6 +34,7 @@ import (
 	"github.com/hullrt/hull/internal/grpcpool"
 	"github.com/hullrt/hull/plugin"
 	"github.com/hullrt/hull/plugins/builtin"
+	"github.com/hullrt/hull/plugins/cri"
 	"github.com/hullrt/hull/plugins/proxy"
 	"github.com/hullrt/hull/plugins/services"
 	"github.com/hullrt/hull/plugins/services/containers"
@@ -58,6 +59,7 @@ func Registry() *plugin.Registry {
 		namespaces.Register, content.Register, images.Register, containers.Register,
 		leases.Register, snapshots.Register, diff.Register, tasks.Register,
 		eventsservice.Register, introspection.Register, version.Register, healthcheck.Register,
+		cri.Register,
 	} {
 		register(r)
 	}

@@ -41,6 +41,7 @@ const (
 	WarningPlugin      Type = "io.containerd.warning.v1"
 	StreamingPlugin    Type = "io.containerd.streaming.v1"
 	SandboxStorePlugin Type = "io.containerd.sandbox.store.v1"
+	CRIPlugin          Type = "io.containerd.cri.v1"
 )
 
 // ErrSkip is returned by an Init function that decides, from its config or

@@ -16,6 +16,14 @@ command -v runc >/dev/null || need+=(runc)
 command -v gcc >/dev/null || need+=(gcc)
 command -v docker-registry >/dev/null || need+=(docker-registry)  # the test registry (loopback only)
 command -v skopeo >/dev/null || need+=(skopeo)                    # reads what hull pushes
+# The CRI: pod networks through Debian's CNI plugins, and what the critest
+# kit (../shared/critest) builds its images and runs with.
+[ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
+command -v iptables >/dev/null || need+=(iptables)
+command -v umoci >/dev/null || need+=(umoci)
+command -v jq >/dev/null || need+=(jq)
+command -v curl >/dev/null || need+=(curl)
+command -v nsenter >/dev/null || need+=(util-linux)
 # The second runc the tests run containers under (see below) links libseccomp.
 [ -x "$RUNC_152" ] || {
 	dpkg -s libseccomp-dev >/dev/null 2>&1 || need+=(libseccomp-dev)

@@ -1,0 +1,192 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/hullrt/hull/client"
+)
+
+func nowNano() int64 { return time.Now().UnixNano() }
+
+func (s *Service) containerStatus(c *container) *runtime.ContainerStatus {
+	st := c.status()
+	state := c.state()
+	cs := &runtime.ContainerStatus{
+		Id:          c.rec.ID,
+		Metadata:    c.config.GetMetadata(),
+		State:       state,
+		CreatedAt:   c.rec.CreatedAt,
+		StartedAt:   st.StartedAt,
+		FinishedAt:  st.FinishedAt,
+		ExitCode:    st.ExitCode,
+		Reason:      st.Reason,
+		Message:     st.Message,
+		Labels:      c.config.GetLabels(),
+		Annotations: c.config.GetAnnotations(),
+		Mounts:      c.config.GetMounts(),
+		LogPath:     c.rec.LogPath,
+		ImageRef:    c.rec.ImageRef,
+		ImageId:     c.rec.ImageRef,
+		Image:       &runtime.ImageSpec{Image: c.rec.ImageName, UserSpecifiedImage: c.config.GetImage().GetUserSpecifiedImage(), Annotations: c.config.GetImage().GetAnnotations()},
+	}
+	if img, err := s.images.Resolve(s.nsCtx(context.Background()), c.rec.ImageRef); err == nil {
+		if len(img.RepoTags) > 0 {
+			cs.Image.Image = img.RepoTags[0]
+		}
+		if len(img.RepoDigests) > 0 {
+			cs.ImageRef = img.RepoDigests[0]
+		}
+	}
+	if c.stMu.TryRLock() {
+		cs.Resources, cs.User = c.resources, c.user
+		c.stMu.RUnlock()
+	}
+	return cs
+}
+
+// ContainerStatus reports a container; an unknown one is NotFound, which
+// the kubelet relies on.
+func (s *Service) ContainerStatus(ctx context.Context, r *runtime.ContainerStatusRequest) (*runtime.ContainerStatusResponse, error) {
+	c, err := s.containers.get(r.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	resp := &runtime.ContainerStatusResponse{Status: s.containerStatus(c)}
+	if r.GetVerbose() {
+		st := c.status()
+		info := map[string]any{
+			"sandboxID": c.rec.SandboxID,
+			"pid":       st.Pid,
+			"config":    json.RawMessage(c.rec.Config),
+		}
+		if sp, err := s.containerSpec(s.nsCtx(ctx), c.rec.ID); err == nil {
+			info["runtimeSpec"] = sp
+		}
+		b, _ := json.Marshal(info)
+		resp.Info = map[string]string{"info": string(b)}
+	}
+	return resp, nil
+}
+
+func (s *Service) containerSpec(ctx context.Context, id string) (*specs.Spec, error) {
+	ctr, err := s.client.LoadContainer(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return ctr.Spec(ctx)
+}
+
+// ListContainers lists containers matching the filter: id (or a prefix),
+// pod sandbox id (or a prefix), state and labels.
+func (s *Service) ListContainers(ctx context.Context, r *runtime.ListContainersRequest) (*runtime.ListContainersResponse, error) {
+	f := r.GetFilter()
+	var out []*runtime.Container
+	for _, c := range s.containers.list() {
+		state := c.state()
+		if f != nil {
+			if f.GetId() != "" && !hasPrefix(c.rec.ID, f.GetId()) {
+				continue
+			}
+			if f.GetPodSandboxId() != "" && !hasPrefix(c.rec.SandboxID, f.GetPodSandboxId()) {
+				continue
+			}
+			if f.GetState() != nil && f.GetState().GetState() != state {
+				continue
+			}
+			if !labelsMatch(c.config.GetLabels(), f.GetLabelSelector()) {
+				continue
+			}
+		}
+		out = append(out, &runtime.Container{
+			Id: c.rec.ID, PodSandboxId: c.rec.SandboxID, Metadata: c.config.GetMetadata(),
+			Image:    &runtime.ImageSpec{Image: c.rec.ImageName, UserSpecifiedImage: c.config.GetImage().GetUserSpecifiedImage()},
+			ImageRef: c.rec.ImageRef, ImageId: c.rec.ImageRef,
+			State: state, CreatedAt: c.rec.CreatedAt,
+			Labels: c.config.GetLabels(), Annotations: c.config.GetAnnotations(),
+		})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt > out[j].CreatedAt })
+	return &runtime.ListContainersResponse{Containers: out}, nil
+}
+
+// UpdateContainerResources changes a container's cgroup limits, in its
+// record and, when it runs, in its cgroup.
+func (s *Service) UpdateContainerResources(ctx context.Context, r *runtime.UpdateContainerResourcesRequest) (*runtime.UpdateContainerResourcesResponse, error) {
+	c, err := s.containers.get(r.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ctx = s.nsCtx(ctx)
+	lr := r.GetLinux()
+	if lr == nil {
+		return &runtime.UpdateContainerResourcesResponse{}, nil
+	}
+	ctr, err := s.client.LoadContainer(ctx, c.rec.ID)
+	if err != nil {
+		return nil, err
+	}
+	sp, err := ctr.Spec(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res := linuxResources(lr, s.cfg.MinOOMScoreAdj)
+	if sp.Linux == nil {
+		sp.Linux = &specs.Linux{}
+	}
+	sp.Linux.Resources = mergeResources(sp.Linux.Resources, res)
+	if lr.GetOomScoreAdj() != 0 && sp.Process != nil {
+		adj := clampOOM(int(lr.GetOomScoreAdj()), s.cfg.MinOOMScoreAdj)
+		sp.Process.OOMScoreAdj = &adj
+	}
+	if err := ctr.Update(ctx, func(_ context.Context, _ *client.Client, rec *containersRecord) error {
+		return setSpec(rec, sp)
+	}); err != nil {
+		return nil, fmt.Errorf("container %q: record resources: %w", c.rec.ID, err)
+	}
+	if c.state() == runtime.ContainerState_CONTAINER_RUNNING {
+		task, err := ctr.Task(ctx, nil)
+		if err == nil {
+			if err := task.Update(ctx, client.WithResources(sp.Linux.Resources)); err != nil {
+				return nil, fmt.Errorf("container %q: update cgroup: %w", c.rec.ID, err)
+			}
+		} else if !errdefs.IsNotFound(err) {
+			return nil, err
+		}
+	}
+	c.stMu.Lock()
+	c.resources = &runtime.ContainerResources{Linux: lr}
+	c.stMu.Unlock()
+	return &runtime.UpdateContainerResourcesResponse{}, nil
+}
+
+// ReopenContainerLog reopens a running container's log file after the
+// kubelet rotated it.
+func (s *Service) ReopenContainerLog(ctx context.Context, r *runtime.ReopenContainerLogRequest) (*runtime.ReopenContainerLogResponse, error) {
+	c, err := s.containers.get(r.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	if c.state() != runtime.ContainerState_CONTAINER_RUNNING {
+		return nil, fmt.Errorf("container %q is not running: %w", c.rec.ID, errdefs.ErrFailedPrecondition)
+	}
+	c.stMu.RLock()
+	cio := c.io
+	c.stMu.RUnlock()
+	if cio == nil {
+		return nil, fmt.Errorf("container %q has no output attached: %w", c.rec.ID, errdefs.ErrFailedPrecondition)
+	}
+	if err := cio.ReopenLog(); err != nil {
+		return nil, fmt.Errorf("container %q: reopen log %s: %w", c.rec.ID, c.rec.LogPath, err)
+	}
+	return &runtime.ReopenContainerLogResponse{}, nil
+}

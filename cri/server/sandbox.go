@@ -1,0 +1,441 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/containerd/containerd/api/types/runc/options"
+	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/hullrt/hull/client"
+	"github.com/hullrt/hull/client/cio"
+	"github.com/hullrt/hull/cri/cni"
+	criconfig "github.com/hullrt/hull/cri/config"
+	"github.com/hullrt/hull/cri/netns"
+	"github.com/hullrt/hull/cri/spec"
+)
+
+func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+// sandbox is a pod: its pause container, network namespace and files.
+type sandbox struct {
+	rec    sandboxRecord
+	config *runtime.PodSandboxConfig
+	// rootDir holds hostname, hosts and resolv.conf; stateDir the shm
+	// mount.
+	rootDir, stateDir string
+
+	// mu serialises stop and remove of the pod and container creation in
+	// it.
+	mu sync.Mutex
+
+	stateMu sync.RWMutex
+	ready   bool
+	pid     uint32
+	// netReleased is set once the network is torn down.
+	netReleased bool
+	// exited is closed when the pause process has exited.
+	exited chan struct{}
+}
+
+func (sb *sandbox) isReady() bool {
+	sb.stateMu.RLock()
+	defer sb.stateMu.RUnlock()
+	return sb.ready
+}
+
+func (sb *sandbox) pausePid() uint32 {
+	sb.stateMu.RLock()
+	defer sb.stateMu.RUnlock()
+	return sb.pid
+}
+
+func (sb *sandbox) markExited() {
+	sb.stateMu.Lock()
+	defer sb.stateMu.Unlock()
+	if sb.ready {
+		sb.ready = false
+	}
+	select {
+	case <-sb.exited:
+	default:
+		close(sb.exited)
+	}
+}
+
+func (sb *sandbox) hostNetwork() bool {
+	return sb.config.GetLinux().GetSecurityContext().GetNamespaceOptions().GetNetwork() == runtime.NamespaceMode_NODE
+}
+
+func (sb *sandbox) hostIPC() bool {
+	return sb.config.GetLinux().GetSecurityContext().GetNamespaceOptions().GetIpc() == runtime.NamespaceMode_NODE
+}
+
+func (sb *sandbox) shmPath() string {
+	if sb.hostIPC() {
+		return ""
+	}
+	return filepath.Join(sb.stateDir, "shm")
+}
+
+// newID returns a random 64-hex-digit id, the form the kubelet expects.
+func newID() string {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// cleanups runs the undo steps of a half-done creation, last first,
+// unless disarmed.
+type cleanups struct {
+	fns []func(context.Context)
+}
+
+func (c *cleanups) add(fn func(context.Context)) { c.fns = append(c.fns, fn) }
+
+func (c *cleanups) run(ctx context.Context) {
+	ctx = context.WithoutCancel(ctx)
+	for i := len(c.fns) - 1; i >= 0; i-- {
+		c.fns[i](ctx)
+	}
+	c.fns = nil
+}
+
+// handler finds a runtime handler; "" is the default one.
+func (s *Service) handler(name string) (string, criconfig.RuntimeHandler, error) {
+	if name == "" {
+		name = s.cfg.Runtime.Containerd.DefaultRuntimeName
+	}
+	h, ok := s.cfg.Runtime.Containerd.Runtimes[name]
+	if !ok {
+		return "", h, fmt.Errorf("runtime handler %q is not configured (configured: %s): %w", name, strings.Join(s.cfg.Runtime.HandlerNames(), ", "), errdefs.ErrNotFound)
+	}
+	return name, h, nil
+}
+
+// runtimeOptions turns a handler's options table into the runc shim's
+// options; other shims get none.
+func runtimeOptions(h criconfig.RuntimeHandler) (any, error) {
+	if len(h.Options) == 0 {
+		return nil, nil
+	}
+	o := &options.Options{}
+	for k, v := range h.Options {
+		switch k {
+		case "BinaryName":
+			o.BinaryName, _ = v.(string)
+		case "Root":
+			o.Root, _ = v.(string)
+		case "SystemdCgroup":
+			o.SystemdCgroup, _ = v.(bool)
+		case "NoPivotRoot":
+			o.NoPivotRoot, _ = v.(bool)
+		case "NoNewKeyring":
+			o.NoNewKeyring, _ = v.(bool)
+		case "ShimCgroup":
+			o.ShimCgroup, _ = v.(string)
+		case "CriuImagePath", "CriuWorkPath", "CriuPath", "IoUid", "IoGid", "Type":
+			// Accepted: checkpointing and I/O ownership options hull's
+			// paths do not use.
+		default:
+			return nil, fmt.Errorf("runtime option %q is not a runc shim option: %w", k, errdefs.ErrInvalidArgument)
+		}
+	}
+	return o, nil
+}
+
+// RunPodSandbox creates and starts a pod: network namespace and CNI, the
+// pod's files, then its pause container. Whatever fails undoes what was
+// done, so a failed pod leaves no IP, mount or process.
+func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxRequest) (_ *runtime.RunPodSandboxResponse, retErr error) {
+	cfg := r.GetConfig()
+	if cfg == nil || cfg.GetMetadata() == nil {
+		return nil, fmt.Errorf("pod sandbox config has no metadata: %w", errdefs.ErrInvalidArgument)
+	}
+	md := cfg.GetMetadata()
+	if md.GetName() == "" || md.GetNamespace() == "" || md.GetUid() == "" {
+		return nil, fmt.Errorf("pod sandbox metadata needs name, namespace and uid (got name %q, namespace %q, uid %q): %w",
+			md.GetName(), md.GetNamespace(), md.GetUid(), errdefs.ErrInvalidArgument)
+	}
+	handlerName, h, err := s.handler(r.GetRuntimeHandler())
+	if err != nil {
+		return nil, err
+	}
+	rtOpts, err := runtimeOptions(h)
+	if err != nil {
+		return nil, fmt.Errorf("runtime handler %q: %w", handlerName, err)
+	}
+	ports := portMappings(cfg.GetPortMappings())
+	if err := cni.ValidatePortMappings(ports); err != nil {
+		return nil, err
+	}
+	id := newID()
+	name := sandboxName(md)
+	if err := s.sandboxNames.reserve(name, id); err != nil {
+		return nil, fmt.Errorf("pod sandbox: %w", err)
+	}
+	var undo cleanups
+	defer func() {
+		if retErr != nil {
+			undo.run(ctx)
+			s.sandboxNames.release(name, id)
+		}
+	}()
+	if err := s.hostPortsFree(id, ports); err != nil {
+		return nil, err
+	}
+	ctx = s.nsCtx(ctx)
+	sandboxImage := s.cfg.Images.PinnedImages["sandbox"]
+	img, err := s.images.EnsurePulled(ctx, sandboxImage, nil)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox image %q: %w", sandboxImage, err)
+	}
+	sb := &sandbox{
+		config:   cfg,
+		rootDir:  filepath.Join(s.cfg.Root, "sandboxes", id),
+		stateDir: filepath.Join(s.cfg.State, "sandboxes", id),
+		exited:   make(chan struct{}),
+	}
+	sb.rec = sandboxRecord{ID: id, Name: name, RuntimeHandler: handlerName, RuntimeType: h.RuntimeType,
+		CreatedAt: time.Now().UnixNano(), Image: img.ID, CgroupParent: cfg.GetLinux().GetCgroupParent()}
+	if sb.rec.Config, err = marshalConfig(cfg); err != nil {
+		return nil, err
+	}
+	for _, d := range []string{sb.rootDir, sb.stateDir} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return nil, err
+		}
+		undo.add(func(context.Context) { os.RemoveAll(d) })
+	}
+	if !sb.hostNetwork() {
+		if err := s.setupNetwork(ctx, sb, ports, &undo); err != nil {
+			return nil, err
+		}
+	}
+	if err := writePodFiles(sb); err != nil {
+		return nil, err
+	}
+	if shm := sb.shmPath(); shm != "" {
+		if err := mountShm(shm); err != nil {
+			return nil, err
+		}
+		undo.add(func(context.Context) { unmountAll(shm) })
+	}
+	opts, err := spec.SandboxOpts(spec.Sandbox{
+		ID: id, Config: cfg, Image: img.Config.Config, NetNSPath: sb.rec.NetNSPath, ShmPath: sb.shmPath(), RuntimeHandler: handlerName,
+	}, s.specOpts)
+	if err != nil {
+		return nil, err
+	}
+	ext, err := extension(recordTypeSandbox, sb.rec)
+	if err != nil {
+		return nil, err
+	}
+	snapshotter := s.snapshotter(h)
+	ctr, err := s.client.NewContainer(ctx, id,
+		client.WithContainerSnapshotter(snapshotter),
+		client.WithNewSnapshotFromParent(id, img.ChainID.String()),
+		client.WithImageName(img.Name),
+		client.WithNewSpec(opts...),
+		client.WithRuntime(h.RuntimeType, rtOpts),
+		client.WithContainerLabels(sandboxLabels(cfg, id)),
+		client.WithContainerExtension(sandboxExtension, ext),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("pod sandbox %q: pause container: %w", name, err)
+	}
+	undo.add(func(ctx context.Context) { ctr.Delete(ctx, client.WithSnapshotCleanup) })
+	var taskOpts []client.NewTaskOpts
+	if h.RuntimePath != "" {
+		taskOpts = append(taskOpts, client.WithRuntimePath(h.RuntimePath))
+	}
+	task, err := ctr.NewTask(ctx, cio.NullIO, taskOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("pod sandbox %q: create pause task: %w", name, err)
+	}
+	undo.add(func(ctx context.Context) {
+		task.Kill(ctx, syscall.SIGKILL)
+		task.Delete(ctx, client.WithProcessKill)
+	})
+	if err := task.Start(ctx); err != nil {
+		return nil, fmt.Errorf("pod sandbox %q: start pause: %w", name, err)
+	}
+	sb.ready, sb.pid = true, task.Pid()
+	s.sandboxes.add(id, sb)
+	s.hub.sandboxEvent(sb, runtime.ContainerEventType_CONTAINER_CREATED_EVENT, s)
+	s.hub.sandboxEvent(sb, runtime.ContainerEventType_CONTAINER_STARTED_EVENT, s)
+	return &runtime.RunPodSandboxResponse{PodSandboxId: id}, nil
+}
+
+func (s *Service) snapshotter(h criconfig.RuntimeHandler) string {
+	if h.Snapshotter != "" {
+		return h.Snapshotter
+	}
+	return s.cfg.Snapshotter
+}
+
+// setupNetwork makes the pod's network namespace and adds it to the CNI
+// networks.
+func (s *Service) setupNetwork(ctx context.Context, sb *sandbox, ports []cni.PortMapping, undo *cleanups) error {
+	if err := s.network.Status(); err != nil {
+		return fmt.Errorf("pod network is not ready: %v: %w", err, errdefs.ErrFailedPrecondition)
+	}
+	ns, err := netns.New(filepath.Join(s.cfg.State, "netns"))
+	if err != nil {
+		return fmt.Errorf("pod network namespace: %w", err)
+	}
+	undo.add(func(context.Context) { ns.Remove() })
+	sb.rec.NetNSPath = ns.Path()
+	pod := s.cniPod(sb, ports)
+	res, err := s.network.Setup(ctx, pod)
+	if err != nil {
+		return fmt.Errorf("pod network: %w", err)
+	}
+	undo.add(func(ctx context.Context) { s.network.Teardown(ctx, pod) })
+	for _, ip := range res.IPs {
+		sb.rec.IPs = append(sb.rec.IPs, ip.String())
+	}
+	if res.Raw != nil {
+		if b, err := jsonMarshal(res.Raw); err == nil {
+			sb.rec.CNIResult = b
+		}
+	}
+	return nil
+}
+
+func (s *Service) cniPod(sb *sandbox, ports []cni.PortMapping) cni.Pod {
+	md := sb.config.GetMetadata()
+	pod := cni.Pod{
+		ID: sb.rec.ID, Name: md.GetName(), Namespace: md.GetNamespace(), UID: md.GetUid(),
+		NetNSPath: sb.rec.NetNSPath, PortMappings: ports, CgroupParent: sb.config.GetLinux().GetCgroupParent(),
+		Annotations: sb.config.GetAnnotations(),
+	}
+	if d := sb.config.GetDnsConfig(); d != nil {
+		pod.DNS = &cni.DNS{Servers: d.GetServers(), Searches: d.GetSearches(), Options: d.GetOptions()}
+	}
+	return pod
+}
+
+func portMappings(pms []*runtime.PortMapping) []cni.PortMapping {
+	out := make([]cni.PortMapping, 0, len(pms))
+	for _, p := range pms {
+		proto := strings.ToLower(p.GetProtocol().String())
+		out = append(out, cni.PortMapping{Protocol: proto, ContainerPort: p.GetContainerPort(), HostPort: p.GetHostPort(), HostIP: p.GetHostIp()})
+	}
+	return out
+}
+
+// hostPortsFree refuses a host port another live pod maps already: CNI's
+// portmap would accept it and silently steal the other pod's traffic.
+func (s *Service) hostPortsFree(id string, ports []cni.PortMapping) error {
+	for _, p := range ports {
+		if p.HostPort == 0 {
+			continue
+		}
+		for _, other := range s.sandboxes.list() {
+			if other.rec.ID == id || !other.isReady() {
+				continue
+			}
+			for _, q := range portMappings(other.config.GetPortMappings()) {
+				if q.HostPort == p.HostPort && q.Protocol == p.Protocol && (q.HostIP == p.HostIP || q.HostIP == "" || p.HostIP == "" || q.HostIP == "0.0.0.0" || p.HostIP == "0.0.0.0") {
+					return fmt.Errorf("host port %d/%s is already mapped by pod sandbox %q (%s): %w", p.HostPort, p.Protocol, other.rec.ID, other.rec.Name, errdefs.ErrAlreadyExists)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func sandboxLabels(cfg *runtime.PodSandboxConfig, id string) map[string]string {
+	l := map[string]string{}
+	for k, v := range cfg.GetLabels() {
+		l[k] = v
+	}
+	l[kindLabel] = kindSandbox
+	l[sandboxIDLabel] = id
+	return l
+}
+
+// writePodFiles writes the pod's hostname, hosts and resolv.conf, which
+// its containers bind-mount.
+func writePodFiles(sb *sandbox) error {
+	hostname := sb.config.GetHostname()
+	if sb.hostNetwork() || hostname == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return err
+		}
+		if hostname == "" || sb.hostNetwork() {
+			hostname = h
+		}
+	}
+	if err := os.WriteFile(filepath.Join(sb.rootDir, "hostname"), []byte(hostname+"\n"), 0o644); err != nil {
+		return err
+	}
+	hosts := []byte("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
+	if sb.hostNetwork() {
+		if b, err := os.ReadFile("/etc/hosts"); err == nil {
+			hosts = b
+		}
+	}
+	if err := os.WriteFile(filepath.Join(sb.rootDir, "hosts"), hosts, 0o644); err != nil {
+		return err
+	}
+	var resolv []byte
+	if d := sb.config.GetDnsConfig(); d != nil && (len(d.GetServers()) > 0 || len(d.GetSearches()) > 0 || len(d.GetOptions()) > 0) {
+		var b strings.Builder
+		if len(d.GetSearches()) > 0 {
+			b.WriteString("search " + strings.Join(d.GetSearches(), " ") + "\n")
+		}
+		for _, srv := range d.GetServers() {
+			if net.ParseIP(srv) == nil {
+				return fmt.Errorf("dns server %q is not an IP address: %w", srv, errdefs.ErrInvalidArgument)
+			}
+			b.WriteString("nameserver " + srv + "\n")
+		}
+		if len(d.GetOptions()) > 0 {
+			b.WriteString("options " + strings.Join(d.GetOptions(), " ") + "\n")
+		}
+		resolv = []byte(b.String())
+	} else if b, err := os.ReadFile("/etc/resolv.conf"); err == nil {
+		resolv = b
+	}
+	return os.WriteFile(filepath.Join(sb.rootDir, "resolv.conf"), resolv, 0o644)
+}
+
+func mountShm(path string) error {
+	if err := os.MkdirAll(path, 0o700); err != nil {
+		return err
+	}
+	if err := unix.Mount("shm", path, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size=65536k"); err != nil {
+		return fmt.Errorf("mount pod shm at %s: %w", path, err)
+	}
+	return nil
+}
+
+// unmountAll unmounts path until nothing is mounted there.
+func unmountAll(path string) error {
+	for i := 0; i < 16; i++ {
+		if err := unix.Unmount(path, unix.MNT_DETACH); err != nil {
+			if err == unix.EINVAL || err == unix.ENOENT {
+				return nil
+			}
+			return fmt.Errorf("unmount %s: %w", path, err)
+		}
+	}
+	return nil
+}
