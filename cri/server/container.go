@@ -39,6 +39,8 @@ type container struct {
 	exited chan struct{}
 	// oomKilled is set by the OOM event that precedes the exit.
 	oomKilled bool
+	// imageRefs collects the image volumes while the container is made.
+	imageRefs []imageMountRef
 	// resources and user are what the status reports of the spec.
 	resources *runtime.ContainerResources
 	user      *runtime.ContainerUser
@@ -190,6 +192,7 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 	if err != nil {
 		return nil, fmt.Errorf("container %q: %w", name, err)
 	}
+	c.rec.ImageMounts = c.imageRefs
 	ext, err := extension(recordTypeCtr, c.rec)
 	if err != nil {
 		return nil, err
@@ -426,7 +429,9 @@ func (s *Service) removeContainer(ctx context.Context, c *container) error {
 		// A start that never finished may have left a task.
 		if ctr, err := s.client.LoadContainer(ctx, c.rec.ID); err == nil {
 			if t, err := ctr.Task(ctx, nil); err == nil {
+				unlock := s.taskLocks.lock(c.rec.ID)
 				t.Delete(ctx, client.WithProcessKill)
+				unlock()
 			}
 		}
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/protobuf/proto"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/hullrt/hull/client"
@@ -31,7 +32,7 @@ func (s *Service) containerStatus(c *container) *runtime.ContainerStatus {
 		Message:     st.Message,
 		Labels:      c.config.GetLabels(),
 		Annotations: c.config.GetAnnotations(),
-		Mounts:      c.config.GetMounts(),
+		Mounts:      statusMounts(c),
 		LogPath:     c.rec.LogPath,
 		ImageRef:    c.rec.ImageRef,
 		ImageId:     c.rec.ImageRef,
@@ -50,6 +51,28 @@ func (s *Service) containerStatus(c *container) *runtime.ContainerStatus {
 		c.stMu.RUnlock()
 	}
 	return cs
+}
+
+// statusMounts are the container's mounts, image volumes with the id of
+// the image they show.
+func statusMounts(c *container) []*runtime.Mount {
+	if len(c.rec.ImageMounts) == 0 {
+		return c.config.GetMounts()
+	}
+	out := make([]*runtime.Mount, 0, len(c.config.GetMounts()))
+	for _, m := range c.config.GetMounts() {
+		if m.GetImage() != nil {
+			for _, im := range c.rec.ImageMounts {
+				if im.ContainerPath == m.GetContainerPath() {
+					m = proto.Clone(m).(*runtime.Mount)
+					m.Image.ImageRef = im.ImageRef
+					break
+				}
+			}
+		}
+		out = append(out, m)
+	}
+	return out
 }
 
 // ContainerStatus reports a container; an unknown one is NotFound, which

@@ -142,17 +142,58 @@ func (s *Service) recordExit(c *container, code int32, at time.Time, reason, msg
 	s.hub.containerEvent(c, runtime.ContainerEventType_CONTAINER_STOPPED_EVENT, s)
 }
 
-func (s *Service) deleteTask(ctx context.Context, id string) {
+// deleteTask deletes id's task, once: the exit handler and a stop may both
+// try, and the second must find the work done rather than fail on a
+// deletion in progress.
+func (s *Service) deleteTask(ctx context.Context, id string) error {
+	unlock := s.taskLocks.lock(id)
+	defer unlock()
 	ctr, err := s.client.LoadContainer(ctx, id)
 	if err != nil {
-		return
+		return ignoreNotFound(err)
 	}
 	task, err := ctr.Task(ctx, nil)
 	if err != nil {
-		return
+		return ignoreNotFound(err)
 	}
 	if _, err := task.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
 		s.log.Warn("CRI: cannot delete an exited task", "id", id, "error", err)
+		return err
+	}
+	return nil
+}
+
+// keyedLocks are mutexes by id, made on demand and dropped when free.
+type keyedLocks struct {
+	mu    sync.Mutex
+	locks map[string]*keyedLock
+}
+
+type keyedLock struct {
+	mu    sync.Mutex
+	users int
+}
+
+func (k *keyedLocks) lock(id string) func() {
+	k.mu.Lock()
+	if k.locks == nil {
+		k.locks = map[string]*keyedLock{}
+	}
+	l := k.locks[id]
+	if l == nil {
+		l = &keyedLock{}
+		k.locks[id] = l
+	}
+	l.users++
+	k.mu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		k.mu.Lock()
+		if l.users--; l.users == 0 {
+			delete(k.locks, id)
+		}
+		k.mu.Unlock()
 	}
 }
 

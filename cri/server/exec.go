@@ -237,7 +237,12 @@ func (rt streamRuntime) PortForward(ctx context.Context, podSandboxID string, po
 	if err != nil {
 		return err
 	}
-	return streaming.PortForward(ctx, sb.rec.NetNSPath, port, stream)
+	ns := sb.rec.NetNSPath
+	if sb.hostNetwork() || ns == "" {
+		// A host-network pod's loopback is hulld's own.
+		ns = "/proc/self/ns/net"
+	}
+	return streaming.PortForward(ctx, ns, port, stream)
 }
 
 // exitError carries a non-zero exit code of an exec to the streaming

@@ -57,6 +57,16 @@ type containerRecord struct {
 	ImageName string          `json:"imageName"` // what the kubelet asked for
 	LogPath   string          `json:"logPath,omitempty"`
 	CreatedAt int64           `json:"createdAt"`
+	// ImageMounts are the image volumes with the image id each resolved
+	// to, which the status reports.
+	ImageMounts []imageMountRef `json:"imageMounts,omitempty"`
+}
+
+// imageMountRef is an image volume of a container.
+type imageMountRef struct {
+	ContainerPath string `json:"containerPath"`
+	Image         string `json:"image"`
+	ImageRef      string `json:"imageRef"`
 }
 
 // containerStatus is what changes in a container's life.

@@ -146,7 +146,7 @@ func (s *Service) recoverContainer(ctx context.Context, c *container) {
 		if cioOut != nil {
 			waitTimeout(cioOut.Wait, 5*time.Second)
 		}
-		task.Delete(ctx)
+		s.deleteTask(ctx, c.rec.ID)
 		s.recordExit(c, code, at, reason, "")
 	}
 }

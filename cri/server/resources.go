@@ -131,9 +131,12 @@ func containerUser(sp *specs.Spec) *runtime.ContainerUser {
 		return nil
 	}
 	u := sp.Process.User
-	groups := make([]int64, 0, len(u.AdditionalGids))
+	// The process's groups, as `id -G` shows them: its group first.
+	groups := []int64{int64(u.GID)}
 	for _, g := range u.AdditionalGids {
-		groups = append(groups, int64(g))
+		if g != u.GID {
+			groups = append(groups, int64(g))
+		}
 	}
 	return &runtime.ContainerUser{Linux: &runtime.LinuxContainerUser{Uid: int64(u.UID), Gid: int64(u.GID), SupplementalGroups: groups}}
 }

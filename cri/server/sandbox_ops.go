@@ -84,7 +84,7 @@ func (s *Service) stopPause(ctx context.Context, sb *sandbox) error {
 			return ctx.Err()
 		}
 	}
-	if _, err := task.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
+	if err := s.deleteTask(ctx, sb.rec.ID); err != nil {
 		return fmt.Errorf("delete pause task of pod sandbox %q: %w", sb.rec.ID, err)
 	}
 	wasReady := sb.isReady()

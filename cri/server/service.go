@@ -74,6 +74,7 @@ type Service struct {
 	containerNames *names
 	hub            *eventHub
 	cpu            cpuSamples
+	taskLocks      keyedLocks
 
 	// ctx lives as long as the service: background work (exit handling)
 	// stops when it is cancelled, and wg waits for that work.

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -44,6 +45,9 @@ func (s *Service) mountImages(ctx context.Context, snapshotter string, c *contai
 		if m.GetImage().GetImage() == "" {
 			continue
 		}
+		if !m.GetReadonly() {
+			return nil, fmt.Errorf("image mount %q at %q must be read-only: images are never written: %w", m.GetImage().GetImage(), m.GetContainerPath(), errdefs.ErrInvalidArgument)
+		}
 		img, err := s.images.Resolve(ctx, m.GetImage().GetImage())
 		if err != nil {
 			return nil, fmt.Errorf("image mount %q at %q: %w", m.GetImage().GetImage(), m.GetContainerPath(), err)
@@ -66,14 +70,9 @@ func (s *Service) mountImages(ctx context.Context, snapshotter string, c *contai
 		if out == nil {
 			out = map[*runtime.Mount]string{}
 		}
-		path := target
-		if sp := m.GetImageSubPath(); sp != "" {
-			path = filepath.Join(target, filepath.Clean("/"+sp))
-			if _, err := os.Stat(path); err != nil {
-				return nil, fmt.Errorf("image mount %q: sub path %q: %w", m.GetImage().GetImage(), sp, err)
-			}
-		}
-		out[m] = path
+		// The sub path is resolved inside the image by the spec.
+		out[m] = target
+		c.imageRefs = append(c.imageRefs, imageMountRef{ContainerPath: m.GetContainerPath(), Image: m.GetImage().GetImage(), ImageRef: img.ID})
 	}
 	return out, nil
 }

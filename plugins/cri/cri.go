@@ -68,6 +68,7 @@ func Register(r *plugin.Registry) {
 				MaxConcurrentDownloads: cfg.MaxConcurrentDownloads,
 				PullProgressTimeout:    timeout,
 				PinnedImages:           cfg.PinnedImages,
+				Logger:                 ic.Log,
 				Stats: criimages.FsInfoSource{
 					ImageDirs:     []string{pluginRoot(ic, "io.containerd.content.v1.content"), pluginRoot(ic, "io.containerd.snapshotter.v1."+cfg.Snapshotter)},
 					ContainerDirs: []string{pluginRoot(ic, "io.containerd.snapshotter.v1."+cfg.Snapshotter)},
