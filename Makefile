@@ -15,7 +15,7 @@ BINARIES := bin/hulld bin/hullctl bin/hull-snapshotter bin/containerd-shim-hull-
 FUZZTIME ?= 50000x
 FUZZ     := ./core/filters:FuzzParse ./config:FuzzParse ./config:FuzzMigrate ./core/reference:FuzzParse ./core/remotes/hosts:FuzzParse ./core/remotes/registry:FuzzParseChallenges ./core/images:FuzzParseChildren ./core/archive:FuzzApply:5000x ./core/runtime/shims:FuzzParseBootstrap ./client/oci:FuzzParsePasswd ./client/oci:FuzzParseGroup ./client/oci:FuzzParseUserSpec ./shim/runc:FuzzParsePs ./shim/runc:FuzzParseState ./shim/runc:FuzzLastError ./shim/bootstrap:FuzzParseArgs ./shim/launch:FuzzGroupID ./shim/task:FuzzClampSpecOOMScoreAdj ./core/metadata:FuzzDecodeRecord ./internal/crashpoint:FuzzParse ./core/leases:FuzzIdleTimeout ./internal/errgrpc:FuzzRoundTrip
 
-.PHONY: all build deps install test unit integration race fuzz bench chaos demo docs check-docs clean
+.PHONY: all build deps install test unit integration race fuzz bench chaos critest demo docs check-docs clean
 
 all: build
 
@@ -39,6 +39,7 @@ test: deps build
 	cd test/compat && $(GO) vet ./... && HULLD_BIN=$(CURDIR)/bin/hulld $(GO) test -count=1 -timeout 15m ./...
 	$(MAKE) --no-print-directory race
 	$(MAKE) --no-print-directory fuzz
+	./scripts/critest.sh $(CRITEST_MIN)
 
 # The packages whose code runs goroutines, under the race detector (the
 # integration tests run the same code in hulld, without it).
@@ -53,6 +54,13 @@ fuzz:
 		echo "fuzz $$pkg $$fn ($$ft)"; \
 		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $$ft -fuzzminimizetime 200x $$pkg; \
 	done
+
+# cri-tools' conformance suite against hulld's CRI (see docs/kubernetes.md);
+# it fails below CRITEST_MIN passed specs or on any failure but the one no
+# runtime can pass offline.
+CRITEST_MIN ?= 100
+critest: deps build
+	./scripts/critest.sh $(CRITEST_MIN)
 
 # The chaos suite's long form: 30 rounds of random kills of hulld under
 # load, besides every crash point and fault (`make test` runs 3 rounds).

@@ -379,6 +379,9 @@ func (s *Service) stopContainer(ctx context.Context, c *container, timeout int64
 			sig = syscall.SIGTERM
 		}
 		if err := task.Kill(ctx, sig); err != nil && !errdefs.IsNotFound(err) && !errdefs.IsFailedPrecondition(err) {
+			if exitedMeanwhile(exited) {
+				return nil
+			}
 			return fmt.Errorf("container %q: send %v: %w", c.rec.ID, sig, err)
 		}
 		t := time.NewTimer(time.Duration(timeout) * time.Second)
@@ -392,6 +395,9 @@ func (s *Service) stopContainer(ctx context.Context, c *container, timeout int64
 		}
 	}
 	if err := task.Kill(ctx, syscall.SIGKILL, client.WithKillAll); err != nil && !errdefs.IsNotFound(err) && !errdefs.IsFailedPrecondition(err) {
+		if exitedMeanwhile(exited) {
+			return nil
+		}
 		return fmt.Errorf("container %q: kill: %w", c.rec.ID, err)
 	}
 	select {
@@ -399,6 +405,21 @@ func (s *Service) stopContainer(ctx context.Context, c *container, timeout int64
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+// exitedMeanwhile reports whether a container whose kill failed exited
+// after all: a process that exits while it is signalled takes its runc
+// state with it, and the kill then fails for want of it. Its exit is
+// recorded moments later.
+func exitedMeanwhile(exited <-chan struct{}) bool {
+	t := time.NewTimer(5 * time.Second)
+	defer t.Stop()
+	select {
+	case <-exited:
+		return true
+	case <-t.C:
+		return false
 	}
 }
 
