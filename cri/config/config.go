@@ -127,7 +127,9 @@ func DefaultRuntime() *Runtime {
 			Runtimes:           map[string]RuntimeHandler{"runc": {RuntimeType: "io.containerd.hull.v2"}},
 		},
 		CNI: CNIConfig{
-			BinDirs: []string{"/opt/cni/bin"}, ConfDir: "/etc/cni/net.d", MaxConfNum: 1, IPPref: "ipv4",
+			// bin_dir, not bin_dirs: a containerd 2.0 file that sets
+			// bin_dir must not be overridden by a default in bin_dirs.
+			BinDir: "/opt/cni/bin", ConfDir: "/etc/cni/net.d", MaxConfNum: 1, IPPref: "ipv4",
 		},
 		MaxContainerLogLineSize: 16 * 1024,
 		DrainExecSyncIOTimeout:  "0s",
