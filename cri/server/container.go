@@ -193,6 +193,7 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 		return nil, fmt.Errorf("container %q: %w", name, err)
 	}
 	c.rec.ImageMounts = c.imageRefs
+	c.rec.StopSignal = img.Config.Config.StopSignal
 	ext, err := extension(recordTypeCtr, c.rec)
 	if err != nil {
 		return nil, err
@@ -220,7 +221,7 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 	if lr := cfg.GetLinux().GetResources(); lr != nil {
 		c.resources = &runtime.ContainerResources{Linux: lr}
 	}
-	c.stopSignal = parseSignal(img.Config.Config.StopSignal)
+	c.stopSignal = parseSignal(c.rec.StopSignal)
 	if err := c.update(func(*containerStatus) {}); err != nil {
 		s.client.ContainerService().Delete(context.WithoutCancel(ctx), id)
 		return nil, err

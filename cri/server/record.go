@@ -57,6 +57,8 @@ type containerRecord struct {
 	ImageName string          `json:"imageName"` // what the kubelet asked for
 	LogPath   string          `json:"logPath,omitempty"`
 	CreatedAt int64           `json:"createdAt"`
+	// StopSignal is the image's, what StopContainer sends first.
+	StopSignal string `json:"stopSignal,omitempty"`
 	// ImageMounts are the image volumes with the image id each resolved
 	// to, which the status reports.
 	ImageMounts []imageMountRef `json:"imageMounts,omitempty"`

@@ -67,11 +67,9 @@ func (s *Service) recover(ctx context.Context) error {
 			s.log.Warn("CRI: container status unreadable; taken as created", "id", rec.ID, "error", err)
 		}
 		c.st = st
+		c.stopSignal = parseSignal(c.rec.StopSignal)
 		if sp, err := s.containerSpec(ctx, c.rec.ID); err == nil {
 			c.user = containerUser(sp)
-			if sp.Process != nil {
-				c.stopSignal = parseSignal("")
-			}
 		}
 		if lr := c.config.GetLinux().GetResources(); lr != nil {
 			c.resources = &runtime.ContainerResources{Linux: lr}
