@@ -64,20 +64,27 @@ func containersLs(e *env) *cli.Command {
 				ID          string            `json:"id"`
 				Image       string            `json:"image"`
 				Runtime     string            `json:"runtime"`
+				Sandbox     string            `json:"sandbox,omitempty"`
 				Snapshotter string            `json:"snapshotter"`
 				SnapshotKey string            `json:"snapshot_key"`
 				Labels      map[string]string `json:"labels"`
 				CreatedAt   string            `json:"created_at"`
 			}
-			l := listing{header: []string{"CONTAINER", "IMAGE", "RUNTIME"}}
+			// SANDBOX is the pod a CRI container belongs to (the
+			// pause container's id; the pause container names itself).
+			l := listing{header: []string{"CONTAINER", "IMAGE", "RUNTIME", "SANDBOX"}}
 			js := []ctr{}
 			for _, r := range recs {
 				img := r.Image
 				if img == "" {
 					img = "-"
 				}
-				l.add(r.ID, r.ID, img, r.Runtime.Name)
-				js = append(js, ctr{r.ID, r.Image, r.Runtime.Name, r.Snapshotter, r.SnapshotKey, nonNil(r.Labels), timeString(r.CreatedAt)})
+				sandbox := r.SandboxID
+				if sandbox == "" {
+					sandbox = "-"
+				}
+				l.add(r.ID, r.ID, img, r.Runtime.Name, sandbox)
+				js = append(js, ctr{r.ID, r.Image, r.Runtime.Name, r.SandboxID, r.Snapshotter, r.SnapshotKey, nonNil(r.Labels), timeString(r.CreatedAt)})
 			}
 			l.json = js
 			return l, nil

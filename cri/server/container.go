@@ -139,8 +139,11 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 		}
 	}()
 	img, err := s.images.Resolve(ctx, cfg.GetImage().GetImage())
+	if errdefs.IsNotFound(err) {
+		return nil, fmt.Errorf("container %q: image %q is not present: pull it first: %w", name, cfg.GetImage().GetImage(), errdefs.ErrNotFound)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("container %q: image %q: %w", name, cfg.GetImage().GetImage(), err)
+		return nil, fmt.Errorf("container %q: %w", name, err)
 	}
 	lp, err := logPath(sb.config.GetLogDirectory(), cfg.GetLogPath())
 	if err != nil {
@@ -211,6 +214,7 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 		client.WithRuntime(h.RuntimeType, rtOpts),
 		client.WithContainerLabels(labels),
 		client.WithContainerExtension(containerExtension, ext),
+		client.WithSandbox(sb.rec.ID),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("container %q: %w", name, err)

@@ -254,6 +254,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 		client.WithRuntime(h.RuntimeType, rtOpts),
 		client.WithContainerLabels(sandboxLabels(cfg, id)),
 		client.WithContainerExtension(sandboxExtension, ext),
+		client.WithSandbox(id),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("pod sandbox %q: pause container: %w", name, err)
