@@ -286,6 +286,13 @@ func (s *Service) StartContainer(ctx context.Context, r *runtime.StartContainerR
 		return nil, fmt.Errorf("container %q: pod sandbox %q is not ready: %w", c.rec.ID, sb.rec.ID, errdefs.ErrFailedPrecondition)
 	}
 	ctx = s.nsCtx(ctx)
+	if c.rec.LogPath != "" {
+		// The kubelet makes the pod's log directory; a container's own
+		// subdirectory is the runtime's to make, as containerd does.
+		if err := os.MkdirAll(filepath.Dir(c.rec.LogPath), 0o755); err != nil {
+			return nil, fmt.Errorf("container %q: log directory: %w", c.rec.ID, err)
+		}
+	}
 	cio, err := containerio.New(c.rec.ID, s.ioOptions(c))
 	if err != nil {
 		return nil, fmt.Errorf("container %q: stdio: %w", c.rec.ID, err)

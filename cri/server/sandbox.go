@@ -179,6 +179,9 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 	if err != nil {
 		return nil, fmt.Errorf("runtime handler %q: %w", handlerName, err)
 	}
+	if err := knownSysctls(cfg.GetLinux().GetSysctls()); err != nil {
+		return nil, err
+	}
 	ports := portMappings(cfg.GetPortMappings())
 	if err := cni.ValidatePortMappings(ports); err != nil {
 		return nil, err
@@ -282,6 +285,25 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 	return &runtime.RunPodSandboxResponse{PodSandboxId: id}, nil
 }
 
+// knownSysctls refuses a sysctl this kernel does not have, which runc
+// would only find when the pod is half made. A sysctl under a directory
+// hulld cannot see (an interface of the pod's own) is left to runc.
+func knownSysctls(sysctls map[string]string) error {
+	for k := range sysctls {
+		p := filepath.Join("/proc/sys", strings.ReplaceAll(strings.ReplaceAll(k, ".", "/"), "//", "/"))
+		if strings.Contains(k, "/") {
+			p = filepath.Join("/proc/sys", k)
+		}
+		if _, err := os.Stat(filepath.Dir(p)); err != nil {
+			continue
+		}
+		if _, err := os.Stat(p); os.IsNotExist(err) {
+			return fmt.Errorf("sysctl %q is not known to this kernel: %w", k, errdefs.ErrInvalidArgument)
+		}
+	}
+	return nil
+}
+
 func (s *Service) snapshotter(h criconfig.RuntimeHandler) string {
 	if h.Snapshotter != "" {
 		return h.Snapshotter
@@ -304,6 +326,11 @@ func (s *Service) setupNetwork(ctx context.Context, sb *sandbox, ports []cni.Por
 	pod := s.cniPod(sb, ports)
 	res, err := s.network.Setup(ctx, pod)
 	if err != nil {
+		if errdefs.IsUnknown(err) {
+			// A plugin failed: the network, not the request, is at
+			// fault, and the kubelet retries.
+			return fmt.Errorf("pod network: %v: %w", err, errdefs.ErrUnavailable)
+		}
 		return fmt.Errorf("pod network: %w", err)
 	}
 	undo.add(func(ctx context.Context) { s.network.Teardown(ctx, pod) })

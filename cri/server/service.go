@@ -13,6 +13,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -219,7 +220,12 @@ func (s *Service) Status(ctx context.Context, r *runtime.StatusRequest) (*runtim
 		Features: &runtime.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: s.cfg.RecursiveReadOnly, UserNamespaces: s.cfg.UserNamespaces},
 	})
 	if r.GetVerbose() {
-		resp.Info = map[string]string{"config": fmt.Sprintf(`{"cgroupDriver":%q,"namespace":%q,"snapshotter":%q}`, s.cfg.CgroupDriver, s.cfg.Namespace, s.cfg.Snapshotter)}
+		b, _ := json.Marshal(map[string]any{
+			"cgroupDriver": s.cfg.CgroupDriver, "namespace": s.cfg.Namespace, "snapshotter": s.cfg.Snapshotter,
+			"rootDir": s.cfg.Root, "stateDir": s.cfg.State,
+			"cni": map[string]any{"binDirs": s.cfg.Runtime.CNI.CNIBinDirs(), "confDir": s.cfg.Runtime.CNI.ConfDir},
+		})
+		resp.Info = map[string]string{"config": string(b)}
 	}
 	return resp, nil
 }

@@ -121,7 +121,10 @@ func (r *Resolver) resolveOn(ctx context.Context, ep *endpoint, rf reference) (o
 			return ocispec.Descriptor{MediaType: mt, Digest: d, Size: resp.ContentLength}, nil
 		}
 		// Not enough in the headers: read the manifest itself.
-	case http.StatusMethodNotAllowed:
+	case http.StatusMethodNotAllowed, http.StatusNotFound:
+		// A HEAD answer has no body, and with it goes the registry's
+		// reason ("manifest unknown", "name unknown"): the GET below
+		// says why, and costs a request only when the pull fails.
 		drain(resp.Body)
 	default:
 		return ocispec.Descriptor{}, statusErr(resp)
