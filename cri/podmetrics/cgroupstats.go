@@ -113,7 +113,9 @@ func usageV1(s *v1.Metrics) *usage {
 			mu.hasUsage = true
 			mu.usage, mu.maxUsage, mu.failcnt = e.Usage, e.Max, e.Failcnt
 			mu.workingSet = saturatingSub(e.Usage, m.TotalInactiveFile)
-			// memsw counts memory and swap together.
+			// memsw counts memory and swap together; without swap
+			// accounting it is absent and swap reads 0, as cadvisor
+			// reports it.
 			mu.swap = saturatingSub(m.GetSwap().GetUsage(), e.Usage)
 		}
 		u.memory = mu

@@ -81,9 +81,9 @@ type collector struct {
 }
 
 func (c collector) collect(pod Pod, containers []Container, now time.Time) *runtime.PodSandboxMetrics {
-	defs := map[string]definition{}
+	defs := map[string]described{}
 	for _, d := range definitions() {
-		defs[d.name] = d
+		defs[d.name] = described{d, d.labelKeys()}
 	}
 	out := &runtime.PodSandboxMetrics{PodSandboxId: pod.ID}
 
@@ -213,10 +213,17 @@ type baseLabels struct {
 // label is one label beyond the base ones.
 type label struct{ key, value string }
 
+// described is a definition with its label keys worked out once per
+// collection.
+type described struct {
+	definition
+	keys []string
+}
+
 // emitter builds the metrics of one container (or of the pod), placing label
 // values in the order of each descriptor's keys.
 type emitter struct {
-	defs map[string]definition
+	defs map[string]described
 	ts   int64
 	base baseLabels
 	out  []*runtime.Metric
@@ -225,7 +232,7 @@ type emitter struct {
 	bad []string
 }
 
-func newEmitter(defs map[string]definition, now time.Time, base baseLabels) *emitter {
+func newEmitter(defs map[string]described, now time.Time, base baseLabels) *emitter {
 	return &emitter{defs: defs, ts: now.UnixNano(), base: base}
 }
 
@@ -235,9 +242,8 @@ func (e *emitter) add(name string, value uint64, extra ...label) {
 		e.bad = append(e.bad, name)
 		return
 	}
-	keys := d.labelKeys()
-	values := make([]string, len(keys))
-	for i, k := range keys {
+	values := make([]string, len(d.keys))
+	for i, k := range d.keys {
 		switch k {
 		case keyContainer:
 			values[i] = e.base.container

@@ -357,3 +357,21 @@ func TestCollectTimestampOfNow(t *testing.T) {
 		t.Errorf("only %d metrics for the pause container", n)
 	}
 }
+
+// TestEmitterRefusesMismatches: a metric added under an unknown name or
+// with labels other than its descriptor's is left out and recorded.
+func TestEmitterRefusesMismatches(t *testing.T) {
+	defs := map[string]described{}
+	for _, d := range definitions() {
+		defs[d.name] = described{d, d.labelKeys()}
+	}
+	e := newEmitter(defs, fakeNow, baseLabels{container: "c"})
+	e.add("container_no_such_metric", 1)
+	e.add(networkReceiveBytes, 1)                              // lacks interface
+	e.add(networkReceiveBytes, 1, label{keyDevice, "sda"})     // wrong key
+	e.add(cpuUsageSeconds, 1, label{keyInterface, "eth0"})     // one too many
+	e.add(networkReceiveBytes, 7, label{keyInterface, "eth0"}) // right
+	if len(e.out) != 1 || e.out[0].Value.Value != 7 || len(e.bad) != 4 {
+		t.Errorf("out %v, bad %v; want the one right metric out and four bad", e.out, e.bad)
+	}
+}
