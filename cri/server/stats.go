@@ -14,7 +14,10 @@ import (
 	v2 "github.com/containerd/cgroups/v3/cgroup2/stats"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/typeurl/v2"
+	"golang.org/x/sys/unix"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/hullrt/hull/cri/podmetrics"
 )
 
 // cpuSample is the last CPU reading of a container, from which the next
@@ -45,23 +48,33 @@ func (c *cpuSamples) rate(id string, at time.Time, total uint64) uint64 {
 	return uint64(float64(total-prev.total) / at.Sub(prev.at).Seconds())
 }
 
-// taskStats reads a task's cgroup counters into CRI stats.
-func (s *Service) taskStats(ctx context.Context, id string) (*runtime.CpuUsage, *runtime.MemoryUsage, error) {
+// rawStats reads a task's cgroup counters as its shim reports them: a
+// cgroup1 or cgroup2 stats.Metrics.
+func (s *Service) rawStats(ctx context.Context, id string) (any, error) {
 	ctr, err := s.client.LoadContainer(ctx, id)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	task, err := ctr.Task(ctx, nil)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	m, err := task.Metrics(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	v, err := typeurl.UnmarshalAny(m.Data)
 	if err != nil {
-		return nil, nil, fmt.Errorf("decode stats of %q: %w", id, err)
+		return nil, fmt.Errorf("decode stats of %q: %w", id, err)
+	}
+	return v, nil
+}
+
+// taskStats reads a task's cgroup counters into CRI stats.
+func (s *Service) taskStats(ctx context.Context, id string) (*runtime.CpuUsage, *runtime.MemoryUsage, error) {
+	v, err := s.rawStats(ctx, id)
+	if err != nil {
+		return nil, nil, err
 	}
 	now := time.Now()
 	ts := now.UnixNano()
@@ -306,44 +319,64 @@ func (s *Service) ListPodSandboxStats(ctx context.Context, r *runtime.ListPodSan
 }
 
 // ListMetricDescriptors describes the metrics ListPodSandboxMetrics
-// reports.
+// reports: cadvisor's, which the kubelet's /metrics/cadvisor serves.
 func (s *Service) ListMetricDescriptors(ctx context.Context, r *runtime.ListMetricDescriptorsRequest) (*runtime.ListMetricDescriptorsResponse, error) {
-	return &runtime.ListMetricDescriptorsResponse{Descriptors: metricDescriptors()}, nil
+	return &runtime.ListMetricDescriptorsResponse{Descriptors: podmetrics.Descriptors()}, nil
 }
 
-func metricDescriptors() []*runtime.MetricDescriptor {
-	return []*runtime.MetricDescriptor{
-		{Name: "container_cpu_usage_seconds_total", Help: "Cumulative cpu time consumed by the container in core-seconds", LabelKeys: []string{"container", "pod", "namespace"}},
-		{Name: "container_memory_working_set_bytes", Help: "Current working set of the container in bytes", LabelKeys: []string{"container", "pod", "namespace"}},
-		{Name: "container_memory_usage_bytes", Help: "Current memory usage of the container in bytes", LabelKeys: []string{"container", "pod", "namespace"}},
-	}
-}
-
-// ListPodSandboxMetrics reports the described metrics for every pod.
+// ListPodSandboxMetrics reports the described metrics of every ready pod
+// and its running containers.
 func (s *Service) ListPodSandboxMetrics(ctx context.Context, r *runtime.ListPodSandboxMetricsRequest) (*runtime.ListPodSandboxMetricsResponse, error) {
 	ctx = s.nsCtx(ctx)
+	now := time.Now()
+	fs := s.writableFs()
 	resp := &runtime.ListPodSandboxMetricsResponse{}
 	for _, sb := range s.sandboxes.list() {
-		pm := &runtime.PodSandboxMetrics{PodSandboxId: sb.rec.ID}
+		if !sb.isReady() {
+			continue
+		}
 		md := sb.config.GetMetadata()
+		pod := podmetrics.Pod{ID: sb.rec.ID, Name: md.GetName(), Namespace: md.GetNamespace()}
+		if !sb.hostNetwork() {
+			pod.NetNSPid = sb.pausePid()
+		}
+		var ctrs []podmetrics.Container
 		for _, c := range s.containersOf(sb.rec.ID) {
-			st, err := s.containerStats(ctx, c)
-			if err != nil {
+			if c.state() != runtime.ContainerState_CONTAINER_RUNNING {
 				continue
 			}
-			labels := []string{c.config.GetMetadata().GetName(), md.GetName(), md.GetNamespace()}
-			ts := st.GetCpu().GetTimestamp()
-			cm := &runtime.ContainerMetrics{ContainerId: c.rec.ID, Metrics: []*runtime.Metric{
-				{Name: "container_cpu_usage_seconds_total", Timestamp: ts, MetricType: runtime.MetricType_COUNTER, LabelValues: labels,
-					Value: &runtime.UInt64Value{Value: st.GetCpu().GetUsageCoreNanoSeconds().GetValue() / 1e9}},
-				{Name: "container_memory_working_set_bytes", Timestamp: ts, MetricType: runtime.MetricType_GAUGE, LabelValues: labels,
-					Value: &runtime.UInt64Value{Value: st.GetMemory().GetWorkingSetBytes().GetValue()}},
-				{Name: "container_memory_usage_bytes", Timestamp: ts, MetricType: runtime.MetricType_GAUGE, LabelValues: labels,
-					Value: &runtime.UInt64Value{Value: st.GetMemory().GetUsageBytes().GetValue()}},
-			}}
-			pm.ContainerMetrics = append(pm.ContainerMetrics, cm)
+			pc := podmetrics.Container{
+				ID: c.rec.ID, Name: c.config.GetMetadata().GetName(),
+				PodName: md.GetName(), PodNamespace: md.GetNamespace(), PodID: sb.rec.ID,
+				Image: c.rec.ImageName, Pid: c.status().Pid, StartedAt: time.Unix(0, c.status().StartedAt),
+				FsLimitBytes: fs.limit, FsInodesTotal: fs.inodes, FsInodesFree: fs.inodesFree,
+			}
+			if v, err := s.rawStats(ctx, c.rec.ID); err == nil {
+				pc.Stats = v
+			}
+			if sp, err := s.containerSpec(ctx, c.rec.ID); err == nil {
+				pc.Spec = sp
+				if sp.Linux != nil {
+					pc.CgroupPath = sp.Linux.CgroupsPath
+				}
+			}
+			if u, err := s.client.SnapshotService(s.cfg.Snapshotter).Usage(ctx, c.rec.ID); err == nil {
+				pc.FsUsedBytes, pc.FsInodesUsed = uint64(u.Size), uint64(u.Inodes)
+			}
+			ctrs = append(ctrs, pc)
 		}
-		resp.PodMetrics = append(resp.PodMetrics, pm)
+		resp.PodMetrics = append(resp.PodMetrics, podmetrics.Collect(pod, ctrs, now))
 	}
 	return resp, nil
+}
+
+// fsSize is the size of the filesystem holding writable layers.
+type fsSize struct{ limit, inodes, inodesFree uint64 }
+
+func (s *Service) writableFs() fsSize {
+	var st unix.Statfs_t
+	if err := unix.Statfs(s.cfg.Root, &st); err != nil {
+		return fsSize{}
+	}
+	return fsSize{limit: st.Blocks * uint64(st.Bsize), inodes: st.Files, inodesFree: st.Ffree}
 }

@@ -252,6 +252,10 @@ type criDaemonOptions struct {
 	// cgroupParent is the pods' cgroup parent (a restart keeps the first
 	// daemon's); empty makes a new one.
 	cgroupParent string
+	// containerd16 writes a version 2 file with containerd 1.6's single
+	// CRI section, running containerd's runc shim, as a containerd 1.6
+	// user's config has it.
+	containerd16 bool
 }
 
 // criDaemon is a hulld serving CRI, with clients.
@@ -273,6 +277,35 @@ func (e *criEnv) config(o criDaemonOptions) string {
 	confDir := o.confDir
 	if confDir == "" {
 		confDir = o.net.confDir
+	}
+	if o.containerd16 {
+		return fmt.Sprintf(`version = 2
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = %q
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  enable_selinux = false
+
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        BinaryName = "/usr/sbin/runc"
+        Root = %q
+        SystemdCgroup = false
+
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = %q
+    conf_dir = %q
+    max_conf_num = 1
+
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = %q
+`, e.pause, filepath.Join(o.dir, "runc"), criCNIBinDir, confDir, e.hostsDir)
 	}
 	var extra string
 	if o.execSyncMaxOutput > 0 {
