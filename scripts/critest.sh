@@ -13,6 +13,9 @@ MIN=${1:-${CRITEST_MIN_PASSED:-0}}
 # shellcheck source=/dev/null
 source "$KIT/lib.sh"
 W=$(mktemp -d "${TMPDIR:-/tmp}/hull-critest.XXXXXX")
+# Traversable, as /run and /var/lib are: the root of a pod's user
+# namespace reaches its root filesystem through here.
+chmod 0711 "$W"
 cleanup() {
   "$REPO/scripts/hull-cri.sh" stop "$W" >/dev/null 2>&1 || true
   "$KIT/images.sh" stop >/dev/null 2>&1 || true

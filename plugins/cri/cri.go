@@ -113,7 +113,6 @@ func Register(r *plugin.Registry) {
 				Root: ic.Root, State: ic.State,
 				Namespace: Namespace, Snapshotter: imgCfg.Snapshotter, CgroupDriver: driver,
 				MinOOMScoreAdj: minOOMScoreAdj(rtCfg), RecursiveReadOnly: recursiveReadOnly(rtCfg),
-				UserNamespaces: userNamespaces(),
 				Log:            ic.Log,
 			})
 			if err != nil {
@@ -225,17 +224,6 @@ func recursiveReadOnly(cfg *criconfig.Runtime) bool {
 		}
 	}
 	return false
-}
-
-// userNamespaces reports whether the kernel lets hulld make user
-// namespaces for pods.
-func userNamespaces() bool {
-	b, err := os.ReadFile("/proc/sys/user/max_user_namespaces")
-	if err != nil {
-		return false
-	}
-	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	return err == nil && n > 0
 }
 
 // service serves both CRI services.

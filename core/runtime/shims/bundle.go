@@ -80,7 +80,46 @@ func (b *bundle) create(spec []byte) (retErr error) {
 	if err := os.WriteFile(filepath.Join(b.Path, "config.json"), spec, 0o600); err != nil {
 		return err
 	}
-	return unix.Mkfifo(filepath.Join(b.Path, "log"), 0o600)
+	if err := unix.Mkfifo(filepath.Join(b.Path, "log"), 0o600); err != nil {
+		return err
+	}
+	return b.openToUserns(spec)
+}
+
+// openToUserns lets the root of a container's user namespace reach its
+// root filesystem: runc mounts it from inside that namespace, as a host
+// uid that the private bundle directory would shut out. The bundle's group
+// becomes the one the container's root group maps to, with search
+// permission only, and the directories above it are traversable (but not
+// listable) by anyone, as containerd has them.
+func (b *bundle) openToUserns(spec []byte) error {
+	var sp struct {
+		Linux *struct {
+			GIDMappings []struct {
+				ContainerID uint32 `json:"containerID"`
+				HostID      uint32 `json:"hostID"`
+				Size        uint32 `json:"size"`
+			} `json:"gidMappings"`
+		} `json:"linux"`
+	}
+	if err := json.Unmarshal(spec, &sp); err != nil || sp.Linux == nil {
+		return nil
+	}
+	for _, m := range sp.Linux.GIDMappings {
+		if m.ContainerID != 0 || m.Size == 0 {
+			continue
+		}
+		for _, d := range []string{filepath.Dir(filepath.Dir(b.Path)), filepath.Dir(b.Path)} {
+			if err := os.Chmod(d, 0o711); err != nil {
+				return err
+			}
+		}
+		if err := os.Chown(b.Path, -1, int(m.HostID)); err != nil {
+			return err
+		}
+		return os.Chmod(b.Path, 0o710)
+	}
+	return nil
 }
 
 func (b *bundle) writeRecord(r shimRecord) error {
