@@ -113,7 +113,7 @@ func Register(r *plugin.Registry) {
 				Root: ic.Root, State: ic.State,
 				Namespace: Namespace, Snapshotter: imgCfg.Snapshotter, CgroupDriver: driver,
 				MinOOMScoreAdj: minOOMScoreAdj(rtCfg), RecursiveReadOnly: recursiveReadOnly(rtCfg),
-				Log:            ic.Log,
+				Log: ic.Log,
 			})
 			if err != nil {
 				return nil, err
