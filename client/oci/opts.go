@@ -405,7 +405,7 @@ func WithCgroup(p string) SpecOpts {
 // grant it and a privileged container would not start at all. When the set
 // cannot be read, every capability is asked for.
 func currentCapabilities() []string {
-	all := allCapabilities()
+	all := AllCapabilities()
 	var have []string
 	for i, name := range all {
 		r, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(i), 0, 0, 0)
@@ -419,9 +419,9 @@ func currentCapabilities() []string {
 	return have
 }
 
-// allCapabilities lists every capability of Linux 6.x in the kernel's
+// AllCapabilities lists every capability of Linux 6.x in the kernel's
 // numbering order. runc drops the ones the running kernel does not know.
-func allCapabilities() []string {
+func AllCapabilities() []string {
 	return []string{
 		"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
 		"CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",

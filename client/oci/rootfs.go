@@ -103,12 +103,12 @@ func readRootFile(root, name string) ([]byte, error) {
 		return nil, fmt.Errorf("open root filesystem %s: %w", root, err)
 	}
 	defer r.Close()
-	resolved, err := resolveInRoot(r, name)
+	resolved, err := ResolveInRoot(r, name)
 	if err != nil {
 		return nil, err
 	}
 	// os.Root refuses to leave root even if the tree changed under us
-	// since resolveInRoot looked.
+	// since ResolveInRoot looked.
 	f, err := r.Open(resolved)
 	if err != nil {
 		return nil, wrapNotExist(name, err)
@@ -138,10 +138,12 @@ func wrapNotExist(name string, err error) error {
 	return fmt.Errorf("%s in the container: %w", name, err)
 }
 
-// resolveInRoot resolves every symlink in name as if root were "/", and
-// returns the result as a path relative to root. ".." at the top stays at
-// the top, like in a chroot.
-func resolveInRoot(r *os.Root, name string) (string, error) {
+// ResolveInRoot resolves every symlink in name as if r were "/", as a
+// process chrooted there would, and returns the result as a path relative
+// to r ("." for r itself). ".." at the top stays at the top and an
+// absolute link target starts again at r, so the result never leaves it.
+// A missing component is NotFound, a symlink loop InvalidArgument.
+func ResolveInRoot(r *os.Root, name string) (string, error) {
 	todo := strings.Split(strings.TrimPrefix(path.Clean("/"+name), "/"), "/")
 	var done []string
 	links := 0

@@ -18,10 +18,9 @@ import (
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-)
 
-// maxSymlinks bounds symlink resolution like the kernel's ELOOP limit.
-const maxSymlinks = 40
+	"github.com/hullrt/hull/client/oci"
+)
 
 // resolveInRoot resolves name inside the tree r as a process chrooted there
 // would: ".." at the top stays at the top and an absolute symlink target
@@ -29,49 +28,7 @@ const maxSymlinks = 40
 // never leaves it. Every component must exist; a missing one is NotFound,
 // a loop InvalidArgument.
 func resolveInRoot(r *os.Root, name string) (string, error) {
-	todo := strings.Split(name, "/")
-	var done []string
-	links := 0
-	for len(todo) > 0 {
-		comp := todo[0]
-		todo = todo[1:]
-		switch comp {
-		case "", ".":
-			continue
-		case "..":
-			if len(done) > 0 {
-				done = done[:len(done)-1]
-			}
-			continue
-		}
-		cur := path.Join(append(slices.Clone(done), comp)...)
-		st, err := r.Lstat(cur)
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return "", fmt.Errorf("%q: %w", name, errors.Join(err, errdefs.ErrNotFound))
-			}
-			return "", fmt.Errorf("%q: %w", name, err)
-		}
-		if st.Mode()&fs.ModeSymlink == 0 {
-			done = append(done, comp)
-			continue
-		}
-		if links++; links > maxSymlinks {
-			return "", fmt.Errorf("%q: too many levels of symbolic links: %w", name, errdefs.ErrInvalidArgument)
-		}
-		target, err := r.Readlink(cur)
-		if err != nil {
-			return "", fmt.Errorf("%q: %w", name, err)
-		}
-		if strings.HasPrefix(target, "/") {
-			done = nil
-		}
-		todo = append(strings.Split(target, "/"), todo...)
-	}
-	if len(done) == 0 {
-		return ".", nil
-	}
-	return path.Join(done...), nil
+	return oci.ResolveInRoot(r, name)
 }
 
 // volumeDirName names a volume's host directory after its destination, so
