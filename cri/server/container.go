@@ -128,14 +128,13 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 	ctx = s.nsCtx(ctx)
 	id := newID()
 	name := containerName(cfg.GetMetadata(), sb.config.GetMetadata())
-	if err := s.containerNames.reserve(name, id); err != nil {
-		return nil, fmt.Errorf("container: %w", err)
+	undo, err := reserveName(s.containerNames, "container", name, id)
+	if err != nil {
+		return nil, err
 	}
-	var undo cleanups
 	defer func() {
 		if retErr != nil {
 			undo.run(ctx)
-			s.containerNames.release(name, id)
 		}
 	}()
 	img, err := s.images.Resolve(ctx, cfg.GetImage().GetImage())
@@ -180,7 +179,7 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 			return nil, fmt.Errorf("container %q: image volumes: %w", name, err)
 		}
 	}
-	imageMounts, err := s.mountImages(ctx, snapshotter, c, cfg.GetMounts(), &undo)
+	imageMounts, err := s.mountImages(ctx, snapshotter, c, cfg.GetMounts(), undo)
 	if err != nil {
 		return nil, fmt.Errorf("container %q: %w", name, err)
 	}

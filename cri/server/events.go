@@ -90,16 +90,7 @@ func (s *Service) handleExit(e *apievents.TaskExit) {
 // finishContainer records a container's exit, then deletes its task and
 // closes its output once the output is drained.
 func (s *Service) finishContainer(c *container, code int32, at time.Time) {
-	c.stMu.RLock()
-	oom := c.oomKilled
-	c.stMu.RUnlock()
-	reason := "Completed"
-	switch {
-	case oom:
-		reason = "OOMKilled"
-	case code != 0:
-		reason = "Error"
-	}
+	reason := c.exitReason(code)
 	ctx := s.nsCtx(s.ctx)
 	s.deleteTask(ctx, c.rec.ID)
 	c.stMu.RLock()
@@ -111,6 +102,20 @@ func (s *Service) finishContainer(c *container, code int32, at time.Time) {
 		waitTimeout(cio.Wait, 5*time.Second)
 	}
 	s.recordExit(c, code, at, reason, "")
+}
+
+// exitReason is the kubelet's word for an exit with code: OOMKilled when
+// the OOM event came first, else Completed or Error.
+func (c *container) exitReason(code int32) string {
+	c.stMu.RLock()
+	defer c.stMu.RUnlock()
+	switch {
+	case c.oomKilled:
+		return "OOMKilled"
+	case code != 0:
+		return "Error"
+	}
+	return "Completed"
 }
 
 // recordExit writes the exit down once and wakes whoever waits for it.

@@ -131,16 +131,7 @@ func (s *Service) recoverContainer(ctx context.Context, c *container) {
 		if err == nil {
 			code, at = int32(status.ExitStatus), status.ExitTime
 		}
-		c.stMu.RLock()
-		oom := c.oomKilled
-		c.stMu.RUnlock()
-		reason := "Completed"
-		switch {
-		case oom:
-			reason = "OOMKilled"
-		case code != 0:
-			reason = "Error"
-		}
+		reason := c.exitReason(code)
 		if cioOut != nil {
 			waitTimeout(cioOut.Wait, 5*time.Second)
 		}

@@ -115,6 +115,17 @@ func (c *cleanups) run(ctx context.Context) {
 	c.fns = nil
 }
 
+// reserveName reserves name for id and returns the undo steps of a
+// creation, the release of the name among them.
+func reserveName(n *names, kind, name, id string) (*cleanups, error) {
+	if err := n.reserve(name, id); err != nil {
+		return nil, fmt.Errorf("%s: %w", kind, err)
+	}
+	undo := &cleanups{}
+	undo.add(func(context.Context) { n.release(name, id) })
+	return undo, nil
+}
+
 // handler finds a runtime handler; "" is the default one.
 func (s *Service) handler(name string) (string, criconfig.RuntimeHandler, error) {
 	if name == "" {
@@ -188,14 +199,13 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 	}
 	id := newID()
 	name := sandboxName(md)
-	if err := s.sandboxNames.reserve(name, id); err != nil {
-		return nil, fmt.Errorf("pod sandbox: %w", err)
+	undo, err := reserveName(s.sandboxNames, "pod sandbox", name, id)
+	if err != nil {
+		return nil, err
 	}
-	var undo cleanups
 	defer func() {
 		if retErr != nil {
 			undo.run(ctx)
-			s.sandboxNames.release(name, id)
 		}
 	}()
 	if err := s.hostPortsFree(id, ports); err != nil {
@@ -225,7 +235,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 		undo.add(func(context.Context) { os.RemoveAll(d) })
 	}
 	if !sb.hostNetwork() {
-		if err := s.setupNetwork(ctx, sb, ports, &undo); err != nil {
+		if err := s.setupNetwork(ctx, sb, ports, undo); err != nil {
 			return nil, err
 		}
 	}
