@@ -2,11 +2,8 @@ package images
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
-	"strings"
 
-	"github.com/containerd/errdefs"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/hullrt/hull/core/remotes/credentials"
@@ -76,36 +73,15 @@ func authCredentials(auth *runtime.AuthConfig, registry string) (credentials.Sto
 	return p, note, nil
 }
 
-// decodeAuth decodes docker's "auth" field: base64 of "user:password". The
-// error never shows the value, which is a secret.
+// decodeAuth decodes the auth field of a kubelet's pull auth.
 func decodeAuth(s string) (user, secret string, err error) {
-	data, err := base64.StdEncoding.DecodeString(strings.TrimSpace(s))
+	user, secret, err = credentials.DecodeAuth(s)
 	if err != nil {
-		return "", "", fmt.Errorf("registry auth is not valid base64: %w", errdefs.ErrInvalidArgument)
+		return "", "", fmt.Errorf("registry auth: %w", err)
 	}
-	user, secret, ok := strings.Cut(string(data), ":")
-	if !ok {
-		return "", "", fmt.Errorf("registry auth does not decode to user:password: %w", errdefs.ErrInvalidArgument)
-	}
-	// Some writers pad the password with NULs.
-	return user, strings.Trim(secret, "\x00"), nil
+	return user, secret, nil
 }
 
-// normalizeHost reduces the ways a server address is written
-// ("https://ghcr.io", "ghcr.io/", "https://index.docker.io/v1/") to the
-// host[:port] images name.
-func normalizeHost(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.Index(s, "://"); i >= 0 {
-		s = s[i+3:]
-	}
-	if i := strings.IndexByte(s, '/'); i >= 0 {
-		s = s[:i]
-	}
-	s = strings.ToLower(s)
-	switch s {
-	case "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com":
-		return "docker.io"
-	}
-	return s
-}
+// normalizeHost is credentials.NormalizeHost, the one way registry hosts
+// are compared.
+func normalizeHost(s string) string { return credentials.NormalizeHost(s) }

@@ -56,7 +56,7 @@ type Store interface {
 // Static returns a Store that gives user and secret for host, or for every
 // host when host is empty: what `hullctl --user user[:password]` means.
 func Static(host, username, secret string) Store {
-	return &static{host: normalizeHost(host), creds: Credentials{Username: username, Secret: secret}}
+	return &static{host: NormalizeHost(host), creds: Credentials{Username: username, Secret: secret}}
 }
 
 type static struct {
@@ -65,7 +65,7 @@ type static struct {
 }
 
 func (s *static) Get(_ context.Context, host string) (Credentials, error) {
-	if s.host != "" && s.host != normalizeHost(host) {
+	if s.host != "" && s.host != NormalizeHost(host) {
 		return Credentials{}, nil
 	}
 	return s.creds, nil
@@ -107,10 +107,11 @@ const (
 	dockerHubIndexURL = "https://index.docker.io/v1/"
 )
 
-// normalizeHost reduces the ways a registry is written in config.json and
-// on the command line ("https://ghcr.io", "ghcr.io/", "HTTPS://GHCR.IO",
-// "https://index.docker.io/v1/") to the host[:port] that images name.
-func normalizeHost(s string) string {
+// NormalizeHost reduces the ways a registry is written in config.json, on
+// the command line and in a kubelet's auth ("https://ghcr.io", "ghcr.io/",
+// "HTTPS://GHCR.IO", "https://index.docker.io/v1/") to the host[:port]
+// that images name.
+func NormalizeHost(s string) string {
 	s = strings.TrimSpace(s)
 	if i := strings.Index(s, "://"); i >= 0 {
 		s = s[i+3:]

@@ -83,7 +83,7 @@ func FromDockerConfig(path string) (Store, error) {
 		if !helperNameRe.MatchString(name) {
 			return nil, fmt.Errorf("docker config %s: credHelpers[%q] = %q is not a credential helper name: %w", path, key, name, errdefs.ErrInvalidArgument)
 		}
-		if h := normalizeHost(key); h != "" {
+		if h := NormalizeHost(key); h != "" {
 			if _, dup := s.helpers[h]; !dup {
 				s.helpers[h] = name
 			}
@@ -94,7 +94,7 @@ func FromDockerConfig(path string) (Store, error) {
 	// wins over an empty placeholder, and ties go to the first key in
 	// sorted order so the choice does not depend on map iteration.
 	for _, key := range sortedKeys(cfg.Auths) {
-		h := normalizeHost(key)
+		h := NormalizeHost(key)
 		if h == "" {
 			continue
 		}
@@ -127,19 +127,31 @@ func (e authEntry) rank() int {
 func decodeAuth(path, key string, a dockerAuth) authEntry {
 	c := Credentials{Username: a.Username, Secret: a.Password, IdentityToken: a.IdentityToken}
 	if a.Auth != "" {
-		raw, err := base64.StdEncoding.DecodeString(a.Auth)
+		user, pass, err := DecodeAuth(a.Auth)
 		if err != nil {
-			raw, err = base64.RawStdEncoding.DecodeString(strings.TrimRight(a.Auth, "="))
-		}
-		user, pass, ok := strings.Cut(string(raw), ":")
-		if err != nil || !ok {
-			// Neither the encoded nor the decoded value is shown:
-			// both are the password.
-			return authEntry{err: fmt.Errorf("docker config %s: auths[%q].auth is not base64 of user:password: %w", path, key, errdefs.ErrInvalidArgument)}
+			return authEntry{err: fmt.Errorf("docker config %s: auths[%q].auth: %w", path, key, err)}
 		}
 		c.Username, c.Secret = user, pass
 	}
 	return authEntry{creds: c}
+}
+
+// DecodeAuth decodes docker's "auth" field, base64 (padded or not) of
+// "user:password", as config.json and a kubelet's pull auth carry it. The
+// error shows neither the encoded nor the decoded value: both are the
+// password.
+func DecodeAuth(s string) (user, secret string, err error) {
+	s = strings.TrimSpace(s)
+	raw, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		raw, err = base64.RawStdEncoding.DecodeString(strings.TrimRight(s, "="))
+	}
+	user, secret, ok := strings.Cut(string(raw), ":")
+	if err != nil || !ok {
+		return "", "", fmt.Errorf("not base64 of user:password: %w", errdefs.ErrInvalidArgument)
+	}
+	// Some writers pad the password with NULs.
+	return user, strings.Trim(secret, "\x00"), nil
 }
 
 // dockerStore is a parsed config.json.
@@ -155,7 +167,7 @@ type dockerStore struct {
 // "auths" entry still counts, which docker would ignore but which is what
 // a user who wrote one means.
 func (s *dockerStore) Get(ctx context.Context, host string) (Credentials, error) {
-	h := normalizeHost(host)
+	h := NormalizeHost(host)
 	if h == "" {
 		return Credentials{}, fmt.Errorf("registry host must not be empty: %w", errdefs.ErrInvalidArgument)
 	}
