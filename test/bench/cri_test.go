@@ -1,0 +1,174 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// The CRI benchmarks drive hulld's CRI and containerd 1.6's CRI plugin
+// (Debian's, as the critest kit runs it) with the kubelet's calls over
+// their sockets, both started the same way by their scripts (see
+// startCRIDaemons). Images are pulled first, so pulls are never measured.
+
+// BenchmarkCRIPodStart times one pod with one busybox container, from
+// RunPodSandbox until StartContainer returned, median of 5 rounds per
+// runtime, alternating; each pod is removed between rounds, untimed. One
+// untimed pod on each runtime first, so that what only the first pod pays
+// (the CNI bridge being made) is not a fifth of the figure.
+func BenchmarkCRIPodStart(b *testing.B) {
+	const rounds = 5
+	hull, ctrd := startCRIDaemons(b)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	times := map[*criDaemon][]time.Duration{}
+	for round := -1; round < rounds; round++ {
+		order := []*criDaemon{hull, ctrd}
+		if round%2 != 0 {
+			order = []*criDaemon{ctrd, hull}
+		}
+		for _, d := range order {
+			cfg, err := d.podConfig(fmt.Sprintf("start-%d", round+1))
+			if err != nil {
+				b.Fatal(err)
+			}
+			begin := time.Now()
+			id, err := d.runPod(ctx, cfg, 1)
+			took := time.Since(begin)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if round >= 0 {
+				times[d] = append(times[d], took)
+			}
+			if err := d.removePod(ctx, id); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	for _, d := range []*criDaemon{hull, ctrd} {
+		if err := d.checkEmpty(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Logf("pod start rounds: hull %v, containerd %v", times[hull], times[ctrd])
+	reportRatio(b, fmt.Sprintf("pod-start (median of %d)", rounds), "ms", "ratio", msOf(median(times[hull])), msOf(median(times[ctrd])))
+}
+
+// BenchmarkCRIPods30 starts 30 one-container pods at once on each runtime
+// (hull first, then containerd, the other one idle and empty meanwhile) and
+// times until all run; with the 30 running it takes the daemon's RSS and
+// the summed RSS of its shims; then it times stopping and removing all 30
+// at once.
+func BenchmarkCRIPods30(b *testing.B) {
+	const n = 30
+	hull, ctrd := startCRIDaemons(b)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	type result struct {
+		start, remove time.Duration
+		rss, shims    int64 // KiB
+		nShims        int
+	}
+	res := map[*criDaemon]*result{}
+	for _, d := range []*criDaemon{hull, ctrd} {
+		cfgs := make([]*runtime.PodSandboxConfig, n)
+		for i := range cfgs {
+			var err error
+			if cfgs[i], err = d.podConfig(fmt.Sprintf("p30-%02d", i)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		ids := make([]string, n)
+		begin := time.Now()
+		err := parallel(n, n, func(i int) error {
+			var err error
+			ids[i], err = d.runPod(ctx, cfgs[i], 1)
+			return err
+		})
+		r := &result{start: time.Since(begin)}
+		if err != nil {
+			b.Fatal(err)
+		}
+		if pods, ctrs, err := d.running(ctx); err != nil || pods != n || ctrs != n {
+			b.Fatalf("%s: %d pods ready and %d containers running after starting %d (%v)", d.name, pods, ctrs, n, err)
+		}
+		if r.rss, r.shims, r.nShims, err = d.memory(); err != nil {
+			b.Fatal(err)
+		}
+		begin = time.Now()
+		err = parallel(n, n, func(i int) error { return d.removePod(ctx, ids[i]) })
+		r.remove = time.Since(begin)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := d.checkEmpty(ctx); err != nil {
+			b.Fatal(err)
+		}
+		res[d] = r
+	}
+	h, c := res[hull], res[ctrd]
+	reportRatio(b, fmt.Sprintf("%d pods started at once", n), "start-ms", "start-ratio", msOf(h.start), msOf(c.start))
+	reportRatio(b, fmt.Sprintf("%d pods stopped+removed at once", n), "remove-ms", "remove-ratio", msOf(h.remove), msOf(c.remove))
+	reportRatio(b, fmt.Sprintf("daemon RSS with %d pods running", n), "rss-MiB", "rss-ratio", mib(h.rss), mib(c.rss))
+	reportRatio(b, fmt.Sprintf("shims' summed RSS with %d pods running (hull %d shims, containerd %d)", n, h.nShims, c.nShims),
+		"shims-MiB", "shims-ratio", mib(h.shims), mib(c.shims))
+}
+
+// BenchmarkCRIRelist runs 25 pods of 4 containers each on one runtime at a
+// time (started 8 pods at a time) and then does what the kubelet's PLEG
+// does every second, ListPodSandbox plus ListContainers, 200 times in a
+// row; it reports the daemon's CPU time (utime+stime) per relist.
+func BenchmarkCRIRelist(b *testing.B) {
+	const pods, perPod, relists, limit = 25, 4, 200, 8
+	hull, ctrd := startCRIDaemons(b)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	cpu, wall := map[*criDaemon]time.Duration{}, map[*criDaemon]time.Duration{}
+	for _, d := range []*criDaemon{hull, ctrd} {
+		err := parallel(pods, limit, func(i int) error {
+			_, err := d.newPod(ctx, fmt.Sprintf("relist-%02d", i), perPod)
+			return err
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if p, c, err := d.running(ctx); err != nil || p != pods || c != pods*perPod {
+			b.Fatalf("%s: %d pods ready and %d containers running, want %d and %d (%v)", d.name, p, c, pods, pods*perPod, err)
+		}
+		before, err := cpuTime(d.pid)
+		if err != nil {
+			b.Fatal(err)
+		}
+		begin := time.Now()
+		for i := 0; i < relists; i++ {
+			ps, err := d.rt.ListPodSandbox(ctx, &runtime.ListPodSandboxRequest{})
+			if err != nil {
+				b.Fatalf("%s: list pods: %v", d.name, err)
+			}
+			cs, err := d.rt.ListContainers(ctx, &runtime.ListContainersRequest{})
+			if err != nil {
+				b.Fatalf("%s: list containers: %v", d.name, err)
+			}
+			if len(ps.Items) != pods || len(cs.Containers) != pods*perPod {
+				b.Fatalf("%s: relist saw %d pods and %d containers, want %d and %d", d.name, len(ps.Items), len(cs.Containers), pods, pods*perPod)
+			}
+		}
+		wall[d] = time.Since(begin)
+		after, err := cpuTime(d.pid)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cpu[d] = after - before
+		if err := d.removeAll(ctx, limit); err != nil {
+			b.Fatal(err)
+		}
+	}
+	per := func(d time.Duration) float64 { return msOf(d) / relists }
+	b.Logf("relist totals over %d rounds: daemon CPU hull %v containerd %v, wall hull %v containerd %v", relists, cpu[hull], cpu[ctrd], wall[hull], wall[ctrd])
+	reportRatio(b, fmt.Sprintf("daemon CPU per relist (%d pods, %d containers)", pods, pods*perPod), "cpu-ms", "cpu-ratio", per(cpu[hull]), per(cpu[ctrd]))
+	reportRatio(b, "wall time per relist", "wall-ms", "wall-ratio", per(wall[hull]), per(wall[ctrd]))
+}
