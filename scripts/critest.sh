@@ -33,7 +33,7 @@ summary=$(grep -E '^critest: ' "$W/run.out" | tail -n 1 || true)
 passed=$(sed -E 's/critest: ([0-9]+) passed.*/\1/' <<<"$summary")
 failed=$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$summary")
 run=$(ls -td "$CRITEST_WORK"/runs/*-hull | head -n 1)
-unexpected=$(grep -v 'public image with digest should be pulled and removed' "$run/failures.txt" 2>/dev/null | grep -c . || true)
+unexpected=$(grep '^\[failed\]' "$run/failures.txt" 2>/dev/null | grep -vc 'public image with digest should be pulled and removed' || true)
 if (( passed < MIN )); then
   echo "critest: $passed passed, fewer than the $MIN required (failures: $run/failures.txt)" >&2
   exit 1
