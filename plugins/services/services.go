@@ -32,6 +32,7 @@ const (
 	LeasesService        = "leases-service"
 	TasksService         = "tasks-service"
 	IntrospectionService = "introspection-service"
+	SandboxesService     = "sandboxes-service"
 )
 
 // GRPCService is what a gRPC plugin's instance provides: it registers itself
