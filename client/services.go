@@ -11,6 +11,7 @@ import (
 	introspectionapi "github.com/containerd/containerd/api/services/introspection/v1"
 	leasesapi "github.com/containerd/containerd/api/services/leases/v1"
 	namespacesapi "github.com/containerd/containerd/api/services/namespaces/v1"
+	sandboxapi "github.com/containerd/containerd/api/services/sandbox/v1"
 	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
 	versionapi "github.com/containerd/containerd/api/services/version/v1"
 	"github.com/containerd/errdefs"
@@ -23,6 +24,7 @@ import (
 	"github.com/hullrt/hull/core/images"
 	"github.com/hullrt/hull/core/leases"
 	"github.com/hullrt/hull/core/namespaces"
+	"github.com/hullrt/hull/core/sandboxes"
 	"github.com/hullrt/hull/core/snapshots"
 	"github.com/hullrt/hull/internal/proxy"
 	"github.com/hullrt/hull/internal/version"
@@ -50,6 +52,8 @@ type Services struct {
 	Tasks         tasksapi.TasksClient
 	Introspection introspectionapi.IntrospectionClient
 	Events        EventService
+	// Sandboxes is the sandbox store (containerd's Sandbox store API).
+	Sandboxes sandboxes.Store
 }
 
 // SnapshotterSource finds snapshotters by name.
@@ -77,6 +81,7 @@ func remoteServices(conn *grpc.ClientConn) Services {
 		Tasks:         tasksapi.NewTasksClient(conn),
 		Introspection: introspectionapi.NewIntrospectionClient(conn),
 		Events:        &eventService{client: eventsapi.NewEventsClient(conn)},
+		Sandboxes:     &sandboxStore{client: sandboxapi.NewStoreClient(conn)},
 	}
 }
 
@@ -136,6 +141,7 @@ func ServicesFromPlugins(p PluginSource) (Services, error) {
 	get(services.SnapshotsService, func(v any) (ok bool) { s.Snapshotters, ok = v.(SnapshotterSource); return })
 	get(services.DiffService, func(v any) (ok bool) { s.Diff, ok = v.(DiffService); return })
 	get(services.TasksService, func(v any) (ok bool) { s.Tasks, ok = v.(tasksapi.TasksClient); return })
+	get(services.SandboxesService, func(v any) (ok bool) { s.Sandboxes, ok = v.(sandboxes.Store); return })
 	get(services.IntrospectionService, func(v any) (ok bool) {
 		s.Introspection, ok = v.(introspectionapi.IntrospectionClient)
 		return

@@ -46,6 +46,7 @@ import (
 	"github.com/hullrt/hull/plugins/services/introspection"
 	"github.com/hullrt/hull/plugins/services/leases"
 	"github.com/hullrt/hull/plugins/services/namespaces"
+	"github.com/hullrt/hull/plugins/services/sandboxes"
 	"github.com/hullrt/hull/plugins/services/snapshots"
 	"github.com/hullrt/hull/plugins/services/tasks"
 	"github.com/hullrt/hull/plugins/services/version"
@@ -60,6 +61,7 @@ func Registry() *plugin.Registry {
 		leases.Register, snapshots.Register, diff.Register, tasks.Register,
 		eventsservice.Register, introspection.Register, version.Register, healthcheck.Register,
 		cri.Register,
+		sandboxes.Register,
 	} {
 		register(r)
 	}
