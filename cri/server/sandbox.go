@@ -16,11 +16,13 @@ import (
 
 	"github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/typeurl/v2"
 	"golang.org/x/sys/unix"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/hullrt/hull/client"
 	"github.com/hullrt/hull/client/cio"
+	"github.com/hullrt/hull/core/sandboxes"
 	"github.com/hullrt/hull/cri/cni"
 	criconfig "github.com/hullrt/hull/cri/config"
 	"github.com/hullrt/hull/cri/netns"
@@ -89,6 +91,10 @@ func (sb *sandbox) shmPath() string {
 	}
 	return filepath.Join(sb.stateDir, "shm")
 }
+
+// sandboxer names what runs hull's pods in the sandbox store, as
+// containerd's CRI names its pause-container controller.
+const sandboxer = "podsandbox"
 
 // newID returns a random 64-hex-digit id, the form the kubelet expects.
 func newID() string {
@@ -273,6 +279,15 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 		return nil, fmt.Errorf("pod sandbox %q: pause container: %w", name, err)
 	}
 	undo.add(func(ctx context.Context) { ctr.Delete(ctx, client.WithSnapshotCleanup) })
+	// containerd's Sandbox store holds the pod too, so that containerd 2.x
+	// clients (ctr sandboxes ls) list it.
+	if _, err := s.client.SandboxStore().Create(ctx, sandboxes.Sandbox{
+		ID: id, Labels: sandboxLabels(cfg, id), Runtime: sandboxes.RuntimeInfo{Name: h.RuntimeType},
+		Sandboxer: sandboxer, Extensions: map[string]typeurl.Any{sandboxExtension: ext},
+	}); err != nil {
+		return nil, fmt.Errorf("pod sandbox %q: record in the sandbox store: %w", name, err)
+	}
+	undo.add(func(ctx context.Context) { s.client.SandboxStore().Delete(ctx, id) })
 	var taskOpts []client.NewTaskOpts
 	if h.RuntimePath != "" {
 		taskOpts = append(taskOpts, client.WithRuntimePath(h.RuntimePath))

@@ -141,6 +141,9 @@ func (s *Service) RemovePodSandbox(ctx context.Context, r *runtime.RemovePodSand
 	} else if !errdefs.IsNotFound(err) {
 		return nil, err
 	}
+	if err := s.client.SandboxStore().Delete(ctx, sb.rec.ID); err != nil && !errdefs.IsNotFound(err) && !errdefs.IsNotImplemented(err) {
+		return nil, fmt.Errorf("pod sandbox %q: remove from the sandbox store: %w", sb.rec.ID, err)
+	}
 	if err := errJoin(os.RemoveAll(sb.rootDir), os.RemoveAll(sb.stateDir)); err != nil {
 		return nil, fmt.Errorf("pod sandbox %q: remove its directories: %w", sb.rec.ID, err)
 	}

@@ -262,6 +262,7 @@ type criDaemonOptions struct {
 type criDaemon struct {
 	*hulltest.Daemon
 	dir   string
+	conn  *grpc.ClientConn
 	rt    runtime.RuntimeServiceClient
 	img   runtime.ImageServiceClient
 	net   *criNet
@@ -359,7 +360,7 @@ func (e *criEnv) startCRI(t *testing.T, o criDaemonOptions) *criDaemon {
 		}
 		o.cgroupParent = "/hullcritest-" + hex.EncodeToString(b)
 	}
-	cd := &criDaemon{Daemon: d, dir: o.dir, rt: runtime.NewRuntimeServiceClient(conn), img: runtime.NewImageServiceClient(conn),
+	cd := &criDaemon{Daemon: d, dir: o.dir, conn: conn, rt: runtime.NewRuntimeServiceClient(conn), img: runtime.NewImageServiceClient(conn),
 		net: o.net, netns: map[string]bool{}, cgroupParent: o.cgroupParent}
 	t.Cleanup(func() {
 		defer conn.Close()

@@ -13,7 +13,10 @@ import (
 	"testing"
 	"time"
 
+	sandboxapi "github.com/containerd/containerd/api/services/sandbox/v1"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/hullrt/hull/internal/hulltest"
@@ -81,6 +84,14 @@ func testCRILifecycle(t *testing.T, e *criEnv, d *criDaemon, img *runtime.Image)
 	}
 	if got := d.net.allocated(t); !contains(got, ip.String()) {
 		t.Errorf("host-local holds %v; want the pod's %s among them", got, ip)
+	}
+	// containerd 2.x's clients see the pod in the sandbox store.
+	sbStore := sandboxapi.NewStoreClient(d.conn)
+	nsCtx := metadata.AppendToOutgoingContext(ctx, "containerd-namespace", "k8s.io")
+	if got, err := sbStore.Get(nsCtx, &sandboxapi.StoreGetRequest{SandboxID: pod}); err != nil {
+		t.Errorf("sandbox store: %v", err)
+	} else if got.GetSandbox().GetSandboxer() != "podsandbox" || got.GetSandbox().GetLabels()["io.kubernetes.pod.sandbox-id"] != pod {
+		t.Errorf("sandbox store record: %+v", got.GetSandbox())
 	}
 	if info.NetNamespacePath == "" {
 		t.Errorf("verbose pod status names no network namespace")
@@ -214,6 +225,9 @@ func testCRILifecycle(t *testing.T, e *criEnv, d *criDaemon, img *runtime.Image)
 	}
 	if _, err := d.rt.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: pod}); err != nil {
 		t.Fatalf("RemovePodSandbox: %v", err)
+	}
+	if _, err := sbStore.Get(nsCtx, &sandboxapi.StoreGetRequest{SandboxID: pod}); status.Code(err) != codes.NotFound {
+		t.Errorf("sandbox store after RemovePodSandbox: %v; want NotFound", err)
 	}
 	_, err = d.rt.PodSandboxStatus(ctx, &runtime.PodSandboxStatusRequest{PodSandboxId: pod})
 	wantCode(t, "PodSandboxStatus of a removed pod", err, codes.NotFound, pod)
