@@ -132,9 +132,12 @@ func DefaultRuntime() *Runtime {
 			BinDir: "/opt/cni/bin", ConfDir: "/etc/cni/net.d", MaxConfNum: 1, IPPref: "ipv4",
 		},
 		MaxContainerLogLineSize: 16 * 1024,
-		DrainExecSyncIOTimeout:  "0s",
-		ExecSyncMaxOutput:       16 << 20,
-		StatsCollectPeriod:      "1s",
+		// The kubelet sets (zero) hugepage limits on every container;
+		// a host without the hugetlb controller must still run pods.
+		TolerateMissingHugetlbController: true,
+		DrainExecSyncIOTimeout:           "0s",
+		ExecSyncMaxOutput:                16 << 20,
+		StatsCollectPeriod:               "1s",
 	}
 }
 
