@@ -151,14 +151,28 @@ func TestCallsWaitForADaemonThatStarts(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("list did not go through once hulld started")
 	}
-	// Killed and started again, it is waited for again and told afresh.
+	// Killed and started again, it is waited for again and told afresh. A
+	// call made before the client saw the connection drop fails on the
+	// dead transport instead, as the daemon went under it; the next one,
+	// made once the connection is known down, waits.
 	d.Kill()
 	n := len(w.all())
-	go func() {
-		_, err := c.ImageService().List(context.Background())
-		done <- err
-	}()
+	list := func() {
+		go func() {
+			_, err := c.ImageService().List(context.Background())
+			done <- err
+		}()
+	}
+	list()
 	hulltest.Eventually(t, 30*time.Second, "the client to tell of the second wait", func() error {
+		select {
+		case err := <-done:
+			if err == nil {
+				t.Fatal("list went through with hulld killed")
+			}
+			list()
+		default:
+		}
 		if len(w.all()) == n {
 			return errors.New("no new notice")
 		}
