@@ -158,11 +158,8 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 	if c.rec.Config, err = marshalConfig(cfg); err != nil {
 		return nil, err
 	}
-	for _, d := range []string{c.dir, c.ioDir} {
-		if err := os.MkdirAll(d, 0o711); err != nil {
-			return nil, err
-		}
-		undo.add(func(context.Context) { os.RemoveAll(d) })
+	if err := undo.mkdirs(c.dir, c.ioDir); err != nil {
+		return nil, err
 	}
 	_, h, err := s.handler(sb.rec.RuntimeHandler)
 	if err != nil {

@@ -113,6 +113,18 @@ type cleanups struct {
 
 func (c *cleanups) add(fn func(context.Context)) { c.fns = append(c.fns, fn) }
 
+// mkdirs makes dirs (traversable, not listable) and undoes them with the
+// rest.
+func (c *cleanups) mkdirs(dirs ...string) error {
+	for _, d := range dirs {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return err
+		}
+		c.add(func(context.Context) { os.RemoveAll(d) })
+	}
+	return nil
+}
+
 func (c *cleanups) run(ctx context.Context) {
 	ctx = context.WithoutCancel(ctx)
 	for i := len(c.fns) - 1; i >= 0; i-- {
@@ -234,11 +246,8 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 	if sb.rec.Config, err = marshalConfig(cfg); err != nil {
 		return nil, err
 	}
-	for _, d := range []string{sb.rootDir, sb.stateDir} {
-		if err := os.MkdirAll(d, 0o711); err != nil {
-			return nil, err
-		}
-		undo.add(func(context.Context) { os.RemoveAll(d) })
+	if err := undo.mkdirs(sb.rootDir, sb.stateDir); err != nil {
+		return nil, err
 	}
 	if !sb.hostNetwork() {
 		if err := s.setupNetwork(ctx, sb, ports, undo); err != nil {
