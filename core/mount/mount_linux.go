@@ -44,13 +44,22 @@ func All(mounts []Mount, target string) error {
 
 func mountOne(m Mount, target string) error {
 	p := parseOptions(m.Options)
-	var err error
-	switch m.Type {
-	case "bind":
+	idmap, err := p.idmap()
+	if err != nil {
+		return err
+	}
+	switch {
+	case idmap != nil && m.Type == "bind":
+		err = mountBindIDMapped(m.Source, target, p, idmap)
+	case idmap != nil && m.Type == "overlay":
+		err = mountOverlayIDMapped(m.Source, target, p, idmap)
+	case idmap != nil:
+		return fmt.Errorf("%s mounts cannot be idmapped (uidmap=%s): %w", m.Type, p.uidmap, errdefs.ErrInvalidArgument)
+	case m.Type == "bind":
 		err = mountBind(m.Source, target, p)
-	case "overlay":
+	case m.Type == "overlay":
 		err = mountOverlay(m.Source, target, p)
-	case "tmpfs", "proc":
+	case m.Type == "tmpfs", m.Type == "proc":
 		err = mountPlain(m.Type, m.Source, target, p)
 	default:
 		return fmt.Errorf("unsupported mount type %q: %w", m.Type, errdefs.ErrInvalidArgument)

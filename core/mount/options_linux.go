@@ -1,6 +1,10 @@
 package mount
 
-import "golang.org/x/sys/unix"
+import (
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
 
 // parsedOptions are a Mount's options split the way mount(2) wants them.
 type parsedOptions struct {
@@ -11,6 +15,10 @@ type parsedOptions struct {
 	propagation uintptr
 	// data are the options left for the filesystem, in order.
 	data []string
+	// uidmap and gidmap are the values of "uidmap=" and "gidmap=", which
+	// ask for an idmapped mount (see idmap_linux.go) rather than reach
+	// the filesystem.
+	uidmap, gidmap string
 }
 
 // parseOptions splits fstab-style options into flags and filesystem data.
@@ -24,6 +32,14 @@ func parseOptions(options []string) parsedOptions {
 		}
 		if prop, ok := propagationOption(o); ok {
 			p.propagation = prop
+			continue
+		}
+		if v, ok := strings.CutPrefix(o, "uidmap="); ok {
+			p.uidmap = v
+			continue
+		}
+		if v, ok := strings.CutPrefix(o, "gidmap="); ok {
+			p.gidmap = v
 			continue
 		}
 		p.data = append(p.data, o)
