@@ -178,3 +178,36 @@ type Snapshotter interface {
 type Cleaner interface {
 	Cleanup(ctx context.Context) error
 }
+
+// LabelUIDMapping and LabelGIDMapping, given when a snapshot is made, ask
+// for a tree whose owners are those of a user namespace: ranges of
+// "<container>:<host>:<size>", comma-separated (containerd's labels, with
+// which its CRI asks for the root filesystems of pods in user namespaces).
+// A snapshotter that honours them shows the image's root-owned files as
+// owned by the namespace's root, by idmapping its mounts or by changing the
+// owners in the snapshot.
+const (
+	LabelUIDMapping = "containerd.io/snapshot/uidmapping"
+	LabelGIDMapping = "containerd.io/snapshot/gidmapping"
+)
+
+// IDMapping reads LabelUIDMapping and LabelGIDMapping from labels; ok is
+// false if neither is set. Setting one without the other, or a malformed
+// one, is InvalidArgument.
+func IDMapping(labels map[string]string) (uids, gids []mount.IDMap, ok bool, err error) {
+	u, hasU := labels[LabelUIDMapping]
+	g, hasG := labels[LabelGIDMapping]
+	if !hasU && !hasG {
+		return nil, nil, false, nil
+	}
+	if !hasU || !hasG {
+		return nil, nil, false, fmt.Errorf("labels %s and %s go together (got %q and %q): %w", LabelUIDMapping, LabelGIDMapping, u, g, errdefs.ErrInvalidArgument)
+	}
+	if uids, err = mount.ParseIDMaps(u); err != nil {
+		return nil, nil, false, fmt.Errorf("label %s: %w", LabelUIDMapping, err)
+	}
+	if gids, err = mount.ParseIDMaps(g); err != nil {
+		return nil, nil, false, fmt.Errorf("label %s: %w", LabelGIDMapping, err)
+	}
+	return uids, gids, true, nil
+}

@@ -85,6 +85,10 @@ func registerSnapshotters(r *plugin.Registry) {
 			for k, v := range s.Features().Exports() {
 				ic.Meta.Exports[k] = v
 			}
+			// Snapshots made with id mapping labels are owned by the
+			// namespace, idmapped or chowned (containerd's capability
+			// name, which its clients check).
+			ic.Meta.Capabilities = append(ic.Meta.Capabilities, "remap-ids")
 			if cfg.ParallelUnpack < 0 {
 				s.Close()
 				return nil, fmt.Errorf("overlayfs parallel_unpack = %d: use 1 or more, or 0 for GOMAXPROCS: %w", cfg.ParallelUnpack, errdefs.ErrInvalidArgument)

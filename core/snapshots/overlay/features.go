@@ -25,6 +25,11 @@ type Features struct {
 	// many as fit in a page of options relative to the snapshots directory
 	// (some 400 "<id>/fs" paths).
 	LowerdirAppend bool
+	// IDMappedLayers is whether overlayfs takes idmapped mounts as its
+	// lower layers (Linux 5.19 and later), which is how snapshots of pods
+	// in user namespaces show their files with the namespace's owners
+	// without copying them.
+	IDMappedLayers bool
 }
 
 // Exports returns the features as plugin exports, so that `plugins ls`
@@ -36,5 +41,6 @@ func (f Features) Exports() map[string]string {
 		"userxattr":           b(f.UserXattr),
 		"userxattr_supported": b(f.UserXattrSupported),
 		"lowerdir_append":     b(f.LowerdirAppend),
+		"idmapped_layers":     b(f.IDMappedLayers),
 	}
 }

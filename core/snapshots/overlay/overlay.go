@@ -202,11 +202,26 @@ func (s *Snapshotter) Usage(ctx context.Context, key string) (snapshots.Usage, e
 
 // Mounts returns the mounts of active snapshot or view key.
 func (s *Snapshotter) Mounts(ctx context.Context, key string) ([]mount.Mount, error) {
-	snap, err := s.ms.Snapshot(ctx, key)
+	var (
+		snap storage.Snapshot
+		info snapshots.Info
+	)
+	err := s.ms.View(ctx, func(tx *storage.Tx) error {
+		var err error
+		if snap, err = tx.GetSnapshot(key); err != nil {
+			return err
+		}
+		_, info, _, err = tx.GetInfo(key)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
-	return s.mounts(snap), nil
+	r, err := remapOf(info.Labels)
+	if err != nil {
+		return nil, err
+	}
+	return s.mounts(snap, r), nil
 }
 
 // Prepare makes active snapshot key on parent and returns its mounts.
@@ -224,14 +239,25 @@ func (s *Snapshotter) View(ctx context.Context, key, parent string, opts ...snap
 // full names the snapshotter's filesystem in err if err says it is full.
 func (s *Snapshotter) full(err error) error { return fsfull.Wrap(err, "snapshotter overlayfs", s.root) }
 
-func (s *Snapshotter) create(ctx context.Context, kind snapshots.Kind, key, parent string, opts []snapshots.Opt) ([]mount.Mount, error) {
+func (s *Snapshotter) create(ctx context.Context, kind snapshots.Kind, key, parent string, opts []snapshots.Opt) (_ []mount.Mount, retErr error) {
+	labels, err := labelsOf(opts)
+	if err != nil {
+		return nil, err
+	}
+	r, err := remapOf(labels)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot %q: %w", key, err)
+	}
+	if r != nil && kind == snapshots.KindView && parent != "" && !s.features.IDMappedLayers {
+		return nil, noIDMappedViews(key)
+	}
 	var snap storage.Snapshot
-	err := s.ms.Update(ctx, func(tx *storage.Tx) error {
+	err = s.ms.Update(ctx, func(tx *storage.Tx) error {
 		var err error
 		if snap, err = tx.CreateSnapshot(kind, key, parent, opts...); err != nil {
 			return err
 		}
-		if err := s.makeDirs(snap); err != nil {
+		if err := s.makeDirs(snap, r); err != nil {
 			return fmt.Errorf("create snapshot %q: %w", key, err)
 		}
 		return nil
@@ -239,12 +265,20 @@ func (s *Snapshotter) create(ctx context.Context, kind snapshots.Kind, key, pare
 	if err != nil {
 		return nil, err
 	}
-	return s.mounts(snap), nil
+	if r != nil && !s.features.IDMappedLayers && len(snap.ParentIDs) > 0 {
+		if err := s.chownSnapshot(ctx, snap.ID, s.mounts(snap, nil), r); err != nil {
+			if rerr := s.ms.RemoveSnapshot(context.WithoutCancel(ctx), key); rerr != nil {
+				err = fmt.Errorf("%w (and removing it: %v)", err, rerr)
+			}
+			return nil, err
+		}
+	}
+	return s.mounts(snap, r), nil
 }
 
 // makeDirs makes the directories of a new snapshot, inside the transaction
 // that records it (see the package documentation).
-func (s *Snapshotter) makeDirs(snap storage.Snapshot) (retErr error) {
+func (s *Snapshotter) makeDirs(snap storage.Snapshot, r *remap) (retErr error) {
 	tmp, err := os.MkdirTemp(s.snapshotsDir(), "new-")
 	if err != nil {
 		return err
@@ -269,6 +303,9 @@ func (s *Snapshotter) makeDirs(snap storage.Snapshot) (retErr error) {
 				return err
 			}
 		}
+		if err := s.remapRoot(tmp, snap, r); err != nil {
+			return err
+		}
 	}
 	return storage.PlaceDir(tmp, s.dir(snap.ID))
 }
@@ -291,16 +328,23 @@ func copyRootAttrs(from, to string) error {
 
 // mounts returns the mounts of an active snapshot or view: a bind mount
 // when there is a single directory to show, an overlay otherwise.
-func (s *Snapshotter) mounts(snap storage.Snapshot) []mount.Mount {
+//
+// With an id mapping r, the mounts are idmapped, unless the kernel cannot
+// (the snapshot's owners were changed on disk instead).
+func (s *Snapshotter) mounts(snap storage.Snapshot, r *remap) []mount.Mount {
+	var idmap []string
+	if r != nil && s.features.IDMappedLayers && !s.chowned(snap.ID) {
+		idmap = r.options()
+	}
 	if len(snap.ParentIDs) == 0 {
 		mode := "rw"
 		if snap.Kind == snapshots.KindView {
 			mode = "ro"
 		}
-		return []mount.Mount{{Type: "bind", Source: s.upperPath(snap.ID), Options: []string{mode, "rbind"}}}
+		return []mount.Mount{{Type: "bind", Source: s.upperPath(snap.ID), Options: append([]string{mode, "rbind"}, idmap...)}}
 	}
 	if snap.Kind == snapshots.KindView && len(snap.ParentIDs) == 1 {
-		return []mount.Mount{{Type: "bind", Source: s.upperPath(snap.ParentIDs[0]), Options: []string{"ro", "rbind"}}}
+		return []mount.Mount{{Type: "bind", Source: s.upperPath(snap.ParentIDs[0]), Options: append([]string{"ro", "rbind"}, idmap...)}}
 	}
 	options := slices.Clone(s.options)
 	if snap.Kind == snapshots.KindActive {
@@ -313,6 +357,7 @@ func (s *Snapshotter) mounts(snap storage.Snapshot) []mount.Mount {
 		lowers[i] = s.upperPath(id)
 	}
 	options = append(options, "lowerdir="+strings.Join(lowers, ":"))
+	options = append(options, idmap...)
 	return []mount.Mount{{Type: "overlay", Source: "overlay", Options: options}}
 }
 

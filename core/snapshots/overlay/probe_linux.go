@@ -44,6 +44,7 @@ func probe(root string) (Features, error) {
 	}
 	f.IndexOff = tryOverlay(filepath.Join(dir, "index"), append(base, "index=off")...) == nil
 	f.LowerdirAppend = lowerdirAppend(dir)
+	f.IDMappedLayers = tryOverlay(filepath.Join(dir, "idmap"), append(base, "uidmap=0:65534:1", "gidmap=0:65534:1")...) == nil
 	return f, nil
 }
 
