@@ -23,6 +23,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
@@ -56,6 +57,32 @@ func New(dir string) (*NetNS, error) {
 		return nil, err
 	}
 	return &NetNS{path: path}, nil
+}
+
+// Reserve makes the pin file of a namespace that does not exist yet, for a
+// pod whose namespace its pause process must create: a namespace made by
+// hulld belongs to hulld's user namespace, which a pod in a user namespace
+// of its own could not enter. PinFrom pins it once the process exists; until
+// then Closed reports true. Remove removes the pin file alone.
+func Reserve(dir string) (*NetNS, error) {
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		return nil, fmt.Errorf("create netns directory %q: %w", dir, err)
+	}
+	path, err := createPinFile(dir)
+	if err != nil {
+		return nil, err
+	}
+	return &NetNS{path: path}, nil
+}
+
+// PinFrom pins the network namespace of process pid at n's path (made by
+// Reserve).
+func (n *NetNS) PinFrom(pid int) error {
+	src := "/proc/" + strconv.Itoa(pid) + "/ns/net"
+	if err := unix.Mount(src, n.path, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("pin network namespace of pid %d at %q: %w", pid, n.path, err)
+	}
+	return nil
 }
 
 // createPinFile makes an empty file with an unguessable name; O_EXCL keeps

@@ -5,10 +5,13 @@ package netns
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/containerd/errdefs"
@@ -230,5 +233,46 @@ func TestLoadSurvivesReload(t *testing.T) {
 	}
 	if inside != inode(t, ns.Path()) {
 		t.Errorf("loaded namespace entered %d, want %d", inside, inode(t, ns.Path()))
+	}
+}
+
+// A namespace made by a process (a pause container in a user namespace)
+// is pinned by Reserve and PinFrom, and outlives the process.
+func TestReserveAndPinFrom(t *testing.T) {
+	requireRoot(t)
+	dir := filepath.Join(t.TempDir(), "netns")
+	ns, err := Reserve(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := ns.Remove(); err != nil {
+			t.Error(err)
+		}
+	})
+	if closed, err := ns.Closed(); err != nil || !closed {
+		t.Errorf("Closed before PinFrom = %v, %v; want true", closed, err)
+	}
+	cmd := exec.Command("sleep", "60")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	want := inode(t, fmt.Sprintf("/proc/%d/ns/net", cmd.Process.Pid))
+	if err := ns.PinFrom(cmd.Process.Pid); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatal(err)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	if got := inode(t, ns.Path()); got != want {
+		t.Errorf("pin holds namespace %d, the process had %d", got, want)
+	}
+	if closed, err := ns.Closed(); err != nil || closed {
+		t.Errorf("Closed after PinFrom = %v, %v; want false", closed, err)
+	}
+	if err := ns.PinFrom(999999999); err == nil {
+		t.Error("PinFrom of a missing process succeeded")
 	}
 }

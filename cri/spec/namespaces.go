@@ -14,6 +14,7 @@ import (
 
 	"github.com/hullrt/hull/client/oci"
 	"github.com/hullrt/hull/core/containers"
+	"github.com/hullrt/hull/core/snapshots"
 )
 
 // maxIDMappings is the kernel's limit on lines in uid_map and gid_map.
@@ -88,6 +89,11 @@ func parseUserns(u *runtime.UserNamespace) (userns, error) {
 	case runtime.NamespaceMode_POD:
 		if len(uids) == 0 || len(gids) == 0 {
 			return userns{}, fmt.Errorf("user namespace mode POD needs uid and gid mappings, got %d and %d: %w", len(uids), len(gids), errdefs.ErrInvalidArgument)
+		}
+		// The namespace's root owns the pod's files; without it no
+		// container could set itself up.
+		if !mapsZero(uids) || !mapsZero(gids) {
+			return userns{}, fmt.Errorf("user namespace mode POD must map container id 0 (uids %v, gids %v): %w", uids, gids, errdefs.ErrInvalidArgument)
 		}
 		return userns{enabled: true, uids: uids, gids: gids}, nil
 	}
@@ -247,4 +253,37 @@ func withSysctls(sysctls map[string]string) oci.SpecOpts {
 		maps.Copy(s.Linux.Sysctl, sysctls)
 		return nil
 	}
+}
+
+func mapsZero(maps []specs.LinuxIDMapping) bool {
+	return slices.ContainsFunc(maps, func(m specs.LinuxIDMapping) bool { return m.ContainerID == 0 })
+}
+
+// InPodUserns reports whether a pod with these namespace options has a
+// user namespace of its own, checking the options as the pod's spec will.
+func InPodUserns(nsOpts *runtime.NamespaceOption) (bool, error) {
+	un, err := parseUserns(nsOpts.GetUsernsOptions())
+	return un.enabled, err
+}
+
+// UsernsSnapshotLabels returns the snapshot labels that make a root
+// filesystem owned by the pod's user namespace (snapshots.LabelUIDMapping
+// and LabelGIDMapping); nil for a pod in the host's.
+func UsernsSnapshotLabels(nsOpts *runtime.NamespaceOption) (map[string]string, error) {
+	un, err := parseUserns(nsOpts.GetUsernsOptions())
+	if err != nil || !un.enabled {
+		return nil, err
+	}
+	return map[string]string{
+		snapshots.LabelUIDMapping: formatIDMappings(un.uids),
+		snapshots.LabelGIDMapping: formatIDMappings(un.gids),
+	}, nil
+}
+
+func formatIDMappings(maps []specs.LinuxIDMapping) string {
+	parts := make([]string, len(maps))
+	for i, m := range maps {
+		parts[i] = fmt.Sprintf("%d:%d:%d", m.ContainerID, m.HostID, m.Size)
+	}
+	return strings.Join(parts, ",")
 }

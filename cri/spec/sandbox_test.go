@@ -11,6 +11,7 @@ import (
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/hullrt/hull/client/oci"
+	"github.com/hullrt/hull/core/snapshots"
 )
 
 // nsMap is the spec's namespaces by type: the path, "" for a new one;
@@ -249,6 +250,10 @@ func TestSandboxBadInput(t *testing.T) {
 			sb.Config.Linux.SecurityContext.NamespaceOptions.UsernsOptions = &runtime.UserNamespace{Mode: runtime.NamespaceMode_POD,
 				Uids: []*runtime.IDMapping{{ContainerId: 0, HostId: 1000, Length: 10}, {ContainerId: 5, HostId: 5000, Length: 10}}, Gids: []*runtime.IDMapping{{Length: 1}}}
 		}, errInvalid, "overlap"},
+		{"userns without container root", func(sb *Sandbox) {
+			sb.Config.Linux.SecurityContext.NamespaceOptions.UsernsOptions = &runtime.UserNamespace{Mode: runtime.NamespaceMode_POD,
+				Uids: []*runtime.IDMapping{{ContainerId: 1, HostId: 1000, Length: 100000}}, Gids: []*runtime.IDMapping{{ContainerId: 1, HostId: 1000, Length: 100000}}}
+		}, errInvalid, "container id 0"},
 		{"group without user", func(sb *Sandbox) { sb.Config.Linux.SecurityContext.RunAsGroup = &runtime.Int64Value{Value: 1} }, errInvalid, "run_as_group"},
 		{"bad seccomp", func(sb *Sandbox) { sb.Config.Linux.SecurityContext.Seccomp = &runtime.SecurityProfile{ProfileType: 5} }, errInvalid, "5"},
 		{"cgroup parent for driver", func(sb *Sandbox) { sb.Config.Linux.CgroupParent = "relative/parent" }, errInvalid, "relative/parent"},
@@ -341,5 +346,32 @@ func TestContainerNamespaces(t *testing.T) {
 			_, err := containerSpec(t, c, Options{}, host{})
 			wantErr(t, err, tc.class, tc.naming)
 		})
+	}
+}
+
+func TestUsernsSnapshotLabels(t *testing.T) {
+	pod := &runtime.NamespaceOption{UsernsOptions: &runtime.UserNamespace{Mode: runtime.NamespaceMode_POD,
+		Uids: []*runtime.IDMapping{{ContainerId: 0, HostId: 100000, Length: 65536}},
+		Gids: []*runtime.IDMapping{{ContainerId: 0, HostId: 200000, Length: 65536}}}}
+	l, err := UsernsSnapshotLabels(pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l[snapshots.LabelUIDMapping] != "0:100000:65536" || l[snapshots.LabelGIDMapping] != "0:200000:65536" || len(l) != 2 {
+		t.Errorf("labels = %v", l)
+	}
+	if in, err := InPodUserns(pod); !in || err != nil {
+		t.Errorf("InPodUserns(pod) = %v, %v", in, err)
+	}
+	for _, host := range []*runtime.NamespaceOption{nil, {}, {UsernsOptions: &runtime.UserNamespace{Mode: runtime.NamespaceMode_NODE}}} {
+		if l, err := UsernsSnapshotLabels(host); l != nil || err != nil {
+			t.Errorf("UsernsSnapshotLabels(%v) = %v, %v; want none", host, l, err)
+		}
+		if in, err := InPodUserns(host); in || err != nil {
+			t.Errorf("InPodUserns(%v) = %v, %v", host, in, err)
+		}
+	}
+	if _, err := UsernsSnapshotLabels(&runtime.NamespaceOption{UsernsOptions: &runtime.UserNamespace{Mode: runtime.NamespaceMode_TARGET}}); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("mode TARGET: err = %v, want InvalidArgument", err)
 	}
 }
