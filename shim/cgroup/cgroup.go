@@ -124,11 +124,16 @@ func Load(pid int) (*Cgroup, error) {
 
 // v1Mounts reads the v1 hierarchies from this process's mountinfo.
 func v1Mounts() (map[string]v1Mount, error) {
-	data, err := os.ReadFile("/proc/self/mountinfo")
+	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return nil, fmt.Errorf("cgroup v1 hierarchies: %w", err)
 	}
-	return parseV1Mounts(data), nil
+	defer f.Close()
+	m, err := parseV1Mounts(f)
+	if err != nil {
+		return nil, fmt.Errorf("cgroup v1 hierarchies: read /proc/self/mountinfo: %w", err)
+	}
+	return m, nil
 }
 
 // Metrics reads the cgroup's counters: a cgroup1/stats.Metrics
