@@ -1,10 +1,11 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
-	"sort"
+	"strings"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -108,36 +109,52 @@ func (s *Service) containerSpec(ctx context.Context, id string) (*specs.Spec, er
 }
 
 // ListContainers lists containers matching the filter: id (or a prefix),
-// pod sandbox id (or a prefix), state and labels.
+// pod sandbox id (or a prefix), state and labels, newest first. The kubelet
+// calls it every second for all containers: each item is made once per
+// state of its container and shared by the responses that show it (see
+// listItem), so they must not be modified.
 func (s *Service) ListContainers(ctx context.Context, r *runtime.ListContainersRequest) (*runtime.ListContainersResponse, error) {
 	f := r.GetFilter()
-	var out []*runtime.Container
-	for _, c := range s.containers.list() {
-		state := c.state()
-		if f != nil {
-			if f.GetId() != "" && !hasPrefix(c.rec.ID, f.GetId()) {
-				continue
-			}
-			if f.GetPodSandboxId() != "" && !hasPrefix(c.rec.SandboxID, f.GetPodSandboxId()) {
-				continue
-			}
-			if f.GetState() != nil && f.GetState().GetState() != state {
-				continue
-			}
-			if !labelsMatch(c.config.GetLabels(), f.GetLabelSelector()) {
-				continue
-			}
+	entries := s.containers.sorted(newestContainerFirst)
+	out := make([]*runtime.Container, 0, len(entries))
+	for _, e := range entries {
+		c := e.v
+		if f.GetId() != "" && !hasPrefix(c.rec.ID, f.GetId()) {
+			continue
 		}
-		out = append(out, &runtime.Container{
-			Id: c.rec.ID, PodSandboxId: c.rec.SandboxID, Metadata: c.config.GetMetadata(),
-			Image:    &runtime.ImageSpec{Image: c.rec.ImageName, UserSpecifiedImage: c.config.GetImage().GetUserSpecifiedImage()},
-			ImageRef: c.rec.ImageRef, ImageId: c.rec.ImageRef,
-			State: state, CreatedAt: c.rec.CreatedAt,
-			Labels: c.config.GetLabels(), Annotations: c.config.GetAnnotations(),
-		})
+		if f.GetPodSandboxId() != "" && !hasPrefix(c.rec.SandboxID, f.GetPodSandboxId()) {
+			continue
+		}
+		state := c.state()
+		if f.GetState() != nil && f.GetState().GetState() != state {
+			continue
+		}
+		if !labelsMatch(c.config.GetLabels(), f.GetLabelSelector()) {
+			continue
+		}
+		out = append(out, listItem(e, state, containerItem))
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt > out[j].CreatedAt })
 	return &runtime.ListContainersResponse{Containers: out}, nil
+}
+
+// newestContainerFirst is the order of ListContainers.
+func newestContainerFirst(a, b *container) int {
+	if c := cmp.Compare(b.rec.CreatedAt, a.rec.CreatedAt); c != 0 {
+		return c
+	}
+	return strings.Compare(a.rec.ID, b.rec.ID)
+}
+
+// containerItem is what ListContainers shows of c in state; all the rest
+// is fixed when c is made.
+func containerItem(c *container, state runtime.ContainerState) *runtime.Container {
+	return &runtime.Container{
+		Id: c.rec.ID, PodSandboxId: c.rec.SandboxID, Metadata: c.config.GetMetadata(),
+		Image:    &runtime.ImageSpec{Image: c.rec.ImageName, UserSpecifiedImage: c.config.GetImage().GetUserSpecifiedImage()},
+		ImageRef: c.rec.ImageRef, ImageId: c.rec.ImageRef,
+		State: state, CreatedAt: c.rec.CreatedAt,
+		Labels: c.config.GetLabels(), Annotations: c.config.GetAnnotations(),
+	}
 }
 
 // UpdateContainerResources changes a container's cgroup limits, in its

@@ -1,11 +1,12 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
-	"sort"
+	"strings"
 	"syscall"
 
 	"github.com/containerd/errdefs"
@@ -153,15 +154,19 @@ func (s *Service) RemovePodSandbox(ctx context.Context, r *runtime.RemovePodSand
 	return &runtime.RemovePodSandboxResponse{}, nil
 }
 
-func (s *Service) sandboxStatus(sb *sandbox) *runtime.PodSandboxStatus {
-	state := runtime.PodSandboxState_SANDBOX_NOTREADY
+// sandboxState is the state a pod shows.
+func sandboxState(sb *sandbox) runtime.PodSandboxState {
 	if sb.isReady() {
-		state = runtime.PodSandboxState_SANDBOX_READY
+		return runtime.PodSandboxState_SANDBOX_READY
 	}
+	return runtime.PodSandboxState_SANDBOX_NOTREADY
+}
+
+func (s *Service) sandboxStatus(sb *sandbox) *runtime.PodSandboxStatus {
 	st := &runtime.PodSandboxStatus{
 		Id:             sb.rec.ID,
 		Metadata:       sb.config.GetMetadata(),
-		State:          state,
+		State:          sandboxState(sb),
 		CreatedAt:      sb.rec.CreatedAt,
 		Labels:         sb.config.GetLabels(),
 		Annotations:    sb.config.GetAnnotations(),
@@ -216,30 +221,45 @@ func orNull(b []byte) []byte {
 }
 
 // ListPodSandbox lists pods matching the filter: id (or a prefix), state
-// and labels.
+// and labels, newest first. Like ListContainers, which the kubelet calls
+// with it every second, it shares each pod's item among the responses that
+// show it in the same state.
 func (s *Service) ListPodSandbox(ctx context.Context, r *runtime.ListPodSandboxRequest) (*runtime.ListPodSandboxResponse, error) {
 	f := r.GetFilter()
-	var out []*runtime.PodSandbox
-	for _, sb := range s.sandboxes.list() {
-		st := s.sandboxStatus(sb)
-		if f != nil {
-			if f.GetId() != "" && !hasPrefix(sb.rec.ID, f.GetId()) {
-				continue
-			}
-			if f.GetState() != nil && f.GetState().GetState() != st.State {
-				continue
-			}
-			if !labelsMatch(st.Labels, f.GetLabelSelector()) {
-				continue
-			}
+	entries := s.sandboxes.sorted(newestSandboxFirst)
+	out := make([]*runtime.PodSandbox, 0, len(entries))
+	for _, e := range entries {
+		sb := e.v
+		if f.GetId() != "" && !hasPrefix(sb.rec.ID, f.GetId()) {
+			continue
 		}
-		out = append(out, &runtime.PodSandbox{
-			Id: st.Id, Metadata: st.Metadata, State: st.State, CreatedAt: st.CreatedAt,
-			Labels: st.Labels, Annotations: st.Annotations, RuntimeHandler: st.RuntimeHandler,
-		})
+		state := sandboxState(sb)
+		if f.GetState() != nil && f.GetState().GetState() != state {
+			continue
+		}
+		if !labelsMatch(sb.config.GetLabels(), f.GetLabelSelector()) {
+			continue
+		}
+		out = append(out, listItem(e, state, sandboxItem))
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt > out[j].CreatedAt })
 	return &runtime.ListPodSandboxResponse{Items: out}, nil
+}
+
+// newestSandboxFirst is the order of ListPodSandbox.
+func newestSandboxFirst(a, b *sandbox) int {
+	if c := cmp.Compare(b.rec.CreatedAt, a.rec.CreatedAt); c != 0 {
+		return c
+	}
+	return strings.Compare(a.rec.ID, b.rec.ID)
+}
+
+// sandboxItem is what ListPodSandbox shows of sb in state; all the rest is
+// fixed when sb is made.
+func sandboxItem(sb *sandbox, state runtime.PodSandboxState) *runtime.PodSandbox {
+	return &runtime.PodSandbox{
+		Id: sb.rec.ID, Metadata: sb.config.GetMetadata(), State: state, CreatedAt: sb.rec.CreatedAt,
+		Labels: sb.config.GetLabels(), Annotations: sb.config.GetAnnotations(), RuntimeHandler: sb.rec.RuntimeHandler,
+	}
 }
 
 func hasPrefix(id, p string) bool { return len(id) >= len(p) && id[:len(p)] == p }

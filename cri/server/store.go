@@ -2,9 +2,11 @@ package server
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/containerd/errdefs"
 )
@@ -38,24 +40,45 @@ func (n *names) release(name, id string) {
 }
 
 // index finds objects by full id or unique id prefix, as the kubelet and
-// crictl accept truncated ids.
+// crictl accept truncated ids. It also keeps what lists need: the kubelet
+// relists every pod and container every second, and most of them did not
+// change since the last time, so the list order is kept until an object
+// comes or goes (see sorted) and each object's list item until its state
+// changes (see listItem).
 type index[T any] struct {
 	mu   sync.RWMutex
-	byID map[string]T
+	byID map[string]*entry[T]
 	kind string
+	// ordered is every entry in list order (see sorted), shared by the
+	// lists made since; nil when an object was added or removed since.
+	ordered []*entry[T]
 }
 
-func newIndex[T any](kind string) *index[T] { return &index[T]{byID: map[string]T{}, kind: kind} }
+// entry is an object of an index and the item that last listed it.
+type entry[T any] struct {
+	v T
+	// item is the last list item made of v (a *runtime.Container or a
+	// *runtime.PodSandbox), nil before the first list. It is never
+	// modified once stored, since responses that share it may still be
+	// being encoded; a changed item is a new one swapped in.
+	item atomic.Pointer[any]
+}
+
+func newIndex[T any](kind string) *index[T] {
+	return &index[T]{byID: map[string]*entry[T]{}, kind: kind}
+}
 
 func (x *index[T]) add(id string, v T) {
 	x.mu.Lock()
-	x.byID[id] = v
+	x.byID[id] = &entry[T]{v: v}
+	x.ordered = nil
 	x.mu.Unlock()
 }
 
 func (x *index[T]) remove(id string) {
 	x.mu.Lock()
 	delete(x.byID, id)
+	x.ordered = nil
 	x.mu.Unlock()
 }
 
@@ -67,8 +90,8 @@ func (x *index[T]) get(id string) (T, error) {
 	}
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	if v, ok := x.byID[id]; ok {
-		return v, nil
+	if e, ok := x.byID[id]; ok {
+		return e.v, nil
 	}
 	var found []string
 	for k := range x.byID {
@@ -80,7 +103,7 @@ func (x *index[T]) get(id string) (T, error) {
 	case 0:
 		return zero, fmt.Errorf("%s %q: %w", x.kind, id, errdefs.ErrNotFound)
 	case 1:
-		return x.byID[found[0]], nil
+		return x.byID[found[0]].v, nil
 	}
 	sort.Strings(found)
 	return zero, fmt.Errorf("%s id prefix %q is ambiguous (%s): %w", x.kind, id, strings.Join(found, ", "), errdefs.ErrInvalidArgument)
@@ -90,8 +113,53 @@ func (x *index[T]) list() []T {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	out := make([]T, 0, len(x.byID))
-	for _, v := range x.byID {
-		out = append(out, v)
+	for _, e := range x.byID {
+		out = append(out, e.v)
 	}
 	return out
+}
+
+// sorted returns every entry ordered by cmp, which must order by what is
+// fixed when an object is made and be the same at every call: the order is
+// kept until an object is added or removed, so that a relist sorts nothing.
+// The slice is shared and must not be modified.
+func (x *index[T]) sorted(cmp func(a, b T) int) []*entry[T] {
+	x.mu.RLock()
+	ordered := x.ordered
+	x.mu.RUnlock()
+	if ordered != nil {
+		return ordered
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.ordered == nil {
+		ordered := make([]*entry[T], 0, len(x.byID))
+		for _, e := range x.byID {
+			ordered = append(ordered, e)
+		}
+		slices.SortFunc(ordered, func(a, b *entry[T]) int { return cmp(a.v, b.v) })
+		x.ordered = ordered
+	}
+	return x.ordered
+}
+
+// stated is a list item that shows the state of its object, the one part
+// of it that changes after the object is made.
+type stated[S comparable] interface{ GetState() S }
+
+// listItem returns the item that lists e's object in state: the last one
+// made, when it shows that state, else a new one from build, which then
+// replaces it. The caller reads state afresh for every list, so an item is
+// never shown after its object's state changed: what build reads of the
+// object besides state must be fixed when the object is made.
+func listItem[T any, S comparable, V stated[S]](e *entry[T], state S, build func(T, S) V) V {
+	if p := e.item.Load(); p != nil {
+		if v, ok := (*p).(V); ok && v.GetState() == state {
+			return v
+		}
+	}
+	v := build(e.v, state)
+	var item any = v
+	e.item.Store(&item)
+	return v
 }
