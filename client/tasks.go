@@ -366,7 +366,12 @@ func WithProcessKill(ctx context.Context, p Process) error {
 	if _, isTask := p.(*Task); isTask {
 		opts = append(opts, WithKillAll)
 	}
-	if err := p.Kill(ctx, syscall.SIGKILL, opts...); err != nil && !errdefs.IsNotFound(err) && !errdefs.IsFailedPrecondition(err) {
+	if err := p.Kill(ctx, syscall.SIGKILL, opts...); err != nil {
+		// Gone, or never started (an exec whose start failed): no
+		// exit will come, and the delete needs none.
+		if errdefs.IsNotFound(err) || errdefs.IsFailedPrecondition(err) {
+			return nil
+		}
 		return err
 	}
 	select {
