@@ -17,6 +17,7 @@ import (
 
 	"github.com/hullrt/hull/client"
 	"github.com/hullrt/hull/client/cio"
+	"github.com/hullrt/hull/core/snapshots"
 	"github.com/hullrt/hull/cri/containerio"
 	"github.com/hullrt/hull/cri/spec"
 )
@@ -170,6 +171,16 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 		return nil, err
 	}
 	snapshotter := s.snapshotter(h)
+	// In a pod's user namespace, the root filesystem is owned by the
+	// namespace's root.
+	snapLabels, err := spec.UsernsSnapshotLabels(sb.config.GetLinux().GetSecurityContext().GetNamespaceOptions())
+	if err != nil {
+		return nil, fmt.Errorf("container %q: %w", name, err)
+	}
+	var snapOpts []snapshots.Opt
+	if snapLabels != nil {
+		snapOpts = append(snapOpts, snapshots.WithLabels(snapLabels))
+	}
 	var volumes []specs.Mount
 	if len(img.Config.Config.Volumes) > 0 && !s.cfg.Runtime.IgnoreImageDefinedVolumes {
 		if volumes, err = s.imageVolumes(ctx, snapshotter, img.ChainID.String(), id, img.Config.Config.Volumes, filepath.Join(c.dir, "volumes")); err != nil {
@@ -204,7 +215,7 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 	labels[kindLabel], labels[sandboxIDLabel] = kindContainer, sb.rec.ID
 	ctr, err := s.client.NewContainer(ctx, id,
 		client.WithContainerSnapshotter(snapshotter),
-		client.WithNewSnapshotFromParent(id, img.ChainID.String()),
+		client.WithNewSnapshotFromParent(id, img.ChainID.String(), snapOpts...),
 		client.WithImageName(img.Name),
 		client.WithNewSpec(opts...),
 		client.WithRuntime(h.RuntimeType, rtOpts),

@@ -23,6 +23,7 @@ import (
 	"github.com/hullrt/hull/client"
 	"github.com/hullrt/hull/client/cio"
 	"github.com/hullrt/hull/core/sandboxes"
+	"github.com/hullrt/hull/core/snapshots"
 	"github.com/hullrt/hull/cri/cni"
 	criconfig "github.com/hullrt/hull/cri/config"
 	"github.com/hullrt/hull/cri/netns"
@@ -229,6 +230,15 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 	if err := s.hostPortsFree(id, ports); err != nil {
 		return nil, err
 	}
+	nsOpts := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	inUserns, err := spec.InPodUserns(nsOpts)
+	if err != nil {
+		return nil, err
+	}
+	snapLabels, err := spec.UsernsSnapshotLabels(nsOpts)
+	if err != nil {
+		return nil, err
+	}
 	ctx = s.nsCtx(ctx)
 	sandboxImage := s.cfg.Images.PinnedImages["sandbox"]
 	img, err := s.images.EnsurePulled(ctx, sandboxImage, nil)
@@ -249,9 +259,32 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 	if err := undo.mkdirs(sb.rootDir, sb.stateDir); err != nil {
 		return nil, err
 	}
+	// The network is set up while the pause container is made, as
+	// neither needs the other until the pause process starts. A pod in a
+	// user namespace is the exception: its network namespace must belong
+	// to that user namespace, so the pause container makes it, and CNI
+	// runs once it exists.
+	var podNet *pendingNetwork
+	specNetNS := ""
 	if !sb.hostNetwork() {
-		if err := s.setupNetwork(ctx, sb, ports, undo); err != nil {
-			return nil, err
+		if err := s.network.Status(); err != nil {
+			return nil, fmt.Errorf("pod network is not ready: %v: %w", err, errdefs.ErrFailedPrecondition)
+		}
+		dir := filepath.Join(s.cfg.State, "netns")
+		var ns *netns.NetNS
+		if inUserns {
+			ns, err = netns.Reserve(dir)
+		} else {
+			ns, err = netns.New(dir)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("pod network namespace: %w", err)
+		}
+		undo.add(func(context.Context) { ns.Remove() })
+		sb.rec.NetNSPath = ns.Path()
+		if !inUserns {
+			specNetNS = ns.Path()
+			podNet = s.startNetwork(ctx, sb, ports, undo)
 		}
 	}
 	if err := writePodFiles(sb); err != nil {
@@ -264,7 +297,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 		undo.add(func(context.Context) { unmountAll(shm) })
 	}
 	opts, err := spec.SandboxOpts(spec.Sandbox{
-		ID: id, Config: cfg, Image: img.Config.Config, NetNSPath: sb.rec.NetNSPath, ShmPath: sb.shmPath(), RuntimeHandler: handlerName,
+		ID: id, Config: cfg, Image: img.Config.Config, NetNSPath: specNetNS, ShmPath: sb.shmPath(), RuntimeHandler: handlerName,
 	}, s.specOpts)
 	if err != nil {
 		return nil, err
@@ -274,9 +307,13 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 		return nil, err
 	}
 	snapshotter := s.snapshotter(h)
+	var snapOpts []snapshots.Opt
+	if snapLabels != nil {
+		snapOpts = append(snapOpts, snapshots.WithLabels(snapLabels))
+	}
 	ctr, err := s.client.NewContainer(ctx, id,
 		client.WithContainerSnapshotter(snapshotter),
-		client.WithNewSnapshotFromParent(id, img.ChainID.String()),
+		client.WithNewSnapshotFromParent(id, img.ChainID.String(), snapOpts...),
 		client.WithImageName(img.Name),
 		client.WithNewSpec(opts...),
 		client.WithRuntime(h.RuntimeType, rtOpts),
@@ -309,6 +346,20 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 		task.Kill(ctx, syscall.SIGKILL)
 		task.Delete(ctx, client.WithProcessKill)
 	})
+	if !sb.hostNetwork() && inUserns {
+		if err := netns.Load(sb.rec.NetNSPath).PinFrom(int(task.Pid())); err != nil {
+			return nil, fmt.Errorf("pod sandbox %q: %w", name, err)
+		}
+		podNet = s.startNetwork(ctx, sb, ports, undo)
+	}
+	if podNet != nil {
+		if err := podNet.wait(sb); err != nil {
+			return nil, err
+		}
+		if err := s.recordNetwork(ctx, ctr, sb); err != nil {
+			return nil, fmt.Errorf("pod sandbox %q: %w", name, err)
+		}
+	}
 	if err := task.Start(ctx); err != nil {
 		return nil, fmt.Errorf("pod sandbox %q: start pause: %w", name, err)
 	}
@@ -345,36 +396,83 @@ func (s *Service) snapshotter(h criconfig.RuntimeHandler) string {
 	return s.cfg.Snapshotter
 }
 
-// setupNetwork makes the pod's network namespace and adds it to the CNI
-// networks.
-func (s *Service) setupNetwork(ctx context.Context, sb *sandbox, ports []cni.PortMapping, undo *cleanups) error {
-	if err := s.network.Status(); err != nil {
-		return fmt.Errorf("pod network is not ready: %v: %w", err, errdefs.ErrFailedPrecondition)
+// pendingNetwork is a pod's CNI setup running in the background.
+type pendingNetwork struct {
+	done chan struct{}
+	// Set by the setup before done is closed.
+	err       error
+	ips       []string
+	cniResult []byte
+}
+
+// wait waits for the setup and records its IPs and result in sb.rec.
+func (p *pendingNetwork) wait(sb *sandbox) error {
+	<-p.done
+	if p.err != nil {
+		return p.err
 	}
-	ns, err := netns.New(filepath.Join(s.cfg.State, "netns"))
-	if err != nil {
-		return fmt.Errorf("pod network namespace: %w", err)
-	}
-	undo.add(func(context.Context) { ns.Remove() })
-	sb.rec.NetNSPath = ns.Path()
+	sb.rec.IPs, sb.rec.CNIResult = p.ips, p.cniResult
+	return nil
+}
+
+// startNetwork adds the pod's namespace at sb.rec.NetNSPath to the CNI
+// networks in the background; wait gives its IPs to sb.rec. The undo steps
+// get one that waits for the setup and tears down what it made, so a pod
+// that fails meanwhile never leaves an IP behind.
+func (s *Service) startNetwork(ctx context.Context, sb *sandbox, ports []cni.PortMapping, undo *cleanups) *pendingNetwork {
+	p := &pendingNetwork{done: make(chan struct{})}
 	pod := s.cniPod(sb, ports)
-	res, err := s.network.Setup(ctx, pod)
+	undo.add(func(ctx context.Context) {
+		<-p.done
+		// A failed setup removed what it made, but a partial one may
+		// leave plugin state that only a delete releases.
+		s.network.Teardown(ctx, pod)
+	})
+	go func() {
+		defer close(p.done)
+		res, err := s.network.Setup(ctx, pod)
+		if err != nil {
+			if errdefs.IsUnknown(err) {
+				// A plugin failed: the network, not the request, is
+				// at fault, and the kubelet retries.
+				p.err = fmt.Errorf("pod network: %v: %w", err, errdefs.ErrUnavailable)
+			} else {
+				p.err = fmt.Errorf("pod network: %w", err)
+			}
+			return
+		}
+		for _, ip := range res.IPs {
+			p.ips = append(p.ips, ip.String())
+		}
+		if res.Raw != nil {
+			if b, err := jsonMarshal(res.Raw); err == nil {
+				p.cniResult = b
+			}
+		}
+	}()
+	return p
+}
+
+// recordNetwork writes the pod's record again once its network is known:
+// in the pause container's extension, which a restarted hulld reads, and
+// in the sandbox store.
+func (s *Service) recordNetwork(ctx context.Context, ctr *client.Container, sb *sandbox) error {
+	ext, err := extension(recordTypeSandbox, sb.rec)
 	if err != nil {
-		if errdefs.IsUnknown(err) {
-			// A plugin failed: the network, not the request, is at
-			// fault, and the kubelet retries.
-			return fmt.Errorf("pod network: %v: %w", err, errdefs.ErrUnavailable)
-		}
-		return fmt.Errorf("pod network: %w", err)
+		return err
 	}
-	undo.add(func(ctx context.Context) { s.network.Teardown(ctx, pod) })
-	for _, ip := range res.IPs {
-		sb.rec.IPs = append(sb.rec.IPs, ip.String())
-	}
-	if res.Raw != nil {
-		if b, err := jsonMarshal(res.Raw); err == nil {
-			sb.rec.CNIResult = b
+	if err := ctr.Update(ctx, func(_ context.Context, _ *client.Client, rec *containersRecord) error {
+		if rec.Extensions == nil {
+			rec.Extensions = map[string]typeurl.Any{}
 		}
+		rec.Extensions[sandboxExtension] = ext
+		return nil
+	}); err != nil {
+		return fmt.Errorf("record network: %w", err)
+	}
+	if _, err := s.client.SandboxStore().Update(ctx, sandboxes.Sandbox{ID: sb.rec.ID, Extensions: map[string]typeurl.Any{sandboxExtension: ext}},
+		"extensions."+sandboxExtension); err != nil {
+		return fmt.Errorf("record network in the sandbox store: %w", err)
 	}
 	return nil
 }

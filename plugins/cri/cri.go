@@ -113,6 +113,7 @@ func Register(r *plugin.Registry) {
 				Root: ic.Root, State: ic.State,
 				Namespace: Namespace, Snapshotter: imgCfg.Snapshotter, CgroupDriver: driver,
 				MinOOMScoreAdj: minOOMScoreAdj(rtCfg), RecursiveReadOnly: recursiveReadOnly(rtCfg),
+				UserNamespaces: userNamespaces(),
 				Log: ic.Log,
 			})
 			if err != nil {
@@ -197,6 +198,19 @@ func hasCapSysResource() bool {
 // recursiveReadOnly reports whether read-only mounts can be made
 // recursively read-only: the kernel has mount_setattr and the default
 // runtime's runc lists "rro" among its mount options.
+// userNamespaces reports whether pods may have user namespaces of their
+// own: the kernel must let hulld make them. Their root filesystems are
+// given the namespace's owners by the snapshotter (idmapped layers, or
+// chowned where the kernel cannot idmap them).
+func userNamespaces() bool {
+	b, err := os.ReadFile("/proc/sys/user/max_user_namespaces")
+	if err != nil {
+		return false
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	return err == nil && n > 0
+}
+
 func recursiveReadOnly(cfg *criconfig.Runtime) bool {
 	if err := unix.MountSetattr(-1, "", 0, &unix.MountAttr{}); err == unix.ENOSYS {
 		return false

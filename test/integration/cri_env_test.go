@@ -346,6 +346,13 @@ func (e *criEnv) startCRI(t *testing.T, o criDaemonOptions) *criDaemon {
 	t.Helper()
 	if o.dir == "" {
 		o.dir = t.TempDir()
+		// Traversable, as /run and /var/lib are: the root of a pod's
+		// user namespace reaches its root filesystem through here.
+		for _, dir := range []string{o.dir, filepath.Dir(o.dir)} {
+			if err := os.Chmod(dir, 0o711); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	d := hulltest.Start(t, hulltest.Options{Config: e.config(o), Dir: o.dir})
 	conn, err := grpc.NewClient("unix://"+d.Address, grpc.WithTransportCredentials(insecure.NewCredentials()),

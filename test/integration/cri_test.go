@@ -39,6 +39,7 @@ func TestCRI(t *testing.T) {
 	t.Run("lifecycle", func(t *testing.T) { testCRILifecycle(t, e, d, img) })
 	t.Run("bad input", func(t *testing.T) { testCRIBadInput(t, e, d) })
 	t.Run("CVE classes", func(t *testing.T) { testCRICVEClasses(t, e, d) })
+	t.Run("user namespace", func(t *testing.T) { testCRIUserNamespace(t, e, d) })
 }
 
 // criLogLine is a CRI log line: time, stream, full/partial tag, content.
@@ -414,6 +415,18 @@ func testCRIBadInput(t *testing.T, e *criEnv, d *criDaemon) {
 		})
 		_, err := d.rt.ExecSync(ctx, &runtime.ExecSyncRequest{ContainerId: id, Cmd: []string{"true"}, Timeout: 5})
 		wantCode(t, "ExecSync in an exited container", err, codes.FailedPrecondition, id)
+	})
+	t.Run("exec of a missing program", func(t *testing.T) {
+		id := d.runContainer(t, pod, podCfg, ctrConfig("runs", e.busybox, "while :; do sleep 1 & wait $!; done"))
+		start := time.Now()
+		_, err := d.rt.ExecSync(ctx, &runtime.ExecSyncRequest{ContainerId: id, Cmd: []string{"no-such-program"}, Timeout: 20})
+		if err == nil || !strings.Contains(err.Error(), "no-such-program") {
+			t.Errorf("ExecSync of a missing program: %v; want an error naming it", err)
+		}
+		// runc says so at once; the call must not wait out its timeout.
+		if took := time.Since(start); took > 10*time.Second {
+			t.Errorf("ExecSync of a missing program took %v", took)
+		}
 	})
 }
 
