@@ -114,7 +114,7 @@ func Register(r *plugin.Registry) {
 				Namespace: Namespace, Snapshotter: imgCfg.Snapshotter, CgroupDriver: driver,
 				MinOOMScoreAdj: minOOMScoreAdj(rtCfg), RecursiveReadOnly: recursiveReadOnly(rtCfg),
 				UserNamespaces: userNamespaces(),
-				Log: ic.Log,
+				Log:            ic.Log,
 			})
 			if err != nil {
 				return nil, err
