@@ -82,7 +82,10 @@ type Config struct {
 // FsInfoSource tells ImageFsInfo which directories hold images and
 // container writable layers.
 type FsInfoSource struct {
-	// ImageDirs are the content store root and the snapshotter root.
+	// ImageDirs are the snapshotter root and the content store root,
+	// in that order: the kubelet watches the first filesystem listed,
+	// and the unpacked layers are what grows with images (as
+	// containerd reports its snapshotter's directory).
 	ImageDirs []string
 	// ContainerDirs hold container writable layers.
 	ContainerDirs []string

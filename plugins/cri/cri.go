@@ -70,7 +70,7 @@ func Register(r *plugin.Registry) {
 				PinnedImages:           cfg.PinnedImages,
 				Logger:                 ic.Log,
 				Stats: criimages.FsInfoSource{
-					ImageDirs:     []string{pluginRoot(ic, "io.containerd.content.v1.content"), pluginRoot(ic, "io.containerd.snapshotter.v1."+cfg.Snapshotter)},
+					ImageDirs:     []string{pluginRoot(ic, "io.containerd.snapshotter.v1."+cfg.Snapshotter), pluginRoot(ic, "io.containerd.content.v1.content")},
 					ContainerDirs: []string{pluginRoot(ic, "io.containerd.snapshotter.v1."+cfg.Snapshotter)},
 				},
 			})

@@ -73,6 +73,16 @@ func testCRILifecycle(t *testing.T, e *criEnv, d *criDaemon, img *runtime.Image)
 		}
 	}
 
+	// The kubelet watches the first image filesystem: the snapshotter's,
+	// where unpacked images grow, as containerd reports.
+	fs, err := d.img.ImageFsInfo(ctx, &runtime.ImageFsInfoRequest{})
+	if err != nil {
+		t.Fatalf("ImageFsInfo: %v", err)
+	}
+	if ifs := fs.GetImageFilesystems(); len(ifs) == 0 || !strings.HasSuffix(ifs[0].GetFsId().GetMountpoint(), "io.containerd.snapshotter.v1.overlayfs") || ifs[0].GetUsedBytes().GetValue() == 0 {
+		t.Errorf("ImageFsInfo image filesystems %v; want the snapshotter's directory first, with its usage", ifs)
+	}
+
 	logDir := t.TempDir()
 	podCfg := d.podConfig("lifecycle", logDir)
 	pod, pst, info := d.runPod(t, podCfg)
