@@ -136,7 +136,7 @@ func (p *IO) output(target string, sameFile *os.File) (*os.File, error) {
 	p.copies.Add(1)
 	go func() {
 		defer p.copies.Done()
-		io.Copy(fifo, r)
+		copyOutput(fifo, r)
 		r.Close()
 		fifo.Close()
 	}()
