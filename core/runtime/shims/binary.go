@@ -163,7 +163,7 @@ func (m *Manager) startShim(ctx context.Context, binary string, b *bundle, optio
 			Bundle: b.Path, Options: options, Binary: binary, Env: m.shimEnv(b),
 		})
 		if proc != nil {
-			go proc.Wait()
+			m.reapShim(proc)
 		}
 		if err != nil {
 			return bootstrap{}, fmt.Errorf("start shim %s for task %q: %v: %w", binary, b.ID, err, errdefs.ErrUnavailable)

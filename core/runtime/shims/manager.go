@@ -87,6 +87,8 @@ type Manager struct {
 	// failures holds the last reason each thing could not be cleaned
 	// up, so that each is logged once (see cleanupFailed).
 	failures map[string]string
+	// pidfds are the shims hulld launched and waits to reap (reapShim).
+	pidfds map[*os.File]struct{}
 
 	stop      chan struct{}
 	closeOnce sync.Once
@@ -119,7 +121,7 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	m := &Manager{
 		cfg: cfg, log: cfg.Log,
 		tasks: map[string]*Task{}, creating: map[string]bool{}, conns: map[string]*shimConn{}, logs: map[string]*os.File{}, failures: map[string]string{},
-		stop: make(chan struct{}),
+		pidfds: map[*os.File]struct{}{}, stop: make(chan struct{}),
 	}
 	m.load(ctx)
 	if cfg.Containers != nil {
@@ -137,6 +139,7 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 // containers keep running: that is the point of shims.
 func (m *Manager) Close() error {
 	m.closeOnce.Do(func() { close(m.stop) })
+	m.closePidfds()
 	m.wg.Wait()
 	m.mu.Lock()
 	defer m.mu.Unlock()
