@@ -2,7 +2,8 @@
 // the address in TTRPC_ADDRESS, service containerd.services.events.ttrpc.v1.Events,
 // method Forward. Events leave in the order they were published, from one
 // goroutine with its own queue, so a slow or restarting daemon never blocks
-// a task call; each is retried a few times before it is dropped.
+// a task call; each is retried a few times before it is dropped. The
+// connection lasts as long as there are events to send.
 package events
 
 import (
@@ -118,6 +119,18 @@ func (p *Publisher) run() {
 		p.queue = p.queue[1:]
 		p.mu.Unlock()
 		p.send(env)
+		p.mu.Lock()
+		idle := len(p.queue) == 0
+		p.mu.Unlock()
+		if idle && p.client != nil {
+			// Events come in bursts (a task's create and start, its
+			// exit and delete), often hours apart. Kept open between
+			// them, the connection would hold a goroutine and buffers
+			// in the shim and in the daemon, per shim, for nothing; a
+			// unix socket connect per burst costs microseconds.
+			p.client.Close()
+			p.client = nil
+		}
 	}
 }
 
