@@ -244,6 +244,17 @@ func (m *Manager) Create(ctx context.Context, id string, opts runtime.CreateOpts
 	if err := b.writeRecord(rec); err != nil {
 		return nil, err
 	}
+	m.mu.Lock()
+	c, shared := m.conns[boot.Address]
+	shared = shared && !c.isClosed()
+	m.mu.Unlock()
+	if shared {
+		// The group's shim, serving already, logs to the FIFO of the
+		// bundle it was started in; nothing comes through this one, so
+		// it need not hold a reader, a buffer and a goroutine for the
+		// task's life.
+		m.closeLog(k)
+	}
 	conn, err := m.connect(ctx, boot)
 	if err != nil {
 		return nil, err
