@@ -11,7 +11,8 @@ package shims
 //	    process of its own (fd 3, as shim/launch does), writes shim.pid in
 //	    the bundle and <dir of A>/<N>-<ID>.pid for the tests' cleanup, and
 //	    prints the address: bare, or as version 3 JSON when the spec
-//	    annotation fakeBootstrap is "v3".
+//	    annotation fakeBootstrap is "v3". With annotation fakeGroup the
+//	    socket is the group's, and a group shim that answers is reused.
 //	<shim> ... -bundle B delete
 //	    prints a DeleteResponse with exit status fakeDeleteStatus.
 //	<shim> ... -socket S            (no subcommand)
@@ -53,6 +54,10 @@ const (
 	fakeBootstrap   = "test.hull/bootstrap"    // "v3": print JSON bootstrap of task API v3
 	fakeStartError  = "test.hull/start-error"  // start fails with this on stderr
 	fakeCreateError = "test.hull/create-error" // the Create call fails with this
+	// fakeGroup puts tasks with the same value in one shim: start prints
+	// the address of the group's shim when it answers, as hull's and
+	// containerd's runc shims do for a pod's containers.
+	fakeGroup = "test.hull/group"
 )
 
 // fakeDeleteStatus is the exit status the delete command reports; the
@@ -111,6 +116,14 @@ func fakeStart(ns, address, id string, args []string) error {
 		return fmt.Errorf("%s", msg)
 	}
 	path := fakeSocket(ns, address, id)
+	if g := ann[fakeGroup]; g != "" {
+		path = fakeSocket(ns, address, "group-"+g)
+		if c, err := net.Dial("unix", path); err == nil {
+			c.Close()
+			_, err = fmt.Println(path)
+			return err
+		}
+	}
 	os.Remove(path) // a shim of an earlier task of this id that exited
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {

@@ -724,3 +724,40 @@ func TestRuntimeOptions(t *testing.T) {
 		t.Errorf("undecodable runc options: %v; want InvalidArgument", err)
 	}
 }
+
+// TestGroupLogs: two tasks of one group share a shim, which logs to the
+// FIFO of the bundle it was started in; the manager keeps reading that
+// one only, and the shim serves both tasks.
+func TestGroupLogs(t *testing.T) {
+	f := newFixture(t)
+	m, _ := f.manager(f.cfg)
+	ctx := namespaces.WithNamespace(t.Context(), "ns1")
+	ann := map[string]string{fakeGroup: "pod1"}
+	first, _ := f.create(ctx, m, "sandbox", ann)
+	second, err := m.Create(ctx, "app", runtime.CreateOpts{Runtime: fakeRuntime, Spec: spec(ann)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pids := m.ShimPIDs(ctx); pids["ns1/sandbox"] == 0 || pids["ns1/app"] != pids["ns1/sandbox"] {
+		t.Fatalf("ShimPIDs = %v; want one shim for both tasks", pids)
+	}
+	m.mu.Lock()
+	_, firstLog := m.logs[key("ns1", "sandbox")]
+	_, secondLog := m.logs[key("ns1", "app")]
+	m.mu.Unlock()
+	if !firstLog || secondLog {
+		t.Errorf("log FIFOs read: sandbox %v, app %v; want the first task's only", firstLog, secondLog)
+	}
+	for _, task := range []runtime.Task{second, first} {
+		assertState(t, ctx, task, runtime.StatusCreated, 0)
+		if err := task.Kill(ctx, "", 9, false); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := task.Wait(ctx, ""); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Delete(ctx, task.ID()); err != nil {
+			t.Errorf("Delete %s: %v", task.ID(), err)
+		}
+	}
+}
