@@ -124,16 +124,11 @@ func Load(pid int) (*Cgroup, error) {
 
 // v1Mounts reads the v1 hierarchies from this process's mountinfo.
 func v1Mounts() (map[string]v1Mount, error) {
-	f, err := os.Open("/proc/self/mountinfo")
+	data, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return nil, fmt.Errorf("cgroup v1 hierarchies: %w", err)
 	}
-	defer f.Close()
-	m, err := parseV1Mounts(f)
-	if err != nil {
-		return nil, fmt.Errorf("cgroup v1 hierarchies: read /proc/self/mountinfo: %w", err)
-	}
-	return m, nil
+	return parseV1Mounts(data), nil
 }
 
 // Metrics reads the cgroup's counters: a cgroup1/stats.Metrics

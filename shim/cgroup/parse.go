@@ -1,10 +1,8 @@
 package cgroup
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
-	"io"
 	"math"
 	"strconv"
 	"strings"
@@ -49,57 +47,30 @@ type v1Mount struct {
 // parseV1Mounts reads the cgroup (v1) mounts of a mountinfo file: each
 // controller named in a mount's super options to that mount. The first
 // mount of a hierarchy wins, as the kernel lists mounts in order.
-//
-// It reads line by line through a small buffer and looks only at cgroup
-// lines: a node running pods has hundreds of mounts (root filesystems,
-// shm, network namespaces), and reading the whole file for the dozen
-// cgroup lines cost each shim about 0.8 MB of heap it kept for its life
-// (a shim's heap never grows enough to be collected).
-func parseV1Mounts(r io.Reader) (map[string]v1Mount, error) {
-	br := bufio.NewReaderSize(r, 4096)
+func parseV1Mounts(data []byte) map[string]v1Mount {
 	mounts := map[string]v1Mount{}
-	for {
-		line, err := br.ReadSlice('\n')
-		if err == bufio.ErrBufferFull {
-			// A line longer than the buffer (an overlay mount with many
-			// layers) is no cgroup mount: skip to its end.
-			for err == bufio.ErrBufferFull {
-				_, err = br.ReadSlice('\n')
-			}
-		} else if len(line) > 0 {
-			parseV1MountLine(line, mounts)
-		}
-		if err == io.EOF {
-			return mounts, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
-}
-
-// parseV1MountLine adds the controllers of one mountinfo line, if it is a
-// cgroup (v1) mount, to mounts.
-func parseV1MountLine(line []byte, mounts map[string]v1Mount) {
-	// id parent major:minor root mountpoint options [optional...] - fstype source superoptions
-	i := bytes.Index(line, []byte(" - cgroup "))
-	if i < 0 {
-		return
-	}
-	f, p := strings.Fields(string(line[:i])), strings.Fields(string(line[i+3:]))
-	if len(f) < 5 || len(p) < 3 || p[0] != "cgroup" {
-		return
-	}
-	m := v1Mount{dir: unescapeMountinfo(f[4]), root: unescapeMountinfo(f[3])}
-	for opt := range strings.SplitSeq(p[2], ",") {
-		switch opt {
-		case "rw", "ro", "":
+	for line := range strings.SplitSeq(string(data), "\n") {
+		// id parent major:minor root mountpoint options [optional...] - fstype source superoptions
+		pre, post, ok := strings.Cut(line, " - ")
+		if !ok {
 			continue
 		}
-		if _, seen := mounts[opt]; !seen {
-			mounts[opt] = m
+		f, p := strings.Fields(pre), strings.Fields(post)
+		if len(f) < 5 || len(p) < 3 || p[0] != "cgroup" {
+			continue
+		}
+		m := v1Mount{dir: unescapeMountinfo(f[4]), root: unescapeMountinfo(f[3])}
+		for opt := range strings.SplitSeq(p[2], ",") {
+			switch opt {
+			case "rw", "ro", "":
+				continue
+			}
+			if _, seen := mounts[opt]; !seen {
+				mounts[opt] = m
+			}
 		}
 	}
+	return mounts
 }
 
 // unescapeMountinfo undoes mountinfo's octal escapes (\040 for a space).
