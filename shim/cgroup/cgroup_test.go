@@ -7,16 +7,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/containerd/cgroups/v3"
-	"github.com/containerd/cgroups/v3/cgroup1"
 	v1 "github.com/containerd/cgroups/v3/cgroup1/stats"
-	"github.com/containerd/cgroups/v3/cgroup2"
 	v2 "github.com/containerd/cgroups/v3/cgroup2/stats"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/typeurl/v2"
@@ -137,7 +134,7 @@ func newTestCgroup(t *testing.T, kind string, memLimit int64) *testCgroup {
 	return tc
 }
 
-// TestMetrics reads a spinning child's cgroup and
+// TestMetrics reads a spinning child's cgroup through the library and
 // checks the counters are the ones containerd returns: its message type,
 // and CPU times in nanoseconds (v1's cpuacct.stat counts USER_HZ ticks)
 // or microseconds (v2) that add up to the total.
@@ -282,70 +279,5 @@ func TestLoadGone(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), strconv.Itoa(pid)) {
 		t.Errorf("error %q does not name pid %d", err, pid)
-	}
-}
-
-// TestMetricsMatchLibrary reads one cgroup with this package and with
-// containerd's cgroups library, which the shim used before: the values
-// that do not move between two reads (limits, which controllers and page
-// sizes are there) must agree.
-func TestMetricsMatchLibrary(t *testing.T) {
-	tc := newTestCgroup(t, "spin", 64<<20)
-	pid := tc.child.Process.Pid
-	cg, err := Load(pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ours, err := cg.Metrics()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cgroups.Mode() == cgroups.Unified {
-		group, err := cgroup2.PidGroupPath(pid)
-		if err != nil {
-			t.Fatal(err)
-		}
-		lm, err := cgroup2.Load(group)
-		if err != nil {
-			t.Fatal(err)
-		}
-		theirs, err := lm.Stat()
-		if err != nil {
-			t.Fatal(err)
-		}
-		m := ours.(*v2.Metrics)
-		if m.Memory.UsageLimit != theirs.Memory.UsageLimit || m.Memory.SwapLimit != theirs.Memory.SwapLimit ||
-			m.Pids.Limit != theirs.Pids.Limit || m.Memory.UsageLimit != 64<<20 {
-			t.Errorf("limits: ours memory %d swap %d pids %d, library's %d %d %d", m.Memory.UsageLimit, m.Memory.SwapLimit,
-				m.Pids.Limit, theirs.Memory.UsageLimit, theirs.Memory.SwapLimit, theirs.Pids.Limit)
-		}
-		if (m.CPU.PSI == nil) != (theirs.CPU.PSI == nil) || (m.MemoryEvents == nil) != (theirs.MemoryEvents == nil) {
-			t.Errorf("present: ours psi %v events %v, library's %v %v", m.CPU.PSI, m.MemoryEvents, theirs.CPU.PSI, theirs.MemoryEvents)
-		}
-		var a, b []string
-		for _, h := range m.Hugetlb {
-			a = append(a, h.Pagesize)
-		}
-		for _, h := range theirs.Hugetlb {
-			b = append(b, h.Pagesize)
-		}
-		slices.Sort(b)
-		if !slices.Equal(a, b) {
-			t.Errorf("hugetlb page sizes: ours %v, library's %v", a, b)
-		}
-		return
-	}
-	lc, err := cgroup1.Load(cgroup1.PidPath(pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	theirs, err := lc.Stat(cgroup1.IgnoreNotExist)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := ours.(*v1.Metrics)
-	if m.Memory.Usage.Limit != theirs.Memory.Usage.Limit || m.Pids.Limit != theirs.Pids.Limit ||
-		len(m.CPU.Usage.PerCPU) != len(theirs.CPU.Usage.PerCPU) || len(m.Hugetlb) != len(theirs.Hugetlb) {
-		t.Errorf("ours %v, library's %v", m, theirs)
 	}
 }
