@@ -125,6 +125,15 @@ func Create(ctx context.Context, c CreateConfig) (_ *Container, retErr error) {
 		return nil, err
 	}
 	ct.hooks = specHasHooks(spec)
+	// The idmapped sources are needed only while runc create mounts
+	// them into the container's own mount namespace.
+	detachIDMapped, err := ct.idmapMounts(ctx, spec)
+	if err != nil {
+		return nil, fmt.Errorf("idmapped mounts of %s: %w", c.ID, err)
+	}
+	if detachIDMapped != nil {
+		defer detachIDMapped()
+	}
 	if len(c.Rootfs) > 0 {
 		rootfs := filepath.Join(c.Bundle, "rootfs")
 		if err := os.MkdirAll(rootfs, 0o711); err != nil {

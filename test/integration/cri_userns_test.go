@@ -55,9 +55,23 @@ func testCRIUserNamespace(t *testing.T, e *criEnv, d *criDaemon) {
 		t.Errorf("pod network namespace belongs to user namespace %d, the pod's is %d", owner, want)
 	}
 
+	// A volume with a file only its (host) root may read, as the
+	// kubelet's service account tokens are: idmapped, the pod's root
+	// reads it.
+	vol := t.TempDir()
+	if err := os.Chmod(vol, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(vol+"/token", []byte("secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cfg := ctrConfig("userns", e.busybox, "while :; do sleep 1 & wait $!; done")
 	cfg.Linux = &runtime.LinuxContainerConfig{SecurityContext: &runtime.LinuxContainerSecurityContext{NamespaceOptions: userns}}
+	cfg.Mounts = []*runtime.Mount{{ContainerPath: "/vol", HostPath: vol, Readonly: true}}
 	id := d.runContainer(t, pod, podCfg, cfg)
+	if ex := d.execSync(t, id, "sh", "-c", "cat /vol/token; stat -c ' %u:%g' /vol/token /etc/hosts"); ex.ExitCode != 0 || strings.Join(strings.Fields(string(ex.Stdout)), " ") != "secret 0:0 0:0" {
+		t.Errorf("volume in the pod's user namespace: exit %d, %q (stderr %q); want the token and owners 0:0", ex.ExitCode, ex.Stdout, ex.Stderr)
+	}
 	ex := d.execSync(t, id, "sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; stat -c '%u:%g' / /etc /bin/sh; touch /etc/new && stat -c '%u:%g' /etc/new")
 	got := strings.Fields(string(ex.Stdout))
 	want := strings.Fields("0 100000 65536 0 200000 65536 0:0 0:0 0:0 0:0")
