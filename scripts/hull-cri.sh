@@ -18,7 +18,8 @@
 # repository), CRITEST_KIT (default ../shared/critest from the repository),
 # CNI_BIN_DIR (/usr/lib/cni), CNI_SUBNET (10.89.0.0/16), STREAM_PORT (15011),
 # SANDBOX_IMAGE (registry.k8s.io/pause:3.6), HULL_LOG_LEVEL (info),
-# RUNTIME_TYPE (io.containerd.hull.v2).
+# RUNTIME_TYPE (io.containerd.hull.v2), HULL_DEBUG_SOCKET (none: a unix
+# socket serving Go's pprof endpoints, for profiling hulld under a load).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -60,6 +61,7 @@ CNI_BRIDGE=${CNI_BRIDGE:-hullcri0}
 STREAM_PORT=${STREAM_PORT:-15011}
 SANDBOX_IMAGE=${SANDBOX_IMAGE:-registry.k8s.io/pause:3.6}
 HULL_LOG_LEVEL=${HULL_LOG_LEVEL:-info}
+HULL_DEBUG_SOCKET=${HULL_DEBUG_SOCKET:-}
 RUNTIME_TYPE=${RUNTIME_TYPE:-io.containerd.hull.v2}
 REGISTRY_ADDR=${REGISTRY_ADDR:-127.0.0.1:5001}
 SOCK=$W/hulld.sock
@@ -115,6 +117,7 @@ state = "$W/state"
 
 [debug]
   level = "$HULL_LOG_LEVEL"
+  address = "$HULL_DEBUG_SOCKET"
 
 [plugins.'io.containerd.runtime.v2.task'.runtimes.'io.containerd.hull.v2']
   binary = "$BIN_DIR/containerd-shim-hull-v2"

@@ -36,6 +36,9 @@ func (s *Service) recover(ctx context.Context) error {
 		}
 		sb.rootDir = filepath.Join(s.cfg.Root, "sandboxes", sb.rec.ID)
 		sb.stateDir = filepath.Join(s.cfg.State, "sandboxes", sb.rec.ID)
+		if err := readNetworkState(sb); err != nil {
+			s.log.Warn("CRI: pod network state unreadable; the pod shows no IP", "id", rec.ID, "error", err)
+		}
 		if pid, running := s.taskRunning(ctx, rec.ID, nil); running {
 			sb.ready, sb.pid = true, pid
 		} else {

@@ -356,8 +356,8 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 		if err := podNet.wait(sb); err != nil {
 			return nil, err
 		}
-		if err := s.recordNetwork(ctx, ctr, sb); err != nil {
-			return nil, fmt.Errorf("pod sandbox %q: %w", name, err)
+		if err := writeNetworkState(sb); err != nil {
+			return nil, fmt.Errorf("pod sandbox %q: record network: %w", name, err)
 		}
 	}
 	if err := task.Start(ctx); err != nil {
@@ -453,27 +453,45 @@ func (s *Service) startNetwork(ctx context.Context, sb *sandbox, ports []cni.Por
 	return p
 }
 
-// recordNetwork writes the pod's record again once its network is known:
-// in the pause container's extension, which a restarted hulld reads, and
-// in the sandbox store.
-func (s *Service) recordNetwork(ctx context.Context, ctr *client.Container, sb *sandbox) error {
-	ext, err := extension(recordTypeSandbox, sb.rec)
+// networkState is what CNI gave a pod, kept in its state directory: it
+// is known only once the pause container exists (CNI runs meanwhile, or
+// after it for a pod in a user namespace), and like the network namespace
+// it lasts until the host reboots, so it needs no place in the pod's
+// durable record.
+type networkState struct {
+	IPs       []string        `json:"ips,omitempty"`
+	CNIResult json.RawMessage `json:"cniResult,omitempty"`
+}
+
+func networkStatePath(sb *sandbox) string { return filepath.Join(sb.stateDir, "network") }
+
+// writeNetworkState replaces the pod's network state file, atomically.
+func writeNetworkState(sb *sandbox) error {
+	b, err := json.Marshal(networkState{IPs: sb.rec.IPs, CNIResult: sb.rec.CNIResult})
 	if err != nil {
 		return err
 	}
-	if err := ctr.Update(ctx, func(_ context.Context, _ *client.Client, rec *containersRecord) error {
-		if rec.Extensions == nil {
-			rec.Extensions = map[string]typeurl.Any{}
+	tmp := networkStatePath(sb) + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, networkStatePath(sb))
+}
+
+// readNetworkState gives sb.rec the IPs its state file holds, if any.
+func readNetworkState(sb *sandbox) error {
+	b, err := os.ReadFile(networkStatePath(sb))
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil
 		}
-		rec.Extensions[sandboxExtension] = ext
-		return nil
-	}); err != nil {
-		return fmt.Errorf("record network: %w", err)
+		return err
 	}
-	if _, err := s.client.SandboxStore().Update(ctx, sandboxes.Sandbox{ID: sb.rec.ID, Extensions: map[string]typeurl.Any{sandboxExtension: ext}},
-		"extensions."+sandboxExtension); err != nil {
-		return fmt.Errorf("record network in the sandbox store: %w", err)
+	var st networkState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return err
 	}
+	sb.rec.IPs, sb.rec.CNIResult = st.IPs, st.CNIResult
 	return nil
 }
 
