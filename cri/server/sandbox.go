@@ -230,6 +230,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 	if err := s.hostPortsFree(id, ports); err != nil {
 		return nil, err
 	}
+	began := time.Now()
 	nsOpts := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
 	inUserns, err := spec.InPodUserns(nsOpts)
 	if err != nil {
@@ -287,6 +288,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 			podNet = s.startNetwork(ctx, sb, ports, undo)
 		}
 	}
+	netStarted := time.Now()
 	if err := writePodFiles(sb); err != nil {
 		return nil, err
 	}
@@ -311,6 +313,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 	if snapLabels != nil {
 		snapOpts = append(snapOpts, snapshots.WithLabels(snapLabels))
 	}
+	specMade := time.Now()
 	ctr, err := s.client.NewContainer(ctx, id,
 		client.WithContainerSnapshotter(snapshotter),
 		client.WithNewSnapshotFromParent(id, img.ChainID.String(), snapOpts...),
@@ -338,10 +341,12 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 	if h.RuntimePath != "" {
 		taskOpts = append(taskOpts, client.WithRuntimePath(h.RuntimePath))
 	}
+	recorded := time.Now()
 	task, err := ctr.NewTask(ctx, cio.NullIO, taskOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("pod sandbox %q: create pause task: %w", name, err)
 	}
+	taskMade := time.Now()
 	undo.add(func(ctx context.Context) {
 		task.Kill(ctx, syscall.SIGKILL)
 		task.Delete(ctx, client.WithProcessKill)
@@ -360,9 +365,13 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 			return nil, fmt.Errorf("pod sandbox %q: record network: %w", name, err)
 		}
 	}
+	netDone := time.Now()
 	if err := task.Start(ctx); err != nil {
 		return nil, fmt.Errorf("pod sandbox %q: start pause: %w", name, err)
 	}
+	s.log.Debug("pod sandbox timings", "id", id, "prepare", netStarted.Sub(began), "files_and_spec", specMade.Sub(netStarted),
+		"records", recorded.Sub(specMade), "pause_task", taskMade.Sub(recorded), "network_wait", netDone.Sub(taskMade),
+		"start", time.Since(netDone))
 	sb.ready, sb.pid = true, task.Pid()
 	s.sandboxes.add(id, sb)
 	s.hub.sandboxEvent(sb, runtime.ContainerEventType_CONTAINER_CREATED_EVENT, s)
