@@ -146,6 +146,18 @@ func ParentOf(opts []Opt) (string, error) {
 	return info.Parent, nil
 }
 
+// LabelsOf returns the labels opts give a new snapshot, for a snapshotter
+// that must know them before it records the snapshot.
+func LabelsOf(opts []Opt) (map[string]string, error) {
+	var info Info
+	for _, o := range opts {
+		if err := o(&info); err != nil {
+			return nil, err
+		}
+	}
+	return info.Labels, nil
+}
+
 // Snapshotter is a snapshot store. Errors wrap errdefs: NotFound for an
 // unknown key, AlreadyExists for a key in use, FailedPrecondition for an
 // operation the snapshot's kind or children forbid, InvalidArgument for a

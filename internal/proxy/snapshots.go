@@ -40,16 +40,6 @@ func snapInfoFromProto(i *api.Info) snapshots.Info {
 	}
 }
 
-func labelsOf(opts []snapshots.Opt) (map[string]string, error) {
-	var info snapshots.Info
-	for _, o := range opts {
-		if err := o(&info); err != nil {
-			return nil, err
-		}
-	}
-	return info.Labels, nil
-}
-
 // Stat implements snapshots.Snapshotter.
 func (s *Snapshotter) Stat(ctx context.Context, key string) (snapshots.Info, error) {
 	resp, err := s.client.Stat(ctx, &api.StatSnapshotRequest{Snapshotter: s.name, Key: key})
@@ -91,7 +81,7 @@ func (s *Snapshotter) Mounts(ctx context.Context, key string) ([]mount.Mount, er
 
 // Prepare implements snapshots.Snapshotter.
 func (s *Snapshotter) Prepare(ctx context.Context, key, parent string, opts ...snapshots.Opt) ([]mount.Mount, error) {
-	labels, err := labelsOf(opts)
+	labels, err := snapshots.LabelsOf(opts)
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +94,7 @@ func (s *Snapshotter) Prepare(ctx context.Context, key, parent string, opts ...s
 
 // View implements snapshots.Snapshotter.
 func (s *Snapshotter) View(ctx context.Context, key, parent string, opts ...snapshots.Opt) ([]mount.Mount, error) {
-	labels, err := labelsOf(opts)
+	labels, err := snapshots.LabelsOf(opts)
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +109,7 @@ func (s *Snapshotter) View(ctx context.Context, key, parent string, opts ...snap
 // the label snapshots.LabelCommitParent, which only hulld's snapshots
 // service understands.
 func (s *Snapshotter) Commit(ctx context.Context, name, key string, opts ...snapshots.Opt) error {
-	labels, err := labelsOf(opts)
+	labels, err := snapshots.LabelsOf(opts)
 	if err != nil {
 		return err
 	}

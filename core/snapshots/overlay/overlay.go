@@ -240,7 +240,7 @@ func (s *Snapshotter) View(ctx context.Context, key, parent string, opts ...snap
 func (s *Snapshotter) full(err error) error { return fsfull.Wrap(err, "snapshotter overlayfs", s.root) }
 
 func (s *Snapshotter) create(ctx context.Context, kind snapshots.Kind, key, parent string, opts []snapshots.Opt) (_ []mount.Mount, retErr error) {
-	labels, err := labelsOf(opts)
+	labels, err := snapshots.LabelsOf(opts)
 	if err != nil {
 		return nil, err
 	}

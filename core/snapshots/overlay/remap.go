@@ -41,17 +41,6 @@ func remapOf(labels map[string]string) (*remap, error) {
 	return &remap{uids: uids, gids: gids}, nil
 }
 
-// labelsOf applies opts to learn the labels a new snapshot will have.
-func labelsOf(opts []snapshots.Opt) (map[string]string, error) {
-	var info snapshots.Info
-	for _, o := range opts {
-		if err := o(&info); err != nil {
-			return nil, err
-		}
-	}
-	return info.Labels, nil
-}
-
 // shift returns the host ids uid and gid map to; an id the mapping does not
 // cover is left as it is (the namespace sees it as the overflow id).
 func (r *remap) shift(uid, gid uint32) (int, int) {
