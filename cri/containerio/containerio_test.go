@@ -261,6 +261,13 @@ func TestStdinOnceClosesContainerStdin(t *testing.T) {
 			received += s
 		}
 	})
+	// CloseStdin follows the FIFO's close, so it may come just after
+	// the container saw EOF.
+	within(t, 10*time.Second, "CloseStdin", func() {
+		for closed.Load() == 0 {
+			runtimeYield()
+		}
+	})
 	if received != "input" || closed.Load() != 1 {
 		t.Fatalf("container read %q, CloseStdin called %d times", received, closed.Load())
 	}
