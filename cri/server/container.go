@@ -17,7 +17,6 @@ import (
 
 	"github.com/hullrt/hull/client"
 	"github.com/hullrt/hull/client/cio"
-	"github.com/hullrt/hull/core/snapshots"
 	"github.com/hullrt/hull/cri/containerio"
 	"github.com/hullrt/hull/cri/spec"
 )
@@ -173,13 +172,9 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 	snapshotter := s.snapshotter(h)
 	// In a pod's user namespace, the root filesystem is owned by the
 	// namespace's root.
-	snapLabels, err := spec.UsernsSnapshotLabels(sb.config.GetLinux().GetSecurityContext().GetNamespaceOptions())
+	snapOpts, err := usernsSnapshotOpts(sb.config.GetLinux().GetSecurityContext().GetNamespaceOptions())
 	if err != nil {
 		return nil, fmt.Errorf("container %q: %w", name, err)
-	}
-	var snapOpts []snapshots.Opt
-	if snapLabels != nil {
-		snapOpts = append(snapOpts, snapshots.WithLabels(snapLabels))
 	}
 	var volumes []specs.Mount
 	if len(img.Config.Config.Volumes) > 0 && !s.cfg.Runtime.IgnoreImageDefinedVolumes {

@@ -120,8 +120,12 @@ func decodeExtension(exts map[string]typeurl.Any, name, typ string, v any) error
 }
 
 // writeStatus replaces path with st, atomically.
-func writeStatus(path string, st containerStatus) error {
-	b, err := json.Marshal(st)
+func writeStatus(path string, st containerStatus) error { return writeJSONAtomic(path, st) }
+
+// writeJSONAtomic replaces path with v as JSON: written beside it and
+// renamed over it, so a reader after a crash finds the old or the new.
+func writeJSONAtomic(path string, v any) error {
+	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}

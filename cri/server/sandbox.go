@@ -232,14 +232,12 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 	}
 	began := time.Now()
 	nsOpts := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
-	inUserns, err := spec.InPodUserns(nsOpts)
+	snapOpts, err := usernsSnapshotOpts(nsOpts)
 	if err != nil {
 		return nil, err
 	}
-	snapLabels, err := spec.UsernsSnapshotLabels(nsOpts)
-	if err != nil {
-		return nil, err
-	}
+	// Only a pod in a user namespace of its own gets id mapping labels.
+	inUserns := snapOpts != nil
 	ctx = s.nsCtx(ctx)
 	sandboxImage := s.cfg.Images.PinnedImages["sandbox"]
 	img, err := s.images.EnsurePulled(ctx, sandboxImage, nil)
@@ -309,10 +307,6 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 		return nil, err
 	}
 	snapshotter := s.snapshotter(h)
-	var snapOpts []snapshots.Opt
-	if snapLabels != nil {
-		snapOpts = append(snapOpts, snapshots.WithLabels(snapLabels))
-	}
 	specMade := time.Now()
 	ctr, err := s.client.NewContainer(ctx, id,
 		client.WithContainerSnapshotter(snapshotter),
@@ -476,15 +470,18 @@ func networkStatePath(sb *sandbox) string { return filepath.Join(sb.stateDir, "n
 
 // writeNetworkState replaces the pod's network state file, atomically.
 func writeNetworkState(sb *sandbox) error {
-	b, err := json.Marshal(networkState{IPs: sb.rec.IPs, CNIResult: sb.rec.CNIResult})
-	if err != nil {
-		return err
+	return writeJSONAtomic(networkStatePath(sb), networkState{IPs: sb.rec.IPs, CNIResult: sb.rec.CNIResult})
+}
+
+// usernsSnapshotOpts gives the snapshot options that make a root
+// filesystem owned by the pod's user namespace; nil for a pod in the
+// host's.
+func usernsSnapshotOpts(nsOpts *runtime.NamespaceOption) ([]snapshots.Opt, error) {
+	labels, err := spec.UsernsSnapshotLabels(nsOpts)
+	if err != nil || labels == nil {
+		return nil, err
 	}
-	tmp := networkStatePath(sb) + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, networkStatePath(sb))
+	return []snapshots.Opt{snapshots.WithLabels(labels)}, nil
 }
 
 // readNetworkState gives sb.rec the IPs its state file holds, if any.

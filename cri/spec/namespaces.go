@@ -259,13 +259,6 @@ func mapsZero(maps []specs.LinuxIDMapping) bool {
 	return slices.ContainsFunc(maps, func(m specs.LinuxIDMapping) bool { return m.ContainerID == 0 })
 }
 
-// InPodUserns reports whether a pod with these namespace options has a
-// user namespace of its own, checking the options as the pod's spec will.
-func InPodUserns(nsOpts *runtime.NamespaceOption) (bool, error) {
-	un, err := parseUserns(nsOpts.GetUsernsOptions())
-	return un.enabled, err
-}
-
 // UsernsSnapshotLabels returns the snapshot labels that make a root
 // filesystem owned by the pod's user namespace (snapshots.LabelUIDMapping
 // and LabelGIDMapping); nil for a pod in the host's.
