@@ -66,3 +66,17 @@ if [ ! -x "$RUNC_152" ]; then
 	GOBIN="$(dirname "$RUNC_152")" CGO_ENABLED=1 GOFLAGS=-buildvcs=false \
 		go install -tags seccomp github.com/opencontainers/runc@v1.5.2
 fi
+
+# containerd v2.4.2's daemon, ctr and runc shim: the yardsticks for
+# containerd 2.x users (the new shim bootstrap, Transfer, config version 4).
+# Built once into their own GOBIN so nothing lands on PATH; tests find them
+# through internal/hulltest (Containerd2Bin), which reads the same path.
+CONTAINERD2=/usr/local/lib/hull-test/containerd-2.4.2
+if [ ! -x "$CONTAINERD2/containerd" ] || [ ! -x "$CONTAINERD2/ctr" ] || [ ! -x "$CONTAINERD2/containerd-shim-runc-v2" ]; then
+	echo "deps: building containerd v2.4.2 into $CONTAINERD2" >&2
+	mkdir -p "$CONTAINERD2"
+	GOBIN="$CONTAINERD2" CGO_ENABLED=0 GOFLAGS=-buildvcs=false \
+		go install github.com/containerd/containerd/v2/cmd/containerd@v2.4.2 \
+		github.com/containerd/containerd/v2/cmd/ctr@v2.4.2 \
+		github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@v2.4.2
+fi

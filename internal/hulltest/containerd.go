@@ -39,15 +39,38 @@ type ContainerdOptions struct {
 	Env []string
 	// Debug runs containerd at log level debug (shims then get -debug).
 	Debug bool
+	// Binary is the containerd daemon to run: Debian's (on PATH) when
+	// empty, Containerd2Bin(t, "containerd") for containerd v2.4.2. The
+	// version 2 config written for it is one both read.
+	Binary string
+}
+
+// Containerd2Dir is where scripts/deps.sh builds containerd v2.4.2's
+// daemon, ctr and containerd-shim-runc-v2 (nothing of it on PATH).
+const Containerd2Dir = "/usr/local/lib/hull-test/containerd-2.4.2"
+
+// Containerd2Bin returns the path of containerd v2.4.2's program name
+// ("containerd", "ctr", "containerd-shim-runc-v2"), failing the test when
+// scripts/deps.sh has not built it.
+func Containerd2Bin(t testing.TB, name string) string {
+	t.Helper()
+	p := filepath.Join(Containerd2Dir, name)
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("containerd v2.4.2's %s is missing (scripts/deps.sh builds it): %v", name, err)
+	}
+	return p
 }
 
 // StartContainerdWith is StartContainerd with options.
 func StartContainerdWith(t testing.TB, dir string, o ContainerdOptions) *Containerd {
 	t.Helper()
 	cleanShimSockets(t)
-	bin, err := exec.LookPath("containerd")
-	if err != nil {
-		t.Fatalf("containerd not found (make test installs Debian's containerd package): %v", err)
+	bin := o.Binary
+	if bin == "" {
+		var err error
+		if bin, err = exec.LookPath("containerd"); err != nil {
+			t.Fatalf("containerd not found (make test installs Debian's containerd package): %v", err)
+		}
 	}
 	if dir == "" {
 		dir = t.TempDir()
