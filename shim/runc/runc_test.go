@@ -1,7 +1,6 @@
 package runc
 
 import (
-	"encoding/json"
 	"errors"
 	"testing"
 
@@ -76,18 +75,4 @@ func FuzzParseState(f *testing.F) {
 func FuzzLastError(f *testing.F) {
 	f.Add([]byte(`{"level":"error","msg":"x"}` + "\n" + `{"level":"info"}`))
 	f.Fuzz(func(t *testing.T, data []byte) { LastError(data) })
-}
-
-func TestHasHooks(t *testing.T) {
-	for raw, want := range map[string]bool{
-		``: false, `null`: false, `{}`: false,
-		`{"createContainer":null,"poststart":null,"prestart":null}`: false,
-		`{"prestart":[]}`:                     false,
-		`{"poststop":[{"path":"/bin/true"}]}`: true,
-		`[1,2]`:                               true,
-	} {
-		if got := HasHooks(json.RawMessage(raw)); got != want {
-			t.Errorf("HasHooks(%s) = %v, want %v", raw, got, want)
-		}
-	}
 }

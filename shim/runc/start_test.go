@@ -8,11 +8,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hullrt/hull/shim/reaper"
 )
 
 // runc152 is where scripts/deps.sh (run by make test) builds upstream runc
@@ -20,7 +21,7 @@ import (
 const runc152 = "/usr/local/lib/hull-test/runc-1.5.2/runc"
 
 // supportedRuncs are the runc binaries hull supports, by name: Debian's on
-// PATH and upstream's 1.5.2. The fast paths must hold for each.
+// PATH and upstream's 1.5.2. The wrappers must work with each.
 func supportedRuncs(t *testing.T) map[string]string {
 	t.Helper()
 	debian, err := exec.LookPath("runc")
@@ -86,16 +87,33 @@ func runcState(t *testing.T, r *Runc, id string) string {
 	return st.Status
 }
 
-func TestStartByFIFO(t *testing.T) { forEachRunc(t, testStartByFIFO) }
+func TestStartDelete(t *testing.T) { forEachRunc(t, testStartDelete) }
 
-func testStartByFIFO(t *testing.T, runcBin string) {
+// testStartDelete drives runc's own start and delete through the
+// wrappers the shim uses, with the container's init reaped by us as the
+// shim's reaper would.
+func testStartDelete(t *testing.T, runcBin string) {
 	ctx := context.Background()
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+	exits := make(chan int, 8)
+	rp := reaper.New(func(e reaper.Exit) { exits <- e.Pid })
+	stop := make(chan struct{})
+	defer close(stop)
+	go rp.Run(stop)
 	bundle := bundleWith(t, "sleep", "30")
-	r := &Runc{Binary: runcBin, Root: filepath.Join(t.TempDir(), "root")}
+	r := &Runc{Binary: runcBin, Root: filepath.Join(t.TempDir(), "root"), Reaper: rp}
 	pidFile := filepath.Join(bundle, "pid")
 	// runc create's stdio become the container's: none here, so that
 	// nothing waits for the container to close a pipe.
-	if err := exec.Command(runcBin, "--root", r.Root, "create", "--bundle", bundle, "--pid-file", pidFile, "c1").Run(); err != nil {
+	create := exec.Command(runcBin, "--root", r.Root, "create", "--bundle", bundle, "--pid-file", pidFile, "c1")
+	wait, err := rp.Start(create)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wait(); err != 0 {
 		t.Fatalf("runc create: %v", err)
 	}
 	defer exec.Command(runcBin, "--root", r.Root, "delete", "--force", "c1").Run()
@@ -103,52 +121,35 @@ func testStartByFIFO(t *testing.T, runcBin string) {
 	if s := runcState(t, r, "c1"); s != "created" {
 		t.Fatalf("state %q before start", s)
 	}
-	handled, err := r.StartByFIFO(ctx, "c1", pid)
-	if !handled || err != nil {
-		t.Fatalf("StartByFIFO: handled %v, %v", handled, err)
+	if err := r.Start(ctx, "c1"); err != nil {
+		t.Fatalf("start: %v", err)
 	}
 	if s := runcState(t, r, "c1"); s != "running" {
 		t.Fatalf("state %q after start, want running", s)
 	}
-	// A second start has no FIFO left: not handled, runc's own start
-	// then says what is wrong.
-	if handled, _ := r.StartByFIFO(ctx, "c1", pid); handled {
-		t.Fatal("a started container was started again")
+	if err := r.Start(ctx, "c1"); err == nil {
+		t.Fatal("a running container was started again")
 	}
-
-	// Other runtimes, and runc releases outside the tested range, keep
-	// their own start: here a runc that claims a later release (the
-	// FIFO is there, only the version differs).
-	if err := exec.Command(runcBin, "--root", r.Root, "create", "--bundle", bundle, "--pid-file", pidFile, "c3").Run(); err != nil {
-		t.Fatalf("runc create: %v", err)
+	if err := r.Delete(ctx, "c1", false); err == nil {
+		t.Fatal("delete without force removed a running container")
 	}
-	defer exec.Command(runcBin, "--root", r.Root, "delete", "--force", "c3").Run()
-	for _, other := range []string{"crun version 1.8.1", "runc version 1.6.0"} {
-		o := &Runc{Binary: fakeRuntime(t, other), Root: r.Root}
-		if handled, _ := o.StartByFIFO(ctx, "c3", readPidFile(t, pidFile)); handled {
-			t.Fatalf("StartByFIFO handled a runtime printing %q", other)
-		}
-	}
-	if s := runcState(t, r, "c3"); s != "created" {
-		t.Fatalf("state %q of a container only other runtimes were asked to start", s)
-	}
-
-	// An init that died before start: an error, not a hang.
-	if err := exec.Command(runcBin, "--root", r.Root, "create", "--bundle", bundle, "--pid-file", pidFile, "c2").Run(); err != nil {
-		t.Fatalf("runc create: %v", err)
-	}
-	defer exec.Command(runcBin, "--root", r.Root, "delete", "--force", "c2").Run()
-	pid = readPidFile(t, pidFile)
 	waitDead(t, pid)
-	done := make(chan error, 1)
-	go func() { _, err := r.StartByFIFO(ctx, "c2", pid); done <- err }()
-	select {
-	case err := <-done:
-		if err == nil || !strings.Contains(err.Error(), "dead") {
-			t.Fatalf("start of a dead init: %v", err)
+	for reaped := false; !reaped; {
+		select {
+		case p := <-exits:
+			reaped = p == pid
+		case <-time.After(10 * time.Second):
+			t.Fatal("the container's init was not reaped")
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("StartByFIFO hung on a dead init")
+	}
+	if err := r.Delete(ctx, "c1", false); err != nil {
+		t.Fatalf("delete of the stopped container: %v", err)
+	}
+	if s := runcState(t, r, "c1"); s != "gone" {
+		t.Fatalf("runc still knows c1: %s", s)
+	}
+	if err := r.Delete(ctx, "c1", false); !IsNotFound(err) {
+		t.Fatalf("delete of a deleted container: %v, want not found", err)
 	}
 }
 
@@ -188,71 +189,4 @@ func readPidFile(t *testing.T, path string) int {
 		t.Fatal(err)
 	}
 	return pid
-}
-
-func TestDeleteStopped(t *testing.T) { forEachRunc(t, testDeleteStopped) }
-
-func testDeleteStopped(t *testing.T, runcBin string) {
-	ctx := context.Background()
-	// As in the shim, the container's init is reparented to us, so that
-	// its exit can be reaped (a zombie keeps its cgroups busy).
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
-	bundle := bundleWith(t, "true")
-	r := &Runc{Binary: runcBin, Root: filepath.Join(t.TempDir(), "root")}
-	pidFile := filepath.Join(bundle, "pid")
-	if err := exec.Command(runcBin, "--root", r.Root, "create", "--bundle", bundle, "--pid-file", pidFile, "d1").Run(); err != nil {
-		t.Fatalf("runc create: %v", err)
-	}
-	defer exec.Command(runcBin, "--root", r.Root, "delete", "--force", "d1").Run()
-	pid := readPidFile(t, pidFile)
-	data, _ := os.ReadFile(filepath.Join(r.Root, "d1", "state.json"))
-	var st struct {
-		CgroupPaths map[string]string `json:"cgroup_paths"`
-	}
-	json.Unmarshal(data, &st)
-	if len(st.CgroupPaths) == 0 {
-		t.Fatal("runc recorded no cgroups")
-	}
-	// Busy: the created process still lives in the cgroups.
-	if handled, _ := r.DeleteStopped(ctx, "d1"); handled {
-		t.Fatal("DeleteStopped removed a container whose process lives")
-	}
-	if _, err := os.Stat(filepath.Join(r.Root, "d1")); err != nil {
-		t.Fatalf("a refused DeleteStopped removed the state: %v", err)
-	}
-	syscall.Kill(pid, syscall.SIGKILL)
-	var ws syscall.WaitStatus
-	if _, err := syscall.Wait4(pid, &ws, 0, nil); err != nil {
-		t.Fatalf("reap the container's init: %v", err)
-	}
-	// A runc outside the tested range is left to runc's own delete, even
-	// with the container's process gone.
-	if handled, _ := (&Runc{Binary: fakeRuntime(t, "runc version 1.6.0"), Root: r.Root}).DeleteStopped(ctx, "d1"); handled {
-		t.Fatal("DeleteStopped handled a runc release it was not tested against")
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		handled, err := r.DeleteStopped(ctx, "d1")
-		if handled {
-			if err != nil {
-				t.Fatal(err)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("DeleteStopped never handled the stopped container")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	for _, p := range st.CgroupPaths {
-		if _, err := os.Stat(p); !os.IsNotExist(err) {
-			t.Errorf("cgroup %s left: %v", p, err)
-		}
-	}
-	if s := runcState(t, r, "d1"); s != "gone" {
-		t.Fatalf("runc still knows d1: %s", s)
-	}
 }

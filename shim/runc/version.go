@@ -126,23 +126,6 @@ func (v Version) HasEscapeFixes() bool {
 	return false
 }
 
-// The runc releases whose private state layout the fast paths (StartByFIFO,
-// DeleteStopped) rely on were checked against, and which `make test` runs
-// containers under: Debian 12's runc and upstream's 1.5.2. Between them
-// the layout the fast paths read (<root>/<id>/exec.fifo, state.json's
-// cgroup_paths, intel_rdt_path and config.hooks) did not change. Any other
-// release, or a pre-release, gets runc's own start and delete.
-var (
-	fastPathOldest = Version{Major: 1, Minor: 1, Patch: 5}
-	fastPathNewest = Version{Major: 1, Minor: 5, Patch: 2}
-)
-
-// FastPathsTested reports whether v is a runc release the fast paths were
-// tested against.
-func FastPathsTested(v Version) bool {
-	return v.Pre == "" && v.Compare(fastPathOldest) >= 0 && v.Compare(fastPathNewest) <= 0
-}
-
 // Probe runs `binary --version` and parses its output. run starts cmd and
 // waits for it; nil means cmd.Run. The shim passes its reaper's, because a
 // subreaper must not have a second wait4 caller. A binary that is not runc
@@ -329,12 +312,4 @@ func (r *Runc) writeVersionCache(c cachedVersion) {
 	if err != nil || os.Rename(tmp.Name(), path) != nil {
 		os.Remove(tmp.Name())
 	}
-}
-
-// fastPaths reports whether r may bypass the runc CLI for start and delete:
-// it is a runc release the fast paths were tested against. Any doubt
-// (not runc, a probe that failed, another release) keeps the CLI.
-func (r *Runc) fastPaths(ctx context.Context) bool {
-	v, err := r.Version(ctx)
-	return err == nil && FastPathsTested(v)
 }

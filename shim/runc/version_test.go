@@ -77,12 +77,6 @@ func TestVersionOrderAndEscapeFixes(t *testing.T) {
 			t.Errorf("%s fixed %v, want %v", v, got, fixed)
 		}
 	}
-	for v, tested := range map[string]bool{"1.1.4": false, "1.1.5": true, "1.3.0": true, "1.5.2": true, "1.5.3": false,
-		"1.6.0": false, "1.5.0-rc.1": false} {
-		if got := FastPathsTested(parse(v)); got != tested {
-			t.Errorf("FastPathsTested(%s) = %v, want %v", v, got, tested)
-		}
-	}
 }
 
 // forgetProbes empties this process's memory of probes, as a new shim
@@ -113,8 +107,8 @@ func TestVersionIsProbedOncePerBinary(t *testing.T) {
 		t.Fatalf("%d probes in one process, want 1", n)
 	}
 	forgetProbes()
-	if !r.fastPaths(ctx) {
-		t.Fatal("runc 1.1.5 read from the cache file did not get the fast paths")
+	if v, err := r.Version(ctx); err != nil || v.String() != "1.1.5" {
+		t.Fatalf("read back from the cache file: %v %v", v, err)
 	}
 	if n := runsOf(t, fake); n != 1 {
 		t.Fatalf("a new shim probed again (%d probes) instead of reading %s", n, cache)
@@ -127,9 +121,6 @@ func TestVersionIsProbedOncePerBinary(t *testing.T) {
 	forgetProbes()
 	if v, err := r.Version(ctx); err != nil || v.String() != "1.6.0" {
 		t.Fatalf("after the upgrade: %v %v", v, err)
-	}
-	if r.fastPaths(ctx) {
-		t.Fatal("runc 1.6.0 got the fast paths")
 	}
 	if n := runsOf(t, fake); n != 2 {
 		t.Fatalf("%d probes after the upgrade, want 2", n)
@@ -148,15 +139,4 @@ func TestVersionIsProbedOncePerBinary(t *testing.T) {
 	if _, err := (&Runc{Binary: filepath.Join(t.TempDir(), "none")}).Version(ctx); !errdefs.IsNotFound(err) {
 		t.Fatalf("missing binary: %v, want NotFound", err)
 	}
-}
-
-// The runcs hull supports are the ones the fast paths accept.
-func TestSupportedRuncsGetTheFastPaths(t *testing.T) {
-	forEachRunc(t, func(t *testing.T, bin string) {
-		forgetProbes()
-		v, err := (&Runc{Binary: bin}).Version(context.Background())
-		if err != nil || !FastPathsTested(v) {
-			t.Fatalf("%s: version %v %v, not in the tested range", bin, v, err)
-		}
-	})
 }

@@ -2,7 +2,6 @@ package task
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -64,21 +63,6 @@ type Container struct {
 	paused bool
 	rootfs string // the mounted rootfs, "" when none was mounted
 	oom    func() // stops the OOM watcher
-	// hooks is set when the spec has OCI hooks, which only the runtime's
-	// own start runs.
-	hooks bool
-}
-
-// specHasHooks reports whether a runtime spec declares any hook; an
-// unreadable spec counts as having some, which keeps runc's own start.
-func specHasHooks(spec []byte) bool {
-	var s struct {
-		Hooks json.RawMessage `json:"hooks"`
-	}
-	if err := json.Unmarshal(spec, &s); err != nil {
-		return true
-	}
-	return runc.HasHooks(s.Hooks)
 }
 
 // DefaultRuncRoot is the runc state root used when the options name none:
@@ -124,7 +108,6 @@ func Create(ctx context.Context, c CreateConfig) (_ *Container, retErr error) {
 	if err != nil {
 		return nil, err
 	}
-	ct.hooks = specHasHooks(spec)
 	// The idmapped sources are needed only while runc create mounts
 	// them into the container's own mount namespace.
 	detachIDMapped, err := ct.idmapMounts(ctx, spec)
@@ -275,18 +258,8 @@ func (ct *Container) Start(ctx context.Context, execID string) (*Process, error)
 		if _, _, ok := p.Exit(); ok {
 			return nil, fmt.Errorf("container %q has exited: %w", ct.ID, errdefs.ErrFailedPrecondition)
 		}
-		handled := false
-		if !ct.hooks {
-			// runc start also runs hooks; without any, the shim can do
-			// its one step itself.
-			if handled, err = ct.runc.StartByFIFO(ctx, ct.ID, p.Pid()); err != nil {
-				return nil, fmt.Errorf("OCI runtime start failed: %w", err)
-			}
-		}
-		if !handled {
-			if err := ct.runc.Start(ctx, ct.ID); err != nil {
-				return nil, fmt.Errorf("OCI runtime start failed: %w", err)
-			}
+		if err := ct.runc.Start(ctx, ct.ID); err != nil {
+			return nil, fmt.Errorf("OCI runtime start failed: %w", err)
 		}
 		p.mu.Lock()
 		p.started = true
@@ -402,16 +375,8 @@ func (ct *Container) Delete(ctx context.Context) (*Process, error) {
 		return nil, fmt.Errorf("container %q is running: %w", ct.ID, errdefs.ErrFailedPrecondition)
 	}
 	_, _, exited := p.Exit()
-	handled := false
-	if exited && !ct.hooks {
-		// The init is reaped, so with its PID namespace every process is
-		// gone: what is left is bookkeeping the shim can do itself.
-		handled, _ = ct.runc.DeleteStopped(ctx, ct.ID)
-	}
-	if !handled {
-		if err := ct.runc.Delete(ctx, ct.ID, !exited); err != nil && !runc.IsNotFound(err) {
-			return nil, fmt.Errorf("OCI runtime delete failed: %w", err)
-		}
+	if err := ct.runc.Delete(ctx, ct.ID, !exited); err != nil && !runc.IsNotFound(err) {
+		return nil, fmt.Errorf("OCI runtime delete failed: %w", err)
 	}
 	if !exited {
 		// runc delete --force killed the created process; its exit
