@@ -36,8 +36,10 @@ var table = []struct {
 }
 
 // ToGRPC returns err as a gRPC status error with the code of the errdefs
-// class it wraps (Unknown if none). The message drops the trailing ": not
-// found"-style suffix the errdefs sentinel adds, since the code says it.
+// class it wraps (Unknown if none). The message is err's, whole: its class's
+// words (": not found") included, as containerd sends them, because
+// containerd 2.x's ctr and other clients print the message as it came and
+// know nothing of the code. ToNative does not say the class twice.
 func ToGRPC(err error) error {
 	if err == nil {
 		return nil
@@ -47,8 +49,7 @@ func ToGRPC(err error) error {
 	}
 	for _, e := range table {
 		if errors.Is(err, e.err) {
-			msg := strings.TrimSuffix(err.Error(), ": "+e.err.Error())
-			return status.Error(e.code, msg)
+			return status.Error(e.code, err.Error())
 		}
 	}
 	return status.Error(codes.Unknown, err.Error())
@@ -59,6 +60,10 @@ func ToGRPC(err error) error {
 // named after the message (": not found") unless the message already ends
 // with it, as a bare errdefs sentinel's message or containerd's (which keeps
 // the suffix on the wire) does: "not found: not found" helps nobody.
+//
+// Conflicts travel as FailedPrecondition, as in containerd; a
+// FailedPrecondition whose message ends with the conflict's words comes
+// back as both classes.
 func ToNative(err error) error {
 	if err == nil {
 		return nil
@@ -68,13 +73,16 @@ func ToNative(err error) error {
 		return err
 	}
 	msg := st.Message()
+	if st.Code() == codes.FailedPrecondition && says(msg, errdefs.ErrConflict.Error()) {
+		return &classified{msg: msg, class: []error{errdefs.ErrConflict, errdefs.ErrFailedPrecondition}}
+	}
 	for _, e := range table {
 		if e.code == st.Code() && e.err != errdefs.ErrConflict {
 			if msg == "" {
 				return e.err
 			}
 			if says(msg, e.err.Error()) {
-				return &classified{msg: msg, class: e.err}
+				return &classified{msg: msg, class: []error{e.err}}
 			}
 			return fmt.Errorf("%s: %w", msg, e.err)
 		}
@@ -90,8 +98,8 @@ func says(msg, class string) bool {
 // classified is a message that already says its class.
 type classified struct {
 	msg   string
-	class error
+	class []error
 }
 
-func (e *classified) Error() string { return e.msg }
-func (e *classified) Unwrap() error { return e.class }
+func (e *classified) Error() string   { return e.msg }
+func (e *classified) Unwrap() []error { return e.class }

@@ -19,8 +19,10 @@ func TestToNativeSaysTheClassOnce(t *testing.T) {
 		class error
 		want  string
 	}{
-		// hulld's own errors travel without the class's words.
-		{"hull message", status.Error(codes.NotFound, `image "x"`), errdefs.ErrNotFound, `image "x": not found`},
+		// A message without the class's words (a server that leaves them
+		// out) gets them once.
+		{"bare message", status.Error(codes.NotFound, `image "x"`), errdefs.ErrNotFound, `image "x": not found`},
+		{"hull message", ToGRPC(fmt.Errorf("image %q: %w", "x", errdefs.ErrNotFound)), errdefs.ErrNotFound, `image "x": not found`},
 		// A bare sentinel travels as its own words, and containerd keeps
 		// them at the end of every message.
 		{"bare sentinel", ToGRPC(errdefs.ErrNotFound), errdefs.ErrNotFound, "not found"},
@@ -48,16 +50,42 @@ func TestRoundTripKeepsMessageAndClass(t *testing.T) {
 		err := fmt.Errorf("lease %q: %w", "l1", e.err)
 		back := ToNative(ToGRPC(err))
 		class := e.err
-		if class == errdefs.ErrConflict {
-			// Conflict travels as FailedPrecondition, as in containerd.
-			class = errdefs.ErrFailedPrecondition
-		}
 		if !errors.Is(back, class) {
 			t.Errorf("%v came back as %v, not %v", err, back, class)
+		}
+		if class == errdefs.ErrConflict && !errors.Is(back, errdefs.ErrFailedPrecondition) {
+			// Conflict travels as FailedPrecondition, as in containerd.
+			t.Errorf("%v came back as %v, not also a failed precondition", err, back)
 		}
 		if want := `lease "l1": ` + class.Error(); back.Error() != want {
 			t.Errorf("%v came back as %q, want %q", err, back.Error(), want)
 		}
+	}
+}
+
+// TestToGRPCKeepsTheClassWords checks the message on the wire: what
+// containerd 2.x's ctr prints as it is must say the class, as containerd's
+// does, and an error that wraps no class travels as Unknown with its words.
+func TestToGRPCKeepsTheClassWords(t *testing.T) {
+	for _, tc := range []struct {
+		in   error
+		code codes.Code
+		msg  string
+	}{
+		{fmt.Errorf("container %q in namespace %q: %w", "nosuch", "default", errdefs.ErrNotFound), codes.NotFound, `container "nosuch" in namespace "default": not found`},
+		{fmt.Errorf("lease %q: %w", "l", errdefs.ErrAlreadyExists), codes.AlreadyExists, `lease "l": already exists`},
+		{fmt.Errorf("namespace %q must be empty, but it still has images: %w", "n", errdefs.ErrFailedPrecondition), codes.FailedPrecondition, `namespace "n" must be empty, but it still has images: failed precondition`},
+		{fmt.Errorf("wrapped twice: %w", fmt.Errorf("ref %q: %w", "r", errdefs.ErrUnavailable)), codes.Unavailable, `wrapped twice: ref "r": unavailable`},
+		{errors.New("plain"), codes.Unknown, "plain"},
+		{status.Error(codes.Aborted, "already a status"), codes.Aborted, "already a status"},
+	} {
+		st, _ := status.FromError(ToGRPC(tc.in))
+		if st.Code() != tc.code || st.Message() != tc.msg {
+			t.Errorf("%v travels as %s %q, want %s %q", tc.in, st.Code(), st.Message(), tc.code, tc.msg)
+		}
+	}
+	if ToGRPC(nil) != nil {
+		t.Error("ToGRPC(nil) is not nil")
 	}
 }
 
