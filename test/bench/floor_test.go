@@ -1,0 +1,157 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// runcPodFloor times what no runtime built on runc's CLI can skip when it
+// starts a pod of one container: runc create and runc start of a pause
+// process in new network, IPC and UTS namespaces, then runc create and
+// runc start of a container joining them, one after the other, with
+// bundles prepared beforehand (a static busybox as root filesystem, no
+// daemon, no shim, no image, no network setup). A runtime's pod start
+// over containerd's shows how far above this floor each one is.
+type runcPodFloor struct {
+	runc, dir, root string
+	pause, ctr      string // bundles
+	n               int
+}
+
+// newRuncPodFloor prepares the two bundles under a new temporary directory,
+// with Debian's runc, the one both daemons run.
+func newRuncPodFloor(b *testing.B) *runcPodFloor {
+	b.Helper()
+	runc, err := exec.LookPath("runc")
+	if err != nil {
+		b.Fatalf("runc: %v", err)
+	}
+	bb, err := exec.LookPath("busybox")
+	if err != nil {
+		b.Fatalf("busybox (Debian's busybox-static): %v", err)
+	}
+	f := &runcPodFloor{runc: runc, dir: b.TempDir()}
+	f.root = filepath.Join(f.dir, "runc")
+	f.pause, f.ctr = filepath.Join(f.dir, "pause"), filepath.Join(f.dir, "ctr")
+	for _, bundle := range []string{f.pause, f.ctr} {
+		bin := filepath.Join(bundle, "rootfs", "bin")
+		if err := os.MkdirAll(bin, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		data, err := os.ReadFile(bb)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(bin, "busybox"), data, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		if out, err := exec.Command(runc, "spec", "--bundle", bundle).CombinedOutput(); err != nil {
+			b.Fatalf("runc spec: %v %s", err, out)
+		}
+	}
+	return f
+}
+
+// writeSpec writes bundle's config.json from runc's default spec, running
+// sleep, with namespaces changed by edit.
+func (f *runcPodFloor) writeSpec(bundle string, edit func(ns []specs.LinuxNamespace) []specs.LinuxNamespace) error {
+	path := filepath.Join(bundle, "config.json")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var s specs.Spec
+	if err := json.Unmarshal(data, &s); err != nil {
+		return err
+	}
+	s.Process.Terminal = false
+	s.Process.Args = []string{"/bin/busybox", "sleep", "3600"}
+	s.Root.Readonly = false
+	s.Linux.Namespaces = edit(s.Linux.Namespaces)
+	if data, err = json.Marshal(&s); err != nil {
+		return err
+	}
+	return os.WriteFile(path, data, 0o600)
+}
+
+// round runs one pod's four runc commands and returns their time; the
+// containers are deleted afterwards, untimed.
+func (f *runcPodFloor) round() (took time.Duration, err error) {
+	f.n++
+	pauseID, ctrID := fmt.Sprintf("floor-pause-%d", f.n), fmt.Sprintf("floor-ctr-%d", f.n)
+	defer func() {
+		for _, id := range []string{ctrID, pauseID} {
+			exec.Command(f.runc, "--root", f.root, "delete", "--force", id).Run()
+		}
+	}()
+	pidFile := filepath.Join(f.dir, "pause.pid")
+	joined := map[specs.LinuxNamespaceType]bool{specs.NetworkNamespace: true, specs.IPCNamespace: true, specs.UTSNamespace: true}
+	err = f.writeSpec(f.pause, func(ns []specs.LinuxNamespace) []specs.LinuxNamespace {
+		out := []specs.LinuxNamespace{{Type: specs.NetworkNamespace}}
+		for _, n := range ns {
+			if n.Type != specs.NetworkNamespace {
+				out = append(out, n)
+			}
+		}
+		return out
+	})
+	if err != nil {
+		return 0, err
+	}
+	run := func(args ...string) error {
+		out, err := exec.Command(f.runc, append([]string{"--root", f.root}, args...)...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("runc %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+		return nil
+	}
+	begin := time.Now()
+	if err := run("create", "--bundle", f.pause, "--pid-file", pidFile, pauseID); err != nil {
+		return 0, err
+	}
+	if err := run("start", pauseID); err != nil {
+		return 0, err
+	}
+	// Writing the second spec needs the pause process's PID, as a
+	// runtime's does; it is a file write, next to nothing.
+	data, err := os.ReadFile(pidFile)
+	if err != nil {
+		return 0, err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil {
+		return 0, fmt.Errorf("pause pid file: %q", data)
+	}
+	err = f.writeSpec(f.ctr, func(ns []specs.LinuxNamespace) []specs.LinuxNamespace {
+		var out []specs.LinuxNamespace
+		for _, n := range ns {
+			if !joined[n.Type] {
+				out = append(out, n)
+			}
+		}
+		for t := range joined {
+			name := map[specs.LinuxNamespaceType]string{specs.NetworkNamespace: "net", specs.IPCNamespace: "ipc", specs.UTSNamespace: "uts"}[t]
+			out = append(out, specs.LinuxNamespace{Type: t, Path: fmt.Sprintf("/proc/%d/ns/%s", pid, name)})
+		}
+		return out
+	})
+	if err != nil {
+		return 0, err
+	}
+	if err := run("create", "--bundle", f.ctr, ctrID); err != nil {
+		return 0, err
+	}
+	if err := run("start", ctrID); err != nil {
+		return 0, err
+	}
+	return time.Since(begin), nil
+}
