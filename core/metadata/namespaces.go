@@ -108,28 +108,66 @@ func (s nsStore) List(ctx context.Context) ([]string, error) {
 	return out, err
 }
 
+// Delete removes namespace name with its leases, ingests, sandboxes and
+// labels, as containerd 2.x does. It refuses, with FailedPrecondition naming
+// what is left, while the namespace holds images, blobs, containers or
+// snapshots: those are what someone made on purpose, and removing them is
+// the caller's decision. A lease or an ingest is bookkeeping of work in
+// flight in the namespace; the ingests' data goes with the collection the
+// delete schedules.
 func (s nsStore) Delete(ctx context.Context, name string) error {
-	return s.update(ctx, name, func(t *nsTx) error {
+	hadIngests := false
+	err := s.update(ctx, name, func(t *nsTx) error {
 		v1 := t.tx.Bucket(bucketV1)
 		nsb := v1.Bucket([]byte(name))
 		if nsb == nil {
 			return notFound("namespace %q", name)
 		}
-		var remain []string
-		for _, ob := range objectBuckets {
-			if b := nsb.Bucket(ob.name); b != nil {
-				if k, _ := b.Cursor().First(); k != nil {
-					remain = append(remain, ob.what)
-				}
-			}
-		}
-		if len(remain) > 0 {
+		if remain := nsHolds(nsb); len(remain) > 0 {
 			return fmt.Errorf("namespace %q must be empty, but it still has %s: %w", name, strings.Join(remain, ", "), errdefs.ErrFailedPrecondition)
 		}
+		hadIngests = !bucketEmpty(nsb.Bucket(bucketIngests))
 		if err := v1.DeleteBucket([]byte(name)); err != nil {
 			return err
 		}
 		t.publish(s.db, "/namespaces/delete", &eventstypes.NamespaceDelete{Name: name})
 		return nil
 	})
+	if err == nil && hadIngests {
+		// Their data in the backend is recorded by no namespace now.
+		s.db.kickGC()
+	}
+	return err
+}
+
+// nsHolds names what keeps namespace bucket nsb from being deleted, in
+// containerd's words, so that a message reads the same from either daemon.
+func nsHolds(nsb *bolt.Bucket) []string {
+	var out []string
+	for _, k := range []struct {
+		bucket []byte
+		what   string
+	}{{bucketImages, "images"}, {bucketContent, "blobs"}, {bucketContainers, "containers"}} {
+		if !bucketEmpty(nsb.Bucket(k.bucket)) {
+			out = append(out, k.what)
+		}
+	}
+	if sb := nsb.Bucket(bucketSnapshots); sb != nil {
+		sb.ForEachBucket(func(sn []byte) error {
+			if !bucketEmpty(sb.Bucket(sn)) {
+				out = append(out, fmt.Sprintf("snapshots on %q snapshotter", sn))
+			}
+			return nil
+		})
+	}
+	return out
+}
+
+// bucketEmpty reports whether b is missing or holds no key.
+func bucketEmpty(b *bolt.Bucket) bool {
+	if b == nil {
+		return true
+	}
+	k, _ := b.Cursor().First()
+	return k == nil
 }

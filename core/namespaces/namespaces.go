@@ -74,11 +74,15 @@ type Store interface {
 	Create(ctx context.Context, name string, labels map[string]string) error
 	// Labels returns the labels of name; NotFound if it does not exist.
 	Labels(ctx context.Context, name string) (map[string]string, error)
-	// SetLabel sets (or, with an empty value, removes) one label.
+	// SetLabel sets (or, with an empty value, removes) one label of an
+	// existing namespace; NotFound if it does not exist. (The namespaces
+	// API's Update creates a missing one first, as containerd 2.x does.)
 	SetLabel(ctx context.Context, name, key, value string) error
 	List(ctx context.Context) ([]string, error)
-	// Delete removes an empty namespace; FailedPrecondition naming what
-	// remains otherwise.
+	// Delete removes a namespace with its leases and ingests, as
+	// containerd 2.x does; while it holds images, blobs, containers or
+	// snapshots it is FailedPrecondition naming them, and a missing one
+	// is NotFound.
 	Delete(ctx context.Context, name string) error
 }
 

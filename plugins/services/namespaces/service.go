@@ -3,10 +3,10 @@ package namespaces
 import (
 	"context"
 	"fmt"
-	"github.com/containerd/errdefs"
 	"strings"
 
 	api "github.com/containerd/containerd/api/services/namespaces/v1"
+	"github.com/containerd/errdefs"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/emptypb"
 
@@ -54,58 +54,67 @@ func (s *namespacesService) Create(ctx context.Context, req *api.CreateNamespace
 	return &api.CreateNamespaceResponse{Namespace: ns}, nil
 }
 
+// Update sets the labels the mask names ("labels" for all of them, or
+// "labels.<key>"; no mask means all). A namespace that does not exist is
+// created, as containerd 2.x does, but only under a valid name: containerd
+// would create one no request could name afterwards.
 func (s *namespacesService) Update(ctx context.Context, req *api.UpdateNamespaceRequest) (*api.UpdateNamespaceResponse, error) {
 	ns := req.GetNamespace()
 	name := ns.GetName()
+	if err := corenamespaces.Validate(name); err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	old, err := s.store.Labels(ctx, name)
+	missing := errdefs.IsNotFound(err)
+	if err != nil && !missing {
+		return nil, errgrpc.ToGRPC(err)
+	}
 	paths := req.GetUpdateMask().GetPaths()
 	if len(paths) == 0 {
 		// No mask: the labels become exactly the request's.
-		old, err := s.store.Labels(ctx, name)
-		if err != nil {
-			return nil, errgrpc.ToGRPC(err)
-		}
-		for k := range old {
-			if _, ok := ns.GetLabels()[k]; !ok {
-				paths = append(paths, "labels."+k)
-			}
-		}
-		for k := range ns.GetLabels() {
-			paths = append(paths, "labels."+k)
-		}
+		paths = []string{"labels"}
 	}
+	// Everything is checked before anything is written, so that a refused
+	// update neither creates the namespace nor changes half its labels.
 	for _, p := range paths {
 		if p != "labels" && !strings.HasPrefix(p, "labels.") {
 			return nil, errgrpc.ToGRPC(invalidField("namespace", name, p, "labels, labels.<key>"))
 		}
-		if err := labels.Validate(strings.TrimPrefix(p, "labels."), ns.GetLabels()[strings.TrimPrefix(p, "labels.")]); err != nil && p != "labels" {
-			return nil, errgrpc.ToGRPC(err)
+		if k := strings.TrimPrefix(p, "labels."); p != "labels" {
+			if err := labels.Validate(k, ns.GetLabels()[k]); err != nil {
+				return nil, errgrpc.ToGRPC(err)
+			}
 		}
 	}
 	if err := labels.ValidateAll(ns.GetLabels()); err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
+	if missing {
+		// Another caller may create it meanwhile; either way it exists.
+		if err := s.store.Create(ctx, name, nil); err != nil && !errdefs.IsAlreadyExists(err) {
+			return nil, errgrpc.ToGRPC(err)
+		}
+	}
+	set := map[string]string{}
 	for _, p := range paths {
-		switch {
-		case p == "labels":
-			old, err := s.store.Labels(ctx, name)
-			if err != nil {
-				return nil, errgrpc.ToGRPC(err)
-			}
+		if p == "labels" {
 			for k := range old {
-				if err := s.store.SetLabel(ctx, name, k, ns.GetLabels()[k]); err != nil {
-					return nil, errgrpc.ToGRPC(err)
-				}
+				set[k] = ""
 			}
 			for k, v := range ns.GetLabels() {
-				if err := s.store.SetLabel(ctx, name, k, v); err != nil {
-					return nil, errgrpc.ToGRPC(err)
-				}
+				set[k] = v
 			}
-		case len(p) > len("labels.") && p[:len("labels.")] == "labels.":
-			k := p[len("labels."):]
-			if err := s.store.SetLabel(ctx, name, k, ns.GetLabels()[k]); err != nil {
-				return nil, errgrpc.ToGRPC(err)
-			}
+			continue
+		}
+		k := strings.TrimPrefix(p, "labels.")
+		set[k] = ns.GetLabels()[k]
+	}
+	for k, v := range set {
+		if old[k] == v {
+			continue
+		}
+		if err := s.store.SetLabel(ctx, name, k, v); err != nil {
+			return nil, errgrpc.ToGRPC(err)
 		}
 	}
 	lbls, err := s.store.Labels(ctx, name)

@@ -13,7 +13,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
+	"github.com/hullrt/hull/core/containers"
 	"github.com/hullrt/hull/core/labels"
+	"github.com/hullrt/hull/core/metadata"
 	corenamespaces "github.com/hullrt/hull/core/namespaces"
 	"github.com/hullrt/hull/plugin"
 )
@@ -22,9 +24,42 @@ import (
 // a metadata store, and returns a client.
 func newClient(t *testing.T) api.NamespacesClient {
 	t.Helper()
+	c, _ := newClientDB(t)
+	return c
+}
+
+// newClientDB is newClient that also returns the metadata store, for tests
+// that put objects in a namespace.
+func newClientDB(t *testing.T) (api.NamespacesClient, *metadata.DB) {
+	t.Helper()
 	db := servicetest.OpenDB(t)
 	svc := servicetest.Adapter(t, Register, servicetest.Dep(plugin.MetadataPlugin, "bolt", db))
-	return api.NewNamespacesClient(servicetest.Serve(t, svc))
+	return api.NewNamespacesClient(servicetest.Serve(t, svc)), db
+}
+
+// Delete takes a namespace's leases with it and refuses while it holds
+// containers, with the message containerd 2.x gives.
+func TestDeleteAsContainerd2(t *testing.T) {
+	c, db := newClientDB(t)
+	ctx := t.Context()
+	nctx := corenamespaces.WithNamespace(ctx, "leased")
+	if _, err := db.Leases().Create(nctx, "l1", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Delete(ctx, &api.DeleteNamespaceRequest{Name: "leased"}); err != nil {
+		t.Fatalf("delete a namespace holding a lease: %v", err)
+	}
+	_, err := c.Get(ctx, &api.GetNamespaceRequest{Name: "leased"})
+	servicetest.WantCode(t, err, codes.NotFound, `namespace "leased": not found`)
+
+	cctx := corenamespaces.WithNamespace(ctx, "busy")
+	if _, err := db.Containers().Create(cctx, containers.Container{ID: "c1", Runtime: containers.RuntimeInfo{Name: "io.containerd.runc.v2"}, Spec: containers.NewAny("types.containerd.io/opencontainers/runtime-spec/1/Spec", []byte("{}"))}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Delete(ctx, &api.DeleteNamespaceRequest{Name: "busy"})
+	servicetest.WantCode(t, err, codes.FailedPrecondition, `namespace "busy" must be empty, but it still has containers: failed precondition`)
+	_, err = c.Delete(ctx, &api.DeleteNamespaceRequest{Name: "bad/name"})
+	servicetest.WantCode(t, err, codes.InvalidArgument, `"bad/name"`)
 }
 
 func TestNamespaces(t *testing.T) {
@@ -124,15 +159,43 @@ func TestUpdate(t *testing.T) {
 		t.Errorf("labels after refused updates: %v", got)
 	}
 
-	req := &api.UpdateNamespaceRequest{Namespace: &api.Namespace{Name: "nope", Labels: map[string]string{"a": "1"}}}
-	_, err = c.Update(ctx, req)
-	servicetest.WantCode(t, err, codes.NotFound, `"nope"`)
-	req.UpdateMask = &fieldmaskpb.FieldMask{Paths: []string{"labels"}}
-	_, err = c.Update(ctx, req)
-	servicetest.WantCode(t, err, codes.NotFound, `"nope"`)
-	req.UpdateMask = &fieldmaskpb.FieldMask{Paths: []string{"labels.a"}}
-	_, err = c.Update(ctx, req)
-	servicetest.WantCode(t, err, codes.NotFound, `"nope"`)
+	// A missing namespace is created, with the labels the mask names, as
+	// containerd 2.x does; under an invalid name nothing is created.
+	for i, paths := range [][]string{nil, {"labels"}, {"labels.a"}} {
+		name := fmt.Sprintf("new%d", i)
+		req := &api.UpdateNamespaceRequest{Namespace: &api.Namespace{Name: name, Labels: map[string]string{"a": "1"}}}
+		if paths != nil {
+			req.UpdateMask = &fieldmaskpb.FieldMask{Paths: paths}
+		}
+		resp, err := c.Update(ctx, req)
+		if err != nil || resp.Namespace.Name != name || !maps.Equal(resp.Namespace.Labels, map[string]string{"a": "1"}) {
+			t.Fatalf("update of missing %s with mask %v: %v, %v", name, paths, resp, err)
+		}
+		get, err := c.Get(ctx, &api.GetNamespaceRequest{Name: name})
+		if err != nil || !maps.Equal(get.Namespace.Labels, map[string]string{"a": "1"}) {
+			t.Fatalf("get %s after update: %v, %v", name, get, err)
+		}
+	}
+	// Even without labels to set.
+	if _, err := c.Update(ctx, &api.UpdateNamespaceRequest{Namespace: &api.Namespace{Name: "bare"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Get(ctx, &api.GetNamespaceRequest{Name: "bare"}); err != nil {
+		t.Fatalf("update without labels did not create the namespace: %v", err)
+	}
+	for _, bad := range []string{"bad/name", "", "-x"} {
+		_, err := c.Update(ctx, &api.UpdateNamespaceRequest{Namespace: &api.Namespace{Name: bad, Labels: map[string]string{"a": "1"}}, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"labels.a"}}})
+		servicetest.WantCode(t, err, codes.InvalidArgument, "namespace name")
+	}
+	// A refused update of a missing namespace does not create it.
+	_, err = c.Update(ctx, &api.UpdateNamespaceRequest{Namespace: &api.Namespace{Name: "refused", Labels: map[string]string{"big": long}}})
+	servicetest.WantCode(t, err, codes.InvalidArgument, `"big"`)
+	_, err = c.Get(ctx, &api.GetNamespaceRequest{Name: "refused"})
+	servicetest.WantCode(t, err, codes.NotFound, `"refused"`)
+	list, err := c.List(ctx, &api.ListNamespacesRequest{})
+	if err != nil || len(list.Namespaces) != 5 {
+		t.Fatalf("namespaces after the updates: %v, %v", list, err)
+	}
 }
 
 // failingStore fails every call with err, naming its argument; Labels
@@ -201,7 +264,9 @@ func TestErrorCodes(t *testing.T) {
 			servicetest.WantCode(t, err, tc.Code, `"c1"`)
 			_, err = c.Update(ctx, &api.UpdateNamespaceRequest{Namespace: &api.Namespace{Name: "u1"}})
 			servicetest.WantCode(t, err, tc.Code, `"u1"`)
-			_, err = c.Update(ctx, &api.UpdateNamespaceRequest{Namespace: &api.Namespace{Name: "u2", Labels: map[string]string{"k": "v"}}, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"labels.k"}}})
+			// A store that finds the namespace but fails to set its label.
+			c2 := api.NewNamespacesClient(servicetest.Serve(t, &namespacesService{store: failingStore{err: tc.Class, names: []string{"u2"}}}))
+			_, err = c2.Update(ctx, &api.UpdateNamespaceRequest{Namespace: &api.Namespace{Name: "u2", Labels: map[string]string{"k": "v"}}, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"labels.k"}}})
 			servicetest.WantCode(t, err, tc.Code, `"u2"`, `"k"`)
 			_, err = c.Delete(ctx, &api.DeleteNamespaceRequest{Name: "d1"})
 			servicetest.WantCode(t, err, tc.Code, `"d1"`)
