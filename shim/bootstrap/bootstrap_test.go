@@ -21,6 +21,14 @@ func TestParseArgs(t *testing.T) {
 	if err != nil || a.Action != "" || a.Socket != "/s" {
 		t.Fatalf("%+v %v", a, err)
 	}
+	a, err = ParseArgs([]string{"-info"})
+	if err != nil || !a.Info {
+		t.Fatalf("-info: %+v %v", a, err)
+	}
+	a, err = ParseArgs([]string{"-v"})
+	if err != nil || !a.Version {
+		t.Fatalf("-v: %+v %v", a, err)
+	}
 	for _, bad := range [][]string{
 		{"-id", "c1", "start"}, {"-namespace", "n", "start"}, {"-namespace", "n", "-id", "c", "frobnicate"},
 		{"-namespace", "n", "-id", "c", "start", "delete"}, {"-nosuchflag"},
@@ -36,7 +44,7 @@ func FuzzParseArgs(f *testing.F) {
 	f.Add("-namespace\x00n\x00-id\x00c\x00-bundle\x00/b\x00delete")
 	f.Fuzz(func(t *testing.T, s string) {
 		a, err := ParseArgs(strings.Split(s, "\x00"))
-		if err == nil && (a.Namespace == "" || a.ID == "") {
+		if err == nil && !a.Info && !a.Version && (a.Namespace == "" || a.ID == "") {
 			t.Fatalf("accepted without namespace or id: %+v", a)
 		}
 	})

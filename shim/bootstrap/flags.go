@@ -8,10 +8,14 @@
 //
 //	containerd-shim-hull-v2 -namespace NS -address ADDR -publish-binary BIN -id ID [-debug] start
 //	containerd-shim-hull-v2 -namespace NS -address ADDR -publish-binary BIN -id ID [-debug] -bundle DIR delete
+//	containerd-shim-hull-v2 -info
 //
 // with TTRPC_ADDRESS (the daemon's ttrpc socket, for events), NAMESPACE,
-// GRPC_ADDRESS and MAX_SHIM_VERSION in the environment, and for start the
-// runtime options (a marshalled Any) on stdin.
+// GRPC_ADDRESS and MAX_SHIM_VERSION in the environment. start reads on
+// stdin the bootstrap parameters of containerd 2.3+ (and hulld), or the
+// runtime options (a marshalled Any) of earlier daemons, and answers each
+// in its own form (see StartInput). -info reads runtime options and
+// prints the runtime's description (package shim/info).
 package bootstrap
 
 import (
@@ -30,6 +34,9 @@ type Args struct {
 	Bundle        string // only delete passes it; otherwise the cwd
 	Debug         bool
 	Socket        string // a socket address to serve (set by start for its child)
+	// Info asks for the runtime's description (-info), Version for the
+	// shim's version (-v, -version); neither needs the other flags.
+	Info, Version bool
 	// Action is "start", "delete", or "" to serve.
 	Action string
 }
@@ -63,7 +70,7 @@ func ParseArgs(args []string) (Args, error) {
 		if k, v, ok := strings.Cut(name, "="); ok {
 			name, value, hasValue = k, v, true
 		}
-		if name == "debug" || name == "v" {
+		if name == "debug" || name == "v" || name == "version" || name == "info" {
 			b := true
 			if hasValue {
 				switch value {
@@ -74,8 +81,13 @@ func ParseArgs(args []string) (Args, error) {
 					return bad("-%s=%s: not a boolean", name, value)
 				}
 			}
-			if name == "debug" {
+			switch name {
+			case "debug":
 				a.Debug = b
+			case "info":
+				a.Info = b
+			default:
+				a.Version = b
 			}
 			continue
 		}
@@ -98,6 +110,9 @@ func ParseArgs(args []string) (Args, error) {
 		a.Action = rest[0]
 	default:
 		return bad("unknown action %q", strings.Join(rest, " "))
+	}
+	if a.Info || a.Version {
+		return a, nil
 	}
 	if a.Namespace == "" {
 		return bad("-namespace is required")

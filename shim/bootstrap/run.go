@@ -26,8 +26,10 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/hullrt/hull/core/mount"
+	"github.com/hullrt/hull/internal/version"
 	"github.com/hullrt/hull/shim/cgroup"
 	"github.com/hullrt/hull/shim/events"
+	"github.com/hullrt/hull/shim/info"
 	"github.com/hullrt/hull/shim/launch"
 	"github.com/hullrt/hull/shim/reaper"
 	"github.com/hullrt/hull/shim/runc"
@@ -43,14 +45,36 @@ func Main(args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
+	switch {
+	case a.Version:
+		fmt.Printf("%s:\n  Version:  %s\n  Revision: %s\n  Go version: %s\n\n", filepath.Base(os.Args[0]), version.Version, version.Revision, runtime.Version())
+		return 0
+	case a.Info:
+		if err := info.Run(context.Background(), os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		return 0
+	}
 	switch a.Action {
 	case "start":
-		addr, err := Start(a, os.Stdin)
+		data, err := io.ReadAll(io.LimitReader(os.Stdin, maxStdin))
+		if err == nil {
+			var in StartInput
+			if in, err = ParseStartInput(data, a); err == nil {
+				var addr string
+				if addr, err = Start(a, in); err == nil {
+					var out []byte
+					if out, err = in.Answer(addr, os.Getenv("MAX_SHIM_VERSION")); err == nil {
+						_, err = os.Stdout.Write(out)
+					}
+				}
+			}
+		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		fmt.Fprint(os.Stdout, BootstrapOutput(addr, os.Getenv("MAX_SHIM_VERSION")))
 		return 0
 	case "delete":
 		resp, err := Delete(a)
@@ -68,10 +92,11 @@ func Main(args []string) int {
 	return 0
 }
 
-// BootstrapOutput is what start prints: the bare address, which every
-// daemon reads, unless the daemon says it speaks task API v3
-// (MAX_SHIM_VERSION >= 3, as containerd 2 and hulld set it); then the
-// JSON bootstrap parameters that say the shim speaks v3.
+// BootstrapOutput is what start prints to a daemon that sent no bootstrap
+// parameters: the bare address, which every daemon reads, unless the
+// daemon says it speaks task API v3 (MAX_SHIM_VERSION >= 3; containerd
+// has never set more than 2); then the JSON bootstrap parameters that say
+// the shim speaks v3.
 func BootstrapOutput(addr, maxVersion string) string {
 	if v, err := strconv.Atoi(strings.TrimSpace(maxVersion)); err == nil && v >= 3 {
 		return fmt.Sprintf(`{"version":3,"address":%q,"protocol":"ttrpc"}`, addr)
@@ -82,8 +107,8 @@ func BootstrapOutput(addr, maxVersion string) string {
 // Start is the start subcommand: it makes sure a shim serves the socket
 // of the container's group and returns that socket's address. It writes
 // the bundle's address and shim.pid files. Nothing may go to stderr on
-// success: containerd reads start's combined output as the address.
-func Start(a Args, stdin io.Reader) (string, error) {
+// success: containerd 1.x reads start's combined output as the address.
+func Start(a Args, in StartInput) (string, error) {
 	bundle, err := os.Getwd()
 	if err != nil {
 		return "", err
@@ -92,14 +117,16 @@ func Start(a Args, stdin io.Reader) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	// The runtime options (an Any) are on stdin.
-	var opts []byte
-	if stdin != nil {
-		opts, _ = io.ReadAll(io.LimitReader(stdin, 1<<20))
+	address, ttrpcAddress, publish, debug, socketDir := in.launchArgs(a)
+	env := os.Environ()
+	if ttrpcAddress != "" {
+		// The serving process sends its events there (it has no
+		// parameters of its own); a later entry wins.
+		env = append(env, "TTRPC_ADDRESS="+ttrpcAddress)
 	}
 	addr, proc, err := launch.Launch(launch.Params{
-		Namespace: a.Namespace, Address: a.Address, PublishBinary: a.PublishBinary, ID: a.ID, Debug: a.Debug,
-		Bundle: bundle, Options: opts, Binary: self, Env: os.Environ(),
+		Namespace: a.Namespace, Address: address, PublishBinary: publish, ID: a.ID, Debug: debug,
+		SocketDir: socketDir, Bundle: bundle, Options: in.Options, Binary: self, Env: env,
 	})
 	if proc != nil {
 		proc.Release() // start exits now; the serving process lives on

@@ -37,6 +37,9 @@ type Params struct {
 	// command-line values (see the shim's flags).
 	Namespace, Address, PublishBinary, ID string
 	Debug                                 bool
+	// SocketDir is the directory of the socket, as the daemon's bootstrap
+	// parameters name it; empty for the one beside Address (SocketPath).
+	SocketDir string
 	// Bundle is the task's bundle directory, holding config.json.
 	Bundle string
 	// Options are the runtime options (an encoded Any), kept in the bundle
@@ -65,7 +68,7 @@ func Launch(p Params) (addr string, proc *os.Process, err error) {
 			return "", nil, err
 		}
 	}
-	path := SocketPath(p.Address, p.Namespace, GroupID(spec, p.ID))
+	path := SocketPath(p.SocketDir, p.Address, p.Namespace, GroupID(spec, p.ID))
 	addr = Address(path)
 	l, err := Listen(path)
 	if errors.Is(err, errdefs.ErrAlreadyExists) {

@@ -11,19 +11,43 @@ import (
 )
 
 func TestSocketPath(t *testing.T) {
-	p := SocketPath("/run/hull/hull.sock", "default", "c1")
+	p := SocketPath("", "/run/hull/hull.sock", "default", "c1")
 	if !strings.HasPrefix(p, "/run/hull/s/") || len(filepath.Base(p)) != 32 {
 		t.Fatalf("%q", p)
 	}
-	if p != SocketPath("/run/hull/hull.sock", "default", "c1") {
+	if p != SocketPath("", "/run/hull/hull.sock", "default", "c1") {
 		t.Fatal("not deterministic")
 	}
-	if p == SocketPath("/run/hull/hull.sock", "other", "c1") || p == SocketPath("/run/hull/hull.sock", "default", "c2") {
+	if p == SocketPath("", "/run/hull/hull.sock", "other", "c1") || p == SocketPath("", "/run/hull/hull.sock", "default", "c2") {
 		t.Fatal("namespace or id not in the hash")
 	}
 	long := "/" + strings.Repeat("d", 100) + "/containerd.sock"
-	if lp := SocketPath(long, "default", "c1"); len(lp) > maxSunPath || !strings.HasPrefix(lp, os.TempDir()) {
+	if lp := SocketPath("", long, "default", "c1"); len(lp) > maxSunPath || !strings.HasPrefix(lp, os.TempDir()) {
 		t.Fatalf("long address gave %q", lp)
+	}
+}
+
+func TestSocketDir(t *testing.T) {
+	if d := SocketDir("/run/hull/hull.sock", 64); d != "/run/hull/s" {
+		t.Errorf("short address: %q", d)
+	}
+	// Room for a 64-character name beside the address, but not more.
+	fits := "/" + strings.Repeat("d", maxSunPath-64-len("/s/")-len("/x.sock")) + "/x.sock"
+	if d := SocketDir(fits, 64); d != filepath.Join(filepath.Dir(fits), "s") || len(d)+1+64 != maxSunPath {
+		t.Errorf("address that just fits: %q (%d)", d, len(d)+1+64)
+	}
+	if d := SocketDir("/a"+fits, 64); d != filepath.Join(os.TempDir(), "hull-shim") {
+		t.Errorf("address one byte too long: %q", d)
+	}
+	if d := SocketDir("", 64); d != filepath.Join(os.TempDir(), "hull-shim") {
+		t.Errorf("no address: %q", d)
+	}
+	// A directory the daemon names is used while the name fits.
+	if p := SocketPath("/state/s", "/run/hull/hull.sock", "default", "c1"); filepath.Dir(p) != "/state/s" {
+		t.Errorf("given directory ignored: %q", p)
+	}
+	if p := SocketPath("/"+strings.Repeat("d", 90), "/run/hull/hull.sock", "default", "c1"); filepath.Dir(p) != "/run/hull/s" {
+		t.Errorf("too long a directory: %q", p)
 	}
 }
 
@@ -120,7 +144,7 @@ func TestLaunchStartsOneServerPerGroup(t *testing.T) {
 		t.Fatalf("first launch: %q %v %v", addr, proc, err)
 	}
 	t.Cleanup(func() { proc.Kill(); proc.Wait() })
-	if want := Address(SocketPath(filepath.Join(sockDir, "hull.sock"), "ns", "g")); addr != want {
+	if want := Address(SocketPath("", filepath.Join(sockDir, "hull.sock"), "ns", "g")); addr != want {
 		t.Fatalf("address %q, want %q", addr, want)
 	}
 	for name, want := range map[string]string{"address": addr, "options.pb": "opts", "shim.pid": strconv.Itoa(proc.Pid)} {
@@ -210,7 +234,7 @@ func TestLaunchKillsTheServerWhenTheBundleCannotRecordIt(t *testing.T) {
 				}
 				t.Fatalf("the serving process %v outlived the failed launch", pids)
 			}
-			if _, err := os.Stat(SocketPath(addr, "ns", id)); !os.IsNotExist(err) {
+			if _, err := os.Stat(SocketPath("", addr, "ns", id)); !os.IsNotExist(err) {
 				t.Errorf("the failed launch left its socket: %v", err)
 			}
 		})

@@ -19,19 +19,35 @@ import (
 // the terminating NUL).
 const maxSunPath = 107
 
+// hashLen is the length of hull's shim socket names: 16 bytes of sha256
+// in hex.
+const hashLen = 32
+
+// SocketDir is the directory for the shim sockets of the daemon at
+// address: <dir of address>/s, the daemon's own state, unless that leaves
+// less than nameLen bytes of sun_path for a socket's name; then
+// <tmp>/hull-shim, short enough for any shim. Shims of containerd 2.3+
+// name their sockets by a 64-character hash, hull's by a 32-character one.
+func SocketDir(address string, nameLen int) string {
+	dir := filepath.Join(filepath.Dir(address), "s")
+	if address == "" || len(dir)+1+nameLen > maxSunPath {
+		dir = filepath.Join(os.TempDir(), "hull-shim")
+	}
+	return dir
+}
+
 // SocketPath is where the shim for (address, namespace, group) listens: a
 // filesystem socket (never abstract, which any process in the network
-// namespace could connect to) under <dir of address>/s, named by a hash so
-// that it is short and the same for every member of a group. If that is
-// too long for sun_path it falls back to <tmp>/hull-shim/<hash>.
-func SocketPath(address, namespace, group string) string {
+// namespace could connect to) in dir, named by a hash so that it is short
+// and the same for every member of a group. An empty dir, or one too long
+// for sun_path, means SocketDir's choice.
+func SocketPath(dir, address, namespace, group string) string {
 	sum := sha256.Sum256([]byte(address + "\x00" + namespace + "\x00" + group))
-	name := hex.EncodeToString(sum[:16])
-	p := filepath.Join(filepath.Dir(address), "s", name)
-	if len(p) > maxSunPath || address == "" {
-		p = filepath.Join(os.TempDir(), "hull-shim", name)
+	name := hex.EncodeToString(sum[:hashLen/2])
+	if dir == "" || len(dir)+1+hashLen > maxSunPath {
+		dir = SocketDir(address, hashLen)
 	}
-	return p
+	return filepath.Join(dir, name)
 }
 
 // GroupID returns the group a container's shim is shared by, from the
@@ -52,20 +68,29 @@ func GroupID(specJSON []byte, id string) string {
 	return id
 }
 
+// PrivateDir makes sure dir exists, belongs to this process's uid and is
+// private to it (0700): a socket in a directory others can write could be
+// replaced by theirs.
+func PrivateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || int(st.Uid) != os.Geteuid() || fi.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("socket directory %s is not private to uid %d (mode %v): %w", dir, os.Geteuid(), fi.Mode().Perm(), errdefs.ErrPermissionDenied)
+	}
+	return nil
+}
+
 // Listen creates the socket at path with a private parent directory
 // (0700, owned by us) and mode 0600. A stale socket nobody answers on is
 // replaced; one that answers is an error wrapping ErrAlreadyExists.
 func Listen(path string) (*net.UnixListener, error) {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := PrivateDir(filepath.Dir(path)); err != nil {
 		return nil, err
-	}
-	fi, err := os.Stat(dir)
-	if err != nil {
-		return nil, err
-	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || int(st.Uid) != os.Geteuid() || fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("socket directory %s is not private to uid %d (mode %v): %w", dir, os.Geteuid(), fi.Mode().Perm(), errdefs.ErrPermissionDenied)
 	}
 	if Answers(path) {
 		return nil, fmt.Errorf("shim socket %s: %w", path, errdefs.ErrAlreadyExists)
