@@ -32,7 +32,7 @@ func TestSocketDir(t *testing.T) {
 		t.Errorf("short address: %q", d)
 	}
 	// Room for a 64-character name beside the address, but not more.
-	fits := "/" + strings.Repeat("d", maxSunPath-64-len("/s/")-len("/x.sock")) + "/x.sock"
+	fits := "/" + strings.Repeat("d", maxSunPath-1-64-len("/")-len("/s")) + "/x.sock"
 	if d := SocketDir(fits, 64); d != filepath.Join(filepath.Dir(fits), "s") || len(d)+1+64 != maxSunPath {
 		t.Errorf("address that just fits: %q (%d)", d, len(d)+1+64)
 	}
