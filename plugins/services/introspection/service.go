@@ -3,13 +3,13 @@ package introspection
 import (
 	"context"
 	"fmt"
-
-	"github.com/containerd/errdefs"
 	"os"
 	"path/filepath"
 	"strings"
 
 	api "github.com/containerd/containerd/api/services/introspection/v1"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/typeurl/v2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -122,9 +122,55 @@ func loadUUID(dir string, newID func() string) (string, error) {
 	return id, os.Rename(tmp, path)
 }
 
-// PluginInfo is not served yet.
+// PluginInfo describes plugin req.Type.req.ID, failed ones included, as
+// containerd 2.x does. With options it also asks the plugin for more: the
+// options are unpacked from their Any and handed to the instance's
+// InfoProvider, whose answer becomes Extra. The runtime plugin
+// (io.containerd.runtime.v2.task) answers a RuntimeRequest by running the
+// shim's -info. A plugin that is not there is NotFound; one that did not
+// load has no instance to ask (FailedPrecondition); one that cannot answer
+// options is NotImplemented.
 func (s *Local) PluginInfo(ctx context.Context, req *api.PluginInfoRequest, _ ...grpc.CallOption) (*api.PluginInfoResponse, error) {
-	return nil, fmt.Errorf("plugin info of %s.%s: %w", req.GetType(), req.GetID(), errdefs.ErrNotImplemented)
+	var p *plugin.Plugin
+	for _, c := range s.plugins.All() {
+		if string(c.Registration.Type) == req.GetType() && c.Registration.ID == req.GetID() {
+			p = c
+			break
+		}
+	}
+	if p == nil {
+		return nil, fmt.Errorf("plugin %s.%s: %w", req.GetType(), req.GetID(), errdefs.ErrNotFound)
+	}
+	resp := &api.PluginInfoResponse{Plugin: pluginToProto(p)}
+	if req.GetOptions() == nil {
+		return resp, nil
+	}
+	uri := p.Registration.URI()
+	if p.Err != nil {
+		return nil, fmt.Errorf("plugin %s did not load (%v), so it has no extra information: %w", uri, p.Err, errdefs.ErrFailedPrecondition)
+	}
+	options, err := typeurl.UnmarshalAny(req.GetOptions())
+	if err != nil {
+		return nil, fmt.Errorf("plugin info options of type %q: %v: %w", req.GetOptions().GetTypeUrl(), err, errdefs.ErrInvalidArgument)
+	}
+	provider, ok := p.Instance.(InfoProvider)
+	if !ok && p.Registration.Type == plugin.RuntimePluginV2 {
+		r, _ := p.Instance.(binaryResolver)
+		provider, ok = shimInfo{resolver: r}, true
+	}
+	if !ok {
+		return nil, fmt.Errorf("plugin %s does not provide extra information: %w", uri, errdefs.ErrNotImplemented)
+	}
+	info, err := provider.PluginInfo(ctx, options)
+	if err != nil {
+		return nil, err
+	}
+	extra, err := typeurl.MarshalAnyToProto(info)
+	if err != nil {
+		return nil, fmt.Errorf("plugin %s answered a %T, which cannot be sent: %v: %w", uri, info, err, errdefs.ErrNotImplemented)
+	}
+	resp.Extra = extra
+	return resp, nil
 }
 
 // service is containerd.services.introspection.v1.Introspection over the

@@ -225,8 +225,10 @@ func TestServiceOverGRPC(t *testing.T) {
 
 	_, err = c.Plugins(ctx, &api.PluginsRequest{Filters: []string{"id~=["}})
 	servicetest.WantCode(t, err, codes.InvalidArgument, "id~=[")
-	_, err = c.PluginInfo(ctx, &api.PluginInfoRequest{Type: "io.containerd.snapshotter.v1", ID: "overlayfs"})
-	servicetest.WantCode(t, err, codes.Unimplemented, "io.containerd.snapshotter.v1.overlayfs")
+	info, err := c.PluginInfo(ctx, &api.PluginInfoRequest{Type: "io.containerd.snapshotter.v1", ID: "overlayfs"})
+	if err != nil || info.Plugin.ID != "overlayfs" || !slices.Equal(info.Plugin.Capabilities, []string{"remap-ids", "rebase"}) {
+		t.Errorf("plugin info of overlayfs: %v, %v", info, err)
+	}
 }
 
 func TestServicePluginUUIDError(t *testing.T) {
