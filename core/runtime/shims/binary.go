@@ -11,12 +11,16 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
+	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
 	taskv2 "github.com/containerd/containerd/api/runtime/task/v2"
 	"github.com/containerd/errdefs"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/hullrt/hull/internal/version"
 	"github.com/hullrt/hull/shim/launch"
 )
 
@@ -68,7 +72,7 @@ func (m *Manager) resolveBinary(rtName, runtimePath string) (string, error) {
 	return "", fmt.Errorf("runtime %q: shim binary %s not found in PATH=%s nor next to hulld: %w", rtName, name, os.Getenv("PATH"), errdefs.ErrNotFound)
 }
 
-// bootstrap is what a shim's start command printed: where it listens and
+// bootstrap is what a shim's start command answered: where it listens and
 // which task API it speaks.
 type bootstrap struct {
 	Version  int    `json:"version"`
@@ -76,29 +80,50 @@ type bootstrap struct {
 	Protocol string `json:"protocol"`
 }
 
-// parseBootstrap reads start's output: containerd 1.7+ shims may print JSON
-// bootstrap parameters, older ones (Debian's 1.6 runc shim) a bare address.
+// maxShimVersion is the newest task API hulld speaks (containerd.task.v3).
+const maxShimVersion = 3
+
+// parseBootstrap reads start's output in the order containerd 2.3+ does: a
+// binary BootstrapResult (shims built on containerd 2.3+, hull's shim when
+// given bootstrap parameters), then the JSON form (containerd 1.7 to 2.2
+// shims), then a bare address (Debian's 1.6 runc shim). A version of 0
+// means the shim did not say, which is 2; a version above
+// maxShimVersion, a protocol other than ttrpc or an address that is not a
+// filesystem socket is an error, which callers wrap with the shim's name
+// and what it printed.
 func parseBootstrap(out []byte) (bootstrap, error) {
-	s := strings.TrimSpace(string(out))
-	if s == "" {
-		return bootstrap{}, fmt.Errorf("shim printed no address: %w", errdefs.ErrUnavailable)
-	}
 	var b bootstrap
-	if strings.HasPrefix(s, "{") {
-		if err := json.Unmarshal([]byte(s), &b); err != nil {
-			return b, fmt.Errorf("shim bootstrap output %q: %v: %w", s, err, errdefs.ErrUnavailable)
-		}
-		if b.Protocol != "" && b.Protocol != "ttrpc" {
-			return b, fmt.Errorf("shim speaks protocol %q, only ttrpc is supported: %w", b.Protocol, errdefs.ErrNotImplemented)
-		}
-		if b.Version == 0 {
-			b.Version = 2
-		}
-		if b.Version != 2 && b.Version != 3 {
-			return b, fmt.Errorf("shim speaks task API version %d, hulld speaks 2 and 3: %w", b.Version, errdefs.ErrNotImplemented)
-		}
+	var res bootapi.BootstrapResult
+	// Plain text rarely decodes as protobuf (a '/' or '{' is an invalid
+	// wire type), but garbage may decode with no address: then the text
+	// forms below get their say.
+	if proto.Unmarshal(out, &res) == nil && res.Address != "" {
+		b = bootstrap{Version: int(res.Version), Address: res.Address, Protocol: res.Protocol}
 	} else {
-		b = bootstrap{Version: 2, Address: s, Protocol: "ttrpc"}
+		s := strings.TrimSpace(string(out))
+		switch {
+		case s == "":
+			return b, fmt.Errorf("shim printed no address: %w", errdefs.ErrUnavailable)
+		case strings.HasPrefix(s, "{"):
+			if err := json.Unmarshal([]byte(s), &b); err != nil {
+				return b, fmt.Errorf("bootstrap JSON: %v: %w", err, errdefs.ErrUnavailable)
+			}
+		default:
+			b = bootstrap{Version: 2, Address: s}
+		}
+	}
+	b.Protocol = strings.ToLower(b.Protocol)
+	if b.Protocol == "" {
+		b.Protocol = "ttrpc"
+	}
+	if b.Protocol != "ttrpc" {
+		return b, fmt.Errorf("shim speaks protocol %q, only ttrpc is supported: %w", b.Protocol, errdefs.ErrNotImplemented)
+	}
+	if b.Version == 0 {
+		b.Version = 2
+	}
+	if b.Version != 2 && b.Version != maxShimVersion {
+		return b, fmt.Errorf("shim speaks task API version %d, hulld speaks 2 and %d: %w", b.Version, maxShimVersion, errdefs.ErrNotImplemented)
 	}
 	if _, err := socketPath(b.Address); err != nil {
 		return b, err
@@ -111,14 +136,17 @@ func parseBootstrap(out []byte) (bootstrap, error) {
 // host network namespace can connect to them (CVE-2020-15257).
 func socketPath(address string) (string, error) {
 	p := strings.TrimPrefix(address, "unix://")
-	if p == "" || !filepath.IsAbs(p) {
+	if p == "" || !filepath.IsAbs(p) || strings.ContainsAny(p, "\x00\n") || len(p) > 4096 {
 		return "", fmt.Errorf("shim address %q is not a filesystem unix socket (abstract sockets are refused): %w", address, errdefs.ErrInvalidArgument)
 	}
 	return p, nil
 }
 
-// shimCommand is the shim binary run with the bootstrap flags every
-// subcommand takes.
+// shimCommand is the shim binary run with the command line, environment
+// and process group containerd 2.4 gives every subcommand. The flags and
+// variables are what shims before containerd 2.3 read; newer ones read
+// the bootstrap parameters on start's stdin but still take -id and
+// -namespace to check them, and delete has no other input.
 func (m *Manager) shimCommand(ctx context.Context, binary string, b *bundle, sub string) *exec.Cmd {
 	args := []string{"-namespace", b.Namespace, "-address", m.cfg.Address, "-publish-binary", m.cfg.PublishBinary, "-id", b.ID}
 	if sub == "delete" {
@@ -130,17 +158,24 @@ func (m *Manager) shimCommand(ctx context.Context, binary string, b *bundle, sub
 	cmd := exec.CommandContext(ctx, binary, append(args, sub)...)
 	cmd.Dir = b.Path
 	cmd.Env = m.shimEnv(b)
+	// A group of its own, as containerd does: a signal to hulld's
+	// terminal or process group does not reach a starting shim.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.WaitDelay = time.Second
 	return cmd
 }
 
-// shimEnv is the environment shims run with, as containerd gives it.
+// shimEnv is the environment shims run with, as containerd gives it:
+// MAX_SHIM_VERSION has said 2 in every containerd release (a shim says
+// which API it speaks in its answer), and GOMAXPROCS=2 keeps a shim from
+// starting a thread per core of a large node.
 func (m *Manager) shimEnv(b *bundle) []string {
 	return append(os.Environ(),
+		"GOMAXPROCS=2",
+		"MAX_SHIM_VERSION=2",
 		"TTRPC_ADDRESS="+m.cfg.TTRPCAddress,
 		"GRPC_ADDRESS="+m.cfg.Address,
 		"NAMESPACE="+b.Namespace,
-		"MAX_SHIM_VERSION=3",
 	)
 }
 
@@ -148,19 +183,73 @@ func (m *Manager) shimEnv(b *bundle) []string {
 // itself (see startShim).
 const hullShim = "containerd-shim-hull-v2"
 
+// startInput is what a shim's start command reads on stdin.
+type startInput int
+
+const (
+	// paramsInput is a containerd.runtime.bootstrap.v1.BootstrapParams,
+	// as containerd 2.3 and later write it: shims built on containerd
+	// 2.3+ refuse to start without it.
+	paramsInput startInput = iota + 1
+	// optionsInput is the runtime options Any alone, as containerd 1.x
+	// to 2.2 write it: Debian's 1.6 runc shim fails on anything else
+	// (it takes the parameters' instance id for a type URL).
+	optionsInput
+)
+
+func (in startInput) String() string {
+	if in == paramsInput {
+		return "bootstrap parameters on stdin"
+	}
+	return "runtime options on stdin, as before containerd 2.3"
+}
+
+// binaryKey names one file of a shim binary: replacing the binary (an
+// upgrade) makes another key, whose input is learnt again.
+type binaryKey struct {
+	path       string
+	dev, ino   uint64
+	size       int64
+	mtime      int64
+	mtimeNsecs int64
+}
+
+func keyOf(path string) (binaryKey, bool) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return binaryKey{}, false
+	}
+	return binaryKey{path: path, dev: st.Dev, ino: st.Ino, size: st.Size, mtime: st.Mtim.Sec, mtimeNsecs: st.Mtim.Nsec}, true
+}
+
 // startShim runs the shim's start command in the bundle and returns its
-// bootstrap answer. Runtime options reach the shim on stdin, as with
-// containerd, so that it can act on them before it serves (e.g. its cgroup).
+// bootstrap answer.
+//
+// Which stdin a shim reads cannot be told before it runs: containerd
+// 2.4 sends bootstrap parameters to every shim (but v1 ones), which
+// breaks shims of containerd 1.6. hulld sends the parameters first, as
+// containerd does, and runs a start that failed again with the options
+// alone; a start fails before it leaves anything running (it cleans up
+// after itself, and what it did leave is what Create's clean-up removes).
+// The input that worked is remembered per binary file, so each binary
+// pays for the wrong guess once per hulld.
 //
 // hull's own shim is launched by hulld directly, doing what its start
 // command would: one process fewer to start per container (a Go binary's
 // start-up, about a tenth of what hull spends on a container, CPU and
 // latency alike). hulld is then the serving process's parent and reaps it.
-func (m *Manager) startShim(ctx context.Context, binary string, b *bundle, options []byte) (bootstrap, error) {
+func (m *Manager) startShim(ctx context.Context, binary string, b *bundle, options *anypb.Any) (bootstrap, error) {
 	if filepath.Base(binary) == hullShim {
+		var optBytes []byte
+		if options != nil {
+			var err error
+			if optBytes, err = proto.Marshal(options); err != nil {
+				return bootstrap{}, err
+			}
+		}
 		addr, proc, err := launch.Launch(launch.Params{
 			Namespace: b.Namespace, Address: m.cfg.Address, PublishBinary: m.cfg.PublishBinary, ID: b.ID, Debug: m.cfg.Debug,
-			Bundle: b.Path, Options: options, Binary: binary, Env: m.shimEnv(b),
+			Bundle: b.Path, Options: optBytes, Binary: binary, Env: m.shimEnv(b),
 		})
 		if proc != nil {
 			m.reapShim(proc)
@@ -168,19 +257,115 @@ func (m *Manager) startShim(ctx context.Context, binary string, b *bundle, optio
 		if err != nil {
 			return bootstrap{}, fmt.Errorf("start shim %s for task %q: %v: %w", binary, b.ID, err, errdefs.ErrUnavailable)
 		}
-		return bootstrap{Version: 3, Address: addr, Protocol: "ttrpc"}, nil
+		return bootstrap{Version: maxShimVersion, Address: addr, Protocol: "ttrpc"}, nil
 	}
+	key, keyed := keyOf(binary)
+	m.mu.Lock()
+	known := m.startInputs[key]
+	m.mu.Unlock()
+	tries := []startInput{paramsInput, optionsInput}
+	if known != 0 {
+		tries = []startInput{known}
+	}
+	var errs []string
+	for _, in := range tries {
+		stdin, err := m.startStdin(in, b, options)
+		if err != nil {
+			return bootstrap{}, err
+		}
+		out, err := m.runStart(ctx, binary, b, stdin)
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("with %s: %v", in, err))
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		if keyed {
+			m.mu.Lock()
+			m.startInputs[key] = in
+			m.mu.Unlock()
+		}
+		boot, err := parseBootstrap(out)
+		if err != nil {
+			return boot, fmt.Errorf("shim %s for task %q answered start with %s: %w", binary, b.ID, quoteOutput(out), err)
+		}
+		return boot, nil
+	}
+	return bootstrap{}, fmt.Errorf("start shim %s for task %q: %s: %w", binary, b.ID, strings.Join(errs, "; "), errdefs.ErrUnavailable)
+}
+
+// startStdin encodes what start reads on stdin. The parameters carry the
+// runtime options as their one extension, the Any as it is.
+func (m *Manager) startStdin(in startInput, b *bundle, options *anypb.Any) ([]byte, error) {
+	if in == optionsInput {
+		if options == nil {
+			return nil, nil
+		}
+		return proto.Marshal(options)
+	}
+	level := bootapi.LogLevel_LOG_LEVEL_INFO
+	if m.cfg.Debug {
+		level = bootapi.LogLevel_LOG_LEVEL_DEBUG
+	}
+	p := &bootapi.BootstrapParams{
+		InstanceID: b.ID, Namespace: b.Namespace, LogLevel: level,
+		ContainerdVersion: m.cfg.DaemonVersion, ContainerdTtrpcAddress: m.cfg.TTRPCAddress,
+		ContainerdGrpcAddress: m.cfg.Address, ContainerdBinary: m.cfg.PublishBinary,
+	}
+	if p.ContainerdVersion == "" {
+		p.ContainerdVersion = version.Version
+	}
+	dir := m.socketDir()
+	if err := launch.PrivateDir(dir); err != nil {
+		return nil, fmt.Errorf("shim socket directory for task %q: %w", b.ID, err)
+	}
+	p.SocketDir = &dir
+	if options != nil {
+		p.Extensions = append(p.Extensions, &bootapi.Extension{Value: options})
+	}
+	return proto.Marshal(p)
+}
+
+// maxSocketDirLen is the longest socket directory a shim of containerd
+// 2.3+ can use: it names its socket by a 64-character hash, and the path
+// must fit sun_path (107 bytes) with the slash.
+const maxSocketDirLen = 107 - 1 - 64
+
+// socketDir is the directory hulld gives shims for their sockets: the one
+// beside its address where hull's shim puts its own, or, when that is too
+// long, the temporary directory's hull-shim, which hull's shim falls back
+// to as well. Never containerd's /run/containerd/s, which a 2.3+ shim
+// takes when told nothing.
+func (m *Manager) socketDir() string {
+	return launch.SocketDir(m.cfg.Address, maxSocketDirLen)
+}
+
+// runStart runs the start command with stdin and returns its stdout. The
+// error carries what the shim printed on both streams.
+func (m *Manager) runStart(ctx context.Context, binary string, b *bundle, stdin []byte) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.StartTimeout)
 	defer cancel()
 	cmd := m.shimCommand(ctx, binary, b, "start")
-	cmd.Stdin = bytes.NewReader(options)
+	cmd.Stdin = bytes.NewReader(stdin)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return bootstrap{}, fmt.Errorf("start shim %s for task %q: %v: %s: %w", binary, b.ID, err, strings.TrimSpace(stderr.String()), errdefs.ErrUnavailable)
+		printed := strings.TrimSpace(stderr.String() + " " + string(out))
+		return nil, fmt.Errorf("%v: %s", err, quoteOutput([]byte(printed)))
 	}
-	return parseBootstrap(out)
+	return out, nil
+}
+
+// quoteOutput is a shim's output for an error message: quoted, so that
+// binary garbage reads as escapes, and cut at 512 bytes.
+func quoteOutput(out []byte) string {
+	const max = 512
+	if len(out) > max {
+		return fmt.Sprintf("%q (and %d more bytes)", out[:max], len(out)-max)
+	}
+	return fmt.Sprintf("%q", out)
 }
 
 // deleteShim runs the shim's delete command, which cleans up after a shim

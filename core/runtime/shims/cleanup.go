@@ -137,25 +137,31 @@ func (m *Manager) sweepRunc(ctx context.Context, keep func(ns, id string) bool, 
 	}
 }
 
-// sweepSockets removes the shim sockets beside hulld's address that no
-// shim answers on: those of shims killed before hulld recorded their
+// sweepSockets removes the shim sockets that no shim answers on in the
+// directories hulld's shims use (beside its address, and the one it gives
+// other shims): those of shims killed before hulld recorded their
 // address, which no record leads to.
 func (m *Manager) sweepSockets() {
 	if m.cfg.Address == "" {
 		return
 	}
-	dir := filepath.Join(filepath.Dir(m.cfg.Address), "s")
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return
+	dirs := []string{filepath.Join(filepath.Dir(m.cfg.Address), "s")}
+	if d := m.socketDir(); d != dirs[0] {
+		dirs = append(dirs, d)
 	}
-	for _, e := range ents {
-		if e.Type()&os.ModeSocket == 0 {
+	for _, dir := range dirs {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
 			continue
 		}
-		p := filepath.Join(dir, e.Name())
-		if !launch.Answers(p) {
-			os.Remove(p)
+		for _, e := range ents {
+			if e.Type()&os.ModeSocket == 0 {
+				continue
+			}
+			p := filepath.Join(dir, e.Name())
+			if !launch.Answers(p) {
+				os.Remove(p)
+			}
 		}
 	}
 }

@@ -10,9 +10,11 @@ package shims
 //	    listens on <dir of A>/<N>-<ID>, hands the listener to a serving
 //	    process of its own (fd 3, as shim/launch does), writes shim.pid in
 //	    the bundle and <dir of A>/<N>-<ID>.pid for the tests' cleanup, and
-//	    prints the address: bare, or as version 3 JSON when the spec
-//	    annotation fakeBootstrap is "v3". With annotation fakeGroup the
-//	    socket is the group's, and a group shim that answers is reused.
+//	    prints the address: bare, or as the spec annotation fakeBootstrap
+//	    says (see fakeStart). It keeps its stdin in the bundle's
+//	    fakeStdinFile and counts its runs in fakeStartsFile. With
+//	    annotation fakeGroup the socket is the group's, and a group shim
+//	    that answers is reused.
 //	<shim> ... -bundle B delete
 //	    prints a DeleteResponse with exit status fakeDeleteStatus.
 //	<shim> ... -socket S            (no subcommand)
@@ -27,8 +29,10 @@ package shims
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -38,11 +42,14 @@ import (
 	"syscall"
 	"time"
 
+	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
 	taskv2 "github.com/containerd/containerd/api/runtime/task/v2"
+	runcoptions "github.com/containerd/containerd/api/types/runc/options"
 	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/ttrpc"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -51,7 +58,17 @@ import (
 
 // Spec annotations that steer the fake shim, set by tests in config.json.
 const (
-	fakeBootstrap   = "test.hull/bootstrap"    // "v3": print JSON bootstrap of task API v3
+	// fakeBootstrap is how start reads its input and answers:
+	//	"v3"       JSON bootstrap of task API v3
+	//	"proto"    as a containerd 2.3+ shim: refuses to start without
+	//	           bootstrap parameters, answers a binary BootstrapResult
+	//	"legacy"   as containerd 1.6's runc shim: refuses stdin that is
+	//	           not runc options, answers the bare address
+	//	"proto-v4" a binary BootstrapResult of task API version 4
+	//	"garbage"  prints fakeGarbage
+	//	"v3-on-v2" JSON saying v3, but serves containerd.task.v2.Task only
+	// The last three start the serving process first, as a shim would.
+	fakeBootstrap   = "test.hull/bootstrap"
 	fakeStartError  = "test.hull/start-error"  // start fails with this on stderr
 	fakeCreateError = "test.hull/create-error" // the Create call fails with this
 	// fakeGroup puts tasks with the same value in one shim: start prints
@@ -59,6 +76,15 @@ const (
 	// containerd's runc shims do for a pod's containers.
 	fakeGroup = "test.hull/group"
 )
+
+// Files the fake start writes in the bundle.
+const (
+	fakeStdinFile  = "fake-stdin"  // what start read on stdin
+	fakeStartsFile = "fake-starts" // a line per start run
+)
+
+// fakeGarbage is what a "garbage" shim prints at start.
+const fakeGarbage = "Segmentation fault (core dumped)\n\x00\xff"
 
 // fakeDeleteStatus is the exit status the delete command reports; the
 // manager's own fallback is 255, so tests can tell that delete ran.
@@ -112,8 +138,34 @@ func bundleAnnotations(dir string) map[string]string {
 
 func fakeStart(ns, address, id string, args []string) error {
 	ann := bundleAnnotations(".")
+	stdin, err := io.ReadAll(os.Stdin)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(fakeStdinFile, stdin, 0o600); err != nil {
+		return err
+	}
+	starts, err := os.OpenFile(fakeStartsFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(starts, "start")
+	starts.Close()
 	if msg := ann[fakeStartError]; msg != "" {
 		return fmt.Errorf("%s", msg)
+	}
+	mode := ann[fakeBootstrap]
+	switch mode {
+	case "proto":
+		var p bootapi.BootstrapParams
+		if proto.Unmarshal(stdin, &p) != nil || p.InstanceID != id || p.Namespace != ns {
+			return errors.New("bootstrap parameters do not match command-line arguments: shim was started through the deprecated API")
+		}
+	case "legacy":
+		var a anypb.Any
+		if len(stdin) > 0 && (proto.Unmarshal(stdin, &a) != nil || !a.MessageIs(&runcoptions.Options{})) {
+			return fmt.Errorf("type with url %s: not found", a.TypeUrl)
+		}
 	}
 	path := fakeSocket(ns, address, id)
 	if g := ann[fakeGroup]; g != "" {
@@ -151,8 +203,23 @@ func fakeStart(ns, address, id string, args []string) error {
 	if err := os.WriteFile(path+".pid", []byte(pid), 0o600); err != nil {
 		return err
 	}
-	if ann[fakeBootstrap] == "v3" {
+	switch mode {
+	case "v3", "v3-on-v2":
 		return json.NewEncoder(os.Stdout).Encode(bootstrap{Version: 3, Address: "unix://" + path, Protocol: "ttrpc"})
+	case "proto", "proto-v4":
+		v := int32(3)
+		if mode == "proto-v4" {
+			v = 4
+		}
+		out, err := proto.Marshal(&bootapi.BootstrapResult{Version: v, Address: "unix://" + path, Protocol: "ttrpc"})
+		if err != nil {
+			return err
+		}
+		_, err = os.Stdout.Write(out)
+		return err
+	case "garbage":
+		_, err = fmt.Print(fakeGarbage)
+		return err
 	}
 	_, err = fmt.Println(path)
 	return err
@@ -185,7 +252,11 @@ func fakeServe(ns string) error {
 	if err != nil {
 		return err
 	}
-	for _, name := range []string{"containerd.task.v2.Task", "containerd.task.v3.Task"} {
+	services := []string{"containerd.task.v2.Task", "containerd.task.v3.Task"}
+	if bundleAnnotations(".")[fakeBootstrap] == "v3-on-v2" {
+		services = services[:1]
+	}
+	for _, name := range services {
 		srv.RegisterService(name, s.desc())
 	}
 	go srv.Serve(context.Background(), l)

@@ -47,6 +47,9 @@ type Config struct {
 	Address, TTRPCAddress string
 	// PublishBinary is passed as -publish-binary; hulld's own executable.
 	PublishBinary string
+	// DaemonVersion is the daemon's version, which shims of containerd
+	// 2.3+ are told in their bootstrap parameters; hull's when empty.
+	DaemonVersion string
 	// Debug starts shims with -debug.
 	Debug bool
 	// DefaultRuntime is used when a task names none.
@@ -89,6 +92,9 @@ type Manager struct {
 	failures map[string]string
 	// pidfds are the shims hulld launched and waits to reap (reapShim).
 	pidfds map[*os.File]struct{}
+	// startInputs remembers, per shim binary file, which stdin its start
+	// command took (see startShim).
+	startInputs map[binaryKey]startInput
 
 	stop      chan struct{}
 	closeOnce sync.Once
@@ -121,7 +127,7 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	m := &Manager{
 		cfg: cfg, log: cfg.Log,
 		tasks: map[string]*Task{}, creating: map[string]bool{}, conns: map[string]*shimConn{}, logs: map[string]*os.File{}, failures: map[string]string{},
-		pidfds: map[*os.File]struct{}{}, stop: make(chan struct{}),
+		pidfds: map[*os.File]struct{}{}, startInputs: map[binaryKey]startInput{}, stop: make(chan struct{}),
 	}
 	m.load(ctx)
 	if cfg.Containers != nil {
@@ -192,12 +198,6 @@ func (m *Manager) Create(ctx context.Context, id string, opts runtime.CreateOpts
 	if err != nil {
 		return nil, err
 	}
-	var optBytes []byte
-	if options != nil {
-		if optBytes, err = proto.Marshal(options); err != nil {
-			return nil, err
-		}
-	}
 	b := bundlePaths(m.cfg.State, m.cfg.Root, ns, id)
 	if err := b.create(opts.Spec); err != nil {
 		return nil, fsfull.Wrap(err, "task bundles", m.cfg.State)
@@ -234,7 +234,7 @@ func (m *Manager) Create(ctx context.Context, id string, opts runtime.CreateOpts
 	}
 	began := time.Now()
 	started = true
-	boot, err := m.startShim(ctx, binary, b, optBytes)
+	boot, err := m.startShim(ctx, binary, b, options)
 	if err != nil {
 		return nil, err
 	}
@@ -268,7 +268,8 @@ func (m *Manager) Create(ctx context.Context, id string, opts runtime.CreateOpts
 		Options: options,
 	}, &resp)
 	if err == nil {
-		rec.State = recordCreated
+		// A shim that said v3 but serves v2 only is spoken to in v2.
+		rec.State, rec.Version = recordCreated, conn.version()
 		err = b.writeRecord(rec)
 	}
 	if err != nil {

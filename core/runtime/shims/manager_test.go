@@ -29,8 +29,11 @@ import (
 // 1.6 runc shim) and one that prints version 3 JSON.
 func TestLifecycle(t *testing.T) {
 	for name, ann := range map[string]map[string]string{
-		"v2 bare address": nil,
-		"v3 json":         {fakeBootstrap: "v3"},
+		"v2 bare address":                 nil,
+		"v3 json":                         {fakeBootstrap: "v3"},
+		"v3 protobuf (containerd 2.3+)":   {fakeBootstrap: "proto"},
+		"options only (containerd 1.6)":   {fakeBootstrap: "legacy"},
+		"says v3, serves v2 (downgraded)": {fakeBootstrap: "v3-on-v2"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			f := newFixture(t)
@@ -49,7 +52,7 @@ func TestLifecycle(t *testing.T) {
 			}
 			rec, err := (&bundle{Path: b}).readRecord()
 			wantVersion := 2
-			if ann[fakeBootstrap] == "v3" {
+			if m := ann[fakeBootstrap]; m == "v3" || m == "proto" {
 				wantVersion = 3
 			}
 			if err != nil || rec.Binary != f.shimBin || rec.Runtime != fakeRuntime || rec.Version != wantVersion {

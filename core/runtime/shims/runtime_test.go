@@ -4,7 +4,9 @@ import (
 	"strings"
 	"testing"
 
+	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
 	"github.com/containerd/errdefs"
+	"google.golang.org/protobuf/proto"
 )
 
 func TestBinaryName(t *testing.T) {
@@ -34,13 +36,25 @@ func TestParseBootstrap(t *testing.T) {
 	if err != nil || b.Version != 3 || b.Address != "unix:///tmp/s/1" {
 		t.Fatalf("json bootstrap: %+v %v", b, err)
 	}
+	b, err = parseBootstrap(bootstrapResult(t, 3, "unix:///tmp/s/2", "ttrpc"))
+	if err != nil || b.Version != 3 || b.Address != "unix:///tmp/s/2" || b.Protocol != "ttrpc" {
+		t.Fatalf("binary BootstrapResult: %+v %v", b, err)
+	}
+	b, err = parseBootstrap(bootstrapResult(t, 0, "unix:///tmp/s/3", ""))
+	if err != nil || b.Version != 2 || b.Protocol != "ttrpc" {
+		t.Fatalf("BootstrapResult without version or protocol: %+v %v; want 2, ttrpc", b, err)
+	}
 	for out, want := range map[string]string{
 		"":                 "no address",
 		"unix://@abstract": "abstract sockets are refused",
 		"@abstract":        "abstract",
-		`{"version":3,"address":"unix:///s","protocol":"grpc"}`: "grpc",
-		`{"version":9,"address":"unix:///s"}`:                   "version 9",
-		`{"version":`:                                           "bootstrap output",
+		`{"version":3,"address":"unix:///s","protocol":"grpc"}`:  "grpc",
+		`{"version":9,"address":"unix:///s"}`:                    "version 9",
+		`{"version":`:                                            "bootstrap JSON",
+		string(bootstrapResult(t, 4, "unix:///s/4", "ttrpc")):    "version 4",
+		string(bootstrapResult(t, 3, "unix:///s/5", "grpc")):     "grpc",
+		string(bootstrapResult(t, 3, "vsock://3:1024", "ttrpc")): "vsock://3:1024",
+		"Segmentation fault (core dumped)\n\x00\xff":             "not a filesystem unix socket",
 	} {
 		if _, err := parseBootstrap([]byte(out)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("parseBootstrap(%q): %v, want an error containing %q", out, err, want)
@@ -48,8 +62,19 @@ func TestParseBootstrap(t *testing.T) {
 	}
 }
 
+// bootstrapResult is start's answer as a shim of containerd 2.3+ prints it.
+func bootstrapResult(t testing.TB, version int32, address, protocol string) []byte {
+	out, err := proto.Marshal(&bootapi.BootstrapResult{Version: version, Address: address, Protocol: protocol})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 func FuzzParseBootstrap(f *testing.F) {
 	f.Add([]byte("unix:///run/containerd/s/abc"))
+	f.Add(bootstrapResult(f, 3, "unix:///run/s/abc", "ttrpc"))
+	f.Add(bootstrapResult(f, 4, "unix:///run/s/abc", "ttrpc"))
 	f.Add([]byte(`{"version":3,"address":"unix:///tmp/s/1","protocol":"ttrpc"}`))
 	f.Add([]byte("@x"))
 	f.Fuzz(func(t *testing.T, out []byte) {

@@ -16,6 +16,8 @@ import (
 	taskv2 "github.com/containerd/containerd/api/runtime/task/v2"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/ttrpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/hullrt/hull/internal/errgrpc"
@@ -25,13 +27,17 @@ import (
 // several tasks (a group, such as a pod).
 type shimConn struct {
 	address string
-	service string // "containerd.task.v2.Task" or "containerd.task.v3.Task"
 	client  *ttrpc.Client
 	// closed is closed when the connection ends, for whatever reason.
 	closed chan struct{}
 
-	mu    sync.Mutex
-	users int
+	mu sync.Mutex
+	// service is "containerd.task.v3.Task" or "containerd.task.v2.Task";
+	// spoken says a call of it succeeded, after which an Unimplemented
+	// answer is the method's, not the service's.
+	service string
+	spoken  bool
+	users   int
 	// shuttingDown is set before a requested shutdown, so that the
 	// connection ending then is not taken for a crash.
 	shuttingDown bool
@@ -49,9 +55,9 @@ func dialShim(ctx context.Context, b bootstrap, onClose func()) (*shimConn, erro
 	if err != nil {
 		return nil, fmt.Errorf("connect to shim at %s: %v: %w", b.Address, err, errdefs.ErrUnavailable)
 	}
-	s := &shimConn{address: b.Address, closed: make(chan struct{}), service: "containerd.task.v2.Task"}
+	s := &shimConn{address: b.Address, closed: make(chan struct{}), service: taskV2}
 	if b.Version == 3 {
-		s.service = "containerd.task.v3.Task"
+		s.service = taskV3
 	}
 	s.client = ttrpc.NewClient(conn, ttrpc.WithOnClose(func() {
 		close(s.closed)
@@ -62,29 +68,67 @@ func dialShim(ctx context.Context, b bootstrap, onClose func()) (*shimConn, erro
 	return s, nil
 }
 
+const (
+	taskV2 = "containerd.task.v2.Task"
+	taskV3 = "containerd.task.v3.Task"
+)
+
+// version is the task API version the connection speaks.
+func (s *shimConn) version() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.service == taskV3 {
+		return 3
+	}
+	return 2
+}
+
 // call invokes a task API method. The v2 and v3 messages are identical on
 // the wire, so the v2 Go types serve both; only the service name differs.
 // The namespace travels in ttrpc metadata as containerd sends it.
+//
+// A shim that says it speaks v3 and answers the first call Unimplemented
+// serves v2 only (a containerd 1.7 shim kept across an upgrade, a
+// third-party shim that says more than it does): the connection falls
+// back to v2 and the call is made again, as containerd downgrades.
 func (s *shimConn) call(ctx context.Context, ns, method string, req, resp any) error {
 	ctx = ttrpc.WithMetadata(ctx, ttrpc.MD{"containerd-namespace-ttrpc": []string{ns}})
-	if err := s.client.Call(ctx, s.service, method, req, resp); err != nil {
-		if errors.Is(err, ttrpc.ErrClosed) {
-			// ttrpc fails the calls in flight before it runs the close
-			// callback; wait for that, so that a caller checking
-			// isClosed (Wait, State, Delete) sees the shim gone.
-			select {
-			case <-s.closed:
-			case <-ctx.Done():
+	s.mu.Lock()
+	service, spoken := s.service, s.spoken
+	s.mu.Unlock()
+	err := s.client.Call(ctx, service, method, req, resp)
+	if err != nil && service == taskV3 && !spoken && status.Code(err) == codes.Unimplemented {
+		if err2 := s.client.Call(ctx, taskV2, method, req, resp); status.Code(err2) != codes.Unimplemented {
+			// v2 knows the method: the shim speaks v2.
+			s.mu.Lock()
+			if !s.spoken {
+				s.service = taskV2
 			}
+			s.mu.Unlock()
+			err = err2
 		}
+	}
+	if err == nil {
+		s.mu.Lock()
+		s.spoken = true
+		s.mu.Unlock()
+		return nil
+	}
+	if errors.Is(err, ttrpc.ErrClosed) {
+		// ttrpc fails the calls in flight before it runs the close
+		// callback; wait for that, so that a caller checking isClosed
+		// (Wait, State, Delete) sees the shim gone.
 		select {
 		case <-s.closed:
-			return fmt.Errorf("shim at %s is gone: %v: %w", s.address, err, errdefs.ErrUnavailable)
-		default:
+		case <-ctx.Done():
 		}
-		return errgrpc.ToNative(err)
 	}
-	return nil
+	select {
+	case <-s.closed:
+		return fmt.Errorf("shim at %s is gone: %v: %w", s.address, err, errdefs.ErrUnavailable)
+	default:
+	}
+	return errgrpc.ToNative(err)
 }
 
 // connect asks the shim about task id within timeout: its pid and the
