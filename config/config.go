@@ -1,18 +1,27 @@
 // Package config reads hulld's configuration file.
 //
-// The file format is containerd 2.x's config.toml, version 3, so that an
-// existing containerd configuration can be pointed at hulld unchanged: the
-// same top-level keys, the same [plugins."<type>.<id>"] sections, the same
-// imports. Version 2 files are migrated in memory, as containerd 2.x does,
-// and version 1 files are refused with a pointer to `hulld config migrate`,
-// because silently reinterpreting them has bitten containerd users before.
+// The file format is containerd 2.x's config.toml, version 4 (what
+// containerd 2.4's `containerd config default` writes), so that an existing
+// containerd configuration can be pointed at hulld unchanged: the same
+// top-level keys, the same [plugins."<type>.<id>"] sections, the same
+// imports. Version 3 files are read as they are: their listener tables
+// ([grpc], [ttrpc], [metrics], debug.address) are moved into version 4's
+// server sections ([plugins."io.containerd.server.v1.grpc"] and the rest)
+// in memory, as containerd 2.3 does. Version 2 files are migrated in memory
+// too, with a warning, and version 1 files are refused with a pointer to
+// `hulld config migrate`, because silently reinterpreting them has bitten
+// containerd users before.
 //
 // Nothing in a file is ignored silently: keys hull does not know come back
 // as Warnings with a position and, where one is close, the key that was
-// probably meant, so that --strict-config can turn them into errors.
+// probably meant, and settings hull reads but does not act on are Warnings
+// naming them, so that --strict-config can turn them into errors.
 //
 // The package holds no state of its own: everything it knows about plugins
-// is passed in as []PluginSection by the caller.
+// is passed in as []PluginSection by the caller, except the server
+// sections, which hull has no plugins for (the daemon itself listens) and
+// which this package therefore reads into Config's GRPC, TTRPC, Debug and
+// Metrics.
 package config
 
 import (
@@ -32,28 +41,33 @@ const (
 	DefaultDebugFormat    = "text"
 )
 
-// CurrentVersion is the config format version hull reads natively.
-const CurrentVersion = 3
+// CurrentVersion is the config format version hull reads natively and
+// writes.
+const CurrentVersion = 4
 
 // Config is hulld's configuration: the top level of config.toml.
 type Config struct {
-	Version         int      "toml:\"version\" doc:\"Format version of the file. hull reads 3 natively, reads 2 by migrating it in memory (with a warning), and refuses 1: run `hulld config migrate` on it. Default: 3.\""
+	Version         int      "toml:\"version\" doc:\"Format version of the file. hull reads 4 and 3 as they are (3's listener tables moved into the server sections in memory), reads 2 by migrating it in memory (with a warning), and refuses 1: run `hulld config migrate` on it. Default: 4.\""
 	Root            string   `toml:"root" doc:"Directory for persistent data: content, metadata, snapshots. Each plugin gets <root>/<type>.<id>. Default: /var/lib/hull."`
 	State           string   `toml:"state" doc:"Directory for runtime state that does not survive a reboot: sockets, task bundles, FIFOs. Default: /run/hull."`
-	Temp            string   `toml:"temp" doc:"Directory for temporary files such as transient mounts; empty means the system's temporary directory ($TMPDIR or /tmp). Default: empty."`
-	PluginDir       string   `toml:"plugin_dir" doc:"Accepted for compatibility with containerd config files and otherwise unused: hull does not load Go plugins. Default: empty."`
+	Temp            string   `toml:"temp" doc:"containerd's directory for temporary files. Not supported (a warning when set): hull makes its temporary files under its state directory or $TMPDIR. Default: empty."`
+	PluginDir       string   `toml:"plugin_dir,omitempty" doc:"Accepted for compatibility with containerd 1.x and 2.0 config files; hull does not load Go plugins, so a value is a warning. Default: empty."`
 	DisabledPlugins []string `toml:"disabled_plugins" doc:"Plugins not to start, as URIs \"<type>.<id>\" (e.g. \"io.containerd.grpc.v1.cri\"). Default: none."`
 	RequiredPlugins []string `toml:"required_plugins" doc:"Plugins, as URIs \"<type>.<id>\", that must start: hulld exits if one of them fails or is missing. Default: none."`
 	OOMScore        int      `toml:"oom_score" doc:"OOM score adjustment for the hulld process (-1000 to 1000); 0 leaves it as inherited. Default: 0."`
 	Imports         []string `toml:"imports" doc:"Further config files to merge in, after this one, so that they override it. Relative paths are relative to the importing file's directory; glob patterns are allowed; every file is read once and cycles are an error. After loading, the list holds every imported file's path in load order. Default: none."`
 
-	GRPC             GRPCConfig                 `toml:"grpc" doc:"The gRPC API socket, which clients such as ctr, nerdctl and the kubelet's CRI connect to."`
-	TTRPC            TTRPCConfig                `toml:"ttrpc" doc:"The ttrpc socket that shims use to publish events back to hulld."`
-	Debug            DebugConfig                `toml:"debug" doc:"Logging and the debug (pprof) socket."`
-	Metrics          MetricsConfig              `toml:"metrics" doc:"The Prometheus metrics endpoint."`
+	// GRPC, TTRPC, Debug's address and Metrics are the listeners, read
+	// from the server sections ([plugins."io.containerd.server.v1.grpc"]
+	// and the rest; see ServerGRPC) or, in version 2 and 3 files, from
+	// the top-level tables those sections replaced.
+	GRPC             GRPCConfig                 `toml:"-"`
+	TTRPC            TTRPCConfig                `toml:"-"`
+	Debug            DebugConfig                `toml:"debug" doc:"Logging."`
+	Metrics          MetricsConfig              `toml:"-"`
 	Cgroup           CgroupConfig               `toml:"cgroup" doc:"The cgroup hulld itself is placed in."`
-	Timeouts         map[string]string          `toml:"timeouts" doc:"Timeouts by name (e.g. \"io.containerd.timeout.shim.cleanup\" = \"5s\"), as Go durations. Names that are not set keep the default of the plugin that uses them. Default: empty."`
-	StreamProcessors map[string]StreamProcessor `toml:"stream_processors" doc:"External binaries that transform layer streams by media type, such as decryption, keyed by name. Default: none."`
+	Timeouts         map[string]string          `toml:"timeouts" doc:"containerd's timeouts by name (e.g. \"io.containerd.timeout.shim.cleanup\" = \"5s\"), as Go durations. Not supported (a warning for each): hull's plugins keep their own timeouts. Default: empty."`
+	StreamProcessors map[string]StreamProcessor `toml:"stream_processors" doc:"External binaries that transform layer streams by media type, such as decryption, keyed by name. Not supported (a warning for each): hull applies only the layer media types it knows. Default: none."`
 	ProxyPlugins     map[string]ProxyPlugin     `toml:"proxy_plugins" doc:"Snapshotters, content stores and other plugins served by another process over gRPC, keyed by plugin ID. Default: none."`
 	Plugins          map[string]any             `toml:"plugins" doc:"Per-plugin configuration, one table per plugin keyed by its URI: [plugins.\"<type>.<id>\"]. Each plugin's keys are listed in its own section of this reference."`
 
@@ -61,41 +75,54 @@ type Config struct {
 	// the files are merged (plugin sections are decoded long after Load)
 	// still point at the file and line the user has to edit.
 	src sourceMap
+	// The TCP server's settings hull reads only to say it does not
+	// support them (see unsupported).
+	tcpCommonName          string
+	tcpMaxRecv, tcpMaxSend int
 }
 
-// GRPCConfig is the [grpc] table.
+// GRPCConfig is the gRPC API's listeners: the unix socket of
+// [plugins."io.containerd.server.v1.grpc"] and the TCP one of
+// [plugins."io.containerd.server.v1.grpc-tcp"] (version 3's [grpc]).
 type GRPCConfig struct {
-	Address        string `toml:"address" doc:"Path of the unix socket serving the gRPC API. Default: /run/hull/hull.sock."`
-	TCPAddress     string `toml:"tcp_address" doc:"host:port to also serve the gRPC API on over TCP; empty disables TCP. Default: empty."`
-	TCPTLSCA       string `toml:"tcp_tls_ca" doc:"CA certificate file used to verify TCP clients' certificates; empty accepts clients without verifying them. Default: empty."`
-	TCPTLSCert     string `toml:"tcp_tls_cert" doc:"Server certificate file for TCP; with tcp_tls_key it turns TLS on. Default: empty."`
-	TCPTLSKey      string `toml:"tcp_tls_key" doc:"Private key file for tcp_tls_cert. Default: empty."`
-	UID            int    `toml:"uid" doc:"Owner uid of the gRPC socket. Default: 0."`
-	GID            int    `toml:"gid" doc:"Owner gid of the gRPC socket. Default: 0."`
-	MaxRecvMsgSize int    `toml:"max_recv_message_size" doc:"Largest gRPC message hulld accepts, in bytes. Default: 16777216 (16 MiB)."`
-	MaxSendMsgSize int    `toml:"max_send_message_size" doc:"Largest gRPC message hulld sends, in bytes. Default: 16777216 (16 MiB)."`
+	Address        string
+	TCPAddress     string
+	TCPTLSCA       string
+	TCPTLSCert     string
+	TCPTLSKey      string
+	UID            int
+	GID            int
+	MaxRecvMsgSize int
+	MaxSendMsgSize int
 }
 
-// TTRPCConfig is the [ttrpc] table.
+// TTRPCConfig is [plugins."io.containerd.server.v1.ttrpc"] (version 3's
+// [ttrpc]). An empty Address means the gRPC address with ".ttrpc"
+// appended.
 type TTRPCConfig struct {
-	Address string `toml:"address" doc:"Path of the ttrpc unix socket; empty means the gRPC address with \".ttrpc\" appended. Default: empty."`
-	UID     int    `toml:"uid" doc:"Owner uid of the ttrpc socket. Default: 0."`
-	GID     int    `toml:"gid" doc:"Owner gid of the ttrpc socket. Default: 0."`
+	Address  string
+	UID, GID int
 }
 
-// DebugConfig is the [debug] table.
+// DebugConfig is the [debug] table, which keeps the log settings in
+// version 4, and the debug socket of [plugins."io.containerd.server.v1.debug"]
+// (version 3's debug.address, uid and gid).
 type DebugConfig struct {
-	Address string `toml:"address" doc:"Path of a unix socket serving pprof and expvar; empty disables it. Default: empty."`
-	UID     int    `toml:"uid" doc:"Owner uid of the debug socket. Default: 0."`
-	GID     int    `toml:"gid" doc:"Owner gid of the debug socket. Default: 0."`
-	Level   string `toml:"level" doc:"Log level: trace, debug, info, warn, error, fatal or panic. Default: info."`
-	Format  string `toml:"format" doc:"Log format: text or json. Default: text."`
+	Address    string `toml:"-"`
+	UID        int    `toml:"-"`
+	GID        int    `toml:"-"`
+	Level      string `toml:"level" doc:"Log level: trace, debug, info, warn, error, fatal or panic. Default: info."`
+	Format     string `toml:"format" doc:"Log format: text or json. Default: text."`
+	LogTraceID bool   `toml:"log_trace_id" doc:"containerd's trace IDs in log lines. Not supported (a warning when true): hull does not trace requests. Default: false."`
 }
 
-// MetricsConfig is the [metrics] table.
+// MetricsConfig is the metrics endpoint of
+// [plugins."io.containerd.server.v1.metrics"] and the histogram switch of
+// [plugins."io.containerd.metrics.v1.grpc-prometheus"] (version 3's
+// [metrics]).
 type MetricsConfig struct {
-	Address       string `toml:"address" doc:"host:port to serve Prometheus metrics on at /v1/metrics; empty disables it. Default: empty."`
-	GRPCHistogram bool   `toml:"grpc_histogram" doc:"Also record latency histograms for every gRPC method, which is costly in series. Default: false."`
+	Address       string
+	GRPCHistogram bool
 }
 
 // CgroupConfig is the [cgroup] table.
@@ -150,6 +177,14 @@ func (c *Config) applyDefaults() {
 	}
 	if c.GRPC.MaxSendMsgSize == 0 {
 		c.GRPC.MaxSendMsgSize = DefaultMaxMessageSize
+	}
+	// The TCP server's limits matter only where they differ from the
+	// socket's (a warning): equal ones are kept as "not set".
+	if c.tcpMaxRecv == c.GRPC.MaxRecvMsgSize {
+		c.tcpMaxRecv = 0
+	}
+	if c.tcpMaxSend == c.GRPC.MaxSendMsgSize {
+		c.tcpMaxSend = 0
 	}
 	if c.Debug.Level == "" {
 		c.Debug.Level = DefaultDebugLevel

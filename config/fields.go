@@ -55,7 +55,23 @@ func tomlFields(t reflect.Type) []field {
 		}
 	}
 	walk(t, nil)
-	return out
+	// As in Go and go-toml, a key of an embedding struct hides the same
+	// key of the struct it embeds: the shallowest field wins.
+	depth := map[string]int{}
+	for _, f := range out {
+		if d, ok := depth[f.name]; !ok || len(f.index) < d {
+			depth[f.name] = len(f.index)
+		}
+	}
+	kept := out[:0]
+	seen := map[string]bool{}
+	for _, f := range out {
+		if len(f.index) == depth[f.name] && !seen[f.name] {
+			seen[f.name] = true
+			kept = append(kept, f)
+		}
+	}
+	return kept
 }
 
 // isLeaf reports whether values of t are written as one TOML value even

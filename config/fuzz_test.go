@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
 )
@@ -20,8 +21,17 @@ func fuzzSeeds(f *testing.F) {
 		"disabled_plugins = [\"cri\", 1]\n[stream_processors.a]\naccepts = 'x'\n",
 		"version = 3\n[debug]\nlevel = 'x'\n",
 		"version = 3\ntimeouts = { a = '1s' }\n[plugins]\nx = 1\n",
+		"version = 4\n[plugins.'io.containerd.server.v1.grpc']\naddress = '/a.sock'\nuid = 1\n[plugins.'io.containerd.server.v1.ttrpc']\naddress = '/t'\n",
+		"version = 4\n[grpc]\naddress = '/a'\ntcp_address = ':1'\nmax_recv_message_size = 2\n[metrics]\ngrpc_histogram = true\n[plugins.'io.containerd.server.v1.grpc-tcp']\ntls_common_name = 'x'\n",
+		"version = 3\n[debug]\naddress = '/d'\nlog_trace_id = true\n[ttrpc]\nuid = 'x'\n[plugins.'io.containerd.server.v1.debug']\nuid = 2\n",
+		"version = 4\nplugins = 1\n[grpc]\naddress = '/a'\n",
+		"version = 4\n[plugins.'io.containerd.server.v1.metrics']\naddress = 1\n",
 	} {
 		f.Add([]byte(s))
+	}
+	if b, err := os.ReadFile("testdata/containerd-2.4.2-default.toml"); err == nil {
+		f.Add(b)
+		f.Add(bytes.Replace(b, []byte("version = 4"), []byte("version = 3"), 1))
 	}
 }
 

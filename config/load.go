@@ -63,7 +63,9 @@ func (osFS) Glob(pattern string) ([]string, error) { return filepath.Glob(patter
 // without a version key takes its importer's version; one with a higher
 // version than its importer is an error.
 //
-// Version 2 files are migrated in memory, with a Warning. Unknown keys
+// Version 2 files are migrated in memory, with a Warning; version 3's
+// listener tables are moved into version 4's server sections, silently in a
+// version 3 file and with a Warning in a version 4 one. Unknown keys
 // outside plugin sections are Warnings; plugin sections are only checked by
 // Validate and DecodePlugin, which know the plugins. Defaults are applied to
 // whatever is left empty.
@@ -103,7 +105,7 @@ type loader struct {
 	imported []string
 }
 
-// doc is one file, read and migrated to version 3, before merging.
+// doc is one file, read and migrated to version 4, before merging.
 type doc struct {
 	raw     map[string]any
 	src     sourceMap
@@ -188,7 +190,7 @@ func (l *loader) resolve(dir, imp string) ([]string, error) {
 }
 
 // readDoc parses one file, checks its top-level keys and brings it to
-// version 3.
+// version 4.
 func readDoc(data []byte, file string, parentVersion int) (*doc, []Warning, error) {
 	raw := map[string]any{}
 	if err := toml.Unmarshal(data, &raw); err != nil {
@@ -208,7 +210,7 @@ func readDoc(data []byte, file string, parentVersion int) (*doc, []Warning, erro
 		return nil, nil, v1Error(file)
 	case version > CurrentVersion:
 		return nil, nil, &Error{File: file, Line: vpos.line, Column: vpos.col, Key: "version",
-			Msg: fmt.Sprintf("config file %s is version %d; hull reads versions up to %d", file, version, CurrentVersion)}
+			Msg: fmt.Sprintf("config file %s is version %d; hull reads versions 2 to %d", file, version, CurrentVersion)}
 	case !declared && parentVersion != 0:
 		version = parentVersion
 	case !declared && hasV2Signs(raw):
@@ -223,16 +225,17 @@ func readDoc(data []byte, file string, parentVersion int) (*doc, []Warning, erro
 	}
 	d.version = version
 
-	// Decode strictly for the top-level keys' types and names. Plugin
-	// sections land in a map[string]any and pass whatever they hold.
-	var top Config
+	// Decode strictly for the top-level keys' types and names, version
+	// 3's listener tables included. Plugin sections land in a
+	// map[string]any and pass whatever they hold.
+	var top legacyTop
 	err = toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields().Decode(&top)
 	var strict *toml.StrictMissingError
 	switch {
 	case errors.As(err, &strict):
 		for _, e := range strict.Errors {
 			line, col := e.Position()
-			ws = append(ws, unknownKey(reflect.TypeFor[Config](), nil, e.Key(), pos{file, line, col}, e.Error()))
+			ws = append(ws, unknownKey(reflect.TypeFor[legacyTop](), nil, e.Key(), pos{file, line, col}, e.Error()))
 		}
 	case err != nil:
 		return nil, ws, typeError(file, err, nil, d.src)
@@ -246,6 +249,14 @@ func readDoc(data []byte, file string, parentVersion int) (*doc, []Warning, erro
 			msg = fmt.Sprintf("no version key, and the CRI settings under %q are laid out as in version 2: migrated to version %d in memory; run \"hulld config migrate %s\" to update the file", criGRPC, CurrentVersion, file)
 		}
 		ws = append(ws, Warning{File: file, Line: vpos.line, Column: vpos.col, Message: msg})
+	}
+	for _, table := range migrate3to4(raw, d.src) {
+		if version < 4 {
+			continue
+		}
+		p := d.src.lookup([]string{table})
+		ws = append(ws, Warning{File: file, Line: p.line, Column: p.col, Key: table,
+			Message: fmt.Sprintf("table %q is laid out as in version 3: read into %s, where version 4 keeps it", table, legacyTableIn(table))})
 	}
 	delete(raw, "version")
 	delete(raw, "imports")
@@ -270,7 +281,7 @@ func fileVersion(raw map[string]any, file string, vpos pos) (version int, declar
 	}
 	if n < 1 || n > 1<<20 {
 		return 0, false, &Error{File: file, Line: vpos.line, Column: vpos.col, Key: "version",
-			Msg: fmt.Sprintf("config file %s has version %d; hull reads versions 2 and %d", file, n, CurrentVersion)}
+			Msg: fmt.Sprintf("config file %s has version %d; hull reads versions 2 to %d", file, n, CurrentVersion)}
 	}
 	return int(n), true, nil
 }
@@ -473,6 +484,9 @@ func (l *loader) build() (*Config, error) {
 	c.Version = CurrentVersion
 	c.Imports = l.imported
 	c.src = l.src
+	if err := c.readServers(); err != nil {
+		return nil, err
+	}
 	c.applyDefaults()
 
 	if !validLevel(c.Debug.Level) {

@@ -245,11 +245,12 @@ func putMissing(m map[string]any, k string, v any) {
 	}
 }
 
-// Migrate rewrites a version 1 or 2 config file as version 3, the way
+// Migrate rewrites a version 1, 2 or 3 config file as version 4, the way
 // Load reads it, for `hulld config migrate`. A file without a version key
 // is taken as version 1 if it uses short plugin names, as version 2 if its
-// CRI section has version 2's layout, and as version 3 otherwise. A version
-// 3 file comes back re-encoded. Comments and formatting are not kept, and
+// CRI section has version 2's layout, and as version 4 otherwise. A version
+// 4 file comes back re-encoded, with any listener table of version 3's
+// moved to its server section. Comments and formatting are not kept, and
 // imported files are not touched: migrate them one by one.
 func Migrate(data []byte, file string) ([]byte, error) {
 	raw := map[string]any{}
@@ -277,7 +278,7 @@ func Migrate(data []byte, file string) ([]byte, error) {
 	}
 	if version > CurrentVersion {
 		return nil, &Error{File: file, Line: vpos.line, Column: vpos.col, Key: "version",
-			Msg: fmt.Sprintf("config file %s is version %d; hull reads versions up to %d", file, version, CurrentVersion)}
+			Msg: fmt.Sprintf("config file %s is version %d; hull reads versions 2 to %d", file, version, CurrentVersion)}
 	}
 	if version == 1 {
 		migrate1to2(raw, nil)
@@ -285,6 +286,7 @@ func Migrate(data []byte, file string) ([]byte, error) {
 	if version <= 2 {
 		migrate2to3(raw, nil)
 	}
+	migrate3to4(raw, nil)
 	delete(raw, "version")
 
 	var buf bytes.Buffer

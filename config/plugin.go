@@ -76,6 +76,7 @@ func (c *Config) DecodePlugin(uri string, into any) ([]Warning, error) {
 // file and position, for the caller to log or, with --strict-config, to
 // refuse.
 func (c *Config) Validate(plugins []PluginSection) []Warning {
+	plugins = append(serverSections(Default()), plugins...)
 	known := make(map[string]PluginSection, len(plugins))
 	uris := make([]string, 0, len(plugins))
 	for _, p := range plugins {
@@ -91,7 +92,7 @@ func (c *Config) Validate(plugins []PluginSection) []Warning {
 		ps, ok := known[uri]
 		if !ok {
 			ws = append(ws, Warning{File: p.file, Line: p.line, Column: p.col, Key: formatKey(parts),
-				Suggestion: suggestPlugin(uri, uris), Message: fmt.Sprintf("unknown plugin %q", uri)})
+				Suggestion: suggestPlugin(uri, uris), Message: fmt.Sprintf("unknown plugin %q: hull has no such plugin, so its settings are not used", uri)})
 			continue
 		}
 		if ps.Config == nil {
@@ -128,6 +129,7 @@ func (c *Config) Validate(plugins []PluginSection) []Warning {
 				Suggestion: suggestPlugin(u, uris), Message: fmt.Sprintf("%s names unknown plugin %q", list.key, u)})
 		}
 	}
+	ws = append(ws, c.unsupported()...)
 	sort.SliceStable(ws, func(i, j int) bool {
 		a, b := ws[i], ws[j]
 		if a.File != b.File {
@@ -159,8 +161,10 @@ func errorWarning(err error, key string) Warning {
 }
 
 // suggestPlugin finds the known URI a user most likely meant: the one whose
-// ID or version 1 name is exactly what was written, else the nearest by
-// edit distance.
+// ID or version 1 name is exactly what was written, else one that differs
+// by a typo in the ID (same type) or in the type (same ID). Two URIs share
+// most of their characters ("io.containerd."), so a distance over whole
+// URIs would match containerd's plugins hull lacks to unrelated ones.
 func suggestPlugin(name string, uris []string) string {
 	if uri, ok := v1PluginURI(name); ok {
 		for _, u := range uris {
@@ -176,5 +180,35 @@ func suggestPlugin(name string, uris []string) string {
 			}
 		}
 	}
-	return nearest(name, uris)
+	typ, id := splitURI(name)
+	var sameType, sameID []string
+	for _, u := range uris {
+		ut, uid := splitURI(u)
+		if ut == typ {
+			sameType = append(sameType, uid)
+		}
+		if uid == id {
+			sameID = append(sameID, ut)
+		}
+	}
+	if s := nearest(id, sameType); s != "" && id != "" {
+		return typ + "." + s
+	}
+	if len(typ) <= maxSuggestLen {
+		for _, ut := range sameID {
+			if distance(strings.ToLower(typ), strings.ToLower(ut)) <= 2 {
+				return ut + "." + id
+			}
+		}
+	}
+	return ""
+}
+
+// splitURI splits "<type>.<id>" at the last dot: plugin IDs have none.
+func splitURI(uri string) (typ, id string) {
+	i := strings.LastIndexByte(uri, '.')
+	if i < 0 {
+		return "", uri
+	}
+	return uri[:i], uri[i+1:]
 }

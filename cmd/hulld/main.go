@@ -44,7 +44,7 @@ func main() {
 				{Name: "default", Usage: "print the complete default configuration", Action: configDefault},
 				{Name: "dump", Usage: "print the effective configuration after imports and flags", Action: configDump},
 				{Name: "check", Usage: "validate a configuration file without starting", ArgsUsage: "[FILE]", Action: configCheck},
-				{Name: "migrate", Usage: "rewrite a version 1 or 2 file as version 3 on stdout", ArgsUsage: "[FILE]", Action: configMigrate},
+				{Name: "migrate", Usage: "rewrite a version 1, 2 or 3 file as version 4 on stdout", ArgsUsage: "[FILE]", Action: configMigrate},
 				{Name: "reference", Usage: "print the Markdown configuration reference (docs/configuration.md)", Action: configReference},
 			},
 		}},
