@@ -17,6 +17,7 @@ import (
 	"github.com/hullrt/hull/core/metadata"
 	"github.com/hullrt/hull/core/snapshots"
 	"github.com/hullrt/hull/plugin"
+	"github.com/hullrt/hull/plugins/restart"
 )
 
 // GCConfig is the configuration of the garbage collection scheduler.
@@ -49,6 +50,7 @@ func Register(r *plugin.Registry) {
 	})
 	registerSnapshotters(r)
 	registerRuntime(r)
+	restart.Register(r)
 	r.Register(&plugin.Registration{
 		Type: plugin.MetadataPlugin, ID: "bolt",
 		Requires: []plugin.Type{plugin.ContentPlugin, plugin.EventPlugin, plugin.SnapshotPlugin},
