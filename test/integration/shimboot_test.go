@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -104,6 +105,28 @@ func TestShimBootContainerd2RuncShimUnderHulld(t *testing.T) {
 		}
 		return nil
 	})
+
+	// A shim that dies is cleaned up after with its delete command,
+	// which takes the legacy flags alone: the container goes with it.
+	c.ok(t, "run", "-d", ref, "crash", "sleep", "600")
+	c.waitStatus(t, "crash", "RUNNING")
+	pids = hulltest.ShimPIDs(d.Address)
+	if len(pids) != 1 {
+		t.Fatalf("shims of hulld: %v; want the one of task crash", pids)
+	}
+	if err := syscall.Kill(pids[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	c.waitStatus(t, "crash", "STOPPED")
+	// 137 is what the shim's delete says; hulld's own fallback is 255.
+	if out := c.ok(t, "tasks", "rm", "crash"); !strings.Contains(out, "exit code 137") {
+		t.Errorf("tasks rm crash: %q; want the exit code the shim's delete gave, 137", out)
+	}
+	c.ok(t, "containers", "rm", "crash")
+	runcRoot := filepath.Join(d.State, "runc", ns)
+	if out, err := exec.Command("runc", "--root", runcRoot, "list", "-q").CombinedOutput(); err != nil || strings.Contains(string(out), "crash") {
+		t.Errorf("runc list after the shim died: %v\n%s", err, out)
+	}
 }
 
 // ctr2 runs containerd v2.4.2's own ctr against address and returns its
