@@ -83,6 +83,7 @@ func GenerateSpec(ctx context.Context, client Client, c *containers.Container, o
 // ApplyOpts applies opts to s in order and stops at the first error, which it
 // returns as is.
 func ApplyOpts(ctx context.Context, client Client, c *containers.Container, s *Spec, opts ...SpecOpts) error {
+	ctx = withUserDBCache(ctx)
 	for _, o := range opts {
 		if o == nil {
 			continue

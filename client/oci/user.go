@@ -138,14 +138,45 @@ func (db *userDB) resolve(us userSpec) (specs.User, error) {
 }
 
 // withUserDB loads the container's user database and calls fn with it.
+//
+// Within one ApplyOpts the database of a snapshot is read once: the user
+// and the groups are options of their own, and each read mounts the
+// snapshot, which the options never change.
 func withUserDB(ctx context.Context, client Client, c *containers.Container, s *Spec, fn func(*userDB) error) error {
+	cache, _ := ctx.Value(userDBCacheKey{}).(*userDBCache)
+	var key string
+	if cache != nil && c != nil && c.SnapshotKey != "" {
+		key = c.Snapshotter + "\x00" + c.SnapshotKey
+		if db, ok := cache.dbs[key]; ok {
+			return fn(db)
+		}
+	}
 	return withRootfs(ctx, client, c, s, func(root string) error {
 		db, err := loadUserDB(root)
 		if err != nil {
 			return err
 		}
+		if key != "" {
+			cache.dbs[key] = db
+		}
 		return fn(db)
 	})
+}
+
+// userDBCacheKey carries a *userDBCache in the context of one ApplyOpts.
+type userDBCacheKey struct{}
+
+// userDBCache holds the user databases read during one ApplyOpts, by
+// snapshotter and snapshot key. Options run one after another, so it
+// needs no lock.
+type userDBCache struct{ dbs map[string]*userDB }
+
+// withUserDBCache returns ctx with a new cache, unless it has one.
+func withUserDBCache(ctx context.Context) context.Context {
+	if _, ok := ctx.Value(userDBCacheKey{}).(*userDBCache); ok {
+		return ctx
+	}
+	return context.WithValue(ctx, userDBCacheKey{}, &userDBCache{dbs: map[string]*userDB{}})
 }
 
 func ensureProcess(s *Spec) {
