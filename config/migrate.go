@@ -156,6 +156,15 @@ func migrate2to3(raw map[string]any, sm sourceMap) {
 	if !ok {
 		return
 	}
+	// containerd 2.0 made the restart monitor a monitor plugin.
+	const oldRestart, newRestart = "io.containerd.internal.v1.restart", "io.containerd.monitor.container.v1.restart"
+	if v, ok := plugins[oldRestart]; ok {
+		if _, taken := plugins[newRestart]; !taken {
+			plugins[newRestart] = v
+			delete(plugins, oldRestart)
+			sm.copyPrefix([]string{"plugins", oldRestart}, []string{"plugins", newRestart})
+		}
+	}
 	cri, ok := plugins[criGRPC].(map[string]any)
 	if !ok {
 		return

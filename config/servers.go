@@ -42,7 +42,7 @@ type tcpServer struct {
 
 // ttrpcServer is [plugins."io.containerd.server.v1.ttrpc"].
 type ttrpcServer struct {
-	Address string `toml:"address" doc:"Path of the ttrpc socket shims publish events to. Empty means the gRPC address with \".ttrpc\" appended, which is the only address hulld serves ttrpc on today: another one is a warning. Default: empty."`
+	Address string `toml:"address" doc:"Path of the ttrpc socket shims publish events to. Empty means the gRPC address with \".ttrpc\" appended. Default: empty."`
 	UID     int    `toml:"uid" doc:"Owner uid of the ttrpc socket; only 0 is supported (the socket is root's, mode 0600). Default: 0."`
 	GID     int    `toml:"gid" doc:"Owner gid of the ttrpc socket; only 0 is supported. Default: 0."`
 }
@@ -273,10 +273,6 @@ func (c *Config) unsupported() []Warning {
 	at := func(msg string, parts ...string) {
 		p := c.src.lookup(parts)
 		ws = append(ws, Warning{File: p.file, Line: p.line, Column: p.col, Key: formatKey(parts), Message: msg})
-	}
-	if c.TTRPC.Address != "" && c.TTRPC.Address != c.GRPC.Address+".ttrpc" {
-		at(fmt.Sprintf("%s = %q is not supported: hulld serves ttrpc at the gRPC address with \".ttrpc\" appended (%s)",
-			quoteKey(formatKey([]string{"plugins", ServerTTRPC, "address"})), c.TTRPC.Address, c.GRPC.Address+".ttrpc"), "plugins", ServerTTRPC, "address")
 	}
 	for _, k := range []struct {
 		key string

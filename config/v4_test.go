@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -147,7 +148,6 @@ grpc_histogram = true
 	for _, want := range []string{
 		`config.toml:4:1: "debug.log_trace_id" is not supported`,
 		`config.toml:12:1: 'plugins."io.containerd.server.v1.grpc-tcp".max_recv_message_size' = 5 is not supported`,
-		`config.toml:14:1: 'plugins."io.containerd.server.v1.ttrpc".address' = "/elsewhere.ttrpc" is not supported`,
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("warnings lack %q:\n%s", want, got)
@@ -244,5 +244,24 @@ func TestSuggestPlugin(t *testing.T) {
 		if got := suggestPlugin(in, uris); got != want {
 			t.Errorf("suggestPlugin(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// A version 2 file's restart monitor section, under the name containerd
+// 1.x gave it, is the monitor plugin's after migration (as containerd 2.0
+// renamed it), also when the file is read without migrating.
+func TestMigrateRestartMonitor(t *testing.T) {
+	in := "version = 2\n[plugins.\"io.containerd.internal.v1.restart\"]\n  interval = \"3s\"\n"
+	out, err := Migrate([]byte(in), "/old.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), "io.containerd.monitor.container.v1.restart") || strings.Contains(string(out), "io.containerd.internal.v1.restart") {
+		t.Fatalf("migrated:\n%s", out)
+	}
+	c, _ := mustParse(t, in)
+	p, ok := c.Plugins["io.containerd.monitor.container.v1.restart"]
+	if !ok || !strings.Contains(fmt.Sprint(p), "3s") {
+		t.Fatalf("read version 2 file: plugins %v", c.Plugins)
 	}
 }

@@ -126,7 +126,7 @@ func New(ctx context.Context, cfg *config.Config, reg *plugin.Registry, log *slo
 	}
 	// Before anything of the root is touched: a daemon already serving
 	// this address (with another root) keeps it, and this one stops.
-	for _, path := range []string{cfg.GRPC.Address, cfg.GRPC.Address + ".ttrpc"} {
+	for _, path := range []string{cfg.GRPC.Address, cfg.TTRPCAddress()} {
 		if err := socketFree(path); err != nil {
 			return nil, err
 		}
@@ -406,7 +406,7 @@ func (d *Daemon) listen() error {
 	return nil
 }
 
-func (d *Daemon) ttrpcAddress() string { return d.cfg.GRPC.Address + ".ttrpc" }
+func (d *Daemon) ttrpcAddress() string { return d.cfg.TTRPCAddress() }
 
 // listenTTRPC serves the ttrpc plugins on the socket shims are given as
 // TTRPC_ADDRESS. Only root may connect: what arrives there is trusted as

@@ -9,13 +9,15 @@ import (
 // inProcessClients are the daemon packages allowed to import the client
 // library: consumers of the service layer that build the client over
 // in-process services (client.NewInProcess): the CRI plugin and its
-// packages, which build specs with client/oci and stdio with client/cio.
+// packages, which build specs with client/oci and stdio with client/cio,
+// and the restart monitor, which restarts tasks as a client would.
 var inProcessClients = map[string]bool{
 	"github.com/hullrt/hull/plugins/cri":     true,
 	"github.com/hullrt/hull/cri/server":      true,
 	"github.com/hullrt/hull/cri/images":      true,
 	"github.com/hullrt/hull/cri/spec":        true,
 	"github.com/hullrt/hull/cri/containerio": true,
+	"github.com/hullrt/hull/plugins/restart": true,
 }
 
 // TestHulldDoesNotLinkTheClient keeps the client library (and with it the

@@ -42,6 +42,8 @@ const (
 	StreamingPlugin    Type = "io.containerd.streaming.v1"
 	SandboxStorePlugin Type = "io.containerd.sandbox.store.v1"
 	CRIPlugin          Type = "io.containerd.cri.v1"
+	// ContainerMonitorPlugin watches containers, as the restart monitor.
+	ContainerMonitorPlugin Type = "io.containerd.monitor.container.v1"
 )
 
 // ErrSkip is returned by an Init function that decides, from its config or

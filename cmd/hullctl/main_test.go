@@ -186,12 +186,20 @@ func TestNamespaces(t *testing.T) {
 
 	h.fails([]string{"Bad Name", "invalid"}, "namespaces", "create", "Bad Name")
 	h.fails([]string{"gone"}, "namespaces", "rm", "gone")
-	h.fails([]string{"gone"}, "namespaces", "label", "gone", "a=b")
 	h.fails([]string{"usage"}, "namespaces", "create")
 	h.fails([]string{`"=x"`}, "namespaces", "create", "x", "=x")
-	// A namespace with something in it cannot go.
-	h.ok("-n", "busy", "leases", "create", "--id", "hold")
-	h.fails([]string{"busy"}, "namespaces", "rm", "busy")
+	// Labelling a missing namespace makes it, as containerd 2.x does.
+	h.ok("namespaces", "label", "made", "a=b")
+	if got := h.ok("namespaces", "ls", "-q"); got != "made\n" {
+		t.Fatalf("after labelling a missing namespace, ls printed %q", got)
+	}
+	// Leases go with their namespace; a snapshot keeps it.
+	h.ok("-n", "made", "leases", "create", "--id", "hold")
+	h.ok("namespaces", "rm", "made")
+	h.ok("-n", "busy", "snapshots", "prepare", "k")
+	h.fails([]string{"busy", "snapshots"}, "namespaces", "rm", "busy")
+	h.ok("-n", "busy", "snapshots", "rm", "k")
+	h.ok("namespaces", "rm", "busy")
 }
 
 func TestContent(t *testing.T) {

@@ -135,7 +135,7 @@ func (s containerStore) Get(ctx context.Context, id string) (containers.Containe
 			return err
 		}
 		if !ok {
-			return notFound("container %q", id)
+			return notFound("container %q in namespace %q", id, t.ns)
 		}
 		c = r.container(id)
 		return nil
@@ -250,7 +250,7 @@ func (s containerStore) Update(ctx context.Context, c containers.Container, fiel
 			return err
 		}
 		if !ok {
-			return notFound("container %q", c.ID)
+			return notFound("container %q in namespace %q", c.ID, t.ns)
 		}
 		if len(fieldpaths) == 0 {
 			// A full replace carries every field: the immutable ones
@@ -322,7 +322,7 @@ func (s containerStore) Delete(ctx context.Context, id string) error {
 	err := s.db.updateFreeing(ctx, func(t *nsTx) error {
 		b := t.bucket(bucketContainers)
 		if b == nil || b.Get([]byte(id)) == nil {
-			return notFound("container %q", id)
+			return notFound("container %q in namespace %q", id, t.ns)
 		}
 		if err := b.Delete([]byte(id)); err != nil {
 			return err

@@ -74,7 +74,7 @@ func (s contentStore) Info(ctx context.Context, dgst digest.Digest) (content.Inf
 			return err
 		}
 		if !ok {
-			return notFound("content %s", dgst)
+			return notFound("content digest %s", dgst)
 		}
 		info = r.info(dgst)
 		return nil
@@ -105,7 +105,7 @@ func (s contentStore) Update(ctx context.Context, info content.Info, fieldpaths 
 			return err
 		}
 		if !ok {
-			return notFound("content %s", info.Digest)
+			return notFound("content digest %s", info.Digest)
 		}
 		if len(fieldpaths) == 0 {
 			r.Labels = copyLabels(info.Labels)
@@ -182,7 +182,7 @@ func (s contentStore) Delete(ctx context.Context, dgst digest.Digest) error {
 	err := s.db.updateFreeing(ctx, func(t *nsTx) error {
 		b := t.bucket(bucketContent)
 		if b == nil || b.Get([]byte(dgst.String())) == nil {
-			return notFound("content %s", dgst)
+			return notFound("content digest %s", dgst)
 		}
 		if err := b.Delete([]byte(dgst.String())); err != nil {
 			return err

@@ -43,19 +43,6 @@ var (
 	bucketSnapshots  = []byte("snapshots")
 )
 
-// objectBuckets are the kinds of object that keep a namespace from being
-// deleted, with the words used to name them in the error.
-var objectBuckets = []struct {
-	name []byte
-	what string
-}{
-	{bucketImages, "images"},
-	{bucketContainers, "containers"},
-	{bucketContent, "content"},
-	{bucketIngests, "active ingests"},
-	{bucketSnapshots, "snapshots"},
-	{bucketLeases, "leases"},
-}
 
 // Options configure a DB.
 type Options struct {

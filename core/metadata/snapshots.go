@@ -112,7 +112,7 @@ func (s *snapshotStore) get(t *nsTx, key string) (snapRecord, error) {
 		return r, err
 	}
 	if !ok {
-		return r, notFound("snapshot %q (snapshotter %s)", key, s.name)
+		return r, notFound("snapshot %s does not exist", key)
 	}
 	return r, nil
 }

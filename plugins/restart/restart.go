@@ -28,10 +28,6 @@ import (
 	"github.com/hullrt/hull/plugin"
 )
 
-// MonitorPlugin is the plugin type of container monitors, containerd's
-// name for it.
-const MonitorPlugin plugin.Type = "io.containerd.monitor.container.v1"
-
 // DefaultInterval is how often the monitor looks when the config says
 // nothing (or 0), as in containerd.
 const DefaultInterval = 10 * time.Second
@@ -49,7 +45,7 @@ type Config struct {
 // Register adds the restart monitor to r.
 func Register(r *plugin.Registry) {
 	r.Register(&plugin.Registration{
-		Type: MonitorPlugin, ID: "restart",
+		Type: plugin.ContainerMonitorPlugin, ID: "restart",
 		Requires: []plugin.Type{plugin.EventPlugin, plugin.ServicePlugin},
 		Config:   &Config{Interval: DefaultInterval.String()},
 		Init: func(ic *plugin.InitContext) (any, error) {

@@ -294,20 +294,24 @@ func splitKey(key string) []string {
 }
 
 // A version 3 file with version 3's [grpc] table and a ttrpc server
-// section gets both addresses honoured; config default is version 4 and
+// section of another address gets both honoured (shims are given the
+// ttrpc one); config default is version 4 and
 // config migrate turns the version 3 file into it.
 func TestConfig4Version3Addresses(t *testing.T) {
 	dir := t.TempDir()
-	address := filepath.Join(dir, "v3.sock")
+	address, ttrpcAddress := filepath.Join(dir, "v3.sock"), filepath.Join(dir, "events.ttrpc")
 	v3 := fmt.Sprintf("version = 3\nroot = %q\nstate = %q\n[grpc]\naddress = %q\n[plugins.'io.containerd.server.v1.ttrpc']\naddress = %q\n",
-		filepath.Join(dir, "root"), filepath.Join(dir, "state"), address, address+".ttrpc")
+		filepath.Join(dir, "root"), filepath.Join(dir, "state"), address, ttrpcAddress)
 	cfgPath := filepath.Join(dir, "v3.toml")
 	if err := os.WriteFile(cfgPath, []byte(v3), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	log := startHulldWith(t, cfgPath, address)
-	if _, err := os.Stat(address + ".ttrpc"); err != nil {
-		t.Errorf("ttrpc socket: %v", err)
+	if fi, err := os.Stat(ttrpcAddress); err != nil || fi.Mode()&os.ModeSocket == 0 {
+		t.Errorf("ttrpc socket at the file's address: %v", err)
+	}
+	if _, err := os.Stat(address + ".ttrpc"); !os.IsNotExist(err) {
+		t.Errorf("a ttrpc socket at the default address too: %v", err)
 	}
 	if strings.Contains(log(), "msg=\"config: ") {
 		t.Errorf("warnings for a plain version 3 file:\n%s", log())

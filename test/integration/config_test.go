@@ -22,7 +22,7 @@ func TestConfigCommands(t *testing.T) {
 	if err != nil {
 		t.Fatalf("config default: %v\n%s", err, def)
 	}
-	for _, want := range []string{"version = 3", "root = '/var/lib/hull'", "[grpc]", "io.containerd.gc.v1.scheduler"} {
+	for _, want := range []string{"version = 4", "root = '/var/lib/hull'", "[plugins.'io.containerd.server.v1.grpc']", "io.containerd.gc.v1.scheduler"} {
 		if !strings.Contains(def, want) {
 			t.Errorf("config default lacks %q", want)
 		}
@@ -54,7 +54,7 @@ func TestConfigCommands(t *testing.T) {
 	}
 	// migrate rewrites it as version 3.
 	out, err = hulld(t, "config", "migrate", bad)
-	if err != nil || !strings.Contains(out, "version = 3") || !strings.Contains(out, "io.containerd.cri.v1.images") {
+	if err != nil || !strings.Contains(out, "version = 4") || !strings.Contains(out, "io.containerd.cri.v1.images") {
 		t.Fatalf("migrate: %v\n%s", err, out)
 	}
 	// dump shows flags applied over the file.

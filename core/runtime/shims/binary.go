@@ -34,6 +34,10 @@ func BinaryName(rtName string) (string, error) {
 	return fmt.Sprintf("containerd-shim-%s-%s", parts[len(parts)-2], parts[len(parts)-1]), nil
 }
 
+// ResolveBinary finds the shim binary of runtime name as a task create
+// without a runtime path would (Introspection's PluginInfo runs its -info).
+func (m *Manager) ResolveBinary(name string) (string, error) { return m.resolveBinary(name, "") }
+
 // resolveBinary finds the shim binary of runtime: a configured path, else
 // the derived name on PATH, else next to hulld's own executable (where
 // `make install` puts hull's shim). The error names what was looked for.

@@ -3,6 +3,7 @@ package tasks
 import (
 	"fmt"
 	"github.com/hullrt/hull/internal/servicetest"
+	"strings"
 	"testing"
 
 	api "github.com/containerd/containerd/api/services/tasks/v1"
@@ -71,7 +72,8 @@ func TestServiceOverGRPC(t *testing.T) {
 
 func TestServiceErrorCodes(t *testing.T) {
 	// Every errdefs class a task returns reaches the client as its gRPC
-	// code, with the message naming the value and without errdefs' suffix.
+	// code, with the message naming the value and ending in errdefs'
+	// words for the class exactly once, as containerd's messages do.
 	for _, tc := range []struct {
 		class error
 		code  codes.Code
@@ -91,8 +93,9 @@ func TestServiceErrorCodes(t *testing.T) {
 		_, err := client.Start(servicetest.ClientCtx(t, "ns1"), &api.StartRequest{ContainerID: "c1", ExecID: "ex7"})
 		servicetest.WantCode(t, err, tc.code, `start of process "ex7"`)
 		if tc.code != codes.Unknown {
-			if msg := err.Error(); len(msg) > 0 && msg[len(msg)-len(tc.class.Error()):] == tc.class.Error() {
-				t.Errorf("message %q keeps the errdefs suffix", msg)
+			msg := err.Error()
+			if !strings.HasSuffix(msg, ": "+tc.class.Error()) || strings.Count(msg, tc.class.Error()) != 1 {
+				t.Errorf("message %q does not end in %q exactly once", msg, tc.class.Error())
 			}
 		}
 	}
