@@ -43,7 +43,6 @@ var (
 	bucketSnapshots  = []byte("snapshots")
 )
 
-
 // Options configure a DB.
 type Options struct {
 	// Publisher receives the events of changes; nil publishes nothing.
