@@ -107,9 +107,13 @@ func (f *runcPodFloor) round() (took time.Duration, err error) {
 	if err != nil {
 		return 0, err
 	}
+	// runc's errors go to a log file: its stdio become the container's
+	// (create's above all), so nothing may wait for them to close.
+	logFile := filepath.Join(f.dir, "runc.log")
 	run := func(args ...string) error {
-		out, err := exec.Command(f.runc, append([]string{"--root", f.root}, args...)...).CombinedOutput()
-		if err != nil {
+		os.Remove(logFile)
+		if err := exec.Command(f.runc, append([]string{"--root", f.root, "--log", logFile}, args...)...).Run(); err != nil {
+			out, _ := os.ReadFile(logFile)
 			return fmt.Errorf("runc %s: %v: %s", strings.Join(args, " "), err, out)
 		}
 		return nil
