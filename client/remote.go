@@ -61,7 +61,8 @@ func WithPlatform(p ocispec.Platform) RemoteOpt {
 	return func(c *remoteConfig) { c.platform = platforms.Only(p) }
 }
 
-// WithAllPlatforms pulls every platform of an index (and pushes all present).
+// WithAllPlatforms pulls every platform of an index, and pushes an index
+// whole (every manifest it lists must then be in the store).
 func WithAllPlatforms() RemoteOpt { return func(c *remoteConfig) { c.allPlatforms = true } }
 
 // WithProgress reports each blob's progress to fn, from several goroutines.
@@ -260,8 +261,11 @@ func (o *overlapUnpack) wait(pullFailed bool) (bool, error) {
 }
 
 // Push uploads the image named local (or ref, when local is empty) to ref.
-// Of an index it pushes the manifests present in the store, or only those of
-// the platform chosen with WithPlatform.
+// Of an index it pushes one platform's manifest alone, as ref: this host's
+// (platforms.Default), or the one chosen with WithPlatform; WithAllPlatforms
+// pushes the index itself. The default is the one platform because that is
+// what a default pull leaves in the store: the other platforms' manifests
+// are missing, and a registry refuses an index whose manifests it lacks.
 func (c *Client) Push(ctx context.Context, ref, local string, opts ...RemoteOpt) error {
 	cfg := newRemoteConfig(opts)
 	if local == "" {
@@ -271,11 +275,14 @@ func (c *Client) Push(ctx context.Context, ref, local string, opts ...RemoteOpt)
 	if err != nil {
 		return err
 	}
-	if cfg.platform != nil && images.IsIndex(img.Target.MediaType) && !cfg.allPlatforms {
-		// One platform of an index: push that platform's manifest alone.
-		m, err := pickManifest(ctx, c, img.Target, cfg.platform)
+	if images.IsIndex(img.Target.MediaType) && !cfg.allPlatforms {
+		platform := cfg.platform
+		if platform == nil {
+			platform = platforms.Default()
+		}
+		m, err := pickManifest(ctx, c, img.Target, platform)
 		if err != nil {
-			return err
+			return fmt.Errorf("push %s: %w", local, err)
 		}
 		img.Target = m
 	}

@@ -129,8 +129,11 @@ func imagesPull(e *env) *cli.Command {
 
 func imagesPush(e *env) *cli.Command {
 	return &cli.Command{
-		Name:      "push",
-		Usage:     "upload an image to a registry",
+		Name:  "push",
+		Usage: "upload an image to a registry",
+		Description: "Of a multi-platform image (an index) push uploads this host's platform's manifest alone, as REF,\n" +
+			"or the one --platform names; --all-platforms pushes the index with every manifest it lists,\n" +
+			"which must all be in the store (pull them with --all-platforms).",
 		ArgsUsage: "REF [LOCAL]",
 		Flags: append(append(remoteFlags(), platformFlags()...),
 			&cli.BoolFlag{Name: "plain", Usage: "print progress as plain lines, not a live table"},
