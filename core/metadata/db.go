@@ -98,6 +98,9 @@ type DB struct {
 	// gcWake tells the collector that nextExpiry changed.
 	gcWake chan struct{}
 
+	// mountHooks tells the mount manager what gc removed.
+	mountHooks mountHooks
+
 	gcDelay  atomic.Int64 // nanoseconds
 	gcKick   chan struct{}
 	gcStop   chan struct{}

@@ -13,6 +13,7 @@ import (
 	"github.com/hullrt/hull/core/content"
 	"github.com/hullrt/hull/core/labels"
 	"github.com/hullrt/hull/core/leases"
+	"github.com/hullrt/hull/core/mount/manager"
 	"github.com/hullrt/hull/core/snapshots"
 	"github.com/hullrt/hull/internal/crashpoint"
 )
@@ -60,10 +61,12 @@ func (db *DB) GarbageCollect(ctx context.Context) (GCStats, error) {
 	var next time.Time
 	// alive holds the leases that survive this collection.
 	var alive map[leaseKey]bool
+	// unmount holds the mount activations removed, for the mount manager.
+	var unmount []manager.Record
 	defer db.gen.Add(1) // records are gone: cached ones with them
 	err := db.boltUpdate(true, func(tx *bolt.Tx) error {
 		st, next = GCStats{}, time.Time{}
-		alive = map[leaseKey]bool{}
+		alive, unmount = map[leaseKey]bool{}, nil
 		return tx.Bucket(bucketV1).ForEachBucket(func(ns []byte) error {
 			nsb := tx.Bucket(bucketV1).Bucket(ns)
 			if ib := nsb.Bucket(bucketIngests); ib != nil {
@@ -82,6 +85,11 @@ func (db *DB) GarbageCollect(ctx context.Context) (GCStats, error) {
 				}
 				return t
 			}
+			collected, err := collectMounts(nsb, string(ns), now, expiry)
+			if err != nil {
+				return err
+			}
+			unmount = append(unmount, collected...)
 			n, e, err := collectNamespace(nsb, now, expiry, referenced, backends)
 			st.ContentDeleted += n
 			st.LeasesExpired += e
@@ -100,6 +108,7 @@ func (db *DB) GarbageCollect(ctx context.Context) (GCStats, error) {
 	}
 	db.setNextExpiry(next)
 	db.use.prune(alive, now)
+	db.releaseMounts(ctx, unmount)
 	// The records are gone; what they named is removed below. A crash
 	// here leaves files no record names, which the next collection
 	// removes: never a record naming a missing file.
@@ -193,6 +202,9 @@ func collectNamespace(nsb *bolt.Bucket, now time.Time, expiry func(id string, la
 		}); err != nil {
 			return 0, 0, err
 		}
+	}
+	if err := markMountRefs(nsb, mark, markSnap); err != nil {
+		return 0, 0, err
 	}
 	if b := nsb.Bucket(bucketLeases); b != nil {
 		var gone []string
