@@ -1,0 +1,96 @@
+package bench
+
+import (
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/hullrt/hull/internal/hulltest"
+	"github.com/hullrt/hull/internal/registrytest"
+	"github.com/hullrt/hull/internal/testimage"
+	"github.com/hullrt/hull/internal/tmpfstest"
+)
+
+// BenchmarkPullUnpack40Layers pulls and unpacks an image of 40 small
+// layers (one small file each), where the cost per layer, not bytes, is
+// the work, from a plain-http docker-registry on loopback, with both
+// daemons rooted on one tmpfs: `hullctl images pull --plain-http REF`
+// against hulld and containerd v2.4.2's `ctr images pull --plain-http REF`
+// (its Transfer service) against containerd v2.4.2, and the same ctr
+// against hulld when hulld serves Transfer. Each run uses a fresh
+// namespace and starts with none of the layers' blobs and no snapshot on
+// disk (checked). Runs alternate, medians of 5. Target: hull <= 0.7x
+// containerd v2.4.2, through hullctl and through Transfer.
+func BenchmarkPullUnpack40Layers(b *testing.B) {
+	const (
+		reps   = 5
+		target = 0.7
+		repo   = "bench/layers40"
+	)
+	ctr2 := hulltest.Containerd2Bin(b, "ctr")
+	dir := tmpfstest.Mount(b, 2<<30)
+	img := testimage.NewFor(testimage.HostPlatform(), []string{"/bin/true"}, testimage.ManyLayers(40)...)
+	reg := registrytest.Start(b, registrytest.Options{})
+	reg.Push(b, repo, "v1", img)
+	ref := reg.Host() + "/" + repo + ":v1"
+
+	hullctl := hullctlBin(b)
+	h := startHull(b, filepath.Join(dir, "hull"))
+	c := hulltest.StartContainerdWith(b, filepath.Join(dir, "containerd"), hulltest.ContainerdOptions{Binary: hulltest.Containerd2Bin(b, "containerd")})
+	ctrRemove := func(addr string) func(ns, ref string) (string, []string) {
+		return func(ns, ref string) (string, []string) {
+			return ctr2, []string{"--address", addr, "--namespace", ns, "images", "rm", "--sync", ref}
+		}
+	}
+	daemons := []*distDaemon{
+		{name: "hull", addr: h.Address, root: h.Root, pid: h.PID(), snapshots: overlaySnapshots(h.Root),
+			cmd: func(ns string) (string, []string) {
+				return hullctl, []string{"--address", h.Address, "--namespace", ns, "images", "pull", "--plain", "--plain-http", ref}
+			},
+			removeCmd: func(ns, ref string) (string, []string) {
+				return hullctl, []string{"--address", h.Address, "--namespace", ns, "images", "rm", "--sync", ref}
+			}},
+		{name: "containerd", addr: c.Address, root: c.Root, pid: c.PID(), snapshots: overlaySnapshots(c.Root),
+			cmd: func(ns string) (string, []string) {
+				return ctr2, []string{"--address", c.Address, "--namespace", ns, "images", "pull", "--plain-http", ref}
+			},
+			removeCmd: ctrRemove(c.Address)},
+	}
+	// ctr 2.4 through hulld's Transfer service, when hulld has one.
+	if _, err := run(ctr2, "--address", h.Address, "--namespace", "bench-probe", "images", "pull", "--plain-http", ref); err == nil {
+		run(ctr2, "--address", h.Address, "--namespace", "bench-probe", "images", "rm", "--sync", ref)
+		daemons = append(daemons, &distDaemon{name: "hull-transfer", addr: h.Address, root: h.Root, pid: h.PID(), snapshots: overlaySnapshots(h.Root),
+			cmd: func(ns string) (string, []string) {
+				return ctr2, []string{"--address", h.Address, "--namespace", ns, "images", "pull", "--plain-http", ref}
+			},
+			removeCmd: ctrRemove(h.Address)})
+	} else {
+		fmt.Printf("pull-unpack-40-layers: no Transfer pull into hulld: %v\n", err)
+	}
+	settle(b, h.Address, c.Address)
+
+	b.ResetTimer()
+	times := map[string]distTimes{}
+	for i := 0; i < reps; i++ {
+		for j := range daemons {
+			d := daemons[(i+j)%len(daemons)]
+			ns := fmt.Sprintf("bench-layers-%d", i)
+			times[d.name] = append(times[d.name], timeDist(b, d, ns, ref, img, reg.PID()))
+		}
+	}
+	b.StopTimer()
+	c0 := median(times["containerd"].walls())
+	for _, d := range daemons[:1] {
+		h0 := median(times[d.name].walls())
+		report(b, "pull-unpack-40-layers", "containerd-2.4.2", h0, c0, target,
+			fmt.Sprintf("hullctl into hulld: %s; ctr 2.4 into containerd 2.4.2: %s; runs %v and %v",
+				times[d.name].cpuSummary(true), times["containerd"].cpuSummary(true), times[d.name].walls(), times["containerd"].walls()))
+	}
+	if t, ok := times["hull-transfer"]; ok {
+		ht := median(t.walls())
+		fmt.Printf("pull-unpack-40-layers through Transfer: ctr 2.4 into hulld %s, into containerd 2.4.2 %s, ratio %.2f (target %.1f); runs %v\n",
+			ht.Round(time.Millisecond), c0.Round(time.Millisecond), float64(ht)/float64(c0), target, t.walls())
+		b.ReportMetric(float64(ht)/float64(c0), "transfer-ratio")
+	}
+}
