@@ -2,6 +2,7 @@ package task
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -267,8 +268,8 @@ func (ct *Container) Start(ctx context.Context, execID string) (*Process, error)
 		ct.events.Publish(events.TopicStart, &eventstypes.TaskStart{ContainerID: ct.ID, Pid: uint32(p.Pid())})
 		return p, nil
 	}
-	if _, _, ok := ct.init.Exit(); ok {
-		return nil, fmt.Errorf("container %q has exited: %w", ct.ID, errdefs.ErrFailedPrecondition)
+	if ct.init.isGone() {
+		return nil, fmt.Errorf("exec %q in container %q: the container's init process is not running: %w", execID, ct.ID, errdefs.ErrFailedPrecondition)
 	}
 	specFile := filepath.Join(ct.Bundle, execID+".process.json")
 	if err := os.WriteFile(specFile, p.spec, 0o600); err != nil {
@@ -287,6 +288,17 @@ func (ct *Container) Start(ctx context.Context, execID string) (*Process, error)
 		}
 		return nil, fmt.Errorf("OCI runtime exec failed: %w", err)
 	}
+	if ct.init.isGone() {
+		// The init was killed or ended while runc joined the exec to
+		// the container: in a container without a PID namespace of
+		// its own nothing else would end the exec, which would
+		// outlive its container (containerd issue 10589). Its exit
+		// follows as any exec's does.
+		if pid := p.Pid(); pid > 0 {
+			unix.Kill(pid, unix.SIGKILL)
+		}
+		return nil, fmt.Errorf("exec %q in container %q: the container's init process ended while the exec started: %w", execID, ct.ID, errdefs.ErrFailedPrecondition)
+	}
 	p.mu.Lock()
 	p.started = true
 	p.mu.Unlock()
@@ -299,8 +311,14 @@ func (ct *Container) Exec(execID string, cfg stdio.Config, spec []byte) error {
 	if execID == "" {
 		return fmt.Errorf("exec id is empty: %w", errdefs.ErrInvalidArgument)
 	}
-	if _, _, ok := ct.init.Exit(); ok {
-		return fmt.Errorf("container %q has exited: %w", ct.ID, errdefs.ErrFailedPrecondition)
+	if ct.init.isGone() {
+		// Refused here, not only at start as containerd's runc shim
+		// does: a client learns it before it sets up the exec's I/O.
+		return fmt.Errorf("exec %q in container %q: the container's init process is not running: %w", execID, ct.ID, errdefs.ErrFailedPrecondition)
+	}
+	spec, err := withTerminal(spec, cfg.Terminal)
+	if err != nil {
+		return fmt.Errorf("process spec of exec %q in container %q: %w", execID, ct.ID, err)
 	}
 	ct.mu.Lock()
 	if _, ok := ct.execs[execID]; ok {
@@ -312,6 +330,26 @@ func (ct *Container) Exec(execID string, cfg stdio.Config, spec []byte) error {
 	ct.mu.Unlock()
 	ct.events.Publish(events.TopicExecAdded, &eventstypes.TaskExecAdded{ContainerID: ct.ID, ExecID: execID})
 	return nil
+}
+
+// withTerminal sets the exec's process spec's terminal to what its
+// request asked for, as containerd's runc shim does: the request decides
+// whether there is a console, and runc refuses a console socket for a
+// process without a terminal (and a terminal without one). Other fields,
+// known or not, are kept as they are; every spelling of "terminal" that
+// runc's JSON decoder would take (it ignores case) is replaced.
+func withTerminal(spec []byte, terminal bool) ([]byte, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(spec, &fields); err != nil || fields == nil {
+		return nil, fmt.Errorf("not a JSON object (%v): %w", err, errdefs.ErrInvalidArgument)
+	}
+	for k := range fields {
+		if strings.EqualFold(k, "terminal") {
+			delete(fields, k)
+		}
+	}
+	fields["terminal"] = json.RawMessage(strconv.FormatBool(terminal))
+	return json.Marshal(fields)
 }
 
 // Kill signals the init process (through runc, so that all reaches every
@@ -330,6 +368,11 @@ func (ct *Container) Kill(ctx context.Context, execID string, sig int, all bool)
 	if execID == "" {
 		if err := ct.runc.Kill(ctx, ct.ID, sig, all); err != nil {
 			return err
+		}
+		if sig == int(unix.SIGKILL) {
+			// The init cannot survive it: from now on no exec may
+			// join the container, though its exit is not reaped yet.
+			ct.init.markGone()
 		}
 		return nil
 	}

@@ -38,7 +38,11 @@ type Process struct {
 	starting chan struct{} // closed once the start event is queued
 	status   int
 	exitedAt time.Time
-	exited   chan struct{} // closed once the exit is recorded
+	// gone is set when the process is known to be ending: reaped, or
+	// sent SIGKILL; its exit may be recorded only later (after its
+	// output drains), and nothing may join it in between.
+	gone   bool
+	exited chan struct{} // closed once the exit is recorded
 	// onExit publishes the exit; set by the container.
 	onExit func(p *Process)
 }
@@ -94,6 +98,20 @@ func (p *Process) Status() tasktypes.Status {
 	return tasktypes.Status_CREATED
 }
 
+// markGone records that the process is ending (see gone).
+func (p *Process) markGone() {
+	p.mu.Lock()
+	p.gone = true
+	p.mu.Unlock()
+}
+
+// isGone reports whether the process has exited or is ending.
+func (p *Process) isGone() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.gone
+}
+
 // beginStart marks a start in progress, so that an exit reaped before the
 // start event is queued waits for it; the returned function ends it.
 func (p *Process) beginStart() func() {
@@ -109,6 +127,7 @@ func (p *Process) beginStart() func() {
 // and publishing happen in a goroutine, so the reaper never waits.
 func (p *Process) exit(status int) {
 	at := time.Now()
+	p.markGone()
 	go func() {
 		p.mu.Lock()
 		io, starting := p.io, p.starting
