@@ -99,7 +99,13 @@ func layerCompression(mt string) (compression, error) {
 // marker, so that the returned digest (the diffID) covers all of it.
 func NewApplier(cs content.Provider) diff.Applier { return &applier{cs: cs} }
 
-type applier struct{ cs content.Provider }
+type applier struct {
+	cs content.Provider
+	// chunks are the read-ahead's buffers, kept between layers: an image
+	// of many small layers would otherwise allocate and zero them anew
+	// for each.
+	chunks chunkPool
+}
 
 // Apply implements diff.Applier.
 func (a *applier) Apply(ctx context.Context, desc ocispec.Descriptor, mounts []mount.Mount, opts ...diff.ApplyOpt) (ocispec.Descriptor, error) {
@@ -131,7 +137,7 @@ func (a *applier) Apply(ctx context.Context, desc ocispec.Descriptor, mounts []m
 	// Decompression and hashing run a little ahead in a goroutine of
 	// their own while this one writes files. The digest and size are read
 	// only after the read-ahead has ended.
-	ra2 := newReadAhead(hr)
+	ra2 := newReadAhead(hr, &a.chunks)
 	defer ra2.Close()
 	apply := func(root string, aopts ...archive.ApplyOpt) error {
 		if _, err := archive.Apply(ctx, root, ra2, aopts...); err != nil {
