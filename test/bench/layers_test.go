@@ -71,6 +71,7 @@ func BenchmarkPullUnpack40Layers(b *testing.B) {
 	settle(b, h.Address, c.Address)
 
 	b.ResetTimer()
+	profiled := profileHull(b, h, "pull-unpack-40-layers", 8)
 	times := map[string]distTimes{}
 	for i := 0; i < reps; i++ {
 		for j := range daemons {
@@ -80,6 +81,7 @@ func BenchmarkPullUnpack40Layers(b *testing.B) {
 		}
 	}
 	b.StopTimer()
+	profiled()
 	c0 := median(times["containerd"].walls())
 	for _, d := range daemons[:1] {
 		h0 := median(times[d.name].walls())
