@@ -51,8 +51,10 @@ type Service struct {
 
 	mu         sync.Mutex
 	containers map[string]*task.Container
-	done       chan struct{}
-	doneOnce   sync.Once
+	// inCgroup is the ShimCgroup the shim has joined, "" before.
+	inCgroup string
+	done     chan struct{}
+	doneOnce sync.Once
 }
 
 // New returns the service.
@@ -116,6 +118,12 @@ func (s *Service) Create(ctx context.Context, r *taskv2.CreateTaskRequest) (*tas
 	}
 	s.containers[r.ID] = nil // reserved while runc create runs
 	s.mu.Unlock()
+	if err := s.joinShimCgroup(opts); err != nil {
+		s.mu.Lock()
+		delete(s.containers, r.ID)
+		s.mu.Unlock()
+		return nil, fmt.Errorf("create %q: %w", r.ID, err)
+	}
 	mounts := make([]mount.Mount, 0, len(r.Rootfs))
 	for _, m := range r.Rootfs {
 		mounts = append(mounts, mount.Mount{Type: m.Type, Source: m.Source, Target: m.Target, Options: m.Options})
@@ -146,6 +154,25 @@ func (s *Service) Create(ctx context.Context, r *taskv2.CreateTaskRequest) (*tas
 		Checkpoint: r.Checkpoint, Pid: pid})
 	s.cfg.Log.Debug("created", "id", r.ID, "pid", pid)
 	return &taskv2.CreateTaskResponse{Pid: pid}, nil
+}
+
+// joinShimCgroup moves the shim into the options' ShimCgroup, once: the
+// first container's options decide, as the options of start do for
+// containerd's runc shim, which moves itself before it serves.
+func (s *Service) joinShimCgroup(opts *options.Options) error {
+	if opts == nil || opts.ShimCgroup == "" {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inCgroup != "" {
+		return nil
+	}
+	if err := joinCgroup(cgroupRoot, opts.ShimCgroup, os.Getpid()); err != nil {
+		return err
+	}
+	s.inCgroup = opts.ShimCgroup
+	return nil
 }
 
 // Start starts the init process or an exec.

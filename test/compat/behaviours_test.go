@@ -77,6 +77,7 @@ func plainHTTPResolver() remotes.Resolver {
 type daemonUnderTest struct {
 	name    string
 	address string
+	state   string
 	client  *containerd.Client
 	runtime string
 }
@@ -89,8 +90,8 @@ func startBoth(t *testing.T, ns string) []*daemonUnderTest {
 	d := startHulldWith(t, hulltest.Options{Env: hullShimEnv(t)})
 	ctrd := hulltest.StartContainerdWith(t, "", hulltest.ContainerdOptions{Binary: hulltest.Containerd2Bin(t, "containerd"), PathDirs: []string{hulltest.Containerd2Dir}})
 	out := []*daemonUnderTest{
-		{name: "hulld", address: d.Address, runtime: "io.containerd.hull.v2"},
-		{name: "containerd", address: ctrd.Address, runtime: "io.containerd.runc.v2"},
+		{name: "hulld", address: d.Address, state: d.State, runtime: "io.containerd.hull.v2"},
+		{name: "containerd", address: ctrd.Address, state: ctrd.State, runtime: "io.containerd.runc.v2"},
 	}
 	for _, du := range out {
 		c, err := containerd.New(du.address, containerd.WithDefaultRuntime(du.runtime), containerd.WithDefaultNamespace(ns))
@@ -438,6 +439,15 @@ func makeCgroup(t *testing.T, path string) string {
 			t.Fatal(err)
 		}
 		dirs = append(dirs, dir)
+		// A v1 cpuset cgroup takes no process before it has CPUs and
+		// memory nodes: its parent's.
+		for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+			if data, err := os.ReadFile(filepath.Join(filepath.Dir(dir), f)); err == nil {
+				if err := os.WriteFile(filepath.Join(dir, f), data, 0); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
 	}
 	t.Cleanup(func() {
 		for _, dir := range dirs {
@@ -557,6 +567,14 @@ func TestUserNamespaceWithContainerdsClient(t *testing.T) {
 	for _, du := range startBoth(t, ns) {
 		ctx, cancel := context.WithTimeout(namespaces.WithNamespace(context.Background(), ns), 2*time.Minute)
 		defer cancel()
+		// The container's root is uid 200000 on the host: it must
+		// traverse the test's temporary directories (0700) to its
+		// bundle's rootfs, as it traverses /run/containerd.
+		for dir := filepath.Dir(du.state); strings.HasPrefix(dir, os.TempDir()+"/"); dir = filepath.Dir(dir) {
+			if err := os.Chmod(dir, 0o711); err != nil {
+				t.Fatal(err)
+			}
+		}
 		img := busybox(t, ctx, du)
 		labels := map[string]string{
 			"containerd.io/snapshot/uidmapping": fmt.Sprintf("0:%d:65536", host),
