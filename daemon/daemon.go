@@ -48,7 +48,9 @@ import (
 	"github.com/hullrt/hull/plugins/services/namespaces"
 	"github.com/hullrt/hull/plugins/services/sandboxes"
 	"github.com/hullrt/hull/plugins/services/snapshots"
+	streamingservice "github.com/hullrt/hull/plugins/services/streaming"
 	"github.com/hullrt/hull/plugins/services/tasks"
+	transferservice "github.com/hullrt/hull/plugins/services/transfer"
 	"github.com/hullrt/hull/plugins/services/version"
 )
 
@@ -62,6 +64,7 @@ func Registry() *plugin.Registry {
 		eventsservice.Register, introspection.Register, version.Register, healthcheck.Register,
 		cri.Register,
 		sandboxes.Register,
+		streamingservice.Register, transferservice.Register,
 	} {
 		register(r)
 	}
