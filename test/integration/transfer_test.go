@@ -1,6 +1,10 @@
 package integration
 
 import (
+	"archive/tar"
+	"bytes"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -8,8 +12,15 @@ import (
 	"strings"
 	"testing"
 
+	transferapi "github.com/containerd/containerd/api/services/transfer/v1"
+	transfertypes "github.com/containerd/containerd/api/types/transfer"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/emptypb"
+
 	"github.com/hullrt/hull/internal/hulltest"
 	"github.com/hullrt/hull/internal/registrytest"
+	"github.com/hullrt/hull/internal/testimage"
 )
 
 // tctr runs containerd v2.4.2's ctr against the daemon at address; its
@@ -101,4 +112,168 @@ func TestTransferPullWithCtr2(t *testing.T) {
 	if ls := tctrOK(t, d.Address, nil, "-n", "tp3", "leases", "ls"); strings.Count(strings.TrimSpace(ls), "\n") != 0 {
 		t.Fatalf("failed pull left leases:\n%s", ls)
 	}
+}
+
+// archiveNames lists the files of a tar archive.
+func archiveNames(t *testing.T, path string) []string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	var names []string
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return names
+		}
+		if err != nil {
+			t.Fatalf("archive %s: %v", path, err)
+		}
+		names = append(names, h.Name)
+	}
+}
+
+func TestTransferArchivesTagAndPushWithCtr2(t *testing.T) {
+	reg := registrytest.Start(t, registrytest.Options{})
+	img := smallImage("archive")
+	reg.Push(t, "transfer/arch", "1", img)
+	ref := reg.Host() + "/transfer/arch:1"
+	d := hulltest.Start(t, hulltest.Options{})
+	c := yardstick(t)
+	dir := t.TempDir()
+
+	// Export from hull: an OCI layout with a docker manifest.json, closed
+	// before the call returned (ctr wrote the whole file).
+	tctrOK(t, d.Address, nil, "-n", "ta", "images", "pull", "--plain-http", ref)
+	hullTar := filepath.Join(dir, "hull.tar")
+	tctrOK(t, d.Address, nil, "-n", "ta", "images", "export", hullTar, ref)
+	names := strings.Join(archiveNames(t, hullTar), " ")
+	for _, want := range []string{"oci-layout", "index.json", "manifest.json", "blobs/sha256/" + img.Manifest.Desc.Digest.Encoded()} {
+		if !strings.Contains(names, want) {
+			t.Fatalf("hull's export lacks %s: %s", want, names)
+		}
+	}
+	// containerd's own export of the same image, for the other direction.
+	tctrOK(t, c.Address, nil, "-n", "ta", "images", "pull", "--plain-http", ref)
+	ctdTar := filepath.Join(dir, "containerd.tar")
+	tctrOK(t, c.Address, nil, "-n", "ta", "images", "export", ctdTar, ref)
+
+	// Each archive imports into both daemons with the same result.
+	for i, archive := range []string{hullTar, ctdTar} {
+		ns := fmt.Sprintf("ti%d", i)
+		for _, addr := range []string{d.Address, c.Address} {
+			tctrOK(t, addr, nil, "-n", ns, "images", "import", archive)
+		}
+		hull, ctd := imageList(t, d.Address, ns), imageList(t, c.Address, ns)
+		if strings.Join(hull, "\n") != strings.Join(ctd, "\n") || len(hull) == 0 {
+			t.Fatalf("import of %s: hull %q, containerd %q", archive, hull, ctd)
+		}
+		// --digests and --index-name: containerd's naming rules.
+		ns += "n"
+		for _, addr := range []string{d.Address, c.Address} {
+			tctrOK(t, addr, nil, "-n", ns, "images", "import", "--digests", "--index-name", "example.com/idx:1", "--base-name", "example.com/base", archive)
+		}
+		hull, ctd = imageList(t, d.Address, ns), imageList(t, c.Address, ns)
+		if strings.Join(hull, "\n") != strings.Join(ctd, "\n") || len(hull) == 0 {
+			t.Fatalf("import --digests --index-name of %s: hull %q, containerd %q", archive, hull, ctd)
+		}
+	}
+	// A docker save archive.
+	dockerTar := filepath.Join(dir, "docker.tar")
+	f, err := os.Create(dockerTar)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := testimage.WriteDockerArchive(f, "example.com/dock:7", smallImage("docker")); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	for _, addr := range []string{d.Address, c.Address} {
+		tctrOK(t, addr, nil, "-n", "tdock", "images", "import", dockerTar)
+	}
+	if hull, ctd := imageList(t, d.Address, "tdock"), imageList(t, c.Address, "tdock"); strings.Join(hull, "\n") != strings.Join(ctd, "\n") || len(hull) == 0 {
+		t.Fatalf("docker archive import: hull %q, containerd %q", hull, ctd)
+	}
+
+	// Tag, then push the tag.
+	for _, addr := range []string{d.Address, c.Address} {
+		tctrOK(t, addr, nil, "-n", "ta", "images", "tag", ref, reg.Host()+"/transfer/copy:2")
+	}
+	if hull, ctd := imageList(t, d.Address, "ta"), imageList(t, c.Address, "ta"); strings.Join(hull, "\n") != strings.Join(ctd, "\n") || len(hull) != 2 {
+		t.Fatalf("after tag: hull %q, containerd %q", hull, ctd)
+	}
+	tctrOK(t, d.Address, nil, "-n", "ta", "images", "push", "--plain-http", reg.Host()+"/transfer/copy:2")
+	if mt, data := reg.Manifest(t, "transfer/copy", "2"); mt == "" || string(data) != string(img.Manifest.Data) {
+		t.Fatalf("pushed manifest %s differs", mt)
+	}
+}
+
+// badArchive writes a tar of the given files.
+func badArchive(t *testing.T, files map[string][]byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for name, data := range files {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write(data)
+	}
+	tw.Close()
+	return buf.Bytes()
+}
+
+func TestTransferBadInput(t *testing.T) {
+	d := hulltest.Start(t, hulltest.Options{})
+	dir := t.TempDir()
+
+	// A good archive to break.
+	var good bytes.Buffer
+	if err := testimage.WriteDockerArchive(&good, "example.com/bad:1", smallImage("bad")); err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string][]byte{
+		"truncated":   good.Bytes()[:len(good.Bytes())/2],
+		"path escape": badArchive(t, map[string][]byte{"../../etc/evil": []byte("x"), "oci-layout": []byte(`{"imageLayoutVersion":"1.0.0"}`)}),
+		"bad digest": badArchive(t, map[string][]byte{
+			"oci-layout": []byte(`{"imageLayoutVersion":"1.0.0"}`),
+			"blobs/sha256/0000000000000000000000000000000000000000000000000000000000000000": []byte("not what the name says"),
+			"index.json": []byte(`{"schemaVersion":2,"manifests":[]}`),
+		}),
+		"missing manifest": badArchive(t, map[string][]byte{
+			"oci-layout": []byte(`{"imageLayoutVersion":"1.0.0"}`),
+			"index.json": []byte(`{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:1111111111111111111111111111111111111111111111111111111111111111","size":10,"annotations":{"io.containerd.image.name":"example.com/x:1"}}]}`),
+		}),
+	}
+	for name, data := range cases {
+		path := filepath.Join(dir, strings.ReplaceAll(name, " ", "-")+".tar")
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := tctr(t, d.Address, nil, "-n", "bad", "images", "import", path); err == nil {
+			t.Fatalf("import of a %s archive succeeded:\n%s", name, out)
+		}
+		if got := imageList(t, d.Address, "bad"); len(got) != 0 {
+			t.Fatalf("import of a %s archive left images %q", name, got)
+		}
+	}
+	if ls := tctrOK(t, d.Address, nil, "-n", "bad", "leases", "ls"); strings.Count(strings.TrimSpace(ls), "\n") != 0 {
+		t.Fatalf("failed imports left leases:\n%s", ls)
+	}
+
+	// Unknown source or destination types are Unimplemented, naming both.
+	tc := transferapi.NewTransferClient(dial(t, d))
+	empty, _ := anypb.New(&emptypb.Empty{})
+	store, _ := anypb.New(&transfertypes.ImageStore{Name: "example.com/x:1"})
+	for _, pair := range [][2]*anypb.Any{{empty, store}, {store, empty}, {empty, empty}, {{TypeUrl: "example.com/NoSuchType"}, store}} {
+		_, err := tc.Transfer(nsCtx("bad"), &transferapi.TransferRequest{Source: pair[0], Destination: pair[1]})
+		wantCode(t, "transfer "+pair[0].GetTypeUrl()+" to "+pair[1].GetTypeUrl(), err, codes.Unimplemented, pair[0].GetTypeUrl(), pair[1].GetTypeUrl())
+	}
+	// A stream name nobody opened is NotFound.
+	imp, _ := anypb.New(&transfertypes.ImageImportStream{Stream: "nosuch"})
+	_, err := tc.Transfer(nsCtx("bad"), &transferapi.TransferRequest{Source: imp, Destination: store})
+	wantCode(t, "transfer from an unopened stream", err, codes.NotFound, "nosuch")
 }
