@@ -45,6 +45,7 @@ import (
 	"github.com/hullrt/hull/plugins/services/images"
 	"github.com/hullrt/hull/plugins/services/introspection"
 	"github.com/hullrt/hull/plugins/services/leases"
+	"github.com/hullrt/hull/plugins/services/mounts"
 	"github.com/hullrt/hull/plugins/services/namespaces"
 	"github.com/hullrt/hull/plugins/services/sandboxes"
 	"github.com/hullrt/hull/plugins/services/snapshots"
@@ -65,6 +66,7 @@ func Registry() *plugin.Registry {
 		cri.Register,
 		sandboxes.Register,
 		streamingservice.Register, transferservice.Register,
+		mounts.Register,
 	} {
 		register(r)
 	}

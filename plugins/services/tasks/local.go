@@ -3,6 +3,7 @@ package tasks
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -17,6 +18,8 @@ import (
 	"github.com/hullrt/hull/core/containers"
 	"github.com/hullrt/hull/core/filters"
 	"github.com/hullrt/hull/core/mount"
+	"github.com/hullrt/hull/core/mount/manager"
+	"github.com/hullrt/hull/core/namespaces"
 	"github.com/hullrt/hull/core/runtime"
 	"github.com/hullrt/hull/core/snapshots"
 	"github.com/hullrt/hull/internal/protoconv"
@@ -31,6 +34,9 @@ type Local struct {
 	runtime      runtime.Runtime
 	containers   containers.Store
 	snapshotters Snapshotters
+	// mounts activates what a rootfs needs of the daemon (formatted
+	// mounts, loop devices) before the shim sees it; nil for none.
+	mounts manager.Activator
 }
 
 // Snapshotters finds the snapshotter a container's record names.
@@ -44,9 +50,16 @@ func NewLocal(rt runtime.Runtime, cs containers.Store, sn Snapshotters) *Local {
 	return &Local{runtime: rt, containers: cs, snapshotters: sn}
 }
 
+// WithMountManager makes Create activate each task's rootfs through m, as
+// containerd 2.2 does, and Delete deactivate it.
+func (s *Local) WithMountManager(m manager.Activator) *Local {
+	s.mounts = m
+	return s
+}
+
 var _ api.TasksClient = (*Local)(nil)
 
-func (s *Local) Create(ctx context.Context, req *api.CreateTaskRequest, _ ...grpc.CallOption) (*api.CreateTaskResponse, error) {
+func (s *Local) Create(ctx context.Context, req *api.CreateTaskRequest, _ ...grpc.CallOption) (_ *api.CreateTaskResponse, retErr error) {
 	if req.Checkpoint != nil {
 		return nil, fmt.Errorf("restoring task %q from a checkpoint needs CRIU support, which hull does not have yet: %w", req.ContainerID, errdefs.ErrNotImplemented)
 	}
@@ -64,6 +77,17 @@ func (s *Local) Create(ctx context.Context, req *api.CreateTaskRequest, _ ...grp
 			return nil, err
 		}
 	}
+	rootfs, owned, err := s.activate(ctx, req.ContainerID, rootfs)
+	if err != nil {
+		return nil, err
+	}
+	if owned {
+		defer func() {
+			if retErr != nil {
+				s.deactivate(ctx, req.ContainerID)
+			}
+		}()
+	}
 	opts := runtime.CreateOpts{
 		Runtime: c.Runtime.Name, RuntimePath: req.RuntimePath, Spec: spec, Rootfs: rootfs,
 		IO:      runtime.IO{Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr, Terminal: req.Terminal},
@@ -77,6 +101,48 @@ func (s *Local) Create(ctx context.Context, req *api.CreateTaskRequest, _ ...grp
 		return nil, err
 	}
 	return &api.CreateTaskResponse{ContainerID: req.ContainerID, Pid: t.Pid()}, nil
+}
+
+// activate has the mount manager perform what rootfs needs of the daemon,
+// under the task's ID and with a back reference to the container (so gc
+// keeps the activation while the container exists), and returns the mounts
+// left for the shim. A rootfs that needs nothing (NotImplemented) goes to
+// the shim as it is; an activation left by an earlier task of the
+// container is used again, as containerd does. owned says whether this
+// call made the activation.
+func (s *Local) activate(ctx context.Context, id string, rootfs []mount.Mount) (_ []mount.Mount, owned bool, _ error) {
+	if s.mounts == nil || len(rootfs) == 0 {
+		return rootfs, false, nil
+	}
+	info, err := s.mounts.Activate(ctx, id, rootfs, manager.WithLabels(map[string]string{"containerd.io/gc.bref.container": id}))
+	switch {
+	case err == nil:
+		return info.System, true, nil
+	case errdefs.IsNotImplemented(err):
+		return rootfs, false, nil
+	case errdefs.IsAlreadyExists(err):
+		if info, err = s.mounts.Info(ctx, id); err != nil {
+			return nil, false, fmt.Errorf("rootfs of task %q: activation already there: %w", id, err)
+		}
+		return info.System, false, nil
+	}
+	return nil, false, fmt.Errorf("rootfs of task %q: %w", id, err)
+}
+
+// deactivate undoes the task's activation, if it has one; a failure is
+// logged, and gc retries once the container is gone.
+func (s *Local) deactivate(ctx context.Context, id string) {
+	if s.mounts == nil {
+		return
+	}
+	if err := s.mounts.Deactivate(context.WithoutCancel(ctx), id); err != nil && !errdefs.IsNotFound(err) {
+		slog.Warn("tasks: deactivate rootfs mounts", "namespace", namespaceOf(ctx), "id", id, "error", err)
+	}
+}
+
+func namespaceOf(ctx context.Context) string {
+	ns, _ := namespaces.Namespace(ctx)
+	return ns
 }
 
 func (s *Local) rootfs(ctx context.Context, c containers.Container) ([]mount.Mount, error) {
@@ -116,6 +182,7 @@ func (s *Local) Delete(ctx context.Context, req *api.DeleteTaskRequest, _ ...grp
 	if err != nil {
 		return nil, err
 	}
+	s.deactivate(ctx, req.ContainerID)
 	return &api.DeleteResponse{ID: req.ContainerID, Pid: exit.Pid, ExitStatus: exit.Status, ExitedAt: protoconv.ToTime(exit.ExitedAt)}, nil
 }
 

@@ -7,9 +7,11 @@ import (
 	api "github.com/containerd/containerd/api/services/tasks/v1"
 
 	"github.com/hullrt/hull/core/containers"
+	"github.com/hullrt/hull/core/mount/manager"
 	"github.com/hullrt/hull/core/runtime"
 	"github.com/hullrt/hull/plugin"
 	"github.com/hullrt/hull/plugins/services"
+	"github.com/hullrt/hull/plugins/services/mounts"
 )
 
 // Register adds the tasks service plugin (containerd's TasksClient over the
@@ -17,7 +19,7 @@ import (
 func Register(r *plugin.Registry) {
 	r.Register(&plugin.Registration{
 		Type: plugin.ServicePlugin, ID: services.TasksService,
-		Requires: []plugin.Type{plugin.RuntimePluginV2, plugin.MetadataPlugin, plugin.ServicePlugin},
+		Requires: []plugin.Type{plugin.RuntimePluginV2, plugin.MetadataPlugin, plugin.ServicePlugin, mounts.MountManagerPlugin},
 		Init: func(ic *plugin.InitContext) (any, error) {
 			rt, err := plugin.Instance[runtime.Runtime](ic, plugin.RuntimePluginV2, "task")
 			if err != nil {
@@ -31,7 +33,13 @@ func Register(r *plugin.Registry) {
 			if err != nil {
 				return nil, err
 			}
-			return NewLocal(rt, cs, sn), nil
+			local := NewLocal(rt, cs, sn)
+			// Without a mount manager (disabled, or failed), rootfs
+			// mounts go to the shim as they are, as in containerd.
+			if mm, err := plugin.Instance[manager.Activator](ic, mounts.MountManagerPlugin, mounts.ManagerID); err == nil {
+				local.WithMountManager(mm)
+			}
+			return local, nil
 		},
 	})
 	r.Register(&plugin.Registration{
