@@ -43,6 +43,14 @@ const (
 	AnnotationImageName = "io.containerd.image.name"
 )
 
+// Store is what reading and writing archives needs of a content store.
+type Store interface {
+	content.Provider
+	content.Ingester
+	Info(ctx context.Context, dgst digest.Digest) (content.Info, error)
+	Abort(ctx context.Context, ref string) error
+}
+
 // maxMetadataSize bounds the JSON files read into memory (index.json,
 // manifest.json, oci-layout).
 const maxMetadataSize = 16 << 20
@@ -91,7 +99,7 @@ func cleanName(name string) (string, error) {
 // that names its images (see the package doc). Files under blobs/<alg>/<hex>
 // must have that digest. The caller holds a lease, so that what a failed
 // read stored is collected.
-func ReadIndex(ctx context.Context, cs content.Store, r io.Reader) (ocispec.Descriptor, error) {
+func ReadIndex(ctx context.Context, cs Store, r io.Reader) (ocispec.Descriptor, error) {
 	var (
 		tr       = tar.NewReader(r)
 		layout   *ocispec.ImageLayout
@@ -181,7 +189,7 @@ func decodeSmall(r io.Reader, v any) error {
 
 // storeFile stores one archive file; a file named blobs/<alg>/<hex> must
 // have that digest.
-func storeFile(ctx context.Context, cs content.Store, name string, size int64, r io.Reader) (ocispec.Descriptor, error) {
+func storeFile(ctx context.Context, cs Store, name string, size int64, r io.Reader) (ocispec.Descriptor, error) {
 	var expected digest.Digest
 	if parts := strings.Split(name, "/"); len(parts) == 3 && parts[0] == "blobs" {
 		expected = digest.NewDigestFromEncoded(digest.Algorithm(parts[1]), parts[2])
@@ -199,7 +207,7 @@ func storeFile(ctx context.Context, cs content.Store, name string, size int64, r
 // WriteBlob stores size bytes of r through the ingest ref and returns their
 // digest; expected, when set, must be it (InvalidArgument otherwise). A
 // blob already stored counts as written. A failed write aborts the ingest.
-func WriteBlob(ctx context.Context, cs content.Store, ref string, r io.Reader, size int64, expected digest.Digest) (digest.Digest, error) {
+func WriteBlob(ctx context.Context, cs Store, ref string, r io.Reader, size int64, expected digest.Digest) (digest.Digest, error) {
 	opts := []content.WriterOpt{content.WithRef(ref)}
 	if expected != "" {
 		opts = append(opts, content.WithDescriptor(ocispec.Descriptor{Digest: expected, Size: size}))
@@ -243,7 +251,7 @@ func WriteBlob(ctx context.Context, cs content.Store, ref string, r io.Reader, s
 
 // dockerIndex writes a Docker schema 2 manifest for each image of a
 // `docker save` manifest.json and an index naming them by their RepoTags.
-func dockerIndex(ctx context.Context, cs content.Store, entries []dockerEntry, blobs map[string]ocispec.Descriptor) (ocispec.Descriptor, error) {
+func dockerIndex(ctx context.Context, cs Store, entries []dockerEntry, blobs map[string]ocispec.Descriptor) (ocispec.Descriptor, error) {
 	idx := ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex}
 	for _, e := range entries {
 		cfg, ok := blobs[path.Clean(e.Config)]
@@ -289,7 +297,7 @@ func dockerIndex(ctx context.Context, cs content.Store, entries []dockerEntry, b
 	return writeJSON(ctx, cs, idx, ocispec.MediaTypeImageIndex)
 }
 
-func writeJSON(ctx context.Context, cs content.Store, v any, mediaType string) (ocispec.Descriptor, error) {
+func writeJSON(ctx context.Context, cs Store, v any, mediaType string) (ocispec.Descriptor, error) {
 	data, err := json.Marshal(v)
 	if err != nil {
 		return ocispec.Descriptor{}, err
@@ -301,7 +309,7 @@ func writeJSON(ctx context.Context, cs content.Store, v any, mediaType string) (
 	return desc, nil
 }
 
-func configPlatform(ctx context.Context, cs content.Store, cfg ocispec.Descriptor) (ocispec.Platform, error) {
+func configPlatform(ctx context.Context, cs Store, cfg ocispec.Descriptor) (ocispec.Platform, error) {
 	data, err := images.ReadManifest(ctx, cs, cfg)
 	if err != nil {
 		return ocispec.Platform{}, err
@@ -315,7 +323,7 @@ func configPlatform(ctx context.Context, cs content.Store, cfg ocispec.Descripto
 
 // layerMediaType tells a gzip-compressed docker layer from a plain tar by
 // its first bytes.
-func layerMediaType(ctx context.Context, cs content.Store, desc ocispec.Descriptor) (string, error) {
+func layerMediaType(ctx context.Context, cs Store, desc ocispec.Descriptor) (string, error) {
 	ra, err := cs.ReaderAt(ctx, desc)
 	if err != nil {
 		return "", err

@@ -15,7 +15,6 @@ import (
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/hullrt/hull/core/content"
 	"github.com/hullrt/hull/core/images"
 )
 
@@ -34,7 +33,7 @@ type WriteOptions struct {
 // written once, streamed from the content store. An index's manifests of
 // other platforms, and those the store lacks, are left out; a manifest's
 // config and layers must all be there.
-func Write(ctx context.Context, cs content.Store, w io.Writer, imgs []images.Image, o WriteOptions) error {
+func Write(ctx context.Context, cs Store, w io.Writer, imgs []images.Image, o WriteOptions) error {
 	if len(imgs) == 0 {
 		return fmt.Errorf("export: name at least one image: %w", errdefs.ErrInvalidArgument)
 	}
@@ -110,7 +109,7 @@ func blobPath(d ocispec.Descriptor) string {
 
 // collect appends desc and what it references to blobs, once each, and
 // returns the platform manifests reached, best match first.
-func collect(ctx context.Context, cs content.Store, desc ocispec.Descriptor, o *WriteOptions, seen map[string]bool, blobs *[]ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+func collect(ctx context.Context, cs Store, desc ocispec.Descriptor, o *WriteOptions, seen map[string]bool, blobs *[]ocispec.Descriptor) ([]ocispec.Descriptor, error) {
 	if _, err := cs.Info(ctx, desc.Digest); err != nil {
 		return nil, fmt.Errorf("%s %s: %w", desc.MediaType, desc.Digest, err)
 	}
@@ -162,7 +161,7 @@ func collect(ctx context.Context, cs content.Store, desc ocispec.Descriptor, o *
 
 // dockerEntryFor describes manifest m as an image of a docker
 // manifest.json, tagged with name in docker's short form.
-func dockerEntryFor(ctx context.Context, cs content.Store, name string, m ocispec.Descriptor) (dockerEntry, error) {
+func dockerEntryFor(ctx context.Context, cs Store, name string, m ocispec.Descriptor) (dockerEntry, error) {
 	data, err := images.ReadManifest(ctx, cs, m)
 	if err != nil {
 		return dockerEntry{}, err

@@ -1,0 +1,113 @@
+package imagearchive
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/containerd/errdefs"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/hullrt/hull/core/content/local"
+	"github.com/hullrt/hull/core/images"
+)
+
+func tarOf(t testing.TB, files ...[2]string) []byte {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, f := range files {
+		if err := tw.WriteHeader(&tar.Header{Name: f[0], Mode: 0o644, Size: int64(len(f[1])), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write([]byte(f[1]))
+	}
+	tw.Close()
+	return buf.Bytes()
+}
+
+func TestReadIndexAndWrite(t *testing.T) {
+	cs, err := local.NewStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	layer := "layer bytes"
+	cfg := `{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}`
+	m := `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"` +
+		digest.FromString(cfg).String() + `","size":` + itoa(len(cfg)) + `},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"` +
+		digest.FromString(layer).String() + `","size":` + itoa(len(layer)) + `}]}`
+	md := digest.FromString(m)
+	index := `{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"` + md.String() + `","size":` + itoa(len(m)) + `}]}`
+	blob := func(s string) string { return "blobs/sha256/" + digest.FromString(s).Encoded() }
+	arch := tarOf(t, [2]string{"oci-layout", `{"imageLayoutVersion":"1.0.0"}`}, [2]string{blob(layer), layer}, [2]string{blob(cfg), cfg}, [2]string{blob(m), m}, [2]string{"index.json", index})
+	idx, err := ReadIndex(ctx, cs, bytes.NewReader(arch))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if idx.Digest != digest.FromString(index) || idx.MediaType != ocispec.MediaTypeImageIndex {
+		t.Fatalf("index %+v", idx)
+	}
+	// Written back out, it reads again to the same manifest.
+	var out bytes.Buffer
+	img := images.Image{Name: "example.com/a:1", Target: ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: md, Size: int64(len(m))}}
+	if err := Write(ctx, cs, &out, []images.Image{img}, WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(out.Bytes(), []byte(`"RepoTags":["example.com/a:1"]`)) {
+		t.Fatal("export has no docker manifest.json naming the image")
+	}
+	if _, err := ReadIndex(ctx, cs, bytes.NewReader(out.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+
+	// A blob whose bytes do not match its name, and names leaving the
+	// archive, are InvalidArgument.
+	for _, bad := range [][]byte{
+		tarOf(t, [2]string{blob("other"), "these bytes"}),
+		tarOf(t, [2]string{"../x", "x"}),
+		tarOf(t, [2]string{"/abs", "x"}),
+		arch[:len(arch)/2],
+	} {
+		if _, err := ReadIndex(ctx, cs, bytes.NewReader(bad)); !errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Fatalf("bad archive: %v, want InvalidArgument", err)
+		}
+	}
+}
+
+func itoa(n int) string {
+	return string(bytes.TrimSpace([]byte(fmtInt(n))))
+}
+
+func fmtInt(n int) string {
+	if n == 0 {
+		return "0"
+	}
+	var b []byte
+	for ; n > 0; n /= 10 {
+		b = append([]byte{byte('0' + n%10)}, b...)
+	}
+	return string(b)
+}
+
+// FuzzReadIndex feeds ReadIndex arbitrary archives: it must return an
+// index or an error, never panic or hang.
+func FuzzReadIndex(f *testing.F) {
+	f.Add(tarOf(f, [2]string{"oci-layout", `{"imageLayoutVersion":"1.0.0"}`}, [2]string{"index.json", `{"schemaVersion":2,"manifests":[]}`}))
+	f.Add(tarOf(f, [2]string{"manifest.json", `[{"Config":"c.json","RepoTags":["a:1"],"Layers":["l.tar"]}]`}, [2]string{"c.json", `{}`}, [2]string{"l.tar", "x"}))
+	f.Add(tarOf(f, [2]string{"../evil", "x"}))
+	f.Add([]byte{0x1f, 0x8b, 0, 0})
+	cs, err := local.NewStore(f.TempDir())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := Decompress(bytes.NewReader(data))
+		if err != nil {
+			return
+		}
+		ReadIndex(context.Background(), cs, r)
+	})
+}

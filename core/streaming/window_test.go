@@ -1,0 +1,170 @@
+package streaming
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	transfertypes "github.com/containerd/containerd/api/types/transfer"
+	"github.com/containerd/typeurl/v2"
+
+	"github.com/hullrt/hull/core/namespaces"
+)
+
+// pipeEnd is one end of an in-memory stream pair.
+type pipeEnd struct {
+	in, out chan typeurl.Any
+	closed  chan struct{} // this end closed
+	peer    *pipeEnd
+	once    sync.Once
+}
+
+func pipe() (*pipeEnd, *pipeEnd) {
+	a2b, b2a := make(chan typeurl.Any, 16), make(chan typeurl.Any, 16)
+	a := &pipeEnd{in: b2a, out: a2b, closed: make(chan struct{})}
+	b := &pipeEnd{in: a2b, out: b2a, closed: make(chan struct{})}
+	a.peer, b.peer = b, a
+	return a, b
+}
+
+func (p *pipeEnd) Send(a typeurl.Any) error {
+	select {
+	case <-p.closed:
+		return io.ErrClosedPipe
+	case <-p.peer.closed:
+		return io.EOF
+	case p.out <- a:
+		return nil
+	}
+}
+
+func (p *pipeEnd) Recv() (typeurl.Any, error) {
+	select {
+	case a := <-p.in:
+		return a, nil
+	case <-p.closed:
+		return nil, io.ErrClosedPipe
+	case <-p.peer.closed:
+		select {
+		case a := <-p.in:
+			return a, nil
+		default:
+			return nil, io.EOF
+		}
+	}
+}
+
+func (p *pipeEnd) Close() error { p.once.Do(func() { close(p.closed) }); return nil }
+
+// sender plays a client sending data within the window it is granted.
+func sender(t *testing.T, s *pipeEnd, data []byte) {
+	var window int32
+	for len(data) > 0 {
+		for window == 0 {
+			a, err := s.Recv()
+			if err != nil {
+				return
+			}
+			v, _ := typeurl.UnmarshalAny(a)
+			if u, ok := v.(*transfertypes.WindowUpdate); ok {
+				window += u.Update
+			}
+		}
+		n := min(int(window), len(data), MaxData)
+		a, _ := typeurl.MarshalAny(&transfertypes.Data{Data: data[:n]})
+		if s.Send(a) != nil {
+			return
+		}
+		window -= int32(n)
+		data = data[n:]
+	}
+	s.Close()
+}
+
+func TestReaderWriterRoundTrip(t *testing.T) {
+	data := bytes.Repeat([]byte("hull"), 3*Window)
+	server, client := pipe()
+	go sender(t, client, data)
+	r := NewReader(server)
+	got, err := io.ReadAll(r)
+	r.Close()
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read %d bytes (%v), want %d", len(got), err, len(data))
+	}
+
+	// The writer the other way, with the Reader as the client.
+	server, client = pipe()
+	w := NewWriter(context.Background(), server, time.Minute)
+	done := make(chan []byte)
+	go func() {
+		r := NewReader(client)
+		b, _ := io.ReadAll(r)
+		r.Close()
+		done <- b
+	}()
+	if _, err := w.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	if got := <-done; !bytes.Equal(got, data) {
+		t.Fatalf("client read %d bytes, want %d", len(got), len(data))
+	}
+}
+
+func TestWriterFailsWhenWindowStops(t *testing.T) {
+	server, client := pipe()
+	w := NewWriter(context.Background(), server, 50*time.Millisecond)
+	// The client grants one window and then nothing.
+	a, _ := typeurl.MarshalAny(&transfertypes.WindowUpdate{Update: 10})
+	client.Send(a)
+	_, err := w.Write(make([]byte, 100))
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("write with a stalled window: %v, want a deadline error", err)
+	}
+	// A client that goes away fails the write at once.
+	server, client = pipe()
+	w2 := NewWriter(context.Background(), server, time.Hour)
+	client.Close()
+	if _, err := w2.Write([]byte("x")); err == nil {
+		t.Fatal("write to a closed client succeeded")
+	}
+	w.Close()
+	w2.Close()
+}
+
+func TestReaderFailsWhenStreamBreaks(t *testing.T) {
+	server, _ := pipe()
+	r := NewReader(server)
+	server.Close() // the stream broke under the reader
+	if _, err := io.ReadAll(r); err == nil {
+		t.Fatal("read of a broken stream succeeded")
+	}
+	r.Close()
+}
+
+func TestManager(t *testing.T) {
+	m := NewManager()
+	ctx := namespaces.WithNamespace(context.Background(), "a")
+	s, _ := pipe()
+	if err := m.Register(ctx, "x", s); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Register(ctx, "x", s); err == nil {
+		t.Fatal("registered one name twice")
+	}
+	if _, err := m.Get(namespaces.WithNamespace(context.Background(), "b"), "x"); err == nil {
+		t.Fatal("another namespace found the stream")
+	}
+	got, err := m.Get(ctx, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got.Close()
+	if _, err := m.Get(ctx, "x"); err == nil || m.Len() != 0 {
+		t.Fatalf("closed stream still registered (%d open)", m.Len())
+	}
+}
