@@ -18,10 +18,16 @@ import (
 // so records written as JSON by earlier versions still read.
 const binaryMagic = 0x01
 
+// binaryDecoder reads a record's compact encoding: a record, or a view of
+// part of one.
+type binaryDecoder interface {
+	decodeBinary(d *decoder) error
+}
+
 // binaryRecord is a record with a compact encoding of its own.
 type binaryRecord interface {
+	binaryDecoder
 	appendBinary(b []byte) []byte
-	decodeBinary(d *decoder) error
 }
 
 // encodeRecord is the stored form of v.
@@ -35,7 +41,7 @@ func encodeRecord(v any) ([]byte, error) {
 // decodeRecord reads a stored record of either form into v.
 func decodeRecord(data []byte, v any) error {
 	if len(data) > 0 && data[0] == binaryMagic {
-		r, ok := v.(binaryRecord)
+		r, ok := v.(binaryDecoder)
 		if !ok {
 			return fmt.Errorf("binary record where a %T was expected", v)
 		}
@@ -300,4 +306,106 @@ func (r *imageRecord) appendBinary(b []byte) []byte {
 func (r *imageRecord) decodeBinary(d *decoder) error {
 	r.Target = d.descriptor()
 	return d.stamped(&r.Labels, &r.CreatedAt, &r.UpdatedAt)
+}
+
+// Container records are read on every task create and CRI call about a
+// container; their spec, a JSON document itself, would otherwise be
+// base64 inside JSON.
+
+func appendAny(b []byte, a *anyRecord) []byte {
+	if a == nil {
+		return append(b, 0)
+	}
+	b = append(b, 1)
+	b = appendString(b, a.TypeURL)
+	return appendBytes(b, a.Value)
+}
+
+func (d *decoder) anyRecord() *anyRecord {
+	switch d.byte() {
+	case 0:
+		return nil
+	case 1:
+		return &anyRecord{TypeURL: d.string(), Value: d.bytes()}
+	default:
+		d.fail(errors.New("record holds a bad any marker"))
+		return nil
+	}
+}
+
+func (r *containerRecord) appendBinary(b []byte) []byte {
+	b = appendString(b, r.Image)
+	b = appendString(b, r.Runtime)
+	b = appendAny(b, r.RuntimeOptions)
+	b = appendAny(b, r.Spec)
+	b = appendString(b, r.SnapshotKey)
+	b = appendString(b, r.Snapshotter)
+	b = binary.AppendUvarint(b, uint64(len(r.Extensions)))
+	for name, ext := range r.Extensions {
+		b = appendString(b, name)
+		b = appendAny(b, &ext)
+	}
+	b = appendString(b, r.SandboxID)
+	return appendStamped(b, r.Labels, r.CreatedAt, r.UpdatedAt)
+}
+
+func (r *containerRecord) decodeBinary(d *decoder) error {
+	r.Image = d.string()
+	r.Runtime = d.string()
+	r.RuntimeOptions = d.anyRecord()
+	r.Spec = d.anyRecord()
+	r.SnapshotKey = d.string()
+	r.Snapshotter = d.string()
+	// An extension takes at least a name length, a marker, a type URL
+	// length and a value length.
+	if n := d.count(4); n > 0 {
+		r.Extensions = make(map[string]anyRecord, n)
+		for i := 0; i < n && d.err == nil; i++ {
+			name := d.string()
+			a := d.anyRecord()
+			if a == nil {
+				d.fail(fmt.Errorf("record holds extension %q without a value", name))
+				break
+			}
+			r.Extensions[name] = *a
+		}
+	}
+	r.SandboxID = d.string()
+	return d.stamped(&r.Labels, &r.CreatedAt, &r.UpdatedAt)
+}
+
+// containerRefs is what gc reads of a container record: the references,
+// without copying the spec, in either stored form.
+type containerRefs struct {
+	Labels      map[string]string `json:"labels,omitempty"`
+	SnapshotKey string            `json:"snapshot_key,omitempty"`
+	Snapshotter string            `json:"snapshotter,omitempty"`
+}
+
+func (r *containerRefs) decodeBinary(d *decoder) error {
+	d.string() // image
+	d.string() // runtime
+	d.skipAny()
+	d.skipAny() // spec
+	r.SnapshotKey = d.string()
+	r.Snapshotter = d.string()
+	for n := d.count(4); n > 0 && d.err == nil; n-- {
+		d.rawBytes()
+		d.skipAny()
+	}
+	d.rawBytes() // sandbox
+	var created, updated time.Time
+	return d.stamped(&r.Labels, &created, &updated)
+}
+
+// skipAny reads past what appendAny wrote.
+func (d *decoder) skipAny() {
+	switch d.byte() {
+	case 0:
+	case 1:
+		d.rawBytes()
+		d.rawBytes()
+	default:
+		d.fail(errors.New("record holds a bad any marker"))
+	}
 }

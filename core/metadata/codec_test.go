@@ -28,8 +28,22 @@ func sampleImageRecord() imageRecord {
 	}
 }
 
+func sampleContainerRecord() containerRecord {
+	now := time.Date(2026, 12, 3, 23, 1, 2, 345678901, time.UTC)
+	return containerRecord{
+		Labels: map[string]string{"io.kubernetes.pod.name": "p"}, Image: "docker.io/library/busybox:1",
+		Runtime: "io.containerd.runc.v2", RuntimeOptions: &anyRecord{TypeURL: "containerd.runc.v1.Options", Value: []byte{10, 4, 'r', 'u', 'n', 'c'}},
+		Spec:        &anyRecord{TypeURL: "types.containerd.io/opencontainers/runtime-spec/1/Spec", Value: []byte(`{"ociVersion":"1.2.0"}`)},
+		SnapshotKey: "c1", Snapshotter: "overlayfs",
+		Extensions: map[string]anyRecord{"io.cri/sandbox": {TypeURL: "x", Value: []byte("{}")}, "empty": {TypeURL: "y"}},
+		SandboxID:  "s1", CreatedAt: now, UpdatedAt: now.Add(time.Second),
+	}
+}
+
 func TestRecordsRoundTripInBinary(t *testing.T) {
 	for _, in := range []any{
+		ptr(sampleContainerRecord()),
+		&containerRecord{Runtime: "r", Spec: &anyRecord{TypeURL: "t"}},
 		ptr(sampleImageRecord()),
 		&imageRecord{}, // zero times, no labels, no platform
 		&blobRecord{Size: 1 << 40, Labels: map[string]string{"k": "v"}, CreatedAt: time.Unix(5, 6).UTC(), UpdatedAt: time.Unix(7, 8).UTC()},
@@ -63,11 +77,31 @@ func normalize(v any) any {
 		c := *r
 		c.CreatedAt, c.UpdatedAt = c.CreatedAt.UTC(), c.UpdatedAt.UTC()
 		return c
+	case *containerRecord:
+		c := *r
+		c.CreatedAt, c.UpdatedAt = c.CreatedAt.UTC(), c.UpdatedAt.UTC()
+		return c
 	}
 	return v
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// Container records written as JSON by earlier versions still read.
+func TestJSONContainerRecordsStillRead(t *testing.T) {
+	in := sampleContainerRecord()
+	data, err := json.Marshal(&in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out containerRecord
+	if err := decodeRecord(data, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(normalize(&in), normalize(&out)) {
+		t.Fatalf("JSON record read back as %+v", out)
+	}
+}
 
 // Records written as JSON by earlier versions of hull still read.
 func TestJSONRecordsStillRead(t *testing.T) {
@@ -111,8 +145,10 @@ func TestCorruptBinaryRecordsAreErrors(t *testing.T) {
 func FuzzDecodeRecord(f *testing.F) {
 	img, _ := encodeRecord(ptr(sampleImageRecord()))
 	blob, _ := encodeRecord(&blobRecord{Size: 3, Labels: map[string]string{"a": "b"}})
+	ctr, _ := encodeRecord(ptr(sampleContainerRecord()))
 	f.Add(img)
 	f.Add(blob)
+	f.Add(ctr)
 	f.Add([]byte(`{"size":3}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var r imageRecord
@@ -129,5 +165,42 @@ func FuzzDecodeRecord(f *testing.F) {
 		}
 		var b blobRecord
 		decodeRecord(data, &b)
+		var c containerRecord
+		if decodeRecord(data, &c) == nil && len(data) > 0 && data[0] == binaryMagic {
+			again, err := encodeRecord(&c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var c2 containerRecord
+			if err := decodeRecord(again, &c2); err != nil || !reflect.DeepEqual(normalize(&c), normalize(&c2)) {
+				t.Fatalf("re-encoded container record: %v\n%+v\n%+v", err, c, c2)
+			}
+		}
 	})
+}
+
+// gc reads only a container's references, from either stored form.
+func TestContainerRefsOfBothForms(t *testing.T) {
+	in := sampleContainerRecord()
+	bin, err := encodeRecord(&in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := json.Marshal(&in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string][]byte{"binary": bin, "json": js} {
+		var r containerRefs
+		if err := decodeRecord(data, &r); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if r.SnapshotKey != "c1" || r.Snapshotter != "overlayfs" || !reflect.DeepEqual(r.Labels, in.Labels) {
+			t.Fatalf("%s: refs %+v", name, r)
+		}
+	}
+	var r containerRefs
+	if err := decodeRecord(bin[:len(bin)-3], &r); err == nil {
+		t.Fatal("a truncated record gave references")
+	}
 }

@@ -177,13 +177,9 @@ func collectNamespace(nsb *bolt.Bucket, now time.Time, expiry func(id string, la
 	if b := nsb.Bucket(bucketContainers); b != nil {
 		if err := b.ForEach(func(k, v []byte) error {
 			// Only the references: decoding whole records (the spec is
-			// kilobytes of base64) made gc the daemon's main cost while
-			// containers were being started.
-			var r struct {
-				Labels      map[string]string `json:"labels,omitempty"`
-				SnapshotKey string            `json:"snapshot_key,omitempty"`
-				Snapshotter string            `json:"snapshotter,omitempty"`
-			}
+			// kilobytes) made gc the daemon's main cost while containers
+			// were being started.
+			var r containerRefs
 			if err := decodeAt(string(k), v, &r); err != nil {
 				return err
 			}
