@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -205,7 +206,7 @@ func checkPlan(mounts []mount.Mount, p plan) error {
 		for j := range fake {
 			fake[j].MountPoint = "/"
 		}
-		if _, err := format(mt, fake); err != nil && slicesContains(p.steps[i].names, "format") {
+		if _, err := format(mt, fake); err != nil && slices.Contains(p.steps[i].names, "format") {
 			return fmt.Errorf("mount %d: %w", i, err)
 		}
 		if i < p.first {
@@ -215,15 +216,6 @@ func checkPlan(mounts []mount.Mount, p plan) error {
 		}
 	}
 	return nil
-}
-
-func slicesContains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // applyTransforms applies the first n transforms of st to mt.
@@ -400,7 +392,7 @@ func (m *Manager) Recover(ctx context.Context) error {
 func mountsPresent(active []ActiveMount) bool {
 	for _, a := range active {
 		mps, err := mount.MountedUnder(a.MountPoint)
-		if err != nil || !slicesContains(mps, a.MountPoint) {
+		if err != nil || !slices.Contains(mps, a.MountPoint) {
 			return false
 		}
 	}
