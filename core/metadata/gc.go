@@ -186,14 +186,7 @@ func collectNamespace(nsb *bolt.Bucket, now time.Time, expiry func(id string, la
 			if r.Snapshotter != "" && r.SnapshotKey != "" {
 				markSnap(r.Snapshotter, r.SnapshotKey)
 			}
-			for l, v := range r.Labels {
-				if isContentRef(l) {
-					mark(v)
-				}
-				if sn, ok := snapshotRef(l); ok {
-					markSnap(sn, v)
-				}
-			}
+			markLabelRefs(r.Labels, mark, markSnap)
 			return nil
 		}); err != nil {
 			return 0, 0, err
@@ -637,5 +630,18 @@ func (db *DB) collector() {
 		// started and removed by the dozen) they coalesce instead of
 		// running after every one.
 		pause = time.Since(began) * 50
+	}
+}
+
+// markLabelRefs marks the content and snapshots that labels name in their
+// containerd.io/gc.ref.content* and gc.ref.snapshot.* keys.
+func markLabelRefs(labels map[string]string, mark func(string), markSnap func(sn, key string)) {
+	for l, v := range labels {
+		if isContentRef(l) {
+			mark(v)
+		}
+		if sn, ok := snapshotRef(l); ok {
+			markSnap(sn, v)
+		}
 	}
 }

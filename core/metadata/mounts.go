@@ -314,14 +314,7 @@ func backRef(label, prefix string) bool {
 // active mount keeps what it uses.
 func markMountRefs(nsb *bolt.Bucket, mark func(string), markSnap func(sn, key string)) error {
 	return forEachRecord(nsb.Bucket(bucketMounts), func(_ string, r *mountRecord) error {
-		for l, v := range r.Labels {
-			if isContentRef(l) {
-				mark(v)
-			}
-			if sn, ok := snapshotRef(l); ok {
-				markSnap(sn, v)
-			}
-		}
+		markLabelRefs(r.Labels, mark, markSnap)
 		return nil
 	})
 }
