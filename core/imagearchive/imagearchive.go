@@ -98,7 +98,8 @@ func cleanName(name string) (string, error) {
 // ReadIndex stores the files of the archive r in cs and returns the index
 // that names its images (see the package doc). Files under blobs/<alg>/<hex>
 // must have that digest. The caller holds a lease, so that what a failed
-// read stored is collected.
+// read stored is collected. A malformed archive is InvalidArgument, a blob
+// whose bytes are not its name's digest FailedPrecondition.
 func ReadIndex(ctx context.Context, cs Store, r io.Reader) (ocispec.Descriptor, error) {
 	var (
 		tr       = tar.NewReader(r)
@@ -205,8 +206,10 @@ func storeFile(ctx context.Context, cs Store, name string, size int64, r io.Read
 }
 
 // WriteBlob stores size bytes of r through the ingest ref and returns their
-// digest; expected, when set, must be it (InvalidArgument otherwise). A
-// blob already stored counts as written. A failed write aborts the ingest.
+// digest; expected, when set, must be it (FailedPrecondition otherwise, the
+// class containerd's content store gives a commit of unexpected bytes, so
+// that a corrupt archive fails alike through every importer). A blob
+// already stored counts as written. A failed write aborts the ingest.
 func WriteBlob(ctx context.Context, cs Store, ref string, r io.Reader, size int64, expected digest.Digest) (digest.Digest, error) {
 	opts := []content.WriterOpt{content.WithRef(ref)}
 	if expected != "" {
@@ -240,7 +243,7 @@ func WriteBlob(ctx context.Context, cs Store, ref string, r io.Reader, size int6
 	}
 	got := w.Digest()
 	if expected != "" && got != expected {
-		return "", fmt.Errorf("content has digest %s, not %s: %w", got, expected, errdefs.ErrInvalidArgument)
+		return "", fmt.Errorf("content has digest %s, not %s: %w", got, expected, errdefs.ErrFailedPrecondition)
 	}
 	if err := w.Commit(ctx, size, got); err != nil && !errdefs.IsAlreadyExists(err) {
 		return "", err
