@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -128,15 +127,27 @@ func (c *Client) Pull(ctx context.Context, ref string, opts ...RemoteOpt) (image
 		ChunkSize: cfg.chunkSize, ParallelChunks: cfg.parallelChunks, ParallelThreshold: cfg.chunkThreshold,
 		StoreTimeout: c.storeTimeout(),
 	}
-	var ov *overlapUnpack
+	var ov *unpack.Overlap
 	if cfg.unpack != "" && !cfg.allPlatforms {
 		// Apply layers as they arrive, while later ones download.
-		ov = c.newOverlapUnpack(ctx, cfg)
-		po.Progress, po.OnManifest = ov.progress, ov.start
+		ov = unpack.NewOverlap(ctx, unpack.Options{
+			Content: c.ContentStore(), Snapshotter: c.SnapshotService(cfg.unpack), SnapshotterName: cfg.unpack,
+			Applier: c.DiffService(), Progress: cfg.unpackProgress, ParallelLayers: c.parallelUnpack(ctx, cfg.unpack),
+			Leases: c.LeasesService(),
+		})
+		po.Progress = func(p pull.Progress) {
+			if p.Status == pull.StatusDone || p.Status == pull.StatusExists {
+				ov.Stored(p.Desc.Digest)
+			}
+			if cfg.progress != nil {
+				cfg.progress(p)
+			}
+		}
+		po.OnManifest = func(_ context.Context, _ ocispec.Descriptor, m ocispec.Manifest) { ov.Start(m) }
 	}
 	img, err := pull.Pull(ctx, ref, po)
 	if ov != nil {
-		started, uerr := ov.wait(err != nil)
+		started, uerr := ov.Wait(err != nil)
 		if err == nil && uerr != nil {
 			return img, fmt.Errorf("unpack %s: %w", img.Name, uerr)
 		}
@@ -169,95 +180,6 @@ func (c *Client) storeTimeout() time.Duration {
 		return -1
 	}
 	return c.reach.timeout
-}
-
-// overlapUnpack unpacks the manifest a pull reads while the pull goes on:
-// each layer waits until the pull has stored its blob.
-type overlapUnpack struct {
-	c       *Client
-	cfg     *remoteConfig
-	ctx     context.Context
-	cancel  context.CancelFunc
-	mu      sync.Mutex
-	stored  map[digest.Digest]chan struct{}
-	started bool
-	done    chan error
-}
-
-func (c *Client) newOverlapUnpack(ctx context.Context, cfg *remoteConfig) *overlapUnpack {
-	ctx, cancel := context.WithCancel(ctx)
-	return &overlapUnpack{c: c, cfg: cfg, ctx: ctx, cancel: cancel, stored: map[digest.Digest]chan struct{}{}, done: make(chan error, 1)}
-}
-
-func (o *overlapUnpack) ch(d digest.Digest) chan struct{} {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	ch, ok := o.stored[d]
-	if !ok {
-		ch = make(chan struct{})
-		o.stored[d] = ch
-	}
-	return ch
-}
-
-// progress passes the pull's progress on and notes the blobs stored.
-func (o *overlapUnpack) progress(p pull.Progress) {
-	if p.Status == pull.StatusDone || p.Status == pull.StatusExists {
-		ch := o.ch(p.Desc.Digest)
-		o.mu.Lock()
-		select {
-		case <-ch:
-		default:
-			close(ch)
-		}
-		o.mu.Unlock()
-	}
-	if o.cfg.progress != nil {
-		o.cfg.progress(p)
-	}
-}
-
-// start begins unpacking the first platform manifest the pull reads.
-func (o *overlapUnpack) start(_ context.Context, desc ocispec.Descriptor, m ocispec.Manifest) {
-	o.mu.Lock()
-	if o.started {
-		o.mu.Unlock()
-		return
-	}
-	o.started = true
-	o.mu.Unlock()
-	go func() {
-		ready := func(ctx context.Context, d digest.Digest) error {
-			select {
-			case <-o.ch(d):
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		_, err := unpack.UnpackManifest(o.ctx, m, unpack.Options{
-			Content: o.c.ContentStore(), Snapshotter: o.c.SnapshotService(o.cfg.unpack), SnapshotterName: o.cfg.unpack,
-			Applier: o.c.DiffService(), Progress: o.cfg.unpackProgress, ParallelLayers: o.c.parallelUnpack(o.ctx, o.cfg.unpack),
-			Leases: o.c.LeasesService(),
-		}, ready)
-		o.done <- err
-	}()
-}
-
-// wait returns whether an unpack started and its result once it ends; a
-// failed pull stops it.
-func (o *overlapUnpack) wait(pullFailed bool) (bool, error) {
-	if pullFailed {
-		o.cancel()
-	}
-	defer o.cancel()
-	o.mu.Lock()
-	started := o.started
-	o.mu.Unlock()
-	if !started {
-		return false, nil
-	}
-	return true, <-o.done
 }
 
 // Push uploads the image named local (or ref, when local is empty) to ref.

@@ -153,14 +153,49 @@ func (s *Service) pull(ctx context.Context, src *transfertypes.OCIRegistry, dst 
 	match, all := platformMatcher(dst.GetPlatforms())
 	c := &capture{Store: s.Images}
 	progress(Progress{Event: "Pulling from " + registryString(src)})
-	if _, err := pull.Pull(ctx, src.GetReference(), pull.Options{
+	po := pull.Options{
 		Resolver: res, Content: s.Content, Images: c, Leases: s.Leases,
 		Platform: match, AllPlatforms: all, MaxConcurrentDownloads: s.MaxConcurrentDownloads,
 		Progress: blobProgress(progress, "downloading"),
-	}); err != nil {
+	}
+	unpacks := dst.GetUnpacks()
+	var ov *unpack.Overlap
+	if len(unpacks) == 1 && !all {
+		// The one unpack applies layers as they arrive, while later ones
+		// download, if the pull reads its platform's manifest.
+		p, uo, err := s.unpackOptions(unpacks[0], progress)
+		if err != nil {
+			return err
+		}
+		want := platforms.Only(p)
+		ov = unpack.NewOverlap(ctx, uo)
+		blobs := po.Progress
+		po.Progress = func(p pull.Progress) {
+			if p.Status == pull.StatusDone || p.Status == pull.StatusExists {
+				ov.Stored(p.Desc.Digest)
+			}
+			blobs(p)
+		}
+		po.OnManifest = func(_ context.Context, desc ocispec.Descriptor, m ocispec.Manifest) {
+			if desc.Platform == nil || want.Match(*desc.Platform) {
+				ov.Start(m)
+			}
+		}
+	}
+	_, err = pull.Pull(ctx, src.GetReference(), po)
+	if ov != nil {
+		started, uerr := ov.Wait(err != nil)
+		if err == nil && uerr != nil {
+			return fmt.Errorf("unpack %s: %w", c.target.Digest, uerr)
+		}
+		if started {
+			unpacks = nil
+		}
+	}
+	if err != nil {
 		return err
 	}
-	if err := s.unpackAll(ctx, c.target, dst.GetUnpacks(), progress); err != nil {
+	if err := s.unpackAll(ctx, c.target, unpacks, progress); err != nil {
 		return err
 	}
 	imgs, err := s.record(ctx, Names(dst, c.target, false))
@@ -174,12 +209,43 @@ func (s *Service) pull(ctx context.Context, src *transfertypes.OCIRegistry, dst 
 	return nil
 }
 
+// unpackOptions are the platform and the options of unpack configuration
+// u: its snapshotter (the default one when it names none) and the layer
+// progress reported as containerd's "extracted" events.
+func (s *Service) unpackOptions(u *transfertypes.UnpackConfiguration, progress func(Progress)) (ocispec.Platform, unpack.Options, error) {
+	p := platforms.DefaultSpec()
+	if u.GetPlatform() != nil {
+		p = ociPlatform(u.GetPlatform())
+	}
+	name := u.GetSnapshotter()
+	if name == "" {
+		name = s.DefaultSnapshotter
+	}
+	sn, err := s.Snapshotter(name)
+	if err != nil {
+		return p, unpack.Options{}, fmt.Errorf("unpack into %s: %w", name, err)
+	}
+	parallel := 1
+	if s.ParallelUnpack != nil {
+		parallel = s.ParallelUnpack(name)
+	}
+	return p, unpack.Options{
+		Content: s.Content, Snapshotter: sn, SnapshotterName: name, Applier: s.Applier,
+		ParallelLayers: parallel, Leases: s.Leases,
+		Progress: func(layer ocispec.Descriptor, _ digest.Digest, status string) {
+			if status == "applied" {
+				progress(Progress{Event: "extracted", Name: refKey(layer), Progress: layer.Size, Total: layer.Size})
+			}
+		},
+	}, nil
+}
+
 // unpackAll unpacks target's manifest for each unpack configuration.
 func (s *Service) unpackAll(ctx context.Context, target ocispec.Descriptor, unpacks []*transfertypes.UnpackConfiguration, progress func(Progress)) error {
 	for _, u := range unpacks {
-		p := platforms.DefaultSpec()
-		if u.GetPlatform() != nil {
-			p = ociPlatform(u.GetPlatform())
+		p, uo, err := s.unpackOptions(u, progress)
+		if err != nil {
+			return err
 		}
 		m, err := s.platformManifest(ctx, target, platforms.Only(p))
 		if errdefs.IsNotFound(err) {
@@ -188,28 +254,8 @@ func (s *Service) unpackAll(ctx context.Context, target ocispec.Descriptor, unpa
 		if err != nil {
 			return err
 		}
-		name := u.GetSnapshotter()
-		if name == "" {
-			name = s.DefaultSnapshotter
-		}
-		sn, err := s.Snapshotter(name)
-		if err != nil {
-			return fmt.Errorf("unpack into %s: %w", name, err)
-		}
-		parallel := 1
-		if s.ParallelUnpack != nil {
-			parallel = s.ParallelUnpack(name)
-		}
-		if _, err := unpack.Unpack(ctx, m, unpack.Options{
-			Content: s.Content, Snapshotter: sn, SnapshotterName: name, Applier: s.Applier,
-			ParallelLayers: parallel, Leases: s.Leases,
-			Progress: func(layer ocispec.Descriptor, _ digest.Digest, status string) {
-				if status == "applied" {
-					progress(Progress{Event: "extracted", Name: refKey(layer), Progress: layer.Size, Total: layer.Size})
-				}
-			},
-		}); err != nil {
-			return fmt.Errorf("unpack %s into %s: %w", m.Digest, name, err)
+		if _, err := unpack.Unpack(ctx, m, uo); err != nil {
+			return fmt.Errorf("unpack %s into %s: %w", m.Digest, uo.SnapshotterName, err)
 		}
 	}
 	return nil
