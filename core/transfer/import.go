@@ -7,13 +7,8 @@ import (
 	"maps"
 
 	transfertypes "github.com/containerd/containerd/api/types/transfer"
-	"github.com/containerd/errdefs"
-	"github.com/containerd/platforms"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/hullrt/hull/core/content"
 	"github.com/hullrt/hull/core/imagearchive"
-	"github.com/hullrt/hull/core/images"
 	"github.com/hullrt/hull/core/streaming"
 )
 
@@ -41,20 +36,16 @@ func (s *Service) importArchive(ctx context.Context, src *transfertypes.ImageImp
 		return fmt.Errorf("import: %w", err)
 	}
 	match, _ := platformMatcher(dst.GetPlatforms())
-	data, err := images.ReadManifest(ctx, s.Content, index)
+	entries, err := imagearchive.Entries(ctx, s.Content, index)
 	if err != nil {
-		return fmt.Errorf("import: archive index %s: %w", index.Digest, err)
-	}
-	entries, _, err := images.ParseChildren(index, data)
-	if err != nil {
-		return fmt.Errorf("import: archive index %s: %w", index.Digest, err)
+		return fmt.Errorf("import: %w", err)
 	}
 	for _, e := range entries {
-		if err := s.labelTree(ctx, e, match, true); err != nil {
+		if err := imagearchive.Label(ctx, s.Content, e, match); err != nil {
 			return fmt.Errorf("import: %w", err)
 		}
 	}
-	if err := s.labelTree(ctx, index, match, true); err != nil {
+	if err := imagearchive.Label(ctx, s.Content, index, match); err != nil {
 		return fmt.Errorf("import: %w", err)
 	}
 	for _, e := range entries {
@@ -76,51 +67,4 @@ func (s *Service) importArchive(ctx context.Context, src *transfertypes.ImageImp
 	}
 	progress(Progress{Event: "Completed import"})
 	return nil
-}
-
-// labelTree checks that desc and what it needs are stored and sets the gc
-// labels by which each parent keeps its children. Of an index, manifests of
-// platforms not matched, or left out of the archive, are skipped; a
-// manifest must have its config and every layer (required).
-func (s *Service) labelTree(ctx context.Context, desc ocispec.Descriptor, match platforms.MatchComparer, required bool) error {
-	if _, err := s.Content.Info(ctx, desc.Digest); err != nil {
-		if errdefs.IsNotFound(err) {
-			return fmt.Errorf("archive lacks %s %s: %w", desc.MediaType, desc.Digest, err)
-		}
-		return err
-	}
-	if !images.IsIndex(desc.MediaType) && !images.IsManifest(desc.MediaType) {
-		return nil
-	}
-	data, err := images.ReadManifest(ctx, s.Content, desc)
-	if err != nil {
-		return err
-	}
-	children, refs, err := images.ParseChildren(desc, data)
-	if err != nil {
-		return err
-	}
-	info := content.Info{Digest: desc.Digest, Labels: map[string]string{}}
-	var paths []string
-	for i, ch := range children {
-		if images.IsIndex(desc.MediaType) {
-			if ch.Platform != nil && !match.Match(*ch.Platform) {
-				continue
-			}
-			if _, err := s.Content.Info(ctx, ch.Digest); errdefs.IsNotFound(err) {
-				continue // another platform, left out of the archive
-			}
-		}
-		if err := s.labelTree(ctx, ch, match, true); err != nil {
-			return err
-		}
-		k := images.LabelGCRefContent + "." + refs[i]
-		info.Labels[k] = ch.Digest.String()
-		paths = append(paths, "labels."+k)
-	}
-	if len(paths) == 0 {
-		return nil
-	}
-	_, err = s.Content.Update(ctx, info, paths...)
-	return err
 }
