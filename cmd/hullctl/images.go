@@ -224,7 +224,7 @@ func imagesImport(e *env) *cli.Command {
 func imagesExport(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "export",
-		Usage:     "write images to an OCI image layout archive (FILE, or - for stdout)",
+		Usage:     "write images to an OCI image layout archive (with a docker manifest.json) (FILE, or - for stdout)",
 		ArgsUsage: "FILE|- NAME...",
 		Flags:     platformFlags(),
 		Action: func(c *cli.Context) error {
