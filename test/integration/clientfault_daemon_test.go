@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/rand"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -288,7 +289,21 @@ func TestClientFaultPullSurvivesRestart(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatalf("the layer's download did not begin; stderr:\n%s", p.errText())
 	}
-	// hulld dies with half the layer in an ingest, and the rest of it
+	// The registry has sent half the layer; hulld must have stored some
+	// of it before it dies, or there is nothing to resume.
+	hulltest.Eventually(t, 30*time.Second, "part of the layer in an ingest of hulld", func() error {
+		out, err := d.CtrErr(nil, "content", "active")
+		if err != nil {
+			return err
+		}
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n")[1:] {
+			if f := strings.Fields(line); len(f) >= 2 && strings.TrimRight(f[1], "0.B") != "" {
+				return nil
+			}
+		}
+		return fmt.Errorf("no ingest holds data yet:\n%s", out)
+	})
+	// hulld dies with part of the layer in an ingest, and the rest of it
 	// arrives at a pull that has no daemon.
 	d.Kill()
 	g.open()
