@@ -64,6 +64,17 @@ func (m *Manager) resolveBinary(rtName, runtimePath string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	p, err := LookupBinary(name)
+	if err != nil {
+		return "", fmt.Errorf("runtime %q: %w", rtName, err)
+	}
+	return p, nil
+}
+
+// LookupBinary finds the shim binary file name as containerd does: on
+// PATH, then next to the running executable (where `make install` puts
+// hull's shim beside hulld).
+func LookupBinary(name string) (string, error) {
 	if p, err := exec.LookPath(name); err == nil {
 		return filepath.Abs(p)
 	}
@@ -73,7 +84,7 @@ func (m *Manager) resolveBinary(rtName, runtimePath string) (string, error) {
 			return p, nil
 		}
 	}
-	return "", fmt.Errorf("runtime %q: shim binary %s not found in PATH=%s nor next to hulld: %w", rtName, name, os.Getenv("PATH"), errdefs.ErrNotFound)
+	return "", fmt.Errorf("shim binary %s not found in PATH=%s nor next to hulld: %w", name, os.Getenv("PATH"), errdefs.ErrNotFound)
 }
 
 // bootstrap is what a shim's start command answered: where it listens and

@@ -103,16 +103,11 @@ func (s shimInfo) resolve(runtime string) (string, error) {
 	if s.resolver != nil {
 		return s.resolver.ResolveBinary(runtime)
 	}
-	if p, err := exec.LookPath(name); err == nil {
-		return filepath.Abs(p)
+	p, err := shims.LookupBinary(name)
+	if err != nil {
+		return "", fmt.Errorf("runtime %q: %w", runtime, err)
 	}
-	if self, err := os.Executable(); err == nil {
-		p := filepath.Join(filepath.Dir(self), name)
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("runtime %q: shim binary %s is not on PATH nor next to hulld: %w", runtime, name, errdefs.ErrNotFound)
+	return p, nil
 }
 
 // runtimeTarget reads a RuntimeRequest's runtime_path: an absolute path
