@@ -342,10 +342,10 @@ func (m *Manager) startStdin(in startInput, b *bundle, options *anypb.Any) ([]by
 	return proto.Marshal(p)
 }
 
-// maxSocketDirLen is the longest socket directory a shim of containerd
-// 2.3+ can use: it names its socket by a 64-character hash, and the path
-// must fit sun_path (107 bytes) with the slash.
-const maxSocketDirLen = 107 - 1 - 64
+// shimSocketNameLen is the length of the socket names of containerd 2.3+'s
+// shims: a 64-character hash, which the directory must leave room for in
+// sun_path.
+const shimSocketNameLen = 64
 
 // socketDir is the directory hulld gives shims for their sockets: the one
 // beside its address where hull's shim puts its own, or, when that is too
@@ -353,7 +353,7 @@ const maxSocketDirLen = 107 - 1 - 64
 // to as well. Never containerd's /run/containerd/s, which a 2.3+ shim
 // takes when told nothing.
 func (m *Manager) socketDir() string {
-	return launch.SocketDir(m.cfg.Address, maxSocketDirLen)
+	return launch.SocketDir(m.cfg.Address, shimSocketNameLen)
 }
 
 // runStart runs the start command with stdin and returns its stdout. The

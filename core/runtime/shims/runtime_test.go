@@ -112,3 +112,19 @@ func TestValidateSpec(t *testing.T) {
 		}
 	}
 }
+
+// The socket directory given to a 2.3+ shim leaves room in sun_path for
+// its 64-character socket name, else it is the temporary one.
+func TestSocketDirFitsTheShimsNames(t *testing.T) {
+	for _, dirLen := range []int{20, 40, 41, 42, 43, 60, 80} {
+		addrDir := "/" + strings.Repeat("d", dirLen-3) // dir + "/s" is dirLen long
+		m := &Manager{cfg: Config{Address: addrDir + "/hull.sock"}}
+		got := m.socketDir()
+		if len(got)+1+shimSocketNameLen > 107 {
+			t.Errorf("address dir of %d: socket dir %s (%d) leaves no room for a %d-character name", dirLen, got, len(got), shimSocketNameLen)
+		}
+		if want := addrDir + "/s"; len(want)+1+shimSocketNameLen <= 107 && got != want {
+			t.Errorf("address dir of %d: socket dir %s, want %s", dirLen, got, want)
+		}
+	}
+}
