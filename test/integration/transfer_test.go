@@ -3,6 +3,8 @@ package integration
 import (
 	"archive/tar"
 	"bytes"
+	"context"
+	"crypto/rand"
 	"fmt"
 	"io"
 	"os"
@@ -11,9 +13,16 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
+	contentapi "github.com/containerd/containerd/api/services/content/v1"
+	imagesapi "github.com/containerd/containerd/api/services/images/v1"
+	leasesapi "github.com/containerd/containerd/api/services/leases/v1"
+	streamingapi "github.com/containerd/containerd/api/services/streaming/v1"
 	transferapi "github.com/containerd/containerd/api/services/transfer/v1"
 	transfertypes "github.com/containerd/containerd/api/types/transfer"
+	"github.com/containerd/typeurl/v2"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -276,4 +285,171 @@ func TestTransferBadInput(t *testing.T) {
 	imp, _ := anypb.New(&transfertypes.ImageImportStream{Stream: "nosuch"})
 	_, err := tc.Transfer(nsCtx("bad"), &transferapi.TransferRequest{Source: imp, Destination: store})
 	wantCode(t, "transfer from an unopened stream", err, codes.NotFound, "nosuch")
+}
+
+// TestTransferImportClientDisconnects: a client that goes away in the
+// middle of an import (its stream broken off, and in the second case its
+// Transfer call too, as when ctr is killed) leaves no image, no lease and
+// no ingest in hulld once the transfer has wound down.
+func TestTransferImportClientDisconnects(t *testing.T) {
+	d := hulltest.Start(t, hulltest.Options{})
+	conn := dial(t, d)
+	// A layer gzip cannot shrink, so that half the archive is megabytes
+	// into the layer's blob.
+	big := make([]byte, 8<<20)
+	if _, err := rand.Read(big); err != nil {
+		t.Fatal(err)
+	}
+	var arch bytes.Buffer
+	img := testimage.New([]string{"/bin/sh"}, []testimage.File{{Name: "big", Data: big}})
+	if err := testimage.WriteOCIArchive(&arch, "example.com/disconnect:1", img); err != nil {
+		t.Fatal(err)
+	}
+	half := arch.Bytes()[:arch.Len()/2]
+
+	for _, c := range []struct {
+		ns       string
+		killCall bool
+	}{{"tdisc-stream", false}, {"tdisc-killed", true}} {
+		t.Run(c.ns, func(t *testing.T) {
+			ctx := nsCtx(c.ns)
+			streamCtx, cancelStream := context.WithCancel(ctx)
+			defer cancelStream()
+			callCtx, cancelCall := context.WithCancel(ctx)
+			defer cancelCall()
+
+			st, err := streamingapi.NewStreamingClient(conn).Stream(streamCtx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			initMsg := wireAny(t, &streamingapi.StreamInit{ID: "disconnect"})
+			if err := st.Send(initMsg); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := st.Recv(); err != nil {
+				t.Fatalf("stream ack: %v", err)
+			}
+			src := wireAny(t, &transfertypes.ImageImportStream{Stream: "disconnect"})
+			dst := wireAny(t, &transfertypes.ImageStore{ExtraReferences: []*transfertypes.ImageReference{{Name: "import-disc", IsPrefix: true, AllowOverwrite: true}}})
+			callErr := make(chan error, 1)
+			go func() {
+				_, err := transferapi.NewTransferClient(conn).Transfer(callCtx, &transferapi.TransferRequest{Source: src, Destination: dst})
+				callErr <- err
+			}()
+
+			// Send half the archive within the windows hulld grants.
+			var window int
+			for sent := 0; sent < len(half); {
+				for window == 0 {
+					a, err := st.Recv()
+					if err != nil {
+						t.Fatalf("after %d bytes: %v (transfer: %v)", sent, err, drain(callErr))
+					}
+					if v, err := typeurl.UnmarshalAny(a); err == nil {
+						if u, ok := v.(*transfertypes.WindowUpdate); ok {
+							window += int(u.Update)
+						}
+					}
+				}
+				n := min(window, 32<<10, len(half)-sent)
+				data := wireAny(t, &transfertypes.Data{Data: half[sent : sent+n]})
+				if err := st.Send(data); err != nil {
+					t.Fatalf("send after %d bytes: %v", sent, err)
+				}
+				sent += n
+				window -= n
+			}
+			// hulld is storing the layer: its lease holds an ingest.
+			hulltest.Eventually(t, 20*time.Second, "an ingest of the import", func() error {
+				if ingests := activeIngests(t, conn, ctx); len(ingests) == 0 {
+					return fmt.Errorf("no ingest")
+				}
+				if ls := leaseIDs(t, conn, ctx); len(ls) == 0 {
+					return fmt.Errorf("no lease")
+				}
+				return nil
+			})
+
+			cancelStream()
+			if c.killCall {
+				cancelCall()
+			}
+			select {
+			case err := <-callErr:
+				if err == nil {
+					t.Fatal("the transfer of half an archive succeeded")
+				}
+				t.Logf("transfer: %v", err)
+			case <-time.After(30 * time.Second):
+				t.Fatal("the transfer did not end after its stream broke off")
+			}
+
+			hulltest.Eventually(t, 30*time.Second, "no image, lease or ingest left", func() error {
+				imgs, err := imagesapi.NewImagesClient(conn).List(ctx, &imagesapi.ListImagesRequest{})
+				if err != nil {
+					return err
+				}
+				if len(imgs.Images) != 0 {
+					return fmt.Errorf("images %v", imgs.Images)
+				}
+				if ls := leaseIDs(t, conn, ctx); len(ls) != 0 {
+					return fmt.Errorf("leases %q", ls)
+				}
+				if ingests := activeIngests(t, conn, ctx); len(ingests) != 0 {
+					return fmt.Errorf("ingests %q", ingests)
+				}
+				return nil
+			})
+		})
+	}
+}
+
+// wireAny marshals v as containerd's client does (typeurl's names, not
+// anypb's type.googleapis.com ones, which the streaming service refuses
+// for StreamInit as containerd's does).
+func wireAny(t *testing.T, v any) *anypb.Any {
+	t.Helper()
+	a, err := typeurl.MarshalAny(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &anypb.Any{TypeUrl: a.GetTypeUrl(), Value: a.GetValue()}
+}
+
+// drain returns the transfer's error if the call has ended, else nil.
+func drain(c <-chan error) error {
+	select {
+	case err := <-c:
+		return err
+	default:
+		return nil
+	}
+}
+
+// activeIngests lists the refs of the namespace's ingests in progress.
+func activeIngests(t *testing.T, conn *grpc.ClientConn, ctx context.Context) []string {
+	t.Helper()
+	resp, err := contentapi.NewContentClient(conn).ListStatuses(ctx, &contentapi.ListStatusesRequest{})
+	if err != nil {
+		t.Fatalf("list ingests: %v", err)
+	}
+	var refs []string
+	for _, s := range resp.Statuses {
+		refs = append(refs, s.Ref)
+	}
+	return refs
+}
+
+// leaseIDs lists the namespace's leases.
+func leaseIDs(t *testing.T, conn *grpc.ClientConn, ctx context.Context) []string {
+	t.Helper()
+	resp, err := leasesapi.NewLeasesClient(conn).List(ctx, &leasesapi.ListRequest{})
+	if err != nil {
+		t.Fatalf("list leases: %v", err)
+	}
+	var ids []string
+	for _, l := range resp.Leases {
+		ids = append(ids, l.ID)
+	}
+	return ids
 }
