@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -315,6 +316,10 @@ func TestTransferImportClientDisconnects(t *testing.T) {
 			ctx := nsCtx(c.ns)
 			streamCtx, cancelStream := context.WithCancel(ctx)
 			defer cancelStream()
+			// The call's goroutine is waited for on every way out, once
+			// its context is cancelled (deferred calls run last first).
+			var calls sync.WaitGroup
+			defer calls.Wait()
 			callCtx, cancelCall := context.WithCancel(ctx)
 			defer cancelCall()
 
@@ -332,7 +337,9 @@ func TestTransferImportClientDisconnects(t *testing.T) {
 			src := wireAny(t, &transfertypes.ImageImportStream{Stream: "disconnect"})
 			dst := wireAny(t, &transfertypes.ImageStore{ExtraReferences: []*transfertypes.ImageReference{{Name: "import-disc", IsPrefix: true, AllowOverwrite: true}}})
 			callErr := make(chan error, 1)
+			calls.Add(1)
 			go func() {
+				defer calls.Done()
 				_, err := transferapi.NewTransferClient(conn).Transfer(callCtx, &transferapi.TransferRequest{Source: src, Destination: dst})
 				callErr <- err
 			}()
