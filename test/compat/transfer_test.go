@@ -135,6 +135,7 @@ func TestTransferWithContainerdsClient(t *testing.T) {
 			t.Errorf("%s: the export lacks the manifest: %q", du.name, res.exportEntries)
 		}
 
+		t.Logf("%s: pulled %q, imported %q, exported %q", du.name, res.pulled, res.imported, res.exportIndex)
 		results = append(results, res)
 		names = append(names, du.name)
 	}
