@@ -34,13 +34,16 @@ import (
 var (
 	bucketV1 = []byte("v1")
 
-	bucketLabels     = []byte("labels")
-	bucketImages     = []byte("images")
-	bucketContent    = []byte("content")
-	bucketIngests    = []byte("ingests")
-	bucketLeases     = []byte("leases")
-	bucketContainers = []byte("containers")
-	bucketSnapshots  = []byte("snapshots")
+	bucketLabels  = []byte("labels")
+	bucketImages  = []byte("images")
+	bucketContent = []byte("content")
+	bucketIngests = []byte("ingests")
+	bucketLeases  = []byte("leases")
+	// bucketLeaseResources holds a bucket per lease whose keys are the
+	// resources it holds.
+	bucketLeaseResources = []byte("lease-resources")
+	bucketContainers     = []byte("containers")
+	bucketSnapshots      = []byte("snapshots")
 )
 
 // Options configure a DB.
@@ -200,11 +203,16 @@ type nsTx struct {
 // bucket returns the namespace's bucket of the given kind, or nil when the
 // namespace or the bucket does not exist (read-only transactions).
 func (t *nsTx) bucket(kind []byte) *bolt.Bucket {
-	nsb := t.tx.Bucket(bucketV1).Bucket([]byte(t.ns))
+	nsb := t.nsBucket()
 	if nsb == nil {
 		return nil
 	}
 	return nsb.Bucket(kind)
+}
+
+// nsBucket is the namespace's bucket, nil when it has none.
+func (t *nsTx) nsBucket() *bolt.Bucket {
+	return t.tx.Bucket(bucketV1).Bucket([]byte(t.ns))
 }
 
 // createBucket returns the namespace's bucket of the given kind, creating the

@@ -206,21 +206,20 @@ func collectNamespace(nsb *bolt.Bucket, now time.Time, expiry func(id string, la
 				gone = append(gone, string(k))
 				return nil
 			}
-			for _, d := range r.Resources["content"] {
-				mark(d)
-			}
-			for typ, keys := range r.Resources {
-				if sn, ok := strings.CutPrefix(typ, "snapshots/"); ok {
-					for _, k := range keys {
-						markSnap(sn, k)
-					}
+			return forEachLeaseResource(nsb, string(k), &r, func(typ, id string) {
+				if typ == "content" {
+					mark(id)
+				} else if sn, ok := strings.CutPrefix(typ, "snapshots/"); ok {
+					markSnap(sn, id)
 				}
-			}
-			return nil
+			})
 		}); err != nil {
 			return 0, 0, err
 		}
 		for _, k := range gone {
+			if err := deleteLeaseResources(nsb, k); err != nil {
+				return 0, 0, err
+			}
 			if err := b.Delete([]byte(k)); err != nil {
 				return 0, 0, err
 			}
@@ -282,11 +281,12 @@ func collectLeasedIngests(nsb *bolt.Bucket, writing func(ref string) bool) ([]st
 		return nil, nil
 	}
 	held := map[string]bool{}
-	if err := forEachRecord(nsb.Bucket(bucketLeases), func(_ string, r *leaseRecord) error {
-		for _, ref := range r.Resources["ingests"] {
-			held[ref] = true
-		}
-		return nil
+	if err := forEachRecord(nsb.Bucket(bucketLeases), func(id string, r *leaseRecord) error {
+		return forEachLeaseResource(nsb, id, r, func(typ, ref string) {
+			if typ == "ingests" {
+				held[ref] = true
+			}
+		})
 	}); err != nil {
 		return nil, err
 	}

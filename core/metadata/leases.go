@@ -3,6 +3,7 @@ package metadata
 import (
 	"context"
 	"fmt"
+	bolt "go.etcd.io/bbolt"
 	"strings"
 	"time"
 
@@ -25,8 +26,63 @@ var _ leases.Manager = leaseStore{}
 type leaseRecord struct {
 	CreatedAt time.Time         `json:"created"`
 	Labels    map[string]string `json:"labels,omitempty"`
-	// Resources maps a resource type to the IDs held.
+	// Resources maps a resource type to the IDs held, in records written
+	// by earlier versions; a lease's resources are now keys of its bucket
+	// under bucketLeaseResources, so that adding one to a lease holding
+	// hundreds (a pull of many layers) does not rewrite them all.
 	Resources map[string][]string `json:"resources,omitempty"`
+}
+
+// leaseResourceKey is the key of resource (typ, id) in a lease's bucket.
+func leaseResourceKey(typ, id string) []byte { return []byte(typ + "\x00" + id) }
+
+// forEachLeaseResource calls fn with each resource lease id holds, those
+// of its record (written by earlier versions) and those of its bucket in
+// nsb, once each.
+func forEachLeaseResource(nsb *bolt.Bucket, id string, r *leaseRecord, fn func(typ, rid string)) error {
+	seen := map[string]bool{}
+	for typ, ids := range r.Resources {
+		for _, rid := range ids {
+			seen[typ+"\x00"+rid] = true
+			fn(typ, rid)
+		}
+	}
+	rb := leaseResourceBucket(nsb, id)
+	if rb == nil {
+		return nil
+	}
+	return rb.ForEach(func(k, _ []byte) error {
+		typ, rid, ok := strings.Cut(string(k), "\x00")
+		if !ok {
+			return fmt.Errorf("lease %q: resource key %q has no type", id, k)
+		}
+		if !seen[string(k)] {
+			fn(typ, rid)
+		}
+		return nil
+	})
+}
+
+// leaseResourceBucket is the bucket of lease id's resources in nsb, nil
+// when it holds none.
+func leaseResourceBucket(nsb *bolt.Bucket, id string) *bolt.Bucket {
+	if nsb == nil {
+		return nil
+	}
+	all := nsb.Bucket(bucketLeaseResources)
+	if all == nil {
+		return nil
+	}
+	return all.Bucket([]byte(id))
+}
+
+// deleteLeaseResources removes lease id's bucket of resources.
+func deleteLeaseResources(nsb *bolt.Bucket, id string) error {
+	all := nsb.Bucket(bucketLeaseResources)
+	if all == nil || all.Bucket([]byte(id)) == nil {
+		return nil
+	}
+	return all.DeleteBucket([]byte(id))
 }
 
 func validateResource(r leases.Resource) error {
@@ -91,6 +147,9 @@ func (s leaseStore) Delete(ctx context.Context, id string, sync bool) error {
 		b := t.bucket(bucketLeases)
 		if b == nil || b.Get([]byte(id)) == nil {
 			return notFound("lease %q", id)
+		}
+		if err := deleteLeaseResources(t.nsBucket(), id); err != nil {
+			return err
 		}
 		return b.Delete([]byte(id))
 	})
@@ -164,36 +223,27 @@ func (s leaseStore) ListResources(ctx context.Context, id string) ([]leases.Reso
 		if !ok {
 			return notFound("lease %q", id)
 		}
-		for typ, ids := range r.Resources {
-			for _, rid := range ids {
-				out = append(out, leases.Resource{Type: typ, ID: rid})
-			}
-		}
-		return nil
+		return forEachLeaseResource(t.nsBucket(), id, &r, func(typ, rid string) {
+			out = append(out, leases.Resource{Type: typ, ID: rid})
+		})
 	})
 	return out, err
 }
 
 func addLeaseResource(t *nsTx, id string, res leases.Resource) error {
 	b := t.bucket(bucketLeases)
-	var r leaseRecord
-	ok, err := getRecord(b, id, &r)
+	if b == nil || b.Get([]byte(id)) == nil {
+		return notFound("lease %q", id)
+	}
+	all, err := t.createBucket(bucketLeaseResources)
 	if err != nil {
 		return err
 	}
-	if !ok {
-		return notFound("lease %q", id)
+	rb, err := all.CreateBucketIfNotExists([]byte(id))
+	if err != nil {
+		return err
 	}
-	for _, x := range r.Resources[res.Type] {
-		if x == res.ID {
-			return nil
-		}
-	}
-	if r.Resources == nil {
-		r.Resources = map[string][]string{}
-	}
-	r.Resources[res.Type] = append(r.Resources[res.Type], res.ID)
-	return putRecord(b, id, &r)
+	return rb.Put(leaseResourceKey(res.Type, res.ID), nil)
 }
 
 func deleteLeaseResource(t *nsTx, id string, res leases.Resource) error {
@@ -206,6 +256,12 @@ func deleteLeaseResource(t *nsTx, id string, res leases.Resource) error {
 	if !ok {
 		return notFound("lease %q", id)
 	}
+	if rb := leaseResourceBucket(t.nsBucket(), id); rb != nil {
+		if err := rb.Delete(leaseResourceKey(res.Type, res.ID)); err != nil {
+			return err
+		}
+	}
+	// A resource an earlier version recorded in the lease itself.
 	ids := r.Resources[res.Type]
 	for i, x := range ids {
 		if x == res.ID {
