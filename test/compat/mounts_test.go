@@ -91,8 +91,13 @@ func mountsScenario(t *testing.T, ctx context.Context, mm mount.Manager) ([]stri
 	activate("plain", []mount.Mount{tmpfs})
 	activate("unknown", []mount.Mount{{Type: "foo/bar", Source: "x"}})
 	tmp := activate("tmp", []mount.Mount{tmpfs}, mount.WithTemporary, mount.WithLabels(map[string]string{"a": "b"}))
-	activate("tmp", []mount.Mount{tmpfs}, mount.WithTemporary)
-	fm := activate("fmt", []mount.Mount{tmpfs, {Type: "format/bind", Source: "{{ mount 0 }}", Options: []string{"rbind"}}})
+	fmtMounts := []mount.Mount{tmpfs, {Type: "format/bind", Source: "{{ mount 0 }}", Options: []string{"rbind"}}}
+	fm := activate("fmt", fmtMounts)
+	// A name taken. Asked of a temporary activation, containerd 2.4.2
+	// answers either AlreadyExists or a second activation that unmounts
+	// the first, from one run to the next; of a lasting one, always
+	// AlreadyExists.
+	activate("fmt", fmtMounts)
 	for _, name := range []string{"tmp", "fmt", "nosuch"} {
 		info, err := mm.Info(ctx, name)
 		if err != nil {
@@ -146,6 +151,13 @@ func TestMountsWithContainerdsClient(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
+		// The activations are held by a lease, as a client's are: an
+		// activation nothing holds is for gc to take, whenever it runs.
+		ctx, done, err := c.WithLease(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer done(context.WithoutCancel(ctx))
 		var info mount.ActivationInfo
 		answers[name], info = mountsScenario(t, ctx, c.MountManager())
 		if name == "hulld" && (len(info.Active) != 1 || info.Active[0].Source != "tmpfs" || !slices.Equal(info.Active[0].Options, []string{"size=1m"})) {
