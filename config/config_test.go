@@ -346,8 +346,19 @@ func TestTypeErrors(t *testing.T) {
 	if !errors.Is(err, errdefs.ErrInvalidArgument) || err.Error() != want {
 		t.Fatalf("got  %v\nwant %s", err, want)
 	}
-	ws := c.Validate(testPlugins())
-	if len(ws) != 1 || ws[0].Line != 5 || !strings.Contains(ws[0].Message, "deletion_threshold") {
+	// Check refuses it, at its line; Validate leaves it to Check.
+	if err := c.Check(testPlugins()); !errors.Is(err, errdefs.ErrInvalidArgument) || err.Error() != want {
+		t.Fatalf("Check:\n got %v\nwant %s", err, want)
+	}
+	if ws := c.Validate(testPlugins()); len(ws) != 0 {
+		t.Fatalf("Validate:\n%s", warningStrings(ws))
+	}
+	// In a disabled plugin's section the value stops nothing: a warning.
+	c, _ = mustParse(t, "version = 3\ndisabled_plugins = [\"io.containerd.gc.v1.scheduler\"]\n[plugins.\"io.containerd.gc.v1.scheduler\"]\ndeletion_threshold = \"many\"\n")
+	if err := c.Check(testPlugins()); err != nil {
+		t.Fatalf("Check of a disabled plugin's section: %v", err)
+	}
+	if ws := c.Validate(testPlugins()); len(ws) != 1 || ws[0].Line != 4 || !strings.Contains(ws[0].Message, "deletion_threshold") {
 		t.Fatalf("Validate:\n%s", warningStrings(ws))
 	}
 }

@@ -2,9 +2,12 @@ package config
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/containerd/errdefs"
 )
 
 func fuzzSeeds(f *testing.F) {
@@ -61,6 +64,9 @@ func FuzzParse(f *testing.F) {
 		}
 		for _, w := range c.Validate(plugins) {
 			_ = w.String()
+		}
+		if err := c.Check(plugins); err != nil && !errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Fatalf("Check: %v is not InvalidArgument", err)
 		}
 		var buf bytes.Buffer
 		if err := Render(&buf, c, plugins); err != nil {

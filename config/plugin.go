@@ -71,10 +71,11 @@ func (c *Config) DecodePlugin(uri string, into any) ([]Warning, error) {
 // Validate checks the plugin sections and plugin lists against the plugins
 // hulld has: a section or list entry naming no known plugin is a warning
 // with the nearest known URI, and each known section is decoded into a copy
-// of its default so that unknown keys and bad values are reported before
-// any plugin starts. Problems are returned as warnings only, sorted by
-// file and position, for the caller to log or, with --strict-config, to
-// refuse.
+// of its default so that unknown keys are reported before any plugin
+// starts. Problems are returned as warnings only, sorted by file and
+// position, for the caller to log or, with --strict-config, to refuse.
+// Values that would stop hulld are Check's to report, as errors; Validate
+// warns only about bad values in the sections of disabled plugins.
 func (c *Config) Validate(plugins []PluginSection) []Warning {
 	plugins = append(serverSections(Default()), plugins...)
 	known := make(map[string]PluginSection, len(plugins))
@@ -112,7 +113,9 @@ func (c *Config) Validate(plugins []PluginSection) []Warning {
 		}
 		w, err := c.DecodePlugin(uri, CopyConfig(ps.Config))
 		ws = append(ws, w...)
-		if err != nil {
+		// A bad value of a plugin that runs is Check's error; one of a
+		// disabled plugin stops nothing, but is still worth a word.
+		if err != nil && c.PluginDisabled(uri) {
 			ws = append(ws, errorWarning(err, formatKey(parts)))
 		}
 	}
@@ -144,7 +147,7 @@ func (c *Config) Validate(plugins []PluginSection) []Warning {
 }
 
 // errorWarning turns a decoding error into a warning for Validate, which
-// reports rather than fails: the plugin's own init fails on it later.
+// reports rather than fails: the plugin is disabled and never decodes it.
 func errorWarning(err error, key string) Warning {
 	var ce *Error
 	if errors.As(err, &ce) {
