@@ -3,6 +3,7 @@ package daemon
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"expvar"
 	"fmt"
 	"net"
 	"net/http"
@@ -13,8 +14,10 @@ import (
 	"google.golang.org/grpc/credentials"
 )
 
-// serveDebug serves pprof and expvar-style endpoints on the debug socket, for
-// profiling a live daemon (`go tool pprof unix:...`); it returns a stop func.
+// serveDebug serves pprof and expvar on the debug socket, for profiling a
+// live daemon (`go tool pprof unix:...`) and reading its memory statistics
+// (/debug/vars: expvar's own cmdline and memstats, the set any Go program
+// publishes); it returns a stop func.
 func (d *Daemon) serveDebug() (func(), error) {
 	c := d.cfg.Debug
 	if c.Address == "" {
@@ -30,6 +33,7 @@ func (d *Daemon) serveDebug() (func(), error) {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("/debug/vars", expvar.Handler())
 	srv := &http.Server{Handler: mux}
 	go srv.Serve(lis)
 	d.log.Info("debug server listening", "address", c.Address)

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -10,6 +11,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc/status"
+
+	"github.com/hullrt/hull/core/namespaces"
+	"github.com/hullrt/hull/core/runtime"
+	"github.com/hullrt/hull/core/taskmetrics"
+	"github.com/hullrt/hull/plugin"
 )
 
 // apiMetrics counts API calls by method and code, and (with
@@ -48,8 +54,10 @@ func (m *apiMetrics) observe(method string, start time.Time, err error) {
 }
 
 // serveMetrics serves Prometheus metrics at /v1/metrics on metrics.address
-// (as containerd does) and returns the API metrics and a stop func; with no
-// address it returns nil metrics.
+// (as containerd does): Go and process metrics, the API's hull_grpc_*, and
+// every running task's cgroup metrics under containerd's container_* names,
+// read from the shims at scrape time. It returns the API metrics and a stop
+// func; with no address it returns nil metrics.
 func (d *Daemon) serveMetrics() (*apiMetrics, func(), error) {
 	c := d.cfg.Metrics
 	if c.Address == "" {
@@ -57,6 +65,7 @@ func (d *Daemon) serveMetrics() (*apiMetrics, func(), error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(taskmetrics.NewCollector(d.runningTasks(), taskmetrics.Options{Log: d.log.With("component", "task-metrics")}))
 	m := newAPIMetrics(reg, c.GRPCHistogram)
 	lis, err := net.Listen("tcp", c.Address)
 	if err != nil {
@@ -68,4 +77,30 @@ func (d *Daemon) serveMetrics() (*apiMetrics, func(), error) {
 	go srv.Serve(lis)
 	d.log.Info("metrics listening", "address", lis.Addr().String())
 	return m, func() { srv.Close() }, nil
+}
+
+// runningTasks lists the tasks of every namespace for the task metrics,
+// looking the runtime and the namespaces up in the plugin set at each
+// scrape: a daemon whose runtime failed to load still serves its other
+// metrics, and says why the task ones are missing in its log.
+func (d *Daemon) runningTasks() taskmetrics.Lister {
+	return taskmetrics.ListerFunc(func(ctx context.Context) ([]runtime.Task, error) {
+		inst, err := d.plugins.GetByID(plugin.RuntimePluginV2, "task")
+		if err != nil {
+			return nil, err
+		}
+		rt, ok := inst.(runtime.Runtime)
+		if !ok {
+			return nil, fmt.Errorf("runtime plugin is a %T, not a runtime", inst)
+		}
+		inst, err = d.plugins.GetSingle(plugin.MetadataPlugin)
+		if err != nil {
+			return nil, err
+		}
+		db, ok := inst.(interface{ Namespaces() namespaces.Store })
+		if !ok {
+			return nil, fmt.Errorf("metadata plugin is a %T, which keeps no namespaces", inst)
+		}
+		return taskmetrics.AcrossNamespaces(db.Namespaces().List, rt).Tasks(ctx)
+	})
 }
