@@ -301,18 +301,6 @@ func readOptions(bundle string) *options.Options {
 	return &o
 }
 
-// dumpStacks writes every goroutine's stack to <bundle>/shim.<pid>.stacks.log
-// and to the log, for SIGUSR1.
-func dumpStacks(bundle string, log *slog.Logger) {
-	buf := make([]byte, 1<<20)
-	n := runtime.Stack(buf, true)
-	path := filepath.Join(bundle, fmt.Sprintf("shim.%d.stacks.log", os.Getpid()))
-	if err := os.WriteFile(path, buf[:n], 0o600); err != nil {
-		log.Error("write goroutine dump", "path", path, "error", err)
-	}
-	log.Info("goroutine dump", "path", path, "stacks", string(buf[:n]))
-}
-
 // specCgroupsPath reads linux.cgroupsPath from the bundle's config.json.
 func specCgroupsPath(bundle string) string {
 	var spec struct {
