@@ -202,7 +202,9 @@ func (c *Config) pluginValueError(uri string, err error) error {
 		}
 	}
 	key := formatKey(parts)
-	return errAt(c.src.lookup(parts), key, fmt.Sprintf("invalid value in %s: %v", quoteKey(formatKey(section)), err))
+	// The class's own words ("invalid argument") add nothing here.
+	msg := strings.TrimSuffix(err.Error(), ": "+errdefs.ErrInvalidArgument.Error())
+	return errAt(c.src.lookup(parts), key, fmt.Sprintf("invalid value in %s: %s", quoteKey(formatKey(section)), msg))
 }
 
 // sortErrors orders Check's errors as the file reads.

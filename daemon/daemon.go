@@ -32,6 +32,7 @@ import (
 	"github.com/hullrt/hull/config"
 	"github.com/hullrt/hull/core/events"
 	"github.com/hullrt/hull/internal/grpcpool"
+	"github.com/hullrt/hull/internal/sdnotify"
 	"github.com/hullrt/hull/plugin"
 	"github.com/hullrt/hull/plugins/builtin"
 	"github.com/hullrt/hull/plugins/cri"
@@ -102,11 +103,20 @@ type Daemon struct {
 	stopDump    func()
 	lock        *os.File
 	closers     []io.Closer
+	// notifier tells systemd of readiness and stopping (SetNotifier).
+	notifier *sdnotify.Notifier
 }
 
-// New prepares the directories, takes the root lock, initialises the plugins
-// and opens the socket. Serve then serves it.
+// New checks the configuration, prepares the directories, takes the root
+// lock, initialises the plugins and opens the sockets. Serve then serves
+// them. A plugin that fails while others need it, or that is in
+// required_plugins, makes New fail with that plugin's error.
 func New(ctx context.Context, cfg *config.Config, reg *plugin.Registry, log *slog.Logger) (_ *Daemon, retErr error) {
+	// Before anything starts: a value that would fail a plugin fails
+	// here, with its file and line, as `hulld config check` reports it.
+	if err := cfg.Check(PluginSections(reg)); err != nil {
+		return nil, err
+	}
 	d := &Daemon{cfg: cfg, log: log, plugins: &plugin.Set{}}
 	defer func() {
 		if retErr != nil {
@@ -315,7 +325,9 @@ func (d *Daemon) initPlugins(ctx context.Context, reg *plugin.Registry) error {
 		"grpc.address": d.cfg.GRPC.Address, "ttrpc.address": d.ttrpcAddress(),
 		"root": d.cfg.Root, "state": d.cfg.State, "config.effective": d.effectiveConfigPath(),
 	}
-	for _, r := range reg.Graph(func(r *plugin.Registration) bool { return disabled[r.URI()] }) {
+	regs := reg.Graph(func(r *plugin.Registration) bool { return disabled[r.URI()] })
+	needed := newNeeds(regs)
+	for _, r := range regs {
 		uri := r.URI()
 		var cfg any
 		if r.Config != nil {
@@ -339,17 +351,24 @@ func (d *Daemon) initPlugins(ctx context.Context, reg *plugin.Registry) error {
 				d.closers = append(d.closers, c)
 			}
 		case errors.Is(p.Err, plugin.ErrSkip):
+			if required[uri] {
+				return fmt.Errorf("required plugin %s skipped itself: %w", uri, p.Err)
+			}
 			d.log.Info("plugin skipped", "plugin", uri, "reason", p.Err)
 		default:
+			// Stop at the first failure that matters: what would
+			// follow is its cascade, and hides the cause.
+			if err := needed.fatal(p, required); err != nil {
+				return err
+			}
 			d.log.Warn("plugin failed to load", "plugin", uri, "error", p.Err)
-		}
-		if p.Err != nil && required[uri] {
-			return fmt.Errorf("required plugin %s failed to load: %w", uri, p.Err)
 		}
 		delete(required, uri)
 	}
-	for uri := range required {
-		return fmt.Errorf("required plugin %s is not registered or is disabled: %w", uri, errdefs.ErrNotFound)
+	for _, uri := range d.cfg.RequiredPlugins {
+		if required[uri] {
+			return missingRequired(uri)
+		}
 	}
 	return nil
 }
@@ -537,10 +556,16 @@ func (d *Daemon) Serve(ctx context.Context, grace time.Duration) error {
 		d.log.Info("hulld serving on tcp", "address", d.tcpLis.Addr().String())
 	}
 	d.log.Info("hulld serving", "address", d.cfg.GRPC.Address, "root", d.cfg.Root, "state", d.cfg.State, "pid", os.Getpid())
+	d.ready()
+	stopWatchdog := d.startWatchdog()
 	var err error
 	select {
 	case err = <-errc:
+		stopWatchdog()
+		d.stopping()
 	case <-ctx.Done():
+		stopWatchdog()
+		d.stopping()
 		d.log.Info("hulld stopping")
 		done := make(chan struct{})
 		go func() {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/hullrt/hull/config"
 	"github.com/hullrt/hull/daemon"
+	"github.com/hullrt/hull/internal/sdnotify"
 	"github.com/hullrt/hull/internal/version"
 )
 
@@ -138,6 +140,10 @@ func run(c *cli.Context) error {
 			log.Warn("cannot set oom_score", "oom_score", cfg.OOMScore, "error", err)
 		}
 	}
+	notifier, err := serviceNotifier()
+	if err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGTERM, unix.SIGINT)
 	defer stop()
 	daemon.DumpStacksOnSignal(ctx, cfg.State, log)
@@ -145,7 +151,19 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	d.SetNotifier(notifier)
 	return d.Serve(ctx, 10*time.Second)
+}
+
+// serviceNotifier reads systemd's notification settings and takes them out
+// of the environment: they are hulld's, and a shim or runc inheriting
+// NOTIFY_SOCKET would hand systemd's socket to a container.
+func serviceNotifier() (*sdnotify.Notifier, error) {
+	n, err := sdnotify.FromEnv(os.Getenv, os.Getpid())
+	for _, k := range []string{sdnotify.SocketEnv, sdnotify.WatchdogUSec, sdnotify.WatchdogPIDEnv} {
+		os.Unsetenv(k)
+	}
+	return n, err
 }
 
 func configDefault(c *cli.Context) error {
@@ -176,9 +194,19 @@ func configCheck(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	warns = append(warns, cfg.Validate(daemon.PluginSections(daemon.Registry()))...)
+	sections := daemon.PluginSections(daemon.Registry())
+	warns = append(warns, cfg.Validate(sections)...)
 	for _, w := range warns {
 		fmt.Fprintln(os.Stderr, "warning:", w)
+	}
+	// The values hulld would refuse at start, refused here first.
+	if err := cfg.Check(sections); err != nil {
+		n := 0
+		for _, line := range strings.Split(err.Error(), "\n") {
+			fmt.Fprintln(os.Stderr, "error:", line)
+			n++
+		}
+		return fmt.Errorf("%s: %d invalid value(s): hulld would not start", path, n)
 	}
 	if len(warns) > 0 && c.Bool("strict-config") {
 		return errors.New("configuration has warnings (--strict-config)")
