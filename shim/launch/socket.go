@@ -24,16 +24,45 @@ const maxSunPath = 107
 const hashLen = 32
 
 // SocketDir is the directory for the shim sockets of the daemon at
-// address: <dir of address>/s, the daemon's own state, unless that leaves
-// less than nameLen bytes of sun_path for a socket's name; then
-// <tmp>/hull-shim, short enough for any shim. Shims of containerd 2.3+
-// name their sockets by a 64-character hash, hull's by a 32-character one.
+// address when the daemon names none: <dir of address>/s (for containerd,
+// /run/containerd/s, where its own shims put theirs), or SocketDirIn's
+// fallback. hulld names its own (SocketDirIn of its state directory) in
+// the bootstrap parameters and when it launches hull's shim; this is for
+// hull's shim under a daemon that does not, and for finding the sockets of
+// shims an earlier hulld started there.
 func SocketDir(address string, nameLen int) string {
-	dir := filepath.Join(filepath.Dir(address), "s")
-	if address == "" || len(dir)+1+nameLen > maxSunPath {
+	if address == "" {
+		return SocketDirIn("", nameLen)
+	}
+	return SocketDirIn(filepath.Dir(address), nameLen)
+}
+
+// SocketDirIn is the shim socket directory under base: base/s, unless that
+// leaves less than nameLen bytes of sun_path for a socket's name (or base
+// is empty); then <tmp>/hull-shim, short enough for any shim. Shims of
+// containerd 2.3+ name their sockets by a 64-character hash, hull's by a
+// 32-character one.
+func SocketDirIn(base string, nameLen int) string {
+	dir := filepath.Join(base, "s")
+	if base == "" || len(dir)+1+nameLen > maxSunPath {
 		dir = filepath.Join(os.TempDir(), "hull-shim")
 	}
 	return dir
+}
+
+// IsSocketName reports whether name is one a shim gives its socket: hull's
+// 32 or containerd 2.3+'s 64 hexadecimal digits. Sweeping stale sockets
+// touches no other file, whatever else shares the directory.
+func IsSocketName(name string) bool {
+	if len(name) != hashLen && len(name) != 64 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // SocketPath is where the shim for (address, namespace, group) listens: a

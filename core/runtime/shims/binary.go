@@ -264,7 +264,7 @@ func (m *Manager) startShim(ctx context.Context, binary string, b *bundle, optio
 		}
 		addr, proc, err := launch.Launch(launch.Params{
 			Namespace: b.Namespace, Address: m.cfg.Address, PublishBinary: m.cfg.PublishBinary, ID: b.ID, Debug: m.cfg.Debug,
-			Bundle: b.Path, Options: optBytes, Binary: binary, Env: m.shimEnv(b),
+			SocketDir: m.socketDir(), Bundle: b.Path, Options: optBytes, Binary: binary, Env: m.shimEnv(b),
 		})
 		if proc != nil {
 			m.reapShim(proc)
@@ -347,14 +347,11 @@ func (m *Manager) startStdin(in startInput, b *bundle, options *anypb.Any) ([]by
 // sun_path.
 const shimSocketNameLen = 64
 
-// socketDir is the directory hulld gives shims for their sockets: the one
-// beside its address where hull's shim puts its own, or, when that is too
-// long, the temporary directory's hull-shim, which hull's shim falls back
-// to as well. Never containerd's /run/containerd/s, which a 2.3+ shim
-// takes when told nothing.
-func (m *Manager) socketDir() string {
-	return launch.SocketDir(m.cfg.Address, shimSocketNameLen)
-}
+// socketDir is the directory hulld gives shims for their sockets (see
+// Config.SocketDir): in the bootstrap parameters of 2.3+ shims, and to
+// hull's shim when hulld launches it. Never containerd's
+// /run/containerd/s, which a 2.3+ shim takes when told nothing.
+func (m *Manager) socketDir() string { return m.cfg.SocketDir }
 
 // runStart runs the start command with stdin and returns its stdout. The
 // error carries what the shim printed on both streams.

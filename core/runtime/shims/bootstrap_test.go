@@ -15,6 +15,7 @@ import (
 
 	"github.com/hullrt/hull/core/namespaces"
 	"github.com/hullrt/hull/core/runtime"
+	"github.com/hullrt/hull/shim/launch"
 )
 
 // starts is how many times the start command ran for the bundle of ns/id.
@@ -48,7 +49,7 @@ func TestStartSendsBootstrapParams(t *testing.T) {
 	if err := proto.Unmarshal(data, &p); err != nil {
 		t.Fatal(err)
 	}
-	wantDir := filepath.Join(filepath.Dir(cfg.Address), "s")
+	wantDir := launch.SocketDirIn(filepath.Dir(cfg.State), shimSocketNameLen) // <hulld state>/s
 	if p.InstanceID != "c1" || p.Namespace != "ns1" || p.LogLevel != bootapi.LogLevel_LOG_LEVEL_DEBUG || p.ContainerdVersion != "1.2.3-test" ||
 		p.ContainerdGrpcAddress != cfg.Address || p.ContainerdTtrpcAddress != cfg.TTRPCAddress || p.ContainerdBinary != cfg.PublishBinary ||
 		p.GetSocketDir() != wantDir {

@@ -138,16 +138,19 @@ func (m *Manager) sweepRunc(ctx context.Context, keep func(ns, id string) bool, 
 }
 
 // sweepSockets removes the shim sockets that no shim answers on in the
-// directories hulld's shims use (beside its address, and the one it gives
-// other shims): those of shims killed before hulld recorded their
-// address, which no record leads to.
+// directories hulld's shims use: those of shims killed before hulld
+// recorded their address, which no record leads to. Besides today's
+// directory, the ones earlier hullds used (<dir of address>/s, or its
+// fallback) are swept, so that an upgrade in place leaves nothing behind.
+// Only files named as shims name their sockets are touched.
 func (m *Manager) sweepSockets() {
-	if m.cfg.Address == "" {
-		return
-	}
-	dirs := []string{filepath.Join(filepath.Dir(m.cfg.Address), "s")}
-	if d := m.socketDir(); d != dirs[0] {
-		dirs = append(dirs, d)
+	dirs := []string{m.socketDir()}
+	if m.cfg.Address != "" {
+		for _, d := range []string{filepath.Join(filepath.Dir(m.cfg.Address), "s"), launch.SocketDir(m.cfg.Address, shimSocketNameLen)} {
+			if !slices.Contains(dirs, d) {
+				dirs = append(dirs, d)
+			}
+		}
 	}
 	for _, dir := range dirs {
 		ents, err := os.ReadDir(dir)
@@ -155,7 +158,7 @@ func (m *Manager) sweepSockets() {
 			continue
 		}
 		for _, e := range ents {
-			if e.Type()&os.ModeSocket == 0 {
+			if e.Type()&os.ModeSocket == 0 || !launch.IsSocketName(e.Name()) {
 				continue
 			}
 			p := filepath.Join(dir, e.Name())

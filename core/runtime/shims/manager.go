@@ -28,6 +28,7 @@ import (
 	"github.com/hullrt/hull/internal/crashpoint"
 	"github.com/hullrt/hull/internal/fsfull"
 	"github.com/hullrt/hull/internal/protoconv"
+	"github.com/hullrt/hull/shim/launch"
 )
 
 // RuntimeConfig configures one runtime name.
@@ -55,6 +56,12 @@ type Config struct {
 	// DefaultRuntime is used when a task names none.
 	DefaultRuntime string
 	Runtimes       map[string]RuntimeConfig
+	// SocketDir is the directory shims put their sockets in, private to
+	// hulld's uid. Empty means <hulld's state>/s, hulld's state being
+	// the parent of State (as containerd 2.x puts them in <state>/s), or
+	// the temporary directory's hull-shim when that is too long for a
+	// socket's path.
+	SocketDir string
 	// RuncRoot is the runc state root given to the runc and hull shims
 	// when the task's options set none, so that their containers' state
 	// lives under hulld's state directory rather than containerd's.
@@ -123,6 +130,15 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 		if err := os.Chmod(dir, 0o700); err != nil {
 			return nil, err
 		}
+	}
+	if cfg.SocketDir == "" {
+		cfg.SocketDir = launch.SocketDirIn(filepath.Dir(cfg.State), shimSocketNameLen)
+	}
+	// Said now rather than at every task's start: a directory others
+	// may write (another daemon's, or hulld's state itself) would let
+	// them replace a shim's socket.
+	if err := launch.PrivateDir(cfg.SocketDir); err != nil {
+		return nil, fmt.Errorf("shim socket directory: %w", err)
 	}
 	m := &Manager{
 		cfg: cfg, log: cfg.Log,

@@ -1,12 +1,18 @@
 package shims
 
 import (
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
 	"github.com/containerd/errdefs"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/hullrt/hull/shim/launch"
 )
 
 func TestBinaryName(t *testing.T) {
@@ -117,14 +123,92 @@ func TestValidateSpec(t *testing.T) {
 // its 64-character socket name, else it is the temporary one.
 func TestSocketDirFitsTheShimsNames(t *testing.T) {
 	for _, dirLen := range []int{20, 40, 41, 42, 43, 60, 80} {
-		addrDir := "/" + strings.Repeat("d", dirLen-3) // dir + "/s" is dirLen long
-		m := &Manager{cfg: Config{Address: addrDir + "/hull.sock"}}
-		got := m.socketDir()
+		state := "/" + strings.Repeat("d", dirLen-3) // state + "/s" is dirLen long
+		got := launch.SocketDirIn(state, shimSocketNameLen)
 		if len(got)+1+shimSocketNameLen > 107 {
-			t.Errorf("address dir of %d: socket dir %s (%d) leaves no room for a %d-character name", dirLen, got, len(got), shimSocketNameLen)
+			t.Errorf("state of %d: socket dir %s (%d) leaves no room for a %d-character name", dirLen, got, len(got), shimSocketNameLen)
 		}
-		if want := addrDir + "/s"; len(want)+1+shimSocketNameLen <= 107 && got != want {
-			t.Errorf("address dir of %d: socket dir %s, want %s", dirLen, got, want)
+		if want := state + "/s"; len(want)+1+shimSocketNameLen <= 107 && got != want {
+			t.Errorf("state of %d: socket dir %s, want %s", dirLen, got, want)
+		}
+	}
+}
+
+// The shim sockets go under hulld's state (the parent of the manager's
+// own), whatever the gRPC address, in a directory New makes private; one
+// that cannot be private stops New with a clear error.
+func TestSocketDirUnderState(t *testing.T) {
+	top, err := os.MkdirTemp("", "hs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(top) })
+	state := filepath.Join(top, "st")
+	cfg := Config{Root: filepath.Join(top, "root"), State: filepath.Join(state, "io.containerd.runtime.v2.task"),
+		Address: filepath.Join(top, "elsewhere", "h.sock"), Log: slog.New(slog.DiscardHandler)}
+	m, err := New(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	want := filepath.Join(state, "s")
+	if m.socketDir() != want {
+		t.Errorf("socket dir %s, want %s", m.socketDir(), want)
+	}
+	if fi, err := os.Stat(want); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("socket dir: %v, %v; want it made, mode 0700", fi, err)
+	}
+	// hulld's state as the socket directory: 0711, not private.
+	cfg.SocketDir = state
+	if err := os.Chmod(state, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(t.Context(), cfg); !errdefs.IsPermissionDenied(err) || !strings.Contains(err.Error(), "socket directory "+state+" is not private") {
+		t.Errorf("New with a shared socket directory: %v", err)
+	}
+}
+
+// sweepSockets removes dead shims' sockets from today's directory and
+// the one beside the address earlier hullds used, and nothing else.
+func TestSweepSocketsOldAndNewDirs(t *testing.T) {
+	top, err := os.MkdirTemp("", "hs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(top) })
+	newDir, oldDir := filepath.Join(top, "state", "s"), filepath.Join(top, "run", "s")
+	m := &Manager{cfg: Config{SocketDir: newDir, Address: filepath.Join(top, "run", "h.sock")}}
+	dead := func(dir, name string) string {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, name)
+		l, err := net.ListenUnix("unix", &net.UnixAddr{Name: p, Net: "unix"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.SetUnlinkOnClose(false)
+		l.Close()
+		return p
+	}
+	hash32, hash64 := strings.Repeat("ab", 16), strings.Repeat("0f", 32)
+	gone := []string{dead(newDir, hash32), dead(oldDir, hash64)}
+	kept := []string{dead(oldDir, "hull.sock"), dead(newDir, strings.Repeat("AB", 16))}
+	live := filepath.Join(newDir, strings.Repeat("cd", 16))
+	l, err := net.Listen("unix", live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	m.sweepSockets()
+	for _, p := range gone {
+		if _, err := os.Lstat(p); !os.IsNotExist(err) {
+			t.Errorf("dead shim socket %s kept: %v", p, err)
+		}
+	}
+	for _, p := range append(kept, live) {
+		if _, err := os.Lstat(p); err != nil {
+			t.Errorf("%s removed: %v", p, err)
 		}
 	}
 }
