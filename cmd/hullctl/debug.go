@@ -202,9 +202,9 @@ func (d *dump) machine(state string) {
 			fmt.Fprintf(tw, "task\t%s\tno bundle, no runc state (a task of another runc root, or a ghost)\tMISSING\n", k)
 		}
 	}
-	sockets, _ := os.ReadDir(filepath.Join(filepath.Dir(d.e.address), "s"))
+	sockets, _ := os.ReadDir(filepath.Join(state, "s")) // shim sockets: <state>/s
 	for _, so := range sockets {
-		p := filepath.Join(filepath.Dir(d.e.address), "s", so.Name())
+		p := filepath.Join(state, "s", so.Name())
 		st := "no one answers: stale"
 		if c, err := net.DialTimeout("unix", p, time.Second); err == nil {
 			c.Close()
