@@ -31,6 +31,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -213,6 +214,9 @@ type puller struct {
 	fetcher remotes.Fetcher
 	labels  map[string]string
 	sem     chan struct{}
+	// bufs holds the copy buffers of maxCopyBuffer bytes for the pull's
+	// later blobs (copyBuffer).
+	bufs sync.Pool
 	// fail cancels the whole tree with the first failure as the cause.
 	fail context.CancelCauseFunc
 }
@@ -393,21 +397,27 @@ func (p *puller) open(ctx context.Context, desc ocispec.Descriptor, offset int64
 // error other than NotFound is the store's trouble, which a download would
 // only meet again.
 func (p *puller) exists(ctx context.Context, desc ocispec.Descriptor, labels map[string]string) (bool, error) {
-	// The pull's lease takes the blob before it is looked at: a blob found
-	// but held by nothing else (its image being deleted) could otherwise be
-	// collected between the look and the image's record, which would then
-	// name a missing blob. Writing leases it as well (on AlreadyExists).
-	if id, ok := leases.FromContext(ctx); ok && p.o.Leases != nil {
-		if err := p.o.Leases.AddResource(ctx, id, leases.Resource{Type: "content", ID: desc.Digest.String()}); err != nil {
-			return false, err
-		}
-	}
 	info, err := p.o.Content.Info(ctx, desc.Digest)
 	if errdefs.IsNotFound(err) {
+		// Most blobs of a pull are new: writing one leases it.
 		return false, nil
 	}
 	if err != nil {
 		return false, err
+	}
+	// The pull's lease takes a blob found before the pull relies on it: a
+	// blob held by nothing else (its image being deleted) could otherwise
+	// be collected before the image's record names it. It may have gone
+	// between the first look and the lease, hence the second.
+	if id, ok := leases.FromContext(ctx); ok && p.o.Leases != nil {
+		if err := p.o.Leases.AddResource(ctx, id, leases.Resource{Type: "content", ID: desc.Digest.String()}); err != nil {
+			return false, err
+		}
+		if info, err = p.o.Content.Info(ctx, desc.Digest); errdefs.IsNotFound(err) {
+			return false, nil
+		} else if err != nil {
+			return false, err
+		}
 	}
 	var paths []string
 	for k, v := range labels {
@@ -530,7 +540,11 @@ func (p *puller) attempt(ctx context.Context, ref string, desc ocispec.Descripto
 		return false, st.Offset, err
 	}
 	cw := &countingWriter{w: w, n: st.Offset}
-	err = copyCommit(ctx, cw, r, desc, labels)
+	buf := p.copyBuffer(desc.Size - st.Offset)
+	err = copyCommit(ctx, cw, r, buf, desc, labels)
+	if len(*buf) == maxCopyBuffer {
+		p.bufs.Put(buf)
+	}
 	done()
 	if errdefs.IsAlreadyExists(err) {
 		_, err := p.exists(ctx, desc, labels)
@@ -574,10 +588,34 @@ func (c *countingWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
-// copyCommit writes r (which starts at w's offset) into w and commits.
-func copyCommit(ctx context.Context, w *countingWriter, r io.Reader, desc ocispec.Descriptor, labels map[string]string) error {
-	buf := make([]byte, 1<<20)
-	if _, err := io.CopyBuffer(w, r, buf); err != nil {
+// maxCopyBuffer is the buffer a blob is copied through at most: big
+// enough that a large layer is written in few calls.
+const maxCopyBuffer = 1 << 20
+
+// copyBuffer returns a buffer for copying a blob of which rest bytes are
+// left (a size not above 0 is unknown). A blob smaller than the largest
+// buffer gets one of its own size: the buffer is zeroed when made, and an
+// image of many small layers would otherwise zero a megabyte for each
+// (most of a pull's allocation, and the garbage collection it brings). The
+// largest ones are kept for the pull's other blobs.
+func (p *puller) copyBuffer(rest int64) *[]byte {
+	if rest > 0 && rest < maxCopyBuffer {
+		// One byte more than the blob: the read that fills it is
+		// followed by one that meets the end, without a second buffer.
+		b := make([]byte, max(rest+1, 512))
+		return &b
+	}
+	if b, ok := p.bufs.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, maxCopyBuffer)
+	return &b
+}
+
+// copyCommit writes r (which starts at w's offset) into w through buf and
+// commits.
+func copyCommit(ctx context.Context, w *countingWriter, r io.Reader, buf *[]byte, desc ocispec.Descriptor, labels map[string]string) error {
+	if _, err := io.CopyBuffer(w, r, *buf); err != nil {
 		return fmt.Errorf("fetch %s: %w", desc.Digest, err)
 	}
 	if err := w.w.Commit(ctx, desc.Size, desc.Digest, content.WithLabels(labels)); err != nil {

@@ -71,15 +71,27 @@ type Options struct {
 	Leases leases.Manager
 }
 
-// exists reports whether snapshot chain is there, first holding it with
-// the context's lease (see Options.Leases).
+// exists reports whether snapshot chain is there, holding it with the
+// context's lease (see Options.Leases) when it is. Most layers of a pull
+// are new: they are looked up first, and only one found is leased and looked
+// up again, since it may have been collected in between; a new one joins
+// the lease when it is made.
 func (o Options) exists(ctx context.Context, chain digest.Digest) (bool, error) {
+	found, err := o.stat(ctx, chain)
+	if !found || err != nil {
+		return found, err
+	}
 	if id, ok := leases.FromContext(ctx); ok && o.Leases != nil {
 		r := leases.Resource{Type: "snapshots/" + o.SnapshotterName, ID: chain.String()}
 		if err := o.Leases.AddResource(ctx, id, r); err != nil {
 			return false, err
 		}
+		return o.stat(ctx, chain)
 	}
+	return true, nil
+}
+
+func (o Options) stat(ctx context.Context, chain digest.Digest) (bool, error) {
 	_, err := o.Snapshotter.Stat(ctx, chain.String())
 	if errdefs.IsNotFound(err) {
 		return false, nil
