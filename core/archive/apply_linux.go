@@ -125,9 +125,11 @@ type applier struct {
 	// the attribute's size so far.
 	implicit     []string
 	implicitSize int
-	// umask is the process's, read once per apply: a file whose mode the
-	// umask leaves alone is created with it and needs no chmod.
-	umask uint32
+	// umask is the process's, read once per apply when its first regular
+	// file is written (umaskRead): a file whose mode the umask leaves alone
+	// is created with it and needs no chmod.
+	umask     uint32
+	umaskRead bool
 }
 
 // processUmask reads the umask without changing it (umask(2) can only be
@@ -172,7 +174,7 @@ func newApplier(ctx context.Context, root string, cfg applyConfig) (*applier, er
 	if err != nil {
 		return nil, fmt.Errorf("archive: %w", err)
 	}
-	a := &applier{ctx: ctx, cfg: cfg, rootfd: rootfd, buf: make([]byte, 128<<10), umask: processUmask()}
+	a := &applier{ctx: ctx, cfg: cfg, rootfd: rootfd}
 	for _, p := range cfg.parents {
 		fd, err := openDirPath(p)
 		if err != nil {
@@ -547,6 +549,22 @@ func (a *applier) dir(dirfd int, name, base string, hdr *tar.Header, created boo
 	return a.setMetaHdr(fd, hdr)
 }
 
+// HasImplicitParents reports whether a WithDetachedUpper apply into root
+// created directories that FixImplicitParents must still fix. Most layers
+// list every directory they write into, so a caller checks this first and
+// looks up the lower layers (a walk down the whole chain, and a descriptor
+// for each) only for the few that did not.
+func HasImplicitParents(root string) (bool, error) {
+	_, err := unix.Lgetxattr(root, implicitParentsXattr, nil)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, unix.ENODATA):
+		return false, nil
+	}
+	return false, fmt.Errorf("archive: read %s of %s: %w", implicitParentsXattr, root, err)
+}
+
 // FixImplicitParents gives each directory that a WithDetachedUpper apply
 // into root created for entries of a layer that did not list it the mode,
 // owner, extended attributes and times of the same directory in the first
@@ -554,6 +572,9 @@ func (a *applier) dir(dirfd int, name, base string, hdr *tar.Header, created boo
 // applying over them, and drops the record of them. A root without such
 // a record is left as it is.
 func FixImplicitParents(root string, lowers ...string) error {
+	if ok, err := HasImplicitParents(root); err != nil || !ok {
+		return err
+	}
 	a, err := newApplier(context.Background(), root, applyConfig{parents: lowers})
 	if err != nil {
 		return err
@@ -593,6 +614,9 @@ func (a *applier) regular(dirfd int, base string, hdr *tar.Header, r io.Reader) 
 	// one system call fewer per file. The snapshot is private meanwhile.
 	mode := uint32(hdr.Mode) & 0o7777
 	perm, chmod := uint32(0o600), true
+	if !a.umaskRead {
+		a.umask, a.umaskRead = processUmask(), true
+	}
 	if mode&0o7000 == 0 && mode&a.umask == 0 {
 		perm, chmod = mode, false
 	}
@@ -605,7 +629,7 @@ func (a *applier) regular(dirfd int, base string, hdr *tar.Header, r io.Reader) 
 			unix.Close(fd)
 		}
 	}()
-	if err := copyN(a.ctx, fdWriter(fd), r, hdr.Size, a.buf); err != nil {
+	if err := copyN(a.ctx, fdWriter(fd), r, hdr.Size, a.buffer(hdr.Size)); err != nil {
 		return fmt.Errorf("write content: %w", err)
 	}
 	// chown before chmod and setxattr: it clears setuid, setgid and
@@ -640,6 +664,23 @@ func (a *applier) regular(dirfd int, base string, hdr *tar.Header, r io.Reader) 
 // copyN copies exactly n bytes from r to w through buf. A reader that
 // stops making progress is an error rather than a loop, and a canceled ctx
 // stops a large file without waiting for its end.
+// maxCopyBuffer is the largest buffer file contents are copied through.
+const maxCopyBuffer = 128 << 10
+
+// buffer returns the applier's copy buffer, grown for a file of size bytes
+// up to maxCopyBuffer: made when first needed and only as large as the
+// layer's files need, since a layer of a few small files is common and
+// each layer has an applier of its own.
+func (a *applier) buffer(size int64) []byte {
+	if int64(len(a.buf)) < size && len(a.buf) < maxCopyBuffer {
+		a.buf = make([]byte, min(max(size, 4<<10), maxCopyBuffer))
+	}
+	if len(a.buf) == 0 {
+		a.buf = make([]byte, 4<<10)
+	}
+	return a.buf
+}
+
 func copyN(ctx context.Context, w io.Writer, r io.Reader, n int64, buf []byte) error {
 	var done int64
 	idle := 0
@@ -813,7 +854,7 @@ func (a *applier) copyUp(target string) error {
 		return fmt.Errorf("copy up %s: %w", target, err)
 	}
 	defer unix.Close(dst)
-	if _, err := io.CopyBuffer(fdWriter(dst), fdReader(src), a.buf); err != nil {
+	if _, err := io.CopyBuffer(fdWriter(dst), fdReader(src), a.buffer(st.Size)); err != nil {
 		return fmt.Errorf("copy up %s: %w", target, err)
 	}
 	return a.setMetaFd(dst, st.Mode&07777, int(st.Uid), int(st.Gid), xattrs, st.Atim, st.Mtim)

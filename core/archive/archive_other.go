@@ -31,6 +31,12 @@ func DiffOverlayUpper(ctx context.Context, upperdir string, lowerRoots []string,
 	return notSupported()
 }
 
+// HasImplicitParents reports whether a detached apply left directories to
+// fix; only Linux can.
+func HasImplicitParents(root string) (bool, error) {
+	return false, notSupported()
+}
+
 // FixImplicitParents gives the directories a detached apply created the
 // metadata of the lower layers; only Linux can.
 func FixImplicitParents(root string, lowers ...string) error {

@@ -392,15 +392,26 @@ func (s *Snapshotter) Commit(ctx context.Context, name, key string, opts ...snap
 // the metadata they have in parent's chain, now that it exists: what an
 // apply over that chain would have given them.
 func (s *Snapshotter) fixImplicitParents(ctx context.Context, key, parent string) error {
-	var (
-		id      uint64
-		lowerID []uint64
-	)
+	var id uint64
 	err := s.ms.View(ctx, func(tx *storage.Tx) error {
 		var err error
-		if id, _, _, err = tx.GetInfo(key); err != nil {
-			return err
+		id, _, _, err = tx.GetInfo(key)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	// Most layers name every directory they write into: only the others
+	// need the chain below, which is as long as the image is deep.
+	if ok, err := archive.HasImplicitParents(s.upperPath(id)); err != nil || !ok {
+		if err != nil {
+			return fmt.Errorf("commit %q onto %q: %w", key, parent, err)
 		}
+		return nil
+	}
+	var lowerID []uint64
+	err = s.ms.View(ctx, func(tx *storage.Tx) error {
+		var err error
 		lowerID, err = tx.ChainIDs(parent)
 		return err
 	})

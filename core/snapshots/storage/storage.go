@@ -273,15 +273,33 @@ func (t *Tx) CreateSnapshot(kind snapshots.Kind, key, parent string, opts ...sna
 
 // chain returns the IDs of key (whose record is r) and its ancestors.
 func (t *Tx) chain(key string, r *record) ([]uint64, error) {
-	ids := []uint64{r.ID}
-	for r.Parent != "" {
+	return t.chainFrom(key, r.ID, r.Parent)
+}
+
+// link is the part of a record a walk up a chain needs: decoding only it
+// skips the labels and times, and every Prepare and Commit walks the whole
+// chain below it, so an image of n layers decodes n² records as it unpacks.
+type link struct {
+	ID     uint64 `json:"id"`
+	Parent string `json:"parent,omitempty"`
+}
+
+// chainFrom returns id and the IDs of its ancestors from parent up.
+func (t *Tx) chainFrom(key string, id uint64, parent string) ([]uint64, error) {
+	ids := []uint64{id}
+	for parent != "" {
 		child := key
-		key = r.Parent
-		var err error
-		if r, err = t.get(key); err != nil {
-			return nil, fmt.Errorf("parent of %q: %w", child, err)
+		key = parent
+		data := t.snapshots.Get([]byte(key))
+		if data == nil {
+			return nil, fmt.Errorf("parent of %q: snapshot %q: %w", child, key, errdefs.ErrNotFound)
 		}
-		ids = append(ids, r.ID)
+		var l link
+		if err := json.Unmarshal(data, &l); err != nil {
+			return nil, fmt.Errorf("parent of %q: decode record of snapshot %q: %w", child, key, err)
+		}
+		ids = append(ids, l.ID)
+		parent = l.Parent
 	}
 	return ids, nil
 }
@@ -289,11 +307,15 @@ func (t *Tx) chain(key string, r *record) ([]uint64, error) {
 // ChainIDs returns the IDs of snapshot key and its ancestors, nearest
 // first.
 func (t *Tx) ChainIDs(key string) ([]uint64, error) {
-	r, err := t.get(key)
-	if err != nil {
-		return nil, err
+	data := t.snapshots.Get([]byte(key))
+	if data == nil {
+		return nil, fmt.Errorf("snapshot %q: %w", key, errdefs.ErrNotFound)
 	}
-	return t.chain(key, r)
+	var l link
+	if err := json.Unmarshal(data, &l); err != nil {
+		return nil, fmt.Errorf("decode record of snapshot %q: %w", key, err)
+	}
+	return t.chainFrom(key, l.ID, l.Parent)
 }
 
 // GetInfo returns the ID, Info and stored usage of snapshot key. The usage
