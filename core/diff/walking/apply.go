@@ -122,7 +122,9 @@ func (a *applier) Apply(ctx context.Context, desc ocispec.Descriptor, mounts []m
 		return ocispec.Descriptor{}, fmt.Errorf("apply layer %s: %w", desc.Digest, err)
 	}
 	defer ra.Close()
-	br := bufio.NewReaderSize(io.NewSectionReader(ra, 0, ra.Size()), 128<<10)
+	// A small layer gets a buffer of its own size rather than one of
+	// 128 KiB zeroed for every layer.
+	br := bufio.NewReaderSize(io.NewSectionReader(ra, 0, ra.Size()), int(min(max(ra.Size(), 16), 128<<10)))
 	if err := checkMagic(br, comp, desc); err != nil {
 		return ocispec.Descriptor{}, err
 	}
