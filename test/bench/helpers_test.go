@@ -86,7 +86,10 @@ func TestMain(m *testing.M) {
 
 // profileEnv names the environment variable that turns on CPU profiles of
 // hulld: HULL_BENCH_CPUPROFILE=PREFIX writes PREFIX.<label>.prof for each
-// profiled step, taken through hulld's debug (pprof) socket.
+// profiled step, taken through hulld's debug (pprof) socket. With
+// HULL_BENCH_TRACE=1 as well, each is an execution trace instead (PREFIX.
+// <label>.trace, for `go tool trace`): where hulld waits rather than where it
+// spends CPU.
 const profileEnv = "HULL_BENCH_CPUPROFILE"
 
 // profileHull starts a CPU profile of hulld lasting seconds, when
@@ -99,7 +102,11 @@ func profileHull(b *testing.B, h *hulltest.Daemon, label string, seconds int) fu
 	}
 	sock := filepath.Join(filepath.Dir(h.State), "debug.sock")
 	done := make(chan error, 1)
-	go func() { done <- fetchProfile(sock, prefix+"."+label+".prof", seconds) }()
+	kind, ext := "profile", ".prof"
+	if os.Getenv("HULL_BENCH_TRACE") != "" {
+		kind, ext = "trace", ".trace"
+	}
+	go func() { done <- fetchProfile(sock, kind, prefix+"."+label+ext, seconds) }()
 	time.Sleep(100 * time.Millisecond) // the profile has started
 	return func() {
 		if err := <-done; err != nil {
@@ -108,13 +115,13 @@ func profileHull(b *testing.B, h *hulltest.Daemon, label string, seconds int) fu
 	}
 }
 
-// fetchProfile saves a CPU profile of seconds from the pprof server on the
-// unix socket sock into file.
-func fetchProfile(sock, file string, seconds int) error {
+// fetchProfile saves a CPU profile or trace (kind) of seconds from the pprof
+// server on the unix socket sock into file.
+func fetchProfile(sock, kind, file string, seconds int) error {
 	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
 	}}}
-	resp, err := c.Get(fmt.Sprintf("http://hulld/debug/pprof/profile?seconds=%d", seconds))
+	resp, err := c.Get(fmt.Sprintf("http://hulld/debug/pprof/%s?seconds=%d", kind, seconds))
 	if err != nil {
 		return err
 	}

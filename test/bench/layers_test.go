@@ -91,8 +91,8 @@ func BenchmarkPullUnpack40Layers(b *testing.B) {
 	}
 	if t, ok := times["hull-transfer"]; ok {
 		ht := median(t.walls())
-		fmt.Printf("pull-unpack-40-layers through Transfer: ctr 2.4 into hulld %s, into containerd 2.4.2 %s, ratio %.2f (target %.1f); runs %v\n",
-			ht.Round(time.Millisecond), c0.Round(time.Millisecond), float64(ht)/float64(c0), target, t.walls())
+		fmt.Printf("pull-unpack-40-layers through Transfer: ctr 2.4 into hulld %s, into containerd 2.4.2 %s, ratio %.2f (target %.1f); %s; runs %v\n",
+			ht.Round(time.Millisecond), c0.Round(time.Millisecond), float64(ht)/float64(c0), target, t.cpuSummary(true), t.walls())
 		b.ReportMetric(float64(ht)/float64(c0), "transfer-ratio")
 	}
 }
