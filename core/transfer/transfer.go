@@ -107,7 +107,11 @@ func (s *Service) Transfer(ctx context.Context, req Request) error {
 		// Closing it ends the client's progress reader, before the call
 		// returns.
 		defer ps.Close()
-		progress = progressSender(ps)
+		c := newCoalescer(progressSender(ps), progressInterval)
+		// Before the stream closes: the last state of every job
+		// reaches the client.
+		defer c.close()
+		progress = c.add
 	}
 	ctx, done, err := s.withLease(ctx)
 	if err != nil {

@@ -1,0 +1,88 @@
+package transfer
+
+import (
+	"sync"
+	"time"
+)
+
+// progressInterval is how often a transfer's progress reaches its client
+// at most: a display's refresh, not a log.
+const progressInterval = 100 * time.Millisecond
+
+// coalescer passes progress events on at most every interval, each job
+// (event name) with only its latest state. A pull of many small layers
+// goes through waiting, downloading, complete and extracted for each of
+// them in a fraction of a second; a client that redraws its display for
+// every event (ctr does) spent more on the events than on the pull.
+// Events without a name (a step of the whole transfer, such as resolving)
+// are passed on at once, after what was pending, so the order of steps is
+// kept. close passes on what is left: every job's last state arrives.
+type coalescer struct {
+	send     func(Progress)
+	interval time.Duration
+
+	// sendMu keeps the sends of one flush together and in order.
+	sendMu sync.Mutex
+
+	mu      sync.Mutex
+	pending []Progress
+	index   map[string]int // job name -> its place in pending
+	timer   *time.Timer
+	closed  bool
+}
+
+func newCoalescer(send func(Progress), interval time.Duration) *coalescer {
+	return &coalescer{send: send, interval: interval, index: map[string]int{}}
+}
+
+// add queues p, or passes it on at once when it has no name.
+func (c *coalescer) add(p Progress) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	if p.Name == "" {
+		c.mu.Unlock()
+		c.flushThen(&p)
+		return
+	}
+	if i, ok := c.index[p.Name]; ok {
+		c.pending[i] = p
+	} else {
+		c.index[p.Name] = len(c.pending)
+		c.pending = append(c.pending, p)
+	}
+	if c.timer == nil {
+		c.timer = time.AfterFunc(c.interval, func() { c.flushThen(nil) })
+	}
+	c.mu.Unlock()
+}
+
+// flushThen passes on what is pending, then then (if not nil).
+func (c *coalescer) flushThen(then *Progress) {
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	c.mu.Lock()
+	out := c.pending
+	c.pending, c.index = nil, map[string]int{}
+	if c.timer != nil {
+		c.timer.Stop()
+		c.timer = nil
+	}
+	c.mu.Unlock()
+	for _, p := range out {
+		c.send(p)
+	}
+	if then != nil {
+		c.send(*then)
+	}
+}
+
+// close passes on what is pending; later events are dropped.
+func (c *coalescer) close() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.flushThen(nil)
+}
