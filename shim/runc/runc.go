@@ -343,8 +343,9 @@ func (r *Runc) run(ctx context.Context, stdio *Stdio, stdin []byte, args ...stri
 		if msg == "" {
 			msg = fmt.Sprintf("exit status %d", status)
 		}
-		// runc's fatal errors already say "runc create failed: ...".
-		if !strings.HasPrefix(msg, filepath.Base(r.binary())+" "+args[0]) {
+		// runc's fatal errors already say "runc create failed: ..."
+		// or, for exec, "exec failed: ...".
+		if !strings.HasPrefix(msg, filepath.Base(r.binary())+" "+args[0]) && !strings.HasPrefix(msg, args[0]+" failed") {
 			msg = fmt.Sprintf("%s %s failed: %s", r.binary(), args[0], msg)
 		}
 		return out, classify(errors.New(msg))

@@ -52,7 +52,16 @@ type IO struct {
 	master  *os.File // the pty master, for a terminal
 	closers []io.Closer
 	copies  sync.WaitGroup // stdout/stderr copies
+	// pending are the output copies Started begins: until runc create or
+	// exec succeeded, what is written to the pipes is runc's own error
+	// (runc writes it to its stderr, which is the process's), which the
+	// shim returns anyway; copied, the client would print it twice.
+	pending []outputCopy
 }
+
+// outputCopy is a copy from the read end of a process's output pipe to
+// the client's FIFO.
+type outputCopy struct{ fifo, r *os.File }
 
 // New prepares the streams of cfg. For a terminal, ConsoleSocket returns
 // the socket runc must send the pty to.
@@ -133,14 +142,22 @@ func (p *IO) output(target string, sameFile *os.File) (*os.File, error) {
 	if p.cfg.UID != 0 || p.cfg.GID != 0 {
 		w.Chown(p.cfg.UID, p.cfg.GID)
 	}
-	p.copies.Add(1)
-	go func() {
-		defer p.copies.Done()
-		copyOutput(fifo, r)
-		r.Close()
-		fifo.Close()
-	}()
+	p.pending = append(p.pending, outputCopy{fifo: fifo, r: r})
 	return w, nil
+}
+
+// startCopies begins the output copies New prepared.
+func (p *IO) startCopies() {
+	for _, oc := range p.pending {
+		p.copies.Add(1)
+		go func() {
+			defer p.copies.Done()
+			copyOutput(oc.fifo, oc.r)
+			oc.r.Close()
+			oc.fifo.Close()
+		}()
+	}
+	p.pending = nil
 }
 
 // ConsoleSocketPath is the socket runc create/exec must send the pty to,
@@ -163,9 +180,11 @@ func (p *IO) CloseChild() {
 }
 
 // Started finishes the set-up after runc create or exec succeeded: it
-// receives the pty for a terminal and starts copying stdin.
+// starts copying the output, receives the pty for a terminal and starts
+// copying stdin.
 func (p *IO) Started() error {
 	p.CloseChild()
+	p.startCopies()
 	if p.console != nil {
 		master, err := p.console.Receive(10 * time.Second)
 		p.console.Close()
@@ -289,6 +308,12 @@ func (p *IO) Close() {
 	for _, c := range closers {
 		c.Close()
 	}
+	// Copies never started (runc failed): their pipes and FIFOs go here.
+	for _, oc := range p.pending {
+		oc.r.Close()
+		oc.fifo.Close()
+	}
+	p.pending = nil
 	if p.console != nil {
 		p.console.Close()
 		p.console = nil
