@@ -144,6 +144,10 @@ func toHostErr(err error) *hostErr {
 	switch {
 	case errors.Is(err, syscall.ECONNREFUSED):
 		reason = "connection refused"
+	case errors.Is(err, http.ErrSchemeMismatch):
+		// The usual first step with a local registry; say the way out.
+		reason = "the registry speaks plain http, not https: allow it with --plain-http (hullctl, ctr; a registry on loopback) " +
+			"or with server = \"http://...\" in the registry's hosts.toml"
 	case errors.As(err, &verify), errors.As(err, &unknown), errors.As(err, &hostname), errors.As(err, &invalid):
 		reason = "tls: " + strings.TrimPrefix(reason, "tls: ")
 	case errors.As(err, &record):

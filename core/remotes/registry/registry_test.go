@@ -175,7 +175,11 @@ func TestResolveNotFound(t *testing.T) {
 	r := newTestResolver(t, single(f, Options{}))
 	ref := f.addr() + "/" + testRepo + ":nope"
 	_, _, err := r.Resolve(context.Background(), ref)
-	wantKind(t, err, errdefs.ErrNotFound, ref, "404 Not Found")
+	// Told as what was asked for, not as the API path that answered 404.
+	wantKind(t, err, errdefs.ErrNotFound, ref, `repository "`+testRepo+`" has no tag "nope"`, "http://"+f.addr()+": ")
+	if strings.Contains(err.Error(), "/v2") || strings.Contains(err.Error(), "404") {
+		t.Errorf("error %q speaks HTTP", err)
+	}
 }
 
 func TestMirrorFallthrough(t *testing.T) {
@@ -227,7 +231,7 @@ func TestMirrorFallthrough(t *testing.T) {
 	// Unreachable hosts and a 404: not found.
 	r2 := newTestResolver(t, Options{Hosts: hostList(httpHost(down, allCaps), good.host(allCaps))})
 	_, _, err = r2.Resolve(context.Background(), "docker.io/"+testRepo+":missing")
-	wantKind(t, err, errdefs.ErrNotFound, "connection refused; ", "404 Not Found")
+	wantKind(t, err, errdefs.ErrNotFound, "connection refused; ", `has no tag "missing"`)
 }
 
 func mustFetcher(t *testing.T, r *Resolver, ref string) RangeFetcher {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -88,7 +89,7 @@ func (r *Resolver) Resolve(ctx context.Context, ref string) (string, ocispec.Des
 		return err
 	})
 	if err != nil {
-		return "", ocispec.Descriptor{}, err
+		return "", ocispec.Descriptor{}, notFoundRef(ref, rf, err)
 	}
 	return ref, desc, nil
 }
@@ -195,4 +196,32 @@ func manifestType(ct string, body []byte) (string, error) {
 		return ct, nil
 	}
 	return "", failure(errdefs.ErrNotImplemented, false, "unknown manifest media type (Content-Type %q)", ct)
+}
+
+// notFoundRef tells a resolve that every host answered "not found" in the
+// terms of the reference (its repository and tag or digest), which is what
+// the user typed and what is wrong; the hosts' own words follow, without
+// the API paths and status lines that said it in HTTP's terms. Other
+// errors are returned as they are.
+func notFoundRef(ref string, rf reference, err error) error {
+	var he *hostsError
+	if !errors.As(err, &he) || !errors.Is(he.kind, errdefs.ErrNotFound) {
+		return err
+	}
+	what := fmt.Sprintf("tag %q", rf.tag)
+	if rf.dgst != "" {
+		what = "manifest " + rf.dgst.String()
+	}
+	said := make([]string, 0, len(he.reasons))
+	for _, reason := range he.reasons {
+		reason = strings.Replace(reason, "/v2: ", ": ", 1)
+		reason = strings.Replace(reason, ": 404 Not Found: ", ": ", 1)
+		said = append(said, strings.TrimSuffix(reason, ": 404 Not Found"))
+	}
+	return &hostsError{
+		subject: ref,
+		kind:    errdefs.ErrNotFound,
+		reasons: []string{fmt.Sprintf("repository %q has no %s, or there is no such repository (%s)", rf.repo, what, strings.Join(said, "; "))},
+		cause:   he.cause,
+	}
 }
