@@ -65,8 +65,26 @@ type UnreachableError struct {
 	Waited  time.Duration
 }
 
+// Error says what failed and what to check, by the reason: a socket that
+// is missing or refuses is a daemon that is not running (or another
+// address); one that exists but cannot be used is a matter of permissions
+// or of a wrong path.
 func (e *UnreachableError) Error() string {
-	return fmt.Sprintf("cannot reach hulld at %s: %s: is hulld running?", e.Address, reasonText(e.Reason))
+	why := reasonText(e.Reason)
+	switch {
+	case errors.Is(e.Reason, syscall.EACCES), errors.Is(e.Reason, syscall.EPERM):
+		return fmt.Sprintf("cannot connect to hulld on %s (%s): run as root, or as a user the socket's permissions admit", e.Address, why)
+	case errors.Is(e.Reason, syscall.ENOTSOCK):
+		return fmt.Sprintf("%s is not a socket (%s): is the address right?", e.Address, why)
+	}
+	return fmt.Sprintf("hulld is not answering on %s (%s): is it running?", e.Address, why)
+}
+
+// Running reports whether the error says the daemon seems not to run (its
+// socket is missing or refuses connections), rather than that it cannot
+// be used (permissions, not a socket).
+func (e *UnreachableError) Running() bool {
+	return !errors.Is(e.Reason, syscall.EACCES) && !errors.Is(e.Reason, syscall.EPERM) && !errors.Is(e.Reason, syscall.ENOTSOCK)
 }
 
 // Unwrap returns the class and the reason.

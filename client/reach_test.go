@@ -78,7 +78,7 @@ func TestCallsGiveUpOnAnAbsentDaemon(t *testing.T) {
 			if !errors.As(err, &ue) || !errdefs.IsUnavailable(err) || !errors.Is(err, tc.errno) {
 				t.Fatalf("list: %v, want an Unavailable *UnreachableError for %v", err, tc.errno)
 			}
-			if want := "cannot reach hulld at " + tc.path + ": " + tc.errno.Error() + ": is hulld running?"; err.Error() != want {
+			if want := "hulld is not answering on " + tc.path + " (" + tc.errno.Error() + "): is it running?"; err.Error() != want {
 				t.Errorf("error %q, want %q", err, want)
 			}
 			if took < limit || took > limit+5*time.Second {
@@ -106,7 +106,7 @@ func TestNoConnectTimeoutFailsAtOnce(t *testing.T) {
 	defer c.Close()
 	start := time.Now()
 	_, err = c.ImageService().List(context.Background())
-	if want := "cannot reach hulld at " + path + ": no such file or directory: is hulld running?"; err == nil || err.Error() != want {
+	if want := "hulld is not answering on " + path + " (no such file or directory): is it running?"; err == nil || err.Error() != want {
 		t.Fatalf("list: %v, want %q", err, want)
 	}
 	if took := time.Since(start); took > 2*time.Second {
