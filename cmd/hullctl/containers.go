@@ -15,7 +15,7 @@ import (
 func containersCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:    "containers",
-		Aliases: []string{"container"},
+		Aliases: []string{"container", "c"},
 		Usage:   "manage container records",
 		Subcommands: []*cli.Command{
 			containersCreate(e), containersLs(e), containersInfo(e), containersRm(e), containersLabel(e),
@@ -28,9 +28,12 @@ func containersCreate(e *env) *cli.Command {
 		Name:      "create",
 		Usage:     "make a container from an image without starting it (tasks start starts it); prints its id",
 		ArgsUsage: "IMAGE ID [COMMAND [ARG...]]  or  --name ID IMAGE [COMMAND [ARG...]]",
-		Flags:     containerFlags(),
+		Description: `create takes ctr's form, IMAGE ID [COMMAND...], or with --name ID or
+--generate-id IMAGE [COMMAND...]. The image must be in the namespace (run
+pulls a missing one).`,
+		Flags: containerFlags(),
 		Action: func(c *cli.Context) error {
-			cs, err := parseContainerFlags(c)
+			cs, err := parseContainerFlags(c, ctrForm)
 			if err != nil {
 				return err
 			}
@@ -143,7 +146,7 @@ func containersRm(e *env) *cli.Command {
 	return removeCommand(e, &cli.Command{
 		Name:      "rm",
 		Aliases:   []string{"remove", "delete", "del"},
-		Usage:     "delete containers and their root filesystem snapshots",
+		Usage:     "delete containers, their root filesystem snapshots and the log files run -d gave them",
 		ArgsUsage: "CONTAINER...",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "keep-snapshot", Usage: "leave the root filesystem snapshot"},
@@ -167,13 +170,17 @@ func containersRm(e *env) *cli.Command {
 				return named("task", id, err)
 			}
 		}
+		labels, err := ct.Labels(ctx)
+		if err != nil {
+			return named("container", id, err)
+		}
 		if err := ct.Delete(ctx, opts...); err != nil {
 			if errdefs.IsFailedPrecondition(err) {
 				return fmt.Errorf("%w (delete it with tasks rm, or use --force)", named("container", id, err))
 			}
 			return named("container", id, err)
 		}
-		return nil
+		return e.removeLog(ctx, cl, id, labels)
 	})
 }
 

@@ -31,9 +31,8 @@ func parseDigest(s string) (digest.Digest, error) {
 
 func contentCommand(e *env) *cli.Command {
 	return &cli.Command{
-		Name:    "content",
-		Aliases: []string{"c"},
-		Usage:   "manage blobs and ingests",
+		Name:  "content",
+		Usage: "manage blobs and ingests",
 		Subcommands: []*cli.Command{
 			contentLs(e), contentGet(e), contentIngest(e), contentActive(e),
 			contentAbort(e), contentRm(e), contentLabel(e), contentPrune(e),

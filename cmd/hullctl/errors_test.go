@@ -75,7 +75,7 @@ func TestMissingObjectsAreNamedOnce(t *testing.T) {
 func TestNoDaemon(t *testing.T) {
 	h := &harness{t: t, bin: hulltest.Build(t, "hullctl", "github.com/hullrt/hull/cmd/hullctl")}
 	sock := filepath.Join(t.TempDir(), "hull.sock")
-	want := "hullctl: cannot reach hulld at " + sock + ": no such file or directory: is hulld running?\n"
+	want := "hullctl: hulld is not answering on " + sock + " (no such file or directory): is it running? see systemctl status hull\n"
 	for _, args := range [][]string{
 		{"images", "ls"}, {"images", "rm", "x"}, {"images", "pull", "--skip-unpack", "example.com/x:1"},
 		{"containers", "ls"}, {"tasks", "ls"}, {"tasks", "kill", "x"}, {"snapshots", "ls"}, {"leases", "ls"},

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/containerd/platforms"
-	"github.com/hullrt/hull/client"
 	"io"
 	"os"
 	"path/filepath"
@@ -12,9 +10,13 @@ import (
 	"strings"
 
 	"github.com/containerd/errdefs"
+	"github.com/containerd/platforms"
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/urfave/cli/v2"
 
+	"github.com/hullrt/hull/client"
+	"github.com/hullrt/hull/core/content"
 	"github.com/hullrt/hull/core/images"
 )
 
@@ -22,9 +24,17 @@ func imagesCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:    "images",
 		Aliases: []string{"image", "i"},
-		Usage:   "manage image records",
+		Usage:   "list images (as images ls), or manage them with the commands below",
 		Subcommands: []*cli.Command{
 			imagesLs(e), imagesRm(e), imagesLabel(e), imagesTag(e), imagesImport(e), imagesExport(e), imagesPull(e), imagesPush(e), imagesUnpack(e), imagesMount(e), imagesUnmount(e), imagesCheck(e),
+		},
+		// Alone, images lists them, as in nerdctl and Docker.
+		Flags: listFlags(),
+		Action: func(c *cli.Context) error {
+			if c.Args().Present() {
+				return unknownCommand(c)
+			}
+			return e.listAction(e.listImages)(c)
 		},
 	}
 }
@@ -36,54 +46,7 @@ func imagesLs(e *env) *cli.Command {
 		Usage:     "list images matching any of the filters",
 		ArgsUsage: "[FILTER...]",
 		Flags:     listFlags(),
-		Action: e.listAction(func(ctx context.Context, c *cli.Context, cl *client.Client) (listing, error) {
-			imgs, err := cl.ImageService().List(ctx, c.Args().Slice()...)
-			if err != nil {
-				return listing{}, err
-			}
-			sort.Slice(imgs, func(i, j int) bool { return imgs[i].Name < imgs[j].Name })
-			type image struct {
-				Name      string             `json:"name"`
-				Target    ocispec.Descriptor `json:"target"`
-				Size      int64              `json:"size"`
-				Platforms []string           `json:"platforms"`
-				Labels    map[string]string  `json:"labels"`
-				CreatedAt string             `json:"created_at"`
-				UpdatedAt string             `json:"updated_at"`
-			}
-			l := listing{header: []string{"NAME", "TYPE", "DIGEST", "SIZE", "PLATFORMS", "LABELS"}}
-			js := []image{}
-			cs := cl.ContentStore()
-			for _, img := range imgs {
-				l.ids = append(l.ids, img.Name)
-				if c.Bool("quiet") {
-					continue
-				}
-				var w images.Contents
-				if err := w.Walk(ctx, cs, img.Target); err != nil {
-					return listing{}, fmt.Errorf("image %q: %w", img.Name, err)
-				}
-				plats := make([]string, 0, len(w.Platforms))
-				for _, p := range w.Platforms {
-					plats = append(plats, platforms.Format(p))
-				}
-				sort.Strings(plats)
-				platStr := "-"
-				if len(plats) > 0 {
-					platStr = strings.Join(plats, ",")
-				}
-				// Sizes of content not stored are unknown beyond the
-				// target's own; ctr shows "-" then, and so do we.
-				sizeStr := humanSize(w.Size())
-				if w.Unreadable > 0 {
-					sizeStr = "-"
-				}
-				l.rows = append(l.rows, []string{img.Name, img.Target.MediaType, img.Target.Digest.String(), sizeStr, platStr, labelString(img.Labels)})
-				js = append(js, image{img.Name, img.Target, w.Size(), plats, nonNil(img.Labels), timeString(img.CreatedAt), timeString(img.UpdatedAt)})
-			}
-			l.json = js
-			return l, nil
-		}),
+		Action:    e.listAction(e.listImages),
 	}
 }
 
@@ -261,4 +224,117 @@ func imagesExport(e *env) *cli.Command {
 			return nil
 		},
 	}
+}
+
+// listImages lists the images matching any of c's filter arguments. The
+// SIZE column is ctr's: what this host's platform of the image takes in
+// the store (the index, the host's manifest, its config and layers); the
+// JSON size is every blob the image reaches that is known, all platforms'.
+func (e *env) listImages(ctx context.Context, c *cli.Context, cl *client.Client) (listing, error) {
+	imgs, err := cl.ImageService().List(ctx, c.Args().Slice()...)
+	if err != nil {
+		return listing{}, err
+	}
+	sort.Slice(imgs, func(i, j int) bool { return imgs[i].Name < imgs[j].Name })
+	type image struct {
+		Name      string             `json:"name"`
+		Target    ocispec.Descriptor `json:"target"`
+		Size      int64              `json:"size"`
+		Platforms []string           `json:"platforms"`
+		Labels    map[string]string  `json:"labels"`
+		CreatedAt string             `json:"created_at"`
+		UpdatedAt string             `json:"updated_at"`
+	}
+	l := listing{header: []string{"NAME", "TYPE", "DIGEST", "SIZE", "PLATFORMS", "LABELS"}}
+	js := []image{}
+	cs := cl.ContentStore()
+	for _, img := range imgs {
+		l.ids = append(l.ids, img.Name)
+		if c.Bool("quiet") {
+			continue
+		}
+		var w images.Contents
+		if err := w.Walk(ctx, cs, img.Target); err != nil {
+			return listing{}, fmt.Errorf("image %q: %w", img.Name, err)
+		}
+		plats := make([]string, 0, len(w.Platforms))
+		for _, p := range w.Platforms {
+			plats = append(plats, platforms.Format(p))
+		}
+		sort.Strings(plats)
+		platStr := "-"
+		if len(plats) > 0 {
+			platStr = strings.Join(plats, ",")
+		}
+		sizeStr := "-"
+		if n, ok := hostSize(ctx, cs, img.Target, platforms.Default()); ok {
+			sizeStr = humanSize(n)
+		}
+		l.rows = append(l.rows, []string{img.Name, img.Target.MediaType, img.Target.Digest.String(), sizeStr, platStr, labelString(img.Labels)})
+		js = append(js, image{img.Name, img.Target, w.Size(), plats, nonNil(img.Labels), timeString(img.CreatedAt), timeString(img.UpdatedAt)})
+	}
+	l.json = js
+	return l, nil
+}
+
+// hostSize is ctr's image size: the sum of the sizes of the descriptors a
+// walk from root reaches when each index is followed only into the one
+// manifest that suits m best (those without a platform come after the
+// others). false when an index or manifest on that path is not stored or
+// does not decode, as the size is then unknown.
+func hostSize(ctx context.Context, p content.Provider, root ocispec.Descriptor, m platforms.MatchComparer) (int64, bool) {
+	var size int64
+	seen := map[digest.Digest]bool{}
+	queue := []ocispec.Descriptor{root}
+	for len(queue) > 0 {
+		d := queue[0]
+		queue = queue[1:]
+		if seen[d.Digest] {
+			continue
+		}
+		seen[d.Digest] = true
+		size += d.Size
+		index := images.IsIndex(d.MediaType)
+		if !index && !images.IsManifest(d.MediaType) {
+			continue
+		}
+		data, err := images.ReadManifest(ctx, p, d)
+		if err != nil {
+			return 0, false
+		}
+		children, _, err := images.ParseChildren(d, data)
+		if err != nil {
+			return 0, false
+		}
+		if index {
+			children = bestManifest(children, m)
+		}
+		queue = append(queue, children...)
+	}
+	return size, true
+}
+
+// bestManifest keeps, of an index's entries, the one m prefers: entries
+// for other platforms go, and of the rest those with a platform come first,
+// in m's order.
+func bestManifest(children []ocispec.Descriptor, m platforms.MatchComparer) []ocispec.Descriptor {
+	var kept []ocispec.Descriptor
+	for _, c := range children {
+		if c.Platform == nil || m.Match(*c.Platform) {
+			kept = append(kept, c)
+		}
+	}
+	sort.SliceStable(kept, func(i, j int) bool {
+		if kept[i].Platform == nil {
+			return false
+		}
+		if kept[j].Platform == nil {
+			return true
+		}
+		return m.Less(*kept[i].Platform, *kept[j].Platform)
+	})
+	if len(kept) > 1 {
+		kept = kept[:1]
+	}
+	return kept
 }

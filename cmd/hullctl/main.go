@@ -1,7 +1,9 @@
-// Command hullctl is hull's administration CLI: it inspects and changes what
-// hulld stores (namespaces, content, images, leases) and follows its events.
-// It talks to the daemon only through package client, over containerd's v1
-// API, so it works against containerd too.
+// Command hullctl is hull's CLI: it runs containers the way nerdctl's and
+// ctr's users expect (pull, run, ps, exec, logs, rm), and inspects and
+// changes what hulld stores (namespaces, content, images, snapshots,
+// leases, containers, tasks) and follows its events. It talks to the
+// daemon only through package client, over containerd's v1 API, so it
+// works against containerd too.
 package main
 
 import (
@@ -12,6 +14,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -40,8 +43,8 @@ func main() {
 	var unreachable *client.UnreachableError
 	if errors.As(err, &unreachable) {
 		// Whatever the command was doing, the news is that hulld is
-		// not there, and that alone is said.
-		err = unreachable
+		// not there, and that alone is said, with where to look.
+		err = errors.New(unreachableAdvice(unreachable))
 	}
 	if err != nil {
 		// Commands acting on several names report every failure, one
@@ -67,23 +70,32 @@ type env struct {
 	format         string
 	debug          bool
 	client         *client.Client
+	// logRoot is the directory of run -d's log files, once asked.
+	logRoot string
 }
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) *cli.App {
 	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv}
 	app := &cli.App{
 		Name:  "hullctl",
-		Usage: "administer hulld: namespaces, content, images, leases and events",
+		Usage: "run containers and administer hulld: images, containers, tasks, snapshots, content, namespaces, leases, events",
 		Description: `hullctl talks to hulld (or containerd) over containerd's v1 gRPC API.
 
-The namespace is --namespace, else $HULL_NAMESPACE, else $CONTAINERD_NAMESPACE,
-else "default"; --debug tells which was used.`,
-		Version:         version.Version,
-		Writer:          stdout,
-		ErrWriter:       stderr,
-		HideHelpCommand: false,
+The first commands are those nerdctl's and Docker's users type: run
+(IMAGE [COMMAND...], pulling a missing image), ps, exec, logs, rm, pull,
+push, images and rmi. The groups below them are ctr's, with ctr's aliases
+(c containers, i images, t tasks, ns namespaces).
+
+The socket is --address, else $HULL_ADDRESS, else $CONTAINERD_ADDRESS,
+else ` + defaultAddress + `. The namespace is --namespace, else $HULL_NAMESPACE,
+else $CONTAINERD_NAMESPACE, else "default". --debug tells which was used.`,
+		Version:                version.Version,
+		Writer:                 stdout,
+		ErrWriter:              stderr,
+		HideHelpCommand:        false,
+		UseShortOptionHandling: true,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "address", Aliases: []string{"a"}, Usage: "hulld's socket (default: $HULL_ADDRESS, " + defaultAddress + ")"},
+			&cli.StringFlag{Name: "address", Aliases: []string{"a"}, Usage: "hulld's socket (default: $HULL_ADDRESS, $CONTAINERD_ADDRESS, " + defaultAddress + ")"},
 			&cli.StringFlag{Name: "namespace", Aliases: []string{"n"}, Usage: "namespace to act in (default: $HULL_NAMESPACE, $CONTAINERD_NAMESPACE, \"default\")"},
 			&cli.DurationFlag{Name: "timeout", Usage: "limit for each API call (not for event subscriptions and ingests, which last as long as their input); 0 for none"},
 			&cli.DurationFlag{Name: "connect-timeout", Value: client.DefaultConnectTimeout, Usage: "how long to wait for hulld while its socket refuses connections (it is down or restarting); 0 to fail at once"},
@@ -97,12 +109,13 @@ else "default"; --debug tells which was used.`,
 			}
 			return nil
 		},
-		Commands: []*cli.Command{
-			versionCommand(e), infoCommand(e), pluginsCommand(e),
-			namespacesCommand(e), contentCommand(e), imagesCommand(e),
-			leasesCommand(e), eventsCommand(e), gcCommand(e), hostsCommand(e), snapshotsCommand(e),
-			runCommand(e), containersCommand(e), tasksCommand(e), debugCommand(e),
-		},
+		Commands: slices.Concat(
+			inCategory(categoryHabits, runCommand(e), psCommand(e), execCommand(e), logsCommand(e), rmCommand(e),
+				pullCommand(e), pushCommand(e), rmiCommand(e)),
+			inCategory(categoryObjects, imagesCommand(e), containersCommand(e), tasksCommand(e), snapshotsCommand(e),
+				contentCommand(e), namespacesCommand(e), leasesCommand(e)),
+			inCategory(categoryDaemon, versionCommand(e), infoCommand(e), pluginsCommand(e), eventsCommand(e),
+				gcCommand(e), hostsCommand(e), debugCommand(e))),
 		// Errors are printed once, by main, as "hullctl: ...".
 		ExitErrHandler: func(*cli.Context, error) {},
 		Action:         groupAction,
@@ -129,23 +142,59 @@ func setUsageError(cmd *cli.Command) {
 }
 
 // groupAction runs for a command that only groups others: it lists them, or
-// names the unknown one it was given.
+// names the unknown one it was given, with the nearest known one.
 func groupAction(c *cli.Context) error {
 	if c.Args().Present() {
-		// main puts "hullctl: " before it already.
-		name := "hullctl"
-		if c.Command != nil && c.Command.Name != "" {
-			name = c.Command.HelpName
-		}
-		if sub := strings.TrimPrefix(name, "hullctl "); sub != name {
-			return fmt.Errorf("%s: unknown command %q (see %s --help)", sub, c.Args().First(), name)
-		}
-		return fmt.Errorf("unknown command %q (see %s --help)", c.Args().First(), name)
+		return unknownCommand(c)
 	}
 	if c.Command != nil && c.Command.Name != "" {
 		return cli.ShowSubcommandHelp(c)
 	}
 	return cli.ShowAppHelp(c)
+}
+
+// unknownCommand is the error of a group given a name it does not have.
+// main puts "hullctl: " before it already, so the group is named without
+// it.
+func unknownCommand(c *cli.Context) error {
+	name, cmds := "hullctl", c.App.Commands
+	if c.Command != nil && c.Command.Name != "" {
+		name, cmds = c.Command.HelpName, c.Command.Subcommands
+	}
+	arg := c.Args().First()
+	hint := ""
+	if near := nearestCommand(arg, cmds); near != "" {
+		hint = fmt.Sprintf(": did you mean %q?", near)
+	}
+	if sub := strings.TrimPrefix(name, "hullctl "); sub != name {
+		return fmt.Errorf("%s: unknown command %q%s (see %s --help)", sub, arg, hint, name)
+	}
+	return fmt.Errorf("unknown command %q%s (see %s --help)", arg, hint, name)
+}
+
+// The categories of hullctl's commands in its help.
+const (
+	categoryHabits  = "Containers and images (nerdctl's habits)"
+	categoryObjects = "Objects hulld stores (ctr's groups)"
+	categoryDaemon  = "The daemon"
+)
+
+// inCategory puts cmds in category for the help listing.
+func inCategory(category string, cmds ...*cli.Command) []*cli.Command {
+	for _, c := range cmds {
+		c.Category = category
+	}
+	return cmds
+}
+
+// unreachableAdvice says that hulld does not answer and where to look:
+// systemd runs a packaged hulld, and a socket that is there but refuses
+// is a hulld that stopped; a wrong --address is the other usual cause.
+func unreachableAdvice(err *client.UnreachableError) string {
+	if !err.Running() {
+		return err.Error()
+	}
+	return err.Error() + " see systemctl status hull"
 }
 
 // setup resolves the global flags; the connection waits for the first
@@ -183,6 +232,9 @@ func resolveAddress(c *cli.Context, getenv func(string) string) (addr, why strin
 	}
 	if v := getenv("HULL_ADDRESS"); v != "" {
 		return v, "from $HULL_ADDRESS"
+	}
+	if v := getenv("CONTAINERD_ADDRESS"); v != "" {
+		return v, "from $CONTAINERD_ADDRESS"
 	}
 	return defaultAddress, "(the default)"
 }

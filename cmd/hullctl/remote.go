@@ -26,8 +26,25 @@ func remoteFlags() []cli.Flag {
 	}
 }
 
+// pullFlags are the registry flags of run, which pulls a missing image:
+// those of remoteFlags that do not clash with a container's (--user is
+// the container's user there).
+func pullFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "hosts-dir", Usage: "registry host configuration directory (hosts.toml)", Value: "/etc/hull/certs.d"},
+		&cli.BoolFlag{Name: "plain-http", Usage: "allow plain http to loopback registries"},
+		&cli.StringFlag{Name: "registry-config", Usage: "a Docker config.json to take registry credentials from"},
+	}
+}
+
 // remoteOpts turns the remote flags into client options.
 func (e *env) remoteOpts(c *cli.Context) ([]client.RemoteOpt, error) {
+	return e.registryOpts(c, "user")
+}
+
+// registryOpts turns the remote flags c has into client options;
+// userFlag names the flag of registry credentials, "" for none.
+func (e *env) registryOpts(c *cli.Context, userFlag string) ([]client.RemoteOpt, error) {
 	opts := []client.RemoteOpt{
 		client.WithHostsDir(c.String("hosts-dir")), client.WithMaxConcurrentDownloads(c.Int("max-concurrent-downloads")),
 		client.WithChunkedDownloads(c.Int64("chunk-size"), c.Int("parallel-chunks"), c.Int64("chunk-threshold")),
@@ -36,7 +53,7 @@ func (e *env) remoteOpts(c *cli.Context) ([]client.RemoteOpt, error) {
 		opts = append(opts, client.WithPlainHTTP())
 	}
 	var stores []credentials.Store
-	if u := c.String("user"); u != "" {
+	if u := c.String(userFlag); userFlag != "" && u != "" {
 		user, pass, _ := strings.Cut(u, ":")
 		stores = append(stores, credentials.Static("", user, pass))
 	}

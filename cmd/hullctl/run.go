@@ -11,6 +11,7 @@ import (
 	"math"
 	"os"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -48,8 +49,8 @@ func (r *repeated) Set(v string) error { r.vals = append(r.vals, v); return nil 
 func (r *repeated) String() string     { return strings.Join(r.vals, " ") }
 
 // repeatedFlag declares a repeatable flag.
-func repeatedFlag(name, usage string) cli.Flag {
-	return &cli.GenericFlag{Name: name, Usage: usage, Value: &repeated{}}
+func repeatedFlag(name, usage string, aliases ...string) cli.Flag {
+	return &cli.GenericFlag{Name: name, Aliases: aliases, Usage: usage, Value: &repeated{}}
 }
 
 // repeatedOf returns the values of a repeatedFlag.
@@ -62,21 +63,24 @@ func repeatedOf(c *cli.Context, name string) []string {
 
 // containerFlags are the flags that shape a new container, shared by run
 // and containers create. They are new each time, as flags record whether
-// they were set.
+// they were set. The one-letter aliases are nerdctl's and Docker's (-e, -v,
+// -w, -u, -t), so that the habits of their users carry over.
 func containerFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "name", Usage: "the container's id; the arguments are then IMAGE [COMMAND...]"},
-		&cli.BoolFlag{Name: "generate-id", Usage: "make up a random id (printed); the arguments are then IMAGE [COMMAND...]"},
+		&cli.StringFlag{Name: "name", Usage: "the container's id"},
+		&cli.BoolFlag{Name: "generate-id", Usage: "make up a random id and print it (run makes one up anyway when --name is absent)"},
 		snapshotterFlag(),
 		&cli.StringFlag{Name: "runtime", Usage: "runtime of the task (default: $HULL_RUNTIME, " + client.DefaultRuntime + ")", EnvVars: []string{"HULL_RUNTIME"}},
-		repeatedFlag("env", "set an environment variable KEY=VALUE (repeatable)"),
+		repeatedFlag("env", "set an environment variable KEY=VALUE (repeatable)", "e"),
 		repeatedFlag("env-file", "read KEY=VALUE lines from a file (# comments and blank lines ignored; repeatable)"),
 		repeatedFlag("mount", "add a mount: type=bind,src=/host/dir,dst=/in/container,options=rbind:ro (repeatable)"),
+		repeatedFlag("volume", "bind-mount a host directory or file: /host/path:/in/container[:ro] (repeatable)", "v"),
+		repeatedFlag("publish", "not supported: hull gives containers no network of their own to publish from (use --net-host)", "p"),
 		repeatedFlag("label", "label the container KEY=VALUE (repeatable)"),
-		&cli.StringFlag{Name: "cwd", Usage: "working directory of the process (absolute)"},
+		&cli.StringFlag{Name: "cwd", Aliases: []string{"workdir", "w"}, Usage: "working directory of the process (absolute)"},
 		&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "user to run as: name, uid, name:group or uid:gid, resolved in the image's /etc/passwd and /etc/group"},
 		&cli.StringFlag{Name: "hostname", Usage: "hostname of the container (default: its id)"},
-		&cli.StringFlag{Name: "memory-limit", Usage: "memory limit, in bytes or with a unit: 64m, 1.5g, 512KiB (binary units)"},
+		&cli.StringFlag{Name: "memory-limit", Aliases: []string{"memory"}, Usage: "memory limit, in bytes or with a unit: 64m, 1.5g, 512KiB (binary units)"},
 		&cli.StringFlag{Name: "cpus", Usage: "CPU limit, in CPUs (1.5 = one and a half)"},
 		&cli.BoolFlag{Name: "privileged", Usage: "every capability (of those hullctl itself may have), every device, no seccomp filter, no masked paths"},
 		&cli.BoolFlag{Name: "net-host", Usage: "share the host's network namespace (and its /etc/hosts and /etc/resolv.conf)"},
@@ -87,21 +91,33 @@ func containerFlags() []cli.Flag {
 	}
 }
 
+// argsForm says how the positional arguments of a command that makes a
+// container read.
+type argsForm int
+
+const (
+	// ctrForm is ctr's IMAGE ID [COMMAND...] (IMAGE [COMMAND...] with
+	// --name or --generate-id), which containers create keeps.
+	ctrForm argsForm = iota
+	// nerdctlForm is IMAGE [COMMAND...], the id from --name or made up:
+	// run's, as in nerdctl and Docker.
+	nerdctlForm
+)
+
 // containerArgs splits the positional arguments of run and containers
-// create. Without --name or --generate-id they are ctr's IMAGE ID
-// [COMMAND...]; with either, IMAGE [COMMAND...].
-func containerArgs(c *cli.Context) (image, id string, cmd []string, err error) {
+// create as form says.
+func containerArgs(c *cli.Context, form argsForm) (image, id string, cmd []string, err error) {
 	args := c.Args().Slice()
 	name, gen := c.String("name"), c.Bool("generate-id")
 	switch {
 	case name != "" && gen:
 		return "", "", nil, errors.New("--name and --generate-id: give one or the other")
-	case name != "" || gen:
+	case name != "" || gen || form == nerdctlForm:
 		if len(args) < 1 {
-			return "", "", nil, fmt.Errorf("usage: %s [flags] IMAGE [COMMAND [ARG...]] (with --name or --generate-id)", c.Command.HelpName)
+			return "", "", nil, fmt.Errorf("usage: %s [flags] IMAGE [COMMAND [ARG...]]", c.Command.HelpName)
 		}
 		id = name
-		if gen {
+		if id == "" {
 			id = generateID()
 		}
 		return args[0], id, args[1:], nil
@@ -174,6 +190,34 @@ func parseMount(s string) (specs.Mount, error) {
 		}
 	}
 	return m, nil
+}
+
+// parseVolume reads Docker's and nerdctl's bind mount syntax,
+// /host/path:/in/container[:ro|rw], into a bind mount as --mount makes.
+// Named volumes do not exist in hull, so the host path must be absolute.
+func parseVolume(s string) (specs.Mount, error) {
+	parts := strings.Split(s, ":")
+	if len(parts) < 2 || len(parts) > 3 {
+		return specs.Mount{}, fmt.Errorf("-v %q: write /host/path:/in/container[:ro]", s)
+	}
+	src, dst := parts[0], parts[1]
+	if !path.IsAbs(src) {
+		return specs.Mount{}, fmt.Errorf("-v %q: host path %q is not absolute (hull has no named volumes)", s, src)
+	}
+	if !path.IsAbs(dst) {
+		return specs.Mount{}, fmt.Errorf("-v %q: container path %q is not absolute", s, dst)
+	}
+	opts := []string{"rbind"}
+	if len(parts) == 3 {
+		switch parts[2] {
+		case "ro":
+			opts = append(opts, "ro")
+		case "rw":
+		default:
+			return specs.Mount{}, fmt.Errorf("-v %q: option %q: the options are ro and rw", s, parts[2])
+		}
+	}
+	return specs.Mount{Type: "bind", Source: src, Destination: dst, Options: opts}, nil
 }
 
 // sizeUnits are the multipliers of parseSize; like Docker's, k, m and g
@@ -282,8 +326,8 @@ func processOpts(c *cli.Context, env []string) []oci.SpecOpts {
 
 // parseContainerFlags checks every container flag, so that bad input fails
 // before a snapshot or record is made.
-func parseContainerFlags(c *cli.Context) (*containerSpec, error) {
-	image, id, args, err := containerArgs(c)
+func parseContainerFlags(c *cli.Context, form argsForm) (*containerSpec, error) {
+	image, id, args, err := containerArgs(c, form)
 	if err != nil {
 		return nil, err
 	}
@@ -318,6 +362,19 @@ func parseContainerFlags(c *cli.Context) (*containerSpec, error) {
 			return nil, err
 		}
 		mounts = append(mounts, m)
+	}
+	for _, s := range repeatedOf(c, "volume") {
+		m, err := parseVolume(s)
+		if err != nil {
+			return nil, err
+		}
+		mounts = append(mounts, m)
+	}
+	if p := repeatedOf(c, "publish"); len(p) > 0 {
+		// Said rather than ignored: a user who publishes a port expects
+		// it to answer, and nothing would.
+		return nil, fmt.Errorf("-p %s: not supported: hull gives containers no network of their own to publish a port from "+
+			"(they have only loopback); with --net-host the container's ports are the host's: %w", p[0], errdefs.ErrNotImplemented)
 	}
 	if c.Bool("net-host") {
 		// The host's network is of little use without its resolver
@@ -436,31 +493,43 @@ func ioFlags() []cli.Flag {
 	}
 }
 
+// pullPolicies are the values of run's --pull, nerdctl's.
+var pullPolicies = []string{"missing", "always", "never"}
+
 func runCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "run",
-		Usage:     "make a container from an image and run it",
-		ArgsUsage: "IMAGE ID [COMMAND [ARG...]]  or  --name ID IMAGE [COMMAND [ARG...]]",
-		Description: `run creates a container and its task and, unless --detach, follows it:
-stdio are connected, SIGINT and SIGTERM (and SIGHUP, SIGQUIT, SIGUSR1,
-SIGUSR2) are forwarded to it, and hullctl exits with the container's exit
-code (128+N for a container killed by signal N). A container that does not
-exit within --stop-timeout of a forwarded SIGINT or SIGTERM is killed.
+		Usage:     "make a container from an image (pulled if missing) and run it",
+		ArgsUsage: "[--name ID] IMAGE [COMMAND [ARG...]]",
+		Description: `run takes nerdctl's and Docker's form: IMAGE [COMMAND...], the id from
+--name or made up (12 hex digits). A short image name is expanded as by
+hullctl images (busybox is docker.io/library/busybox:latest). An image
+that is not in the namespace is pulled first (--pull=missing); --pull=never
+fails instead, as ctr does, and --pull=always pulls anyway. The image is
+unpacked into the snapshotter if it is not yet.
 
-The arguments are ctr's, IMAGE ID [COMMAND...], unless --name ID or
---generate-id is given: then they are IMAGE [COMMAND...]. A short image
-name is expanded as by hullctl images (busybox is
-docker.io/library/busybox:latest); the image is unpacked into the
-snapshotter if it is not yet.
+Unless --detach, run follows the container: stdio are connected, SIGINT
+and SIGTERM (and SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2) are forwarded to it,
+and hullctl exits with the container's exit code (128+N for a container
+killed by signal N). A container that does not exit within --stop-timeout
+of a forwarded SIGINT or SIGTERM is killed. The task is deleted after it
+exits; --rm deletes the container and its snapshot too.
 
-The task is deleted after it exits; --rm deletes the container and its
-snapshot too. --detach starts the task and prints the container's id.`,
-		Flags: append(append(containerFlags(), ioFlags()...),
+--detach starts the task and prints the container's id. Its stdout and
+stderr go to a log file (--log-file, or by default <hulld's state
+directory>/logs/<namespace>/<id>.log), which hullctl logs reads and
+hullctl rm removes.
+
+hull gives containers no network of their own: they have loopback only, or
+the host's network with --net-host; -p is refused for that reason.`,
+		Flags: append(append(append(containerFlags(), ioFlags()...), pullFlags()...),
 			&cli.BoolFlag{Name: "rm", Usage: "delete the container and its snapshot once it exits"},
-			&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "start the container and print its id without waiting"},
+			&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "start the container and print its id without waiting; its output goes to its log file"},
+			&cli.BoolFlag{Name: "interactive", Aliases: []string{"i"}, Usage: "connect stdin (it always is when run follows the container; for nerdctl's -it)"},
+			&cli.StringFlag{Name: "pull", Value: "missing", Usage: "when to pull the image: missing, always or never"},
 		),
 		Action: func(c *cli.Context) error {
-			cs, err := parseContainerFlags(c)
+			cs, err := parseContainerFlags(c, nerdctlForm)
 			if err != nil {
 				return err
 			}
@@ -471,9 +540,31 @@ snapshot too. --detach starts the task and prints the container's id.`,
 			if c.String("log-file") != "" && !detach {
 				return errors.New("--log-file goes with --detach")
 			}
+			pull := c.String("pull")
+			if !slices.Contains(pullPolicies, pull) {
+				return fmt.Errorf("--pull %q: the policies are %s", pull, strings.Join(pullPolicies, ", "))
+			}
+			ref, err := e.fullRef(cs.image)
+			if err != nil {
+				return fmt.Errorf("image %q: %w", cs.image, err)
+			}
+			cs.image = ref
 			cl, err := e.connect()
 			if err != nil {
 				return err
+			}
+			if err := e.pullFor(c, cl, ref, pull); err != nil {
+				return err
+			}
+			var logPath string
+			if detach {
+				if logPath, err = e.logPathFor(c, cl, cs.id); err != nil {
+					return err
+				}
+				if cs.labels == nil {
+					cs.labels = map[string]string{}
+				}
+				cs.labels[logLabel] = logURI(logPath)
 			}
 			// Ctrl-C stops the creation (the client's lease drops what
 			// was made); once the task exists it is forwarded to the
@@ -487,7 +578,7 @@ snapshot too. --detach starts the task and prints the container's id.`,
 			if c.Bool("generate-id") && !detach {
 				fmt.Fprintln(e.stderr, cs.id)
 			}
-			code, err := e.startTask(ctx, c, ct, cs.tty, detach)
+			code, err := e.startTask(ctx, c, ct, cs.tty, detach, logPath)
 			if rm {
 				if derr := ct.Delete(ctx, client.WithSnapshotCleanup); derr != nil {
 					err = errors.Join(err, named("container", cs.id, derr))
@@ -503,4 +594,34 @@ snapshot too. --detach starts the task and prints the container's id.`,
 			return exitWith(code)
 		},
 	}
+}
+
+// pullFor pulls ref, unpacked, as run's --pull policy says: when it is
+// missing from the namespace, always, or never.
+func (e *env) pullFor(c *cli.Context, cl *client.Client, ref, policy string) error {
+	if policy == "never" {
+		return nil
+	}
+	if policy == "missing" {
+		_, err := cl.GetImage(e.ctx(c), ref)
+		if err == nil {
+			return nil
+		}
+		if !errdefs.IsNotFound(err) {
+			return named("image", ref, err)
+		}
+	}
+	opts, err := e.registryOpts(c, "")
+	if err != nil {
+		return err
+	}
+	sn, err := e.snapshotter(c, cl)
+	if err != nil {
+		return err
+	}
+	// Progress goes to stderr: stdout is the container's.
+	board := newProgressBoard(e.stderr, false, ref+": resolving")
+	_, err = cl.Pull(e.ctx(c), ref, append(opts, client.WithPullUnpack(sn, nil), client.WithProgress(board.Update))...)
+	board.Finish()
+	return err
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"flag"
+	"fmt"
+	"path"
 	"reflect"
 	"strings"
 	"syscall"
@@ -118,56 +120,165 @@ func TestParseSignal(t *testing.T) {
 	}
 }
 
-// TestContainerArgs: ctr's IMAGE ID [COMMAND...], or IMAGE [COMMAND...]
-// with --name or --generate-id; and the flags are checked before any call.
+// TestContainerArgs: run's IMAGE [COMMAND...] with the id from --name or
+// made up; containers create's ctr form, IMAGE ID [COMMAND...], or
+// IMAGE [COMMAND...] with --name or --generate-id; and the flags are
+// checked before any call.
 func TestContainerArgs(t *testing.T) {
-	parse := func(args ...string) (*containerSpec, error) {
+	parseAs := func(form argsForm, args ...string) (*containerSpec, error) {
 		var cs *containerSpec
 		var perr error
-		app := &cli.App{Commands: []*cli.Command{{
+		app := &cli.App{UseShortOptionHandling: true, Commands: []*cli.Command{{
 			Name: "run", Flags: containerFlags(),
-			Action: func(c *cli.Context) error { cs, perr = parseContainerFlags(c); return nil },
+			Action: func(c *cli.Context) error { cs, perr = parseContainerFlags(c, form); return nil },
 		}}}
 		if err := app.Run(append([]string{"hullctl", "run"}, args...)); err != nil {
 			return nil, err
 		}
 		return cs, perr
 	}
-	cs, err := parse("img", "id1", "echo", "hi")
+	parse := func(args ...string) (*containerSpec, error) { return parseAs(nerdctlForm, args...) }
+	cs, err := parse("img", "echo", "hi")
+	if err != nil || cs.image != "img" || len(cs.id) != 12 || !reflect.DeepEqual(cs.args, []string{"echo", "hi"}) {
+		t.Fatalf("IMAGE CMD: %+v %v", cs, err)
+	}
+	cs, err = parseAs(ctrForm, "img", "id1", "echo", "hi")
 	if err != nil || cs.image != "img" || cs.id != "id1" || !reflect.DeepEqual(cs.args, []string{"echo", "hi"}) {
-		t.Fatalf("IMAGE ID CMD: %+v %v", cs, err)
+		t.Fatalf("ctr's IMAGE ID CMD: %+v %v", cs, err)
 	}
-	cs, err = parse("--name", "n1", "img", "echo")
-	if err != nil || cs.image != "img" || cs.id != "n1" || !reflect.DeepEqual(cs.args, []string{"echo"}) {
-		t.Fatalf("--name: %+v %v", cs, err)
+	for _, form := range []argsForm{nerdctlForm, ctrForm} {
+		cs, err = parseAs(form, "--name", "n1", "img", "echo")
+		if err != nil || cs.image != "img" || cs.id != "n1" || !reflect.DeepEqual(cs.args, []string{"echo"}) {
+			t.Fatalf("--name: %+v %v", cs, err)
+		}
+		cs, err = parseAs(form, "--generate-id", "img")
+		if err != nil || cs.image != "img" || len(cs.id) != 12 || len(cs.args) != 0 {
+			t.Fatalf("--generate-id: %+v %v", cs, err)
+		}
 	}
-	cs, err = parse("--generate-id", "img")
-	if err != nil || cs.image != "img" || len(cs.id) != 12 || len(cs.args) != 0 {
-		t.Fatalf("--generate-id: %+v %v", cs, err)
-	}
-	// Values with commas are not split, unlike cli.StringSlice's.
-	cs, err = parse("--env", "A=1,2", "--mount", "src=/a,dst=/b", "--label", "k=v,w", "--memory-limit", "64m", "--cpus", "1.5", "img", "id")
+	// Values with commas are not split, unlike cli.StringSlice's; nerdctl's
+	// short flags, combined too.
+	cs, err = parse("--env", "A=1,2", "--mount", "src=/a,dst=/b", "--label", "k=v,w", "--memory-limit", "64m", "--cpus", "1.5", "img")
 	if err != nil || len(cs.specOpts) != 4 || cs.labels["k"] != "v,w" {
 		t.Fatalf("flags: %+v %v", cs, err)
+	}
+	cs, err = parse("-e", "A=1", "-v", "/a:/b:ro", "-w", "/b", "-t", "img", "sh")
+	if err != nil || len(cs.specOpts) != 4 || !cs.tty {
+		t.Fatalf("short flags: %+v %v", cs, err)
 	}
 	for _, c := range []struct {
 		args []string
 		want string
 	}{
-		{[]string{"img"}, "usage"},
+		{[]string{}, "usage"},
 		{[]string{"--name", "x"}, "usage"},
 		{[]string{"--name", "x", "--generate-id", "img"}, "--generate-id"},
-		{[]string{"--memory-limit", "lots", "img", "id"}, `"lots"`},
-		{[]string{"--cpus", "0", "img", "id"}, `"0"`},
-		{[]string{"--mount", "dst=/x", "img", "id"}, "needs src"},
-		{[]string{"--env", "NOEQ", "img", "id"}, `"NOEQ"`},
-		{[]string{"--env-file", "/no/such/file", "img", "id"}, "/no/such/file"},
-		{[]string{"--label", "novalue", "img", "id"}, `"novalue"`},
-		{[]string{"--cwd", "rel", "img", "id"}, `"rel"`},
-		{[]string{"--privileged", "--seccomp", "img", "id"}, "--privileged"},
+		{[]string{"--memory-limit", "lots", "img"}, `"lots"`},
+		{[]string{"--cpus", "0", "img"}, `"0"`},
+		{[]string{"--mount", "dst=/x", "img"}, "needs src"},
+		{[]string{"-v", "data:/x", "img"}, "named volumes"},
+		{[]string{"-p", "80:80", "img"}, "--net-host"},
+		{[]string{"--env", "NOEQ", "img"}, `"NOEQ"`},
+		{[]string{"--env-file", "/no/such/file", "img"}, "/no/such/file"},
+		{[]string{"--label", "novalue", "img"}, `"novalue"`},
+		{[]string{"--cwd", "rel", "img"}, `"rel"`},
+		{[]string{"--privileged", "--seccomp", "img"}, "--privileged"},
 	} {
 		if _, err := parse(c.args...); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: %v, want an error mentioning %q", c.args, err, c.want)
+		}
+	}
+	if _, err := parseAs(ctrForm, "img"); err == nil || !strings.Contains(err.Error(), "IMAGE ID") {
+		t.Errorf("ctr's form without an id: %v", err)
+	}
+}
+
+func TestParseVolume(t *testing.T) {
+	for in, want := range map[string]specs.Mount{
+		"/a:/b":    {Type: "bind", Source: "/a", Destination: "/b", Options: []string{"rbind"}},
+		"/a:/b:ro": {Type: "bind", Source: "/a", Destination: "/b", Options: []string{"rbind", "ro"}},
+		"/a:/b:rw": {Type: "bind", Source: "/a", Destination: "/b", Options: []string{"rbind"}},
+	} {
+		got, err := parseVolume(in)
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("parseVolume(%q) = %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+	for in, want := range map[string]string{
+		"/a":         "write /host/path:/in/container",
+		"/a:/b:ro:x": "write /host/path:/in/container",
+		"data:/b":    `host path "data" is not absolute (hull has no named volumes)`,
+		"/a:b":       `container path "b" is not absolute`,
+		"/a:/b:z":    `option "z"`,
+		"":           "write /host/path",
+	} {
+		if _, err := parseVolume(in); err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "-v") {
+			t.Errorf("parseVolume(%q): %v, want an error mentioning %q", in, err, want)
+		}
+	}
+}
+
+// FuzzParseVolume: any input gives a bind mount of absolute paths or an
+// error naming the input, never a panic.
+func FuzzParseVolume(f *testing.F) {
+	for _, s := range []string{"/a:/b", "/a:/b:ro", "data:/b", "/a:/b:z", "::", "/:/:rw", "/a:/b:ro:x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		m, err := parseVolume(s)
+		if err != nil {
+			if !strings.Contains(err.Error(), fmt.Sprintf("%q", s)) {
+				t.Fatalf("error %q does not name the input %q", err, s)
+			}
+			return
+		}
+		if m.Type != "bind" || !path.IsAbs(m.Source) || !path.IsAbs(m.Destination) || m.Options[0] != "rbind" {
+			t.Fatalf("parseVolume(%q) = %+v", s, m)
+		}
+	})
+}
+
+// FuzzParseMount: any --mount value gives a mount with an absolute
+// destination or an error naming the flag, never a panic.
+func FuzzParseMount(f *testing.F) {
+	for _, s := range []string{"type=bind,src=/a,dst=/b,options=rbind:ro", "src=/a,dst=/b", "type=tmpfs,dst=/t", "=x", "dst=/b", ",,", "options=::"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		m, err := parseMount(s)
+		if err != nil {
+			if !strings.Contains(err.Error(), "--mount") {
+				t.Fatalf("error %q does not name --mount", err)
+			}
+			return
+		}
+		if !path.IsAbs(m.Destination) || m.Type == "" {
+			t.Fatalf("parseMount(%q) = %+v", s, m)
+		}
+	})
+}
+
+func TestNearestCommand(t *testing.T) {
+	cmds := []*cli.Command{{Name: "images", Aliases: []string{"image", "i"}}, {Name: "containers", Aliases: []string{"c"}},
+		{Name: "logs"}, {Name: "rm"}, {Name: "rmi"}, {Name: "ps"}, {Name: "snapshots"}, {Name: "secret", Hidden: true}}
+	for typed, want := range map[string]string{
+		"imgaes": "images", "imags": "images", "iamge": "images", "lgos": "logs", "log": "logs", "contaners": "containers",
+		"snapshot": "snapshots", "snap": "snapshots", "cont": "containers", "rmm": "rm",
+		"xyzzy": "", "secret": "", "": "", "zz": "",
+	} {
+		if got := nearestCommand(typed, cmds); got != want {
+			t.Errorf("nearestCommand(%q) = %q, want %q", typed, got, want)
+		}
+	}
+}
+
+func TestEditDistance(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		d    int
+	}{{"", "", 0}, {"a", "", 1}, {"images", "imgaes", 1}, {"kitten", "sitting", 3}, {"ab", "ba", 1}, {"ça", "ca", 1}} {
+		if got := editDistance(c.a, c.b); got != c.d {
+			t.Errorf("editDistance(%q, %q) = %d, want %d", c.a, c.b, got, c.d)
 		}
 	}
 }

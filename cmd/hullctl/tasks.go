@@ -71,19 +71,23 @@ func (e *env) stdioCreator(c *cli.Context, tty bool) cio.Creator {
 	return cio.NewCreator(opts...)
 }
 
-// detachedCreator gives a detached process no stdio, or --log-file.
-func detachedCreator(c *cli.Context) cio.Creator {
+// detachedCreator gives a detached process --log-file, else logPath, else
+// no stdio.
+func detachedCreator(c *cli.Context, logPath string) cio.Creator {
 	if f := c.String("log-file"); f != "" {
 		return cio.LogFile(f)
+	}
+	if logPath != "" {
+		return cio.LogFile(logPath)
 	}
 	return cio.NullIO
 }
 
 // startTask creates and starts ct's task. Detached, it returns once the
-// task runs; attached, it follows the task to its end, deletes it and
-// returns its exit code.
-func (e *env) startTask(ctx context.Context, c *cli.Context, ct *client.Container, tty, detach bool) (uint32, error) {
-	creator := detachedCreator(c)
+// task runs, its output going to logPath (or --log-file); attached, it
+// follows the task to its end, deletes it and returns its exit code.
+func (e *env) startTask(ctx context.Context, c *cli.Context, ct *client.Container, tty, detach bool, logPath string) (uint32, error) {
+	creator := detachedCreator(c, logPath)
 	if !detach {
 		creator = e.stdioCreator(c, tty)
 	}
@@ -309,7 +313,13 @@ func tasksStart(e *env) *cli.Command {
 				return named("container", id, err)
 			}
 			tty := spec.Process != nil && spec.Process.Terminal
-			code, err := e.startTask(ctx, c, ct, tty, c.Bool("detach"))
+			labels, err := ct.Labels(ctx)
+			if err != nil {
+				return named("container", id, err)
+			}
+			// A container made by run -d writes to its log again.
+			logPath, _ := logFileOf(labels)
+			code, err := e.startTask(ctx, c, ct, tty, c.Bool("detach"), logPath)
 			if err != nil {
 				return err
 			}
@@ -435,9 +445,10 @@ func tasksExec(e *env) *cli.Command {
 			&cli.StringFlag{Name: "exec-id", Usage: "id of the process (default: a random one)"},
 			&cli.BoolFlag{Name: "tty", Aliases: []string{"t"}, Usage: "give the process a terminal"},
 			&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "start the process, print its exec id and return"},
-			&cli.StringFlag{Name: "cwd", Usage: "working directory (default: the container's)"},
+			&cli.StringFlag{Name: "cwd", Aliases: []string{"workdir", "w"}, Usage: "working directory (default: the container's)"},
 			&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "user to run as (default: the container's), resolved in its /etc/passwd"},
-			repeatedFlag("env", "add an environment variable KEY=VALUE (repeatable)"),
+			repeatedFlag("env", "add an environment variable KEY=VALUE (repeatable)", "e"),
+			&cli.BoolFlag{Name: "interactive", Aliases: []string{"i"}, Usage: "connect stdin (it always is when exec follows the process; for nerdctl's -it)"},
 		),
 		Action: func(c *cli.Context) error {
 			if err := needArgs(c, 2, "CONTAINER COMMAND [ARG...]"); err != nil {
@@ -491,7 +502,7 @@ func tasksExec(e *env) *cli.Command {
 				execID = "exec-" + generateID()
 			}
 			detach := c.Bool("detach")
-			creator := detachedCreator(c)
+			creator := detachedCreator(c, "")
 			if !detach {
 				creator = e.stdioCreator(c, tty)
 			}

@@ -152,10 +152,10 @@ func TestHullctlRun(t *testing.T) {
 			f := newRunFixture(t, rt)
 			ref := f.ref
 
-			if out := f.ok("run", "--rm", ref, "hi", "echo", "hi"); out != "hi\n" {
+			if out := f.ok("run", "--rm", "--name", "hi", ref, "echo", "hi"); out != "hi\n" {
 				t.Fatalf("run --rm echo hi printed %q", out)
 			}
-			if out, code := f.run("run", "--rm", ref, "seven", "sh", "-c", "exit 7"); code != 7 || out != "" {
+			if out, code := f.run("run", "--rm", "--name", "seven", ref, "sh", "-c", "exit 7"); code != 7 || out != "" {
 				t.Fatalf("run of exit 7: exit %d, output %q", code, out)
 			}
 			// --name takes the id out of the arguments.
@@ -168,15 +168,15 @@ func TestHullctlRun(t *testing.T) {
 				t.Fatal(err)
 			}
 			out := f.ok("run", "--rm", "--env", "FOO=bar,baz", "--env-file", envFile, "--cwd", "/tmp", "--user", "1000:1000",
-				ref, "env1", "sh", "-c", `echo "$FOO|$FROMFILE"; pwd; id`)
+				"--name", "env1", ref, "sh", "-c", `echo "$FOO|$FROMFILE"; pwd; id`)
 			if want := "bar,baz|file value\n/tmp\nuid=1000 gid=1000"; !strings.HasPrefix(out, want) {
 				t.Fatalf("env, cwd and user: got %q, want %q...", out, want)
 			}
 
-			if out, code := f.run("run", "--rm", "--read-only", ref, "ro", "sh", "-c", "busybox touch /x"); code == 0 || !strings.Contains(out, "Read-only file system") {
+			if out, code := f.run("run", "--rm", "--read-only", "--name", "ro", ref, "sh", "-c", "busybox touch /x"); code == 0 || !strings.Contains(out, "Read-only file system") {
 				t.Fatalf("touch in a read-only root: exit %d\n%s", code, out)
 			}
-			if out := f.ok("run", "--rm", ref, "rw", "sh", "-c", "busybox touch /x && echo touched"); out != "touched\n" {
+			if out := f.ok("run", "--rm", "--name", "rw", ref, "sh", "-c", "busybox touch /x && echo touched"); out != "touched\n" {
 				t.Fatalf("touch in a writable root: %q", out)
 			}
 
@@ -184,14 +184,14 @@ func TestHullctlRun(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(dir, "hello.txt"), []byte("from the host\n"), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			if out := f.ok("run", "--rm", "--mount", "type=bind,src="+dir+",dst=/data,options=rbind:ro", ref, "mnt", "cat", "/data/hello.txt"); out != "from the host\n" {
+			if out := f.ok("run", "--rm", "--mount", "type=bind,src="+dir+",dst=/data,options=rbind:ro", "--name", "mnt", ref, "cat", "/data/hello.txt"); out != "from the host\n" {
 				t.Fatalf("bind mount: %q", out)
 			}
-			if out, code := f.run("run", "--rm", "--mount", "src="+dir+",dst=/data,options=ro", ref, "mntro", "sh", "-c", "busybox touch /data/new"); code == 0 || !strings.Contains(out, "Read-only") {
+			if out, code := f.run("run", "--rm", "--mount", "src="+dir+",dst=/data,options=ro", "--name", "mntro", ref, "sh", "-c", "busybox touch /data/new"); code == 0 || !strings.Contains(out, "Read-only") {
 				t.Fatalf("write to a read-only bind mount: exit %d\n%s", code, out)
 			}
 
-			out = f.ok("run", "--rm", "--memory-limit", "64m", "--cpus", "0.5", ref, "mem", "sh", "-c",
+			out = f.ok("run", "--rm", "--memory-limit", "64m", "--cpus", "0.5", "--name", "mem", ref, "sh", "-c",
 				"cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max")
 			if strings.TrimSpace(out) != "67108864" {
 				t.Fatalf("memory limit inside the container: %q", out)
@@ -206,18 +206,18 @@ func TestHullctlRun(t *testing.T) {
 				}
 				return names
 			}
-			if got := ifaces(f.ok("run", "--rm", ref, "net", "cat", "/proc/net/dev")); len(got) != 1 || got[0] != "lo" {
+			if got := ifaces(f.ok("run", "--rm", "--name", "net", ref, "cat", "/proc/net/dev")); len(got) != 1 || got[0] != "lo" {
 				t.Fatalf("default network namespace has interfaces %v, want only lo", got)
 			}
-			if got := ifaces(f.ok("run", "--rm", "--net-host", ref, "nethost", "cat", "/proc/net/dev")); len(got) < 2 {
+			if got := ifaces(f.ok("run", "--rm", "--net-host", "--name", "nethost", ref, "cat", "/proc/net/dev")); len(got) < 2 {
 				t.Fatalf("--net-host sees interfaces %v, want the host's", got)
 			}
 
-			f.ok("run", "--rm", "--privileged", ref, "priv", "true")
-			f.ok("run", "--rm", "--seccomp", "--no-new-privileges", ref, "secc", "true")
+			f.ok("run", "--rm", "--privileged", "--name", "priv", ref, "true")
+			f.ok("run", "--rm", "--seccomp", "--no-new-privileges", "--name", "secc", ref, "true")
 
 			// Detached, then every tasks and containers command.
-			if out := f.ok("run", "-d", "--label", "team=infra", ref, "long", "sleep", "600"); out != "long\n" {
+			if out := f.ok("run", "-d", "--label", "team=infra", "--name", "long", ref, "sleep", "600"); out != "long\n" {
 				t.Fatalf("run -d printed %q", out)
 			}
 			f.waitStatus("long", "RUNNING")
@@ -252,7 +252,8 @@ func TestHullctlRun(t *testing.T) {
 			if info := f.ok("containers", "info", "long"); !strings.Contains(info, rt) || !strings.Contains(info, `"sleep"`) || !strings.Contains(info, "team") {
 				t.Fatalf("containers info:\n%s", info)
 			}
-			if out := f.ok("containers", "label", "long", "tier=gold", "team"); out != "tier=gold\n" {
+			// run -d labelled it with its log file too.
+			if out := f.ok("containers", "label", "long", "tier=gold", "team"); !strings.HasSuffix(out, ",tier=gold\n") || strings.Contains(out, "team=") || !strings.Contains(out, "io.hull.log-uri=file://") {
 				t.Fatalf("containers label printed %q", out)
 			}
 			f.fails([]string{"long", "kill it first"}, "tasks", "rm", "long")
@@ -295,7 +296,7 @@ func TestHullctlRunSignals(t *testing.T) {
 				{"ignorer", []string{"sleep", "600"}, "", []int{137}},
 			} {
 				cmd := exec.Command(f.h.bin, append([]string{"--address", f.d.Address},
-					f.args(append([]string{"run", "--rm", "--stop-timeout", "2s", f.ref, c.id}, c.cmd...)...)...)...)
+					f.args(append([]string{"run", "--rm", "--stop-timeout", "2s", "--name", c.id, f.ref}, c.cmd...)...)...)...)
 				var out lockedBuffer
 				cmd.Stdout, cmd.Stderr = &out, &out
 				if err := cmd.Start(); err != nil {
@@ -362,7 +363,7 @@ func TestHullctlRunTerminal(t *testing.T) {
 			}
 			script := `busybox tty; i=0; while [ "$(busybox stty size)" != "33 111" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; busybox stty size; exit 4`
 			cmd := exec.Command(f.h.bin, append([]string{"--address", f.d.Address},
-				f.args("run", "--rm", "-t", f.ref, "tty1", "sh", "-c", script)...)...)
+				f.args("run", "--rm", "-t", "--name", "tty1", f.ref, "sh", "-c", script)...)...)
 			cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
 			cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
 			if err := cmd.Start(); err != nil {
@@ -397,25 +398,26 @@ func setWinsize(f *os.File, rows, cols uint16) error {
 func TestHullctlRunBadInput(t *testing.T) {
 	f := newRunFixture(t, "io.containerd.runc.v2")
 	ref := f.ref
-	f.fails([]string{"example.test/nosuch:1", "not found"}, "run", "--rm", "example.test/nosuch:1", "x", "true")
-	f.fails([]string{"docker.io/library/nosuch:latest", "not found"}, "run", "--rm", "nosuch", "x", "true")
+	// --pull=never keeps ctr's behaviour: no image, no container.
+	f.fails([]string{"example.test/nosuch:1", "not found"}, "run", "--rm", "--pull=never", "example.test/nosuch:1", "true")
+	f.fails([]string{"docker.io/library/nosuch:latest", "not found"}, "run", "--rm", "--pull=never", "nosuch", "true")
 	f.ok("containers", "create", ref, "dup", "true")
-	f.fails([]string{`"dup"`, "already exists"}, "run", "--rm", ref, "dup", "true")
+	f.fails([]string{`"dup"`, "already exists"}, "run", "--rm", "--name", "dup", ref, "true")
 	f.fails([]string{`"dup"`, "already exists"}, "containers", "create", ref, "dup", "true")
 	f.ok("containers", "rm", "dup")
-	f.fails([]string{"type=bind,src=/tmp", "no dst"}, "run", "--rm", "--mount", "type=bind,src=/tmp", ref, "m", "true")
-	f.fails([]string{"bogus", "KEY=VALUE"}, "run", "--rm", "--mount", "bogus", ref, "m", "true")
-	f.fails([]string{"dst", "relative"}, "run", "--rm", "--mount", "src=/tmp,dst=relative", ref, "m", "true")
-	f.fails([]string{"12q"}, "run", "--rm", "--memory-limit", "12q", ref, "m", "true")
-	f.fails([]string{"-1"}, "run", "--rm", "--cpus", "-1", ref, "m", "true")
-	f.fails([]string{"FOO"}, "run", "--rm", "--env", "FOO", ref, "m", "true")
-	f.fails([]string{"usage"}, "run", ref)
-	f.fails([]string{"--rm", "--detach"}, "run", "--rm", "-d", ref, "m", "true")
-	f.fails([]string{"nosuchuser"}, "run", "--rm", "--user", "nosuchuser", ref, "m", "true")
+	f.fails([]string{"type=bind,src=/tmp", "no dst"}, "run", "--rm", "--mount", "type=bind,src=/tmp", "--name", "m", ref, "true")
+	f.fails([]string{"bogus", "KEY=VALUE"}, "run", "--rm", "--mount", "bogus", "--name", "m", ref, "true")
+	f.fails([]string{"dst", "relative"}, "run", "--rm", "--mount", "src=/tmp,dst=relative", "--name", "m", ref, "true")
+	f.fails([]string{"12q"}, "run", "--rm", "--memory-limit", "12q", "--name", "m", ref, "true")
+	f.fails([]string{"-1"}, "run", "--rm", "--cpus", "-1", "--name", "m", ref, "true")
+	f.fails([]string{"FOO"}, "run", "--rm", "--env", "FOO", "--name", "m", ref, "true")
+	f.fails([]string{"usage"}, "run")
+	f.fails([]string{"--rm", "--detach"}, "run", "--rm", "-d", "--name", "m", ref, "true")
+	f.fails([]string{"nosuchuser"}, "run", "--rm", "--user", "nosuchuser", "--name", "m", ref, "true")
 	// A detached task has no FIFOs to attach to; --log-file keeps its
 	// output.
 	logFile := filepath.Join(t.TempDir(), "out.log")
-	f.ok("run", "-d", "--log-file", logFile, ref, "quiet", "sh", "-c", "echo to-the-log; sleep 600")
+	f.ok("run", "-d", "--log-file", logFile, "--name", "quiet", ref, "sh", "-c", "echo to-the-log; sleep 600")
 	f.waitStatus("quiet", "RUNNING")
 	f.fails([]string{`"quiet"`, "no stdio FIFOs"}, "tasks", "attach", "quiet")
 	hulltest.Eventually(t, 10*time.Second, "the task's output in --log-file "+logFile, func() error {
@@ -425,7 +427,7 @@ func TestHullctlRunBadInput(t *testing.T) {
 		}
 		return err
 	})
-	f.fails([]string{"--log-file", "--detach"}, "run", "--log-file", logFile, ref, "m", "true")
+	f.fails([]string{"--log-file", "--detach"}, "run", "--log-file", logFile, "--name", "m", ref, "true")
 	f.ok("containers", "rm", "-f", "quiet")
 	f.fails([]string{"ghost"}, "tasks", "kill", "ghost")
 	f.fails([]string{"SIGNOPE"}, "tasks", "kill", "-s", "SIGNOPE", "ghost")
@@ -441,7 +443,7 @@ func TestHullctlDebugDump(t *testing.T) {
 	f := newRunFixture(t, rts[0])
 	for i, rt := range rts {
 		f.runtime = rt
-		f.ok("run", "-d", f.ref, "dbg"+string(rune('0'+i)), "sleep", "600")
+		f.ok("run", "-d", "--name", "dbg"+string(rune('0'+i)), f.ref, "sleep", "600")
 	}
 	out := filepath.Join(t.TempDir(), "dump.tar.gz")
 	if got := f.ok("debug", "dump", "-o", out); !strings.Contains(got, out) {

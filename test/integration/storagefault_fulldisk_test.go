@@ -168,9 +168,9 @@ func TestStorageFaultFullDiskPullUnpackCreate(t *testing.T) {
 	reg.Push(t, "test/small", "1", busyboxImage(t))
 	h.ok(t, "images", "pull", "--plain", "--plain-http", small)
 	filler := tmpfstest.Fill(t, mnt, "filler")
-	h.fails(t, []string{fullOn, "task bundles"}, "run", "--rm", small, "c1", "true")
+	h.fails(t, []string{fullOn, "task bundles"}, "run", "--rm", "--name", "c1", small, "true")
 	os.Remove(filler)
-	h.ok(t, "run", "--rm", small, "c2", "true")
+	h.ok(t, "run", "--rm", "--name", "c2", small, "true")
 	if left, _ := os.ReadDir(filepath.Join(mnt, "state", "io.containerd.runtime.v2.task", "default")); len(left) > 0 {
 		t.Errorf("bundles left: %v", left)
 	}
