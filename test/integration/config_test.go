@@ -84,13 +84,22 @@ func TestConfigAtStartup(t *testing.T) {
 	if err == nil || !strings.Contains(out, "bogus_key") {
 		t.Fatalf("--strict-config started with an unknown key: %v\n%s", err, out)
 	}
-	// A bad plugin value makes that plugin fail, reported by introspection,
-	// while the daemon keeps serving.
-	d2 := hulltest.Start(t, hulltest.Options{Config: `version = 3
+	// A bad plugin value stops hulld before it starts anything, naming
+	// the place, the key's value and why (it used to fail only that
+	// plugin while hulld said it was serving).
+	bad := filepath.Join(t.TempDir(), "bad.toml")
+	if err := os.WriteFile(bad, []byte(`version = 3
 [plugins."io.containerd.gc.v1.scheduler"]
   schedule_delay = "soon"
-`})
-	if out := d2.Ctr(t, nil, "plugins", "ls"); !strings.Contains(out, "scheduler") || !strings.Contains(out, "error") {
-		t.Fatalf("failed plugin not reported:\n%s", out)
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(t.TempDir(), "root")
+	out, err = hulld(t, "--config", bad, "--root", root, "--state", t.TempDir(), "--address", filepath.Join(t.TempDir(), "x.sock"))
+	if err == nil || !strings.Contains(out, bad+`:3:3: invalid value "soon"`) {
+		t.Fatalf("hulld with schedule_delay = \"soon\": %v, want an exit naming %s:3:3 and the value\n%s", err, bad, out)
+	}
+	if _, err := os.Stat(root); !os.IsNotExist(err) {
+		t.Errorf("hulld refused its config but made its root %s first (%v)", root, err)
 	}
 }

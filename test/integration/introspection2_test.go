@@ -132,7 +132,9 @@ func TestIntrospectionInspectRuntime(t *testing.T) {
 // same PluginInfo questions over gRPC and compares the codes; and hulld
 // answers FailedPrecondition for options to a plugin that did not load.
 func TestIntrospectionPluginInfoCodes(t *testing.T) {
-	d := hulltest.Start(t, hulltest.Options{Config: "version = 3\n\n[plugins.\"io.containerd.monitor.container.v1.restart\"]\n  interval = \"never\"\n"})
+	// A proxy plugin of a type hull cannot proxy fails alone: nothing
+	// needs it, so hulld serves beside it.
+	d := hulltest.Start(t, hulltest.Options{Config: "version = 3\n\n[proxy_plugins.sb]\n  type = \"sandbox\"\n  address = \"/nonexistent.sock\"\n"})
 	ctrd := hulltest.StartContainerdWith(t, "", hulltest.ContainerdOptions{Binary: hulltest.Containerd2Bin(t, "containerd")})
 	rr, err := typeurl.MarshalAnyToProto(&apitypes.RuntimeRequest{RuntimePath: "io.containerd.runc.v2"})
 	if err != nil {
@@ -164,14 +166,15 @@ func TestIntrospectionPluginInfoCodes(t *testing.T) {
 			}
 		}
 	}
-	// The restart monitor failed on its interval: described, with its
-	// error, but nothing can be asked of it.
-	resp, err := ask(d.Address, &introspectionapi.PluginInfoRequest{Type: "io.containerd.monitor.container.v1", ID: "restart"})
-	if err != nil || !strings.Contains(resp.Plugin.GetInitErr().GetMessage(), "never") {
-		t.Errorf("failed plugin: %v, %v", resp, err)
+	// The proxy plugin failed: described, with its error, but nothing can
+	// be asked of it.
+	resp, err := ask(d.Address, &introspectionapi.PluginInfoRequest{Type: "io.containerd.proxy.sandbox", ID: "sb"})
+	initErr := resp.GetPlugin().GetInitErr().GetMessage()
+	if err != nil || initErr == "" {
+		t.Fatalf("failed plugin: %v, %v", resp, err)
 	}
-	_, err = ask(d.Address, &introspectionapi.PluginInfoRequest{Type: "io.containerd.monitor.container.v1", ID: "restart", Options: rr})
-	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "never") {
-		t.Errorf("options for a failed plugin: %v, want FailedPrecondition with its error", err)
+	_, err = ask(d.Address, &introspectionapi.PluginInfoRequest{Type: "io.containerd.proxy.sandbox", ID: "sb", Options: rr})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), initErr) {
+		t.Errorf("options for a failed plugin: %v, want FailedPrecondition with its error %q", err, initErr)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -265,13 +266,14 @@ func TestRestartMonitor(t *testing.T) {
 // monitor is listed with containerd's capabilities.
 func TestRestartMonitorConfig(t *testing.T) {
 	hulltest.RequireCtr(t)
-	d := hulltest.Start(t, hulltest.Options{Config: "version = 3\n\n[plugins.\"io.containerd.monitor.container.v1.restart\"]\n  interval = \"often\"\n"})
-	out := d.Ctr(t, nil, "plugins", "ls", "id==restart")
-	if !strings.Contains(out, "io.containerd.monitor.container.v1") || !strings.Contains(out, "error") {
-		t.Errorf("a bad interval: plugins ls says\n%s", out)
+	// A bad interval stops hulld at start, naming the key and the value.
+	bad := filepath.Join(t.TempDir(), "bad.toml")
+	if err := os.WriteFile(bad, []byte("version = 3\n\n[plugins.\"io.containerd.monitor.container.v1.restart\"]\n  interval = \"often\"\n"), 0o600); err != nil {
+		t.Fatal(err)
 	}
-	if !strings.Contains(d.Log(), `interval \"often\"`) {
-		t.Errorf("hulld's log does not name the bad interval:\n%s", d.Log())
+	out, err := exec.Command(hulltest.Binary(t), "--config", bad, "--root", t.TempDir(), "--state", t.TempDir(), "--address", filepath.Join(t.TempDir(), "h.sock")).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "interval") || !strings.Contains(string(out), `"often"`) {
+		t.Errorf("hulld with interval = \"often\": %v, want an exit naming interval and \"often\"\n%s", err, out)
 	}
 	d2 := hulltest.Start(t, hulltest.Options{})
 	c, ctx := newClient(t, d2, "default")
