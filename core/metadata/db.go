@@ -16,6 +16,7 @@ package metadata
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -131,6 +132,11 @@ type Backend interface {
 func Open(path string, backend Backend, opts Options) (*DB, error) {
 	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			// bbolt's own word is only "timeout": it waited for the
+			// file's lock.
+			return nil, fmt.Errorf("open metadata database %s: it is locked by another process (another hulld or containerd on this root?): %w", path, err)
+		}
 		return nil, fmt.Errorf("open metadata database %s: %w", path, err)
 	}
 	if err := bdb.Update(func(tx *bolt.Tx) error {

@@ -361,7 +361,7 @@ func TestOpsFailFastLockedMetadata(t *testing.T) {
 	os.WriteFile(cfg, []byte("version = 3\n"), 0o600)
 	address := filepath.Join(dir, "state", "h.sock")
 	out, code := runHulldToExit(t, "--root", filepath.Join(dir, "root"), "--state", filepath.Join(dir, "state"), "--address", address, "--config", cfg)
-	if code == 0 || !strings.Contains(out, "hulld: plugin io.containerd.metadata.v1.bolt failed to start (needed by ") || !strings.Contains(out, db+": timeout") {
+	if code == 0 || !strings.Contains(out, "hulld: plugin io.containerd.metadata.v1.bolt failed to start (needed by ") || !strings.Contains(out, db+": it is locked by another process (another hulld or containerd on this root?): timeout") {
 		t.Fatalf("hulld with a locked database: exit %d\n%s", code, out)
 	}
 	if strings.Contains(out, "hulld serving") || strings.Contains(out, "plugin failed to load") {

@@ -19,6 +19,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"strings"
@@ -66,6 +67,11 @@ type measureJob struct {
 func NewMetaStore(path string) (*MetaStore, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			// bbolt's own word is only "timeout": it waited for the
+			// file's lock.
+			return nil, fmt.Errorf("open snapshot database %s: it is locked by another process (another hulld or containerd on this root?): %w", path, err)
+		}
 		return nil, fmt.Errorf("open snapshot database %s: %w", path, err)
 	}
 	if err := db.Update(func(tx *bolt.Tx) error {
