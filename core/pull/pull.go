@@ -71,6 +71,10 @@ type Progress struct {
 	Offset int64 // bytes stored so far
 	// Err is why the blob is retrying (StatusRetrying); nil otherwise.
 	Err error
+	// Parent is the index or manifest that named the blob; nil for the
+	// descriptor the reference resolved to. A blob that several name
+	// has the first of them.
+	Parent *ocispec.Descriptor
 }
 
 // Options configure a pull.
@@ -100,6 +104,9 @@ type Options struct {
 	ChunkSize         int64
 	ParallelChunks    int
 	ParallelThreshold int64
+	// OnResolved, if set, is called with the name the reference resolved
+	// to and its descriptor, before anything is fetched.
+	OnResolved func(name string, desc ocispec.Descriptor)
 	// OnManifest, if set, is called with each platform manifest as soon as
 	// it is read, before its blobs are fetched, so that a caller can start
 	// unpacking layers while later ones still download.
@@ -181,7 +188,11 @@ func Pull(ctx context.Context, ref string, o Options) (images.Image, error) {
 	host, repo := splitName(name)
 	treeCtx, fail := context.WithCancelCause(ctx)
 	defer fail(nil)
+	if o.OnResolved != nil {
+		o.OnResolved(name, desc)
+	}
 	p := &puller{o: o, fetcher: fetcher, labels: map[string]string{sourceLabel(host): repo}, sem: make(chan struct{}, o.MaxConcurrentDownloads), fail: fail}
+	p.progress(desc, StatusWaiting, 0)
 	if err := p.fetchTree(treeCtx, desc); err != nil {
 		// The first failure cancelled the rest; theirs are its echoes.
 		if cause := context.Cause(treeCtx); cause != nil {
@@ -214,6 +225,9 @@ type puller struct {
 	fetcher remotes.Fetcher
 	labels  map[string]string
 	sem     chan struct{}
+	// parents maps the digest of each blob an index or manifest named to
+	// the first that named it (Progress.Parent).
+	parents sync.Map
 	// bufs holds the copy buffers of maxCopyBuffer bytes for the pull's
 	// later blobs (copyBuffer).
 	bufs sync.Pool
@@ -222,9 +236,15 @@ type puller struct {
 }
 
 func (p *puller) progress(desc ocispec.Descriptor, st Status, off int64) {
-	if p.o.Progress != nil {
-		p.o.Progress(Progress{Desc: desc, Status: st, Offset: off})
+	if p.o.Progress == nil {
+		return
 	}
+	ev := Progress{Desc: desc, Status: st, Offset: off}
+	if parent, ok := p.parents.Load(desc.Digest); ok {
+		d := parent.(ocispec.Descriptor)
+		ev.Parent = &d
+	}
+	p.o.Progress(ev)
 }
 
 // fetchTree stores desc and everything below it, children first.
@@ -265,9 +285,8 @@ func (p *puller) fetchTree(ctx context.Context, desc ocispec.Descriptor) error {
 	}
 	for i, ch := range children {
 		labels[images.LabelGCRefContent+"."+refs[i]] = ch.Digest.String()
-		if !images.IsIndex(ch.MediaType) && !images.IsManifest(ch.MediaType) {
-			p.progress(ch, StatusWaiting, 0)
-		}
+		p.parents.LoadOrStore(ch.Digest, ocispec.Descriptor{MediaType: desc.MediaType, Digest: desc.Digest, Size: desc.Size})
+		p.progress(ch, StatusWaiting, 0)
 	}
 	if err := images.EachConcurrently(children, func(ch ocispec.Descriptor) error {
 		err := p.fetchTree(ctx, ch)
@@ -283,7 +302,11 @@ func (p *puller) fetchTree(ctx context.Context, desc ocispec.Descriptor) error {
 			return err
 		}
 	}
-	return p.store(ctx, desc, bytes.NewReader(data), labels)
+	if err := p.store(ctx, desc, bytes.NewReader(data), labels); err != nil {
+		return err
+	}
+	p.progress(desc, StatusDone, desc.Size)
+	return nil
 }
 
 // selectPlatforms keeps the manifests to pull from an index: all matching

@@ -49,7 +49,7 @@ func (s *Service) importArchive(ctx context.Context, src *transfertypes.ImageImp
 		return fmt.Errorf("import: %w", err)
 	}
 	for _, e := range entries {
-		if err := s.unpackAll(ctx, e, dst.GetUnpacks(), progress); err != nil {
+		if err := s.unpackAll(ctx, e, dst.GetUnpacks(), progress, nil); err != nil {
 			return err
 		}
 	}

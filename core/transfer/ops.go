@@ -111,10 +111,10 @@ func (c *capture) Update(_ context.Context, img images.Image, _ ...string) (imag
 
 // blobProgress turns the pull path's blob states into containerd's job
 // events.
-func blobProgress(progress func(Progress), verb string) func(pull.Progress) {
+func blobProgress(progress func(Progress), verb string, tree *progressTree) func(pull.Progress) {
 	return func(p pull.Progress) {
 		name := refKey(p.Desc)
-		ev := Progress{Name: name, Progress: p.Offset, Total: p.Desc.Size, Desc: &p.Desc}
+		ev := Progress{Name: name, Progress: p.Offset, Total: p.Desc.Size, Desc: &p.Desc, Parents: tree.parents(p)}
 		switch p.Status {
 		case pull.StatusWaiting:
 			ev.Event = "waiting"
@@ -129,6 +129,38 @@ func blobProgress(progress func(Progress), verb string) func(pull.Progress) {
 		}
 		progress(ev)
 	}
+}
+
+// progressTree gives a pull's events the parents containerd's clients draw
+// their tree from: the reference for what it resolved to, the index or
+// manifest that named each other blob. A nil tree gives none (a push's
+// events, flat as containerd's).
+type progressTree struct {
+	root     string
+	parentOf sync.Map // digest -> its parent's name, for the unpack's events
+}
+
+func (t *progressTree) parents(p pull.Progress) []string {
+	if t == nil {
+		return nil
+	}
+	name := t.root
+	if p.Parent != nil {
+		name = refKey(*p.Parent)
+	}
+	t.parentOf.Store(p.Desc.Digest, name)
+	return []string{name}
+}
+
+// parentsOf returns the parents a blob's earlier events had.
+func (t *progressTree) parentsOf(d digest.Digest) []string {
+	if t == nil {
+		return nil
+	}
+	if name, ok := t.parentOf.Load(d); ok {
+		return []string{name.(string)}
+	}
+	return nil
 }
 
 // refKey names a blob's job as containerd's clients expect.
@@ -153,17 +185,21 @@ func (s *Service) pull(ctx context.Context, src *transfertypes.OCIRegistry, dst 
 	match, all := platformMatcher(dst.GetPlatforms())
 	c := &capture{Store: s.Images}
 	progress(Progress{Event: "Pulling from " + registryString(src)})
+	tree := &progressTree{root: src.GetReference()}
 	po := pull.Options{
 		Resolver: res, Content: s.Content, Images: c, Leases: s.Leases,
 		Platform: match, AllPlatforms: all, MaxConcurrentDownloads: s.MaxConcurrentDownloads,
-		Progress: blobProgress(progress, "downloading"),
+		Progress: blobProgress(progress, "downloading", tree),
+		OnResolved: func(_ string, desc ocispec.Descriptor) {
+			progress(Progress{Event: "fetching image content", Name: tree.root, Desc: &desc})
+		},
 	}
 	unpacks := dst.GetUnpacks()
 	var ov *unpack.Overlap
 	if len(unpacks) == 1 && !all {
 		// The one unpack applies layers as they arrive, while later ones
 		// download, if the pull reads its platform's manifest.
-		p, uo, err := s.unpackOptions(unpacks[0], progress)
+		p, uo, err := s.unpackOptions(unpacks[0], progress, tree)
 		if err != nil {
 			return err
 		}
@@ -195,7 +231,7 @@ func (s *Service) pull(ctx context.Context, src *transfertypes.OCIRegistry, dst 
 	if err != nil {
 		return err
 	}
-	if err := s.unpackAll(ctx, c.target, unpacks, progress); err != nil {
+	if err := s.unpackAll(ctx, c.target, unpacks, progress, tree); err != nil {
 		return err
 	}
 	imgs, err := s.record(ctx, Names(dst, c.target, false))
@@ -212,7 +248,7 @@ func (s *Service) pull(ctx context.Context, src *transfertypes.OCIRegistry, dst 
 // unpackOptions are the platform and the options of unpack configuration
 // u: its snapshotter (the default one when it names none) and the layer
 // progress reported as containerd's "extracted" events.
-func (s *Service) unpackOptions(u *transfertypes.UnpackConfiguration, progress func(Progress)) (ocispec.Platform, unpack.Options, error) {
+func (s *Service) unpackOptions(u *transfertypes.UnpackConfiguration, progress func(Progress), tree *progressTree) (ocispec.Platform, unpack.Options, error) {
 	p := platforms.DefaultSpec()
 	if u.GetPlatform() != nil {
 		p = ociPlatform(u.GetPlatform())
@@ -234,16 +270,16 @@ func (s *Service) unpackOptions(u *transfertypes.UnpackConfiguration, progress f
 		ParallelLayers: parallel, Leases: s.Leases,
 		Progress: func(layer ocispec.Descriptor, _ digest.Digest, status string) {
 			if status == "applied" {
-				progress(Progress{Event: "extracted", Name: refKey(layer), Progress: layer.Size, Total: layer.Size})
+				progress(Progress{Event: "extracted", Name: refKey(layer), Progress: layer.Size, Total: layer.Size, Desc: &layer, Parents: tree.parentsOf(layer.Digest)})
 			}
 		},
 	}, nil
 }
 
 // unpackAll unpacks target's manifest for each unpack configuration.
-func (s *Service) unpackAll(ctx context.Context, target ocispec.Descriptor, unpacks []*transfertypes.UnpackConfiguration, progress func(Progress)) error {
+func (s *Service) unpackAll(ctx context.Context, target ocispec.Descriptor, unpacks []*transfertypes.UnpackConfiguration, progress func(Progress), tree *progressTree) error {
 	for _, u := range unpacks {
-		p, uo, err := s.unpackOptions(u, progress)
+		p, uo, err := s.unpackOptions(u, progress, tree)
 		if err != nil {
 			return err
 		}
@@ -318,7 +354,7 @@ func (s *Service) push(ctx context.Context, src *transfertypes.ImageStore, dst *
 	progress(Progress{Event: "Pushing to " + registryString(dst)})
 	if err := push.Push(ctx, dst.GetReference(), imgs[0].Target, push.Options{
 		Resolver: res, Content: s.Content, Platform: match,
-		Progress: blobProgress(progress, "uploading"),
+		Progress: blobProgress(progress, "uploading", nil),
 	}); err != nil {
 		return err
 	}

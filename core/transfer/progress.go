@@ -47,12 +47,13 @@ func (c *coalescer) add(p Progress) {
 		c.flushThen(&p)
 		return
 	}
+	// A job's new state replaces its pending one and goes last: events
+	// leave in the order of their latest states.
 	if i, ok := c.index[p.Name]; ok {
-		c.pending[i] = p
-	} else {
-		c.index[p.Name] = len(c.pending)
-		c.pending = append(c.pending, p)
+		c.pending[i].Name, c.pending[i].Event = "", ""
 	}
+	c.index[p.Name] = len(c.pending)
+	c.pending = append(c.pending, p)
 	if c.timer == nil {
 		c.timer = time.AfterFunc(c.interval, func() { c.flushThen(nil) })
 	}
@@ -72,7 +73,9 @@ func (c *coalescer) flushThen(then *Progress) {
 	}
 	c.mu.Unlock()
 	for _, p := range out {
-		c.send(p)
+		if p.Name != "" { // not replaced by a later state
+			c.send(p)
+		}
 	}
 	if then != nil {
 		c.send(*then)
