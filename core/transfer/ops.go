@@ -190,6 +190,9 @@ func (s *Service) pull(ctx context.Context, src *transfertypes.OCIRegistry, dst 
 		Resolver: res, Content: s.Content, Images: c, Leases: s.Leases,
 		Platform: match, AllPlatforms: all, MaxConcurrentDownloads: s.MaxConcurrentDownloads,
 		Progress: blobProgress(progress, "downloading", tree),
+		// One request per blob unless chunked fetches are configured:
+		// ranges cost the registry a request each.
+		ParallelChunks: 1,
 		OnResolved: func(_ string, desc ocispec.Descriptor) {
 			progress(Progress{Event: "fetching image content", Name: tree.root, Desc: &desc})
 		},
@@ -217,6 +220,9 @@ func (s *Service) pull(ctx context.Context, src *transfertypes.OCIRegistry, dst 
 				ov.Start(m)
 			}
 		}
+	}
+	if s.LayerFetchChunk > 0 {
+		po.ChunkSize, po.ParallelChunks, po.ParallelThreshold = s.LayerFetchChunk, max(s.MaxConcurrentDownloads, 1), s.LayerFetchChunk
 	}
 	_, err = pull.Pull(ctx, src.GetReference(), po)
 	if ov != nil {
@@ -264,6 +270,9 @@ func (s *Service) unpackOptions(u *transfertypes.UnpackConfiguration, progress f
 	parallel := 1
 	if s.ParallelUnpack != nil {
 		parallel = s.ParallelUnpack(name)
+	}
+	if s.MaxUnpackLayers > 0 {
+		parallel = min(parallel, s.MaxUnpackLayers)
 	}
 	return p, unpack.Options{
 		Content: s.Content, Snapshotter: sn, SnapshotterName: name, Applier: s.Applier,
@@ -353,7 +362,7 @@ func (s *Service) push(ctx context.Context, src *transfertypes.ImageStore, dst *
 	}
 	progress(Progress{Event: "Pushing to " + registryString(dst)})
 	if err := push.Push(ctx, dst.GetReference(), imgs[0].Target, push.Options{
-		Resolver: res, Content: s.Content, Platform: match,
+		Resolver: res, Content: s.Content, Platform: match, MaxConcurrentUploads: s.MaxConcurrentUploads,
 		Progress: blobProgress(progress, "uploading", nil),
 	}); err != nil {
 		return err

@@ -75,6 +75,16 @@ type Service struct {
 	HostsDir string
 	// MaxConcurrentDownloads bounds parallel blob fetches of a pull.
 	MaxConcurrentDownloads int
+	// LayerFetchChunk, when positive, fetches a large layer as ranges of
+	// that many bytes, MaxConcurrentDownloads at a time, where the
+	// registry serves ranges (containerd's concurrent_layer_fetch_buffer);
+	// 0 fetches each blob as one request, as containerd does by default.
+	LayerFetchChunk int64
+	// MaxConcurrentUploads bounds parallel blob uploads of a push; 0: 3.
+	MaxConcurrentUploads int
+	// MaxUnpackLayers, when positive, bounds ParallelUnpack (containerd's
+	// max_concurrent_unpacks); 0 leaves it to the snapshotter.
+	MaxUnpackLayers int
 	// WindowTimeout fails an export whose client grants no window for
 	// that long; 0 means one minute.
 	WindowTimeout time.Duration

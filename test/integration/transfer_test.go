@@ -460,3 +460,52 @@ func leaseIDs(t *testing.T, conn *grpc.ClientConn, ctx context.Context) []string
 	}
 	return ids
 }
+
+// TestTransferConfigSection: the transfer plugin reads containerd 2.x's
+// section: config_path is the hosts directory of pulls whose client names
+// none (its hosts.toml says plain http, so ctr needs no --plain-http),
+// chunked layer fetches are taken, and bad values stop hulld naming them.
+func TestTransferConfigSection(t *testing.T) {
+	reg := registrytest.Start(t, registrytest.Options{})
+	img := smallImage("transfer-config")
+	reg.Push(t, "transfer/config", "1", img)
+	ref := reg.Host() + "/transfer/config:1"
+	hostsDir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(hostsDir, reg.Host()), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	toml := "server = \"http://" + reg.Host() + "\"\n[host.\"http://" + reg.Host() + "\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
+	if err := os.WriteFile(filepath.Join(hostsDir, reg.Host(), "hosts.toml"), []byte(toml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := hulltest.Start(t, hulltest.Options{Config: fmt.Sprintf(`version = 3
+[plugins."io.containerd.transfer.v1.local"]
+  max_concurrent_downloads = 2
+  concurrent_layer_fetch_buffer = 1048576
+  max_concurrent_uploaded_layers = 2
+  max_concurrent_unpacks = 1
+  config_path = %q
+`, hostsDir)})
+	if strings.Contains(d.Log(), "transfer.v1.local") && strings.Contains(d.Log(), "unknown") {
+		t.Errorf("hulld warned about the transfer section:\n%s", d.Log())
+	}
+	tctrOK(t, d.Address, nil, "-n", "tc", "images", "pull", ref)
+	if got := imageList(t, d.Address, "tc"); len(got) != 1 || !strings.Contains(got[0], img.Manifest.Desc.Digest.String()) {
+		t.Fatalf("images after a pull through config_path: %q, want %s", got, img.Manifest.Desc.Digest)
+	}
+
+	for _, bad := range []struct{ line, want string }{
+		{"concurrent_layer_fetch_buffer = 100", `invalid value 100 for 'plugins."io.containerd.transfer.v1.local".concurrent_layer_fetch_buffer'`},
+		{"max_concurrent_downloads = -1", `invalid value -1 for 'plugins."io.containerd.transfer.v1.local".max_concurrent_downloads'`},
+		{`config_path = "certs.d"`, `invalid value "certs.d" for 'plugins."io.containerd.transfer.v1.local".config_path'`},
+	} {
+		cfg := filepath.Join(t.TempDir(), "config.toml")
+		if err := os.WriteFile(cfg, []byte("version = 3\n[plugins.\"io.containerd.transfer.v1.local\"]\n  "+bad.line+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(hulltest.Binary(t), "config", "check", cfg).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), cfg+":3:3:") || !strings.Contains(string(out), bad.want) {
+			t.Errorf("config check of %s: %v, want a failure at %s:3:3 naming %s\n%s", bad.line, err, cfg, bad.want, out)
+		}
+	}
+}
