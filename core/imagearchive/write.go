@@ -53,6 +53,16 @@ func Write(ctx context.Context, cs Store, w io.Writer, imgs []images.Image, o Wr
 		}
 		desc := ocispec.Descriptor{MediaType: img.Target.MediaType, Digest: img.Target.Digest, Size: img.Target.Size,
 			Annotations: map[string]string{AnnotationImageName: img.Name, ocispec.AnnotationRefName: RefName(img.Name)}}
+		// Where the image came from, as containerd's exports say: the
+		// target's distribution source labels, so that an importer can
+		// push it with cross-repository mounts.
+		if info, err := cs.Info(ctx, img.Target.Digest); err == nil {
+			for k, v := range info.Labels {
+				if strings.HasPrefix(k, images.LabelDistributionSource) {
+					desc.Annotations[k] = v
+				}
+			}
+		}
 		index.Manifests = append(index.Manifests, desc)
 		if !o.SkipDockerManifest && len(manifests) > 0 {
 			e, err := dockerEntryFor(ctx, cs, img.Name, manifests[0])
@@ -80,6 +90,21 @@ func Write(ctx context.Context, cs Store, w io.Writer, imgs []images.Image, o Wr
 	}
 	if err := jsonFile(ocispec.ImageLayoutFile, ocispec.ImageLayout{Version: ocispec.ImageLayoutVersion}); err != nil {
 		return err
+	}
+	// The directories before the blobs in them, as containerd's and
+	// docker's archives have them: tools that extract an archive without
+	// making parents need them.
+	dirs := map[string]bool{}
+	for _, b := range blobs {
+		for _, d := range []string{"blobs/", "blobs/" + b.Digest.Algorithm().String() + "/"} {
+			if dirs[d] {
+				continue
+			}
+			dirs[d] = true
+			if err := tw.WriteHeader(&tar.Header{Name: d, Mode: 0o755, ModTime: now, Typeflag: tar.TypeDir, Format: tar.FormatPAX}); err != nil {
+				return err
+			}
+		}
 	}
 	for _, b := range blobs {
 		ra, err := cs.ReaderAt(ctx, b)

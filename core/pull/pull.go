@@ -135,7 +135,7 @@ func isConfig(mt string) bool {
 
 // sourceLabel names the repository a blob came from, as containerd does, so
 // that a later push can mount it across repositories.
-func sourceLabel(host string) string { return "containerd.io/distribution.source." + host }
+func sourceLabel(host string) string { return images.DistributionSourceKey(host) }
 
 // Pull fetches ref (a fully qualified reference) and records it as an image
 // named ref. It returns the image.
@@ -443,13 +443,19 @@ func (p *puller) exists(ctx context.Context, desc ocispec.Descriptor, labels map
 		}
 	}
 	var paths []string
+	update := map[string]string{}
 	for k, v := range labels {
+		if strings.HasPrefix(k, images.LabelDistributionSource) {
+			// A blob pulled from several repositories lists them all.
+			v = images.AppendDistributionSource(info.Labels[k], v)
+		}
 		if info.Labels[k] != v {
 			paths = append(paths, "labels."+k)
+			update[k] = v
 		}
 	}
 	if len(paths) > 0 {
-		p.o.Content.Update(ctx, content.Info{Digest: desc.Digest, Labels: labels}, paths...)
+		p.o.Content.Update(ctx, content.Info{Digest: desc.Digest, Labels: update}, paths...)
 	}
 	return true, nil
 }

@@ -127,7 +127,13 @@ func (p *uploader) pushBlob(ctx context.Context, desc ocispec.Descriptor) error 
 	if err != nil {
 		return err
 	}
-	if repo := info.Labels["containerd.io/distribution.source."+p.host]; repo != "" {
+	// containerd's key names the host without its port; earlier hull
+	// versions named it with the port.
+	repo := info.Labels[images.DistributionSourceKey(p.host)]
+	if repo == "" {
+		repo = info.Labels[images.LabelDistributionSource+p.host]
+	}
+	if repo != "" {
 		desc.Annotations = map[string]string{AnnotationMountFrom: strings.Split(repo, ",")[0]}
 	}
 	w, err := p.pusher.Push(ctx, desc)

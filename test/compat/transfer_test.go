@@ -13,7 +13,6 @@ import (
 	"time"
 
 	transfertypes "github.com/containerd/containerd/api/types/transfer"
-	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/core/transfer/archive"
 	"github.com/containerd/containerd/v2/core/transfer/image"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
@@ -170,13 +169,10 @@ func imageNames(t *testing.T, ctx context.Context, du *daemonUnderTest) []string
 	return out
 }
 
-// exportedArchive reads an exported tar: its files (not directories:
-// containerd writes entries for blobs/ and blobs/sha256/, hulld does not,
-// which no importer needs), sorted, and its index.json's manifests as
-// "digest mediatype names", sorted. The names are the image-name
-// annotations; containerd also copies the manifest's
-// distribution-source labels into annotations, which hulld does not
-// (yet), so those are left out.
+// exportedArchive reads an exported tar: its entries, directories too,
+// sorted, and its index.json's manifests as "digest mediatype annotations",
+// sorted, all annotations included (the image names and the distribution
+// sources).
 func exportedArchive(t *testing.T, name string, data []byte) (entries, index []string) {
 	t.Helper()
 	tr := tar.NewReader(bytes.NewReader(data))
@@ -189,9 +185,7 @@ func exportedArchive(t *testing.T, name string, data []byte) (entries, index []s
 		if err != nil {
 			t.Fatalf("%s: exported archive: %v", name, err)
 		}
-		if h.Typeflag != tar.TypeDir {
-			entries = append(entries, h.Name)
-		}
+		entries = append(entries, h.Name)
 		if h.Name == "index.json" {
 			if err := json.NewDecoder(tr).Decode(&idx); err != nil {
 				t.Fatalf("%s: exported index.json: %v", name, err)
@@ -204,9 +198,7 @@ func exportedArchive(t *testing.T, name string, data []byte) (entries, index []s
 	for _, m := range idx.Manifests {
 		keys := make([]string, 0, len(m.Annotations))
 		for k, v := range m.Annotations {
-			if k == images.AnnotationImageName || k == ocispec.AnnotationRefName {
-				keys = append(keys, k+"="+v)
-			}
+			keys = append(keys, k+"="+v)
 		}
 		slices.Sort(keys)
 		index = append(index, m.Digest.String()+" "+m.MediaType+" "+string(mustJSON(t, keys)))

@@ -85,8 +85,10 @@ func TestPullPlainHTTPAndPush(t *testing.T) {
 	if ls := h.ok(t, "images", "ls", "-q"); !strings.Contains(ls, ref) {
 		t.Fatalf("pulled image not listed:\n%s", ls)
 	}
-	// The same content as ctr would label it.
-	if cl := h.ok(t, "content", "ls"); !strings.Contains(cl, "containerd.io/distribution.source."+reg.Host()+"=test/app") {
+	// The same content as ctr would label it: the key names the host
+	// without its port.
+	host, _, _ := strings.Cut(reg.Host(), ":")
+	if cl := h.ok(t, "content", "ls"); !strings.Contains(cl, "containerd.io/distribution.source."+host+"=test/app") {
 		t.Fatalf("no distribution source labels:\n%s", cl)
 	}
 	// A second pull downloads nothing.

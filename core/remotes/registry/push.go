@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -159,8 +160,17 @@ func (p *pusher) mountSource(desc ocispec.Descriptor) string {
 	if v := desc.Annotations[AnnotationSourceRepository]; v != "" {
 		cands = append(cands, v)
 	}
-	if v := desc.Annotations[containerdSourcePrefix+p.ref.host]; v != "" {
-		cands = append(cands, strings.Split(v, ",")...)
+	// containerd's clients key the annotation by the host without its
+	// port; earlier hull versions by the host as written.
+	keys := []string{containerdSourcePrefix + p.ref.host}
+	if h, _, err := net.SplitHostPort(p.ref.host); err == nil {
+		keys = []string{containerdSourcePrefix + h, keys[0]}
+	}
+	for _, k := range keys {
+		if v := desc.Annotations[k]; v != "" {
+			cands = append(cands, strings.Split(v, ",")...)
+			break
+		}
 	}
 	if p.opts.mountFrom != "" {
 		cands = append(cands, p.opts.mountFrom)
