@@ -62,8 +62,8 @@ func newRuncPodFloor(b *testing.B) *runcPodFloor {
 }
 
 // writeSpec writes bundle's config.json from runc's default spec, running
-// sleep, with namespaces changed by edit.
-func (f *runcPodFloor) writeSpec(bundle string, edit func(ns []specs.LinuxNamespace) []specs.LinuxNamespace) error {
+// sleep (or args), with namespaces changed by edit.
+func (f *runcPodFloor) writeSpec(bundle string, edit func(ns []specs.LinuxNamespace) []specs.LinuxNamespace, args ...string) error {
 	path := filepath.Join(bundle, "config.json")
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -75,6 +75,9 @@ func (f *runcPodFloor) writeSpec(bundle string, edit func(ns []specs.LinuxNamesp
 	}
 	s.Process.Terminal = false
 	s.Process.Args = []string{"/bin/busybox", "sleep", "3600"}
+	if len(args) > 0 {
+		s.Process.Args = args
+	}
 	s.Root.Readonly = false
 	s.Linux.Namespaces = edit(s.Linux.Namespaces)
 	if data, err = json.Marshal(&s); err != nil {
@@ -155,6 +158,57 @@ func (f *runcPodFloor) round() (took time.Duration, err error) {
 		return 0, err
 	}
 	if err := run("start", ctrID); err != nil {
+		return 0, err
+	}
+	return time.Since(begin), nil
+}
+
+// once times runc creating, starting and, after its process exits,
+// deleting one container of the ctr bundle running args: the runc commands
+// every shim runs for a container's life.
+func (f *runcPodFloor) once(id string, args ...string) (time.Duration, error) {
+	if err := f.writeSpec(f.ctr, func(ns []specs.LinuxNamespace) []specs.LinuxNamespace { return ns }, args...); err != nil {
+		return 0, err
+	}
+	logFile := filepath.Join(f.dir, "runc-once.log")
+	run := func(args ...string) error {
+		os.Remove(logFile)
+		if err := exec.Command(f.runc, append([]string{"--root", f.root, "--log", logFile}, args...)...).Run(); err != nil {
+			out, _ := os.ReadFile(logFile)
+			return fmt.Errorf("runc %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+		return nil
+	}
+	defer exec.Command(f.runc, "--root", f.root, "delete", "--force", id).Run()
+	pidFile := filepath.Join(f.dir, "once.pid")
+	begin := time.Now()
+	if err := run("create", "--bundle", f.ctr, "--pid-file", pidFile, id); err != nil {
+		return 0, err
+	}
+	data, err := os.ReadFile(pidFile)
+	if err != nil {
+		return 0, err
+	}
+	pid := strings.TrimSpace(string(data))
+	if err := run("start", id); err != nil {
+		return 0, err
+	}
+	// The exit, as a shim's reaper would see it, without asking runc:
+	// the process is gone or a zombie.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		stat, err := os.ReadFile("/proc/" + pid + "/stat")
+		if err != nil {
+			break
+		}
+		if i := strings.LastIndexByte(string(stat), ')'); i > 0 && strings.HasPrefix(string(stat[i+1:]), " Z") {
+			break
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("container %s (pid %s) did not exit within 10s", id, pid)
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	if err := run("delete", id); err != nil {
 		return 0, err
 	}
 	return time.Since(begin), nil
