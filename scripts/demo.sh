@@ -61,19 +61,19 @@ if command -v ctr >/dev/null; then
 fi
 
 step "run a container from it: hullctl run --rm (hulld starts hull's shim, the shim runs runc)"
-hullctl -n demo run --rm --fifo-dir "$tmp/fifo" docker.io/library/busybox:demo hello \
+hullctl -n demo run --rm --fifo-dir "$tmp/fifo" --name hello docker.io/library/busybox:demo \
 	sh -c 'echo "hello from a hull container: $(hostname), pid $$, user $(id -u)"'
 
 step "the exit code of hullctl run is the container's"
 set +e
-hullctl -n demo run --rm --fifo-dir "$tmp/fifo" docker.io/library/busybox:demo exits sh -c 'exit 7'
+hullctl -n demo run --rm --fifo-dir "$tmp/fifo" --name exits docker.io/library/busybox:demo sh -c 'exit 7'
 code=$?
 set -e
 echo "exit code: $code"
 [ "$code" = 7 ]
 
 step "run one in the background, then look at it"
-hullctl -n demo run -d --fifo-dir "$tmp/fifo" docker.io/library/busybox:demo web sleep 600
+hullctl -n demo run -d --name web docker.io/library/busybox:demo sleep 600
 hullctl -n demo containers ls
 hullctl -n demo tasks ls
 hullctl -n demo tasks exec --fifo-dir "$tmp/fifo" --exec-id look web sh -c 'echo "inside: $(cat /proc/1/cmdline | tr "\0" " ")"; cat /proc/net/dev | tail -n +3 | cut -d: -f1'

@@ -19,6 +19,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/hullrt/hull/client"
+	"github.com/hullrt/hull/core/reference"
 )
 
 // The commands here are the ones ctr's and nerdctl's users type first
@@ -289,12 +290,23 @@ func rmCommand(e *env) *cli.Command {
 	return cmd
 }
 
-// rmiCommand is images rm.
+// rmiCommand is images rm taking short names as nerdctl's rmi does
+// (busybox is docker.io/library/busybox:latest); images rm takes names as
+// they are stored, as ctr's does.
 func rmiCommand(e *env) *cli.Command {
-	cmd := imagesRm(e)
-	cmd.Name, cmd.Aliases = "rmi", nil
-	cmd.Usage = "remove images (= images rm)"
-	return cmd
+	return removeCommand(e, &cli.Command{
+		Name:      "rmi",
+		Usage:     "remove images; short names are expanded as pull expands them (= images rm)",
+		ArgsUsage: "NAME...",
+		Flags:     []cli.Flag{&cli.BoolFlag{Name: "sync", Usage: "wait for the garbage collection of their content"}},
+	}, func(ctx context.Context, c *cli.Context, cl *client.Client, name string) error {
+		full, _, err := reference.ParseNormalized(name)
+		if err != nil {
+			// Not a reference: a name stored as it is.
+			return removeImage(ctx, c, cl, name)
+		}
+		return removeImage(ctx, c, cl, full.String())
+	})
 }
 
 // execCommand is tasks exec.

@@ -57,13 +57,18 @@ func imagesRm(e *env) *cli.Command {
 		Usage:     "remove images",
 		ArgsUsage: "NAME...",
 		Flags:     []cli.Flag{&cli.BoolFlag{Name: "sync", Usage: "wait for the garbage collection of their content"}},
-	}, func(ctx context.Context, c *cli.Context, cl *client.Client, name string) error {
+	}, removeImage)
+}
+
+// removeImage removes the image named name.
+func removeImage(ctx context.Context, c *cli.Context, cl *client.Client, name string) error {
+	{
 		var opts []images.DeleteOpt
 		if c.Bool("sync") {
 			opts = append(opts, images.SynchronousDelete())
 		}
 		return named("image", name, cl.ImageService().Delete(ctx, name, opts...))
-	})
+	}
 }
 
 func imagesLabel(e *env) *cli.Command {
