@@ -96,11 +96,17 @@ const profileEnv = "HULL_BENCH_CPUPROFILE"
 // HULL_BENCH_CPUPROFILE is set, and returns a func that waits for it to be
 // saved; the benchmark runs the step to profile in between.
 func profileHull(b *testing.B, h *hulltest.Daemon, label string, seconds int) func() {
+	return profileHullAt(b, h.Root, label, seconds)
+}
+
+// profileHullAt is profileHull for the hulld whose root is root (startHull
+// puts the debug socket beside it).
+func profileHullAt(b *testing.B, root, label string, seconds int) func() {
 	prefix := os.Getenv(profileEnv)
 	if prefix == "" {
 		return func() {}
 	}
-	sock := filepath.Join(filepath.Dir(h.State), "debug.sock")
+	sock := filepath.Join(filepath.Dir(root), "debug.sock")
 	done := make(chan error, 1)
 	kind, ext := "profile", ".prof"
 	if os.Getenv("HULL_BENCH_TRACE") != "" {

@@ -75,8 +75,10 @@ func BenchmarkTransferPull500MB(b *testing.B) {
 		return []string{"images", "pull", "--plain-http", ref}
 	})
 	b.ResetTimer()
+	profiled := profileHullAt(b, hull.root, "transfer-pull-500MB", 12)
 	times := alternate(b, reps, "bench-tpull", ref, img, reg.PID(), hull, ctrd)
 	b.StopTimer()
+	profiled()
 	h, c := median(times["hull"].walls()), median(times["containerd"].walls())
 	report(b, "transfer-pull-500MB", "containerd-2.4.2", h, c, target,
 		fmt.Sprintf("ctr 2.4 into hulld: %s; into containerd 2.4.2: %s; runs %v and %v",
