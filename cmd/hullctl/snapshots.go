@@ -53,7 +53,7 @@ func printMounts(e *env, ms []mount.Mount) error {
 func snapshotsCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:    "snapshots",
-		Aliases: []string{"snapshot"},
+		Aliases: []string{"snapshot", "s"},
 		Usage:   "manage snapshots",
 		Subcommands: []*cli.Command{
 			snapshotCmd(e, "ls", "list snapshots", "[FILTER...]", 0, listFlags(), func(c *cli.Context, sn snapshots.Snapshotter, ctx context.Context) error {

@@ -78,7 +78,7 @@ func TestPullGivesUpOnAStoreThatStaysUnavailable(t *testing.T) {
 	for _, b := range img.Blobs() {
 		reg.add(b)
 	}
-	down := fmt.Errorf("cannot reach hulld at /run/test.sock: connection refused: is hulld running?: %w", errdefs.ErrUnavailable)
+	down := fmt.Errorf("hulld is not answering on /run/test.sock (connection refused): is it running? see systemctl status hull: %w", errdefs.ErrUnavailable)
 	store := &downStore{Store: db.Content(), err: down}
 	o := opts(db, reg)
 	o.Content = store
@@ -93,7 +93,7 @@ func TestPullGivesUpOnAStoreThatStaysUnavailable(t *testing.T) {
 		}
 	}
 	err, took := pullResult(t, ctx, "registry.test/down:1", o)
-	if !errors.Is(err, errdefs.ErrUnavailable) || !strings.Contains(err.Error(), "cannot reach hulld at /run/test.sock") {
+	if !errors.Is(err, errdefs.ErrUnavailable) || !strings.Contains(err.Error(), "hulld is not answering on /run/test.sock") {
 		t.Fatalf("pull from a store that is down: %v, want its Unavailable error", err)
 	}
 	if strings.Contains(err.Error(), "context canceled") {

@@ -146,7 +146,7 @@ func TestClientFaultNoDaemonGivesUp(t *testing.T) {
 			}
 			want := []string{
 				"waiting for hulld at " + tc.sock + " (" + tc.why + ")...",
-				"hullctl: cannot reach hulld at " + tc.sock + ": " + tc.why + ": is hulld running?",
+				"hullctl: hulld is not answering on " + tc.sock + " (" + tc.why + "): is it running? see systemctl status hull",
 			}
 			if got := p.errText(); got != strings.Join(want, "\n") {
 				t.Errorf("stderr:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))

@@ -181,8 +181,10 @@ func TestHullctlHabitsAliasesAndAddress(t *testing.T) {
 		}
 	}
 	f.ok("t", "ls")
-	if got := f.ok("snapshot", "ls", "-q"); !strings.Contains(got, "made\n") {
-		t.Errorf("snapshot ls: %q, want the container's snapshot", got)
+	for _, alias := range []string{"snapshot", "s"} {
+		if got := f.ok(alias, "ls", "-q"); !strings.Contains(got, "made\n") {
+			t.Errorf("%s ls: %q, want the container's snapshot", alias, got)
+		}
 	}
 	if got := f.ok("content", "ls", "-q"); !strings.HasPrefix(got, "sha256:") {
 		t.Errorf("content ls: %q", got)
