@@ -32,7 +32,6 @@ import (
 	"github.com/hullrt/hull/config"
 	"github.com/hullrt/hull/core/events"
 	"github.com/hullrt/hull/internal/grpcpool"
-	"github.com/hullrt/hull/internal/sdnotify"
 	"github.com/hullrt/hull/plugin"
 	"github.com/hullrt/hull/plugins/builtin"
 	"github.com/hullrt/hull/plugins/cri"
@@ -103,8 +102,6 @@ type Daemon struct {
 	stopDump    func()
 	lock        *os.File
 	closers     []io.Closer
-	// notifier tells systemd of readiness and stopping (SetNotifier).
-	notifier *sdnotify.Notifier
 }
 
 // New checks the configuration, prepares the directories, takes the root

@@ -2,10 +2,12 @@ package daemon
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
-	"github.com/hullrt/hull/internal/sdnotify"
+	sddaemon "github.com/coreos/go-systemd/v22/daemon"
+
 	"github.com/hullrt/hull/plugin"
 )
 
@@ -16,11 +18,12 @@ type healthReporter interface {
 	Shutdown()
 }
 
-// SetNotifier makes Serve tell the service manager (systemd, through
-// $NOTIFY_SOCKET) when hulld is ready, when it stops and, when the unit
-// asks for a watchdog, that it is alive. Call it before Serve; without
-// it, or with a disabled Notifier, nothing is sent.
-func (d *Daemon) SetNotifier(n *sdnotify.Notifier) { d.notifier = n }
+// notify sends states to the service manager (systemd, through
+// $NOTIFY_SOCKET), when there is one; without it nothing is sent.
+func (d *Daemon) notify(states ...string) error {
+	_, err := sddaemon.SdNotify(false, strings.Join(states, "\n"))
+	return err
+}
 
 func (d *Daemon) healthReporters() []healthReporter {
 	var hs []healthReporter
@@ -40,7 +43,7 @@ func (d *Daemon) ready() {
 		h.SetServing(true)
 	}
 	status := fmt.Sprintf("serving on %s", d.cfg.GRPC.Address)
-	if err := d.notifier.Notify(sdnotify.Ready, sdnotify.Status(status)); err != nil {
+	if err := d.notify(sddaemon.SdNotifyReady, "STATUS="+status); err != nil {
 		d.log.Warn("tell the service manager hulld is ready", "error", err)
 	}
 }
@@ -52,7 +55,7 @@ func (d *Daemon) stopping() {
 	for _, h := range d.healthReporters() {
 		h.Shutdown()
 	}
-	if err := d.notifier.Notify(sdnotify.Stopping, sdnotify.Status("stopping")); err != nil {
+	if err := d.notify(sddaemon.SdNotifyStopping, "STATUS=stopping"); err != nil {
 		d.log.Warn("tell the service manager hulld is stopping", "error", err)
 	}
 }
@@ -62,8 +65,12 @@ func (d *Daemon) stopping() {
 // come from the Go runtime's timers, so a hulld whose scheduler is stuck
 // (or that is stopped by a debugger) is restarted by systemd.
 func (d *Daemon) startWatchdog() (stop func()) {
-	interval := d.notifier.WatchdogInterval()
-	if interval <= 0 {
+	// Half the unit's WatchdogSec, for this process only ($WATCHDOG_PID).
+	interval, err := sddaemon.SdWatchdogEnabled(false)
+	if err != nil {
+		d.log.Warn("watchdog settings", "error", err)
+	}
+	if interval /= 2; interval <= 0 {
 		return func() {}
 	}
 	done := make(chan struct{})
@@ -78,7 +85,7 @@ func (d *Daemon) startWatchdog() (stop func()) {
 			case <-done:
 				return
 			case <-t.C:
-				if err := d.notifier.Notify(sdnotify.Watchdog); err != nil {
+				if err := d.notify(sddaemon.SdNotifyWatchdog); err != nil {
 					d.log.Warn("watchdog notification", "error", err)
 				}
 			}

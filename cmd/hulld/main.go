@@ -17,7 +17,6 @@ import (
 
 	"github.com/hullrt/hull/config"
 	"github.com/hullrt/hull/daemon"
-	"github.com/hullrt/hull/internal/sdnotify"
 	"github.com/hullrt/hull/internal/version"
 )
 
@@ -140,10 +139,6 @@ func run(c *cli.Context) error {
 			log.Warn("cannot set oom_score", "oom_score", cfg.OOMScore, "error", err)
 		}
 	}
-	notifier, err := serviceNotifier()
-	if err != nil {
-		return err
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGTERM, unix.SIGINT)
 	defer stop()
 	daemon.DumpStacksOnSignal(ctx, cfg.State, log)
@@ -151,19 +146,7 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	d.SetNotifier(notifier)
 	return d.Serve(ctx, 10*time.Second)
-}
-
-// serviceNotifier reads systemd's notification settings and takes them out
-// of the environment: they are hulld's, and a shim or runc inheriting
-// NOTIFY_SOCKET would hand systemd's socket to a container.
-func serviceNotifier() (*sdnotify.Notifier, error) {
-	n, err := sdnotify.FromEnv(os.Getenv, os.Getpid())
-	for _, k := range []string{sdnotify.SocketEnv, sdnotify.WatchdogUSec, sdnotify.WatchdogPIDEnv} {
-		os.Unsetenv(k)
-	}
-	return n, err
 }
 
 func configDefault(c *cli.Context) error {

@@ -185,13 +185,37 @@ func (m *Manager) shimCommand(ctx context.Context, binary string, b *bundle, sub
 // which API it speaks in its answer), and GOMAXPROCS=2 keeps a shim from
 // starting a thread per core of a large node.
 func (m *Manager) shimEnv(b *bundle) []string {
-	return append(os.Environ(),
+	return append(withoutServiceManager(os.Environ()),
 		"GOMAXPROCS=2",
 		"MAX_SHIM_VERSION=2",
 		"TTRPC_ADDRESS="+m.cfg.TTRPCAddress,
 		"GRPC_ADDRESS="+m.cfg.Address,
 		"NAMESPACE="+b.Namespace,
 	)
+}
+
+// serviceManagerEnv are the variables systemd gives hulld to talk to it
+// (sd_notify(3), sd_listen_fds(3)). They are hulld's alone: runc, which a
+// shim runs, takes $NOTIFY_SOCKET as a request to hand that socket into
+// the container.
+var serviceManagerEnv = []string{"NOTIFY_SOCKET=", "WATCHDOG_USEC=", "WATCHDOG_PID=", "LISTEN_FDS=", "LISTEN_PID=", "LISTEN_FDNAMES="}
+
+// withoutServiceManager returns env without serviceManagerEnv.
+func withoutServiceManager(env []string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		keep := true
+		for _, p := range serviceManagerEnv {
+			if strings.HasPrefix(kv, p) {
+				keep = false
+				break
+			}
+		}
+		if keep {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 // hullShim is the file name of hull's own shim, which hulld launches
