@@ -5,10 +5,12 @@ package hulltest
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -290,5 +292,34 @@ func ShimPIDs(address string) []int {
 			}
 		}
 	}
-	return pids
+	// A shim starting runc shows, between its fork and runc's exec, a
+	// child with the shim's own command line (Go forks with the parent's
+	// memory): that child is not a shim.
+	var shims []int
+	for _, pid := range pids {
+		if !slices.Contains(pids, parentPID(pid)) {
+			shims = append(shims, pid)
+		}
+	}
+	return shims
+}
+
+// parentPID returns pid's parent, or 0 when it cannot be read.
+func parentPID(pid int) int {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name, in parentheses, may hold spaces: fields start
+	// after its last ")".
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(stat[i+1:]))
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
 }

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"bytes"
 	"fmt"
 	"os"
 	"strings"
@@ -262,7 +263,12 @@ func TestReconcileRemovesOrphans(t *testing.T) {
 	// The other task's shim stops answering.
 	before := hulltest.ShimPIDs(d.Address)
 	if len(before) != 2 {
-		t.Fatalf("want 2 shims, found %v", before)
+		var cmds []string
+		for _, pid := range before {
+			cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+			cmds = append(cmds, fmt.Sprintf("%d: %s", pid, bytes.ReplaceAll(cmd, []byte{0}, []byte{' '})))
+		}
+		t.Fatalf("want 2 shims, found %d:\n%s", len(before), strings.Join(cmds, "\n"))
 	}
 	var frozen int
 	for _, pid := range before {
