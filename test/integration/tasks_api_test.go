@@ -1,8 +1,8 @@
 package integration
 
 import (
-	"context"
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"strings"
