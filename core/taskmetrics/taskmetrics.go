@@ -136,10 +136,19 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		sem      = make(chan struct{}, c.opts.Parallel)
 	)
 	for _, t := range tasks {
+		acquired := false
 		select {
 		case sem <- struct{}{}:
+			acquired = true
 		case <-ctx.Done():
-			// The scrape's time is up: the rest are not asked.
+		}
+		if ctx.Err() != nil {
+			// The scrape's time is up: the rest are not asked. (A slot
+			// may have come free as the time ran out, and select picks
+			// either way: the deadline is checked apart.)
+			if acquired {
+				<-sem
+			}
 			mu.Lock()
 			failures["timeout"]++
 			mu.Unlock()
