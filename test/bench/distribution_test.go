@@ -389,18 +389,9 @@ func BenchmarkPull500MB(b *testing.B) {
 	hullMem, ctrdMem := idleMemory(b, hull.pid), idleMemory(b, ctrd.pid)
 
 	b.ResetTimer()
-	times := map[string]distTimes{}
-	for i := 0; i < reps; i++ {
-		// Alternate, and swap who goes first, so that drift hits both alike.
-		order := []*distDaemon{hull, ctrd}
-		if i%2 == 1 {
-			order = []*distDaemon{ctrd, hull}
-		}
-		for _, d := range order {
-			ns := fmt.Sprintf("bench-pull-%d", i)
-			times[d.name] = append(times[d.name], timeDist(b, d, ns, ref, img, reg.PID()))
-		}
-	}
+	// Alternating, who goes first swapped each round, so that drift hits
+	// both alike.
+	times := alternate(b, reps, "bench-pull", ref, img, reg.PID(), hull, ctrd)
 	b.StopTimer()
 	hullMem.finish(b, hull.pid)
 	ctrdMem.finish(b, ctrd.pid)
@@ -456,17 +447,9 @@ func BenchmarkImport500MB(b *testing.B) {
 	hullMem, ctrdMem := idleMemory(b, hull.pid), idleMemory(b, ctrd.pid)
 
 	b.ResetTimer()
-	times := map[string]distTimes{}
-	for i := 0; i < reps; i++ {
-		order := []*distDaemon{hull, ctrd}
-		if i%2 == 1 {
-			order = []*distDaemon{ctrd, hull}
-		}
-		for _, d := range order {
-			ns := fmt.Sprintf("bench-import-%d", i)
-			times[d.name] = append(times[d.name], timeDist(b, d, ns, ref, img, 0))
-		}
-	}
+	// Alternating, who goes first swapped each round, so that drift hits
+	// both alike.
+	times := alternate(b, reps, "bench-import", ref, img, 0, hull, ctrd)
 	b.StopTimer()
 	hullMem.finish(b, hull.pid)
 	ctrdMem.finish(b, ctrd.pid)

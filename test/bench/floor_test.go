@@ -86,6 +86,19 @@ func (f *runcPodFloor) writeSpec(bundle string, edit func(ns []specs.LinuxNamesp
 	return os.WriteFile(path, data, 0o600)
 }
 
+// run runs runc with args on the floor's root. runc's errors go to a log
+// file: its stdio become the container's (create's above all), so nothing
+// may wait for them to close.
+func (f *runcPodFloor) run(args ...string) error {
+	logFile := filepath.Join(f.dir, "runc.log")
+	os.Remove(logFile)
+	if err := exec.Command(f.runc, append([]string{"--root", f.root, "--log", logFile}, args...)...).Run(); err != nil {
+		out, _ := os.ReadFile(logFile)
+		return fmt.Errorf("runc %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
 // round runs one pod's four runc commands and returns their time; the
 // containers are deleted afterwards, untimed.
 func (f *runcPodFloor) round() (took time.Duration, err error) {
@@ -110,17 +123,7 @@ func (f *runcPodFloor) round() (took time.Duration, err error) {
 	if err != nil {
 		return 0, err
 	}
-	// runc's errors go to a log file: its stdio become the container's
-	// (create's above all), so nothing may wait for them to close.
-	logFile := filepath.Join(f.dir, "runc.log")
-	run := func(args ...string) error {
-		os.Remove(logFile)
-		if err := exec.Command(f.runc, append([]string{"--root", f.root, "--log", logFile}, args...)...).Run(); err != nil {
-			out, _ := os.ReadFile(logFile)
-			return fmt.Errorf("runc %s: %v: %s", strings.Join(args, " "), err, out)
-		}
-		return nil
-	}
+	run := f.run
 	begin := time.Now()
 	if err := run("create", "--bundle", f.pause, "--pid-file", pidFile, pauseID); err != nil {
 		return 0, err
@@ -170,15 +173,7 @@ func (f *runcPodFloor) once(id string, args ...string) (time.Duration, error) {
 	if err := f.writeSpec(f.ctr, func(ns []specs.LinuxNamespace) []specs.LinuxNamespace { return ns }, args...); err != nil {
 		return 0, err
 	}
-	logFile := filepath.Join(f.dir, "runc-once.log")
-	run := func(args ...string) error {
-		os.Remove(logFile)
-		if err := exec.Command(f.runc, append([]string{"--root", f.root, "--log", logFile}, args...)...).Run(); err != nil {
-			out, _ := os.ReadFile(logFile)
-			return fmt.Errorf("runc %s: %v: %s", strings.Join(args, " "), err, out)
-		}
-		return nil
-	}
+	run := f.run
 	defer exec.Command(f.runc, "--root", f.root, "delete", "--force", id).Run()
 	pidFile := filepath.Join(f.dir, "once.pid")
 	begin := time.Now()

@@ -564,17 +564,9 @@ func BenchmarkPullUnpack500MB(b *testing.B) {
 	hullMem, ctrdMem := idleMemory(b, hull.pid), idleMemory(b, ctrd.pid)
 
 	b.ResetTimer()
-	times := map[string]distTimes{}
-	for i := 0; i < reps; i++ {
-		order := []*distDaemon{hull, ctrd}
-		if i%2 == 1 {
-			order = []*distDaemon{ctrd, hull}
-		}
-		for _, d := range order {
-			ns := fmt.Sprintf("bench-pull-unpack-%d", i)
-			times[d.name] = append(times[d.name], timeDist(b, d, ns, ref, img, reg.PID()))
-		}
-	}
+	// Alternating, who goes first swapped each round, so that drift hits
+	// both alike.
+	times := alternate(b, reps, "bench-pull-unpack", ref, img, reg.PID(), hull, ctrd)
 	b.StopTimer()
 	hullMem.finish(b, hull.pid)
 	ctrdMem.finish(b, ctrd.pid)

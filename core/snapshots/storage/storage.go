@@ -294,32 +294,36 @@ type link struct {
 func (t *Tx) chainFrom(key string, id uint64, parent string) ([]uint64, error) {
 	ids := []uint64{id}
 	for parent != "" {
-		child := key
+		l, err := t.link(parent)
+		if err != nil {
+			return nil, fmt.Errorf("parent of %q: %w", key, err)
+		}
 		key = parent
-		data := t.snapshots.Get([]byte(key))
-		if data == nil {
-			return nil, fmt.Errorf("parent of %q: snapshot %q: %w", child, key, errdefs.ErrNotFound)
-		}
-		var l link
-		if err := json.Unmarshal(data, &l); err != nil {
-			return nil, fmt.Errorf("parent of %q: decode record of snapshot %q: %w", child, key, err)
-		}
 		ids = append(ids, l.ID)
 		parent = l.Parent
 	}
 	return ids, nil
 }
 
+// link decodes the link of snapshot key's record.
+func (t *Tx) link(key string) (link, error) {
+	var l link
+	data := t.snapshots.Get([]byte(key))
+	if data == nil {
+		return l, fmt.Errorf("snapshot %q: %w", key, errdefs.ErrNotFound)
+	}
+	if err := json.Unmarshal(data, &l); err != nil {
+		return l, fmt.Errorf("decode record of snapshot %q: %w", key, err)
+	}
+	return l, nil
+}
+
 // ChainIDs returns the IDs of snapshot key and its ancestors, nearest
 // first.
 func (t *Tx) ChainIDs(key string) ([]uint64, error) {
-	data := t.snapshots.Get([]byte(key))
-	if data == nil {
-		return nil, fmt.Errorf("snapshot %q: %w", key, errdefs.ErrNotFound)
-	}
-	var l link
-	if err := json.Unmarshal(data, &l); err != nil {
-		return nil, fmt.Errorf("decode record of snapshot %q: %w", key, err)
+	l, err := t.link(key)
+	if err != nil {
+		return nil, err
 	}
 	return t.chainFrom(key, l.ID, l.Parent)
 }
