@@ -105,6 +105,27 @@ type Options struct {
 	Env []string
 }
 
+// SyncBuffer is a buffer goroutines may write and read at once: a
+// process's output, read by the test while the process writes.
+type SyncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+// Write appends p.
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+// String returns what was written so far.
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
+}
+
 type syncBuffer struct {
 	mu  *sync.Mutex
 	buf *bytesBuffer

@@ -9,7 +9,6 @@
 package registrytest
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -31,6 +30,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/hullrt/hull/internal/hulltest"
 )
 
 // Binary is where Debian's docker-registry package installs the registry.
@@ -93,28 +94,11 @@ type Registry struct {
 	tlsConfig *tls.Config // for clients: trusts CAFile, presents the client cert
 	client    *http.Client
 	token     *tokenServer
-	log       *syncBuffer
+	log       *hulltest.SyncBuffer
 
 	mu     sync.Mutex
 	proc   *process
 	tokens map[string]string // repository → bearer token, for Do
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
 }
 
 // process is one run of docker-registry.
@@ -146,7 +130,7 @@ func Start(t testing.TB, opts Options) *Registry {
 	dir := t.TempDir()
 	r := &Registry{
 		Dir: dir, ConfigFile: filepath.Join(dir, "config.yml"),
-		t: t, opts: opts, scheme: "http", log: &syncBuffer{}, tokens: map[string]string{},
+		t: t, opts: opts, scheme: "http", log: &hulltest.SyncBuffer{}, tokens: map[string]string{},
 	}
 	if err := os.Mkdir(filepath.Join(dir, "storage"), 0o755); err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"os"
@@ -23,22 +22,7 @@ import (
 )
 
 // lockedBuffer collects a process's output from the cio copy goroutine.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type lockedBuffer = hulltest.SyncBuffer
 
 // eofSignal is a reader that closes done when it reaches its end.
 type eofSignal struct {

@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"os"
@@ -10,7 +9,6 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -51,7 +49,7 @@ func containerd2Config(t *testing.T, dir string, version int) string {
 // stopped when the test ends; its output is returned by the func.
 func startHulldWith(t *testing.T, cfgPath, address string) func() string {
 	t.Helper()
-	log := &syncWriter{}
+	log := &hulltest.SyncBuffer{}
 	cmd := exec.Command(hulltest.Binary(t), "--config", cfgPath)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -85,25 +83,6 @@ func startHulldWith(t *testing.T, cfgPath, address string) func() string {
 		return err
 	})
 	return log.String
-}
-
-// syncWriter serialises hulld's two output streams into one buffer, which
-// the test reads while hulld writes.
-type syncWriter struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncWriter) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // leaves flattens a TOML tree into dotted keys (formatted as hull's

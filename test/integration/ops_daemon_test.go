@@ -113,22 +113,14 @@ func (n *notifySocket) all() []string {
 type opsDaemon struct {
 	address string
 	cmd     *exec.Cmd
-	log     *bytes.Buffer
-	logMu   sync.Mutex
+	log     hulltest.SyncBuffer
 	exited  chan struct{}
 }
 
-func (d *opsDaemon) Write(p []byte) (int, error) {
-	d.logMu.Lock()
-	defer d.logMu.Unlock()
-	return d.log.Write(p)
-}
+func (d *opsDaemon) Write(p []byte) (int, error) { return d.log.Write(p) }
 
-func (d *opsDaemon) Log() string {
-	d.logMu.Lock()
-	defer d.logMu.Unlock()
-	return d.log.String()
-}
+// Log is what hulld has written so far.
+func (d *opsDaemon) Log() string { return d.log.String() }
 
 // Ctr runs Debian's ctr against the daemon.
 func (d *opsDaemon) Ctr(t testing.TB, stdin []byte, args ...string) string {
@@ -148,7 +140,7 @@ func (d *opsDaemon) Ctr(t testing.TB, stdin []byte, args ...string) string {
 // SIGKILL) when the test ends.
 func startOps(t *testing.T, address string, env []string, args ...string) *opsDaemon {
 	t.Helper()
-	d := &opsDaemon{address: address, log: &bytes.Buffer{}, exited: make(chan struct{})}
+	d := &opsDaemon{address: address, exited: make(chan struct{})}
 	d.cmd = exec.Command(hulltest.Binary(t), args...)
 	d.cmd.Env = append(os.Environ(), env...)
 	d.cmd.Stdout, d.cmd.Stderr = d, d
