@@ -23,6 +23,16 @@ func DistributionSourceKey(host string) string {
 	return LabelDistributionSource + host
 }
 
+// DistributionSource returns the repositories m (a blob's labels, or a
+// descriptor's annotations) lists for registry host: under containerd's
+// key, else under the key with the port that earlier hull versions wrote.
+func DistributionSource(m map[string]string, host string) string {
+	if v := m[DistributionSourceKey(host)]; v != "" {
+		return v
+	}
+	return m[LabelDistributionSource+host]
+}
+
 // AppendDistributionSource adds repo to a label's comma-separated list of
 // repositories, kept sorted and without repeats.
 func AppendDistributionSource(list, repo string) string {

@@ -25,3 +25,21 @@ func TestDistributionSource(t *testing.T) {
 		}
 	}
 }
+
+func TestDistributionSourceLookup(t *testing.T) {
+	for _, c := range []struct {
+		labels map[string]string
+		host   string
+		want   string
+	}{
+		{map[string]string{"containerd.io/distribution.source.127.0.0.1": "a/b"}, "127.0.0.1:5000", "a/b"},
+		{map[string]string{"containerd.io/distribution.source.127.0.0.1:5000": "old/repo"}, "127.0.0.1:5000", "old/repo"},
+		{map[string]string{"containerd.io/distribution.source.127.0.0.1": "new", "containerd.io/distribution.source.127.0.0.1:5000": "old"}, "127.0.0.1:5000", "new"},
+		{map[string]string{"containerd.io/distribution.source.docker.io": "library/x"}, "docker.io", "library/x"},
+		{nil, "docker.io", ""},
+	} {
+		if got := DistributionSource(c.labels, c.host); got != c.want {
+			t.Errorf("DistributionSource(%v, %q) = %q, want %q", c.labels, c.host, got, c.want)
+		}
+	}
+}

@@ -127,13 +127,7 @@ func (p *uploader) pushBlob(ctx context.Context, desc ocispec.Descriptor) error 
 	if err != nil {
 		return err
 	}
-	// containerd's key names the host without its port; earlier hull
-	// versions named it with the port.
-	repo := info.Labels[images.DistributionSourceKey(p.host)]
-	if repo == "" {
-		repo = info.Labels[images.LabelDistributionSource+p.host]
-	}
-	if repo != "" {
+	if repo := images.DistributionSource(info.Labels, p.host); repo != "" {
 		desc.Annotations = map[string]string{AnnotationMountFrom: strings.Split(repo, ",")[0]}
 	}
 	w, err := p.pusher.Push(ctx, desc)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/hullrt/hull/core/content"
+	"github.com/hullrt/hull/core/images"
 	"github.com/hullrt/hull/core/remotes"
 )
 
@@ -24,12 +24,10 @@ const (
 	// AnnotationSourceRepository on a blob's descriptor names a repository
 	// of the same registry that has the blob, to mount it from instead of
 	// uploading it. The value is a repository path, optionally prefixed
-	// with the registry host.
+	// with the registry host. containerd's equivalent, one annotation per
+	// registry host listing repositories (images.DistributionSource), is
+	// read as well.
 	AnnotationSourceRepository = "hull.io/distribution.source.repository"
-
-	// containerdSourcePrefix is containerd's equivalent, one annotation per
-	// registry host, whose value is a comma-separated list of repositories.
-	containerdSourcePrefix = "containerd.io/distribution.source."
 )
 
 // PushOption configures a Pusher.
@@ -160,17 +158,8 @@ func (p *pusher) mountSource(desc ocispec.Descriptor) string {
 	if v := desc.Annotations[AnnotationSourceRepository]; v != "" {
 		cands = append(cands, v)
 	}
-	// containerd's clients key the annotation by the host without its
-	// port; earlier hull versions by the host as written.
-	keys := []string{containerdSourcePrefix + p.ref.host}
-	if h, _, err := net.SplitHostPort(p.ref.host); err == nil {
-		keys = []string{containerdSourcePrefix + h, keys[0]}
-	}
-	for _, k := range keys {
-		if v := desc.Annotations[k]; v != "" {
-			cands = append(cands, strings.Split(v, ",")...)
-			break
-		}
+	if v := images.DistributionSource(desc.Annotations, p.ref.host); v != "" {
+		cands = append(cands, strings.Split(v, ",")...)
 	}
 	if p.opts.mountFrom != "" {
 		cands = append(cands, p.opts.mountFrom)
