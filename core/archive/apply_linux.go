@@ -661,9 +661,6 @@ func (a *applier) regular(dirfd int, base string, hdr *tar.Header, r io.Reader) 
 	return nil
 }
 
-// copyN copies exactly n bytes from r to w through buf. A reader that
-// stops making progress is an error rather than a loop, and a canceled ctx
-// stops a large file without waiting for its end.
 // maxCopyBuffer is the largest buffer file contents are copied through.
 const maxCopyBuffer = 128 << 10
 
@@ -672,15 +669,15 @@ const maxCopyBuffer = 128 << 10
 // layer's files need, since a layer of a few small files is common and
 // each layer has an applier of its own.
 func (a *applier) buffer(size int64) []byte {
-	if int64(len(a.buf)) < size && len(a.buf) < maxCopyBuffer {
+	if len(a.buf) < maxCopyBuffer && int64(len(a.buf)) < max(size, 1) {
 		a.buf = make([]byte, min(max(size, 4<<10), maxCopyBuffer))
-	}
-	if len(a.buf) == 0 {
-		a.buf = make([]byte, 4<<10)
 	}
 	return a.buf
 }
 
+// copyN copies exactly n bytes from r to w through buf. A reader that
+// stops making progress is an error rather than a loop, and a canceled ctx
+// stops a large file without waiting for its end.
 func copyN(ctx context.Context, w io.Writer, r io.Reader, n int64, buf []byte) error {
 	var done int64
 	idle := 0
