@@ -155,11 +155,10 @@ func TestTransferArchivesTagAndPushWithCtr2(t *testing.T) {
 	c := yardstick(t)
 	dir := t.TempDir()
 
-	// Export from hull: an OCI layout with a docker manifest.json, closed
-	// before the call returned (ctr wrote the whole file).
+	// Export from hull: an OCI layout with a docker manifest.json.
 	tctrOK(t, d.Address, nil, "-n", "ta", "images", "pull", "--plain-http", ref)
 	hullTar := filepath.Join(dir, "hull.tar")
-	tctrOK(t, d.Address, nil, "-n", "ta", "images", "export", hullTar, ref)
+	exportWhole(t, hullTar, func() { tctrOK(t, d.Address, nil, "-n", "ta", "images", "export", hullTar, ref) })
 	names := strings.Join(archiveNames(t, hullTar), " ")
 	for _, want := range []string{"oci-layout", "index.json", "manifest.json", "blobs/sha256/" + img.Manifest.Desc.Digest.Encoded()} {
 		if !strings.Contains(names, want) {
@@ -169,7 +168,10 @@ func TestTransferArchivesTagAndPushWithCtr2(t *testing.T) {
 	// containerd's own export of the same image, for the other direction.
 	tctrOK(t, c.Address, nil, "-n", "ta", "images", "pull", "--plain-http", ref)
 	ctdTar := filepath.Join(dir, "containerd.tar")
-	tctrOK(t, c.Address, nil, "-n", "ta", "images", "export", ctdTar, ref)
+	exportWhole(t, ctdTar, func() { tctrOK(t, c.Address, nil, "-n", "ta", "images", "export", ctdTar, ref) })
+	if !completeArchive(archiveFiles(ctdTar)) {
+		t.Fatalf("containerd's export is not whole: %s", strings.Join(archiveNames(t, ctdTar), " "))
+	}
 
 	// Each archive imports into both daemons with the same result.
 	for i, archive := range []string{hullTar, ctdTar} {
