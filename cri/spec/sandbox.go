@@ -28,6 +28,15 @@ func withoutGeneratorDefaults(_ context.Context, _ oci.Client, _ *containers.Con
 	return nil
 }
 
+// withoutCgroupfs drops the generator's /sys/fs/cgroup mount from a pause
+// container, which never reads it (containerd's has none either): on cgroup
+// v1 hosts runc makes it a tmpfs with a bind mount per controller, work in
+// every pod's start for nothing.
+func withoutCgroupfs(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+	s.Mounts = slices.DeleteFunc(s.Mounts, func(m specs.Mount) bool { return m.Destination == cgroupRoot })
+	return nil
+}
+
 // withHostname sets the hostname, "" included: the generator's default
 // (the container id) must not reach a container that joins its pod's uts
 // namespace, nor one in the host's, where runc refuses any hostname.
@@ -87,6 +96,7 @@ func SandboxOpts(sb Sandbox, o Options) ([]oci.SpecOpts, error) {
 	}
 	opts := []oci.SpecOpts{
 		withoutGeneratorDefaults,
+		withoutCgroupfs,
 		oci.WithProcessArgs(args...),
 		oci.WithEnv(slices.Clone(sb.Image.Env)),
 		oci.WithProcessCwd(cwd),

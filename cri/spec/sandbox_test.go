@@ -58,6 +58,9 @@ func TestSandboxBasics(t *testing.T) {
 	if m := mountAt(s, "/dev/shm"); m == nil || m.Source != "/run/hull/sb1/shm" || m.Type != "bind" || !slices.Contains(m.Options, "ro") {
 		t.Errorf("/dev/shm %+v", m)
 	}
+	if m := mountAt(s, "/sys/fs/cgroup"); m != nil {
+		t.Errorf("the pause container mounts /sys/fs/cgroup: %+v", m)
+	}
 	wantA := map[string]string{
 		AnnotationContainerType: "sandbox", AnnotationSandboxID: "sb1", AnnotationSandboxName: "web", AnnotationSandboxNamespace: "default",
 		AnnotationSandboxUID: "uid-1", AnnotationSandboxLogDir: "/var/log/pods/default_web_uid-1", AnnotationRuntimeHandler: "runc",

@@ -416,6 +416,50 @@ func (d *criDaemon) memory() (daemon, shims int64, n int, err error) {
 	return daemon, shims, len(pids), nil
 }
 
+// startCPU is where a runtime's CPU goes while pods start: the whole
+// machine, the daemon itself, the children it waited for (shim start-up
+// commands, CNI plugins), and its shims with the children they waited for
+// (runc). Shims are read while they run, so a shim that started before the
+// window counts whole: the windows here start with none.
+type startCPU struct {
+	system, daemon, daemonChildren, shims, shimChildren time.Duration
+}
+
+func (c startCPU) since(before startCPU) startCPU {
+	return startCPU{
+		system:         c.system - before.system,
+		daemon:         c.daemon - before.daemon,
+		daemonChildren: c.daemonChildren - before.daemonChildren,
+		shims:          c.shims - before.shims,
+		shimChildren:   c.shimChildren - before.shimChildren,
+	}
+}
+
+func (c startCPU) String() string {
+	rest := c.system - c.daemon - c.daemonChildren - c.shims - c.shimChildren
+	return fmt.Sprintf("machine %s = daemon %s + its children %s + shims %s + their children %s + the rest (containers, kernel threads, other) %s",
+		ms(c.system), ms(c.daemon), ms(c.daemonChildren), ms(c.shims), ms(c.shimChildren), ms(rest))
+}
+
+// cpu reads d's startCPU counters now.
+func (d *criDaemon) cpu(b *testing.B) (startCPU, error) {
+	var c startCPU
+	var err error
+	c.system, _ = systemCPU(b)
+	if c.daemon, c.daemonChildren, err = cpuTimes(d.pid); err != nil {
+		return c, err
+	}
+	for _, pid := range hulltest.ShimPIDs(d.sock) {
+		own, children, err := cpuTimes(pid)
+		if err != nil {
+			continue // the shim exited meanwhile
+		}
+		c.shims += own
+		c.shimChildren += children
+	}
+	return c, nil
+}
+
 // parallel calls f(0..n-1) with at most limit calls running at a time and
 // waits for all of them; it returns their errors joined.
 func parallel(n, limit int, f func(i int) error) error {

@@ -378,6 +378,28 @@ func cpuTime(pid int) (time.Duration, error) {
 	return time.Duration(u+st) * 10 * time.Millisecond, nil
 }
 
+// cpuTimes returns the user plus system CPU time pid has used so far and
+// that of its children it has waited for (with theirs), from /proc/PID/stat.
+func cpuTimes(pid int) (own, children time.Duration, err error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	f := strings.Fields(s[i+1:])
+	if i < 0 || len(f) < 15 {
+		return 0, 0, fmt.Errorf("/proc/%d/stat: %q", pid, s)
+	}
+	var t [4]int64
+	for j := range t {
+		if t[j], err = strconv.ParseInt(f[11+j], 10, 64); err != nil {
+			return 0, 0, fmt.Errorf("/proc/%d/stat: field %d: %w", pid, 14+j, err)
+		}
+	}
+	return time.Duration(t[0]+t[1]) * 10 * time.Millisecond, time.Duration(t[2]+t[3]) * 10 * time.Millisecond, nil
+}
+
 // runTime returns the time pid's threads have run so far, summed from
 // /proc/PID/task/*/schedstat (nanoseconds, where /proc/PID/stat counts
 // 10ms ticks): for short windows of little CPU, such as a few hundred
