@@ -3,11 +3,13 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
 	"path"
 	"reflect"
 	"strings"
 	"syscall"
 	"testing"
+	"testing/iotest"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/urfave/cli/v2"
@@ -285,3 +287,22 @@ func TestEditDistance(t *testing.T) {
 
 // The repeated flag type must satisfy flag.Value for cli.GenericFlag.
 var _ flag.Value = (*repeated)(nil)
+
+func TestEndOfTransmission(t *testing.T) {
+	for in, want := range map[string]string{
+		"":         "\x04",
+		"ab\n":     "ab\n\x04",
+		"ab":       "ab\x04\x04",
+		"a\nbc":    "a\nbc\x04\x04",
+		"a\n\nb\n": "a\n\nb\n\x04",
+	} {
+		got, err := io.ReadAll(&endOfTransmission{r: iotest.OneByteReader(strings.NewReader(in))})
+		if err != nil || string(got) != want {
+			t.Errorf("%q: %q, %v; want %q", in, got, err, want)
+		}
+		got, _ = io.ReadAll(&endOfTransmission{r: iotest.DataErrReader(strings.NewReader(in))})
+		if string(got) != want {
+			t.Errorf("%q with data and EOF in one read: %q; want %q", in, got, want)
+		}
+	}
+}

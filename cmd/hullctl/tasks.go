@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"sort"
@@ -61,7 +62,11 @@ func loadTask(ctx context.Context, cl *client.Client, id string, attach cio.Atta
 
 // stdioCreator makes FIFOs connected to hullctl's own stdio.
 func (e *env) stdioCreator(c *cli.Context, tty bool) cio.Creator {
-	opts := []cio.Opt{cio.WithStreams(e.stdin, e.stdout, e.stderr)}
+	stdin := e.stdin
+	if f, ok := stdin.(*os.File); tty && (!ok || !isTerminal(f)) {
+		stdin = &endOfTransmission{r: stdin}
+	}
+	opts := []cio.Opt{cio.WithStreams(stdin, e.stdout, e.stderr)}
 	if tty {
 		opts = append(opts, cio.WithTerminal)
 	}
@@ -69,6 +74,46 @@ func (e *env) stdioCreator(c *cli.Context, tty bool) cio.Creator {
 		opts = append(opts, cio.WithFIFODir(d))
 	}
 	return cio.NewCreator(opts...)
+}
+
+// endOfTransmission passes on input piped into a process's terminal and,
+// at its end, the terminal's end-of-file character (^D): a terminal has no
+// end of its own, so closing the input would leave a process that reads
+// to the end (cat, sh) waiting forever. ^D ends input only at the start of
+// a line; after a partial line a first ^D hands over that line and a
+// second one ends the input.
+type endOfTransmission struct {
+	r    io.Reader
+	last byte
+	tail []byte
+	done bool
+}
+
+func (t *endOfTransmission) Read(p []byte) (int, error) {
+	if t.done {
+		if len(t.tail) == 0 {
+			return 0, io.EOF
+		}
+		n := copy(p, t.tail)
+		t.tail = t.tail[n:]
+		return n, nil
+	}
+	n, err := t.r.Read(p)
+	if n > 0 {
+		t.last = p[n-1]
+	}
+	if err == io.EOF {
+		t.done = true
+		t.tail = []byte{4}
+		if t.last != 0 && t.last != '\n' {
+			t.tail = []byte{4, 4}
+		}
+		if n == 0 {
+			return t.Read(p)
+		}
+		return n, nil
+	}
+	return n, err
 }
 
 // detachedCreator gives a detached process --log-file, else logPath, else

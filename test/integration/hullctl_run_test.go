@@ -390,6 +390,57 @@ func TestHullctlRunTerminal(t *testing.T) {
 	}
 }
 
+// TestHullctlRunTerminalPipedInput gives run -t input from a pipe, as a
+// script does: the process gets a terminal all the same, reads the input
+// from it and sees its end (^D), with or without a last newline, so that
+// cat and sh end instead of waiting forever.
+func TestHullctlRunTerminalPipedInput(t *testing.T) {
+	for _, rt := range hullctlRuntimes(t) {
+		t.Run(rt, func(t *testing.T) {
+			f := newRunFixture(t, rt)
+			for i, c := range []struct {
+				stdin, script, want string
+			}{
+				{"abc\ndef", "cat; echo; echo cat-ended", "cat-ended"},
+				{"abc\n", "cat; echo cat-ended", "cat-ended"},
+				{"", "cat; echo cat-ended", "cat-ended"},
+				{"line1\n", "read x; busybox tty; echo got-$x", "got-line1"},
+			} {
+				cmd := exec.Command(f.h.bin, append([]string{"--address", f.d.Address},
+					f.args("run", "--rm", "-t", "--name", fmt.Sprintf("piped%d", i), f.ref, "sh", "-c", c.script)...)...)
+				cmd.Stdin = strings.NewReader(c.stdin)
+				var out bytes.Buffer
+				cmd.Stdout, cmd.Stderr = &out, &out
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				done := make(chan error, 1)
+				go func() { done <- cmd.Wait() }()
+				select {
+				case err := <-done:
+					if err != nil {
+						t.Fatalf("%q with input %q: %v\n%q", c.script, c.stdin, err, out.String())
+					}
+				case <-time.After(30 * time.Second):
+					cmd.Process.Kill()
+					<-done
+					t.Fatalf("%q with input %q: still running after 30s (the end of the input never reached it)\n%q", c.script, c.stdin, out.String())
+				}
+				if !strings.Contains(out.String(), c.want) {
+					t.Fatalf("%q with input %q: no %q in %q", c.script, c.stdin, c.want, out.String())
+				}
+				if strings.Contains(c.stdin, "def") && strings.Count(out.String(), "def") < 2 {
+					t.Fatalf("cat did not give back the unterminated last line (the terminal echoes it once, cat once more): %q", out.String())
+				}
+				if strings.HasPrefix(c.script, "read") && !strings.Contains(out.String(), "/dev/pts/") {
+					t.Fatalf("no terminal: %q", out.String())
+				}
+			}
+			f.checkClean()
+		})
+	}
+}
+
 // setWinsize sets a terminal's size.
 func setWinsize(f *os.File, rows, cols uint16) error {
 	return unix.IoctlSetWinsize(int(f.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols})
