@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -60,11 +61,18 @@ func loadTask(ctx context.Context, cl *client.Client, id string, attach cio.Atta
 	return t, nil
 }
 
-// stdioCreator makes FIFOs connected to hullctl's own stdio.
-func (e *env) stdioCreator(c *cli.Context, tty bool) cio.Creator {
+// stdioCreator makes FIFOs connected to hullctl's own stdio. Without a
+// terminal, the channel it returns is closed once hullctl's stdin is all
+// read, for follow to close the process's stdin then; with one, the
+// terminal's ^D ends the input instead (nil channel).
+func (e *env) stdioCreator(c *cli.Context, tty bool) (cio.Creator, <-chan struct{}) {
 	stdin := e.stdin
+	var ended chan struct{}
 	if f, ok := stdin.(*os.File); tty && (!ok || !isTerminal(f)) {
 		stdin = &endOfTransmission{r: stdin}
+	} else if !tty {
+		ended = make(chan struct{})
+		stdin = &stdinEnd{r: stdin, ended: ended}
 	}
 	opts := []cio.Opt{cio.WithStreams(stdin, e.stdout, e.stderr)}
 	if tty {
@@ -73,7 +81,27 @@ func (e *env) stdioCreator(c *cli.Context, tty bool) cio.Creator {
 	if d := c.String("fifo-dir"); d != "" {
 		opts = append(opts, cio.WithFIFODir(d))
 	}
-	return cio.NewCreator(opts...)
+	return cio.NewCreator(opts...), ended
+}
+
+// stdinEnd passes a process's input on and closes ended once it has all
+// been read (or cannot be). Shims keep a process's stdin open after the
+// client's end of the FIFO closes, since a client may attach again, so
+// the end of a piped input reaches the process only when hullctl closes
+// its stdin in the shim (CloseIO): cat and sh then end instead of
+// waiting forever.
+type stdinEnd struct {
+	r     io.Reader
+	ended chan struct{}
+	once  sync.Once
+}
+
+func (s *stdinEnd) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil {
+		s.once.Do(func() { close(s.ended) })
+	}
+	return n, err
 }
 
 // endOfTransmission passes on input piped into a process's terminal and,
@@ -133,8 +161,9 @@ func detachedCreator(c *cli.Context, logPath string) cio.Creator {
 // follows the task to its end, deletes it and returns its exit code.
 func (e *env) startTask(ctx context.Context, c *cli.Context, ct *client.Container, tty, detach bool, logPath string) (uint32, error) {
 	creator := detachedCreator(c, logPath)
+	var stdinEnded <-chan struct{}
 	if !detach {
-		creator = e.stdioCreator(c, tty)
+		creator, stdinEnded = e.stdioCreator(c, tty)
 	}
 	task, err := ct.NewTask(ctx, creator)
 	if err != nil {
@@ -147,7 +176,7 @@ func (e *env) startTask(ctx context.Context, c *cli.Context, ct *client.Containe
 		}
 		return 0, nil
 	}
-	code, err := e.follow(ctx, c, task, tty, true)
+	code, err := e.follow(ctx, c, task, tty, true, stdinEnded)
 	// Deleting waits for the last of the output, so it comes before
 	// hullctl exits, also after a failed start (the shim goes).
 	if _, derr := task.Delete(ctx, client.WithProcessKill); derr != nil && !errdefs.IsNotFound(derr) {
@@ -165,8 +194,9 @@ var forwarded = []os.Signal{unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT
 // on its size. A process that stays alive --stop-timeout after a
 // forwarded SIGINT or SIGTERM, or gets a second one, is killed: the
 // container's init ignores signals it has no handler for (it is pid 1 of
-// its namespace), and Ctrl-C must still end it.
-func (e *env) follow(ctx context.Context, c *cli.Context, p client.Process, tty, start bool) (uint32, error) {
+// its namespace), and Ctrl-C must still end it. Once stdinEnded is
+// closed (nil: never), the process's stdin is closed in the shim.
+func (e *env) follow(ctx context.Context, c *cli.Context, p client.Process, tty, start bool, stdinEnded <-chan struct{}) (uint32, error) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	exited, err := p.Wait(wctx)
@@ -198,6 +228,22 @@ func (e *env) follow(ctx context.Context, c *cli.Context, p client.Process, tty,
 	}
 	if console != nil {
 		resize(ctx, console, p)
+	}
+	if stdinEnded != nil {
+		// After the start: an exec's stdin exists in the shim only
+		// from then on.
+		closed := make(chan struct{})
+		go func() {
+			defer close(closed)
+			select {
+			case <-stdinEnded:
+				if err := p.CloseIO(ctx, client.WithStdinCloser); err != nil && !errdefs.IsNotFound(err) && !errdefs.IsFailedPrecondition(err) {
+					e.warn("close the input of %q: %v", p.ID(), err)
+				}
+			case <-wctx.Done():
+			}
+		}()
+		defer func() { cancel(); <-closed }()
 	}
 	grace := c.Duration("stop-timeout")
 	var timer <-chan time.Time
@@ -398,7 +444,7 @@ func tasksAttach(e *env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			code, err := e.follow(ctx, c, t, tty, false)
+			code, err := e.follow(ctx, c, t, tty, false, nil)
 			if pio := t.IO(); pio != nil {
 				pio.Wait()
 				pio.Close()
@@ -548,8 +594,9 @@ func tasksExec(e *env) *cli.Command {
 			}
 			detach := c.Bool("detach")
 			creator := detachedCreator(c, "")
+			var stdinEnded <-chan struct{}
 			if !detach {
-				creator = e.stdioCreator(c, tty)
+				creator, stdinEnded = e.stdioCreator(c, tty)
 			}
 			p, err := t.Exec(ctx, execID, spec.Process, creator)
 			if err != nil {
@@ -563,7 +610,7 @@ func tasksExec(e *env) *cli.Command {
 				fmt.Fprintln(e.stdout, execID)
 				return nil
 			}
-			code, err := e.follow(ctx, c, p, tty, true)
+			code, err := e.follow(ctx, c, p, tty, true, stdinEnded)
 			if _, derr := p.Delete(ctx, client.WithProcessKill); derr != nil && !errdefs.IsNotFound(derr) {
 				err = errors.Join(err, named("exec", execID, derr))
 			}
