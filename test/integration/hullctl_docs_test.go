@@ -662,3 +662,73 @@ func TestHullctlDocsRunIO(t *testing.T) {
 	}
 	f.checkClean()
 }
+
+// TestHullctlDocsContainerd: hullctl drives containerd as it drives hulld,
+// and run -d's log goes to /run/hull/logs/<namespace>/<id>.log there, as
+// containerd does not tell its state directory; logs reads it and rm
+// removes it. The namespace is the test's own, and what the test made
+// under /run/hull is removed at its end.
+func TestHullctlDocsContainerd(t *testing.T) {
+	c := hulltest.StartContainerdWith(t, "", hulltest.ContainerdOptions{
+		Binary:   hulltest.Containerd2Bin(t, "containerd"),
+		PathDirs: []string{hulltest.Containerd2Dir}, // its own runc shim
+	})
+	bin := hulltest.Build(t, "hullctl", "github.com/hullrt/hull/cmd/hullctl")
+	ns := fmt.Sprintf("hullctl-docs-%d", os.Getpid())
+	made := ""
+	for _, dir := range []string{"/run/hull", "/run/hull/logs"} {
+		if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) && made == "" {
+			made = dir
+		}
+	}
+	logDir := filepath.Join("/run/hull/logs", ns)
+	t.Cleanup(func() {
+		os.RemoveAll(logDir)
+		if made != "" {
+			os.RemoveAll(made)
+		}
+	})
+	hc := func(args ...string) docsResult {
+		t.Helper()
+		return docsHullctl(t, bin, "", nil, append([]string{"--address", c.Address, "-n", ns}, args...)...)
+	}
+	ok := func(args ...string) string {
+		t.Helper()
+		r := hc(args...)
+		if r.code != 0 {
+			t.Fatalf("hullctl %s (containerd): exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+		}
+		return r.stdout
+	}
+	var archive bytes.Buffer
+	ref := "example.test/busybox:docs"
+	if err := testimage.WriteOCIArchive(&archive, ref, busyboxImage(t)); err != nil {
+		t.Fatal(err)
+	}
+	tarPath := filepath.Join(t.TempDir(), "image.tar")
+	if err := os.WriteFile(tarPath, archive.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ok("images", "import", tarPath)
+	t.Cleanup(func() { hc("rm", "-f", "cd1") })
+	if out := ok("run", "-d", "--runtime", "io.containerd.runc.v2", "--name", "cd1", ref, "sh", "-c", "echo to-the-fallback; sleep 600"); out != "cd1\n" {
+		t.Fatalf("run -d printed %q", out)
+	}
+	logFile := filepath.Join(logDir, "cd1.log")
+	if info := ok("containers", "info", "cd1"); !strings.Contains(info, `"io.hull.log-uri": "file://`+logFile+`"`) {
+		t.Errorf("containers info does not name %s:\n%s", logFile, info)
+	}
+	hulltest.Eventually(t, 10*time.Second, "hullctl logs to print the first line", func() error {
+		if out := ok("logs", "cd1"); out != "to-the-fallback\n" {
+			return fmt.Errorf("logs printed %q", out)
+		}
+		return nil
+	})
+	if b, err := os.ReadFile(logFile); err != nil || string(b) != "to-the-fallback\n" {
+		t.Errorf("the log is not where the page says: %q, %v", b, err)
+	}
+	ok("rm", "-f", "cd1")
+	if _, err := os.Stat(logFile); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("rm left %s: %v", logFile, err)
+	}
+}
