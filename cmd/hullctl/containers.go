@@ -146,7 +146,7 @@ func containersRm(e *env) *cli.Command {
 	return removeCommand(e, &cli.Command{
 		Name:      "rm",
 		Aliases:   []string{"remove", "delete", "del"},
-		Usage:     "delete containers, their root filesystem snapshots and the log files run -d gave them",
+		Usage:     "delete containers, their root filesystem snapshots and the default log files run -d gave them (never a --log-file)",
 		ArgsUsage: "CONTAINER...",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "keep-snapshot", Usage: "leave the root filesystem snapshot"},

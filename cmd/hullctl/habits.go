@@ -286,7 +286,7 @@ func quoteShort(s string, n int) string {
 func rmCommand(e *env) *cli.Command {
 	cmd := containersRm(e)
 	cmd.Aliases = nil
-	cmd.Usage = "delete containers, their root filesystem snapshots and their logs (= containers rm)"
+	cmd.Usage = "delete containers, their root filesystem snapshots and their default logs (= containers rm)"
 	return cmd
 }
 

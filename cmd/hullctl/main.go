@@ -84,7 +84,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer, getenv func(string) strin
 The first commands are those nerdctl's and Docker's users type: run
 (IMAGE [COMMAND...], pulling a missing image), ps, exec, logs, rm, pull,
 push, images and rmi. The groups below them are ctr's, with ctr's aliases
-(c containers, i images, t tasks, ns namespaces).
+(c containers, i images, t tasks, s snapshots, ns namespaces).
 
 The socket is --address, else $HULL_ADDRESS, else $CONTAINERD_ADDRESS,
 else ` + defaultAddress + `. The namespace is --namespace, else $HULL_NAMESPACE,
@@ -98,7 +98,7 @@ else $CONTAINERD_NAMESPACE, else "default". --debug tells which was used.`,
 			&cli.StringFlag{Name: "address", Aliases: []string{"a"}, Usage: "hulld's socket (default: $HULL_ADDRESS, $CONTAINERD_ADDRESS, " + defaultAddress + ")"},
 			&cli.StringFlag{Name: "namespace", Aliases: []string{"n"}, Usage: "namespace to act in (default: $HULL_NAMESPACE, $CONTAINERD_NAMESPACE, \"default\")"},
 			&cli.DurationFlag{Name: "timeout", Usage: "limit for each API call (not for event subscriptions and ingests, which last as long as their input); 0 for none"},
-			&cli.DurationFlag{Name: "connect-timeout", Value: client.DefaultConnectTimeout, Usage: "how long to wait for hulld while its socket refuses connections (it is down or restarting); 0 to fail at once"},
+			&cli.DurationFlag{Name: "connect-timeout", Value: client.DefaultConnectTimeout, Usage: "how long to wait, saying so on stderr, for hulld while its socket is missing or refuses connections (it is down or restarting); 0 to fail at once"},
 			&cli.BoolFlag{Name: "debug", Usage: "tell on stderr how hullctl resolved its settings"},
 			&cli.StringFlag{Name: "format", Value: "table", Usage: "output of listings: table or json"},
 		},

@@ -484,11 +484,13 @@ func (e *env) createContainer(ctx context.Context, c *cli.Context, cl *client.Cl
 	return ct, nil
 }
 
-// ioFlags are the flags of commands that make a process's stdio.
-func ioFlags() []cli.Flag {
+// ioFlags are the flags of commands that make a process's stdio;
+// logDefault says where a detached process's output goes without
+// --log-file.
+func ioFlags(logDefault string) []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "fifo-dir", Usage: "directory for the stdio FIFOs (default: " + cio.DefaultFIFODir() + ")"},
-		&cli.StringFlag{Name: "log-file", Usage: "with --detach: the process's stdout and stderr go to this file (absolute path) instead of nowhere"},
+		&cli.StringFlag{Name: "log-file", Usage: "with --detach: the file (an absolute path: the shim opens it) the process's stdout and stderr go to (default: " + logDefault + ")"},
 		&cli.DurationFlag{Name: "stop-timeout", Value: 10 * time.Second, Usage: "after forwarding SIGINT or SIGTERM, how long to wait before SIGKILL (a second Ctrl-C kills at once); 0 waits forever"},
 	}
 }
@@ -502,8 +504,8 @@ func runCommand(e *env) *cli.Command {
 		Usage:     "make a container from an image (pulled if missing) and run it",
 		ArgsUsage: "[--name ID] IMAGE [COMMAND [ARG...]]",
 		Description: `run takes nerdctl's and Docker's form: IMAGE [COMMAND...], the id from
---name or made up (12 hex digits). A short image name is expanded as by
-hullctl images (busybox is docker.io/library/busybox:latest). An image
+--name or made up (12 hex digits). A short image name is expanded as pull
+expands it (busybox is docker.io/library/busybox:latest). An image
 that is not in the namespace is pulled first (--pull=missing); --pull=never
 fails instead, as ctr does, and --pull=always pulls anyway. The image is
 unpacked into the snapshotter if it is not yet.
@@ -522,7 +524,7 @@ hullctl rm removes.
 
 hull gives containers no network of their own: they have loopback only, or
 the host's network with --net-host; -p is refused for that reason.`,
-		Flags: append(append(append(containerFlags(), ioFlags()...), pullFlags()...),
+		Flags: append(append(append(containerFlags(), ioFlags("<hulld's state directory>/logs/<namespace>/<id>.log")...), pullFlags()...),
 			&cli.BoolFlag{Name: "rm", Usage: "delete the container and its snapshot once it exits"},
 			&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "start the container and print its id without waiting; its output goes to its log file"},
 			&cli.BoolFlag{Name: "interactive", Aliases: []string{"i"}, Usage: "connect stdin (it always is when run follows the container; for nerdctl's -it)"},

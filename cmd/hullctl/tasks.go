@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -142,6 +143,21 @@ func (t *endOfTransmission) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	return n, err
+}
+
+// checkLogFile checks --log-file as run does: it goes with --detach, and
+// the shim opens it, so it must be absolute.
+func checkLogFile(c *cli.Context) error {
+	f := c.String("log-file")
+	switch {
+	case f == "":
+		return nil
+	case !c.Bool("detach"):
+		return errors.New("--log-file goes with --detach")
+	case !filepath.IsAbs(f):
+		return fmt.Errorf("--log-file %q: the path must be absolute (the shim opens it, not hullctl)", f)
+	}
+	return nil
 }
 
 // detachedCreator gives a detached process --log-file, else logPath, else
@@ -387,8 +403,11 @@ func tasksStart(e *env) *cli.Command {
 		Name:      "start",
 		Usage:     "start a container's task and follow it (see run for signals and the exit code)",
 		ArgsUsage: "CONTAINER",
-		Flags:     append(ioFlags(), &cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "start the task and return"}),
+		Flags:     append(ioFlags("the log file run -d gave the container, else nowhere"), &cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "start the task and return"}),
 		Action: func(c *cli.Context) error {
+			if err := checkLogFile(c); err != nil {
+				return err
+			}
 			cl, ctx, err := e.connectFor(c, 1, "CONTAINER")
 			if err != nil {
 				return err
@@ -532,7 +551,7 @@ func tasksExec(e *env) *cli.Command {
 		Name:      "exec",
 		Usage:     "run another process in a running task and follow it; hullctl exits with its exit code",
 		ArgsUsage: "CONTAINER COMMAND [ARG...]",
-		Flags: append(ioFlags(),
+		Flags: append(ioFlags("nowhere"),
 			&cli.StringFlag{Name: "exec-id", Usage: "id of the process (default: a random one)"},
 			&cli.BoolFlag{Name: "tty", Aliases: []string{"t"}, Usage: "give the process a terminal"},
 			&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "start the process, print its exec id and return"},
@@ -551,6 +570,9 @@ func tasksExec(e *env) *cli.Command {
 			}
 			if cwd := c.String("cwd"); cwd != "" && !strings.HasPrefix(cwd, "/") {
 				return fmt.Errorf("--cwd %q: the working directory must be absolute", cwd)
+			}
+			if err := checkLogFile(c); err != nil {
+				return err
 			}
 			cl, err := e.connect()
 			if err != nil {

@@ -641,6 +641,18 @@ func TestHullctlDocsRunIO(t *testing.T) {
 	if r.code != 4 || !strings.Contains(r.stdout, "in-exec") || !strings.Contains(r.stdout, "/dev/pts/") {
 		t.Errorf("exec -it with piped input: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
+	// exec's --log-file, as its help says: with --detach, absolute.
+	execLog := filepath.Join(t.TempDir(), "exec.log")
+	f.fails([]string{"--log-file", "--detach"}, "exec", "--log-file", execLog, "ex", "true")
+	f.fails([]string{`"exec.log"`, "absolute"}, "exec", "-d", "--log-file", "exec.log", "ex", "true")
+	ok("", "exec", "-d", "--log-file", execLog, "ex", "sh", "-c", "echo from-exec")
+	hulltest.Eventually(t, 10*time.Second, "the exec's output in "+execLog, func() error {
+		b, err := os.ReadFile(execLog)
+		if err == nil && string(b) != "from-exec\n" {
+			err = fmt.Errorf("it holds %q", b)
+		}
+		return err
+	})
 	execID := strings.TrimSpace(ok("", "exec", "-d", "ex", "sleep", "600"))
 	if ps := f.ok("tasks", "ps", "ex"); !strings.Contains(ps, execID) || execID == "" {
 		t.Errorf("exec -d printed %q; tasks ps:\n%s", execID, ps)
