@@ -24,6 +24,7 @@ type remoteConfig struct {
 	resolver      remotes.Resolver
 	registry      registry.Config
 	platform      platforms.MatchComparer
+	platformSpec  *ocispec.Platform // what WithPlatform named, for TransferPull's request
 	allPlatforms  bool
 	progress      func(pull.Progress)
 	maxConcurrent int
@@ -57,7 +58,7 @@ func WithCredentials(s credentials.Store) RemoteOpt {
 // WithPlatform pulls (or pushes) platform p of an index instead of the
 // host's.
 func WithPlatform(p ocispec.Platform) RemoteOpt {
-	return func(c *remoteConfig) { c.platform = platforms.Only(p) }
+	return func(c *remoteConfig) { c.platform, c.platformSpec = platforms.Only(p), &p }
 }
 
 // WithAllPlatforms pulls every platform of an index, and pushes an index

@@ -7,6 +7,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/hullrt/hull/client"
+	"github.com/hullrt/hull/core/images"
 	"github.com/hullrt/hull/core/reference"
 	"github.com/hullrt/hull/core/remotes/credentials"
 	"github.com/hullrt/hull/core/remotes/registry"
@@ -45,9 +46,12 @@ func (e *env) remoteOpts(c *cli.Context) ([]client.RemoteOpt, error) {
 // registryOpts turns the remote flags c has into client options;
 // userFlag names the flag of registry credentials, "" for none.
 func (e *env) registryOpts(c *cli.Context, userFlag string) ([]client.RemoteOpt, error) {
-	opts := []client.RemoteOpt{
-		client.WithHostsDir(c.String("hosts-dir")), client.WithMaxConcurrentDownloads(c.Int("max-concurrent-downloads")),
-		client.WithChunkedDownloads(c.Int64("chunk-size"), c.Int("parallel-chunks"), c.Int64("chunk-threshold")),
+	opts := []client.RemoteOpt{client.WithHostsDir(c.String("hosts-dir"))}
+	if c.IsSet("max-concurrent-downloads") {
+		opts = append(opts, client.WithMaxConcurrentDownloads(c.Int("max-concurrent-downloads")))
+	}
+	if c.IsSet("chunk-size") || c.IsSet("parallel-chunks") || c.IsSet("chunk-threshold") {
+		opts = append(opts, client.WithChunkedDownloads(c.Int64("chunk-size"), c.Int("parallel-chunks"), c.Int64("chunk-threshold")))
 	}
 	if c.Bool("plain-http") {
 		opts = append(opts, client.WithPlainHTTP())
@@ -115,6 +119,7 @@ func imagesPull(e *env) *cli.Command {
 			&cli.BoolFlag{Name: "skip-unpack", Usage: "fetch only; do not unpack into a snapshotter"},
 			snapshotterFlag(),
 			&cli.BoolFlag{Name: "plain", Usage: "print progress as plain lines, not a live table"},
+			&cli.BoolFlag{Name: "local", Usage: "pull in hullctl itself, as ctr --local does, rather than through hulld's Transfer service (also when a download flag is given, or the daemon has no Transfer service)"},
 		),
 		Action: func(c *cli.Context) error {
 			ref, err := e.refArg(c, 1, "REF")
@@ -133,7 +138,7 @@ func imagesPull(e *env) *cli.Command {
 				opts = append(opts, client.WithPullUnpack(sn, nil))
 			}
 			board := newProgressBoard(e.stdout, c.Bool("plain"), ref+": resolving")
-			img, err := cl.Pull(e.ctx(c), ref, append(opts, client.WithProgress(board.Update))...)
+			img, err := e.pull(c, cl, ref, append(opts, client.WithProgress(board.Update)))
 			board.Finish()
 			if err != nil {
 				return err
@@ -143,6 +148,35 @@ func imagesPull(e *env) *cli.Command {
 		},
 	}
 }
+
+// pull pulls ref: through hulld's Transfer service, where hulld fetches,
+// stores and unpacks and hullctl follows the progress (one call, where
+// hullctl's own pull makes several per blob), unless --local, a download
+// flag (--max-concurrent-downloads, --chunk-size, --parallel-chunks,
+// --chunk-threshold: hulld's transfer configuration sets those) or a
+// daemon without a Transfer service (containerd 1.x) has hullctl pull
+// itself. Either way a pull interrupted by a hulld restart resumes.
+func (e *env) pull(c *cli.Context, cl *client.Client, ref string, opts []client.RemoteOpt) (images.Image, error) {
+	local := c.Bool("local")
+	for _, f := range []string{"max-concurrent-downloads", "chunk-size", "parallel-chunks", "chunk-threshold"} {
+		local = local || c.IsSet(f)
+	}
+	if !local {
+		ps, err := cl.Plugins(e.ctx(c), "type=="+transferPluginType+",id==transfer")
+		if err != nil {
+			return images.Image{}, err
+		}
+		local = len(ps) == 0 || ps[0].InitErr != ""
+	}
+	if local {
+		return cl.Pull(e.ctx(c), ref, opts...)
+	}
+	return cl.TransferPull(e.ctx(c), ref, opts...)
+}
+
+// transferPluginType is the type of the gRPC plugin serving Transfer, in
+// hulld and containerd alike.
+const transferPluginType = "io.containerd.grpc.v1"
 
 func imagesPush(e *env) *cli.Command {
 	return &cli.Command{

@@ -623,7 +623,7 @@ func (e *env) pullFor(c *cli.Context, cl *client.Client, ref, policy string) err
 	}
 	// Progress goes to stderr: stdout is the container's.
 	board := newProgressBoard(e.stderr, false, ref+": resolving")
-	_, err = cl.Pull(e.ctx(c), ref, append(opts, client.WithPullUnpack(sn, nil), client.WithProgress(board.Update))...)
+	_, err = e.pull(c, cl, ref, append(opts, client.WithPullUnpack(sn, nil), client.WithProgress(board.Update)))
 	board.Finish()
 	return err
 }
