@@ -744,3 +744,25 @@ func TestHullctlDocsContainerd(t *testing.T) {
 		t.Errorf("rm left %s: %v", logFile, err)
 	}
 }
+
+// TestHullctlDocsPods: hullctl has no sandboxes command (ctr 2.x's s),
+// because a pod that hulld's CRI service runs is a container of the
+// k8s.io namespace, which hullctl -n k8s.io containers ls shows. The pod
+// runs as TestCRI's do, in the test's own namespaces.
+func TestHullctlDocsPods(t *testing.T) {
+	if criInOwnNamespaces(t) {
+		return
+	}
+	e := newCRIEnv(t)
+	d := e.startCRI(t, criDaemonOptions{net: newCRINet(t)})
+	pod, _, _ := d.runPod(t, d.podConfig("docs", t.TempDir()))
+	bin := hulltest.Build(t, "hullctl", "github.com/hullrt/hull/cmd/hullctl")
+	r := docsHullctl(t, bin, "", nil, "--address", d.Address, "-n", "k8s.io", "containers", "ls", "-q")
+	if r.code != 0 || !slices.Contains(strings.Fields(r.stdout), pod) {
+		t.Errorf("hullctl -n k8s.io containers ls -q: exit %d, %q, stderr %q; want pod %s", r.code, r.stdout, r.stderr, pod)
+	}
+	if r := docsHullctl(t, bin, "", nil, "--address", d.Address, "sandboxes", "ls"); r.code != 1 || !strings.Contains(r.stderr, `unknown command "sandboxes"`) {
+		t.Errorf("hullctl sandboxes: exit %d, stderr %q", r.code, r.stderr)
+	}
+	d.removePod(t, pod)
+}
