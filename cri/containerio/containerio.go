@@ -63,6 +63,18 @@ type Options struct {
 	// CloseIO with WithStdinCloser): the shim reads the FIFO's EOF as the
 	// end of stdin too, so this is a second way, as containerd does it.
 	CloseStdin func() error
+	// Buffers lends the output copies their read buffers (of any size,
+	// *[]byte), held only from a read that found data until the data is
+	// logged: the streams of a quiet container, most of a node's, then
+	// hold none. Share one among containers; nil gives each copy a buffer
+	// of its own for its whole life.
+	Buffers BufferPool
+}
+
+// BufferPool lends buffers (*[]byte) as a sync.Pool does.
+type BufferPool interface {
+	Get() any
+	Put(any)
 }
 
 // ContainerIO connects a container's FIFOs to its CRI log and to attach
@@ -209,9 +221,14 @@ func (c *ContainerIO) copyOutput(stream string, f *outputFIFO) {
 		sw, _ = c.log.Stream(stream) // stream is one of the two it takes
 	}
 	logErr := false
-	buf := make([]byte, readBuffer)
+	lend := c.opts.Buffers
+	if lend == nil {
+		own := make([]byte, readBuffer)
+		lend = &sync.Pool{New: func() any { return &own }}
+	}
 	for {
-		n, err := f.Read(buf)
+		bp, n, err := f.ReadLent(lend)
+		buf := *bp
 		if n > 0 {
 			if sw != nil {
 				if _, err := sw.Write(buf[:n]); err != nil && !logErr {
@@ -222,6 +239,7 @@ func (c *ContainerIO) copyOutput(stream string, f *outputFIFO) {
 			}
 			c.broadcast(stream, buf[:n])
 		}
+		lend.Put(bp)
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrClosed) {
 				slog.Warn("container output read failed", "container", c.id, "stream", stream, "error", err)

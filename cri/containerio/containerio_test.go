@@ -604,3 +604,55 @@ func TestCappedBuffer(t *testing.T) {
 		t.Fatal("negative cap kept bytes")
 	}
 }
+
+// countingPool is a BufferPool that counts the buffers lent and not yet
+// given back.
+type countingPool struct {
+	out  atomic.Int64
+	gets atomic.Int64
+}
+
+func (p *countingPool) Get() any {
+	p.out.Add(1)
+	p.gets.Add(1)
+	b := make([]byte, 64)
+	return &b
+}
+
+func (p *countingPool) Put(any) { p.out.Add(-1) }
+
+// TestQuietOutputHoldsNoBuffer: a container whose streams have nothing to
+// say holds no read buffer; one is lent while output is copied, and given
+// back, with small buffers reading long output in pieces.
+func TestQuietOutputHoldsNoBuffer(t *testing.T) {
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "ctr.log")
+	pool := &countingPool{}
+	c, err := New("quiet", Options{Dir: filepath.Join(dir, "io"), LogPath: logPath, Buffers: pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sh := openShim(t, c)
+	// Both copies have tried to read (and found nothing) once the shim
+	// is there; none holds a buffer while it waits.
+	eventually(t, "both copies waiting for output", func() bool { return pool.gets.Load() >= 2 })
+	for i := 0; i < 5; i++ {
+		if n := pool.out.Load(); n != 0 {
+			t.Fatalf("%d buffers held by a quiet container", n)
+		}
+		runtimeYield()
+	}
+	long := strings.Repeat("x", 300)
+	fmt.Fprintf(sh.stdout, "%s\nsecond line\n", long)
+	eventually(t, "the output in the log", func() bool {
+		e := logEntries(t, logPath)
+		return len(e) == 2 && strings.HasSuffix(e[0], long) && strings.HasSuffix(e[1], "second line")
+	})
+	eventually(t, "the buffers given back", func() bool { return pool.out.Load() == 0 })
+	sh.close()
+	within(t, 10*time.Second, "Wait", c.Wait)
+	if n := pool.out.Load(); n != 0 {
+		t.Fatalf("%d buffers not given back after the output ended", n)
+	}
+}

@@ -105,14 +105,57 @@ func (o *outputFIFO) Read(p []byte) (int, error) {
 	}
 }
 
+// ReadLent is Read into a buffer taken from pool (a *[]byte) only once
+// there is something to read, or the end: waiting holds no buffer. The
+// caller puts the buffer back once done with its n bytes.
+func (o *outputFIFO) ReadLent(pool BufferPool) (*[]byte, int, error) {
+	var bp *[]byte
+	get := func() []byte {
+		if bp == nil {
+			bp = pool.Get().(*[]byte)
+		}
+		return *bp
+	}
+	done := func(n int) {
+		if n == 0 && bp != nil {
+			pool.Put(bp)
+			bp = nil
+		}
+	}
+	for {
+		n, err := o.readInto(get, done)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// cancel woke us: with no writer now, there will be none.
+			n, err = o.readNow(get())
+			o.f.SetReadDeadline(time.Time{})
+			if n == 0 && err == nil {
+				done(0)
+				continue
+			}
+		}
+		get() // the caller puts back what it got, also at the end
+		return bp, n, err
+	}
+}
+
 // read waits in the poller for data or the end.
 func (o *outputFIFO) read(p []byte) (int, error) {
+	return o.readInto(func() []byte { return p }, func(int) {})
+}
+
+// readInto waits in the poller for data or the end, reading into the
+// buffer get gives once the FIFO is readable; done(n) follows every read
+// attempt, for a lender to take back a buffer that got nothing.
+func (o *outputFIFO) readInto(get func() []byte, done func(n int)) (int, error) {
 	var (
 		n    int
 		rerr error
 	)
 	err := o.rc.Read(func(fd uintptr) bool {
-		n, rerr = unix.Read(int(fd), p)
+		n, rerr = unix.Read(int(fd), get())
+		if rerr != nil || n == 0 {
+			done(0)
+		}
 		switch {
 		case rerr == unix.EAGAIN:
 			o.sawWriter()

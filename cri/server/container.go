@@ -347,6 +347,7 @@ func (s *Service) ioOptions(c *container) containerio.Options {
 	return containerio.Options{
 		Dir: c.ioDir, Stdin: c.config.GetStdin(), StdinOnce: c.config.GetStdinOnce(), Terminal: c.config.GetTty(),
 		LogPath: c.rec.LogPath, MaxLineSize: s.cfg.Runtime.MaxContainerLogLineSize,
+		Buffers: s.outputBuffers,
 	}
 }
 

@@ -76,6 +76,9 @@ type Service struct {
 	hub            *eventHub
 	cpu            cpuSamples
 	taskLocks      keyedLocks
+	// outputBuffers lends every container's output copies their read
+	// buffers, only while output is in flight (containerio.Options).
+	outputBuffers *sync.Pool
 
 	// ctx lives as long as the service: background work (exit handling)
 	// stops when it is cancelled, and wg waits for that work.
@@ -83,6 +86,10 @@ type Service struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
+
+// outputReadBuffer is how much container output one read takes: half of
+// a pipe's default 64 KiB.
+const outputReadBuffer = 32 << 10
 
 // New builds the runtime service over c (a client of hulld's in-process
 // services), with its images service, recovers the pods and containers a
@@ -122,6 +129,7 @@ func New(ctx context.Context, c *client.Client, imgs *criimages.Service, cfg Con
 		sandboxes: newIndex[*sandbox]("pod sandbox"), containers: newIndex[*container]("container"),
 		sandboxNames: newNames(), containerNames: newNames(), hub: newEventHub(),
 		ctx: sctx, cancel: cancel,
+		outputBuffers: &sync.Pool{New: func() any { b := make([]byte, outputReadBuffer); return &b }},
 	}
 	s.specOpts = spec.Options{
 		CgroupDriver:                       cfg.CgroupDriver,
