@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	streamingapi "github.com/containerd/containerd/api/services/streaming/v1"
@@ -83,6 +84,9 @@ func (c *Client) TransferPull(ctx context.Context, ref string, opts ...RemoteOpt
 		before = now
 	}
 	if err != nil {
+		if strings.Contains(err.Error(), ref) {
+			return images.Image{}, err
+		}
 		return images.Image{}, fmt.Errorf("pull %s: %w", ref, err)
 	}
 	return c.ImageService().Get(ctx, ref)

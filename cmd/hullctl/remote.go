@@ -16,7 +16,7 @@ import (
 // remoteFlags are the flags of every command that talks to a registry.
 func remoteFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "hosts-dir", Usage: "registry host configuration directory (hosts.toml)", Value: "/etc/hull/certs.d"},
+		&cli.StringFlag{Name: "hosts-dir", Usage: "registry host configuration directory (hosts.toml); default: hulld's config_path for a pull through hulld, else /etc/hull/certs.d"},
 		&cli.BoolFlag{Name: "plain-http", Usage: "allow plain http to loopback registries"},
 		&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "registry credentials, user[:password]"},
 		&cli.StringFlag{Name: "registry-config", Usage: "a Docker config.json to take registry credentials from"},
@@ -32,7 +32,7 @@ func remoteFlags() []cli.Flag {
 // the container's user there).
 func pullFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "hosts-dir", Usage: "registry host configuration directory (hosts.toml)", Value: "/etc/hull/certs.d"},
+		&cli.StringFlag{Name: "hosts-dir", Usage: "registry host configuration directory (hosts.toml); default: hulld's config_path for a pull through hulld, else /etc/hull/certs.d"},
 		&cli.BoolFlag{Name: "plain-http", Usage: "allow plain http to loopback registries"},
 		&cli.StringFlag{Name: "registry-config", Usage: "a Docker config.json to take registry credentials from"},
 	}
@@ -46,7 +46,12 @@ func (e *env) remoteOpts(c *cli.Context) ([]client.RemoteOpt, error) {
 // registryOpts turns the remote flags c has into client options;
 // userFlag names the flag of registry credentials, "" for none.
 func (e *env) registryOpts(c *cli.Context, userFlag string) ([]client.RemoteOpt, error) {
-	opts := []client.RemoteOpt{client.WithHostsDir(c.String("hosts-dir"))}
+	// Unset, the pull's side chooses: hullctl's own pull reads the same
+	// default directory, a pull through Transfer hulld's config_path.
+	var opts []client.RemoteOpt
+	if c.IsSet("hosts-dir") {
+		opts = append(opts, client.WithHostsDir(c.String("hosts-dir")))
+	}
 	if c.IsSet("max-concurrent-downloads") {
 		opts = append(opts, client.WithMaxConcurrentDownloads(c.Int("max-concurrent-downloads")))
 	}
