@@ -20,10 +20,22 @@ func remoteFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "plain-http", Usage: "allow plain http to loopback registries"},
 		&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "registry credentials, user[:password]"},
 		&cli.StringFlag{Name: "registry-config", Usage: "a Docker config.json to take registry credentials from"},
-		&cli.IntFlag{Name: "max-concurrent-downloads", Usage: "parallel blob transfers", Value: 3},
-		&cli.Int64Flag{Name: "chunk-size", Usage: "download blobs of at least --chunk-threshold bytes as ranges of this many bytes (0: 8 MiB)"},
-		&cli.IntFlag{Name: "parallel-chunks", Usage: "ranges of one blob fetched at a time (0: 4; 1: no ranged downloads)"},
-		&cli.Int64Flag{Name: "chunk-threshold", Usage: "size from which a blob is fetched in ranges (0: 64 MiB)"},
+	}
+}
+
+// concurrencyFlag bounds parallel blob transfers of a pull or push that
+// hullctl makes itself.
+func concurrencyFlag() cli.Flag {
+	return &cli.IntFlag{Name: "max-concurrent-downloads", Usage: "parallel blob transfers, when hullctl transfers the blobs itself (a pull: it then does)", Value: 3}
+}
+
+// chunkFlags tune a pull's ranged downloads; a pull given one runs in
+// hullctl.
+func chunkFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.Int64Flag{Name: "chunk-size", Usage: "download blobs of at least --chunk-threshold bytes as ranges of this many bytes (0: 8 MiB; the pull then runs in hullctl)"},
+		&cli.IntFlag{Name: "parallel-chunks", Usage: "ranges of one blob fetched at a time (0: 4; 1: no ranged downloads; the pull then runs in hullctl)"},
+		&cli.Int64Flag{Name: "chunk-threshold", Usage: "size from which a blob is fetched in ranges (0: 64 MiB; the pull then runs in hullctl)"},
 	}
 }
 
@@ -120,7 +132,7 @@ func imagesPull(e *env) *cli.Command {
 		Name:      "pull",
 		Usage:     "fetch an image from a registry",
 		ArgsUsage: "REF",
-		Flags: append(append(remoteFlags(), platformFlags()...),
+		Flags: append(append(append(append(remoteFlags(), platformFlags()...), concurrencyFlag()), chunkFlags()...),
 			&cli.BoolFlag{Name: "skip-unpack", Usage: "fetch only; do not unpack into a snapshotter"},
 			snapshotterFlag(),
 			&cli.BoolFlag{Name: "plain", Usage: "print progress as plain lines, not a live table"},
@@ -191,7 +203,7 @@ func imagesPush(e *env) *cli.Command {
 			"or the one --platform names; --all-platforms pushes the index with every manifest it lists,\n" +
 			"which must all be in the store (pull them with --all-platforms).",
 		ArgsUsage: "REF [LOCAL]",
-		Flags: append(append(remoteFlags(), platformFlags()...),
+		Flags: append(append(remoteFlags(), platformFlags()...), concurrencyFlag(),
 			&cli.BoolFlag{Name: "plain", Usage: "print progress as plain lines, not a live table"},
 		),
 		Action: func(c *cli.Context) error {
