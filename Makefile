@@ -29,6 +29,7 @@ install: build
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/systemd/system
 	install -m 0755 $(BINARIES) $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 contrib/hull.service $(DESTDIR)/etc/systemd/system/hull.service
+	install -m 0644 contrib/hull.socket $(DESTDIR)/etc/systemd/system/hull.socket
 
 # After hull's own tests, containerd's conformance suites against hull's
 # stores and hulld (test/compat, a module of its own so that containerd stays

@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -23,6 +24,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/ttrpc"
 	"github.com/containerd/typeurl/v2"
+	"github.com/coreos/go-systemd/v22/activation"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/experimental"
@@ -91,6 +93,9 @@ type Daemon struct {
 	plugins *plugin.Set
 	server  *grpc.Server
 	lis     net.Listener
+	// activated are the sockets systemd passed by path (socket
+	// activation), taken before any check of the addresses.
+	activated map[string]net.Listener
 	// tcp serves the API on grpc.tcp_address with its own TLS options.
 	tcp    *grpc.Server
 	tcpLis net.Listener
@@ -136,9 +141,19 @@ func New(ctx context.Context, cfg *config.Config, reg *plugin.Registry, log *slo
 		// Said at every start, so that nobody relies on it silently.
 		log.Warn("cgroup.path is not supported yet: hulld stays in the cgroup it was started in", "path", cfg.Cgroup.Path)
 	}
+	// Sockets systemd made and passed are hulld's to serve; the kernel
+	// queues connections on them already, so they look taken.
+	activated, err := socketActivation(cfg.GRPC.Address, cfg.TTRPCAddress())
+	if err != nil {
+		return nil, err
+	}
+	d.activated = activated
 	// Before anything of the root is touched: a daemon already serving
 	// this address (with another root) keeps it, and this one stops.
 	for _, path := range []string{cfg.GRPC.Address, cfg.TTRPCAddress()} {
+		if d.activated[path] != nil {
+			continue
+		}
 		if err := socketFree(path); err != nil {
 			return nil, err
 		}
@@ -406,9 +421,13 @@ func (d *Daemon) listen() error {
 		}
 	}
 	register(d.server)
-	if d.lis, err = listenUnix(g.Address, g.UID, g.GID); err != nil {
-		return err
+	activated := d.activated
+	if d.lis = activated[g.Address]; d.lis == nil {
+		if d.lis, err = listenUnix(g.Address, g.UID, g.GID); err != nil {
+			return err
+		}
 	}
+	d.ttrpcLis = activated[d.ttrpcAddress()]
 	if err := d.listenTTRPC(); err != nil {
 		return err
 	}
@@ -444,6 +463,10 @@ func (d *Daemon) listenTTRPC() error {
 			}
 		}
 	}
+	if d.ttrpcLis != nil { // systemd's (socket activation)
+		d.ttrpc = srv
+		return nil
+	}
 	lis, err := listenUnix(d.ttrpcAddress(), 0, 0)
 	if err != nil {
 		return err
@@ -454,6 +477,40 @@ func (d *Daemon) listenTTRPC() error {
 	}
 	d.ttrpc, d.ttrpcLis = srv, lis
 	return nil
+}
+
+// socketActivation returns the listening sockets systemd passed (socket
+// activation, sd_listen_fds(3)) by path: the gRPC socket and, if the unit
+// has it, the ttrpc one. hulld then serves them as they are: systemd made
+// them, owns their mode and removes them, and clients that connect before
+// hulld is ready wait in the queue instead of failing. A passed socket
+// that is neither address is a unit that disagrees with the config: an
+// error, not a socket silently left unserved.
+func socketActivation(addresses ...string) (map[string]net.Listener, error) {
+	// The variables are hulld's alone: Listeners unsets them, so no shim
+	// or runc sees them.
+	lis, err := activation.Listeners()
+	if err != nil {
+		return nil, fmt.Errorf("sockets passed by systemd: %w", err)
+	}
+	out := map[string]net.Listener{}
+	for _, l := range lis {
+		if l == nil {
+			continue // not a socket hulld can serve (a FIFO, say)
+		}
+		addr := l.Addr().String()
+		if l.Addr().Network() != "unix" || !slices.Contains(addresses, addr) {
+			for _, other := range lis {
+				if other != nil {
+					other.Close()
+				}
+			}
+			return nil, fmt.Errorf("systemd passed the socket %s %q, which is none of hulld's (%s): make the unit's ListenStream= match grpc.address: %w",
+				l.Addr().Network(), addr, strings.Join(addresses, ", "), errdefs.ErrInvalidArgument)
+		}
+		out[addr] = l
+	}
+	return out, nil
 }
 
 // listenUnix creates the socket at path, mode 0660 owned by uid:gid, in a
