@@ -12,6 +12,7 @@
 //
 //	grpcfloor SOCKET IMAGES MEDIATYPE BLOB...
 //	grpcfloor SOCKET --layout DIR
+//	grpcfloor SOCKET --cri PODS CONTAINERS
 //
 // In the first form, the first BLOB file is the manifest that the IMAGES
 // images (example.test/img/N:latest) point at; every BLOB is served by Info
@@ -21,6 +22,11 @@
 // digest sha256:HEX (which must be its content's), and an images file with
 // one image a line: its name, its target's media type, digest and size,
 // separated by blanks. Every target must be one of the blobs, with its size.
+//
+// In the third form, the CRI RuntimeService answers ListPodSandbox and
+// ListContainers with the responses in the files PODS and CONTAINERS (each
+// a marshalled runtime.v1 response, as a daemon gave them), whatever the
+// filter: the floor of a kubelet's relist.
 package main
 
 import (
@@ -45,7 +51,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/hullrt/hull/config"
 	"github.com/hullrt/hull/internal/grpcpool"
@@ -108,6 +116,36 @@ func (s *imagesServer) List(context.Context, *imagesapi.ListImagesRequest) (*ima
 	return &imagesapi.ListImagesResponse{Images: s.list}, nil
 }
 
+// criServer answers a relist with canned responses.
+type criServer struct {
+	runtimeapi.UnimplementedRuntimeServiceServer
+	pods       *runtimeapi.ListPodSandboxResponse
+	containers *runtimeapi.ListContainersResponse
+}
+
+func (s *criServer) ListPodSandbox(context.Context, *runtimeapi.ListPodSandboxRequest) (*runtimeapi.ListPodSandboxResponse, error) {
+	return s.pods, nil
+}
+
+func (s *criServer) ListContainers(context.Context, *runtimeapi.ListContainersRequest) (*runtimeapi.ListContainersResponse, error) {
+	return s.containers, nil
+}
+
+// loadCRI reads the two responses of the --cri form.
+func loadCRI(pods, containers string) (*criServer, error) {
+	s := &criServer{pods: &runtimeapi.ListPodSandboxResponse{}, containers: &runtimeapi.ListContainersResponse{}}
+	for path, m := range map[string]proto.Message{pods: s.pods, containers: s.containers} {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		if err := proto.Unmarshal(data, m); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	return s, nil
+}
+
 func main() {
 	if err := run(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "grpcfloor:", err)
@@ -120,18 +158,21 @@ func run(args []string) error {
 	cs := &contentServer{blobs: map[string][]byte{}, created: created}
 	is := &imagesServer{}
 	var err error
+	var cri *criServer
 	switch {
+	case len(args) == 4 && args[1] == "--cri":
+		cri, err = loadCRI(args[2], args[3])
 	case len(args) == 3 && args[1] == "--layout":
 		err = loadLayout(args[2], cs, is)
 	case len(args) >= 4 && !strings.HasPrefix(args[1], "-"):
 		err = loadCopies(args[1], args[2], args[3:], cs, is)
 	default:
-		err = fmt.Errorf("usage: grpcfloor SOCKET IMAGES MEDIATYPE BLOB... | grpcfloor SOCKET --layout DIR")
+		err = fmt.Errorf("usage: grpcfloor SOCKET IMAGES MEDIATYPE BLOB... | grpcfloor SOCKET --layout DIR | grpcfloor SOCKET --cri PODS CONTAINERS")
 	}
 	if err != nil {
 		return err
 	}
-	return serve(args[0], cs, is)
+	return serve(args[0], cs, is, cri)
 }
 
 // loadCopies fills cs with the blob files and is with count images named
@@ -213,7 +254,7 @@ func loadLayout(dir string, cs *contentServer, is *imagesServer) error {
 // serve serves cs and is on the unix socket at path until SIGTERM or an
 // interrupt, with the server options of hulld's listen (daemon/daemon.go)
 // less its interceptors, which are hull's work and not the transport's.
-func serve(path string, cs *contentServer, is *imagesServer) error {
+func serve(path string, cs *contentServer, is *imagesServer, cri *criServer) error {
 	l, err := net.Listen("unix", path)
 	if err != nil {
 		return err
@@ -230,6 +271,9 @@ func serve(path string, cs *contentServer, is *imagesServer) error {
 	)
 	contentapi.RegisterContentServer(srv, cs)
 	imagesapi.RegisterImagesServer(srv, is)
+	if cri != nil {
+		runtimeapi.RegisterRuntimeServiceServer(srv, cri)
+	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, os.Interrupt)
 	go func() {
