@@ -323,20 +323,27 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 	}
 	undo.add(func(ctx context.Context) { ctr.Delete(ctx, client.WithSnapshotCleanup) })
 	// containerd's Sandbox store holds the pod too, so that containerd 2.x
-	// clients (ctr sandboxes ls) list it.
-	if _, err := s.client.SandboxStore().Create(ctx, sandboxes.Sandbox{
-		ID: id, Labels: sandboxLabels(cfg, id), Runtime: sandboxes.RuntimeInfo{Name: h.RuntimeType},
-		Sandboxer: sandboxer, Extensions: map[string]typeurl.Any{sandboxExtension: ext},
-	}); err != nil {
-		return nil, fmt.Errorf("pod sandbox %q: record in the sandbox store: %w", name, err)
-	}
-	undo.add(func(ctx context.Context) { s.client.SandboxStore().Delete(ctx, id) })
+	// clients (ctr sandboxes ls) list it. Nothing of the pause task needs
+	// that record: it is written (a commit to disk) while the task is
+	// made, and the pod is ready only once both are done.
+	stored := make(chan error, 1)
+	go func() {
+		_, err := s.client.SandboxStore().Create(ctx, sandboxes.Sandbox{
+			ID: id, Labels: sandboxLabels(cfg, id), Runtime: sandboxes.RuntimeInfo{Name: h.RuntimeType},
+			Sandboxer: sandboxer, Extensions: map[string]typeurl.Any{sandboxExtension: ext},
+		})
+		stored <- err
+	}()
 	var taskOpts []client.NewTaskOpts
 	if h.RuntimePath != "" {
 		taskOpts = append(taskOpts, client.WithRuntimePath(h.RuntimePath))
 	}
 	recorded := time.Now()
 	task, err := ctr.NewTask(ctx, cio.NullIO, taskOpts...)
+	serr := <-stored
+	if serr == nil {
+		undo.add(func(ctx context.Context) { s.client.SandboxStore().Delete(ctx, id) })
+	}
 	if err != nil {
 		return nil, fmt.Errorf("pod sandbox %q: create pause task: %w", name, err)
 	}
@@ -345,6 +352,9 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 		task.Kill(ctx, syscall.SIGKILL)
 		task.Delete(ctx, client.WithProcessKill)
 	})
+	if serr != nil {
+		return nil, fmt.Errorf("pod sandbox %q: record in the sandbox store: %w", name, serr)
+	}
 	if !sb.hostNetwork() && inUserns {
 		if err := netns.Load(sb.rec.NetNSPath).PinFrom(int(task.Pid())); err != nil {
 			return nil, fmt.Errorf("pod sandbox %q: %w", name, err)
