@@ -63,10 +63,25 @@ func TestBootstrapOutput(t *testing.T) {
 }
 
 // The default GOMAXPROCS=1 is dropped from the serving process's own
-// environment, so that runc and the containers never see it.
+// environment, so that runc and the containers never see it; the daemon's
+// default comes back for runc.
 func TestServingProcessDropsItsDefaultProcs(t *testing.T) {
+	t.Setenv("GOMAXPROCS", "") // restored after the test
+	t.Setenv(launch.DefaultProcsEnv, "2")
+	dir0 := t.TempDir()
+	if err := os.Chmod(dir0, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	l0, err := listener(Args{Socket: filepath.Join(dir0, "s")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l0.Close()
+	if v := os.Getenv("GOMAXPROCS"); v != "2" {
+		t.Fatalf("runc would get GOMAXPROCS=%q, want the daemon's 2", v)
+	}
 	t.Setenv("GOMAXPROCS", "1")
-	t.Setenv(launch.DefaultProcsEnv, "1")
+	t.Setenv(launch.DefaultProcsEnv, "none")
 	dir := t.TempDir()
 	if err := os.Chmod(dir, 0o700); err != nil {
 		t.Fatal(err)

@@ -252,9 +252,15 @@ func Serve(a Args) error {
 // listener is the socket start passed as fd 3, or one made here when the
 // shim is run without start (tests, manual runs).
 func listener(a Args) (net.Listener, error) {
-	if os.Getenv(launch.DefaultProcsEnv) == "1" {
+	// The one processor was the launcher's: runc gets what the daemon
+	// meant for it, or nothing.
+	if v, ok := os.LookupEnv(launch.DefaultProcsEnv); ok {
 		os.Unsetenv(launch.DefaultProcsEnv)
-		os.Unsetenv("GOMAXPROCS")
+		if v == "none" || v == "" {
+			os.Unsetenv("GOMAXPROCS")
+		} else {
+			os.Setenv("GOMAXPROCS", v)
+		}
 	}
 	if os.Getenv(launch.ListenerFDEnv) == "3" {
 		os.Unsetenv(launch.ListenerFDEnv)

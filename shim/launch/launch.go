@@ -21,14 +21,17 @@ import (
 // the daemon's first connection cannot arrive before anyone listens.
 const ListenerFDEnv = "HULL_SHIM_LISTENER_FD"
 
-// DefaultProcsEnv says that the launcher, not the user, set the serving
-// process's GOMAXPROCS=1, so that the serving process drops it again before
-// it runs runc (whose environment would otherwise carry it on).
+// DefaultProcsEnv says that the serving process's GOMAXPROCS=1 is not the
+// user's choice but the default, and what its children (runc) get instead:
+// its value is their GOMAXPROCS, or "none" for none. A daemon that gives
+// every shim a GOMAXPROCS of its own (hulld gives 2, as containerd does, so
+// that no shim starts a thread per core of a large node) sets it to that
+// value, for hull's shim to take one processor all the same.
 //
 // Why one processor: a shim mostly waits; one P makes its Go runtime keep
-// one set of per-P caches instead of two (a tenth of the shim's resident
-// memory) and lets its few goroutines hand work to each other without
-// waking other threads. Blocking system calls still run beside it.
+// one set of per-P caches instead of two and lets its few goroutines hand
+// work to each other without waking other threads. Blocking system calls
+// still run beside it.
 const DefaultProcsEnv = "HULL_SHIM_DEFAULT_PROCS"
 
 // Params is what a serving process is launched with.
@@ -123,15 +126,26 @@ func abandon(cmd *exec.Cmd, socket string) {
 }
 
 // ChildEnv is the serving process's environment: environ, the listener fd,
-// and one Go processor unless environ chose a GOMAXPROCS.
+// and one Go processor unless environ has a GOMAXPROCS that is the user's
+// (one without DefaultProcsEnv).
 func ChildEnv(environ []string) []string {
 	env := append(environ[:len(environ):len(environ)], ListenerFDEnv+"=3")
+	procs, daemonDefault := "", false
 	for _, kv := range environ {
-		if strings.HasPrefix(kv, "GOMAXPROCS=") {
-			return env
+		if v, ok := strings.CutPrefix(kv, "GOMAXPROCS="); ok {
+			procs = v
+		}
+		if _, ok := strings.CutPrefix(kv, DefaultProcsEnv+"="); ok {
+			daemonDefault = true
 		}
 	}
-	return append(env, "GOMAXPROCS=1", DefaultProcsEnv+"=1")
+	switch {
+	case daemonDefault:
+		return append(env, "GOMAXPROCS=1")
+	case procs != "":
+		return env
+	}
+	return append(env, "GOMAXPROCS=1", DefaultProcsEnv+"=none")
 }
 
 // WriteBundleFile replaces the bundle file name with content atomically.

@@ -100,13 +100,19 @@ func FuzzGroupID(f *testing.F) {
 
 func TestServingProcessRunsOnOneProcessorUnlessTheUserChose(t *testing.T) {
 	env := ChildEnv([]string{"PATH=/bin"})
-	want := []string{"PATH=/bin", ListenerFDEnv + "=3", "GOMAXPROCS=1", DefaultProcsEnv + "=1"}
+	want := []string{"PATH=/bin", ListenerFDEnv + "=3", "GOMAXPROCS=1", DefaultProcsEnv + "=none"}
 	if strings.Join(env, " ") != strings.Join(want, " ") {
 		t.Fatalf("child env %q, want %q", env, want)
 	}
 	env = ChildEnv([]string{"GOMAXPROCS=4"})
 	if strings.Join(env, " ") != "GOMAXPROCS=4 "+ListenerFDEnv+"=3" {
 		t.Fatalf("a GOMAXPROCS the user set was changed: %q", env)
+	}
+	// hulld's GOMAXPROCS=2 for every shim is its default, which hull's
+	// shim overrides for itself (the last of a name wins in exec).
+	env = ChildEnv([]string{"GOMAXPROCS=2", DefaultProcsEnv + "=2"})
+	if strings.Join(env, " ") != "GOMAXPROCS=2 "+DefaultProcsEnv+"=2 "+ListenerFDEnv+"=3 GOMAXPROCS=1" {
+		t.Fatalf("the daemon's default GOMAXPROCS: %q", env)
 	}
 }
 
@@ -158,7 +164,7 @@ func TestLaunchStartsOneServerPerGroup(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 		env, _ = os.ReadFile(filepath.Join(b1, "env.out"))
 	}
-	for _, kv := range []string{"TTRPC_ADDRESS=x", ListenerFDEnv + "=3", "GOMAXPROCS=1", DefaultProcsEnv + "=1"} {
+	for _, kv := range []string{"TTRPC_ADDRESS=x", ListenerFDEnv + "=3", "GOMAXPROCS=1", DefaultProcsEnv + "=none"} {
 		if !strings.Contains(string(env), kv+"\n") {
 			t.Errorf("the serving process's environment lacks %s:\n%s", kv, env)
 		}

@@ -186,7 +186,9 @@ func (m *Manager) shimCommand(ctx context.Context, binary string, b *bundle, sub
 // starting a thread per core of a large node.
 func (m *Manager) shimEnv(b *bundle) []string {
 	return append(withoutServiceManager(os.Environ()),
-		"GOMAXPROCS=2",
+		// As containerd gives every shim; hull's own runs on one
+		// processor and hands the 2 on to runc (launch.DefaultProcsEnv).
+		"GOMAXPROCS=2", launch.DefaultProcsEnv+"=2",
 		"MAX_SHIM_VERSION=2",
 		"TTRPC_ADDRESS="+m.cfg.TTRPCAddress,
 		"GRPC_ADDRESS="+m.cfg.Address,
