@@ -395,25 +395,30 @@ func (d *criDaemon) running(ctx context.Context) (pods, containers int, err erro
 	return pods, containers, nil
 }
 
-// memory returns the daemon's RSS and the summed RSS of its shims (the
-// processes whose command line names containerd-shim and d's socket), in
-// KiB, and how many shims there are.
-func (d *criDaemon) memory() (daemon, shims int64, n int, err error) {
+// memory returns the daemon's RSS and the summed RSS and PSS of its shims
+// (the processes whose command line names containerd-shim and d's socket),
+// in KiB, and how many shims there are.
+func (d *criDaemon) memory() (daemon, shims, shimsPSS int64, n int, err error) {
 	if daemon, _, err = rssKiB(d.pid); err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
 	}
 	pids := hulltest.ShimPIDs(d.sock)
 	if len(pids) == 0 {
-		return 0, 0, 0, fmt.Errorf("%s: no shim found for %s", d.name, d.sock)
+		return 0, 0, 0, 0, fmt.Errorf("%s: no shim found for %s", d.name, d.sock)
 	}
 	for _, pid := range pids {
 		rss, _, err := rssKiB(pid)
 		if err != nil {
-			return 0, 0, 0, err
+			return 0, 0, 0, 0, err
+		}
+		pss, err := pssKiB(pid)
+		if err != nil {
+			return 0, 0, 0, 0, err
 		}
 		shims += rss
+		shimsPSS += pss
 	}
-	return daemon, shims, len(pids), nil
+	return daemon, shims, shimsPSS, len(pids), nil
 }
 
 // startCPU is where a runtime's CPU goes while pods start: the whole

@@ -328,6 +328,24 @@ func verdict(ratio, target float64) string {
 	return "met"
 }
 
+// pssKiB reads the proportional set size of pid, in KiB: its private
+// pages plus its share of each page it shares (a binary's text mapped by 30
+// shims counts a thirtieth in each), from /proc/PID/smaps_rollup. Summed
+// over processes it is the memory they take together, where summed RSS
+// counts shared pages once per process.
+func pssKiB(pid int) (int64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "Pss:"); ok {
+			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("no Pss in /proc/%d/smaps_rollup", pid)
+}
+
 // rssKiB reads VmRSS (and RssAnon) of pid from /proc, in KiB.
 func rssKiB(pid int) (rss, anon int64, err error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
