@@ -66,31 +66,29 @@ func TestBootstrapOutput(t *testing.T) {
 // environment, so that runc and the containers never see it; the daemon's
 // default comes back for runc.
 func TestServingProcessDropsItsDefaultProcs(t *testing.T) {
+	// listen makes the serving process's listener, which settles its
+	// environment.
+	listen := func() {
+		t.Helper()
+		dir := t.TempDir()
+		if err := os.Chmod(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		l, err := listener(Args{Socket: filepath.Join(dir, "s")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Close()
+	}
 	t.Setenv("GOMAXPROCS", "") // restored after the test
 	t.Setenv(launch.DefaultProcsEnv, "2")
-	dir0 := t.TempDir()
-	if err := os.Chmod(dir0, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	l0, err := listener(Args{Socket: filepath.Join(dir0, "s")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l0.Close()
+	listen()
 	if v := os.Getenv("GOMAXPROCS"); v != "2" {
 		t.Fatalf("runc would get GOMAXPROCS=%q, want the daemon's 2", v)
 	}
 	t.Setenv("GOMAXPROCS", "1")
 	t.Setenv(launch.DefaultProcsEnv, "none")
-	dir := t.TempDir()
-	if err := os.Chmod(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	l, err := listener(Args{Socket: filepath.Join(dir, "s")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.Close()
+	listen()
 	for _, k := range []string{"GOMAXPROCS", launch.DefaultProcsEnv} {
 		if v, ok := os.LookupEnv(k); ok {
 			t.Errorf("%s=%s is still in the serving process's environment", k, v)

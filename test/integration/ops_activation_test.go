@@ -22,37 +22,17 @@ import (
 // hands to hulld). It returns the daemon; it is stopped when the test ends.
 func startActivated(t *testing.T, address string, socks []*net.UnixListener, env []string, args ...string) *opsDaemon {
 	t.Helper()
-	d := &opsDaemon{address: address, exited: make(chan struct{})}
-	d.cmd = exec.Command("sh", append([]string{"-c", `LISTEN_PID=$$ exec "$0" "$@"`, hulltest.Binary(t)}, args...)...)
-	d.cmd.Env = append(append(os.Environ(), env...), "LISTEN_FDS="+strconv.Itoa(len(socks)))
+	cmd := exec.Command("sh", append([]string{"-c", `LISTEN_PID=$$ exec "$0" "$@"`, hulltest.Binary(t)}, args...)...)
+	cmd.Env = append(append(os.Environ(), env...), "LISTEN_FDS="+strconv.Itoa(len(socks)))
 	for _, l := range socks {
 		f, err := l.File()
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer f.Close() // the child has its copy
-		d.cmd.ExtraFiles = append(d.cmd.ExtraFiles, f)
+		cmd.ExtraFiles = append(cmd.ExtraFiles, f)
 	}
-	d.cmd.Stdout, d.cmd.Stderr = d, d
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { d.cmd.Wait(); close(d.exited) }()
-	t.Cleanup(func() {
-		d.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-d.exited:
-		case <-time.After(15 * time.Second):
-			d.cmd.Process.Kill()
-			<-d.exited
-			t.Errorf("hulld did not stop within 15s of SIGTERM")
-		}
-		if t.Failed() {
-			t.Logf("hulld log:\n%s", d.Log())
-		}
-	})
-	return d
+	return runOps(t, address, cmd)
 }
 
 // systemdSocket makes a listening unix socket at path as systemd does for

@@ -140,9 +140,16 @@ func (d *opsDaemon) Ctr(t testing.TB, stdin []byte, args ...string) string {
 // SIGKILL) when the test ends.
 func startOps(t *testing.T, address string, env []string, args ...string) *opsDaemon {
 	t.Helper()
-	d := &opsDaemon{address: address, exited: make(chan struct{})}
-	d.cmd = exec.Command(hulltest.Binary(t), args...)
-	d.cmd.Env = append(os.Environ(), env...)
+	cmd := exec.Command(hulltest.Binary(t), args...)
+	cmd.Env = append(os.Environ(), env...)
+	return runOps(t, address, cmd)
+}
+
+// runOps starts hulld's command cmd (hulld itself, or a wrapper that
+// execs it); it is stopped (SIGTERM, then SIGKILL) when the test ends.
+func runOps(t *testing.T, address string, cmd *exec.Cmd) *opsDaemon {
+	t.Helper()
+	d := &opsDaemon{address: address, exited: make(chan struct{}), cmd: cmd}
 	d.cmd.Stdout, d.cmd.Stderr = d, d
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := d.cmd.Start(); err != nil {
