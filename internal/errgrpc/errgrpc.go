@@ -92,7 +92,7 @@ func ToNative(err error) error {
 
 // says reports whether msg already ends with what the class says.
 func says(msg, class string) bool {
-	return msg == class || strings.HasSuffix(msg, ": "+class) || strings.Contains(msg, ": "+class+": ")
+	return msg == class || strings.HasSuffix(msg, ": "+class)
 }
 
 // classified is a message that already says its class.

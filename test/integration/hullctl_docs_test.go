@@ -458,7 +458,7 @@ func TestHullctlDocsRegistry(t *testing.T) {
 	}
 	// A missing tag, as the page quotes it.
 	f.reg.Push(t, "test/app", "1", marked("app"))
-	quoted := docsQuoted(t, errs, "REF: not found:")
+	quoted := docsQuoted(t, errs, "REF: repository")
 	noTag := f.reg.Host() + "/test/app:2"
 	pattern := strings.Replace(regexp.QuoteMeta(quoted), "REF", regexp.QuoteMeta(noTag), 1)
 	pattern = "^hullctl: " + strings.Replace(pattern, `\(\.\.\.\)`, `\([^()]+\)`, 1) + "\n$"

@@ -40,7 +40,7 @@ func (e *hostErr) Unwrap() []error {
 }
 
 // hostsError is the error of an operation after trying hosts: the subject,
-// the class, and every host's reason in order.
+// every host's reason in order, and the class.
 type hostsError struct {
 	subject string
 	kind    error
@@ -48,8 +48,13 @@ type hostsError struct {
 	cause   error
 }
 
+// Error names the class last, as errdefs errors do: a message that crosses
+// gRPC and comes back as an errdefs class then names it once.
 func (e *hostsError) Error() string {
-	return e.subject + ": " + e.kind.Error() + ": " + strings.Join(e.reasons, "; ")
+	if len(e.reasons) == 0 {
+		return e.subject + ": " + e.kind.Error()
+	}
+	return e.subject + ": " + strings.Join(e.reasons, "; ") + ": " + e.kind.Error()
 }
 
 func (e *hostsError) Unwrap() []error {

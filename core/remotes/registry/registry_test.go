@@ -223,8 +223,8 @@ func TestMirrorFallthrough(t *testing.T) {
 	// When every host fails, every reason is in the error.
 	_, _, err = r.Resolve(context.Background(), "docker.io/"+testRepo+":missing")
 	wantKind(t, err, errdefs.ErrUnavailable,
-		"docker.io/"+testRepo+":missing: unavailable: ",
-		"http://"+down+"/v2: connection refused",
+		"docker.io/"+testRepo+":missing: ",
+		"http://"+down+"/v2: connection refused: unavailable",
 		"http://"+broken.addr()+"/v2: 500 Internal Server Error",
 		good.srv.URL+"/v2: 404 Not Found")
 
