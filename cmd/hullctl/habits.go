@@ -82,13 +82,10 @@ func (e *env) defaultLogPath(ctx context.Context, cl *client.Client, id string) 
 	return filepath.Join(dir, e.namespace, id+".log"), nil
 }
 
-// logPathFor is the log file of a container that run -d makes: --log-file,
-// else the default one.
+// logPathFor is the log file of a container that run -d makes: --log-file
+// (absolute, as checkLogFile made sure), else the default one.
 func (e *env) logPathFor(c *cli.Context, cl *client.Client, id string) (string, error) {
 	if f := c.String("log-file"); f != "" {
-		if !filepath.IsAbs(f) {
-			return "", fmt.Errorf("--log-file %q: the path must be absolute (the shim opens it, not hullctl)", f)
-		}
 		return filepath.Clean(f), nil
 	}
 	return e.defaultLogPath(e.ctx(c), cl, id)

@@ -539,8 +539,8 @@ the host's network with --net-host; -p is refused for that reason.`,
 			if detach && rm {
 				return errors.New("--rm and --detach: hullctl cannot delete a container it does not wait for")
 			}
-			if c.String("log-file") != "" && !detach {
-				return errors.New("--log-file goes with --detach")
+			if err := checkLogFile(c); err != nil {
+				return err
 			}
 			pull := c.String("pull")
 			if !slices.Contains(pullPolicies, pull) {

@@ -145,8 +145,8 @@ func (t *endOfTransmission) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// checkLogFile checks --log-file as run does: it goes with --detach, and
-// the shim opens it, so it must be absolute.
+// checkLogFile checks --log-file for run, exec and tasks start: it goes
+// with --detach, and the shim opens it, so it must be absolute.
 func checkLogFile(c *cli.Context) error {
 	f := c.String("log-file")
 	switch {
