@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	streamingapi "github.com/containerd/containerd/api/services/streaming/v1"
 	transferapi "github.com/containerd/containerd/api/services/transfer/v1"
@@ -53,10 +54,6 @@ func (c *Client) TransferPull(ctx context.Context, ref string, opts ...RemoteOpt
 	if c.conn == nil {
 		return images.Image{}, fmt.Errorf("pull %s: a client over in-process services has no Transfer service; use Pull: %w", ref, errdefs.ErrNotImplemented)
 	}
-	req, err := transferPullRequest(ref, cfg)
-	if err != nil {
-		return images.Image{}, err
-	}
 	ctx, done, err := c.WithLease(ctx)
 	if err != nil {
 		return images.Image{}, err
@@ -67,7 +64,7 @@ func (c *Client) TransferPull(ctx context.Context, ref string, opts ...RemoteOpt
 		return images.Image{}, err
 	}
 	for restarts := 0; ; restarts++ {
-		err = c.transferOnce(ctx, req, cfg)
+		err = c.transferOnce(ctx, ref, cfg)
 		if err == nil || !errdefs.IsUnavailable(err) || restarts == maxTransferRestarts {
 			break
 		}
@@ -92,10 +89,10 @@ func (c *Client) TransferPull(ctx context.Context, ref string, opts ...RemoteOpt
 	return c.ImageService().Get(ctx, ref)
 }
 
-// transferPullRequest is the Transfer request of a pull of ref, without
-// its streams.
-func transferPullRequest(ref string, cfg *remoteConfig) (*transferapi.TransferRequest, error) {
-	resolver := &transfertypes.RegistryResolver{HostDir: cfg.registry.HostsDir}
+// transferPullRequest is the Transfer request of a pull of ref, naming
+// the streams of its credentials and progress ("" for none).
+func transferPullRequest(ref string, cfg *remoteConfig, authStream, progressStream string) (*transferapi.TransferRequest, error) {
+	resolver := &transfertypes.RegistryResolver{HostDir: cfg.registry.HostsDir, AuthStream: authStream}
 	if cfg.registry.PlainHTTP {
 		resolver.DefaultScheme = "http"
 	}
@@ -104,14 +101,12 @@ func transferPullRequest(ref string, cfg *remoteConfig) (*transferapi.TransferRe
 	if cfg.platformSpec != nil {
 		p = *cfg.platformSpec
 	}
+	platform := &types.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant, OSVersion: p.OSVersion}
 	if !cfg.allPlatforms {
-		dst.Platforms = []*types.Platform{{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant, OSVersion: p.OSVersion}}
+		dst.Platforms = []*types.Platform{platform}
 	}
 	if cfg.unpack != "" {
-		dst.Unpacks = []*transfertypes.UnpackConfiguration{{
-			Platform:    &types.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant, OSVersion: p.OSVersion},
-			Snapshotter: cfg.unpack,
-		}}
+		dst.Unpacks = []*transfertypes.UnpackConfiguration{{Platform: platform, Snapshotter: cfg.unpack}}
 	}
 	src, err := typeurl.MarshalAnyToProto(&transfertypes.OCIRegistry{Reference: ref, Resolver: resolver})
 	if err != nil {
@@ -121,59 +116,62 @@ func transferPullRequest(ref string, cfg *remoteConfig) (*transferapi.TransferRe
 	if err != nil {
 		return nil, err
 	}
-	return &transferapi.TransferRequest{Source: src, Destination: dstAny}, nil
+	return &transferapi.TransferRequest{Source: src, Destination: dstAny, Options: &transferapi.TransferOptions{ProgressStream: progressStream}}, nil
 }
 
-// transferOnce runs req once with streams of its own: progress when cfg
-// wants it, credentials when cfg has some.
-func (c *Client) transferOnce(ctx context.Context, req *transferapi.TransferRequest, cfg *remoteConfig) error {
+// transferOnce pulls ref once through the daemon's Transfer service, with
+// streams of its own: credentials when cfg has some, progress when cfg
+// wants it.
+func (c *Client) transferOnce(ctx context.Context, ref string, cfg *remoteConfig) error {
 	ctx, cancel := context.WithCancel(ctx)
-	// The daemon ends the progress stream before it answers, so its last
-	// events are read before this returns; the auth stream stays open
-	// until the call's context ends it.
-	var progress, auth sync.WaitGroup
+	var streams sync.WaitGroup
 	defer func() {
-		progress.Wait()
 		cancel()
-		auth.Wait()
+		streams.Wait()
 	}()
-	// The request is the caller's: the streams' names go into a copy.
-	src := req.Source
-	opts := &transferapi.TransferOptions{}
+	var authID, progressID string
+	var progressEnded chan struct{} // nil: no progress stream
 	if cfg.registry.Credentials != nil {
 		s, id, err := c.openStream(ctx, "auth")
 		if err != nil {
 			return err
 		}
-		var reg transfertypes.OCIRegistry
-		if err := typeurl.UnmarshalTo(req.Source, &reg); err != nil {
-			return err
-		}
-		reg.Resolver.AuthStream = id
-		if src, err = typeurl.MarshalAnyToProto(&reg); err != nil {
-			return err
-		}
-		auth.Add(1)
-		go func() {
-			defer auth.Done()
-			answerCredentials(ctx, s, cfg)
-		}()
+		authID = id
+		streams.Go(func() { answerCredentials(ctx, s, cfg) })
 	}
 	if cfg.progress != nil {
 		s, id, err := c.openStream(ctx, "progress")
 		if err != nil {
 			return err
 		}
-		opts.ProgressStream = id
-		progress.Add(1)
-		go func() {
-			defer progress.Done()
+		progressID = id
+		progressEnded = make(chan struct{})
+		streams.Go(func() {
+			defer close(progressEnded)
 			followProgress(s, cfg.progress)
-		}()
+		})
 	}
-	_, err := transferapi.NewTransferClient(c.conn).Transfer(ctx, &transferapi.TransferRequest{Source: src, Destination: req.Destination, Options: opts})
+	req, err := transferPullRequest(ref, cfg, authID, progressID)
+	if err != nil {
+		return err
+	}
+	_, err = transferapi.NewTransferClient(c.conn).Transfer(ctx, req)
+	if err == nil && progressEnded != nil {
+		// The daemon ends the progress stream before it answers: its last
+		// events are still on the way. A daemon that fails may never
+		// have taken the stream, so only a success waits, and not for
+		// long.
+		select {
+		case <-progressEnded:
+		case <-time.After(progressDrain):
+		}
+	}
 	return err
 }
+
+// progressDrain bounds the wait for a successful transfer's last progress
+// events.
+const progressDrain = 5 * time.Second
 
 // openStream opens a stream of the daemon's Streaming service under a new
 // name starting with kind, as a transfer's request names it.
