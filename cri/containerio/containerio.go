@@ -66,9 +66,15 @@ type Options struct {
 	// Buffers lends the output copies their read buffers (of any size,
 	// *[]byte), held only from a read that found data until the data is
 	// logged: the streams of a quiet container, most of a node's, then
-	// hold none. Share one among containers; nil gives each copy a buffer
-	// of its own for its whole life.
+	// hold none. Share one (NewBufferPool) among containers; nil gives
+	// each copy a pool of its own.
 	Buffers BufferPool
+}
+
+// NewBufferPool returns a pool of output read buffers to share among
+// containers (Options.Buffers).
+func NewBufferPool() *sync.Pool {
+	return &sync.Pool{New: func() any { b := make([]byte, readBuffer); return &b }}
 }
 
 // BufferPool lends buffers (*[]byte) as a sync.Pool does.
@@ -223,8 +229,7 @@ func (c *ContainerIO) copyOutput(stream string, f *outputFIFO) {
 	logErr := false
 	lend := c.opts.Buffers
 	if lend == nil {
-		own := make([]byte, readBuffer)
-		lend = &sync.Pool{New: func() any { return &own }}
+		lend = NewBufferPool()
 	}
 	for {
 		bp, n, err := f.ReadLent(lend)

@@ -88,73 +88,62 @@ func openOutputFIFO(path string) (*outputFIFO, error) {
 	return &outputFIFO{f: f, rc: rc}, nil
 }
 
-// Read reads output; io.EOF once the writers are gone (the process's
-// output ended), or, after cancel, once no writer is there.
-func (o *outputFIFO) Read(p []byte) (int, error) {
-	for {
-		n, err := o.read(p)
-		if !errors.Is(err, os.ErrDeadlineExceeded) {
-			return n, err
-		}
-		// cancel woke us: with no writer now, there will be none.
-		n, err = o.readNow(p)
-		o.f.SetReadDeadline(time.Time{})
-		if n > 0 || err != nil {
-			return n, err
-		}
-	}
-}
-
-// ReadLent is Read into a buffer taken from pool (a *[]byte) only once
-// there is something to read, or the end: waiting holds no buffer. The
-// caller puts the buffer back once done with its n bytes.
+// ReadLent reads output into a buffer (a *[]byte) taken from pool only
+// once there is something to read, or the end, so that waiting holds no
+// buffer; io.EOF once the writers are gone (the process's output ended),
+// or, after cancel, once no writer is there. The caller puts the buffer
+// back once done with its n bytes.
 func (o *outputFIFO) ReadLent(pool BufferPool) (*[]byte, int, error) {
-	var bp *[]byte
-	get := func() []byte {
-		if bp == nil {
-			bp = pool.Get().(*[]byte)
-		}
-		return *bp
-	}
-	done := func(n int) {
-		if n == 0 && bp != nil {
-			pool.Put(bp)
-			bp = nil
-		}
-	}
+	l := &lent{pool: pool}
 	for {
-		n, err := o.readInto(get, done)
+		n, err := o.readInto(l)
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			// cancel woke us: with no writer now, there will be none.
-			n, err = o.readNow(get())
+			n, err = o.readNow(l.get())
 			o.f.SetReadDeadline(time.Time{})
 			if n == 0 && err == nil {
-				done(0)
+				l.giveBack()
 				continue
 			}
 		}
-		get() // the caller puts back what it got, also at the end
-		return bp, n, err
+		l.get() // the caller puts back what it got, also at the end
+		return l.bp, n, err
 	}
 }
 
-// read waits in the poller for data or the end.
-func (o *outputFIFO) read(p []byte) (int, error) {
-	return o.readInto(func() []byte { return p }, func(int) {})
+// lent is the buffer of one ReadLent: taken from pool when a read needs
+// it, given back when the read got nothing.
+type lent struct {
+	pool BufferPool
+	bp   *[]byte
 }
 
-// readInto waits in the poller for data or the end, reading into the
-// buffer get gives once the FIFO is readable; done(n) follows every read
-// attempt, for a lender to take back a buffer that got nothing.
-func (o *outputFIFO) readInto(get func() []byte, done func(n int)) (int, error) {
+func (l *lent) get() []byte {
+	if l.bp == nil {
+		l.bp = l.pool.Get().(*[]byte)
+	}
+	return *l.bp
+}
+
+func (l *lent) giveBack() {
+	if l.bp != nil {
+		l.pool.Put(l.bp)
+		l.bp = nil
+	}
+}
+
+// readInto waits in the poller for data or the end, reading into l's
+// buffer once the FIFO is readable; an attempt that got nothing gives the
+// buffer back.
+func (o *outputFIFO) readInto(l *lent) (int, error) {
 	var (
 		n    int
 		rerr error
 	)
 	err := o.rc.Read(func(fd uintptr) bool {
-		n, rerr = unix.Read(int(fd), get())
+		n, rerr = unix.Read(int(fd), l.get())
 		if rerr != nil || n == 0 {
-			done(0)
+			l.giveBack()
 		}
 		switch {
 		case rerr == unix.EAGAIN:

@@ -28,6 +28,7 @@ import (
 	"github.com/hullrt/hull/client"
 	"github.com/hullrt/hull/cri/cni"
 	criconfig "github.com/hullrt/hull/cri/config"
+	"github.com/hullrt/hull/cri/containerio"
 	criimages "github.com/hullrt/hull/cri/images"
 	"github.com/hullrt/hull/cri/spec"
 	"github.com/hullrt/hull/cri/streaming"
@@ -87,10 +88,6 @@ type Service struct {
 	wg     sync.WaitGroup
 }
 
-// outputReadBuffer is how much container output one read takes: half of
-// a pipe's default 64 KiB.
-const outputReadBuffer = 32 << 10
-
 // New builds the runtime service over c (a client of hulld's in-process
 // services), with its images service, recovers the pods and containers a
 // previous hulld left, and starts the streaming server.
@@ -129,7 +126,7 @@ func New(ctx context.Context, c *client.Client, imgs *criimages.Service, cfg Con
 		sandboxes: newIndex[*sandbox]("pod sandbox"), containers: newIndex[*container]("container"),
 		sandboxNames: newNames(), containerNames: newNames(), hub: newEventHub(),
 		ctx: sctx, cancel: cancel,
-		outputBuffers: &sync.Pool{New: func() any { b := make([]byte, outputReadBuffer); return &b }},
+		outputBuffers: containerio.NewBufferPool(),
 	}
 	s.specOpts = spec.Options{
 		CgroupDriver:                       cfg.CgroupDriver,
