@@ -421,13 +421,11 @@ func (d *Daemon) listen() error {
 		}
 	}
 	register(d.server)
-	activated := d.activated
-	if d.lis = activated[g.Address]; d.lis == nil {
+	if d.lis = d.activated[g.Address]; d.lis == nil {
 		if d.lis, err = listenUnix(g.Address, g.UID, g.GID); err != nil {
 			return err
 		}
 	}
-	d.ttrpcLis = activated[d.ttrpcAddress()]
 	if err := d.listenTTRPC(); err != nil {
 		return err
 	}
@@ -463,8 +461,8 @@ func (d *Daemon) listenTTRPC() error {
 			}
 		}
 	}
-	if d.ttrpcLis != nil { // systemd's (socket activation)
-		d.ttrpc = srv
+	if lis := d.activated[d.ttrpcAddress()]; lis != nil {
+		d.ttrpc, d.ttrpcLis = srv, lis
 		return nil
 	}
 	lis, err := listenUnix(d.ttrpcAddress(), 0, 0)

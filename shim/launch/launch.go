@@ -130,19 +130,15 @@ func abandon(cmd *exec.Cmd, socket string) {
 // (one without DefaultProcsEnv).
 func ChildEnv(environ []string) []string {
 	env := append(environ[:len(environ):len(environ)], ListenerFDEnv+"=3")
-	procs, daemonDefault := "", false
+	procs, daemonDefault := false, false
 	for _, kv := range environ {
-		if v, ok := strings.CutPrefix(kv, "GOMAXPROCS="); ok {
-			procs = v
-		}
-		if _, ok := strings.CutPrefix(kv, DefaultProcsEnv+"="); ok {
-			daemonDefault = true
-		}
+		procs = procs || strings.HasPrefix(kv, "GOMAXPROCS=")
+		daemonDefault = daemonDefault || strings.HasPrefix(kv, DefaultProcsEnv+"=")
 	}
 	switch {
 	case daemonDefault:
 		return append(env, "GOMAXPROCS=1")
-	case procs != "":
+	case procs:
 		return env
 	}
 	return append(env, "GOMAXPROCS=1", DefaultProcsEnv+"=none")
