@@ -2,9 +2,12 @@ package testimage
 
 import (
 	"archive/tar"
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -113,4 +116,50 @@ func WriteDockerArchive(w io.Writer, ref string, img *Image) error {
 		return err
 	}
 	return tf.tw.Close()
+}
+
+// ReadArchiveFile returns the regular files of the tar archive at path by
+// (cleaned) name, or why it cannot be read to its end: what tests check
+// exports with.
+func ReadArchiveFile(path string) (map[string][]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	files := map[string][]byte{}
+	tr := tar.NewReader(bufio.NewReader(f))
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return files, nil
+		}
+		if err != nil {
+			return files, fmt.Errorf("%s: %w", path, err)
+		}
+		if h.Typeflag == tar.TypeReg {
+			data, err := io.ReadAll(tr)
+			if err != nil {
+				return files, fmt.Errorf("%s: %s: %w", path, h.Name, err)
+			}
+			files[filepath.Clean(h.Name)] = data
+		}
+	}
+}
+
+// WholeExport tells whether an export archive read by ReadArchiveFile
+// (files, err) was written to its end: it reads to its end and holds
+// index.json and manifest.json, the records hull's and containerd's
+// exporters write last. ctr 2.x can exit before its export's last chunk
+// reached the file.
+func WholeExport(files map[string][]byte, err error) error {
+	if err != nil {
+		return err
+	}
+	for _, name := range []string{"index.json", "manifest.json"} {
+		if files[name] == nil {
+			return fmt.Errorf("no %s", name)
+		}
+	}
+	return nil
 }

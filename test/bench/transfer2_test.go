@@ -1,10 +1,8 @@
 package bench
 
 import (
-	"archive/tar"
 	"bufio"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -151,7 +149,7 @@ func BenchmarkTransferImportExport40Layers(b *testing.B) {
 			if fi, err := os.Stat(out); err != nil || fi.Size() < 1024 {
 				b.Fatalf("%s: export wrote no archive: %v", d.name, err)
 			}
-			if err := wholeExport(out); err != nil {
+			if err := testimage.WholeExport(testimage.ReadArchiveFile(out)); err != nil {
 				truncated[d.name]++
 				b.Logf("%s: ctr exited before its export was whole: %v", d.name, err)
 			}
@@ -188,35 +186,4 @@ func BenchmarkTransferImportExport40Layers(b *testing.B) {
 		ms(h-hf), ms(c-cf), float64(h-hf)/float64(c-cf), ms(he-hf), ms(ce-cf), float64(he-hf)/float64(ce-cf))
 	b.ReportMetric(float64(hf)/float64(ce), "export-floor-ratio")
 	b.ReportMetric(ratio, "export-ratio")
-}
-
-// wholeExport reads an export archive to its end and checks that it holds
-// index.json and manifest.json, the records an exporter writes last.
-func wholeExport(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	tr := tar.NewReader(bufio.NewReader(f))
-	seen := map[string]bool{}
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(io.Discard, tr); err != nil {
-			return fmt.Errorf("%s: %w", h.Name, err)
-		}
-		seen[filepath.Clean(h.Name)] = true
-	}
-	for _, name := range []string{"index.json", "manifest.json"} {
-		if !seen[name] {
-			return fmt.Errorf("no %s", name)
-		}
-	}
-	return nil
 }

@@ -1,11 +1,8 @@
 package integration
 
 import (
-	"archive/tar"
 	"bytes"
 	"encoding/json"
-	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -55,39 +52,11 @@ func imageDigests(t *testing.T, ctr, address, ns string) []string {
 // readArchive returns the regular files of a tar archive by name.
 func readArchive(t *testing.T, path string) map[string][]byte {
 	t.Helper()
-	files, err := archiveFiles(path)
+	files, err := testimage.ReadArchiveFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return files
-}
-
-// archiveFiles returns the regular files of a tar archive by name, or why
-// it cannot be read to its end.
-func archiveFiles(path string) (map[string][]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	files := map[string][]byte{}
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return files, nil
-		}
-		if err != nil {
-			return files, fmt.Errorf("%s: %w", path, err)
-		}
-		if h.Typeflag == tar.TypeReg {
-			data, err := io.ReadAll(tr)
-			if err != nil {
-				return files, fmt.Errorf("%s: %s: %w", path, h.Name, err)
-			}
-			files[filepath.Clean(h.Name)] = data
-		}
-	}
 }
 
 // twoPlatformArchive writes twoPlatforms' index, named ref, as an OCI
@@ -132,7 +101,7 @@ func TestArchive2ImportsKeepDigests(t *testing.T) {
 				args = append(args, "--local")
 			}
 			exportWhole(t, archive, func() { runTool(t, ctr2, append(args, archive, "example.test/multi:1")...) })
-			if files := readArchive(t, archive); !completeArchive(files, nil) {
+			if files := readArchive(t, archive); testimage.WholeExport(files, nil) != nil {
 				t.Fatalf("containerd's export is not the OCI layout with a manifest.json this test is about: %v", len(files))
 			}
 
@@ -245,12 +214,6 @@ func TestArchive2ExportDockerManifest(t *testing.T) {
 	}
 }
 
-// completeArchive tells whether an export holds the records exporters
-// write last: its index.json and manifest.json.
-func completeArchive(files map[string][]byte, err error) bool {
-	return err == nil && files["manifest.json"] != nil && files["index.json"] != nil
-}
-
 // exportWhole runs export, which writes path with ctr 2.4.2 through
 // Transfer, until the file is whole (at most 5 times). ctr copies the
 // daemon's stream into the file on a goroutine that nothing waits for
@@ -261,7 +224,7 @@ func completeArchive(files map[string][]byte, err error) bool {
 func exportWhole(t *testing.T, path string, export func()) {
 	t.Helper()
 	export()
-	for try := 1; try < 5 && !completeArchive(archiveFiles(path)); try++ {
+	for try := 1; try < 5 && testimage.WholeExport(testimage.ReadArchiveFile(path)) != nil; try++ {
 		t.Logf("ctr 2.4.2 exited before writing its whole export %s (try %d); exporting again", path, try)
 		export()
 	}

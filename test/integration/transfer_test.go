@@ -169,8 +169,8 @@ func TestTransferArchivesTagAndPushWithCtr2(t *testing.T) {
 	tctrOK(t, c.Address, nil, "-n", "ta", "images", "pull", "--plain-http", ref)
 	ctdTar := filepath.Join(dir, "containerd.tar")
 	exportWhole(t, ctdTar, func() { tctrOK(t, c.Address, nil, "-n", "ta", "images", "export", ctdTar, ref) })
-	if !completeArchive(archiveFiles(ctdTar)) {
-		t.Fatalf("containerd's export is not whole: %s", strings.Join(archiveNames(t, ctdTar), " "))
+	if err := testimage.WholeExport(testimage.ReadArchiveFile(ctdTar)); err != nil {
+		t.Fatalf("containerd's export is not whole (%v): %s", err, strings.Join(archiveNames(t, ctdTar), " "))
 	}
 
 	// Each archive imports into both daemons with the same result.
