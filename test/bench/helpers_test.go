@@ -374,26 +374,8 @@ func rssKiB(pid int) (rss, anon int64, err error) {
 // cpuTime returns the user plus system CPU time pid has used so far, from
 // /proc/PID/stat (clock ticks of 10ms).
 func cpuTime(pid int) (time.Duration, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	s := string(data)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: no command end", pid)
-	}
-	// Fields after the command: state is field 3; utime and stime are 14, 15.
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
-	}
-	u, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: bad utime/stime %q %q", pid, f[11], f[12])
-	}
-	return time.Duration(u+st) * 10 * time.Millisecond, nil
+	own, _, err := cpuTimes(pid)
+	return own, err
 }
 
 // cpuTimes returns the user plus system CPU time pid has used so far and
@@ -405,9 +387,14 @@ func cpuTimes(pid int) (own, children time.Duration, err error) {
 	}
 	s := string(data)
 	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, 0, fmt.Errorf("/proc/%d/stat: no command end", pid)
+	}
+	// Fields after the command: state is field 3; utime, stime, cutime
+	// and cstime are 14 to 17.
 	f := strings.Fields(s[i+1:])
-	if i < 0 || len(f) < 15 {
-		return 0, 0, fmt.Errorf("/proc/%d/stat: %q", pid, s)
+	if len(f) < 15 {
+		return 0, 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
 	}
 	var t [4]int64
 	for j := range t {
