@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -149,12 +150,24 @@ func (r *reach) dialOpts() []grpc.DialOption {
 }
 
 // reason is why the connection is down: the last dial error, or failing
-// that gRPC's account in err.
+// that gRPC's account in err without its wrapping (a daemon that died
+// after the dial succeeded: "error reading server preface: connection
+// reset by peer").
 func (r *reach) reason(err error) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.lastDial != nil {
 		return r.lastDial
+	}
+	if st, ok := status.FromError(err); ok && notConnected(err) {
+		msg := strings.TrimSpace(strings.TrimPrefix(st.Message(), "connection error:"))
+		msg = strings.TrimPrefix(msg, "desc = ")
+		if u, uerr := strconv.Unquote(msg); uerr == nil {
+			msg = u
+		}
+		if msg != "" {
+			return errors.New(msg)
+		}
 	}
 	return err
 }
