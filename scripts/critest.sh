@@ -34,8 +34,13 @@ passed=$(sed -E 's/critest: ([0-9]+) passed.*/\1/' <<<"$summary")
 failed=$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$summary")
 run=$(ls -td "$CRITEST_WORK"/runs/*-hull | head -n 1)
 unexpected=$(grep '^\[failed\]' "$run/failures.txt" 2>/dev/null | grep -vc 'public image with digest should be pulled and removed' || true)
+# hulld's log goes with the run's reports whenever a spec failed, so that
+# a failure seen once in CI can be looked into after the work dir is gone.
+if (( failed > 0 )); then
+  cp "$W/hulld.log" "$run/hulld.log" 2>/dev/null || true
+fi
 if (( passed < MIN )); then
-  echo "critest: $passed passed, fewer than the $MIN required (failures: $run/failures.txt)" >&2
+  echo "critest: $passed passed, fewer than the $MIN required (failures: $run/failures.txt, hulld's log: $run/hulld.log)" >&2
   exit 1
 fi
 if (( ${CRITEST_STRICT:-1} && unexpected > 0 )); then

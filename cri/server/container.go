@@ -461,17 +461,17 @@ func (s *Service) removeContainer(ctx context.Context, c *container) error {
 	if err := c.update(func(st *containerStatus) { st.Removing = true }); err != nil && !os.IsNotExist(err) {
 		s.log.Warn("cannot record removal", "id", c.rec.ID, "error", err)
 	}
-	if c.state() == runtime.ContainerState_CONTAINER_UNKNOWN || c.state() == runtime.ContainerState_CONTAINER_RUNNING {
-		// A start that never finished may have left a task.
-		if ctr, err := s.client.LoadContainer(ctx, c.rec.ID); err == nil {
-			if t, err := ctr.Task(ctx, nil); err == nil {
-				unlock := s.taskLocks.lock(c.rec.ID)
-				t.Delete(ctx, client.WithProcessKill)
-				unlock()
+	if ctr, err := s.client.LoadContainer(ctx, c.rec.ID); err == nil {
+		// A start that never finished, or an exit whose task delete
+		// failed, may have left a task.
+		if t, err := ctr.Task(ctx, nil); err == nil {
+			unlock := s.taskLocks.lock(c.rec.ID)
+			_, err := t.Delete(ctx, client.WithProcessKill)
+			unlock()
+			if err != nil && !errdefs.IsNotFound(err) {
+				return fmt.Errorf("container %q: delete its task: %w", c.rec.ID, err)
 			}
 		}
-	}
-	if ctr, err := s.client.LoadContainer(ctx, c.rec.ID); err == nil {
 		if err := ctr.Delete(ctx, client.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
 			return fmt.Errorf("delete container %q: %w", c.rec.ID, err)
 		}

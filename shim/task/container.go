@@ -59,6 +59,13 @@ type Container struct {
 	events  Publisher
 	log     *slog.Logger
 
+	// runcOps orders runc's kill of the container and its delete: runc
+	// kill --all (cgroup v1) freezes the container while it signals, and
+	// an init that dies meanwhile has its exit handled, and the delete
+	// asked for, before the kill thaws it; runc refuses to delete a
+	// frozen ("paused") container.
+	runcOps sync.Mutex
+
 	mu     sync.Mutex
 	execs  map[string]*Process
 	paused bool
@@ -366,7 +373,10 @@ func (ct *Container) Kill(ctx context.Context, execID string, sig int, all bool)
 		return fmt.Errorf("exec %q of %q has exited: %w", execID, ct.ID, errdefs.ErrNotFound)
 	}
 	if execID == "" {
-		if err := ct.runc.Kill(ctx, ct.ID, sig, all); err != nil {
+		ct.runcOps.Lock()
+		err := ct.runc.Kill(ctx, ct.ID, sig, all)
+		ct.runcOps.Unlock()
+		if err != nil {
 			return err
 		}
 		if sig == int(unix.SIGKILL) {
@@ -418,7 +428,10 @@ func (ct *Container) Delete(ctx context.Context) (*Process, error) {
 		return nil, fmt.Errorf("container %q is running: %w", ct.ID, errdefs.ErrFailedPrecondition)
 	}
 	_, _, exited := p.Exit()
-	if err := ct.runc.Delete(ctx, ct.ID, !exited); err != nil && !runc.IsNotFound(err) {
+	ct.runcOps.Lock()
+	err := ct.runc.Delete(ctx, ct.ID, !exited)
+	ct.runcOps.Unlock()
+	if err != nil && !runc.IsNotFound(err) {
 		return nil, fmt.Errorf("OCI runtime delete failed: %w", err)
 	}
 	if !exited {

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -261,6 +262,52 @@ func TestFaultDeleteOfATaskAlreadyGone(t *testing.T) {
 	}
 	if left := dirNames(r.fifoDir()); len(left) > 0 {
 		t.Errorf("FIFOs left: %v", left)
+	}
+	r.deleteAll(c, ctx)
+	r.checkClean(c, ctx)
+}
+
+// TestFaultDeleteWaitsForAKillAll: runc kill --all freezes the container
+// while it signals (cgroup v1), and runc refuses to delete a frozen
+// container ("not stopped: paused"). When the init ends by itself while a
+// kill --all is under way, its exit is handled and the delete asked for at
+// once (the CRI's RemoveContainer of a container that had just ended did
+// this): the shim deletes only once the kill is over. The scripted runc
+// holds its kill --all for a second and refuses deletes meanwhile, as the
+// real one does while the container is frozen.
+func TestFaultDeleteWaitsForAKillAll(t *testing.T) {
+	flags := t.TempDir()
+	killing := filepath.Join(flags, "killing")
+	wrapper := scriptedRunc(t, `prev=; log=; kill=; all=; for a in "$@"; do [ "$prev" = --log ] && log=$a; prev=$a; [ "$a" = kill ] && kill=1; [ "$a" = --all ] && all=1; done
+[ -n "$kill" ] && [ -n "$all" ] && { touch `+killing+`; sleep 1; rm -f `+killing+`; }
+for a in "$@"; do [ "$a" = delete ] && [ -e `+killing+` ] && { echo '{"level":"error","msg":"cannot delete container that is not stopped: paused"}' >> "$log"; exit 1; }; done`)
+	r := newChaosRig(t, "killall")
+	r.start("PATH=" + wrapper + ":" + os.Getenv("PATH"))
+	r.importImage()
+	c, ctx := r.client()
+	task, exited := r.newTask(c, ctx, "brief", cio.NullIO, "true")
+	if err := task.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitExit(t, "brief", exited)
+	killed := make(chan error, 1)
+	go func() { killed <- task.Kill(ctx, syscall.SIGKILL, client.WithKillAll) }()
+	hulltest.Eventually(t, 10*time.Second, "runc kill --all under way", func() error {
+		_, err := os.Stat(killing)
+		return err
+	})
+	if _, err := task.Delete(ctx); err != nil {
+		t.Fatalf("delete while a kill --all was under way: %v", err)
+	}
+	if _, err := os.Stat(killing); err == nil {
+		t.Fatal("the delete returned while the kill --all was still under way")
+	}
+	// The kill of a container that had exited may fail (runc finds it
+	// stopped); it must have ended.
+	select {
+	case <-killed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the kill did not return")
 	}
 	r.deleteAll(c, ctx)
 	r.checkClean(c, ctx)
