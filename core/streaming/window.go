@@ -101,8 +101,15 @@ func (r *reader) Close() error {
 // Data messages, within the window the client grants. A write fails when
 // ctx ends, when the stream breaks, or when the client grants no window for
 // idle (0: no limit): a client that stops reading cannot hold a transfer
-// forever. Close ends the stream (the client sees its end) and waits for
-// the goroutine that receives window updates.
+// forever.
+//
+// Close ends the stream (the client sees its end) once the client has taken
+// what was sent, and waits for the goroutine that receives window updates.
+// Taken means the client granted its first window back: containerd's
+// clients grant after they have passed data on, and ctr 2.x exits as soon
+// as the Transfer call answers, without waiting for its copy of the stream
+// into the file; answering while the last messages were still on their way
+// left ctr's archive short. Close gives up waiting as a write does.
 func NewWriter(ctx context.Context, s Stream, idle time.Duration) io.WriteCloser {
 	w := &writer{ctx: ctx, s: s, idle: idle, granted: make(chan struct{}, 1), done: make(chan struct{})}
 	go w.run()
@@ -115,6 +122,8 @@ type writer struct {
 	idle    time.Duration
 	mu      sync.Mutex
 	window  int64
+	first   int64 // the client's first grant: its window when it has taken everything
+	failed  bool  // a write failed: nothing more is owed to the client
 	err     error // why no more window will come
 	granted chan struct{}
 	done    chan struct{}
@@ -147,6 +156,9 @@ func (w *writer) run() {
 func (w *writer) signal(n int64, err error) {
 	w.mu.Lock()
 	w.window += n
+	if w.first == 0 {
+		w.first = n
+	}
 	if err != nil && w.err == nil {
 		w.err = err
 	}
@@ -200,14 +212,14 @@ func (w *writer) Write(p []byte) (int, error) {
 		}
 		n, err := w.take(want)
 		if err != nil {
-			return written, err
+			return written, w.fail(err)
 		}
 		a, err := typeurl.MarshalAny(&transfertypes.Data{Data: p[:n]})
 		if err != nil {
-			return written, err
+			return written, w.fail(err)
 		}
 		if err := w.s.Send(a); err != nil {
-			return written, fmt.Errorf("send data: %w", err)
+			return written, w.fail(fmt.Errorf("send data: %w", err))
 		}
 		written += n
 		p = p[n:]
@@ -215,9 +227,45 @@ func (w *writer) Write(p []byte) (int, error) {
 	return written, nil
 }
 
+func (w *writer) fail(err error) error {
+	w.mu.Lock()
+	w.failed = true
+	w.mu.Unlock()
+	return err
+}
+
+// settle waits until the client has taken what was sent: until its window
+// is back to its first grant (or Window, for a client that granted more at
+// once). It stops early when a write failed, the stream broke, ctx ended
+// or the client granted nothing for idle.
+func (w *writer) settle() {
+	var timeout <-chan time.Time
+	if w.idle > 0 {
+		t := time.NewTimer(w.idle)
+		defer t.Stop()
+		timeout = t.C
+	}
+	for {
+		w.mu.Lock()
+		done := w.failed || w.err != nil || w.window >= min(w.first, Window)
+		w.mu.Unlock()
+		if done {
+			return
+		}
+		select {
+		case <-w.granted:
+		case <-w.ctx.Done():
+			return
+		case <-timeout:
+			return
+		}
+	}
+}
+
 func (w *writer) Close() error {
 	var err error
 	w.once.Do(func() {
+		w.settle()
 		err = w.s.Close()
 		<-w.done
 	})

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -134,6 +135,83 @@ func TestWriterFailsWhenWindowStops(t *testing.T) {
 	}
 	w.Close()
 	w2.Close()
+}
+
+// slowTaker plays containerd's ReceiveStream: it grants Window whenever
+// its window is below it, before each receive, and passes each Data
+// message on slowly; taken counts the bytes passed on.
+func slowTaker(s *pipeEnd, taken *atomic.Int64, done chan<- struct{}) {
+	defer close(done)
+	var window int32
+	for {
+		if window < Window {
+			a, _ := typeurl.MarshalAny(&transfertypes.WindowUpdate{Update: Window})
+			if s.Send(a) == nil {
+				window += Window
+			}
+		}
+		a, err := s.Recv()
+		if err != nil {
+			return
+		}
+		v, _ := typeurl.UnmarshalAny(a)
+		if d, ok := v.(*transfertypes.Data); ok {
+			time.Sleep(5 * time.Millisecond)
+			taken.Add(int64(len(d.Data)))
+			window -= int32(len(d.Data))
+		}
+	}
+}
+
+// ctr 2.x exits as soon as Transfer answers: the writer's Close, after
+// which the export answers, must wait until the client has taken every
+// byte, not only until the last one was sent.
+func TestWriterCloseWaitsForTheClientToTakeAll(t *testing.T) {
+	for _, size := range []int{1, MaxData, Window + 100, 3*Window + 7} {
+		server, client := pipe()
+		var taken atomic.Int64
+		done := make(chan struct{})
+		go slowTaker(client, &taken, done)
+		w := NewWriter(context.Background(), server, time.Minute)
+		if _, err := w.Write(make([]byte, size)); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if got := taken.Load(); got != int64(size) {
+			t.Errorf("%d bytes: Close returned when the client had taken %d", size, got)
+		}
+		<-done
+	}
+}
+
+// A client that stops granting cannot hold Close for longer than a write
+// would wait; one that was sent nothing holds it not at all.
+func TestWriterCloseGivesUpOnAStalledClient(t *testing.T) {
+	server, client := pipe()
+	a, _ := typeurl.MarshalAny(&transfertypes.WindowUpdate{Update: 10})
+	client.Send(a)
+	w := NewWriter(context.Background(), server, 50*time.Millisecond)
+	if _, err := w.Write(make([]byte, 10)); err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan error)
+	go func() { closed <- w.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close waits on a client that grants nothing more")
+	}
+
+	server, _ = pipe()
+	w = NewWriter(context.Background(), server, time.Hour)
+	go func() { closed <- w.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close of a writer that sent nothing waits")
+	}
 }
 
 func TestReaderFailsWhenStreamBreaks(t *testing.T) {
