@@ -62,6 +62,26 @@ func TestReadIndexAndWrite(t *testing.T) {
 	if _, err := ReadIndex(ctx, cs, bytes.NewReader(out.Bytes())); err != nil {
 		t.Fatal(err)
 	}
+	// Plain ustar headers without times, as containerd's: two exports of
+	// one image are the same bytes, and no entry carries a PAX header (a
+	// time of now took one per entry, doubling an archive of small blobs).
+	var again bytes.Buffer
+	if err := Write(ctx, cs, &again, []images.Image{img}, WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out.Bytes(), again.Bytes()) {
+		t.Fatal("two exports of one image differ")
+	}
+	tr := tar.NewReader(bytes.NewReader(out.Bytes()))
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			break
+		}
+		if h.Format != tar.FormatUSTAR || len(h.PAXRecords) > 0 {
+			t.Errorf("entry %s: format %v, PAX records %v; want plain ustar", h.Name, h.Format, h.PAXRecords)
+		}
+	}
 
 	// A blob whose bytes do not match its name is FailedPrecondition, as
 	// containerd's content store says of such a commit.

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/platforms"
@@ -72,10 +71,14 @@ func Write(ctx context.Context, cs Store, w io.Writer, imgs []images.Image, o Wr
 			docker = append(docker, e)
 		}
 	}
+	// Headers as containerd's: no times, and the format left to the
+	// writer, which takes plain ustar where a blob's path fits. A time
+	// of now needed a PAX header of its own per entry (two more 512-byte
+	// blocks), half of an archive of small blobs, and made two exports of
+	// one image differ.
 	tw := tar.NewWriter(w)
-	now := time.Now().UTC()
 	file := func(name string, size int64, r io.Reader) error {
-		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o444, Size: size, ModTime: now, Typeflag: tar.TypeReg, Format: tar.FormatPAX}); err != nil {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o444, Size: size, Typeflag: tar.TypeReg}); err != nil {
 			return err
 		}
 		_, err := io.Copy(tw, r)
@@ -101,7 +104,7 @@ func Write(ctx context.Context, cs Store, w io.Writer, imgs []images.Image, o Wr
 				continue
 			}
 			dirs[d] = true
-			if err := tw.WriteHeader(&tar.Header{Name: d, Mode: 0o755, ModTime: now, Typeflag: tar.TypeDir, Format: tar.FormatPAX}); err != nil {
+			if err := tw.WriteHeader(&tar.Header{Name: d, Mode: 0o755, Typeflag: tar.TypeDir}); err != nil {
 				return err
 			}
 		}
