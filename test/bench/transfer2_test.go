@@ -135,6 +135,8 @@ func BenchmarkTransferImportExport40Layers(b *testing.B) {
 	// sometimes before the last chunk reached the file. Exports that ctr
 	// cut short are counted: their time is not that of a whole export.
 	truncated := map[string]int{}
+	whole := map[string][]time.Duration{} // the exports ctr wrote to their end
+
 	for i := 0; i < reps; i++ {
 		order := []*distDaemon{hull, ctrd}
 		if i%2 == 1 {
@@ -152,6 +154,8 @@ func BenchmarkTransferImportExport40Layers(b *testing.B) {
 			if err := testimage.WholeExport(testimage.ReadArchiveFile(out)); err != nil {
 				truncated[d.name]++
 				b.Logf("%s: ctr exited before its export was whole: %v", d.name, err)
+			} else {
+				whole[d.name] = append(whole[d.name], wall)
 			}
 			os.Remove(out)
 			exports[d.name] = append(exports[d.name], wall)
@@ -182,6 +186,10 @@ func BenchmarkTransferImportExport40Layers(b *testing.B) {
 		ms(he), ms(ce), ratio, target, verdict(ratio, target), exports["hull"], exports["containerd"])
 	fmt.Printf("transfer-export-40-layers: exports ctr left incomplete: hull %d of %d, containerd-2.4.2 %d of %d\n",
 		truncated["hull"], reps, truncated["containerd"], reps)
+	if len(whole["hull"]) > 0 && len(whole["containerd"]) > 0 {
+		wh, wc := median(whole["hull"]), median(whole["containerd"])
+		fmt.Printf("transfer-export-40-layers, whole exports only: hull %s containerd-2.4.2 %s ratio %.2f\n", ms(wh), ms(wc), float64(wh)/float64(wc))
+	}
 	fmt.Printf("transfer-import-export above the floor: import hull %s containerd-2.4.2 %s ratio %.2f; export hull %s containerd-2.4.2 %s ratio %.2f\n",
 		ms(h-hf), ms(c-cf), float64(h-hf)/float64(c-cf), ms(he-hf), ms(ce-cf), float64(he-hf)/float64(ce-cf))
 	b.ReportMetric(float64(hf)/float64(ce), "export-floor-ratio")
