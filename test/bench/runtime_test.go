@@ -64,12 +64,17 @@ func startRuntimeDaemons(b *testing.B) *runtimeDaemons {
 	return r
 }
 
-func (r *runtimeDaemons) hullRun(args ...string) []string {
-	return append([]string{"--address", r.hull.Address, "--namespace", "bench", "run", "--fifo-dir", r.hullFifos}, args...)
+// hullRun is hullctl's run of the bench image as id with flags and cmd, in
+// nerdctl's form (--name ID IMAGE COMMAND), which hullctl run takes.
+func (r *runtimeDaemons) hullRun(flags []string, id string, cmd ...string) []string {
+	args := append([]string{"--address", r.hull.Address, "--namespace", "bench", "run", "--fifo-dir", r.hullFifos}, flags...)
+	return append(append(args, "--name", id, r.ref), cmd...)
 }
 
-func (r *runtimeDaemons) ctrRun(args ...string) []string {
-	return append([]string{"--address", r.ctrd.Address, "-n", "bench", "run", "--fifo-dir", r.fifos, "--runc-root", r.runcRoot}, args...)
+// ctrRun is the same run by ctr, in its form (IMAGE ID COMMAND).
+func (r *runtimeDaemons) ctrRun(flags []string, id string, cmd ...string) []string {
+	args := append([]string{"--address", r.ctrd.Address, "-n", "bench", "run", "--fifo-dir", r.fifos, "--runc-root", r.runcRoot}, flags...)
+	return append(append(args, r.ref, id), cmd...)
 }
 
 // reap kills what a failed benchmark left running under either daemon.
@@ -165,11 +170,11 @@ func BenchmarkRunRm(b *testing.B) {
 	var hullTimes, ctrdTimes []time.Duration
 	for i := -2; i < runs; i++ { // two warm-up runs each
 		id := fmt.Sprintf("rm%d", i+2)
-		h, err := run(r.hullctl, r.hullRun("--rm", r.ref, id, "/bin/true")...)
+		h, err := run(r.hullctl, r.hullRun([]string{"--rm"}, id, "/bin/true")...)
 		if err != nil {
 			b.Fatal(err)
 		}
-		c, err := run("ctr", r.ctrRun("--rm", r.ref, id, "/bin/true")...)
+		c, err := run("ctr", r.ctrRun([]string{"--rm"}, id, "/bin/true")...)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -260,7 +265,7 @@ func BenchmarkRun50(b *testing.B) {
 		addr   string
 		cli    string
 		prefix []string // the CLI's address and namespace flags
-		runOf  func(args ...string) []string
+		runOf  func(flags []string, id string, cmd ...string) []string
 		bursts []burst
 		shim   float64 // mean shim RSS after the first burst, KiB
 		shims  int
@@ -274,7 +279,7 @@ func BenchmarkRun50(b *testing.B) {
 	// first round, and removes them again through the CLI, as a user would.
 	burstOn := func(s *side, round int) {
 		s.bursts = append(s.bursts, measure(s.pid, s.cli, func(id string) []string {
-			return s.runOf("-d", r.ref, fmt.Sprintf("r%d%s", round, id), "sleep", "600")
+			return s.runOf([]string{"-d"}, fmt.Sprintf("r%d%s", round, id), "sleep", "600")
 		}))
 		if round == 0 {
 			time.Sleep(2 * time.Second) // let it settle after the burst
