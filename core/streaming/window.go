@@ -103,13 +103,17 @@ func (r *reader) Close() error {
 // idle (0: no limit): a client that stops reading cannot hold a transfer
 // forever.
 //
-// Close ends the stream (the client sees its end) once the client has taken
-// what was sent, and waits for the goroutine that receives window updates.
-// Taken means the client granted its first window back: containerd's
-// clients grant after they have passed data on, and ctr 2.x exits as soon
-// as the Transfer call answers, without waiting for its copy of the stream
-// into the file; answering while the last messages were still on their way
-// left ctr's archive short. Close gives up waiting as a write does.
+// Close sends what is left, ends the stream (the client sees its end) and
+// waits for the goroutine that receives window updates. Before it ends the
+// stream it waits, as a write waits, until the client has passed the last
+// byte on: containerd 2.x's ctr exits as soon as the Transfer call answers,
+// without waiting for its own copy of the stream into the file, and an
+// answer that overtook the last messages left its archive short. The
+// protocol has no acknowledgement, but containerd's clients grant window
+// only after they have passed data on, and only when what they have left
+// falls below their first grant; so the writer holds the last Window bytes
+// back and, once no grant can be on its way, sends them such that the very
+// last message is the one that makes the client grant again (see finish).
 func NewWriter(ctx context.Context, s Stream, idle time.Duration) io.WriteCloser {
 	w := &writer{ctx: ctx, s: s, idle: idle, granted: make(chan struct{}, 1), done: make(chan struct{})}
 	go w.run()
@@ -120,10 +124,12 @@ type writer struct {
 	ctx     context.Context
 	s       Stream
 	idle    time.Duration
+	tail    []byte // the last bytes written, not sent until Close
 	mu      sync.Mutex
 	window  int64
-	first   int64 // the client's first grant: its window when it has taken everything
-	failed  bool  // a write failed: nothing more is owed to the client
+	first   int64 // the client's first grant: the window it tops up to
+	grants  int64 // how many grants have come
+	failed  bool  // a send failed: nothing more is owed to the client
 	err     error // why no more window will come
 	granted chan struct{}
 	done    chan struct{}
@@ -156,8 +162,11 @@ func (w *writer) run() {
 func (w *writer) signal(n int64, err error) {
 	w.mu.Lock()
 	w.window += n
-	if w.first == 0 {
-		w.first = n
+	if n > 0 {
+		w.grants++
+		if w.first == 0 {
+			w.first = n
+		}
 	}
 	if err != nil && w.err == nil {
 		w.err = err
@@ -169,8 +178,9 @@ func (w *writer) signal(n int64, err error) {
 	}
 }
 
-// take waits for window and returns how much of want may be sent.
-func (w *writer) take(want int) (int, error) {
+// wait waits until ok holds (called with w.mu held), the stream breaks, ctx
+// ends or no grant comes for idle.
+func (w *writer) wait(ok func() bool) error {
 	var timeout <-chan time.Time
 	if w.idle > 0 {
 		t := time.NewTimer(w.idle)
@@ -179,52 +189,59 @@ func (w *writer) take(want int) (int, error) {
 	}
 	for {
 		w.mu.Lock()
-		if w.window > 0 {
-			n := int64(want)
-			if n > w.window {
-				n = w.window
-			}
-			w.window -= n
-			w.mu.Unlock()
-			return int(n), nil
-		}
-		err := w.err
+		done, err := ok(), w.err
 		w.mu.Unlock()
+		if done {
+			return nil
+		}
 		if err != nil {
-			return 0, err
+			return err
 		}
 		select {
 		case <-w.granted:
 		case <-w.ctx.Done():
-			return 0, w.ctx.Err()
+			return w.ctx.Err()
 		case <-timeout:
-			return 0, fmt.Errorf("client granted no window for %s: %w", w.idle, context.DeadlineExceeded)
+			return &idleError{w.idle}
 		}
 	}
 }
 
-func (w *writer) Write(p []byte) (int, error) {
-	written := 0
+// idleError says that the client granted nothing for idle.
+type idleError struct{ idle time.Duration }
+
+func (e *idleError) Error() string {
+	return fmt.Sprintf("client granted no window for %s: %v", e.idle, context.DeadlineExceeded)
+}
+
+func (e *idleError) Unwrap() error { return context.DeadlineExceeded }
+
+// send sends p as Data messages of at most max bytes, each within the
+// window.
+func (w *writer) send(p []byte, max int) error {
 	for len(p) > 0 {
-		want := len(p)
-		if want > MaxData {
-			want = MaxData
-		}
-		n, err := w.take(want)
+		var n int
+		err := w.wait(func() bool {
+			if w.window <= 0 {
+				return false
+			}
+			n = int(min(int64(len(p)), int64(max), w.window))
+			w.window -= int64(n)
+			return true
+		})
 		if err != nil {
-			return written, w.fail(err)
+			return w.fail(err)
 		}
 		a, err := typeurl.MarshalAny(&transfertypes.Data{Data: p[:n]})
 		if err != nil {
-			return written, w.fail(err)
+			return w.fail(err)
 		}
 		if err := w.s.Send(a); err != nil {
-			return written, w.fail(fmt.Errorf("send data: %w", err))
+			return w.fail(fmt.Errorf("send data: %w", err))
 		}
-		written += n
 		p = p[n:]
 	}
-	return written, nil
+	return nil
 }
 
 func (w *writer) fail(err error) error {
@@ -234,39 +251,94 @@ func (w *writer) fail(err error) error {
 	return err
 }
 
-// settle waits until the client has taken what was sent: until its window
-// is back to its first grant (or Window, for a client that granted more at
-// once). It stops early when a write failed, the stream broke, ctx ended
-// or the client granted nothing for idle.
-func (w *writer) settle() {
-	var timeout <-chan time.Time
-	if w.idle > 0 {
-		t := time.NewTimer(w.idle)
-		defer t.Stop()
-		timeout = t.C
+// Write sends all but the last Window bytes of the stream so far; those
+// wait in tail for the next Write or Close.
+func (w *writer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	err := w.err
+	w.mu.Unlock()
+	if err != nil {
+		return 0, w.fail(err)
 	}
-	for {
-		w.mu.Lock()
-		done := w.failed || w.err != nil || w.window >= min(w.first, Window)
-		w.mu.Unlock()
-		if done {
-			return
-		}
-		select {
-		case <-w.granted:
-		case <-w.ctx.Done():
-			return
-		case <-timeout:
-			return
-		}
+	over := len(w.tail) + len(p) - Window
+	if over <= 0 {
+		w.tail = append(w.tail, p...)
+		return len(p), nil
 	}
+	fromTail := min(over, len(w.tail))
+	if err := w.send(w.tail[:fromTail], MaxData); err != nil {
+		return 0, err
+	}
+	if err := w.send(p[:over-fromTail], MaxData); err != nil {
+		return 0, err
+	}
+	w.tail = append(w.tail[:copy(w.tail, w.tail[fromTail:])], p[over-fromTail:]...)
+	return len(p), nil
 }
 
+// finish sends the held-back tail so that the client's grant after its
+// last message says that it has passed everything on.
+//
+// containerd's clients grant their first window's worth whenever what they
+// have left drops below it, after passing a message on. Once the writer's
+// window is back to first or above, no grant is on its way (it would have
+// been sent with less left than first, and the writer's view never exceeds
+// the client's) and none comes while the client passes on what was sent.
+// The first x bytes above first can then go without a grant; the rest, in
+// one message, takes the client below first, and its grant can only come
+// after that message. A tail of at most x bytes (a client that granted far
+// ahead) cannot be told apart and is just sent.
+func (w *writer) finish() error {
+	if len(w.tail) == 0 {
+		return nil
+	}
+	var x int64
+	err := w.wait(func() bool {
+		x = w.window - w.first
+		return w.first > 0 && x >= 0
+	})
+	var idle *idleError
+	switch {
+	case errors.As(err, &idle):
+		// Not a client that tops its window up as containerd's do:
+		// there is no telling when it has taken the tail.
+		return w.send(w.tail, MaxData)
+	case err != nil:
+		return w.fail(err)
+	}
+	if int64(len(w.tail)) <= x || int64(len(w.tail))-x > w.first {
+		return w.send(w.tail, MaxData)
+	}
+	if err := w.send(w.tail[:x], MaxData); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	before := w.grants
+	w.mu.Unlock()
+	if err := w.send(w.tail[x:], Window); err != nil {
+		return err
+	}
+	err = w.wait(func() bool { return w.grants > before })
+	if err != nil && !errors.As(err, &idle) {
+		return w.fail(err)
+	}
+	return nil
+}
+
+// Close sends what Write held back, waits for the client to have taken it
+// (unless a write failed), and ends the stream.
 func (w *writer) Close() error {
 	var err error
 	w.once.Do(func() {
-		w.settle()
-		err = w.s.Close()
+		w.mu.Lock()
+		failed := w.failed
+		w.mu.Unlock()
+		if !failed {
+			err = w.finish()
+		}
+		if cerr := w.s.Close(); err == nil {
+			err = cerr
+		}
 		<-w.done
 	})
 	return err

@@ -119,22 +119,34 @@ func TestReaderWriterRoundTrip(t *testing.T) {
 func TestWriterFailsWhenWindowStops(t *testing.T) {
 	server, client := pipe()
 	w := NewWriter(context.Background(), server, 50*time.Millisecond)
-	// The client grants one window and then nothing.
+	// The client grants one window and then nothing: a write of more
+	// than the writer holds back fails, and so does the Close that sends
+	// what it held back.
 	a, _ := typeurl.MarshalAny(&transfertypes.WindowUpdate{Update: 10})
 	client.Send(a)
-	_, err := w.Write(make([]byte, 100))
+	_, err := w.Write(make([]byte, 3*Window))
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("write with a stalled window: %v, want a deadline error", err)
 	}
-	// A client that goes away fails the write at once.
+	server, client = pipe()
+	w3 := NewWriter(context.Background(), server, 50*time.Millisecond)
+	client.Send(a)
+	if _, err := w3.Write(make([]byte, 100)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w3.Close(); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("close with a stalled window: %v, want a deadline error", err)
+	}
+	// A client that goes away fails the write, or the Close that sends
+	// what the write held back, at once.
 	server, client = pipe()
 	w2 := NewWriter(context.Background(), server, time.Hour)
 	client.Close()
-	if _, err := w2.Write([]byte("x")); err == nil {
+	_, werr := w2.Write([]byte("x"))
+	if cerr := w2.Close(); werr == nil && cerr == nil {
 		t.Fatal("write to a closed client succeeded")
 	}
 	w.Close()
-	w2.Close()
 }
 
 // slowTaker plays containerd's ReceiveStream: it grants Window whenever
@@ -167,7 +179,7 @@ func slowTaker(s *pipeEnd, taken *atomic.Int64, done chan<- struct{}) {
 // which the export answers, must wait until the client has taken every
 // byte, not only until the last one was sent.
 func TestWriterCloseWaitsForTheClientToTakeAll(t *testing.T) {
-	for _, size := range []int{1, MaxData, Window + 100, 3*Window + 7} {
+	for _, size := range []int{1, MaxData, MaxData + 1, 60416, Window, Window + 100, 3*Window + 7, 10*Window + MaxData/2} {
 		server, client := pipe()
 		var taken atomic.Int64
 		done := make(chan struct{})
