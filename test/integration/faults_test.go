@@ -56,6 +56,20 @@ func (r *chaosRig) newTask(c *client.Client, ctx context.Context, id string, cre
 	return task, mustWait(r.t, ctx, id, task)
 }
 
+// exitedTask imports the image and runs `true` as container "brief",
+// returning once its task has exited (and is not yet deleted).
+func (r *chaosRig) exitedTask() (*client.Client, context.Context, *client.Task) {
+	r.t.Helper()
+	r.importImage()
+	c, ctx := r.client()
+	task, exited := r.newTask(c, ctx, "brief", cio.NullIO, "true")
+	if err := task.Start(ctx); err != nil {
+		r.t.Fatal(err)
+	}
+	waitExit(r.t, "brief", exited)
+	return c, ctx, task
+}
+
 // TestFaultHulldDiesWhileRuncCreates is the ghost task of issue 11: with a
 // runc slow on create, `ctr run -d` under hull's shim, hulld killed while
 // runc creates, and a restart, hulld lists no task, the id can be run
@@ -214,13 +228,7 @@ for a in "$@"; do [ "$a" = create ] && { echo '{"level":"error","msg":"runc crea
 func TestFaultExecInStoppedTask(t *testing.T) {
 	r := newChaosRig(t, "execstop")
 	r.start()
-	r.importImage()
-	c, ctx := r.client()
-	task, exited := r.newTask(c, ctx, "brief", cio.NullIO, "true")
-	if err := task.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	waitExit(t, "brief", exited)
+	c, ctx, task := r.exitedTask()
 	p, err := task.Exec(ctx, "late", &specs.Process{Args: []string{"true"}, Cwd: "/", Env: []string{"PATH=/bin"}}, cio.NullIO)
 	if err == nil {
 		err = p.Start(ctx)
@@ -283,13 +291,7 @@ func TestFaultDeleteWaitsForAKillAll(t *testing.T) {
 for a in "$@"; do [ "$a" = delete ] && [ -e `+killing+` ] && { echo '{"level":"error","msg":"cannot delete container that is not stopped: paused"}' >> "$log"; exit 1; }; done`)
 	r := newChaosRig(t, "killall")
 	r.start("PATH=" + wrapper + ":" + os.Getenv("PATH"))
-	r.importImage()
-	c, ctx := r.client()
-	task, exited := r.newTask(c, ctx, "brief", cio.NullIO, "true")
-	if err := task.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	waitExit(t, "brief", exited)
+	c, ctx, task := r.exitedTask()
 	killed := make(chan error, 1)
 	go func() { killed <- task.Kill(ctx, syscall.SIGKILL, client.WithKillAll) }()
 	hulltest.Eventually(t, 10*time.Second, "runc kill --all under way", func() error {
