@@ -287,7 +287,8 @@ func (w *writer) Write(p []byte) (int, error) {
 // The first x bytes above first can then go without a grant; the rest, in
 // one message, takes the client below first, and its grant can only come
 // after that message. A tail of at most x bytes (a client that granted far
-// ahead) cannot be told apart and is just sent.
+// ahead), or one whose rest does not fit the client's first grant, cannot
+// be told apart that way and is just sent.
 func (w *writer) finish() error {
 	if len(w.tail) == 0 {
 		return nil
