@@ -136,7 +136,6 @@ func BenchmarkTransferImportExport40Layers(b *testing.B) {
 	// cut short are counted: their time is not that of a whole export.
 	truncated := map[string]int{}
 	whole := map[string][]time.Duration{} // the exports ctr wrote to their end
-
 	for i := 0; i < reps; i++ {
 		order := []*distDaemon{hull, ctrd}
 		if i%2 == 1 {
