@@ -341,6 +341,30 @@ func TestImageService(t *testing.T) {
 		}
 	})
 
+	t.Run("concurrent ensure pulled", func(t *testing.T) {
+		// Pods starting at once on a node without their image (the
+		// pause image at boot) each ask for it.
+		dimg := userImage(t, "", "d")
+		reg.Push(t, "test/d", "1", dimg)
+		refD := reg.Host() + "/test/d:1"
+		const n = 8
+		errs := make(chan error, n)
+		for i := 0; i < n; i++ {
+			go func() {
+				img, err := s.EnsurePulled(ctx, refD, nil)
+				if err == nil && img.ID != dimg.Config.Desc.Digest.String() {
+					err = fmt.Errorf("image %+v", img)
+				}
+				errs <- err
+			}()
+		}
+		for i := 0; i < n; i++ {
+			if err := <-errs; err != nil {
+				t.Errorf("concurrent EnsurePulled(%s): %v", refD, err)
+			}
+		}
+	})
+
 	t.Run("auth", func(t *testing.T) {
 		basic := registrytest.Start(t, registrytest.Options{Htpasswd: map[string]string{"alice": "s3cret"}})
 		basic.Push(t, "priv/app", "1", a)
