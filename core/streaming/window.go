@@ -121,15 +121,17 @@ func NewWriter(ctx context.Context, s Stream, idle time.Duration) io.WriteCloser
 }
 
 type writer struct {
-	ctx     context.Context
-	s       Stream
-	idle    time.Duration
-	tail    []byte // the last bytes written, not sent until Close
+	ctx  context.Context
+	s    Stream
+	idle time.Duration
+	// Only the goroutine that writes and closes uses these two.
+	tail   []byte // bytes written and not sent yet (see Write)
+	failed bool   // a send failed: nothing more is owed to the client
+
 	mu      sync.Mutex
 	window  int64
 	first   int64 // the client's first grant: the window it tops up to
 	grants  int64 // how many grants have come
-	failed  bool  // a send failed: nothing more is owed to the client
 	err     error // why no more window will come
 	granted chan struct{}
 	done    chan struct{}
@@ -245,14 +247,14 @@ func (w *writer) send(p []byte, max int) error {
 }
 
 func (w *writer) fail(err error) error {
-	w.mu.Lock()
 	w.failed = true
-	w.mu.Unlock()
 	return err
 }
 
-// Write sends all but the last Window bytes of the stream so far; those
-// wait in tail for the next Write or Close.
+// Write keeps the last Window bytes of the stream back for Close, and sends
+// what is before them in whole MaxData messages: a caller's small writes (an
+// archive's headers and paddings) do not each become a message for the
+// client to take and answer with window.
 func (w *writer) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	err := w.err
@@ -260,19 +262,14 @@ func (w *writer) Write(p []byte) (int, error) {
 	if err != nil {
 		return 0, w.fail(err)
 	}
-	over := len(w.tail) + len(p) - Window
-	if over <= 0 {
-		w.tail = append(w.tail, p...)
-		return len(p), nil
+	w.tail = append(w.tail, p...)
+	if over := len(w.tail) - Window; over >= MaxData {
+		n := over - over%MaxData
+		if err := w.send(w.tail[:n], MaxData); err != nil {
+			return 0, err
+		}
+		w.tail = w.tail[:copy(w.tail, w.tail[n:])]
 	}
-	fromTail := min(over, len(w.tail))
-	if err := w.send(w.tail[:fromTail], MaxData); err != nil {
-		return 0, err
-	}
-	if err := w.send(p[:over-fromTail], MaxData); err != nil {
-		return 0, err
-	}
-	w.tail = append(w.tail[:copy(w.tail, w.tail[fromTail:])], p[over-fromTail:]...)
 	return len(p), nil
 }
 
@@ -290,6 +287,12 @@ func (w *writer) Write(p []byte) (int, error) {
 // ahead), or one whose rest does not fit the client's first grant, cannot
 // be told apart that way and is just sent.
 func (w *writer) finish() error {
+	if over := len(w.tail) - Window; over > 0 {
+		if err := w.send(w.tail[:over], MaxData); err != nil {
+			return err
+		}
+		w.tail = w.tail[over:]
+	}
 	if len(w.tail) == 0 {
 		return nil
 	}
@@ -331,10 +334,7 @@ func (w *writer) finish() error {
 func (w *writer) Close() error {
 	var err error
 	w.once.Do(func() {
-		w.mu.Lock()
-		failed := w.failed
-		w.mu.Unlock()
-		if !failed {
+		if !w.failed {
 			err = w.finish()
 		}
 		if cerr := w.s.Close(); err == nil {

@@ -198,6 +198,59 @@ func TestWriterCloseWaitsForTheClientToTakeAll(t *testing.T) {
 	}
 }
 
+// Small writes (an archive's 512-byte headers and paddings) go out as
+// whole MaxData messages, not a message each; only the held-back tail that
+// Close sends is cut as the client's window needs.
+func TestWriterSendsWholeMessages(t *testing.T) {
+	server, client := pipe()
+	var sizes []int
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var window int32
+		for {
+			if window < Window {
+				a, _ := typeurl.MarshalAny(&transfertypes.WindowUpdate{Update: Window})
+				if client.Send(a) == nil {
+					window += Window
+				}
+			}
+			a, err := client.Recv()
+			if err != nil {
+				return
+			}
+			v, _ := typeurl.UnmarshalAny(a)
+			if d, ok := v.(*transfertypes.Data); ok {
+				sizes = append(sizes, len(d.Data))
+				window -= int32(len(d.Data))
+			}
+		}
+	}()
+	w := NewWriter(context.Background(), server, time.Minute)
+	const writes, size = 400, 512
+	for i := 0; i < writes; i++ {
+		if _, err := w.Write(make([]byte, size)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	// What Write sent (all but the last Window and less than a message)
+	// is whole messages; Close cuts the rest as the window needs.
+	total := 0
+	for _, n := range sizes {
+		total += n
+		if total <= writes*size-Window-MaxData && n != MaxData {
+			t.Fatalf("messages %v: a %d-byte one before the tail", sizes, n)
+		}
+	}
+	if total != writes*size || len(sizes) > writes*size/MaxData+4 {
+		t.Fatalf("%d bytes in %d messages (%v); want %d bytes in whole %d-byte messages but for the tail", total, len(sizes), sizes, writes*size, MaxData)
+	}
+}
+
 // A client that stops granting cannot hold Close for longer than a write
 // would wait; one that was sent nothing holds it not at all.
 func TestWriterCloseGivesUpOnAStalledClient(t *testing.T) {

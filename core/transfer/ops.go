@@ -1,7 +1,6 @@
 package transfer
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -399,14 +398,7 @@ func (s *Service) export(ctx context.Context, src *transfertypes.ImageStore, dst
 	if len(dst.GetPlatforms()) > 0 {
 		o.Platform, _ = platformMatcher(dst.GetPlatforms())
 	}
-	// Whole Data messages: the archive's writer writes each header and
-	// padding apart, and each write would be a message of its own for
-	// the client to take and answer with window.
-	bw := bufio.NewWriterSize(w, streaming.MaxData)
-	if err := imagearchive.Write(ctx, s.Content, bw, imgs, o); err != nil {
-		return err
-	}
-	if err := bw.Flush(); err != nil {
+	if err := imagearchive.Write(ctx, s.Content, w, imgs, o); err != nil {
 		return err
 	}
 	if err := w.Close(); err != nil {
