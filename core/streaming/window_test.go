@@ -149,10 +149,11 @@ func TestWriterFailsWhenWindowStops(t *testing.T) {
 	w.Close()
 }
 
-// slowTaker plays containerd's ReceiveStream: it grants Window whenever
-// its window is below it, before each receive, and passes each Data
-// message on slowly; taken counts the bytes passed on.
-func slowTaker(s *pipeEnd, taken *atomic.Int64, done chan<- struct{}) {
+// taker plays containerd's ReceiveStream: it grants Window whenever its
+// window is below it, before each receive, and passes each Data message to
+// pass before it counts it taken, until the stream ends; then it closes
+// done.
+func taker(s *pipeEnd, pass func([]byte), done chan<- struct{}) {
 	defer close(done)
 	var window int32
 	for {
@@ -168,8 +169,7 @@ func slowTaker(s *pipeEnd, taken *atomic.Int64, done chan<- struct{}) {
 		}
 		v, _ := typeurl.UnmarshalAny(a)
 		if d, ok := v.(*transfertypes.Data); ok {
-			time.Sleep(5 * time.Millisecond)
-			taken.Add(int64(len(d.Data)))
+			pass(d.Data)
 			window -= int32(len(d.Data))
 		}
 	}
@@ -183,7 +183,11 @@ func TestWriterCloseWaitsForTheClientToTakeAll(t *testing.T) {
 		server, client := pipe()
 		var taken atomic.Int64
 		done := make(chan struct{})
-		go slowTaker(client, &taken, done)
+		// A slow client: each message takes it a while to pass on.
+		go taker(client, func(data []byte) {
+			time.Sleep(5 * time.Millisecond)
+			taken.Add(int64(len(data)))
+		}, done)
 		w := NewWriter(context.Background(), server, time.Minute)
 		if _, err := w.Write(make([]byte, size)); err != nil {
 			t.Fatal(err)
@@ -205,27 +209,7 @@ func TestWriterSendsWholeMessages(t *testing.T) {
 	server, client := pipe()
 	var sizes []int
 	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		var window int32
-		for {
-			if window < Window {
-				a, _ := typeurl.MarshalAny(&transfertypes.WindowUpdate{Update: Window})
-				if client.Send(a) == nil {
-					window += Window
-				}
-			}
-			a, err := client.Recv()
-			if err != nil {
-				return
-			}
-			v, _ := typeurl.UnmarshalAny(a)
-			if d, ok := v.(*transfertypes.Data); ok {
-				sizes = append(sizes, len(d.Data))
-				window -= int32(len(d.Data))
-			}
-		}
-	}()
+	go taker(client, func(data []byte) { sizes = append(sizes, len(data)) }, done)
 	w := NewWriter(context.Background(), server, time.Minute)
 	const writes, size = 400, 512
 	for i := 0; i < writes; i++ {
