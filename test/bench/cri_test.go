@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	taskv2 "github.com/containerd/containerd/api/runtime/task/v2"
+	"github.com/containerd/ttrpc"
 	"google.golang.org/protobuf/proto"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -186,6 +189,51 @@ func BenchmarkCRIPods30(b *testing.B) {
 	// Summed RSS counts each shim binary's text once per shim; PSS shares
 	// it out, which is what the shims take from the node together.
 	reportRatio(b, fmt.Sprintf("shims' summed PSS with %d pods running", n), "shims-pss-MiB", "shims-pss-ratio", mib(h.shimsPSS), mib(c.shimsPSS))
+	shimFloor := shimFloorKiB(b)
+	perShim := float64(c.shims) / float64(c.nShims)
+	fmt.Printf("shims' RSS floor: shimfloor (ttrpc, the task API, containerd's cgroups library, nothing else) %.2f MiB, %.2f of a containerd 1.6 shim's %.2f MiB; hull's shims %.2f MiB each, %.2f MiB above the floor\n",
+		mib(shimFloor), float64(shimFloor)/perShim, perShim/1024, float64(h.shims)/float64(h.nShims)/1024, (float64(h.shims)/float64(h.nShims)-float64(shimFloor))/1024)
+	b.ReportMetric(float64(shimFloor)/perShim, "shims-floor-ratio")
+}
+
+// shimFloorKiB starts shimfloor, waits until it answers on its socket and
+// returns its RSS in KiB.
+func shimFloorKiB(b *testing.B) int64 {
+	b.Helper()
+	bin := buildCmd(b, "shimfloor", "github.com/hullrt/hull/test/bench/shimfloor")
+	sock := filepath.Join(b.TempDir(), "floor.sock")
+	cmd := exec.Command(bin, sock, strconv.Itoa(os.Getpid()))
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		conn, err := net.Dial("unix", sock)
+		if err == nil {
+			c := ttrpc.NewClient(conn)
+			_, err = taskv2.NewTTRPCTaskClient(c).Connect(context.Background(), &taskv2.ConnectRequest{})
+			c.Close()
+			if err != nil {
+				b.Fatalf("shimfloor: Connect: %v\n%s", err, out.String())
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("shimfloor does not serve %s: %v\n%s", sock, err, out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	rss, _, err := rssKiB(cmd.Process.Pid)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return rss
 }
 
 // BenchmarkCRIRelist runs 25 pods of 4 containers each on one runtime at a
