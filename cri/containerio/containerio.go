@@ -30,6 +30,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -93,8 +94,12 @@ type ContainerIO struct {
 	log  *logs.Writer // nil without a log
 	outs []*outputFIFO
 
-	copies     sync.WaitGroup // one per output FIFO
-	outputDone chan struct{}  // closed when every output copy ended
+	// copies counts the output copies still running; the last one to end
+	// closes outputDone (a goroutine waiting for them would cost a stack
+	// per container for nothing).
+	copies     atomic.Int32
+	copying    bool          // the copies were started
+	outputDone chan struct{} // closed when every output copy ended
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -207,21 +212,25 @@ func start(id string, cfg cio.Config, o Options) (_ *ContainerIO, retErr error) 
 		}
 		c.log = w
 	}
+	c.copying = true
+	c.copies.Store(int32(len(c.outs)))
+	if len(c.outs) == 0 {
+		close(c.outputDone)
+	}
 	for i, f := range c.outs {
-		c.copies.Add(1)
 		go c.copyOutput(streams[i], f)
 	}
-	go func() {
-		c.copies.Wait()
-		close(c.outputDone)
-	}()
 	return c, nil
 }
 
 // copyOutput copies one output stream to the log and the sessions until
 // the FIFO ends or is closed.
 func (c *ContainerIO) copyOutput(stream string, f *outputFIFO) {
-	defer c.copies.Done()
+	defer func() {
+		if c.copies.Add(-1) == 0 {
+			close(c.outputDone)
+		}
+	}()
 	var sw *logs.StreamWriter
 	if c.log != nil {
 		sw, _ = c.log.Stream(stream) // stream is one of the two it takes
@@ -311,7 +320,9 @@ func (c *ContainerIO) release() error {
 	for _, f := range c.outs {
 		errs = append(errs, f.Close())
 	}
-	c.copies.Wait()
+	if c.copying {
+		<-c.outputDone
+	}
 	if c.log != nil {
 		errs = append(errs, c.log.Close())
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -654,5 +655,44 @@ func TestQuietOutputHoldsNoBuffer(t *testing.T) {
 	within(t, 10*time.Second, "Wait", c.Wait)
 	if n := pool.out.Load(); n != 0 {
 		t.Fatalf("%d buffers not given back after the output ended", n)
+	}
+}
+
+// TestGoroutinesPerContainer: a container's output costs hulld one
+// goroutine per stream and nothing else while it runs (a node holds a
+// hundred containers), and none once its output has ended.
+func TestGoroutinesPerContainer(t *testing.T) {
+	const n = 8
+	settle := func(want int) int {
+		var got int
+		for i := 0; i < 200; i++ {
+			if got = runtime.NumGoroutine(); got == want {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		return got
+	}
+	base := runtime.NumGoroutine()
+	var cs []*ContainerIO
+	var shims []*shim
+	for i := 0; i < n; i++ {
+		c, err := New(fmt.Sprintf("g%d", i), Options{Dir: t.TempDir(), LogPath: filepath.Join(t.TempDir(), "l")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		cs = append(cs, c)
+		shims = append(shims, openShim(t, c))
+	}
+	if got := settle(base + 2*n); got != base+2*n {
+		t.Fatalf("%d goroutines for %d containers with stdout and stderr, want %d", got-base, n, 2*n)
+	}
+	for i, c := range cs {
+		shims[i].close()
+		within(t, 10*time.Second, "Wait", c.Wait)
+	}
+	if got := settle(base); got != base {
+		t.Fatalf("%d goroutines left after the output ended", got-base)
 	}
 }
