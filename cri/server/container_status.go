@@ -114,10 +114,38 @@ func (s *Service) containerSpec(ctx context.Context, id string) (*specs.Spec, er
 // state of its container and shared by the responses that show it (see
 // listItem), so they must not be modified.
 func (s *Service) ListContainers(ctx context.Context, r *runtime.ListContainersRequest) (*runtime.ListContainersResponse, error) {
-	f := r.GetFilter()
-	entries := s.containers.sorted(newestContainerFirst)
-	out := make([]*runtime.Container, 0, len(entries))
-	for _, e := range entries {
+	var out []*runtime.Container
+	s.listContainers(r.GetFilter(), func(c *runtime.Container, _ *cachedItem) error {
+		out = append(out, c)
+		return nil
+	})
+	if out == nil {
+		out = []*runtime.Container{}
+	}
+	return &runtime.ListContainersResponse{Containers: out}, nil
+}
+
+// ListContainersEncoded is ListContainers answered in protobuf's wire
+// form, from the encodings kept with the items: what a server sends to
+// the kubelet's relist, where most items did not change since the last.
+func (s *Service) ListContainersEncoded(ctx context.Context, r *runtime.ListContainersRequest) ([]byte, error) {
+	n := s.containers.len()
+	l := &listEncoding{items: make([]*cachedItem, 0, n), wires: make([][]byte, 0, n)}
+	err := s.listContainers(r.GetFilter(), func(m *runtime.Container, c *cachedItem) error { return l.add(m, c) })
+	if err != nil {
+		return nil, err
+	}
+	if proto.Size(r.GetFilter()) == 0 {
+		// The kubelet's relist, every second.
+		return l.bytesSince(&s.lastContainers), nil
+	}
+	return l.bytes(), nil
+}
+
+// listContainers calls fn with the list item of every container f matches,
+// in the order of ListContainers.
+func (s *Service) listContainers(f *runtime.ContainerFilter, fn func(*runtime.Container, *cachedItem) error) error {
+	for _, e := range s.containers.sorted(newestContainerFirst) {
 		c := e.v
 		if f.GetId() != "" && !hasPrefix(c.rec.ID, f.GetId()) {
 			continue
@@ -132,9 +160,11 @@ func (s *Service) ListContainers(ctx context.Context, r *runtime.ListContainersR
 		if !labelsMatch(c.config.GetLabels(), f.GetLabelSelector()) {
 			continue
 		}
-		out = append(out, listItem(e, state, containerItem))
+		if err := fn(listItem(e, state, containerItem)); err != nil {
+			return err
+		}
 	}
-	return &runtime.ListContainersResponse{Containers: out}, nil
+	return nil
 }
 
 // newestContainerFirst is the order of ListContainers.

@@ -1,11 +1,13 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"sync"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -37,10 +39,33 @@ func addTestContainer(t *testing.T, s *Service, id, sandboxID string, created in
 	return c
 }
 
+// listContainers lists with ListContainers and, to check that both answer
+// alike, with ListContainersEncoded: every list test covers both.
 func listContainers(t *testing.T, s *Service, f *runtime.ContainerFilter) []*runtime.Container {
 	t.Helper()
-	resp, err := s.ListContainers(context.Background(), &runtime.ListContainersRequest{Filter: f})
+	req := &runtime.ListContainersRequest{Filter: f}
+	resp, err := s.ListContainers(context.Background(), req)
 	if err != nil {
+		t.Fatal(err)
+	}
+	wire, err := s.ListContainersEncoded(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameAnswer(t, resp, wire, new(runtime.ListContainersResponse))
+	return resp.Containers
+}
+
+// listContainersEncoded lists with ListContainersEncoded alone, for lists
+// that race state changes: what it decodes to is the list.
+func listContainersEncoded(t *testing.T, s *Service, f *runtime.ContainerFilter) []*runtime.Container {
+	t.Helper()
+	wire, err := s.ListContainersEncoded(context.Background(), &runtime.ListContainersRequest{Filter: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var resp runtime.ListContainersResponse
+	if err := proto.Unmarshal(wire, &resp); err != nil {
 		t.Fatal(err)
 	}
 	return resp.Containers
@@ -48,11 +73,36 @@ func listContainers(t *testing.T, s *Service, f *runtime.ContainerFilter) []*run
 
 func listSandboxes(t *testing.T, s *Service, f *runtime.PodSandboxFilter) []*runtime.PodSandbox {
 	t.Helper()
-	resp, err := s.ListPodSandbox(context.Background(), &runtime.ListPodSandboxRequest{Filter: f})
+	req := &runtime.ListPodSandboxRequest{Filter: f}
+	resp, err := s.ListPodSandbox(context.Background(), req)
 	if err != nil {
 		t.Fatal(err)
 	}
+	wire, err := s.ListPodSandboxEncoded(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameAnswer(t, resp, wire, new(runtime.ListPodSandboxResponse))
 	return resp.Items
+}
+
+// sameAnswer fails unless wire, the encoded answer, decodes into decoded
+// as resp, and is what encoding resp gives.
+func sameAnswer(t *testing.T, resp proto.Message, wire []byte, decoded proto.Message) {
+	t.Helper()
+	if err := proto.Unmarshal(wire, decoded); err != nil {
+		t.Fatalf("encoded answer: %v", err)
+	}
+	if !proto.Equal(decoded, resp) {
+		t.Fatalf("encoded answer %v, answer %v", decoded, resp)
+	}
+	want, err := proto.Marshal(resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(wire, want) {
+		t.Fatalf("encoded answer differs from the answer's encoding:\n%x\n%x", wire, want)
+	}
 }
 
 func containerIDs(items []*runtime.Container) string {
@@ -207,7 +257,8 @@ func TestRelistsRacingChanges(t *testing.T) {
 					return
 				}
 				want := c.state()
-				for _, item := range listContainers(t, s, &runtime.ContainerFilter{Id: c.rec.ID}) {
+				for _, item := range append(listContainers(t, s, &runtime.ContainerFilter{Id: c.rec.ID}),
+					listContainersEncoded(t, s, &runtime.ContainerFilter{Id: c.rec.ID})...) {
 					if item.State != want {
 						t.Errorf("%s listed as %s just after it became %s", c.rec.ID, item.State, want)
 						return
@@ -219,11 +270,52 @@ func TestRelistsRacingChanges(t *testing.T) {
 	wg.Go(func() {
 		for i := range 20 {
 			addTestContainer(t, s, fmt.Sprintf("extra%d", i), "p", int64(100+i), nil)
-			if n := len(listContainers(t, s, nil)); n != 8+i+1 {
-				t.Errorf("after adding %d: %d listed", i+1, n)
+			if n := len(listContainersEncoded(t, s, nil)); n != 8+i+1 {
+				t.Errorf("after adding %d: %d listed encoded", i+1, n)
+				return
+			}
+			if n := len(listContainers(t, s, &runtime.ContainerFilter{Id: fmt.Sprintf("extra%d", i)})); n != 1 {
+				t.Errorf("after adding extra%d: %d listed", i, n)
 				return
 			}
 		}
 	})
 	wg.Wait()
+}
+
+// TestUnchangedRelistIsNotEncodedAgain: an unfiltered encoded list whose
+// items did not change is the last one's bytes, and one change makes it
+// new bytes showing the change.
+func TestUnchangedRelistIsNotEncodedAgain(t *testing.T) {
+	s := listFixture()
+	c := addTestContainer(t, s, "c1", "p1", 1, nil)
+	addTestContainer(t, s, "c2", "p1", 2, nil)
+	ctx := context.Background()
+	list := func() []byte {
+		b, err := s.ListContainersEncoded(ctx, &runtime.ListContainersRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	a, b := list(), list()
+	if &a[0] != &b[0] {
+		t.Error("an unchanged relist was encoded again")
+	}
+	before := append([]byte(nil), a...)
+	if err := c.update(func(st *containerStatus) { st.StartedAt = 10 }); err != nil {
+		t.Fatal(err)
+	}
+	after := list()
+	if &after[0] == &a[0] || !bytes.Equal(a, before) {
+		t.Fatal("a changed relist reused or rewrote the last answer")
+	}
+	listContainers(t, s, nil) // checks it against ListContainers
+	// A filtered list neither uses nor replaces the unfiltered answer.
+	if _, err := s.ListContainersEncoded(ctx, &runtime.ListContainersRequest{Filter: &runtime.ContainerFilter{Id: "c2"}}); err != nil {
+		t.Fatal(err)
+	}
+	if again := list(); &again[0] != &after[0] {
+		t.Error("a filtered list displaced the unfiltered answer")
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/containerd/errdefs"
+	"google.golang.org/protobuf/proto"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/hullrt/hull/client"
@@ -225,10 +226,37 @@ func orNull(b []byte) []byte {
 // with it every second, it shares each pod's item among the responses that
 // show it in the same state.
 func (s *Service) ListPodSandbox(ctx context.Context, r *runtime.ListPodSandboxRequest) (*runtime.ListPodSandboxResponse, error) {
-	f := r.GetFilter()
-	entries := s.sandboxes.sorted(newestSandboxFirst)
-	out := make([]*runtime.PodSandbox, 0, len(entries))
-	for _, e := range entries {
+	var out []*runtime.PodSandbox
+	s.listPodSandbox(r.GetFilter(), func(sb *runtime.PodSandbox, _ *cachedItem) error {
+		out = append(out, sb)
+		return nil
+	})
+	if out == nil {
+		out = []*runtime.PodSandbox{}
+	}
+	return &runtime.ListPodSandboxResponse{Items: out}, nil
+}
+
+// ListPodSandboxEncoded is ListPodSandbox answered in protobuf's wire
+// form, as ListContainersEncoded is.
+func (s *Service) ListPodSandboxEncoded(ctx context.Context, r *runtime.ListPodSandboxRequest) ([]byte, error) {
+	n := s.sandboxes.len()
+	l := &listEncoding{items: make([]*cachedItem, 0, n), wires: make([][]byte, 0, n)}
+	err := s.listPodSandbox(r.GetFilter(), func(m *runtime.PodSandbox, c *cachedItem) error { return l.add(m, c) })
+	if err != nil {
+		return nil, err
+	}
+	if proto.Size(r.GetFilter()) == 0 {
+		// The kubelet's relist, every second.
+		return l.bytesSince(&s.lastSandboxes), nil
+	}
+	return l.bytes(), nil
+}
+
+// listPodSandbox calls fn with the list item of every pod f matches, in
+// the order of ListPodSandbox.
+func (s *Service) listPodSandbox(f *runtime.PodSandboxFilter, fn func(*runtime.PodSandbox, *cachedItem) error) error {
+	for _, e := range s.sandboxes.sorted(newestSandboxFirst) {
 		sb := e.v
 		if f.GetId() != "" && !hasPrefix(sb.rec.ID, f.GetId()) {
 			continue
@@ -240,9 +268,11 @@ func (s *Service) ListPodSandbox(ctx context.Context, r *runtime.ListPodSandboxR
 		if !labelsMatch(sb.config.GetLabels(), f.GetLabelSelector()) {
 			continue
 		}
-		out = append(out, listItem(e, state, sandboxItem))
+		if err := fn(listItem(e, state, sandboxItem)); err != nil {
+			return err
+		}
 	}
-	return &runtime.ListPodSandboxResponse{Items: out}, nil
+	return nil
 }
 
 // newestSandboxFirst is the order of ListPodSandbox.

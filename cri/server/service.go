@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -86,6 +87,9 @@ type Service struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// lastContainers and lastSandboxes are the last encoded unfiltered
+	// lists, answered again while their items are the same.
+	lastContainers, lastSandboxes atomic.Pointer[listEncoding]
 }
 
 // New builds the runtime service over c (a client of hulld's in-process

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 
 	"github.com/containerd/errdefs"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 )
 
 // names reserves the CRI names of pods and containers, which the kubelet
@@ -61,7 +63,28 @@ type entry[T any] struct {
 	// *runtime.PodSandbox), nil before the first list. It is never
 	// modified once stored, since responses that share it may still be
 	// being encoded; a changed item is a new one swapped in.
-	item atomic.Pointer[any]
+	item atomic.Pointer[cachedItem]
+}
+
+// cachedItem is a list item and, once a list was sent encoded, its
+// protobuf encoding, which lasts as long as the item.
+type cachedItem struct {
+	v    any
+	wire atomic.Pointer[[]byte]
+}
+
+// encoded returns the protobuf encoding of the item m (c's own), made at
+// the first call.
+func (c *cachedItem) encoded(m proto.Message) ([]byte, error) {
+	if p := c.wire.Load(); p != nil {
+		return *p, nil
+	}
+	b, err := proto.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	c.wire.Store(&b)
+	return b, nil
 }
 
 func newIndex[T any](kind string) *index[T] {
@@ -109,6 +132,12 @@ func (x *index[T]) get(id string) (T, error) {
 	return zero, fmt.Errorf("%s id prefix %q is ambiguous (%s): %w", x.kind, id, strings.Join(found, ", "), errdefs.ErrInvalidArgument)
 }
 
+func (x *index[T]) len() int {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return len(x.byID)
+}
+
 func (x *index[T]) list() []T {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
@@ -152,14 +181,59 @@ type stated[S comparable] interface{ GetState() S }
 // replaces it. The caller reads state afresh for every list, so an item is
 // never shown after its object's state changed: what build reads of the
 // object besides state must be fixed when the object is made.
-func listItem[T any, S comparable, V stated[S]](e *entry[T], state S, build func(T, S) V) V {
-	if p := e.item.Load(); p != nil {
-		if v, ok := (*p).(V); ok && v.GetState() == state {
-			return v
+func listItem[T any, S comparable, V stated[S]](e *entry[T], state S, build func(T, S) V) (V, *cachedItem) {
+	if c := e.item.Load(); c != nil {
+		if v, ok := c.v.(V); ok && v.GetState() == state {
+			return v, c
 		}
 	}
 	v := build(e.v, state)
-	var item any = v
-	e.item.Store(&item)
-	return v
+	c := &cachedItem{v: v}
+	e.item.Store(c)
+	return v, c
+}
+
+// listEncoding gathers the encodings of a list's items and lays them out
+// as the encoding of the list response, whose repeated field 1
+// (containers, items) they are: each item is encoded once, and a relist
+// of items that did not change only copies bytes, into one buffer of the
+// right size.
+type listEncoding struct {
+	items   []*cachedItem
+	wires   [][]byte
+	size    int
+	encoded []byte // the list's encoding, once built
+}
+
+func (l *listEncoding) add(m proto.Message, c *cachedItem) error {
+	wire, err := c.encoded(m)
+	if err != nil {
+		return err
+	}
+	l.items = append(l.items, c)
+	l.wires = append(l.wires, wire)
+	l.size += protowire.SizeTag(1) + protowire.SizeBytes(len(wire))
+	return nil
+}
+
+// bytesSince returns the encoded list. When last, an earlier list's
+// encoding, has the very same items, which never change, it is the answer
+// again: a relist where nothing changed builds nothing.
+func (l *listEncoding) bytesSince(last *atomic.Pointer[listEncoding]) []byte {
+	if prev := last.Load(); prev != nil && slices.Equal(prev.items, l.items) {
+		return prev.encoded
+	}
+	b := l.bytes()
+	last.Store(l)
+	return b
+}
+
+func (l *listEncoding) bytes() []byte {
+	b := make([]byte, 0, l.size)
+	for _, w := range l.wires {
+		b = protowire.AppendTag(b, 1, protowire.BytesType)
+		b = protowire.AppendBytes(b, w)
+	}
+	l.encoded = b
+	return b
 }

@@ -56,9 +56,20 @@ func messageOf(v any) (proto.Message, error) {
 	return nil, fmt.Errorf("grpcpool: %T is not a protobuf message", v)
 }
 
+// Encoded is a message already in protobuf's wire form, which a handler
+// may answer with in place of the message: Marshal sends it as it is. A
+// server that keeps the encodings of what it answers over and over (the
+// lists the kubelet polls every second) so encodes nothing twice. It must
+// not be modified once returned.
+type Encoded []byte
+
 // Marshal encodes v; a message large enough to be worth pooling goes into a
 // buffer of the pool, which gRPC returns to it once the message is sent.
 func (c codec) Marshal(v any) (mem.BufferSlice, error) {
+	if e, ok := v.(Encoded); ok {
+		// A SliceBuffer's Free does nothing: the bytes stay the caller's.
+		return mem.BufferSlice{mem.SliceBuffer(e)}, nil
+	}
 	m, err := messageOf(v)
 	if err != nil {
 		return nil, err

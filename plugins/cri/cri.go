@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/hullrt/hull/client"
@@ -28,6 +30,7 @@ import (
 	criimages "github.com/hullrt/hull/cri/images"
 	"github.com/hullrt/hull/cri/server"
 	"github.com/hullrt/hull/internal/errgrpc"
+	"github.com/hullrt/hull/internal/grpcpool"
 	"github.com/hullrt/hull/plugin"
 )
 
@@ -250,7 +253,7 @@ type service struct {
 // their errors (errdefs classes) turned into gRPC codes.
 func (s *service) RegisterGRPC(g *grpc.Server) {
 	r := codeMapping{g}
-	runtime.RegisterRuntimeServiceServer(r, s.rt)
+	runtime.RegisterRuntimeServiceServer(encodedLists{r, s.rt}, s.rt)
 	runtime.RegisterImageServiceServer(r, imageServer{svc: s.img})
 }
 
@@ -276,6 +279,60 @@ func (c codeMapping) RegisterService(desc *grpc.ServiceDesc, impl any) {
 		d.Streams[i] = st
 	}
 	c.ServiceRegistrar.RegisterService(&d, impl)
+}
+
+// encodedLists registers the runtime service with its two lists answered
+// in protobuf's wire form (grpcpool.Encoded), which the CRI service makes
+// from the encodings it keeps with its list items: the kubelet relists
+// every pod and container every second, and encoding the same unchanged
+// items every time was the largest part of a relist's cost in hulld
+// besides gRPC's own.
+type encodedLists struct {
+	grpc.ServiceRegistrar
+	rt *server.Service
+}
+
+func (e encodedLists) RegisterService(desc *grpc.ServiceDesc, impl any) {
+	d := *desc
+	d.Methods = slices.Clone(desc.Methods)
+	for i, m := range d.Methods {
+		switch m.MethodName {
+		case "ListContainers":
+			d.Methods[i].Handler = encodedHandler(desc.ServiceName, m.MethodName, e.rt.ListContainersEncoded)
+		case "ListPodSandbox":
+			d.Methods[i].Handler = encodedHandler(desc.ServiceName, m.MethodName, e.rt.ListPodSandboxEncoded)
+		}
+	}
+	e.ServiceRegistrar.RegisterService(&d, impl)
+}
+
+// encodedHandler is a unary method handler that decodes the request as
+// the generated one does, goes through the server's interceptors and
+// answers with what list encoded.
+func encodedHandler[R any, PR interface {
+	*R
+	proto.Message
+}](service, method string, list func(context.Context, PR) ([]byte, error)) func(any, context.Context, func(any) error, grpc.UnaryServerInterceptor) (any, error) {
+	info := &grpc.UnaryServerInfo{FullMethod: "/" + service + "/" + method}
+	return func(srv any, ctx context.Context, dec func(any) error, in grpc.UnaryServerInterceptor) (any, error) {
+		req := PR(new(R))
+		if err := dec(req); err != nil {
+			return nil, err
+		}
+		h := func(ctx context.Context, r any) (any, error) {
+			b, err := list(ctx, r.(PR))
+			if err != nil {
+				return nil, err
+			}
+			return grpcpool.Encoded(b), nil
+		}
+		if in == nil {
+			return h(ctx, req)
+		}
+		i := *info
+		i.Server = srv
+		return in(ctx, req, &i, h)
+	}
 }
 
 // Close stops the CRI service's background work; pods keep running.
