@@ -114,14 +114,7 @@ func (s *Service) containerSpec(ctx context.Context, id string) (*specs.Spec, er
 // state of its container and shared by the responses that show it (see
 // listItem), so they must not be modified.
 func (s *Service) ListContainers(ctx context.Context, r *runtime.ListContainersRequest) (*runtime.ListContainersResponse, error) {
-	var out []*runtime.Container
-	s.listContainers(r.GetFilter(), func(c *runtime.Container, _ *cachedItem) error {
-		out = append(out, c)
-		return nil
-	})
-	if out == nil {
-		out = []*runtime.Container{}
-	}
+	out := collect(func(fn func(*runtime.Container, *cachedItem) error) error { return s.listContainers(r.GetFilter(), fn) })
 	return &runtime.ListContainersResponse{Containers: out}, nil
 }
 
@@ -129,17 +122,8 @@ func (s *Service) ListContainers(ctx context.Context, r *runtime.ListContainersR
 // form, from the encodings kept with the items: what a server sends to
 // the kubelet's relist, where most items did not change since the last.
 func (s *Service) ListContainersEncoded(ctx context.Context, r *runtime.ListContainersRequest) ([]byte, error) {
-	n := s.containers.len()
-	l := &listEncoding{items: make([]*cachedItem, 0, n), wires: make([][]byte, 0, n)}
-	err := s.listContainers(r.GetFilter(), func(m *runtime.Container, c *cachedItem) error { return l.add(m, c) })
-	if err != nil {
-		return nil, err
-	}
-	if proto.Size(r.GetFilter()) == 0 {
-		// The kubelet's relist, every second.
-		return l.bytesSince(&s.lastContainers), nil
-	}
-	return l.bytes(), nil
+	return encodeList(s.containers.len(), r.GetFilter(), &s.lastContainers,
+		func(fn func(*runtime.Container, *cachedItem) error) error { return s.listContainers(r.GetFilter(), fn) })
 }
 
 // listContainers calls fn with the list item of every container f matches,

@@ -10,7 +10,6 @@ import (
 	"syscall"
 
 	"github.com/containerd/errdefs"
-	"google.golang.org/protobuf/proto"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/hullrt/hull/client"
@@ -226,31 +225,19 @@ func orNull(b []byte) []byte {
 // with it every second, it shares each pod's item among the responses that
 // show it in the same state.
 func (s *Service) ListPodSandbox(ctx context.Context, r *runtime.ListPodSandboxRequest) (*runtime.ListPodSandboxResponse, error) {
-	var out []*runtime.PodSandbox
-	s.listPodSandbox(r.GetFilter(), func(sb *runtime.PodSandbox, _ *cachedItem) error {
-		out = append(out, sb)
-		return nil
+	out := collect(func(fn func(*runtime.PodSandbox, *cachedItem) error) error {
+		return s.listPodSandbox(r.GetFilter(), fn)
 	})
-	if out == nil {
-		out = []*runtime.PodSandbox{}
-	}
 	return &runtime.ListPodSandboxResponse{Items: out}, nil
 }
 
 // ListPodSandboxEncoded is ListPodSandbox answered in protobuf's wire
 // form, as ListContainersEncoded is.
 func (s *Service) ListPodSandboxEncoded(ctx context.Context, r *runtime.ListPodSandboxRequest) ([]byte, error) {
-	n := s.sandboxes.len()
-	l := &listEncoding{items: make([]*cachedItem, 0, n), wires: make([][]byte, 0, n)}
-	err := s.listPodSandbox(r.GetFilter(), func(m *runtime.PodSandbox, c *cachedItem) error { return l.add(m, c) })
-	if err != nil {
-		return nil, err
-	}
-	if proto.Size(r.GetFilter()) == 0 {
-		// The kubelet's relist, every second.
-		return l.bytesSince(&s.lastSandboxes), nil
-	}
-	return l.bytes(), nil
+	return encodeList(s.sandboxes.len(), r.GetFilter(), &s.lastSandboxes,
+		func(fn func(*runtime.PodSandbox, *cachedItem) error) error {
+			return s.listPodSandbox(r.GetFilter(), fn)
+		})
 }
 
 // listPodSandbox calls fn with the list item of every pod f matches, in

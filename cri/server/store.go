@@ -237,3 +237,28 @@ func (l *listEncoding) bytes() []byte {
 	l.encoded = b
 	return b
 }
+
+// collect returns the items list passes to its fn, in order; an empty
+// list is an empty slice, as a decoded response's would be nil.
+func collect[M any](list func(fn func(M, *cachedItem) error) error) []M {
+	out := []M{}
+	list(func(m M, _ *cachedItem) error {
+		out = append(out, m)
+		return nil
+	})
+	return out
+}
+
+// encodeList encodes the list response of the n or fewer items list
+// passes to its fn. An unfiltered list (the kubelet's relist, every
+// second) is answered with last's bytes again when its items are the same.
+func encodeList[M proto.Message](n int, filter proto.Message, last *atomic.Pointer[listEncoding], list func(fn func(M, *cachedItem) error) error) ([]byte, error) {
+	l := &listEncoding{items: make([]*cachedItem, 0, n), wires: make([][]byte, 0, n)}
+	if err := list(func(m M, c *cachedItem) error { return l.add(m, c) }); err != nil {
+		return nil, err
+	}
+	if proto.Size(filter) == 0 {
+		return l.bytesSince(last), nil
+	}
+	return l.bytes(), nil
+}
