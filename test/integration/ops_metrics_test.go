@@ -295,9 +295,14 @@ func TestOpsShimDump(t *testing.T) {
 		}
 		return nil
 	})
-	if files, _ := filepath.Glob(filepath.Join(bundle, "*stacks*")); len(files) != 1 {
-		t.Errorf("bundle holds dumps %v, want one", files)
-	}
+	// A dump still being written is a temporary file beside the last one
+	// until its rename replaces it.
+	hulltest.Eventually(t, 10*time.Second, "one dump file in the bundle", func() error {
+		if files, _ := filepath.Glob(filepath.Join(bundle, "*stacks*")); len(files) != 1 {
+			return fmt.Errorf("bundle holds dumps %v, want one", files)
+		}
+		return nil
+	})
 
 	hull.ok(t, "tasks", "kill", "-s", "SIGKILL", "sleeper")
 	hull.waitStatus(t, "sleeper", "STOPPED")
