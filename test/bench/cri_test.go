@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"net"
@@ -196,15 +197,19 @@ func BenchmarkCRIPods30(b *testing.B) {
 	b.ReportMetric(float64(shimFloor)/perShim, "shims-floor-ratio")
 }
 
-// shimFloorKiB starts shimfloor, waits until it answers on its socket and
-// returns its RSS in KiB.
+// shimFloorKiB starts shimfloor, waits until it says it serves and
+// answers on its socket, and returns its RSS in KiB.
 func shimFloorKiB(b *testing.B) int64 {
 	b.Helper()
 	bin := buildCmd(b, "shimfloor", "github.com/hullrt/hull/test/bench/shimfloor")
 	sock := filepath.Join(b.TempDir(), "floor.sock")
 	cmd := exec.Command(bin, sock, strconv.Itoa(os.Getpid()))
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
@@ -212,22 +217,18 @@ func shimFloorKiB(b *testing.B) int64 {
 		cmd.Process.Kill()
 		cmd.Wait()
 	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		conn, err := net.Dial("unix", sock)
-		if err == nil {
-			c := ttrpc.NewClient(conn)
-			_, err = taskv2.NewTTRPCTaskClient(c).Connect(context.Background(), &taskv2.ConnectRequest{})
-			c.Close()
-			if err != nil {
-				b.Fatalf("shimfloor: Connect: %v\n%s", err, out.String())
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("shimfloor does not serve %s: %v\n%s", sock, err, out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if line != "serving\n" {
+		b.Fatalf("shimfloor printed %q (%v)\n%s", line, err, stderr.String())
+	}
+	conn, err := net.Dial("unix", sock)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := ttrpc.NewClient(conn)
+	defer c.Close()
+	if _, err := taskv2.NewTTRPCTaskClient(c).Connect(context.Background(), &taskv2.ConnectRequest{}); err != nil {
+		b.Fatalf("shimfloor: Connect: %v\n%s", err, stderr.String())
 	}
 	rss, _, err := rssKiB(cmd.Process.Pid)
 	if err != nil {
