@@ -53,6 +53,15 @@ func Build(t testing.TB, name, pkg string) string {
 
 var built sync.Map // name -> path
 
+// RemoveBuilds removes what Build and its kin built for this process. A
+// test package that builds calls it from its TestMain once its tests ran,
+// so that no test run leaves binaries behind in the temporary directory.
+func RemoveBuilds() {
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+}
+
 func build(t testing.TB, name, pkg, tags string) string {
 	buildOnce.Do(func() {
 		buildDir, buildErr = os.MkdirTemp("", "hulltest-bin-")

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/hullrt/hull/internal/hulltest"
 )
 
 var (
@@ -15,12 +17,14 @@ var (
 	binErr  error
 )
 
-// TestMain removes the hulld that buildHulld built, if any.
+// TestMain removes the hulld that buildHulld built, if any, and what
+// hulltest built.
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if binDir != "" {
 		os.RemoveAll(binDir)
 	}
+	hulltest.RemoveBuilds()
 	os.Exit(code)
 }
 
