@@ -53,13 +53,20 @@ func Build(t testing.TB, name, pkg string) string {
 
 var built sync.Map // name -> path
 
-// RemoveBuilds removes what Build and its kin built for this process. A
-// test package that builds calls it from its TestMain once its tests ran,
-// so that no test run leaves binaries behind in the temporary directory.
+// RemoveBuilds removes what Build and its kin built for this process, so
+// that no test run leaves binaries behind in the temporary directory.
 func RemoveBuilds() {
 	if buildDir != "" {
 		os.RemoveAll(buildDir)
 	}
+}
+
+// Main is the TestMain of a test package that builds binaries through
+// this package: it runs the tests, removes the builds and exits.
+func Main(m *testing.M) {
+	code := m.Run()
+	RemoveBuilds()
+	os.Exit(code)
 }
 
 func build(t testing.TB, name, pkg, tags string) string {

@@ -63,10 +63,10 @@ func startCRIDaemons(b *testing.B) (hull, ctrd *criDaemon) {
 	hulltest.RequireTools(b, "containerd", "runc", "nsenter", "unshare", "docker-registry")
 	ensureKitImages(b, kit)
 
-	hulld := noteBuildDir(hulltest.Binary(b))
+	hulld := hulltest.Binary(b)
 	shim := filepath.Join(filepath.Dir(hulld), "containerd-shim-hull-v2")
 	if os.Getenv("HULLD_BIN") == "" {
-		shim = buildCmd(b, "containerd-shim-hull-v2", "github.com/hullrt/hull/cmd/containerd-shim-hull-v2")
+		shim = hulltest.Build(b, "containerd-shim-hull-v2", "github.com/hullrt/hull/cmd/containerd-shim-hull-v2")
 	}
 	if _, err := os.Stat(shim); err != nil {
 		b.Fatalf("hull-cri.sh runs the shim beside hulld: %v", err)

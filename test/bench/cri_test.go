@@ -17,6 +17,8 @@ import (
 	"github.com/containerd/ttrpc"
 	"google.golang.org/protobuf/proto"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/hullrt/hull/internal/hulltest"
 )
 
 // The CRI benchmarks drive hulld's CRI and containerd 1.6's CRI plugin
@@ -97,7 +99,7 @@ func BenchmarkCRIPodStart(b *testing.B) {
 // median CNI setup time in milliseconds.
 func cniFloor(b *testing.B, rounds int) float64 {
 	b.Helper()
-	bin := buildCmd(b, "cnifloor", "github.com/hullrt/hull/test/bench/cnifloor")
+	bin := hulltest.Build(b, "cnifloor", "github.com/hullrt/hull/test/bench/cnifloor")
 	out, err := exec.Command("unshare", "--net", bin, "/usr/lib/cni", b.TempDir(), strconv.Itoa(rounds)).CombinedOutput()
 	if err != nil {
 		b.Fatalf("cnifloor: %v\n%s", err, out)
@@ -201,7 +203,7 @@ func BenchmarkCRIPods30(b *testing.B) {
 // answers on its socket, and returns its RSS in KiB.
 func shimFloorKiB(b *testing.B) int64 {
 	b.Helper()
-	bin := buildCmd(b, "shimfloor", "github.com/hullrt/hull/test/bench/shimfloor")
+	bin := hulltest.Build(b, "shimfloor", "github.com/hullrt/hull/test/bench/shimfloor")
 	sock := filepath.Join(b.TempDir(), "floor.sock")
 	cmd := exec.Command(bin, sock, strconv.Itoa(os.Getpid()))
 	var stderr strings.Builder

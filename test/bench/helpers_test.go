@@ -20,7 +20,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -51,38 +50,11 @@ func startHull(b *testing.B, dir string) *hulltest.Daemon {
 		}
 		o.Config = fmt.Sprintf("version = 3\n[debug]\naddress = %q\n", filepath.Join(dir, "debug.sock"))
 	}
-	if os.Getenv("HULLD_BIN") == "" {
-		noteBuildDir(hulltest.Binary(b))
-	}
 	return hulltest.Start(b, o)
 }
 
-// buildCmd builds the command package pkg as name through hulltest.Build
-// and returns its path.
-func buildCmd(b *testing.B, name, pkg string) string {
-	b.Helper()
-	return noteBuildDir(hulltest.Build(b, name, pkg))
-}
-
-// buildDirs are the directories hulltest built binaries into for this
-// process; TestMain removes them at the end, since hulltest shares them
-// among all of a process's benchmarks and so cannot remove them itself.
-var buildDirs sync.Map
-
-func noteBuildDir(bin string) string {
-	buildDirs.Store(filepath.Dir(bin), true)
-	return bin
-}
-
 // TestMain runs the benchmarks and then removes the binaries built for them.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	buildDirs.Range(func(dir, _ any) bool {
-		os.RemoveAll(dir.(string))
-		return true
-	})
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { hulltest.Main(m) }
 
 // profileEnv names the environment variable that turns on CPU profiles of
 // hulld: HULL_BENCH_CPUPROFILE=PREFIX writes PREFIX.<label>.prof for each

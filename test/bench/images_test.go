@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/hullrt/hull/internal/hulltest"
 	"github.com/hullrt/hull/internal/testimage"
 )
 
@@ -194,7 +195,7 @@ func startLayoutFloor(b *testing.B, imgs []*testimage.Image, n int) (string, int
 // when b ends.
 func runFloor(b *testing.B, args []string) int {
 	b.Helper()
-	bin := buildCmd(b, "grpcfloor", "github.com/hullrt/hull/test/bench/grpcfloor")
+	bin := hulltest.Build(b, "grpcfloor", "github.com/hullrt/hull/test/bench/grpcfloor")
 	cmd := exec.Command(bin, args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

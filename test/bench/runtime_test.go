@@ -34,11 +34,11 @@ type runtimeDaemons struct {
 
 func startRuntimeDaemons(b *testing.B) *runtimeDaemons {
 	b.Helper()
-	buildCmd(b, "containerd-shim-hull-v2", "github.com/hullrt/hull/cmd/containerd-shim-hull-v2")
+	hulltest.Build(b, "containerd-shim-hull-v2", "github.com/hullrt/hull/cmd/containerd-shim-hull-v2")
 	r := &runtimeDaemons{
 		hull:    startHull(b, ""),
 		ctrd:    startContainerd(b, ""),
-		hullctl: buildCmd(b, "hullctl", "github.com/hullrt/hull/cmd/hullctl"),
+		hullctl: hulltest.Build(b, "hullctl", "github.com/hullrt/hull/cmd/hullctl"),
 		ref:     "example.test/busybox:bench",
 	}
 	r.fifos, r.hullFifos = b.TempDir(), b.TempDir()

@@ -26,9 +26,6 @@ func BenchmarkRunRmShim2(b *testing.B) {
 	ctr := hulltest.Containerd2Bin(b, "ctr")
 	hulltest.Containerd2Bin(b, "containerd-shim-runc-v2")
 	path := hulltest.Containerd2Dir + string(os.PathListSeparator) + os.Getenv("PATH")
-	if os.Getenv("HULLD_BIN") == "" {
-		noteBuildDir(hulltest.Binary(b))
-	}
 	h := hulltest.Start(b, hulltest.Options{Env: []string{"PATH=" + path}})
 	c := hulltest.StartContainerdWith(b, "", hulltest.ContainerdOptions{
 		Binary: hulltest.Containerd2Bin(b, "containerd"), PathDirs: []string{hulltest.Containerd2Dir}})

@@ -21,6 +21,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/hullrt/hull/internal/hulltest"
 	"github.com/hullrt/hull/internal/registrytest"
 	"github.com/hullrt/hull/internal/testimage"
 )
@@ -413,7 +414,7 @@ func hullctlBin(b *testing.B) string {
 	if p := os.Getenv("HULLCTL_BIN"); p != "" {
 		return p
 	}
-	return buildCmd(b, "hullctl", "github.com/hullrt/hull/cmd/hullctl")
+	return hulltest.Build(b, "hullctl", "github.com/hullrt/hull/cmd/hullctl")
 }
 
 // BenchmarkUnpack300MB times unpacking one gzip layer of about 300MB
