@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/urfave/cli/v2"
@@ -304,5 +305,26 @@ func TestEndOfTransmission(t *testing.T) {
 		if string(got) != want {
 			t.Errorf("%q with data and EOF in one read: %q; want %q", in, got, want)
 		}
+	}
+}
+
+// TestEndOfTransmissionHolds checks that the input's EOF, which closes the
+// stdin FIFO, waits for the process's end after the ^D went through.
+func TestEndOfTransmissionHolds(t *testing.T) {
+	hold := make(chan struct{})
+	r := &endOfTransmission{r: strings.NewReader("ab\n"), hold: hold}
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(r)
+		got <- b
+	}()
+	select {
+	case b := <-got:
+		t.Fatalf("input ended (%q) before the hold was released", b)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(hold)
+	if b := <-got; string(b) != "ab\n\x04" {
+		t.Fatalf("got %q, want %q", b, "ab\n\x04")
 	}
 }

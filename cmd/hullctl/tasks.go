@@ -65,12 +65,17 @@ func loadTask(ctx context.Context, cl *client.Client, id string, attach cio.Atta
 // stdioCreator makes FIFOs connected to hullctl's own stdio. Without a
 // terminal, the channel it returns is closed once hullctl's stdin is all
 // read, for follow to close the process's stdin then; with one, the
-// terminal's ^D ends the input instead (nil channel).
-func (e *env) stdioCreator(c *cli.Context, tty bool) (cio.Creator, <-chan struct{}) {
+// terminal's ^D ends the input instead (nil channel), and the stdin FIFO
+// stays open until release is called, once the process is done.
+func (e *env) stdioCreator(c *cli.Context, tty bool) (creator cio.Creator, stdinEnded <-chan struct{}, release func()) {
 	stdin := e.stdin
 	var ended chan struct{}
+	release = func() {}
 	if f, ok := stdin.(*os.File); tty && (!ok || !isTerminal(f)) {
-		stdin = &endOfTransmission{r: stdin}
+		hold := make(chan struct{})
+		var once sync.Once
+		release = func() { once.Do(func() { close(hold) }) }
+		stdin = &endOfTransmission{r: stdin, hold: hold}
 	} else if !tty {
 		ended = make(chan struct{})
 		stdin = &stdinEnd{r: stdin, ended: ended}
@@ -82,7 +87,7 @@ func (e *env) stdioCreator(c *cli.Context, tty bool) (cio.Creator, <-chan struct
 	if d := c.String("fifo-dir"); d != "" {
 		opts = append(opts, cio.WithFIFODir(d))
 	}
-	return cio.NewCreator(opts...), ended
+	return cio.NewCreator(opts...), ended, release
 }
 
 // stdinEnd passes a process's input on and closes ended once it has all
@@ -111,8 +116,16 @@ func (s *stdinEnd) Read(p []byte) (int, error) {
 // to the end (cat, sh) waiting forever. ^D ends input only at the start of
 // a line; after a partial line a first ^D hands over that line and a
 // second one ends the input.
+//
+// After the ^D, Read waits for hold to close (nil: no wait) before its
+// EOF, which closes hullctl's end of the stdin FIFO. A shim that reads
+// that EOF before holding the FIFO open itself closes the terminal's
+// master (containerd's runc shim does, just after create), and the
+// hang-up kills the process, even before it started; the ^D already ends
+// the input, so the FIFO has no reason to close before the process ends.
 type endOfTransmission struct {
 	r    io.Reader
+	hold <-chan struct{}
 	last byte
 	tail []byte
 	done bool
@@ -121,6 +134,9 @@ type endOfTransmission struct {
 func (t *endOfTransmission) Read(p []byte) (int, error) {
 	if t.done {
 		if len(t.tail) == 0 {
+			if t.hold != nil {
+				<-t.hold
+			}
 			return 0, io.EOF
 		}
 		n := copy(p, t.tail)
@@ -178,9 +194,11 @@ func detachedCreator(c *cli.Context, logPath string) cio.Creator {
 func (e *env) startTask(ctx context.Context, c *cli.Context, ct *client.Container, tty, detach bool, logPath string) (uint32, error) {
 	creator := detachedCreator(c, logPath)
 	var stdinEnded <-chan struct{}
+	release := func() {}
 	if !detach {
-		creator, stdinEnded = e.stdioCreator(c, tty)
+		creator, stdinEnded, release = e.stdioCreator(c, tty)
 	}
+	defer release()
 	task, err := ct.NewTask(ctx, creator)
 	if err != nil {
 		return 0, named("task", ct.ID(), err)
@@ -617,9 +635,11 @@ func tasksExec(e *env) *cli.Command {
 			detach := c.Bool("detach")
 			creator := detachedCreator(c, "")
 			var stdinEnded <-chan struct{}
+			release := func() {}
 			if !detach {
-				creator, stdinEnded = e.stdioCreator(c, tty)
+				creator, stdinEnded, release = e.stdioCreator(c, tty)
 			}
+			defer release()
 			p, err := t.Exec(ctx, execID, spec.Process, creator)
 			if err != nil {
 				return named("exec", execID, err)
