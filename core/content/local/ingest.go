@@ -226,6 +226,12 @@ func readMeta(dir string) meta {
 	}
 	var m meta
 	m.startedAt, _ = time.Parse(time.RFC3339Nano, read(startedAtFile))
+	if m.startedAt.IsZero() {
+		// A new ingest records its start as its ref file's mtime.
+		if fi, err := os.Stat(filepath.Join(dir, refFile)); err == nil {
+			m.startedAt = fi.ModTime()
+		}
+	}
 	m.updatedAt, _ = time.Parse(time.RFC3339Nano, read(updatedAtFile))
 	if n, err := strconv.ParseInt(read(totalFile), 10, 64); err == nil && n > 0 {
 		m.total = n
@@ -253,6 +259,46 @@ func writeMeta(dir, name, value string) error {
 		return err
 	}
 	return nil
+}
+
+// writeMetaInPlace writes the file name in dir directly: for an ingest
+// that has no data file yet, where a crash leaves no ingest to misread.
+func writeMetaInPlace(dir, name, value string) error {
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(value), 0o600); err != nil {
+		os.Remove(filepath.Join(dir, name))
+		return err
+	}
+	return nil
+}
+
+// makeDir creates dir and its missing parents, reporting whether dir is
+// new (and so holds nothing from an earlier attempt).
+func makeDir(dir string) (bool, error) {
+	err := os.Mkdir(dir, 0o700)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, fs.ErrExist):
+		return false, nil
+	case errors.Is(err, fs.ErrNotExist):
+		if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+			return false, err
+		}
+		return makeDir(dir)
+	}
+	return false, err
+}
+
+// removeIngestDir removes an ingest directory whose data is gone: its
+// usual files one by one, the whole tree only if anything else is left.
+func removeIngestDir(dir string) error {
+	for _, name := range []string{refFile, totalFile, expectedFile} {
+		os.Remove(filepath.Join(dir, name))
+	}
+	if err := os.Remove(dir); err == nil || errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return os.RemoveAll(dir)
 }
 
 func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }

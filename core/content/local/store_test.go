@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
@@ -264,6 +266,11 @@ func TestResumeAfterCrash(t *testing.T) {
 	if err != nil || len(sts) != 1 || sts[0].Ref != "crash" || sts[0].Offset != 777777 {
 		t.Fatalf("ListStatuses %+v, %v", sts, err)
 	}
+	// The dead writer never recorded its times: its start is its ref
+	// file's, to the clock's tick.
+	if st := sts[0]; st.StartedAt.IsZero() || time.Since(st.StartedAt) > time.Minute || st.UpdatedAt.Before(st.StartedAt) {
+		t.Fatalf("times of an ingest whose writer died: %+v", st)
+	}
 	var n int
 	if err := s2.Walk(ctx, func(content.Info) error { n++; return nil }); err != nil || n != 0 {
 		t.Fatalf("Walk saw %d blobs before commit, %v", n, err)
@@ -292,8 +299,10 @@ func TestCrashLeftovers(t *testing.T) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, totalFile), []byte("99"), 0o600); err != nil {
-		t.Fatal(err)
+	for name, value := range map[string]string{totalFile: "99", startedAtFile: "2001-01-01T00:00:00Z", updatedAtFile: "2001-01-01T00:00:00Z"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(value), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if sts, err := s.ListStatuses(ctx); err != nil || len(sts) != 0 {
 		t.Fatalf("ListStatuses %+v, %v", sts, err)
@@ -306,6 +315,9 @@ func TestCrashLeftovers(t *testing.T) {
 		t.Fatalf("stale values leaked into a new ingest: %+v", st)
 	}
 	mustWrite(t, w, []byte("hello"))
+	if st, err := s.Status(ctx, "half"); err != nil || st.StartedAt.Year() < 2020 || st.UpdatedAt.Year() < 2020 {
+		t.Fatalf("stale times leaked into a new ingest: %+v, %v", st, err)
+	}
 	w.Close()
 
 	// A crash between the chmod and the rename of Commit.
@@ -706,5 +718,49 @@ func TestManyConcurrentIngests(t *testing.T) {
 	}
 	if c := ingestCount(t, root); c != 0 {
 		t.Fatalf("%d ingests left", c)
+	}
+}
+
+// A new ingest writes only what it needs (its ref, its size when known,
+// its data), with no temporary files; its start is recorded exactly once
+// a writer closes it; a commit leaves no directory behind.
+func TestNewIngestFiles(t *testing.T) {
+	s, root := newStore(t)
+	ctx := context.Background()
+	data := []byte("some layer")
+	w := mustWriter(t, s, "files", ocispec.Descriptor{Size: int64(len(data))})
+	names := func() []string {
+		entries, err := os.ReadDir(s.ingestDir("files"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, e := range entries {
+			out = append(out, e.Name())
+		}
+		return out
+	}
+	if got := strings.Join(names(), ","); got != "data,ref,total" {
+		t.Fatalf("a new ingest holds %s", got)
+	}
+	mustWrite(t, w, data[:4])
+	st1, _ := w.Status()
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	w = mustWriter(t, s, "files")
+	st2, _ := w.Status()
+	if !st2.StartedAt.Equal(st1.StartedAt) || st2.Offset != 4 || st2.Total != int64(len(data)) {
+		t.Fatalf("resumed as %+v, closed as %+v", st2, st1)
+	}
+	mustWrite(t, w, data[4:])
+	if err := w.Commit(ctx, int64(len(data)), digest.FromBytes(data)); err != nil {
+		t.Fatal(err)
+	}
+	if n := ingestCount(t, root); n != 0 {
+		t.Fatalf("%d ingests left", n)
+	}
+	if _, err := os.Stat(s.ingestDir("files")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("ingest directory after commit: %v", err)
 	}
 }

@@ -72,6 +72,12 @@ func (s *Store) openIngest(ref string, desc ocispec.Descriptor) (*writer, error)
 	now := time.Now()
 
 	var m meta
+	// A new ingest writes its few files in place: its data file, created
+	// last, is what makes the directory an ingest, so a crash before then
+	// leaves no ingest and nothing half-written in one. A resumed ingest's
+	// files are replaced atomically.
+	put := writeMeta
+	fresh := false
 	fi, err := os.Stat(data)
 	switch {
 	case err == nil:
@@ -98,20 +104,25 @@ func (s *Store) openIngest(ref string, desc ocispec.Descriptor) (*writer, error)
 			}
 		}
 	case errors.Is(err, fs.ErrNotExist):
-		if err := os.MkdirAll(dir, 0o700); err != nil {
+		put, fresh = writeMetaInPlace, true
+		made, err := makeDir(dir)
+		if err != nil {
 			return nil, err
 		}
-		// Values from a crashed earlier attempt must not leak into this one.
-		for _, name := range []string{totalFile, expectedFile} {
-			if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return nil, err
+		if !made {
+			// Values from a crashed earlier attempt must not leak into
+			// this one.
+			for _, name := range []string{totalFile, expectedFile, startedAtFile, updatedAtFile} {
+				if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return nil, err
+				}
 			}
 		}
+		// The ref file's mtime is the ingest's start, and the data file's
+		// its last update, until a Close records one.
 		m = meta{startedAt: now, updatedAt: now}
-		for _, kv := range [][2]string{{refFile, ref}, {startedAtFile, formatTime(now)}, {updatedAtFile, formatTime(now)}} {
-			if err := writeMeta(dir, kv[0], kv[1]); err != nil {
-				return nil, err
-			}
+		if err := put(dir, refFile, ref); err != nil {
+			return nil, err
 		}
 	default:
 		return nil, err
@@ -119,18 +130,22 @@ func (s *Store) openIngest(ref string, desc ocispec.Descriptor) (*writer, error)
 
 	if desc.Size > 0 && desc.Size != m.total {
 		m.total = desc.Size
-		if err := writeMeta(dir, totalFile, strconv.FormatInt(desc.Size, 10)); err != nil {
+		if err := put(dir, totalFile, strconv.FormatInt(desc.Size, 10)); err != nil {
 			return nil, err
 		}
 	}
 	if desc.Digest != "" && desc.Digest != m.expected {
 		m.expected = desc.Digest
-		if err := writeMeta(dir, expectedFile, desc.Digest.String()); err != nil {
+		if err := put(dir, expectedFile, desc.Digest.String()); err != nil {
 			return nil, err
 		}
 	}
 
-	f, err := os.OpenFile(data, os.O_RDWR|os.O_CREATE, 0o600)
+	flags := os.O_RDWR | os.O_CREATE
+	if fresh {
+		flags |= os.O_TRUNC // a crashed attempt may have left data just now
+	}
+	f, err := os.OpenFile(data, flags, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -144,9 +159,13 @@ func (s *Store) openIngest(ref string, desc ocispec.Descriptor) (*writer, error)
 		startedAt: m.startedAt,
 		updatedAt: m.updatedAt,
 	}
+	w.digester = digest.Canonical.Digester()
+	w.fresh = fresh
+	if fresh {
+		return w, nil
+	}
 	// Re-hash what an earlier writer left; this also leaves the file offset
 	// at the end, where writing resumes.
-	w.digester = digest.Canonical.Digester()
 	n, err := s.copyBuffered(w.digester.Hash(), f)
 	if err != nil {
 		f.Close()
@@ -172,6 +191,7 @@ type writer struct {
 
 	mu        sync.Mutex
 	f         *os.File // nil once closed or committed
+	fresh     bool     // created by this writer: no startedat file yet
 	committed bool
 	broken    error // set when the in-memory state may no longer match the file
 	digester  digest.Digester
@@ -327,7 +347,12 @@ func (w *writer) release() error {
 	w.f = nil
 	if !w.committed {
 		// Best effort: an aborted ingest has no directory to write into, and
-		// readStatus falls back on the data file's mtime anyway.
+		// readStatus falls back on the data file's mtime anyway. A new
+		// ingest's start, known to the tick from its ref file until now,
+		// is recorded exactly for whoever resumes it.
+		if w.fresh {
+			_ = writeMeta(w.dir, startedAtFile, formatTime(w.startedAt))
+		}
 		_ = writeMeta(w.dir, updatedAtFile, formatTime(w.updatedAt))
 	}
 	if err != nil {
@@ -453,7 +478,7 @@ func (w *writer) commit(ctx context.Context, size int64, expected digest.Digest,
 	w.f.Close()
 	w.f = nil
 	// Unlock only after the directory is gone: a new writer of the ref
-	// must not create an ingest that our RemoveAll then deletes.
+	// must not create an ingest that our removal then deletes.
 	defer w.s.unlock(w.ref)
 	// The rename is durable only once its directory is synced; a new
 	// algorithm directory also needs its parent synced.
@@ -463,7 +488,7 @@ func (w *writer) commit(ctx context.Context, size int64, expected digest.Digest,
 	}
 	// The ingest no longer has data, so it is already gone for every reader;
 	// removing the directory is only tidying.
-	_ = os.RemoveAll(w.dir)
+	_ = removeIngestDir(w.dir)
 	if err != nil {
 		return fmt.Errorf("commit ingest ref %q: sync blob directory: %w", w.ref, err)
 	}
