@@ -150,9 +150,6 @@ func (b *bundle) readRecord() (shimRecord, error) {
 	return r, nil
 }
 
-// remove unmounts whatever the shim left mounted in the bundle and deletes
-// the bundle and its work directory. A mount that will not go keeps the
-// bundle, since deleting through it would delete the container's files.
 // mkdirIn makes dir, and its parent (a namespace's directory) if missing.
 // With exclusive, an existing dir is ErrExist.
 func mkdirIn(dir string, exclusive bool) error {
@@ -165,6 +162,9 @@ func mkdirIn(dir string, exclusive bool) error {
 	return nil
 }
 
+// remove unmounts whatever the shim left mounted in the bundle and deletes
+// the bundle and its work directory. A mount that will not go keeps the
+// bundle, since deleting through it would delete the container's files.
 func (b *bundle) remove() error {
 	mounted, err := mount.MountedUnder(b.Path)
 	if err == nil {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -90,8 +91,13 @@ type Manager struct {
 	log *slog.Logger
 
 	mu       sync.Mutex
-	tasks    map[string]*Task     // by namespace/id
-	creating map[string]bool      // namespace/id being created or deleted
+	tasks    map[string]*Task // by namespace/id
+	creating map[string]bool  // namespace/id being created or deleted
+	// draining holds, by namespace/id, deleted tasks whose shim is still
+	// exiting and whose bundle is still being removed: Delete answers
+	// without waiting for either, and a new task of the same id waits
+	// for the channel to close (see drain).
+	draining map[string]chan struct{}
 	conns    map[string]*shimConn // by shim address
 	logs     map[string]*os.File  // log FIFOs by namespace/id
 	// failures holds the last reason each thing could not be cleaned
@@ -142,7 +148,7 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	}
 	m := &Manager{
 		cfg: cfg, log: cfg.Log,
-		tasks: map[string]*Task{}, creating: map[string]bool{}, conns: map[string]*shimConn{}, logs: map[string]*os.File{}, failures: map[string]string{},
+		tasks: map[string]*Task{}, creating: map[string]bool{}, draining: map[string]chan struct{}{}, conns: map[string]*shimConn{}, logs: map[string]*os.File{}, failures: map[string]string{},
 		pidfds: map[*os.File]struct{}{}, startInputs: map[binaryKey]startInput{}, stop: make(chan struct{}),
 	}
 	m.load(ctx)
@@ -190,6 +196,18 @@ func (m *Manager) Create(ctx context.Context, id string, opts runtime.CreateOpts
 	}
 	k := key(ns, id)
 	m.mu.Lock()
+	for m.draining[k] != nil {
+		// The last task of this id is gone for its client, but its
+		// shim may still answer on the socket the new one would use.
+		ch := m.draining[k]
+		m.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		m.mu.Lock()
+	}
 	if _, ok := m.tasks[k]; ok || m.creating[k] {
 		m.mu.Unlock()
 		return nil, fmt.Errorf("task %q in namespace %q: %w", id, ns, errdefs.ErrAlreadyExists)
@@ -454,7 +472,9 @@ func (m *Manager) ShimPIDs(ctx context.Context) map[string]uint32 {
 }
 
 // Delete deletes a stopped task: the shim removes the container, the
-// bundle goes, and the shim exits once it serves no task.
+// bundle goes, and the shim exits once it serves no task. It answers once
+// the shim deleted the container; the shim's exit and the bundle's
+// removal finish in the background (see drain).
 func (m *Manager) Delete(ctx context.Context, id string) (runtime.Exit, error) {
 	t, err := m.get(ctx, id)
 	if err != nil {
@@ -478,6 +498,7 @@ func (m *Manager) Delete(ctx context.Context, id string) (runtime.Exit, error) {
 		m.publishDelete(t.ns, id, runtime.Exit{Pid: t.pid, Status: exit.Status, ExitedAt: exit.ExitedAt})
 		return *exit, nil
 	}
+	began := time.Now()
 	var resp taskv2.DeleteResponse
 	if err := t.shim.call(ctx, t.ns, "Delete", &taskv2.DeleteRequest{ID: id}, &resp); err != nil {
 		if errdefs.IsNotFound(err) && !t.shim.isClosed() {
@@ -503,12 +524,59 @@ func (m *Manager) Delete(ctx context.Context, id string) (runtime.Exit, error) {
 	// Waiting for the shim to go keeps a new task of the same id from
 	// finding the old shim's socket still answering and being sent to a
 	// shim that is exiting.
-	t.shim.shutdown(context.WithoutCancel(ctx), t.ns, id)
-	m.closeLog(k)
-	if err := t.bundle.remove(); err != nil {
-		m.log.Warn("remove bundle", "namespace", t.ns, "id", id, "error", err)
-	}
+	m.log.Debug("task deleted", "namespace", t.ns, "id", id, "shim_delete", time.Since(began))
+	m.drain(context.WithoutCancel(ctx), t)
 	return exit, nil
+}
+
+// drain lets the shim of deleted task t exit and removes its bundle, in
+// the background: the client has its answer once the container is
+// deleted, and waiting for a process to exit and a directory tree to go
+// would only delay it. The bundle is first renamed out of the way
+// (trashName), so that a hulld that stops before the drain ends finds no
+// task there on its next start, only trash to remove. A new task of the
+// same id waits for the drain, since until the old shim has exited its
+// socket answers where the new shim's would.
+func (m *Manager) drain(ctx context.Context, t *Task) {
+	k := key(t.ns, t.id)
+	b := t.bundle
+	trash := trashName(b.Path)
+	if err := os.Rename(b.Path, trash); err == nil {
+		b = &bundle{Namespace: b.Namespace, ID: b.ID, Path: trash, Work: b.Work}
+	} else {
+		m.log.Warn("move deleted task's bundle aside", "namespace", t.ns, "id", t.id, "error", err)
+	}
+	done := make(chan struct{})
+	m.mu.Lock()
+	m.draining[k] = done
+	m.mu.Unlock()
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		began := time.Now()
+		t.shim.shutdown(ctx, t.ns, t.id)
+		exited := time.Since(began)
+		m.closeLog(k)
+		if err := b.remove(); err != nil {
+			m.log.Warn("remove bundle", "namespace", t.ns, "id", t.id, "error", err)
+		}
+		m.mu.Lock()
+		if m.draining[k] == done {
+			delete(m.draining, k)
+		}
+		m.mu.Unlock()
+		close(done)
+		m.log.Debug("task drained", "namespace", t.ns, "id", t.id, "shim_exit", exited, "bundle_remove", time.Since(began)-exited)
+	}()
+}
+
+// trashPrefix starts the names of deleted bundles being removed. Task ids
+// start with a letter or digit, so no bundle of a live task has it.
+const trashPrefix = ".deleted-"
+
+// trashName is where the bundle at path goes while it is removed.
+func trashName(path string) string {
+	return filepath.Join(filepath.Dir(path), trashPrefix+filepath.Base(path))
 }
 
 // dropLost removes a task its live shim does not know: the shim is asked
@@ -642,6 +710,15 @@ func (m *Manager) load(ctx context.Context) {
 		ids, _ := os.ReadDir(filepath.Join(m.cfg.State, ns))
 		for _, idd := range ids {
 			if !idd.IsDir() {
+				continue
+			}
+			if name, ok := strings.CutPrefix(idd.Name(), trashPrefix); ok {
+				// A drain cut short: its task was already deleted.
+				b := bundlePaths(m.cfg.State, m.cfg.Root, ns, name)
+				b.Path = filepath.Join(m.cfg.State, ns, idd.Name())
+				if err := b.remove(); err != nil {
+					m.log.Warn("remove a deleted task's bundle", "bundle", b.Path, "error", err)
+				}
 				continue
 			}
 			b := bundlePaths(m.cfg.State, m.cfg.Root, ns, idd.Name())
@@ -806,7 +883,7 @@ func (m *Manager) known(ns, id string) bool {
 	defer m.mu.Unlock()
 	k := key(ns, id)
 	_, ok := m.tasks[k]
-	return ok || m.creating[k]
+	return ok || m.creating[k] || m.draining[k] != nil
 }
 
 // shimCallTimeout bounds each call the reconciler makes to one shim, so
@@ -872,7 +949,8 @@ func (m *Manager) Reconcile(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			if m.known(nsd.Name(), idd.Name()) {
+			if m.known(nsd.Name(), idd.Name()) || strings.HasPrefix(idd.Name(), trashPrefix) {
+				// Trash is its drain's, or the next start's, to remove.
 				continue
 			}
 			info, err := idd.Info()

@@ -114,13 +114,18 @@ func TestLifecycle(t *testing.T) {
 			if _, err := m.Get(ctx, "c1"); !errdefs.IsNotFound(err) {
 				t.Errorf("Get after Delete: %v; want NotFound", err)
 			}
-			for _, dir := range []string{b, filepath.Join(f.cfg.Root, "ns1", "c1")} {
-				if _, err := os.Stat(dir); !os.IsNotExist(err) {
-					t.Errorf("%s after Delete: %v; want it gone", dir, err)
-				}
+			// The bundle is out of the way at once (a restart would
+			// find no task); the rest goes as the shim exits.
+			if _, err := os.Stat(b); !os.IsNotExist(err) {
+				t.Errorf("%s after Delete: %v; want it gone", b, err)
 			}
 			if !shim.exited(10 * time.Second) {
 				t.Error("the shim did not exit after Delete")
+			}
+			for _, dir := range []string{trashName(b), filepath.Join(f.cfg.Root, "ns1", "c1")} {
+				if err := pathGone(dir, 10*time.Second); err != nil {
+					t.Errorf("after Delete: %v", err)
+				}
 			}
 			// Exits of live shims are theirs to publish, not the manager's.
 			if evs := f.events.all(); len(evs) != 0 {
@@ -339,7 +344,17 @@ func TestReattach(t *testing.T) {
 	// work directory whose bundle is gone.
 	half := f.bundle("ns1", "half")
 	stale := filepath.Join(f.cfg.Root, "ns1", "stale")
-	for _, dir := range []string{half, stale} {
+	// And the bundle of a deleted task whose drain a stop cut short,
+	// with its work directory.
+	trash := trashName(f.bundle("ns1", "drained"))
+	trashWork := filepath.Join(f.cfg.Root, "ns1", "drained")
+	if err := os.MkdirAll(trash, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(trash, recordFile), []byte(`{"runtime":"io.containerd.runc.v2","state":"created"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{half, stale, trashWork} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			t.Fatal(err)
 		}
@@ -383,9 +398,21 @@ func TestReattach(t *testing.T) {
 		t.Error("an exit was published for the live task")
 	}
 
-	for _, dir := range []string{f.bundle("ns1", "dead"), half, stale} {
+	for _, dir := range []string{f.bundle("ns1", "dead"), half, stale, trash, trashWork} {
 		if _, err := os.Stat(dir); !os.IsNotExist(err) {
 			t.Errorf("%s after restart: %v; want it removed", dir, err)
+		}
+	}
+	for _, id := range []string{"drained", trashPrefix + "drained"} {
+		if _, err := m2.Get(ctx, id); !errdefs.IsNotFound(err) {
+			t.Errorf("Get(%s) after restart: %v; want NotFound (it was deleted)", id, err)
+		}
+	}
+	if evs := f.events.all(); len(evs) != 0 {
+		for _, e := range evs {
+			if strings.Contains(fmt.Sprint(e.ev), "drained") {
+				t.Errorf("event for the deleted task: %+v", e)
+			}
 		}
 	}
 
@@ -762,5 +789,20 @@ func TestGroupLogs(t *testing.T) {
 		if _, err := m.Delete(ctx, task.ID()); err != nil {
 			t.Errorf("Delete %s: %v", task.ID(), err)
 		}
+	}
+}
+
+// pathGone waits up to timeout for path not to exist.
+func pathGone(path string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		_, err := os.Stat(path)
+		if os.IsNotExist(err) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s still there after %s (stat: %v)", path, timeout, err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
