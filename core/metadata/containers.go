@@ -243,6 +243,7 @@ func (s containerStore) Update(ctx context.Context, c containers.Container, fiel
 	}
 	var out containers.Container
 	err := s.db.update(ctx, func(t *nsTx) error {
+		fieldpaths := fieldpaths // set below for a full replace, on every run
 		b := t.bucket(bucketContainers)
 		var r containerRecord
 		ok, err := getRecord(b, c.ID, &r)

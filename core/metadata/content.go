@@ -520,6 +520,7 @@ func (w *nsWriter) Commit(ctx context.Context, size int64, expected digest.Diges
 	ctx = namespaces.WithNamespace(ctx, w.ns)
 	var exists bool
 	err := w.db.update(ctx, func(t *nsTx) error {
+		exists = false
 		if ib := t.bucket(bucketIngests); ib != nil {
 			if err := ib.Delete([]byte(w.ref)); err != nil {
 				return err

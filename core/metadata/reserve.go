@@ -83,10 +83,20 @@ func (r *reserve) release() bool {
 // after the reserve is released. Errors of a full disk name the database's
 // filesystem.
 func (db *DB) boltUpdate(freeing bool, fn func(*bolt.Tx) error) error {
-	err := db.bolt.Update(fn)
-	if fsfull.Is(err) && freeing && db.reserve.release() {
-		db.log.Warn("metadata database: disk full, released the reserve to let a deletion commit", "path", db.path, "reserve", db.reserve.path)
-		err = db.bolt.Update(fn)
+	return db.boltUpdateWith(db.bolt.Update, freeing, fn)
+}
+
+// boltUpdateWith is boltUpdate running its transactions through update
+// (bbolt's own, or the batcher's).
+func (db *DB) boltUpdateWith(update func(func(*bolt.Tx) error) error, freeing bool, fn func(*bolt.Tx) error) error {
+	err := update(fn)
+	if fsfull.Is(err) && freeing {
+		// Another deletion of the same batch may have released the
+		// reserve already: try again all the same.
+		if db.reserve.release() {
+			db.log.Warn("metadata database: disk full, released the reserve to let a deletion commit", "path", db.path, "reserve", db.reserve.path)
+		}
+		err = update(fn)
 	}
 	if fsfull.Is(err) && !freeing {
 		// Whatever was being written, a collection is what can help now

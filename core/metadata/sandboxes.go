@@ -120,6 +120,7 @@ func (s sandboxStore) Update(ctx context.Context, sb sandboxes.Sandbox, fieldpat
 	}
 	var out sandboxes.Sandbox
 	err := s.db.update(ctx, func(t *nsTx) error {
+		fieldpaths := fieldpaths // set below for a full replace, on every run
 		b := t.bucket(bucketSandboxes)
 		var r sandboxRecord
 		ok, err := getRecord(b, sb.ID, &r)

@@ -242,6 +242,7 @@ func (s *snapshotStore) create(ctx context.Context, key, parent string, readonly
 	s.db.gcMu.RLock()
 	defer s.db.gcMu.RUnlock()
 	err := s.db.update(ctx, func(t *nsTx) error {
+		bkey, bparent, linked = "", "", false
 		b, err := s.createBucket(t)
 		if err != nil {
 			return err
@@ -461,6 +462,7 @@ func (s *snapshotStore) commitLinked(ctx context.Context, name, key string, r sn
 	lease, hasLease := leases.FromContext(ctx)
 	linked := false
 	err := s.db.update(ctx, func(t *nsTx) error {
+		linked = false
 		shared, sparent := s.findCommitted(t, name)
 		if shared == "" || sparent != parentBackend {
 			return nil

@@ -1,0 +1,275 @@
+package metadata
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/hullrt/hull/core/content/local"
+	"github.com/hullrt/hull/core/namespaces"
+)
+
+func openBolt(t *testing.T) *bolt.DB {
+	t.Helper()
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "batch.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if err := db.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucket([]byte("b"))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// TestBatcherConcurrent has many goroutines update at once, some of them
+// failing after they wrote: every update that succeeded is there, none of
+// a failed one is, and each caller gets its own error.
+func TestBatcherConcurrent(t *testing.T) {
+	db := openBolt(t)
+	b := newBatcher(db)
+	const n = 200
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = b.update(func(tx *bolt.Tx) error {
+				bk := tx.Bucket([]byte("b"))
+				if err := bk.Put(fmt.Appendf(nil, "k%03d", i), []byte("v")); err != nil {
+					return err
+				}
+				if i%7 == 3 {
+					return fmt.Errorf("update %d fails", i)
+				}
+				return nil
+			})
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if i%7 == 3 {
+			if err == nil || err.Error() != fmt.Sprintf("update %d fails", i) {
+				t.Errorf("update %d: error %v; want its own", i, err)
+			}
+		} else if err != nil {
+			t.Errorf("update %d: %v", i, err)
+		}
+	}
+	db.View(func(tx *bolt.Tx) error {
+		bk := tx.Bucket([]byte("b"))
+		for i := range n {
+			got := bk.Get(fmt.Appendf(nil, "k%03d", i)) != nil
+			if want := i%7 != 3; got != want {
+				t.Errorf("key of update %d there: %v; want %v", i, got, want)
+			}
+		}
+		return nil
+	})
+}
+
+// TestBatcherSharesCommits holds a transaction open while updates queue
+// behind it, and checks that they then commit together.
+func TestBatcherSharesCommits(t *testing.T) {
+	db := openBolt(t)
+	b := newBatcher(db)
+	entered, release := make(chan struct{}), make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		b.update(func(tx *bolt.Tx) error {
+			close(entered)
+			<-release
+			return tx.Bucket([]byte("b")).Put([]byte("first"), []byte("v"))
+		})
+	}()
+	<-entered
+	const queued = 10
+	var runs sync.Map // the transaction each queued update ran in
+	for i := range queued {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := b.update(func(tx *bolt.Tx) error {
+				runs.Store(i, tx.ID())
+				return tx.Bucket([]byte("b")).Put(fmt.Appendf(nil, "q%d", i), []byte("v"))
+			}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	// Wait until all are queued behind the open transaction.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b.mu.Lock()
+		n := len(b.queue)
+		b.mu.Unlock()
+		if n == queued {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d updates queued, want %d", n, queued)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	ids := map[any]bool{}
+	runs.Range(func(_, id any) bool { ids[id] = true; return true })
+	if len(ids) != 1 {
+		t.Errorf("the %d queued updates ran in %d transactions; want 1", queued, len(ids))
+	}
+}
+
+// TestBatcherPanic checks that a panic in an update reaches its own
+// caller, and that the updates batched with it still commit.
+func TestBatcherPanic(t *testing.T) {
+	db := openBolt(t)
+	b := newBatcher(db)
+	entered, release := make(chan struct{}), make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		b.update(func(tx *bolt.Tx) error {
+			close(entered)
+			<-release
+			return nil
+		})
+	}()
+	<-entered
+	var recovered any
+	go func() {
+		defer wg.Done()
+		defer func() { recovered = recover() }()
+		b.update(func(tx *bolt.Tx) error {
+			tx.Bucket([]byte("b")).Put([]byte("panicker"), []byte("v"))
+			panic("boom")
+		})
+	}()
+	var err error
+	go func() {
+		defer wg.Done()
+		err = b.update(func(tx *bolt.Tx) error {
+			return tx.Bucket([]byte("b")).Put([]byte("ok"), []byte("v"))
+		})
+	}()
+	time.Sleep(50 * time.Millisecond) // both queue behind the first
+	close(release)
+	wg.Wait()
+	if recovered != "boom" {
+		t.Errorf("recovered %v; want the update's own panic", recovered)
+	}
+	if err != nil {
+		t.Errorf("update batched with a panicking one: %v", err)
+	}
+	db.View(func(tx *bolt.Tx) error {
+		bk := tx.Bucket([]byte("b"))
+		if bk.Get([]byte("panicker")) != nil {
+			t.Error("the panicking update's write was committed")
+		}
+		if bk.Get([]byte("ok")) == nil {
+			t.Error("the other update's write is missing")
+		}
+		return nil
+	})
+}
+
+// TestBatcherPrefixRunsAgain checks what an update before a failing one
+// sees: the same database on its second run, and its result once.
+func TestBatcherPrefixRunsAgain(t *testing.T) {
+	db := openBolt(t)
+	b := newBatcher(db)
+	entered, release := make(chan struct{}), make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		b.update(func(tx *bolt.Tx) error {
+			close(entered)
+			<-release
+			return nil
+		})
+	}()
+	<-entered
+	var seen []string
+	var mu sync.Mutex
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		b.update(func(tx *bolt.Tx) error {
+			v := tx.Bucket([]byte("b")).Get([]byte("x"))
+			mu.Lock()
+			seen = append(seen, string(v))
+			mu.Unlock()
+			return tx.Bucket([]byte("b")).Put([]byte("x"), append(v, 'a'))
+		})
+	}()
+	time.Sleep(20 * time.Millisecond)
+	wg.Add(1)
+	var failErr error
+	go func() {
+		defer wg.Done()
+		failErr = b.update(func(tx *bolt.Tx) error { return errors.New("no") })
+	}()
+	time.Sleep(20 * time.Millisecond)
+	close(release)
+	wg.Wait()
+	if failErr == nil || failErr.Error() != "no" {
+		t.Errorf("failing update: %v", failErr)
+	}
+	db.View(func(tx *bolt.Tx) error {
+		if v := string(tx.Bucket([]byte("b")).Get([]byte("x"))); v != "a" {
+			t.Errorf("x = %q; want %q (one run committed)", v, "a")
+		}
+		return nil
+	})
+	if len(seen) != 2 {
+		t.Errorf("the update before the failing one ran %d times; want 2", len(seen))
+	}
+	for _, s := range seen {
+		if s != "" {
+			t.Errorf("a run saw %q; every run must see the database as it was", s)
+		}
+	}
+}
+
+// BenchmarkContainerCreateParallel creates containers from 16 goroutines
+// per CPU at once, as a burst of pods does, on the test's disk: with
+// group commit the burst shares commits and their syncs.
+func BenchmarkContainerCreateParallel(b *testing.B) {
+	dir := b.TempDir()
+	backend, err := local.NewStore(dir + "/content")
+	if err != nil {
+		b.Fatal(err)
+	}
+	db, err := Open(dir+"/meta.db", backend, Options{GCDelay: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	ctx := namespaces.WithNamespace(context.Background(), "bench")
+	var n atomic.Int64
+	b.SetParallelism(16)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := db.Containers().Create(ctx, newContainer(fmt.Sprintf("c%d", n.Add(1)))); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
