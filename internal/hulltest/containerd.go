@@ -174,3 +174,35 @@ func (c *Containerd) Ctr(t testing.TB, stdin []byte, args ...string) string {
 	}
 	return out
 }
+
+// DefaultRuncRoot is where containerd's runc shim keeps its containers
+// (runc's --root, one directory per namespace) when the client's runtime
+// options name no root, whichever daemon started it.
+const DefaultRuncRoot = "/run/containerd/runc"
+
+// containerdDefaultDirs are the directories containerd's shims make at
+// their fixed defaults, whatever the daemon's own paths: the runc root and
+// the shim socket directory, under /run/containerd. Deepest first.
+var containerdDefaultDirs = []string{DefaultRuncRoot, "/run/containerd/s", "/run/containerd"}
+
+// RemoveRuncNamespaceDir removes, when t ends, what containerd's runc
+// shim made at its defaults for a test whose client names no runc root
+// (ctr's --runc-root, runc options' Root): namespace ns's directory under
+// DefaultRuncRoot, then the default directories themselves if the test
+// made them. Only empty directories go, so nothing of anyone else is
+// touched; ns must be the test's own.
+func RemoveRuncNamespaceDir(t testing.TB, ns string) {
+	dirs := []string{filepath.Join(DefaultRuncRoot, ns)}
+	dirs = append(dirs, containerdDefaultDirs...)
+	var made []string
+	for _, dir := range dirs {
+		if _, err := os.Stat(dir); err != nil {
+			made = append(made, dir)
+		}
+	}
+	t.Cleanup(func() {
+		for _, dir := range made {
+			os.Remove(dir) // fails, as it should, unless empty
+		}
+	})
+}

@@ -42,8 +42,12 @@ func BenchmarkRunRmShim2(b *testing.B) {
 		b.Fatal(err)
 	}
 	fifos := b.TempDir()
+	// The shim's runc root named, as ctr's default is containerd's own
+	// (/run/containerd/runc).
+	runcRoots := map[string]string{h.Address: b.TempDir(), c.Address: b.TempDir()}
 	args := func(addr, id string) []string {
-		return []string{"--address", addr, "-n", "bench", "run", "--rm", "--fifo-dir", fifos, "--runtime", "io.containerd.runc.v2", ref, id, "/bin/true"}
+		return []string{"--address", addr, "-n", "bench", "run", "--rm", "--fifo-dir", fifos, "--runc-root", runcRoots[addr],
+			"--runtime", "io.containerd.runc.v2", ref, id, "/bin/true"}
 	}
 	for _, addr := range []string{h.Address, c.Address} {
 		if _, err := run(ctr, "--address", addr, "-n", "bench", "images", "import", "--local", tar); err != nil {

@@ -89,6 +89,9 @@ func startBoth(t *testing.T, ns string) []*daemonUnderTest {
 	hulltest.Containerd2Bin(t, "containerd-shim-runc-v2")
 	d := startHulldWith(t, hulltest.Options{Env: hullShimEnv(t)})
 	ctrd := hulltest.StartContainerdWith(t, "", hulltest.ContainerdOptions{Binary: hulltest.Containerd2Bin(t, "containerd"), PathDirs: []string{hulltest.Containerd2Dir}})
+	// Registered before the clients' cleanup, so it runs after the
+	// containers are gone.
+	hulltest.RemoveRuncNamespaceDir(t, ns)
 	out := []*daemonUnderTest{
 		{name: "hulld", address: d.Address, state: d.State, runtime: "io.containerd.hull.v2"},
 		{name: "containerd", address: ctrd.Address, state: ctrd.State, runtime: "io.containerd.runc.v2"},
@@ -163,7 +166,7 @@ func startTask(t *testing.T, ctx context.Context, du *daemonUnderTest, ct contai
 	t.Helper()
 	creator := cio.NullIO
 	if out != nil {
-		creator = cio.NewCreator(cio.WithStreams(nil, out, out))
+		creator = cio.NewCreator(cio.WithStreams(nil, out, out), cio.WithFIFODir(t.TempDir()))
 	}
 	task, err := ct.NewTask(ctx, creator, opts...)
 	if err != nil {
@@ -224,7 +227,7 @@ func TestExecBehavioursWithContainerdsClient(t *testing.T) {
 			defer ct.Delete(ctx, containerd.WithSnapshotCleanup)
 			defer task.Delete(ctx, containerd.WithProcessKill)
 			var out syncBuf
-			p, err := task.Exec(ctx, "tty-exec", execSpec(t, ctx, ct, "sh", "-c", "if [ -t 1 ]; then echo tty; else echo notty; fi"), cio.NewCreator(cio.WithStreams(nil, &out, nil), cio.WithTerminal))
+			p, err := task.Exec(ctx, "tty-exec", execSpec(t, ctx, ct, "sh", "-c", "if [ -t 1 ]; then echo tty; else echo notty; fi"), cio.NewCreator(cio.WithStreams(nil, &out, nil), cio.WithTerminal, cio.WithFIFODir(t.TempDir())))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -593,7 +596,7 @@ func TestUserNamespaceWithContainerdsClient(t *testing.T) {
 				continue
 			}
 			var out syncBuf
-			task, err := ct.NewTask(ctx, cio.NewCreator(cio.WithStreams(nil, &out, &out)))
+			task, err := ct.NewTask(ctx, cio.NewCreator(cio.WithStreams(nil, &out, &out), cio.WithFIFODir(t.TempDir())))
 			if err != nil {
 				t.Errorf("%s: %s: task: %v", du.name, id, err)
 				ct.Delete(ctx, containerd.WithSnapshotCleanup)

@@ -687,6 +687,9 @@ func TestHullctlDocsContainerd(t *testing.T) {
 	})
 	bin := hulltest.Build(t, "hullctl", "github.com/hullrt/hull/cmd/hullctl")
 	ns := fmt.Sprintf("hullctl-docs-%d", os.Getpid())
+	// containerd's runc shim keeps the containers under its default
+	// root: hullctl, like ctr without --runc-root, names none.
+	hulltest.RemoveRuncNamespaceDir(t, ns)
 	made := ""
 	for _, dir := range []string{"/run/hull", "/run/hull/logs"} {
 		if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) && made == "" {
