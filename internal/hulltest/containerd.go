@@ -180,10 +180,32 @@ func (c *Containerd) Ctr(t testing.TB, stdin []byte, args ...string) string {
 // options name no root, whichever daemon started it.
 const DefaultRuncRoot = "/run/containerd/runc"
 
-// containerdDefaultDirs are the directories containerd's shims make at
-// their fixed defaults, whatever the daemon's own paths: the runc root and
-// the shim socket directory, under /run/containerd. Deepest first.
-var containerdDefaultDirs = []string{DefaultRuncRoot, "/run/containerd/s", "/run/containerd"}
+// containerdDefaultDirs are the directories containerd's programs make at
+// their fixed defaults, whatever the daemon's own paths: the runc shim's
+// runc root and socket directory (containerd 2.4's shim puts its socket
+// in /run/containerd/s under any daemon), and ctr's FIFO directory when
+// it is given no --fifo-dir. Deepest first.
+var containerdDefaultDirs = []string{DefaultRuncRoot, "/run/containerd/s", "/run/containerd/fifo", "/run/containerd"}
+
+// RemoveContainerdDefaultsMade notes which of containerd's default
+// directories exist and returns a function that removes, among those
+// that did not, the ones left empty: for the TestMain of a package whose
+// tests run containerd's shims or ctr, after its tests. Only for a
+// package that no other test process runs such programs beside, as the
+// directories are shared.
+func RemoveContainerdDefaultsMade() func() {
+	var made []string
+	for _, dir := range containerdDefaultDirs {
+		if _, err := os.Stat(dir); err != nil {
+			made = append(made, dir)
+		}
+	}
+	return func() {
+		for _, dir := range made {
+			os.Remove(dir) // fails, as it should, unless empty
+		}
+	}
+}
 
 // RemoveRuncNamespaceDir removes, when t ends, what containerd's runc
 // shim made at its defaults for a test whose client names no runc root

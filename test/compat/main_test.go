@@ -17,10 +17,13 @@ var (
 	binErr  error
 )
 
-// TestMain removes the hulld that buildHulld built, if any, and what
-// hulltest built.
+// TestMain removes the hulld that buildHulld built, if any, what
+// hulltest built and the directories containerd's shims made at their
+// fixed defaults under /run/containerd.
 func TestMain(m *testing.M) {
+	cleanup := hulltest.RemoveContainerdDefaultsMade()
 	code := m.Run()
+	cleanup()
 	if binDir != "" {
 		os.RemoveAll(binDir)
 	}
