@@ -12,7 +12,6 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/hullrt/hull/core/content/local"
 	"github.com/hullrt/hull/core/namespaces"
 )
 
@@ -79,23 +78,31 @@ func TestBatcherConcurrent(t *testing.T) {
 	})
 }
 
-// TestBatcherSharesCommits holds a transaction open while updates queue
-// behind it, and checks that they then commit together.
-func TestBatcherSharesCommits(t *testing.T) {
-	db := openBolt(t)
-	b := newBatcher(db)
-	entered, release := make(chan struct{}), make(chan struct{})
-	var wg sync.WaitGroup
+// holdOpen starts an update that keeps its transaction open until the
+// returned release is called, and returns once it is open: updates made
+// meanwhile queue behind it. wg counts the update.
+func holdOpen(b *batcher, wg *sync.WaitGroup) (release func()) {
+	entered, hold := make(chan struct{}), make(chan struct{})
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		b.update(func(tx *bolt.Tx) error {
 			close(entered)
-			<-release
-			return tx.Bucket([]byte("b")).Put([]byte("first"), []byte("v"))
+			<-hold
+			return nil
 		})
 	}()
 	<-entered
+	return func() { close(hold) }
+}
+
+// TestBatcherSharesCommits holds a transaction open while updates queue
+// behind it, and checks that they then commit together.
+func TestBatcherSharesCommits(t *testing.T) {
+	db := openBolt(t)
+	b := newBatcher(db)
+	var wg sync.WaitGroup
+	release := holdOpen(b, &wg)
 	const queued = 10
 	var runs sync.Map // the transaction each queued update ran in
 	for i := range queued {
@@ -124,7 +131,7 @@ func TestBatcherSharesCommits(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	close(release)
+	release()
 	wg.Wait()
 	ids := map[any]bool{}
 	runs.Range(func(_, id any) bool { ids[id] = true; return true })
@@ -138,18 +145,9 @@ func TestBatcherSharesCommits(t *testing.T) {
 func TestBatcherPanic(t *testing.T) {
 	db := openBolt(t)
 	b := newBatcher(db)
-	entered, release := make(chan struct{}), make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Add(3)
-	go func() {
-		defer wg.Done()
-		b.update(func(tx *bolt.Tx) error {
-			close(entered)
-			<-release
-			return nil
-		})
-	}()
-	<-entered
+	release := holdOpen(b, &wg)
+	wg.Add(2)
 	var recovered any
 	go func() {
 		defer wg.Done()
@@ -167,7 +165,7 @@ func TestBatcherPanic(t *testing.T) {
 		})
 	}()
 	time.Sleep(50 * time.Millisecond) // both queue behind the first
-	close(release)
+	release()
 	wg.Wait()
 	if recovered != "boom" {
 		t.Errorf("recovered %v; want the update's own panic", recovered)
@@ -192,18 +190,8 @@ func TestBatcherPanic(t *testing.T) {
 func TestBatcherPrefixRunsAgain(t *testing.T) {
 	db := openBolt(t)
 	b := newBatcher(db)
-	entered, release := make(chan struct{}), make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		b.update(func(tx *bolt.Tx) error {
-			close(entered)
-			<-release
-			return nil
-		})
-	}()
-	<-entered
+	release := holdOpen(b, &wg)
 	var seen []string
 	var mu sync.Mutex
 	wg.Add(1)
@@ -225,7 +213,7 @@ func TestBatcherPrefixRunsAgain(t *testing.T) {
 		failErr = b.update(func(tx *bolt.Tx) error { return errors.New("no") })
 	}()
 	time.Sleep(20 * time.Millisecond)
-	close(release)
+	release()
 	wg.Wait()
 	if failErr == nil || failErr.Error() != "no" {
 		t.Errorf("failing update: %v", failErr)
@@ -250,16 +238,7 @@ func TestBatcherPrefixRunsAgain(t *testing.T) {
 // per CPU at once, as a burst of pods does, on the test's disk: with
 // group commit the burst shares commits and their syncs.
 func BenchmarkContainerCreateParallel(b *testing.B) {
-	dir := b.TempDir()
-	backend, err := local.NewStore(dir + "/content")
-	if err != nil {
-		b.Fatal(err)
-	}
-	db, err := Open(dir+"/meta.db", backend, Options{GCDelay: time.Hour})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
+	db := openDBAt(b, b.TempDir())
 	ctx := namespaces.WithNamespace(context.Background(), "bench")
 	var n atomic.Int64
 	b.SetParallelism(16)

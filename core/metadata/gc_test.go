@@ -24,7 +24,7 @@ func openDB(t *testing.T) *DB {
 
 // openDBAt opens the database and content store in dir, as a restarted
 // daemon would; it is closed when the test ends.
-func openDBAt(t *testing.T, dir string) *DB {
+func openDBAt(t testing.TB, dir string) *DB {
 	t.Helper()
 	backend, err := local.NewStore(dir + "/content")
 	if err != nil {
