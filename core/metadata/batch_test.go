@@ -96,6 +96,25 @@ func holdOpen(b *batcher, wg *sync.WaitGroup) (release func()) {
 	return func() { close(hold) }
 }
 
+// waitQueued waits until n updates are queued behind the open
+// transaction.
+func waitQueued(t *testing.T, b *batcher, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b.mu.Lock()
+		got := len(b.queue)
+		b.mu.Unlock()
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d updates queued, want %d", got, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // TestBatcherSharesCommits holds a transaction open while updates queue
 // behind it, and checks that they then commit together.
 func TestBatcherSharesCommits(t *testing.T) {
@@ -117,20 +136,7 @@ func TestBatcherSharesCommits(t *testing.T) {
 			}
 		}()
 	}
-	// Wait until all are queued behind the open transaction.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		b.mu.Lock()
-		n := len(b.queue)
-		b.mu.Unlock()
-		if n == queued {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d updates queued, want %d", n, queued)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitQueued(t, b, queued)
 	release()
 	wg.Wait()
 	ids := map[any]bool{}
@@ -164,7 +170,7 @@ func TestBatcherPanic(t *testing.T) {
 			return tx.Bucket([]byte("b")).Put([]byte("ok"), []byte("v"))
 		})
 	}()
-	time.Sleep(50 * time.Millisecond) // both queue behind the first
+	waitQueued(t, b, 2)
 	release()
 	wg.Wait()
 	if recovered != "boom" {
@@ -205,14 +211,14 @@ func TestBatcherPrefixRunsAgain(t *testing.T) {
 			return tx.Bucket([]byte("b")).Put([]byte("x"), append(v, 'a'))
 		})
 	}()
-	time.Sleep(20 * time.Millisecond)
+	waitQueued(t, b, 1) // first in the queue
 	wg.Add(1)
 	var failErr error
 	go func() {
 		defer wg.Done()
 		failErr = b.update(func(tx *bolt.Tx) error { return errors.New("no") })
 	}()
-	time.Sleep(20 * time.Millisecond)
+	waitQueued(t, b, 2)
 	release()
 	wg.Wait()
 	if failErr == nil || failErr.Error() != "no" {
