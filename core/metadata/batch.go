@@ -76,6 +76,9 @@ func (b *batcher) update(fn func(*bolt.Tx) error) error {
 		n := min(len(b.queue), maxBatch)
 		calls := b.queue[:n:n]
 		b.queue = b.queue[n:]
+		if len(b.queue) == 0 {
+			b.queue = nil // not to keep the finished calls reachable
+		}
 		b.mu.Unlock()
 		b.run(calls)
 		b.mu.Lock()

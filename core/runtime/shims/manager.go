@@ -521,9 +521,6 @@ func (m *Manager) Delete(ctx context.Context, id string) (runtime.Exit, error) {
 	exit := runtime.Exit{Pid: resp.Pid, Status: resp.ExitStatus, ExitedAt: protoconv.FromTime(resp.ExitedAt)}
 	crashpoint.Hit(crashpoint.TaskDeleting)
 	m.forget(t)
-	// Waiting for the shim to go keeps a new task of the same id from
-	// finding the old shim's socket still answering and being sent to a
-	// shim that is exiting.
 	m.log.Debug("task deleted", "namespace", t.ns, "id", id, "shim_delete", time.Since(began))
 	m.drain(context.WithoutCancel(ctx), t)
 	return exit, nil
