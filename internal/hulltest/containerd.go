@@ -194,17 +194,7 @@ var containerdDefaultDirs = []string{DefaultRuncRoot, "/run/containerd/s", "/run
 // package that no other test process runs such programs beside, as the
 // directories are shared.
 func RemoveContainerdDefaultsMade() func() {
-	var made []string
-	for _, dir := range containerdDefaultDirs {
-		if _, err := os.Stat(dir); err != nil {
-			made = append(made, dir)
-		}
-	}
-	return func() {
-		for _, dir := range made {
-			os.Remove(dir) // fails, as it should, unless empty
-		}
-	}
+	return removeEmptyIfMade(containerdDefaultDirs)
 }
 
 // RemoveRuncNamespaceDir removes, when t ends, what containerd's runc
@@ -214,17 +204,21 @@ func RemoveContainerdDefaultsMade() func() {
 // made them. Only empty directories go, so nothing of anyone else is
 // touched; ns must be the test's own.
 func RemoveRuncNamespaceDir(t testing.TB, ns string) {
-	dirs := []string{filepath.Join(DefaultRuncRoot, ns)}
-	dirs = append(dirs, containerdDefaultDirs...)
+	t.Cleanup(removeEmptyIfMade(append([]string{filepath.Join(DefaultRuncRoot, ns)}, containerdDefaultDirs...)))
+}
+
+// removeEmptyIfMade notes which of dirs (deepest first) do not exist yet
+// and returns a function that removes those of them that are then empty.
+func removeEmptyIfMade(dirs []string) func() {
 	var made []string
 	for _, dir := range dirs {
 		if _, err := os.Stat(dir); err != nil {
 			made = append(made, dir)
 		}
 	}
-	t.Cleanup(func() {
+	return func() {
 		for _, dir := range made {
 			os.Remove(dir) // fails, as it should, unless empty
 		}
-	})
+	}
 }

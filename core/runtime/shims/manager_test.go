@@ -122,9 +122,12 @@ func TestLifecycle(t *testing.T) {
 			if !shim.exited(10 * time.Second) {
 				t.Error("the shim did not exit after Delete")
 			}
+			if err := waitDrained(m, "ns1", "c1", 10*time.Second); err != nil {
+				t.Error(err)
+			}
 			for _, dir := range []string{trashName(b), filepath.Join(f.cfg.Root, "ns1", "c1")} {
-				if err := pathGone(dir, 10*time.Second); err != nil {
-					t.Errorf("after Delete: %v", err)
+				if _, err := os.Stat(dir); !os.IsNotExist(err) {
+					t.Errorf("%s after the drain: %v; want it gone", dir, err)
 				}
 			}
 			// Exits of live shims are theirs to publish, not the manager's.
@@ -408,11 +411,9 @@ func TestReattach(t *testing.T) {
 			t.Errorf("Get(%s) after restart: %v; want NotFound (it was deleted)", id, err)
 		}
 	}
-	if evs := f.events.all(); len(evs) != 0 {
-		for _, e := range evs {
-			if strings.Contains(fmt.Sprint(e.ev), "drained") {
-				t.Errorf("event for the deleted task: %+v", e)
-			}
+	for _, e := range f.events.all() {
+		if strings.Contains(fmt.Sprint(e.ev), "drained") {
+			t.Errorf("event for the deleted task: %+v", e)
 		}
 	}
 
@@ -792,17 +793,19 @@ func TestGroupLogs(t *testing.T) {
 	}
 }
 
-// pathGone waits up to timeout for path not to exist.
-func pathGone(path string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		_, err := os.Stat(path)
-		if os.IsNotExist(err) {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s still there after %s (stat: %v)", path, timeout, err)
-		}
-		time.Sleep(10 * time.Millisecond)
+// waitDrained waits up to timeout for the drain of deleted task ns/id to
+// end.
+func waitDrained(m *Manager, ns, id string, timeout time.Duration) error {
+	m.mu.Lock()
+	ch := m.draining[key(ns, id)]
+	m.mu.Unlock()
+	if ch == nil {
+		return nil
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-time.After(timeout):
+		return fmt.Errorf("the drain of %s/%s did not end within %s", ns, id, timeout)
 	}
 }
