@@ -1,14 +1,12 @@
 package cni
 
 import (
-	"bytes"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"text/template"
 
 	"github.com/containerd/errdefs"
 )
@@ -65,15 +63,11 @@ func (n *Network) UpdatePodCIDR(cidrs []string) error {
 	if err != nil {
 		return fmt.Errorf("read cni config template: %w", err)
 	}
-	tmpl, err := template.New(filepath.Base(n.cfg.ConfTemplate)).Option("missingkey=error").Parse(string(text))
+	out, err := renderTemplate(filepath.Base(n.cfg.ConfTemplate), string(text), data)
 	if err != nil {
-		return fmt.Errorf("parse cni config template %s: %v: %w", n.cfg.ConfTemplate, err, errdefs.ErrInvalidArgument)
-	}
-	var out bytes.Buffer
-	if err := tmpl.Execute(&out, data); err != nil {
 		return fmt.Errorf("render cni config template %s: %v: %w", n.cfg.ConfTemplate, err, errdefs.ErrInvalidArgument)
 	}
-	if err := writeFileAtomic(filepath.Join(n.cfg.ConfDir, TemplateConfName), out.Bytes()); err != nil {
+	if err := writeFileAtomic(filepath.Join(n.cfg.ConfDir, TemplateConfName), out); err != nil {
 		return err
 	}
 	n.podCIDRs = data.PodCIDRRanges
