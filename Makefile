@@ -5,6 +5,10 @@ GO       ?= go
 PREFIX   ?= /usr/local
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+# urfave_cli_no_docs leaves out hullctl's man-page generator; grpcnotrace
+# leaves out gRPC's x/net/trace pages, whose html/template would make the
+# linker keep every exported method (see cmd/hulld/main.go).
+BUILDTAGS := urfave_cli_no_docs,grpcnotrace
 LDFLAGS  := -s -w -X github.com/hullrt/hull/internal/version.Version=$(VERSION) -X github.com/hullrt/hull/internal/version.Revision=$(REVISION)
 BINARIES := bin/hulld bin/hullctl bin/hull-snapshotter bin/containerd-shim-hull-v2
 # Fuzz targets run briefly in `make test`; `make fuzz FUZZTIME=2000000x` runs
@@ -23,7 +27,7 @@ deps:
 	./scripts/deps.sh
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -tags urfave_cli_no_docs -ldflags '$(LDFLAGS)' -o bin/ ./cmd/hulld ./cmd/hullctl ./cmd/hull-snapshotter ./cmd/containerd-shim-hull-v2
+	CGO_ENABLED=0 $(GO) build -trimpath -tags $(BUILDTAGS) -ldflags '$(LDFLAGS)' -o bin/ ./cmd/hulld ./cmd/hullctl ./cmd/hull-snapshotter ./cmd/containerd-shim-hull-v2
 
 install: build
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/systemd/system

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/urfave/cli/v2"
+	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
 	"github.com/hullrt/hull/config"
@@ -23,48 +23,77 @@ import (
 // defaultConfigPath is read when it exists and no --config is given.
 const defaultConfigPath = "/etc/hull/config.toml"
 
+// flags are hulld's command-line options; the config subcommands read them
+// too.
+type flags struct {
+	config, address, root, state, logLevel string
+	debug, strictConfig                    bool
+	configSet                              bool // --config was given
+}
+
+// main uses cobra rather than the CLI library hullctl uses because cobra's
+// default help runs no text/template: a reachable template execution makes
+// the linker keep every exported method of every type, about 3.5 MB of
+// hulld's binary, which a daemon on every node keeps resident.
 func main() {
-	app := &cli.App{
-		Name:    "hulld",
-		Usage:   "hull's container runtime daemon, serving containerd's API",
-		Version: version.Version + " " + version.Revision,
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "path to the configuration file", Value: defaultConfigPath},
-			&cli.StringFlag{Name: "address", Aliases: []string{"a"}, Usage: "gRPC socket path (overrides grpc.address)"},
-			&cli.StringFlag{Name: "root", Usage: "persistent state directory (overrides root)"},
-			&cli.StringFlag{Name: "state", Usage: "runtime state directory (overrides state)"},
-			&cli.StringFlag{Name: "log-level", Aliases: []string{"l"}, Usage: "debug, info, warn or error (overrides debug.level)"},
-			&cli.BoolFlag{Name: "debug", Aliases: []string{"d"}, Usage: "log at debug level, every API call included"},
-			&cli.BoolFlag{Name: "strict-config", Usage: "treat configuration warnings (unknown keys) as errors"},
-		},
-		Action: run,
-		Commands: []*cli.Command{{
-			Name:  "config",
-			Usage: "print, check and migrate configuration",
-			Subcommands: []*cli.Command{
-				{Name: "default", Usage: "print the complete default configuration", Action: configDefault},
-				{Name: "dump", Usage: "print the effective configuration after imports and flags", Action: configDump},
-				{Name: "check", Usage: "validate a configuration file without starting", ArgsUsage: "[FILE]", Action: configCheck},
-				{Name: "migrate", Usage: "rewrite a version 1, 2 or 3 file as version 4 on stdout", ArgsUsage: "[FILE]", Action: configMigrate},
-				{Name: "reference", Usage: "print the Markdown configuration reference (docs/configuration.md)", Action: configReference},
-			},
-		}},
+	var f flags
+	root := &cobra.Command{
+		Use:               "hulld",
+		Short:             "hull's container runtime daemon, serving containerd's API",
+		Version:           version.Version + " " + version.Revision,
+		Args:              noArgs,
+		SilenceErrors:     true,
+		SilenceUsage:      true,
+		RunE:              func(c *cobra.Command, _ []string) error { return run(c, &f) },
+		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
 	}
-	if err := app.Run(os.Args); err != nil {
+	pf := root.PersistentFlags()
+	pf.StringVarP(&f.config, "config", "c", defaultConfigPath, "path to the configuration file")
+	pf.StringVarP(&f.address, "address", "a", "", "gRPC socket path (overrides grpc.address)")
+	pf.StringVar(&f.root, "root", "", "persistent state directory (overrides root)")
+	pf.StringVar(&f.state, "state", "", "runtime state directory (overrides state)")
+	pf.StringVarP(&f.logLevel, "log-level", "l", "", "debug, info, warn or error (overrides debug.level)")
+	pf.BoolVarP(&f.debug, "debug", "d", false, "log at debug level, every API call included")
+	pf.BoolVar(&f.strictConfig, "strict-config", false, "treat configuration warnings (unknown keys) as errors")
+	root.PersistentPreRun = func(c *cobra.Command, _ []string) { f.configSet = c.Flags().Changed("config") }
+
+	cfg := &cobra.Command{Use: "config", Short: "print, check and migrate configuration", Args: noArgs,
+		RunE: func(c *cobra.Command, _ []string) error { return c.Help() }}
+	sub := func(use, short string, args cobra.PositionalArgs, do func(*flags, []string) error) {
+		cfg.AddCommand(&cobra.Command{Use: use, Short: short, Args: args,
+			RunE: func(_ *cobra.Command, a []string) error { return do(&f, a) }})
+	}
+	sub("default", "print the complete default configuration", noArgs, configDefault)
+	sub("dump", "print the effective configuration after imports and flags", noArgs, configDump)
+	sub("check [FILE]", "validate a configuration file without starting", cobra.MaximumNArgs(1), configCheck)
+	sub("migrate [FILE]", "rewrite a version 1, 2 or 3 file as version 4 on stdout", cobra.MaximumNArgs(1), configMigrate)
+	sub("reference", "print the Markdown configuration reference (docs/configuration.md)", noArgs, configReference)
+	root.AddCommand(cfg)
+
+	if err := root.ExecuteContext(context.Background()); err != nil {
 		fmt.Fprintf(os.Stderr, "hulld: %v\n", err)
 		os.Exit(1)
 	}
 }
 
+// noArgs refuses arguments, naming the first as the unknown command it
+// likely is.
+func noArgs(c *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("unknown command %q: see %s --help", args[0], c.CommandPath())
+	}
+	return nil
+}
+
 // loadConfig reads the configuration named by the flags (the default path is
 // optional) and applies the flag overrides.
-func loadConfig(c *cli.Context, path string) (*config.Config, []config.Warning, error) {
+func loadConfig(f *flags, path string) (*config.Config, []config.Warning, error) {
 	var (
 		cfg   *config.Config
 		warns []config.Warning
 		err   error
 	)
-	if _, statErr := os.Stat(path); statErr != nil && path == defaultConfigPath && !c.IsSet("config") {
+	if _, statErr := os.Stat(path); statErr != nil && path == defaultConfigPath && !f.configSet {
 		cfg = config.Default()
 	} else {
 		cfg, warns, err = config.Load(path)
@@ -73,19 +102,19 @@ func loadConfig(c *cli.Context, path string) (*config.Config, []config.Warning, 
 		}
 	}
 	warns = append(warns, cfg.Validate(daemon.PluginSections(daemon.Registry()))...)
-	if v := c.String("address"); v != "" {
+	if v := f.address; v != "" {
 		cfg.GRPC.Address = v
 	}
-	if v := c.String("root"); v != "" {
+	if v := f.root; v != "" {
 		cfg.Root = v
 	}
-	if v := c.String("state"); v != "" {
+	if v := f.state; v != "" {
 		cfg.State = v
 	}
-	if v := c.String("log-level"); v != "" {
+	if v := f.logLevel; v != "" {
 		cfg.Debug.Level = v
 	}
-	if c.Bool("debug") {
+	if f.debug {
 		cfg.Debug.Level = "debug"
 	}
 	return cfg, warns, nil
@@ -116,11 +145,8 @@ func newLogger(cfg *config.Config) (*slog.Logger, error) {
 	return nil, fmt.Errorf("log format %q: use text or json", cfg.Debug.Format)
 }
 
-func run(c *cli.Context) error {
-	if c.Args().Len() > 0 {
-		return fmt.Errorf("unknown command %q: see hulld --help", c.Args().First())
-	}
-	cfg, warns, err := loadConfig(c, c.String("config"))
+func run(c *cobra.Command, f *flags) error {
+	cfg, warns, err := loadConfig(f, f.config)
 	if err != nil {
 		return err
 	}
@@ -131,7 +157,7 @@ func run(c *cli.Context) error {
 	for _, w := range warns {
 		log.Warn("config: " + w.String())
 	}
-	if c.Bool("strict-config") && len(warns) > 0 {
+	if f.strictConfig && len(warns) > 0 {
 		return fmt.Errorf("--strict-config: %d configuration warning(s), the first: %s", len(warns), warns[0])
 	}
 	if cfg.OOMScore != 0 {
@@ -139,7 +165,7 @@ func run(c *cli.Context) error {
 			log.Warn("cannot set oom_score", "oom_score", cfg.OOMScore, "error", err)
 		}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGTERM, unix.SIGINT)
+	ctx, stop := signal.NotifyContext(c.Context(), unix.SIGTERM, unix.SIGINT)
 	defer stop()
 	daemon.DumpStacksOnSignal(ctx, cfg.State, log)
 	d, err := daemon.New(ctx, cfg, daemon.Registry(), log)
@@ -149,12 +175,12 @@ func run(c *cli.Context) error {
 	return d.Serve(ctx, 10*time.Second)
 }
 
-func configDefault(c *cli.Context) error {
+func configDefault(*flags, []string) error {
 	return config.Render(os.Stdout, config.Default(), daemon.PluginSections(daemon.Registry()))
 }
 
-func configDump(c *cli.Context) error {
-	cfg, warns, err := loadConfig(c, c.String("config"))
+func configDump(f *flags, _ []string) error {
+	cfg, warns, err := loadConfig(f, f.config)
 	if err != nil {
 		return err
 	}
@@ -164,15 +190,15 @@ func configDump(c *cli.Context) error {
 	return config.Render(os.Stdout, cfg, daemon.PluginSections(daemon.Registry()))
 }
 
-func fileArg(c *cli.Context) string {
-	if c.Args().Len() > 0 {
-		return c.Args().First()
+func fileArg(f *flags, args []string) string {
+	if len(args) > 0 {
+		return args[0]
 	}
-	return c.String("config")
+	return f.config
 }
 
-func configCheck(c *cli.Context) error {
-	path := fileArg(c)
+func configCheck(f *flags, args []string) error {
+	path := fileArg(f, args)
 	cfg, warns, err := config.Load(path)
 	if err != nil {
 		return err
@@ -191,7 +217,7 @@ func configCheck(c *cli.Context) error {
 		}
 		return fmt.Errorf("%s: %d invalid value(s): hulld would not start", path, n)
 	}
-	if len(warns) > 0 && c.Bool("strict-config") {
+	if len(warns) > 0 && f.strictConfig {
 		return errors.New("configuration has warnings (--strict-config)")
 	}
 	fmt.Printf("%s: ok%s\n", path, plural(len(warns)))
@@ -208,8 +234,8 @@ func plural(n int) string {
 	return fmt.Sprintf(" (%d warnings)", n)
 }
 
-func configMigrate(c *cli.Context) error {
-	path := fileArg(c)
+func configMigrate(f *flags, args []string) error {
+	path := fileArg(f, args)
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return err
@@ -222,6 +248,6 @@ func configMigrate(c *cli.Context) error {
 	return err
 }
 
-func configReference(c *cli.Context) error {
+func configReference(*flags, []string) error {
 	return config.GenerateReference(os.Stdout, daemon.PluginSections(daemon.Registry()))
 }

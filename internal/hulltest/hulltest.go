@@ -44,6 +44,9 @@ func CrashBinary(t testing.TB) string {
 	return build(t, "crash/hulld", "github.com/hullrt/hull/cmd/hulld", "hullcrash")
 }
 
+// BuildTags are the build tags of the Makefile's BUILDTAGS.
+const BuildTags = "urfave_cli_no_docs,grpcnotrace"
+
 // Build builds the command package pkg into a per-process directory as name
 // and returns its path; builds are shared by every test of the process.
 func Build(t testing.TB, name, pkg string) string {
@@ -83,10 +86,9 @@ func build(t testing.TB, name, pkg, tags string) string {
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	// Built as `make build` builds them: static, stripped and without the
-	// CLI's man-page generator, which is what start-up costs and the
-	// shim's memory are measured on.
-	cmd := exec.Command("go", "build", "-trimpath", "-tags", strings.TrimSuffix("urfave_cli_no_docs,"+tags, ","), "-ldflags", "-s -w", "-o", out, pkg)
+	// Built as `make build` builds them: static, stripped, with its build
+	// tags, which is what start-up costs and memory are measured on.
+	cmd := exec.Command("go", "build", "-trimpath", "-tags", strings.TrimSuffix(BuildTags+","+tags, ","), "-ldflags", "-s -w", "-o", out, pkg)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build %s: %v\n%s", pkg, err, b)

@@ -51,7 +51,7 @@ func hullShimEnv(t *testing.T) []string {
 		if binDir == "" {
 			return
 		}
-		cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(binDir, "containerd-shim-hull-v2"), "./cmd/containerd-shim-hull-v2")
+		cmd := exec.Command("go", "build", "-trimpath", "-tags", "urfave_cli_no_docs,grpcnotrace", "-o", filepath.Join(binDir, "containerd-shim-hull-v2"), "./cmd/containerd-shim-hull-v2")
 		cmd.Dir = filepath.Join("..", "..")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, berr := cmd.CombinedOutput(); berr != nil {

@@ -48,7 +48,7 @@ func buildHulld(t *testing.T) {
 			return
 		}
 		bin := filepath.Join(binDir, "hulld")
-		cmd := exec.Command("go", "build", "-trimpath", "-tags", "urfave_cli_no_docs", "-o", bin, "./cmd/hulld")
+		cmd := exec.Command("go", "build", "-trimpath", "-tags", "urfave_cli_no_docs,grpcnotrace", "-o", bin, "./cmd/hulld")
 		cmd.Dir = filepath.Join("..", "..")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {

@@ -64,6 +64,39 @@ func TestConfigCommands(t *testing.T) {
 	}
 }
 
+// TestHulldCommandLine covers hulld's own command line: flags after the
+// subcommand, help, version and unknown commands and flags.
+func TestHulldCommandLine(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c.toml")
+	os.WriteFile(path, []byte("version = 3\nroot = '/tmp/from-file'\n"), 0o600)
+	out, err := hulld(t, "config", "dump", "-c", path, "--state", "/tmp/from-flag")
+	if err != nil || !strings.Contains(out, "root = '/tmp/from-file'") || !strings.Contains(out, "state = '/tmp/from-flag'") {
+		t.Errorf("config dump with flags after it: %v\n%s", err, out)
+	}
+	if out, err := hulld(t, "--help"); err != nil || !strings.Contains(out, "--strict-config") || !strings.Contains(out, "config") {
+		t.Errorf("--help: %v\n%s", err, out)
+	}
+	if out, err := hulld(t, "--version"); err != nil || !strings.HasPrefix(out, "hulld version ") {
+		t.Errorf("--version: %v\n%s", err, out)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"strat"}, `hulld: unknown command "strat": see hulld --help`},
+		{[]string{"config", "dupm"}, `hulld: unknown command "dupm": see hulld config --help`},
+		{[]string{"config", "default", "x"}, `hulld: unknown command "x": see hulld config default --help`},
+		{[]string{"config", "check", "a", "b"}, `hulld: accepts at most 1 arg(s), received 2`},
+		{[]string{"--no-such-flag"}, `hulld: unknown flag: --no-such-flag`},
+	} {
+		out, err := hulld(t, c.args...)
+		if err == nil || strings.TrimSpace(out) != c.want {
+			t.Errorf("hulld %v = %v, %q; want an error %q", c.args, err, out, c.want)
+		}
+	}
+}
+
 func TestConfigAtStartup(t *testing.T) {
 	// A version 2 containerd file starts hulld with a migration notice, and
 	// its plugin settings take effect.
