@@ -132,7 +132,7 @@ type Backend interface {
 // Open opens (creating if needed) the database at path over the blob backend.
 // It starts the background collector, which Close stops.
 func Open(path string, backend Backend, opts Options) (*DB, error) {
-	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
 			// bbolt's own word is only "timeout": it waited for the

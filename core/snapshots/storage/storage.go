@@ -65,7 +65,7 @@ type measureJob struct {
 
 // NewMetaStore opens (creating if needed) the database at path.
 func NewMetaStore(path string) (*MetaStore, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
 			// bbolt's own word is only "timeout": it waited for the
