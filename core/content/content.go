@@ -68,6 +68,17 @@ type Provider interface {
 	ReaderAt(ctx context.Context, desc ocispec.Descriptor) (ReaderAt, error)
 }
 
+// Putter stores a whole blob held in memory in one step, for callers that
+// have all of a small blob's bytes at once (an archive's entries, a
+// manifest): no ingest is made, as nothing can resume or watch a write of
+// one call, which spares an ingest's files and records. desc gives the
+// blob's digest and size, which data must match (FailedPrecondition
+// otherwise, as for a commit of unexpected bytes); a blob already there
+// gives AlreadyExists, as Commit does. data is not kept.
+type Putter interface {
+	Put(ctx context.Context, desc ocispec.Descriptor, data []byte) error
+}
+
 // WriterOpts are the options of Ingester.Writer.
 type WriterOpts struct {
 	// Ref names the ingest; required.

@@ -19,6 +19,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"path"
@@ -198,11 +199,49 @@ func storeFile(ctx context.Context, cs Store, name string, size int64, r io.Read
 			return ocispec.Descriptor{}, fmt.Errorf("archive entry %s is not named by a valid digest: %w", name, errdefs.ErrInvalidArgument)
 		}
 	}
-	dgst, err := WriteBlob(ctx, cs, fmt.Sprintf("import-%d-%s", time.Now().UnixNano(), digest.FromString(name).Encoded()[:12]), r, size, expected)
+	var (
+		dgst digest.Digest
+		err  error
+	)
+	if p, ok := cs.(content.Putter); ok && size <= putMax {
+		dgst, err = putBlob(ctx, p, r, size, expected)
+	} else {
+		dgst, err = WriteBlob(ctx, cs, fmt.Sprintf("import-%d-%s", time.Now().UnixNano(), digest.FromString(name).Encoded()[:12]), r, size, expected)
+	}
 	if err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("archive entry %s: %w", name, err)
 	}
 	return ocispec.Descriptor{Digest: dgst, Size: size}, nil
+}
+
+// putMax is the largest archive file read whole and stored in one step
+// (content.Putter) rather than through an ingest: most of an archive's
+// files (manifests, configs, small layers) are far smaller, and an ingest's
+// files and records cost more than the bytes. One file is held at a time.
+const putMax = 1 << 20
+
+// putBlob stores size bytes of r through p and returns their digest,
+// checked as WriteBlob checks it.
+func putBlob(ctx context.Context, p content.Putter, r io.Reader, size int64, expected digest.Digest) (digest.Digest, error) {
+	data := make([]byte, size)
+	if n, err := io.ReadFull(r, data); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return "", fmt.Errorf("%d of %d bytes: %w", n, size, errdefs.ErrInvalidArgument)
+		}
+		return "", err
+	}
+	alg := digest.Canonical
+	if expected != "" {
+		alg = expected.Algorithm()
+	}
+	got := alg.FromBytes(data)
+	if expected != "" && got != expected {
+		return "", fmt.Errorf("content has digest %s, not %s: %w", got, expected, errdefs.ErrFailedPrecondition)
+	}
+	if err := p.Put(ctx, ocispec.Descriptor{Digest: got, Size: size}, data); err != nil && !errdefs.IsAlreadyExists(err) {
+		return "", err
+	}
+	return got, nil
 }
 
 // WriteBlob stores size bytes of r through the ingest ref and returns their

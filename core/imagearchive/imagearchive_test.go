@@ -11,6 +11,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/hullrt/hull/core/content"
 	"github.com/hullrt/hull/core/content/local"
 	"github.com/hullrt/hull/core/images"
 )
@@ -28,11 +29,26 @@ func tarOf(t testing.TB, files ...[2]string) []byte {
 	return buf.Bytes()
 }
 
+// TestReadIndexAndWrite runs on a store that can Put (the files are stored
+// in one step each) and on one that can only ingest.
 func TestReadIndexAndWrite(t *testing.T) {
-	cs, err := local.NewStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
+	for _, ingestOnly := range []bool{false, true} {
+		ls, err := local.NewStore(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cs Store = ls
+		if ingestOnly {
+			cs = struct{ Store }{ls}
+		}
+		if _, ok := cs.(content.Putter); ok == ingestOnly {
+			t.Fatalf("the store's Put is %v, want %v", ok, !ingestOnly)
+		}
+		testReadIndexAndWrite(t, cs)
 	}
+}
+
+func testReadIndexAndWrite(t *testing.T, cs Store) {
 	ctx := context.Background()
 	layer := "layer bytes"
 	cfg := `{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}`

@@ -354,6 +354,93 @@ func (s contentStore) Writer(ctx context.Context, opts ...content.WriterOpt) (co
 	return w, nil
 }
 
+// Put stores data as the blob desc names in the namespace of ctx, in one
+// step (content.Putter): the backend stores it, through its own Put when
+// it has one, and one transaction records it. A lease in ctx holds it.
+func (s contentStore) Put(ctx context.Context, desc ocispec.Descriptor, data []byte) error {
+	if err := validDigest(desc.Digest); err != nil {
+		return err
+	}
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return err
+	}
+	lease, _ := leases.FromContext(ctx)
+	// Hold off the collector from the moment the blob exists on disk
+	// until this namespace records it.
+	s.db.gcMu.RLock()
+	defer s.db.gcMu.RUnlock()
+	if p, ok := s.db.backend.(content.Putter); ok {
+		err = p.Put(ctx, desc, data)
+	} else {
+		err = s.putByIngest(ctx, ns, desc, data)
+	}
+	// A blob the backend has already (another namespace's) is recorded
+	// here too: the caller proved it has the bytes.
+	if err != nil && !errdefs.IsAlreadyExists(err) {
+		return err
+	}
+	var exists bool
+	err = s.db.update(ctx, func(t *nsTx) error {
+		var err error
+		exists, err = recordBlob(t, s.db, lease, desc.Digest, desc.Size, nil)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if exists {
+		return alreadyExists("content %s", desc.Digest)
+	}
+	return nil
+}
+
+// putByIngest is Put through the backend's ingest, for backends without
+// a Put of their own.
+func (s contentStore) putByIngest(ctx context.Context, ns string, desc ocispec.Descriptor, data []byte) error {
+	ref := backendRef(ns, "put-"+desc.Digest.String())
+	w, err := s.db.backend.Writer(ctx, content.WithRef(ref), content.WithDescriptor(ocispec.Descriptor{Size: desc.Size}))
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	if err := w.Truncate(0); err == nil {
+		_, err = w.Write(data)
+	}
+	if err == nil {
+		err = w.Commit(ctx, desc.Size, desc.Digest)
+	}
+	if err != nil && !errdefs.IsAlreadyExists(err) {
+		s.db.backend.Abort(context.WithoutCancel(ctx), ref)
+	}
+	return err
+}
+
+// recordBlob records the blob dgst of size in the namespace of t, held by
+// lease when one is given; exists reports a record that was there already
+// (the lease holds it then too).
+func recordBlob(t *nsTx, db *DB, lease string, dgst digest.Digest, size int64, lbls map[string]string) (exists bool, err error) {
+	if lease != "" {
+		if err := addLeaseResource(t, lease, leases.Resource{Type: "content", ID: dgst.String()}); err != nil && !errdefs.IsNotFound(err) {
+			return false, err
+		}
+	}
+	b, err := t.createBucket(bucketContent)
+	if err != nil {
+		return false, err
+	}
+	if b.Get([]byte(dgst.String())) != nil {
+		return true, nil
+	}
+	now := time.Now().UTC()
+	r := blobRecord{Size: size, Labels: copyLabels(lbls), CreatedAt: now, UpdatedAt: now}
+	if err := putRecord(b, dgst.String(), &r); err != nil {
+		return false, err
+	}
+	t.publish(db, "/content/create", &eventstypes.ContentCreate{Digest: dgst.String(), Size: size})
+	return false, nil
+}
+
 // lockRef takes the ref for one writer; a second gets Unavailable, as from
 // the backend.
 func (db *DB) lockRef(bref, ref string) error {
@@ -527,26 +614,12 @@ func (w *nsWriter) Commit(ctx context.Context, size int64, expected digest.Diges
 			}
 		}
 		if w.lease != "" {
-			if err := addLeaseResource(t, w.lease, leases.Resource{Type: "content", ID: expected.String()}); err != nil && !errdefs.IsNotFound(err) {
-				return err
-			}
 			_ = deleteLeaseResource(t, w.lease, leases.Resource{Type: "ingests", ID: w.ref})
 		}
-		b, err := t.createBucket(bucketContent)
-		if err != nil {
-			return err
-		}
-		if b.Get([]byte(expected.String())) != nil {
-			exists = true
-			return nil // the ingest record removal must still commit
-		}
-		now := time.Now().UTC()
-		r := blobRecord{Size: actualSize, Labels: copyLabels(co.Labels), CreatedAt: now, UpdatedAt: now}
-		if err := putRecord(b, expected.String(), &r); err != nil {
-			return err
-		}
-		t.publish(w.db, "/content/create", &eventstypes.ContentCreate{Digest: expected.String(), Size: actualSize})
-		return nil
+		// An existing record still lets the ingest record's removal commit.
+		var err error
+		exists, err = recordBlob(t, w.db, w.lease, expected, actualSize, co.Labels)
+		return err
 	})
 	if err != nil {
 		return err

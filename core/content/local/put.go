@@ -1,0 +1,116 @@
+package local
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/containerd/errdefs"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
+
+	"github.com/hullrt/hull/core/content"
+)
+
+var _ content.Putter = (*Store)(nil)
+
+// Put stores data as the blob desc names, in one step (content.Putter).
+//
+// The bytes go to an unnamed file (O_TMPFILE) in the ingest directory,
+// synced and read-only, which is then linked under the blob's name: the
+// blob appears whole or not at all, and a crash at any point leaves
+// nothing behind to clean. A filesystem without unnamed files takes the
+// ingest path instead.
+func (s *Store) Put(ctx context.Context, desc ocispec.Descriptor, data []byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	blob, err := s.BlobPath(desc.Digest)
+	if err != nil {
+		return err
+	}
+	if int64(len(data)) != desc.Size {
+		return fmt.Errorf("put %s: unexpected size %d, expected %d: %w", desc.Digest, len(data), desc.Size, errdefs.ErrFailedPrecondition)
+	}
+	if got := desc.Digest.Algorithm().FromBytes(data); got != desc.Digest {
+		return fmt.Errorf("put %s: unexpected digest %s: %w", desc.Digest, got, errdefs.ErrFailedPrecondition)
+	}
+	if _, err := os.Lstat(blob); err == nil {
+		return fmt.Errorf("content %s exists: %w", desc.Digest, errdefs.ErrAlreadyExists)
+	}
+	fd, err := unix.Open(filepath.Join(s.root, "ingest"), unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o444)
+	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EISDIR) {
+		return s.putByIngest(ctx, desc, data)
+	}
+	if err != nil {
+		return s.full(fmt.Errorf("put %s: %w", desc.Digest, err))
+	}
+	f := os.NewFile(uintptr(fd), "unnamed blob "+desc.Digest.String())
+	defer f.Close()
+	if _, err := f.Write(data); err != nil {
+		return s.full(fmt.Errorf("put %s: %w", desc.Digest, err))
+	}
+	if err := f.Sync(); err != nil {
+		return s.full(fmt.Errorf("put %s: sync: %w", desc.Digest, err))
+	}
+	ticket := s.small.ticket()
+	algDir := filepath.Dir(blob)
+	_, statErr := os.Stat(algDir)
+	if err := os.MkdirAll(algDir, 0o700); err != nil {
+		return s.full(fmt.Errorf("put %s: %w", desc.Digest, err))
+	}
+	// Linking a file by its descriptor needs CAP_DAC_READ_SEARCH; its
+	// /proc/self/fd name does not.
+	err = unix.Linkat(fd, "", unix.AT_FDCWD, blob, unix.AT_EMPTY_PATH)
+	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOENT) {
+		err = unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), unix.AT_FDCWD, blob, unix.AT_SYMLINK_FOLLOW)
+	}
+	if errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("content %s exists: %w", desc.Digest, errdefs.ErrAlreadyExists)
+	}
+	if err != nil {
+		return s.full(fmt.Errorf("put %s: link: %w", desc.Digest, err))
+	}
+	// The link is durable once its directory is synced; a new algorithm
+	// directory needs its parent synced too.
+	err = syncDir(algDir)
+	if err == nil && statErr != nil {
+		err = syncDir(filepath.Dir(algDir))
+	}
+	if err != nil {
+		return fmt.Errorf("put %s: sync blob directory: %w", desc.Digest, err)
+	}
+	// What was put is usually read next (an import unpacks its layers).
+	if len(data) <= smallBlobMax {
+		s.small.put(desc.Digest, bytes.Clone(data), ticket)
+	}
+	return nil
+}
+
+// putByIngest is Put through an ingest, for filesystems without O_TMPFILE.
+func (s *Store) putByIngest(ctx context.Context, desc ocispec.Descriptor, data []byte) error {
+	ref := "put-" + desc.Digest.String()
+	w, err := s.Writer(ctx, content.WithRef(ref), content.WithDescriptor(desc))
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	if err := w.Truncate(0); err != nil {
+		return err
+	}
+	if _, err := w.Write(data); err != nil {
+		s.Abort(ctx, ref)
+		return err
+	}
+	if err := w.Commit(ctx, desc.Size, desc.Digest); err != nil {
+		if !errdefs.IsAlreadyExists(err) {
+			s.Abort(ctx, ref)
+		}
+		return err
+	}
+	return nil
+}
