@@ -83,12 +83,35 @@ func unpackParallel(ctx context.Context, o Options, layers []ocispec.Descriptor,
 		}
 	}()
 	next := 0 // the first layer whose result the committer has not taken
+	// A committed layer's blob is labelled with its uncompressed digest
+	// while the next layers commit, not between them: the commits are in
+	// chain order, one after another, and the label is a write of its own
+	// that no commit needs, which then shares their transactions.
+	var (
+		labelling sync.WaitGroup
+		labelMu   sync.Mutex
+		labelErr  error
+	)
+	label := func(layer ocispec.Descriptor, diffID, chain digest.Digest) {
+		labelling.Add(1)
+		go func() {
+			defer labelling.Done()
+			if err := o.committed(ctx, layer, diffID, chain); err != nil {
+				labelMu.Lock()
+				if labelErr == nil {
+					labelErr = err
+				}
+				labelMu.Unlock()
+			}
+		}()
+	}
 	defer func() {
 		// Stop what is still applying and drop the snapshots of layers
 		// applied but never committed (an error below stopped the
 		// unpack).
 		cancel()
 		wg.Wait()
+		labelling.Wait()
 		for ; next < len(layers); next++ {
 			if r := <-results[next]; r.key != "" {
 				o.Snapshotter.Remove(context.WithoutCancel(ctx), r.key)
@@ -106,10 +129,16 @@ func unpackParallel(ctx context.Context, o Options, layers []ocispec.Descriptor,
 		case r.exists:
 			o.progress(layer, chain, "exists")
 		case r.err == nil:
-			var err error
-			inChain, err = commitDetached(ctx, o, layer, diffIDs[i], chain, parent, r.key)
+			var (
+				err       error
+				committed bool
+			)
+			committed, inChain, err = commitDetached(ctx, o, layer, chain, parent, r.key)
 			if err != nil {
 				return "", err
+			}
+			if committed {
+				label(layer, diffIDs[i], chain)
 			}
 		}
 		if inChain != nil {
@@ -125,6 +154,10 @@ func unpackParallel(ctx context.Context, o Options, layers []ocispec.Descriptor,
 			}
 		}
 		parent = chain
+	}
+	labelling.Wait()
+	if labelErr != nil {
+		return "", labelErr
 	}
 	return parent, nil
 }
@@ -167,11 +200,12 @@ func applyDetached(ctx context.Context, o Options, layer ocispec.Descriptor, dif
 	return detached{key: key}
 }
 
-// commitDetached commits the detached snapshot key as chain onto parent.
-// inChain is set (and key removed) when the snapshotter cannot give a
-// snapshot a parent at commit: the layer must then be applied on its
-// parent.
-func commitDetached(ctx context.Context, o Options, layer ocispec.Descriptor, diffID, chain, parent digest.Digest, key string) (inChain, err error) {
+// commitDetached commits the detached snapshot key as chain onto parent;
+// committed reports that this call made the snapshot (its layer is then
+// to be labelled). inChain is set (and key removed) when the snapshotter
+// cannot give a snapshot a parent at commit: the layer must then be
+// applied on its parent.
+func commitDetached(ctx context.Context, o Options, layer ocispec.Descriptor, chain, parent digest.Digest, key string) (committed bool, inChain, err error) {
 	var opts []snapshots.Opt
 	if parent != "" {
 		opts = append(opts, snapshots.WithParent(parent.String()))
@@ -182,11 +216,11 @@ func commitDetached(ctx context.Context, o Options, layer ocispec.Descriptor, di
 		switch {
 		case errdefs.IsAlreadyExists(err):
 			o.progress(layer, chain, "exists")
-			return nil, nil
+			return false, nil, nil
 		case errdefs.IsNotImplemented(err):
-			return err, nil
+			return false, err, nil
 		}
-		return nil, fmt.Errorf("commit snapshot %s of layer %s: %w", chain, layer.Digest, err)
+		return false, nil, fmt.Errorf("commit snapshot %s of layer %s: %w", chain, layer.Digest, err)
 	}
-	return nil, o.committed(ctx, layer, diffID, chain)
+	return true, nil, nil
 }

@@ -186,6 +186,15 @@ func unpacked(t *testing.T, img *testimage.Image, parallel int) (layers, trees [
 	if want := identity.ChainID(diffIDs); top != want {
 		t.Fatalf("top chain %s, want %s", top, want)
 	}
+	// Each layer's blob is labelled with its uncompressed digest by the
+	// time Unpack returns, whether its label was written in the commit
+	// loop or beside it.
+	for i, l := range img.Layers {
+		info, err := o.Content.Info(ctx, l.Desc.Digest)
+		if err != nil || info.Labels[LabelUncompressed] != diffIDs[i].String() {
+			t.Errorf("layer %d: labels %v, %v; want %s = %s", i, info.Labels, err, LabelUncompressed, diffIDs[i])
+		}
+	}
 	for i := range diffIDs {
 		chain := identity.ChainID(diffIDs[:i+1]).String()
 		info, err := sn.Stat(ctx, chain)
