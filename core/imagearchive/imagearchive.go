@@ -24,6 +24,7 @@ import (
 	"io"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -108,8 +109,18 @@ func ReadIndex(ctx context.Context, cs Store, r io.Reader) (ocispec.Descriptor, 
 		docker   []dockerEntry
 		blobs    = map[string]ocispec.Descriptor{}
 		symlinks = map[string]string{}
+		puts     *putter
 	)
+	if p, ok := cs.(content.Putter); ok {
+		puts = newPutter(p, blobs)
+		defer puts.wait()
+	}
 	for {
+		if puts != nil {
+			if err := puts.failed(); err != nil {
+				return ocispec.Descriptor{}, err
+			}
+		}
 		h, err := tr.Next()
 		if err == io.EOF {
 			break
@@ -147,11 +158,26 @@ func ReadIndex(ctx context.Context, cs Store, r io.Reader) (ocispec.Descriptor, 
 			}
 			continue
 		}
+		if puts != nil && h.Size <= putMax {
+			if err := puts.put(ctx, name, h.Size, tr); err != nil {
+				return ocispec.Descriptor{}, err
+			}
+			continue
+		}
 		desc, err := storeFile(ctx, cs, name, h.Size, tr)
 		if err != nil {
 			return ocispec.Descriptor{}, err
 		}
-		blobs[name] = desc
+		if puts != nil {
+			puts.record(name, desc) // beside the stores in flight
+		} else {
+			blobs[name] = desc
+		}
+	}
+	if puts != nil {
+		if err := puts.wait(); err != nil {
+			return ocispec.Descriptor{}, err
+		}
 	}
 	if layout != nil {
 		if layout.Version != ocispec.ImageLayoutVersion {
@@ -189,29 +215,109 @@ func decodeSmall(r io.Reader, v any) error {
 	return nil
 }
 
-// storeFile stores one archive file; a file named blobs/<alg>/<hex> must
-// have that digest.
+// storeFile stores one archive file through an ingest; a file named
+// blobs/<alg>/<hex> must have that digest.
 func storeFile(ctx context.Context, cs Store, name string, size int64, r io.Reader) (ocispec.Descriptor, error) {
-	var expected digest.Digest
-	if parts := strings.Split(name, "/"); len(parts) == 3 && parts[0] == "blobs" {
-		expected = digest.NewDigestFromEncoded(digest.Algorithm(parts[1]), parts[2])
-		if err := expected.Validate(); err != nil {
-			return ocispec.Descriptor{}, fmt.Errorf("archive entry %s is not named by a valid digest: %w", name, errdefs.ErrInvalidArgument)
-		}
+	expected, err := nameDigest(name)
+	if err != nil {
+		return ocispec.Descriptor{}, err
 	}
-	var (
-		dgst digest.Digest
-		err  error
-	)
-	if p, ok := cs.(content.Putter); ok && size <= putMax {
-		dgst, err = putBlob(ctx, p, r, size, expected)
-	} else {
-		dgst, err = WriteBlob(ctx, cs, fmt.Sprintf("import-%d-%s", time.Now().UnixNano(), digest.FromString(name).Encoded()[:12]), r, size, expected)
-	}
+	dgst, err := WriteBlob(ctx, cs, fmt.Sprintf("import-%d-%s", time.Now().UnixNano(), digest.FromString(name).Encoded()[:12]), r, size, expected)
 	if err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("archive entry %s: %w", name, err)
 	}
 	return ocispec.Descriptor{Digest: dgst, Size: size}, nil
+}
+
+// nameDigest is the digest a file named blobs/<alg>/<hex> must have; ""
+// for other names.
+func nameDigest(name string) (digest.Digest, error) {
+	parts := strings.Split(name, "/")
+	if len(parts) != 3 || parts[0] != "blobs" {
+		return "", nil
+	}
+	d := digest.NewDigestFromEncoded(digest.Algorithm(parts[1]), parts[2])
+	if err := d.Validate(); err != nil {
+		return "", fmt.Errorf("archive entry %s is not named by a valid digest: %w", name, errdefs.ErrInvalidArgument)
+	}
+	return d, nil
+}
+
+// putter stores the files read whole (content.Putter) while the archive's
+// next files are read: their syncs and transactions overlap, and share
+// commits. At most putsInFlight are held at once.
+type putter struct {
+	p     content.Putter
+	slots chan struct{}
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	blobs map[string]ocispec.Descriptor
+	err   error
+}
+
+// putsInFlight bounds the files held in memory for their stores: putMax
+// each.
+const putsInFlight = 4
+
+func newPutter(p content.Putter, blobs map[string]ocispec.Descriptor) *putter {
+	return &putter{p: p, slots: make(chan struct{}, putsInFlight), blobs: blobs}
+}
+
+// put reads the file name (size bytes of r) and stores it in the
+// background.
+func (u *putter) put(ctx context.Context, name string, size int64, r io.Reader) error {
+	expected, err := nameDigest(name)
+	if err != nil {
+		return err
+	}
+	data := make([]byte, size)
+	if n, err := io.ReadFull(r, data); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return fmt.Errorf("archive entry %s: %d of %d bytes: %w", name, n, size, errdefs.ErrInvalidArgument)
+		}
+		return fmt.Errorf("archive entry %s: %w", name, err)
+	}
+	u.slots <- struct{}{}
+	u.wg.Add(1)
+	go func() {
+		defer u.wg.Done()
+		defer func() { <-u.slots }()
+		dgst, err := putBlob(ctx, u.p, data, expected)
+		if err != nil {
+			u.fail(fmt.Errorf("archive entry %s: %w", name, err))
+			return
+		}
+		u.record(name, ocispec.Descriptor{Digest: dgst, Size: size})
+	}()
+	return nil
+}
+
+// record notes a stored file in the map of stored files.
+func (u *putter) record(name string, desc ocispec.Descriptor) {
+	u.mu.Lock()
+	u.blobs[name] = desc
+	u.mu.Unlock()
+}
+
+func (u *putter) fail(err error) {
+	u.mu.Lock()
+	if u.err == nil {
+		u.err = err
+	}
+	u.mu.Unlock()
+}
+
+// failed returns the first store that failed so far.
+func (u *putter) failed() error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.err
+}
+
+// wait waits for the stores in flight and returns the first failure.
+func (u *putter) wait() error {
+	u.wg.Wait()
+	return u.failed()
 }
 
 // putMax is the largest archive file read whole and stored in one step
@@ -220,16 +326,9 @@ func storeFile(ctx context.Context, cs Store, name string, size int64, r io.Read
 // files and records cost more than the bytes. One file is held at a time.
 const putMax = 1 << 20
 
-// putBlob stores size bytes of r through p and returns their digest,
-// checked as WriteBlob checks it.
-func putBlob(ctx context.Context, p content.Putter, r io.Reader, size int64, expected digest.Digest) (digest.Digest, error) {
-	data := make([]byte, size)
-	if n, err := io.ReadFull(r, data); err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			return "", fmt.Errorf("%d of %d bytes: %w", n, size, errdefs.ErrInvalidArgument)
-		}
-		return "", err
-	}
+// putBlob stores data through p and returns its digest, checked as
+// WriteBlob checks it.
+func putBlob(ctx context.Context, p content.Putter, data []byte, expected digest.Digest) (digest.Digest, error) {
 	alg := digest.Canonical
 	if expected != "" {
 		alg = expected.Algorithm()
@@ -238,7 +337,7 @@ func putBlob(ctx context.Context, p content.Putter, r io.Reader, size int64, exp
 	if expected != "" && got != expected {
 		return "", fmt.Errorf("content has digest %s, not %s: %w", got, expected, errdefs.ErrFailedPrecondition)
 	}
-	if err := p.Put(ctx, ocispec.Descriptor{Digest: got, Size: size}, data); err != nil && !errdefs.IsAlreadyExists(err) {
+	if err := p.Put(ctx, ocispec.Descriptor{Digest: got, Size: int64(len(data))}, data); err != nil && !errdefs.IsAlreadyExists(err) {
 		return "", err
 	}
 	return got, nil

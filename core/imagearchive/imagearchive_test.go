@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/containerd/errdefs"
@@ -103,6 +104,19 @@ func testReadIndexAndWrite(t *testing.T, cs Store) {
 	// containerd's content store says of such a commit.
 	if _, err := ReadIndex(ctx, cs, bytes.NewReader(tarOf(t, [2]string{blob("other"), "these bytes"}))); !errors.Is(err, errdefs.ErrFailedPrecondition) {
 		t.Fatalf("blob with the wrong bytes: %v, want FailedPrecondition", err)
+	}
+	// So is one among many, whose stores overlap.
+	var files [][2]string
+	for i := range 12 {
+		data := fmtInt(i) + " bytes"
+		if i == 6 {
+			files = append(files, [2]string{blob("not these"), data})
+			continue
+		}
+		files = append(files, [2]string{blob(data), data})
+	}
+	if _, err := ReadIndex(ctx, cs, bytes.NewReader(tarOf(t, files...))); !errors.Is(err, errdefs.ErrFailedPrecondition) || !strings.Contains(err.Error(), blob("not these")) {
+		t.Fatalf("archive with one blob of the wrong bytes among others: %v, want FailedPrecondition naming it", err)
 	}
 	// Names leaving the archive, and a cut archive, are InvalidArgument.
 	for _, bad := range [][]byte{
