@@ -193,8 +193,24 @@ var containerdDefaultDirs = []string{DefaultRuncRoot, "/run/containerd/s", "/run
 // tests run containerd's shims or ctr, after its tests. Only for a
 // package that no other test process runs such programs beside, as the
 // directories are shared.
+//
+// A runc shim whose daemon a test stopped may still be exiting when the
+// package's tests end, its socket still in RuncShimSocketDir: the removal
+// waits a little for such sockets to go or to be dead (nobody listening),
+// removing the dead ones, rather than leave the directory behind.
 func RemoveContainerdDefaultsMade() func() {
-	return removeEmptyIfMade(containerdDefaultDirs)
+	_, err := os.Stat(RuncShimSocketDir)
+	ours := err != nil // the host's containerd may have shims of its own there
+	remove := removeEmptyIfMade(containerdDefaultDirs)
+	return func() {
+		for deadline := time.Now().Add(5 * time.Second); ours; {
+			if removeDeadShimSockets() == 0 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		remove()
+	}
 }
 
 // RemoveRuncNamespaceDir removes, when t ends, what containerd's runc

@@ -28,21 +28,31 @@ func cleanShimSockets(t testing.TB) {
 	for _, e := range entries {
 		before[e.Name()] = true
 	}
-	t.Cleanup(func() {
-		entries, _ := os.ReadDir(RuncShimSocketDir)
-		for _, e := range entries {
-			if before[e.Name()] || e.Type()&fs.ModeSocket == 0 {
-				continue
-			}
-			p := filepath.Join(RuncShimSocketDir, e.Name())
-			c, err := net.DialTimeout("unix", p, time.Second)
-			if err == nil {
-				c.Close()
-				continue
-			}
-			if errors.Is(err, syscall.ECONNREFUSED) {
-				os.Remove(p)
-			}
+	t.Cleanup(func() { removeDeadSockets(before) })
+}
+
+// removeDeadShimSockets removes the sockets in RuncShimSocketDir that
+// nobody listens on and returns how many live ones are left.
+func removeDeadShimSockets() (live int) { return removeDeadSockets(nil) }
+
+// removeDeadSockets removes the sockets in RuncShimSocketDir, but those
+// named in keep, that nobody listens on, and counts the live ones.
+func removeDeadSockets(keep map[string]bool) (live int) {
+	entries, _ := os.ReadDir(RuncShimSocketDir)
+	for _, e := range entries {
+		if keep[e.Name()] || e.Type()&fs.ModeSocket == 0 {
+			continue
 		}
-	})
+		p := filepath.Join(RuncShimSocketDir, e.Name())
+		c, err := net.DialTimeout("unix", p, time.Second)
+		if err == nil {
+			c.Close()
+			live++
+			continue
+		}
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			os.Remove(p)
+		}
+	}
+	return live
 }
