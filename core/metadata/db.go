@@ -30,6 +30,7 @@ import (
 	"github.com/hullrt/hull/core/content"
 	"github.com/hullrt/hull/core/events"
 	"github.com/hullrt/hull/core/namespaces"
+	"github.com/hullrt/hull/internal/boltbatch"
 )
 
 var (
@@ -65,8 +66,8 @@ type Options struct {
 // DB is the metadata store.
 type DB struct {
 	bolt *bolt.DB
-	// batch runs the stores' updates, sharing commits (see batcher).
-	batch   *batcher
+	// batch runs the stores' updates, sharing commits (see boltbatch).
+	batch   *boltbatch.Batcher
 	path    string
 	reserve reserve
 	backend Backend
@@ -149,7 +150,7 @@ func Open(path string, backend Backend, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("initialise metadata database %s: %w", path, err)
 	}
 	db := &DB{
-		bolt: bdb, batch: newBatcher(bdb), path: path, backend: backend, pub: opts.Publisher, log: opts.Logger,
+		bolt: bdb, batch: boltbatch.New(bdb), path: path, backend: backend, pub: opts.Publisher, log: opts.Logger,
 		writing: map[string]time.Time{},
 		now:     time.Now,
 		gcKick:  make(chan struct{}, 1), gcWake: make(chan struct{}, 1), gcStop: make(chan struct{}), gcDone: make(chan struct{}),
@@ -260,7 +261,7 @@ func (db *DB) view(ctx context.Context, fn func(*nsTx) error) error {
 // update runs fn in a read-write transaction for the namespace of ctx,
 // commits (fsync) and then publishes the events fn queued.
 //
-// The transaction may be shared with concurrent updates (see batcher), and
+// The transaction may be shared with concurrent updates (see boltbatch.Batcher), and
 // fn may then run more than once, the database seen by each run being the
 // same: fn must keep its effects in the transaction and set what it
 // returns through captured variables on every run, not only on some.
@@ -285,7 +286,7 @@ func (db *DB) nsUpdate(ctx context.Context, freeing bool, fn func(*nsTx) error) 
 	}
 	db.useLease(ctx, ns)
 	var t *nsTx
-	err = db.boltUpdateWith(db.batch.update, freeing, func(tx *bolt.Tx) error {
+	err = db.boltUpdateWith(db.batch.Update, freeing, func(tx *bolt.Tx) error {
 		t = &nsTx{tx: tx, ns: ns}
 		return fn(t)
 	})

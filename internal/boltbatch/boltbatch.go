@@ -1,4 +1,7 @@
-package metadata
+// Package boltbatch runs concurrent read-write transactions of a bbolt
+// database as one (group commit), for the stores that keep their records
+// in bbolt: the metadata store and the snapshotters' record stores.
+package boltbatch
 
 import (
 	"errors"
@@ -11,7 +14,7 @@ import (
 // caller leading a batch is not held up by an unbounded queue behind it.
 const maxBatch = 64
 
-// batcher runs concurrent read-write transactions of the database as one
+// Batcher runs concurrent read-write transactions of the database as one
 // (group commit). bbolt lets one writer in at a time and every commit
 // writes the pages from each changed bucket up to the root, then syncs
 // twice; updates that arrive while a commit is under way share the next
@@ -28,8 +31,10 @@ const maxBatch = 64
 // is then the one it would have had alone, in queue order. The updates
 // before it see the same database as the first time, so an update that
 // depends only on the database and its own arguments does the same again;
-// its callers must not keep effects of an earlier run (see DB.update).
-type batcher struct {
+// its callers must not keep effects of an earlier run: an update sets its
+// outputs afresh on each run, and what it does outside the database must
+// be safe to do again.
+type Batcher struct {
 	db *bolt.DB
 
 	mu      sync.Mutex
@@ -49,14 +54,15 @@ type batchCall struct {
 }
 
 // errPanicked stands for an update that panicked, within the batch.
-var errPanicked = errors.New("metadata update panicked")
+var errPanicked = errors.New("bbolt update panicked")
 
-func newBatcher(db *bolt.DB) *batcher { return &batcher{db: db} }
+// New returns a Batcher of db's updates.
+func New(db *bolt.DB) *Batcher { return &Batcher{db: db} }
 
-// update runs fn in a read-write transaction, possibly shared with other
+// Update runs fn in a read-write transaction, possibly shared with other
 // updates, and returns fn's error or the commit's. A panic of fn comes
 // back in the caller's goroutine.
-func (b *batcher) update(fn func(*bolt.Tx) error) error {
+func (b *Batcher) Update(fn func(*bolt.Tx) error) error {
 	c := &batchCall{fn: fn, done: make(chan struct{}), lead: make(chan struct{})}
 	b.mu.Lock()
 	b.queue = append(b.queue, c)
@@ -110,8 +116,8 @@ func isDone(c *batchCall) bool {
 }
 
 // run runs calls in one transaction and gives each its result; see
-// batcher for what happens when one fails.
-func (b *batcher) run(calls []*batchCall) {
+// Batcher for what happens when one fails.
+func (b *Batcher) run(calls []*batchCall) {
 	if len(calls) == 0 {
 		return
 	}

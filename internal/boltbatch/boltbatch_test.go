@@ -1,18 +1,14 @@
-package metadata
+package boltbatch
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-
-	"github.com/hullrt/hull/core/namespaces"
 )
 
 func openBolt(t *testing.T) *bolt.DB {
@@ -36,7 +32,7 @@ func openBolt(t *testing.T) *bolt.DB {
 // a failed one is, and each caller gets its own error.
 func TestBatcherConcurrent(t *testing.T) {
 	db := openBolt(t)
-	b := newBatcher(db)
+	b := New(db)
 	const n = 200
 	var wg sync.WaitGroup
 	errs := make([]error, n)
@@ -44,7 +40,7 @@ func TestBatcherConcurrent(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = b.update(func(tx *bolt.Tx) error {
+			errs[i] = b.Update(func(tx *bolt.Tx) error {
 				bk := tx.Bucket([]byte("b"))
 				if err := bk.Put(fmt.Appendf(nil, "k%03d", i), []byte("v")); err != nil {
 					return err
@@ -81,12 +77,12 @@ func TestBatcherConcurrent(t *testing.T) {
 // holdOpen starts an update that keeps its transaction open until the
 // returned release is called, and returns once it is open: updates made
 // meanwhile queue behind it. wg counts the update.
-func holdOpen(b *batcher, wg *sync.WaitGroup) (release func()) {
+func holdOpen(b *Batcher, wg *sync.WaitGroup) (release func()) {
 	entered, hold := make(chan struct{}), make(chan struct{})
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		b.update(func(tx *bolt.Tx) error {
+		b.Update(func(tx *bolt.Tx) error {
 			close(entered)
 			<-hold
 			return nil
@@ -98,7 +94,7 @@ func holdOpen(b *batcher, wg *sync.WaitGroup) (release func()) {
 
 // waitQueued waits until n updates are queued behind the open
 // transaction.
-func waitQueued(t *testing.T, b *batcher, n int) {
+func waitQueued(t *testing.T, b *Batcher, n int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -119,7 +115,7 @@ func waitQueued(t *testing.T, b *batcher, n int) {
 // behind it, and checks that they then commit together.
 func TestBatcherSharesCommits(t *testing.T) {
 	db := openBolt(t)
-	b := newBatcher(db)
+	b := New(db)
 	var wg sync.WaitGroup
 	release := holdOpen(b, &wg)
 	const queued = 10
@@ -128,7 +124,7 @@ func TestBatcherSharesCommits(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := b.update(func(tx *bolt.Tx) error {
+			if err := b.Update(func(tx *bolt.Tx) error {
 				runs.Store(i, tx.ID())
 				return tx.Bucket([]byte("b")).Put(fmt.Appendf(nil, "q%d", i), []byte("v"))
 			}); err != nil {
@@ -150,7 +146,7 @@ func TestBatcherSharesCommits(t *testing.T) {
 // caller, and that the updates batched with it still commit.
 func TestBatcherPanic(t *testing.T) {
 	db := openBolt(t)
-	b := newBatcher(db)
+	b := New(db)
 	var wg sync.WaitGroup
 	release := holdOpen(b, &wg)
 	wg.Add(2)
@@ -158,7 +154,7 @@ func TestBatcherPanic(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		defer func() { recovered = recover() }()
-		b.update(func(tx *bolt.Tx) error {
+		b.Update(func(tx *bolt.Tx) error {
 			tx.Bucket([]byte("b")).Put([]byte("panicker"), []byte("v"))
 			panic("boom")
 		})
@@ -166,7 +162,7 @@ func TestBatcherPanic(t *testing.T) {
 	var err error
 	go func() {
 		defer wg.Done()
-		err = b.update(func(tx *bolt.Tx) error {
+		err = b.Update(func(tx *bolt.Tx) error {
 			return tx.Bucket([]byte("b")).Put([]byte("ok"), []byte("v"))
 		})
 	}()
@@ -195,7 +191,7 @@ func TestBatcherPanic(t *testing.T) {
 // sees: the same database on its second run, and its result once.
 func TestBatcherPrefixRunsAgain(t *testing.T) {
 	db := openBolt(t)
-	b := newBatcher(db)
+	b := New(db)
 	var wg sync.WaitGroup
 	release := holdOpen(b, &wg)
 	var seen []string
@@ -203,7 +199,7 @@ func TestBatcherPrefixRunsAgain(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		b.update(func(tx *bolt.Tx) error {
+		b.Update(func(tx *bolt.Tx) error {
 			v := tx.Bucket([]byte("b")).Get([]byte("x"))
 			mu.Lock()
 			seen = append(seen, string(v))
@@ -216,7 +212,7 @@ func TestBatcherPrefixRunsAgain(t *testing.T) {
 	var failErr error
 	go func() {
 		defer wg.Done()
-		failErr = b.update(func(tx *bolt.Tx) error { return errors.New("no") })
+		failErr = b.Update(func(tx *bolt.Tx) error { return errors.New("no") })
 	}()
 	waitQueued(t, b, 2)
 	release()
@@ -238,23 +234,4 @@ func TestBatcherPrefixRunsAgain(t *testing.T) {
 			t.Errorf("a run saw %q; every run must see the database as it was", s)
 		}
 	}
-}
-
-// BenchmarkContainerCreateParallel creates containers from 16 goroutines
-// per CPU at once, as a burst of pods does, on the test's disk: with
-// group commit the burst shares commits and their syncs.
-func BenchmarkContainerCreateParallel(b *testing.B) {
-	db := openDBAt(b, b.TempDir())
-	ctx := namespaces.WithNamespace(context.Background(), "bench")
-	var n atomic.Int64
-	b.SetParallelism(16)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			if _, err := db.Containers().Create(ctx, newContainer(fmt.Sprintf("c%d", n.Add(1)))); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
 }
