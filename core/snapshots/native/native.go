@@ -178,7 +178,9 @@ func (s *Snapshotter) create(ctx context.Context, kind snapshots.Kind, key, pare
 	}
 
 	var snap storage.Snapshot
-	err = s.ms.Update(ctx, func(tx *storage.Tx) error {
+	// Alone: the copy in tmp is placed once and cannot be made again
+	// inside the transaction, as a shared one may need.
+	err = s.ms.UpdateAlone(ctx, func(tx *storage.Tx) error {
 		var err error
 		if snap, err = tx.CreateSnapshot(kind, key, parent, opts...); err != nil {
 			return err

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -759,5 +760,78 @@ func TestCommitWithParent(t *testing.T) {
 	m.Prepare(ctx, "b", "")
 	if err := m.Commit(ctx, "top", "b", snapshots.WithParent("base")); !errdefs.IsNotImplemented(err) {
 		t.Fatalf("metacopy overlay commit with a parent: %v", err)
+	}
+}
+
+// TestConcurrentPrepares prepares many snapshots at once, some of them
+// under a key already taken: the record store runs concurrent updates in
+// shared transactions, and a failed one makes those before it run again.
+// Every snapshot that was made has its directories and a record naming
+// them, each failed one has neither, and no temporary directory is left.
+func TestConcurrentPrepares(t *testing.T) {
+	s, _ := newSnapshotter(t)
+	ctx := context.Background()
+	if _, err := s.Prepare(ctx, "taken", ""); err != nil {
+		t.Fatal(err)
+	}
+	const n = 48
+	errs := make([]error, n)
+	mounts := make([][]mount.Mount, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			key := fmt.Sprintf("k%d", i)
+			if i%5 == 0 {
+				key = "taken"
+			}
+			mounts[i], errs[i] = s.Prepare(ctx, key, "")
+		}()
+	}
+	wg.Wait()
+	made := 1 // "taken"
+	for i, err := range errs {
+		if i%5 == 0 {
+			if !errdefs.IsAlreadyExists(err) {
+				t.Errorf("prepare %d of a taken key: %v, want AlreadyExists", i, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("prepare %d: %v", i, err)
+		}
+		made++
+		src := mounts[i][0].Source
+		if mounts[i][0].Type == "bind" {
+			if fi, err := os.Stat(src); err != nil || !fi.IsDir() {
+				t.Errorf("prepare %d: its directory %s: %v", i, src, err)
+			}
+		}
+		for _, o := range mounts[i][0].Options {
+			for _, pre := range []string{"upperdir=", "workdir="} {
+				if d, ok := strings.CutPrefix(o, pre); ok {
+					if fi, err := os.Stat(d); err != nil || !fi.IsDir() {
+						t.Errorf("prepare %d: its %s%s: %v", i, pre, d, err)
+					}
+				}
+			}
+		}
+	}
+	entries, err := os.ReadDir(s.snapshotsDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dirs []string
+	for _, e := range entries {
+		dirs = append(dirs, e.Name())
+	}
+	if len(dirs) != made {
+		t.Errorf("%d directories for %d snapshots: %v", len(dirs), made, dirs)
+	}
+	for _, d := range dirs {
+		if strings.HasPrefix(d, "new-") {
+			t.Errorf("temporary directory %s left", d)
+		}
 	}
 }

@@ -31,7 +31,8 @@ func (ms *MetaStore) CleanupDirs(ctx context.Context, dir, trash string, keep fu
 		return err
 	}
 	var errs []error
-	err := ms.Update(ctx, func(tx *Tx) error {
+	// Alone: the moves to trash are of directories it did not make.
+	err := ms.UpdateAlone(ctx, func(tx *Tx) error {
 		ids, err := tx.IDMap()
 		if err != nil {
 			return err

@@ -32,6 +32,7 @@ import (
 	"github.com/hullrt/hull/core/filters"
 	"github.com/hullrt/hull/core/labels"
 	"github.com/hullrt/hull/core/snapshots"
+	"github.com/hullrt/hull/internal/boltbatch"
 )
 
 var (
@@ -42,7 +43,8 @@ var (
 
 // MetaStore is the database of a snapshotter's snapshot records.
 type MetaStore struct {
-	db *bolt.DB
+	db    *bolt.DB
+	batch *boltbatch.Batcher
 	// cleanMu keeps two CleanupDirs from deleting the same trash.
 	cleanMu sync.Mutex
 
@@ -89,7 +91,7 @@ func NewMetaStore(path string) (*MetaStore, error) {
 		return nil, fmt.Errorf("initialise snapshot database %s: %w", path, err)
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	return &MetaStore{db: db, stopCtx: ctx, stop: stop}, nil
+	return &MetaStore{db: db, batch: boltbatch.New(db), stopCtx: ctx, stop: stop}, nil
 }
 
 // Close closes the database.
@@ -110,10 +112,28 @@ func (ms *MetaStore) View(ctx context.Context, fn func(*Tx) error) error {
 }
 
 // Update runs fn in a read-write transaction and commits it (with an fsync)
-// if fn succeeds. Read-write transactions are serialised, which is what the
-// snapshotters rely on to keep their directories in step with the records:
-// whatever they do to the disk inside Update no other Update sees half done.
+// if fn succeeds. Updates are serialised, which is what the snapshotters
+// rely on to keep their directories in step with the records: whatever
+// they do to the disk inside Update no other Update sees half done.
+//
+// Updates that arrive while another commits share the next transaction
+// (group commit, boltbatch): a parallel unpack prepares and commits many
+// snapshots at once, and each would otherwise wait for a commit of its
+// own. So fn may run more than once (when an update after it in its
+// transaction fails, it runs again): it must set its outputs afresh each
+// time, and what it does to the disk must be safe to do again, as the
+// overlay snapshotter's new directories are (made inside fn, under a
+// temporary name, and placed by PlaceDir). UpdateAlone is for the rest.
 func (ms *MetaStore) Update(ctx context.Context, fn func(*Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return ms.batch.Update(func(tx *bolt.Tx) error { return fn(newTx(tx)) })
+}
+
+// UpdateAlone is Update in a transaction of its own, where fn runs once:
+// for an fn that moves something on disk it did not make itself.
+func (ms *MetaStore) UpdateAlone(ctx context.Context, fn func(*Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
