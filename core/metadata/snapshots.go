@@ -373,6 +373,11 @@ func (s *snapshotStore) Commit(ctx context.Context, name, key string, opts ...sn
 		// rebaseBackend is the backend name of the parent given with
 		// snapshots.WithParent.
 		rebaseBackend string
+		// shareable: another namespace committed name on that same
+		// parent, as seen by this read; commitLinked decides in its own
+		// transaction. Most commits (a first unpack) find none and so
+		// write no transaction for it.
+		shareable bool
 	)
 	// bopts are what the backend's commit gets: the labels and, for a
 	// rebase, the parent's backend name.
@@ -401,6 +406,10 @@ func (s *snapshotStore) Commit(ctx context.Context, name, key string, opts ...sn
 			}
 			rebaseBackend = pr.Backend
 			bopts = append(bopts, snapshots.WithParent(pr.Backend))
+			if r.Labels[LabelSnapshotRef] == name {
+				shared, sparent := s.findCommitted(t, name)
+				shareable = shared != "" && sparent == rebaseBackend
+			}
 		}
 		return nil
 	})
@@ -415,7 +424,7 @@ func (s *snapshotStore) Commit(ctx context.Context, name, key string, opts ...sn
 	defer s.db.HoldLease(ctx)() // committing measures the snapshot's usage, a walk of its tree
 	s.db.gcMu.RLock()
 	defer s.db.gcMu.RUnlock()
-	if rebaseBackend != "" && r.Labels[LabelSnapshotRef] == name {
+	if shareable {
 		if linked, err := s.commitLinked(ctx, name, key, r, base, rebaseBackend); err != nil || linked {
 			return err
 		}
