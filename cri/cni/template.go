@@ -41,7 +41,7 @@ func renderTemplate(name, text string, data TemplateData) ([]byte, error) {
 }
 
 // templateFuncs names the functions a template may call, for the parser;
-// call holds what they do.
+// builtin holds what they do.
 var templateFuncs = map[string]any{
 	"and": true, "or": true, "not": true, "len": true, "index": true,
 	"eq": true, "ne": true, "lt": true, "le": true, "gt": true, "ge": true,
