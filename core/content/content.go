@@ -25,6 +25,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -77,6 +78,33 @@ type Provider interface {
 // gives AlreadyExists, as Commit does. data is not kept.
 type Putter interface {
 	Put(ctx context.Context, desc ocispec.Descriptor, data []byte) error
+}
+
+// PutByIngest stores data as desc through the ingest ref of s, in one call:
+// how a Putter stores a blob where it has no quicker way. The ingest is
+// told only the size, and the commit checks the digest, so a blob already
+// stored is never taken for bytes nobody checked. A write that fails
+// aborts the ingest; a blob already there gives AlreadyExists, as Commit
+// does.
+func PutByIngest(ctx context.Context, s interface {
+	Ingester
+	IngestManager
+}, ref string, desc ocispec.Descriptor, data []byte) error {
+	w, err := s.Writer(ctx, WithRef(ref), WithDescriptor(ocispec.Descriptor{Size: desc.Size}))
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	if err = w.Truncate(0); err == nil {
+		_, err = w.Write(data)
+	}
+	if err == nil {
+		err = w.Commit(ctx, desc.Size, desc.Digest)
+	}
+	if err != nil && !errdefs.IsAlreadyExists(err) {
+		s.Abort(context.WithoutCancel(ctx), ref)
+	}
+	return err
 }
 
 // WriterOpts are the options of Ingester.Writer.

@@ -373,7 +373,7 @@ func (s contentStore) Put(ctx context.Context, desc ocispec.Descriptor, data []b
 	if p, ok := s.db.backend.(content.Putter); ok {
 		err = p.Put(ctx, desc, data)
 	} else {
-		err = s.putByIngest(ctx, ns, desc, data)
+		err = content.PutByIngest(ctx, s.db.backend, backendRef(ns, "put-"+desc.Digest.String()), desc, data)
 	}
 	// A blob the backend has already (another namespace's) is recorded
 	// here too: the caller proved it has the bytes.
@@ -393,27 +393,6 @@ func (s contentStore) Put(ctx context.Context, desc ocispec.Descriptor, data []b
 		return alreadyExists("content %s", desc.Digest)
 	}
 	return nil
-}
-
-// putByIngest is Put through the backend's ingest, for backends without
-// a Put of their own.
-func (s contentStore) putByIngest(ctx context.Context, ns string, desc ocispec.Descriptor, data []byte) error {
-	ref := backendRef(ns, "put-"+desc.Digest.String())
-	w, err := s.db.backend.Writer(ctx, content.WithRef(ref), content.WithDescriptor(ocispec.Descriptor{Size: desc.Size}))
-	if err != nil {
-		return err
-	}
-	defer w.Close()
-	if err := w.Truncate(0); err == nil {
-		_, err = w.Write(data)
-	}
-	if err == nil {
-		err = w.Commit(ctx, desc.Size, desc.Digest)
-	}
-	if err != nil && !errdefs.IsAlreadyExists(err) {
-		s.db.backend.Abort(context.WithoutCancel(ctx), ref)
-	}
-	return err
 }
 
 // recordBlob records the blob dgst of size in the namespace of t, held by

@@ -44,7 +44,7 @@ func (s *Store) Put(ctx context.Context, desc ocispec.Descriptor, data []byte) e
 	}
 	fd, err := unix.Open(filepath.Join(s.root, "ingest"), unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o444)
 	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EISDIR) {
-		return s.putByIngest(ctx, desc, data)
+		return content.PutByIngest(ctx, s, "put-"+desc.Digest.String(), desc, data)
 	}
 	if err != nil {
 		return s.full(fmt.Errorf("put %s: %w", desc.Digest, err))
@@ -87,30 +87,6 @@ func (s *Store) Put(ctx context.Context, desc ocispec.Descriptor, data []byte) e
 	// What was put is usually read next (an import unpacks its layers).
 	if len(data) <= smallBlobMax {
 		s.small.put(desc.Digest, bytes.Clone(data), ticket)
-	}
-	return nil
-}
-
-// putByIngest is Put through an ingest, for filesystems without O_TMPFILE.
-func (s *Store) putByIngest(ctx context.Context, desc ocispec.Descriptor, data []byte) error {
-	ref := "put-" + desc.Digest.String()
-	w, err := s.Writer(ctx, content.WithRef(ref), content.WithDescriptor(desc))
-	if err != nil {
-		return err
-	}
-	defer w.Close()
-	if err := w.Truncate(0); err != nil {
-		return err
-	}
-	if _, err := w.Write(data); err != nil {
-		s.Abort(ctx, ref)
-		return err
-	}
-	if err := w.Commit(ctx, desc.Size, desc.Digest); err != nil {
-		if !errdefs.IsAlreadyExists(err) {
-			s.Abort(ctx, ref)
-		}
-		return err
 	}
 	return nil
 }

@@ -10,6 +10,8 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/hullrt/hull/core/content"
 )
 
 func TestPut(t *testing.T) {
@@ -19,7 +21,9 @@ func TestPut(t *testing.T) {
 		put  func(*Store, ocispec.Descriptor, []byte) error
 	}{
 		{"unnamed file", func(s *Store, d ocispec.Descriptor, b []byte) error { return s.Put(ctx, d, b) }},
-		{"ingest", func(s *Store, d ocispec.Descriptor, b []byte) error { return s.putByIngest(ctx, d, b) }},
+		{"ingest", func(s *Store, d ocispec.Descriptor, b []byte) error {
+			return content.PutByIngest(ctx, s, "put-"+d.Digest.String(), d, b)
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, root := newStore(t)
