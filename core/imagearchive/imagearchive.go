@@ -109,17 +109,13 @@ func ReadIndex(ctx context.Context, cs Store, r io.Reader) (ocispec.Descriptor, 
 		docker   []dockerEntry
 		blobs    = map[string]ocispec.Descriptor{}
 		symlinks = map[string]string{}
-		puts     *putter
 	)
-	if p, ok := cs.(content.Putter); ok {
-		puts = newPutter(p, blobs)
-		defer puts.wait()
-	}
+	p, _ := cs.(content.Putter)
+	puts := newPutter(p, blobs)
+	defer puts.wait()
 	for {
-		if puts != nil {
-			if err := puts.failed(); err != nil {
-				return ocispec.Descriptor{}, err
-			}
+		if err := puts.failed(); err != nil {
+			return ocispec.Descriptor{}, err
 		}
 		h, err := tr.Next()
 		if err == io.EOF {
@@ -158,7 +154,7 @@ func ReadIndex(ctx context.Context, cs Store, r io.Reader) (ocispec.Descriptor, 
 			}
 			continue
 		}
-		if puts != nil && h.Size <= putMax {
+		if p != nil && h.Size <= putMax {
 			if err := puts.put(ctx, name, h.Size, tr); err != nil {
 				return ocispec.Descriptor{}, err
 			}
@@ -168,16 +164,10 @@ func ReadIndex(ctx context.Context, cs Store, r io.Reader) (ocispec.Descriptor, 
 		if err != nil {
 			return ocispec.Descriptor{}, err
 		}
-		if puts != nil {
-			puts.record(name, desc) // beside the stores in flight
-		} else {
-			blobs[name] = desc
-		}
+		puts.record(name, desc)
 	}
-	if puts != nil {
-		if err := puts.wait(); err != nil {
-			return ocispec.Descriptor{}, err
-		}
+	if err := puts.wait(); err != nil {
+		return ocispec.Descriptor{}, err
 	}
 	if layout != nil {
 		if layout.Version != ocispec.ImageLayoutVersion {
@@ -245,7 +235,8 @@ func nameDigest(name string) (digest.Digest, error) {
 
 // putter stores the files read whole (content.Putter) while the archive's
 // next files are read: their syncs and transactions overlap, and share
-// commits. At most putsInFlight are held at once.
+// commits. At most putsInFlight are held at once. It keeps the map of the
+// files stored, whichever way they were, since its stores write it too.
 type putter struct {
 	p     content.Putter
 	slots chan struct{}
@@ -323,7 +314,7 @@ func (u *putter) wait() error {
 // putMax is the largest archive file read whole and stored in one step
 // (content.Putter) rather than through an ingest: most of an archive's
 // files (manifests, configs, small layers) are far smaller, and an ingest's
-// files and records cost more than the bytes. One file is held at a time.
+// files and records cost more than the bytes.
 const putMax = 1 << 20
 
 // putBlob stores data through p and returns its digest, checked as
