@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"hash/maphash"
 	"io"
-	"os"
 	"path"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -125,30 +123,11 @@ type applier struct {
 	// the attribute's size so far.
 	implicit     []string
 	implicitSize int
-	// umask is the process's, read once per apply when its first regular
-	// file is written (umaskRead): a file whose mode the umask leaves alone
-	// is created with it and needs no chmod.
+	// umask is the process's, given (WithUmask) or read once per apply
+	// when its first regular file is written (umaskRead): a file whose
+	// mode the umask leaves alone is created with it and needs no chmod.
 	umask     uint32
 	umaskRead bool
-}
-
-// processUmask reads the umask without changing it (umask(2) can only be
-// read by setting it, which would race with other goroutines creating
-// files); when it cannot be read, every bit counts as masked, so that
-// files are always chmodded.
-func processUmask() uint32 {
-	data, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0o777
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "Umask:"); ok {
-			if m, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32); err == nil {
-				return uint32(m)
-			}
-		}
-	}
-	return 0o777
 }
 
 // frame is an open directory of the stack.
@@ -174,7 +153,7 @@ func newApplier(ctx context.Context, root string, cfg applyConfig) (*applier, er
 	if err != nil {
 		return nil, fmt.Errorf("archive: %w", err)
 	}
-	a := &applier{ctx: ctx, cfg: cfg, rootfd: rootfd}
+	a := &applier{ctx: ctx, cfg: cfg, rootfd: rootfd, umask: cfg.umask, umaskRead: cfg.umaskSet}
 	for _, p := range cfg.parents {
 		fd, err := openDirPath(p)
 		if err != nil {
@@ -615,7 +594,7 @@ func (a *applier) regular(dirfd int, base string, hdr *tar.Header, r io.Reader) 
 	mode := uint32(hdr.Mode) & 0o7777
 	perm, chmod := uint32(0o600), true
 	if !a.umaskRead {
-		a.umask, a.umaskRead = processUmask(), true
+		a.umask, a.umaskRead = ProcessUmask(), true
 	}
 	if mode&0o7000 == 0 && mode&a.umask == 0 {
 		perm, chmod = mode, false

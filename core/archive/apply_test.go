@@ -627,26 +627,46 @@ func TestApplyModesWhateverTheUmask(t *testing.T) {
 	requireRoot(t)
 	for _, umask := range []int{0o022, 0o077, 0o000} {
 		old := syscall.Umask(umask)
-		if got := processUmask(); got != uint32(umask) {
+		if got := ProcessUmask(); got != uint32(umask) {
 			syscall.Umask(old)
-			t.Fatalf("processUmask() = %#o, want %#o", got, umask)
+			t.Fatalf("ProcessUmask() = %#o, want %#o", got, umask)
 		}
-		root := t.TempDir()
 		modes := []int64{0o644, 0o755, 0o666, 0o777, 0o400, 0o4755, 0o2711, 0o1777} // (0 means 0o644 to buildTar)
 		var entries []entry
 		for i, m := range modes {
 			entries = append(entries, entry{Name: fmt.Sprintf("f%d", i), Data: "x", Mode: m, Uid: 7, Gid: 8})
 		}
-		mustApply(t, root, buildTar(t, entries...))
+		// Read by Apply, and told with WithUmask.
+		read, told := t.TempDir(), t.TempDir()
+		mustApply(t, read, buildTar(t, entries...))
+		mustApply(t, told, buildTar(t, entries...), WithUmask(uint32(umask)))
 		syscall.Umask(old)
-		for i, m := range modes {
-			var st unix.Stat_t
-			if err := unix.Lstat(filepath.Join(root, fmt.Sprintf("f%d", i)), &st); err != nil {
-				t.Fatal(err)
-			}
-			if st.Mode&0o7777 != uint32(m) || st.Uid != 7 || st.Gid != 8 {
-				t.Errorf("umask %#o: f%d has mode %#o owner %d:%d, want %#o 7:8", umask, i, st.Mode&0o7777, st.Uid, st.Gid, m)
+		for _, root := range []string{read, told} {
+			for i, m := range modes {
+				var st unix.Stat_t
+				if err := unix.Lstat(filepath.Join(root, fmt.Sprintf("f%d", i)), &st); err != nil {
+					t.Fatal(err)
+				}
+				if st.Mode&0o7777 != uint32(m) || st.Uid != 7 || st.Gid != 8 {
+					t.Errorf("umask %#o (%s): f%d has mode %#o owner %d:%d, want %#o 7:8", umask, root, i, st.Mode&0o7777, st.Uid, st.Gid, m)
+				}
 			}
 		}
+	}
+}
+
+// WithUmask is taken at its word: Apply does not read the umask again, so
+// a caller that names a wrong one gets the kernel's masking on files that
+// Apply believed needed no chmod.
+func TestApplyTakesTheUmaskItIsTold(t *testing.T) {
+	requireRoot(t)
+	old := syscall.Umask(0o022)
+	defer syscall.Umask(old)
+	root := t.TempDir()
+	mustApply(t, root, buildTar(t, entry{Name: "f", Data: "x", Mode: 0o666}), WithUmask(0))
+	var st unix.Stat_t
+	must(t, unix.Lstat(filepath.Join(root, "f"), &st))
+	if st.Mode&0o7777 != 0o644 {
+		t.Fatalf("told umask 0 under umask 022: mode %#o, want 0644 (created with 0666, masked, not chmodded)", st.Mode&0o7777)
 	}
 }

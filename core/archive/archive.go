@@ -17,7 +17,12 @@
 // return an errdefs.ErrNotImplemented error.
 package archive
 
-import "errors"
+import (
+	"errors"
+	"os"
+	"strconv"
+	"strings"
+)
 
 const (
 	// whiteoutPrefix marks an OCI whiteout: ".wh.<name>" deletes <name>.
@@ -43,6 +48,17 @@ type applyConfig struct {
 	noSameOwner bool
 	parents     []string
 	detached    bool
+	// umask, when umaskSet, is the process's umask as the caller read it.
+	umask    uint32
+	umaskSet bool
+}
+
+// WithUmask tells Apply the process's umask (ProcessUmask), for callers
+// that apply many layers in a process that never changes it: Apply then
+// does not read it from /proc for each layer, which costs more than
+// applying a layer of one small file.
+func WithUmask(umask uint32) ApplyOpt {
+	return func(c *applyConfig) { c.umask, c.umaskSet = umask, true }
 }
 
 // WithOverlayWhiteouts makes Apply write whiteouts the way overlayfs stores
@@ -119,3 +135,22 @@ func skipXattr(name string) bool {
 }
 
 func hasPrefix(s, prefix string) bool { return len(s) >= len(prefix) && s[:len(prefix)] == prefix }
+
+// ProcessUmask reads the umask without changing it (umask(2) can only be
+// read by setting it, which would race with other goroutines creating
+// files). Where it cannot be read (no /proc, or Linux before 4.7), every bit counts as masked, so that
+// files are always chmodded.
+func ProcessUmask() uint32 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0o777
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "Umask:"); ok {
+			if m, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32); err == nil {
+				return uint32(m)
+			}
+		}
+	}
+	return 0o777
+}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
-	"github.com/opencontainers/image-spec/identity"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/hullrt/hull/core/diff"
@@ -38,7 +37,7 @@ type detached struct {
 // commit the snapshotter refuses, is applied again on its parent: the
 // result is the same chain of snapshots an unpack one layer after another
 // makes, with the same content in each.
-func unpackParallel(ctx context.Context, o Options, layers []ocispec.Descriptor, diffIDs []digest.Digest, wait func(digest.Digest) error) (digest.Digest, error) {
+func unpackParallel(ctx context.Context, o Options, layers []ocispec.Descriptor, diffIDs, chains []digest.Digest, wait func(digest.Digest) error) (digest.Digest, error) {
 	if fn := o.Progress; fn != nil {
 		// Callers write progress lines; they need not lock.
 		var mu sync.Mutex
@@ -76,7 +75,7 @@ func unpackParallel(ctx context.Context, o Options, layers []ocispec.Descriptor,
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				r := applyDetached(ctx, o, layers[i], diffIDs[i], identity.ChainID(diffIDs[:i+1]), i > 0, wait)
+				r := applyDetached(ctx, o, layers[i], diffIDs[i], chains[i], i > 0, wait)
 				<-slots
 				results[i] <- r
 			}()
@@ -121,7 +120,7 @@ func unpackParallel(ctx context.Context, o Options, layers []ocispec.Descriptor,
 
 	var parent digest.Digest
 	for i, layer := range layers {
-		chain := identity.ChainID(diffIDs[:i+1])
+		chain := chains[i]
 		r := <-results[i]
 		next = i + 1
 		inChain := r.err

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"time"
 
@@ -154,14 +155,17 @@ func UnpackManifest(ctx context.Context, m ocispec.Manifest, o Options, ready fu
 	if len(diffIDs) != len(m.Layers) {
 		return "", fmt.Errorf("image config %s lists %d layers (diff IDs) but the manifest has %d: %w", m.Config.Digest, len(diffIDs), len(m.Layers), errdefs.ErrInvalidArgument)
 	}
+	// Each layer's chain ID hashes the one below it: computed once here,
+	// not from the bottom for each layer, which is quadratic in depth.
+	chains := identity.ChainIDs(slices.Clone(diffIDs))
 	var parent digest.Digest
 	if o.ParallelLayers > 1 && len(m.Layers) > 1 {
-		if parent, err = unpackParallel(ctx, o, m.Layers, diffIDs, wait); err != nil {
+		if parent, err = unpackParallel(ctx, o, m.Layers, diffIDs, chains, wait); err != nil {
 			return "", err
 		}
 	} else {
 		for i, layer := range m.Layers {
-			chain := identity.ChainID(diffIDs[:i+1])
+			chain := chains[i]
 			if _, err := o.Snapshotter.Stat(ctx, chain.String()); err != nil {
 				if err := wait(layer.Digest); err != nil {
 					return "", err

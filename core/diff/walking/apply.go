@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"sync"
 
 	"github.com/containerd/errdefs"
 	"github.com/klauspost/compress/gzip"
@@ -97,10 +98,18 @@ func layerCompression(mt string) (compression, error) {
 //
 // The uncompressed stream is read to its end, past the tar's end-of-archive
 // marker, so that the returned digest (the diffID) covers all of it.
-func NewApplier(cs content.Provider) diff.Applier { return &applier{cs: cs} }
+//
+// The applier reads the process's umask once, at its first layer: a
+// process that changes its umask afterwards needs a new applier.
+func NewApplier(cs content.Provider) diff.Applier {
+	return &applier{cs: cs, umask: sync.OnceValue(archive.ProcessUmask)}
+}
 
 type applier struct {
 	cs content.Provider
+	// umask is read once: reading it (from /proc) costs more than
+	// applying a layer of one small file.
+	umask func() uint32
 	// chunks are the read-ahead's buffers, kept between layers: an image
 	// of many small layers would otherwise allocate and zero them anew
 	// for each.
@@ -142,6 +151,7 @@ func (a *applier) Apply(ctx context.Context, desc ocispec.Descriptor, mounts []m
 	ra2 := newReadAhead(hr, &a.chunks)
 	defer ra2.Close()
 	apply := func(root string, aopts ...archive.ApplyOpt) error {
+		aopts = append(aopts, archive.WithUmask(a.umask()))
 		if _, err := archive.Apply(ctx, root, ra2, aopts...); err != nil {
 			return err
 		}
