@@ -356,108 +356,207 @@ func (s *snapshotStore) findCommitted(t *nsTx, name string) (backend, parentBack
 }
 
 func (s *snapshotStore) Commit(ctx context.Context, name, key string, opts ...snapshots.Opt) error {
-	if err := validKey(name); err != nil {
+	parent, err := snapshots.ParentOf(opts)
+	if err != nil {
 		return err
 	}
-	var base snapshots.Info
-	for _, o := range opts {
-		if err := o(&base); err != nil {
-			return err
+	_, err = s.CommitChain(ctx, parent, []snapshots.CommitLink{{Name: name, Key: key, Opts: opts}})
+	return err
+}
+
+// CommitChain implements snapshots.ChainCommitter: the links go to the
+// backend as one chain and their records are written in one transaction.
+func (s *snapshotStore) CommitChain(ctx context.Context, parent string, links []snapshots.CommitLink) (int, error) {
+	done := 0
+	for done < len(links) {
+		n, err := s.commitRun(ctx, parent, links[done:])
+		done += n
+		if err != nil {
+			return done, err
 		}
+		parent = links[done-1].Name
 	}
-	if err := labels.ValidateAll(base.Labels); err != nil {
-		return err
+	return done, nil
+}
+
+// plannedCommit is one link of a run of commits, as checked.
+type plannedCommit struct {
+	r    snapRecord     // the active snapshot
+	base snapshots.Info // the commit's labels and parent
+	// backend is the name of the committed backend snapshot; parentBackend
+	// that of its parent, for a rebase (snapshots.WithParent).
+	backend, parentBackend string
+}
+
+// commitRun commits a first run of links: those that can be committed in
+// one backend chain and one transaction. It stops before the first link it
+// finds cannot be committed, and after a first link that another namespace
+// committed on the same parent (commitLinked, which this run then makes
+// alone); CommitChain goes on with the rest.
+func (s *snapshotStore) commitRun(ctx context.Context, parent string, links []snapshots.CommitLink) (int, error) {
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return 0, err
 	}
 	var (
-		r snapRecord
-		// rebaseBackend is the backend name of the parent given with
-		// snapshots.WithParent.
-		rebaseBackend string
-		// shareable: another namespace committed name on that same
-		// parent, as seen by this read; commitLinked decides in its own
-		// transaction. Most commits (a first unpack) find none and so
-		// write no transaction for it.
+		plan []plannedCommit
+		// stop is why links[len(plan)] cannot be committed.
+		stop error
+		// shareable: another namespace committed the first link on that
+		// same parent, as seen by this read; commitLinked decides in its
+		// own transaction. Most commits (a first unpack) find none and
+		// so write no transaction for it.
 		shareable bool
 	)
-	// bopts are what the backend's commit gets: the labels and, for a
-	// rebase, the parent's backend name.
-	bopts := []snapshots.Opt{snapshots.WithLabels(splitLabels(base.Labels))}
-	err := s.db.view(ctx, func(t *nsTx) error {
-		var err error
-		if r, err = s.get(t, key); err != nil {
-			return err
-		}
-		if r.Kind != snapshots.KindActive {
-			return fmt.Errorf("snapshot %q is %s: only an active snapshot can be committed: %w", key, r.Kind, errdefs.ErrFailedPrecondition)
-		}
-		if b := s.bucket(t); b.Get([]byte(name)) != nil {
-			return alreadyExists("snapshot %q (snapshotter %s)", name, s.name)
-		}
-		if base.Parent != "" {
-			if r.Parent != "" {
-				return fmt.Errorf("commit snapshot %q onto %q: it was prepared on %q; only a snapshot prepared without parent can be given one: %w", key, base.Parent, r.Parent, errdefs.ErrFailedPrecondition)
-			}
-			pr, err := s.get(t, base.Parent)
+	err = s.db.view(ctx, func(t *nsTx) error {
+		plan, stop, shareable = plan[:0], nil, false
+		onto, ontoBackend := parent, ""
+		for i, l := range links {
+			c, err := s.planCommit(t, l, onto, ontoBackend, links[:i])
 			if err != nil {
-				return fmt.Errorf("parent: %w", err)
+				stop = err
+				break
 			}
-			if pr.Kind != snapshots.KindCommitted {
-				return fmt.Errorf("parent %q of snapshot %q is %s, not committed: %w", base.Parent, name, pr.Kind, errdefs.ErrFailedPrecondition)
+			if i == 0 && onto != "" && c.r.Labels[LabelSnapshotRef] == l.Name {
+				shared, sparent := s.findCommitted(t, l.Name)
+				shareable = shared != "" && sparent == c.parentBackend
 			}
-			rebaseBackend = pr.Backend
-			bopts = append(bopts, snapshots.WithParent(pr.Backend))
-			if r.Labels[LabelSnapshotRef] == name {
-				shared, sparent := s.findCommitted(t, name)
-				shareable = shared != "" && sparent == rebaseBackend
+			c.backend = fmt.Sprintf("%s/c%d/%s", ns, time.Now().UnixNano(), l.Name)
+			plan = append(plan, c)
+			onto, ontoBackend = l.Name, c.backend
+			if shareable {
+				break
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		return err
+		return 0, err
 	}
-	ns, err := namespaces.NamespaceRequired(ctx)
-	if err != nil {
-		return err
+	if len(plan) == 0 {
+		return 0, stop
 	}
-	bname := fmt.Sprintf("%s/c%d/%s", ns, time.Now().UnixNano(), name)
 	defer s.db.HoldLease(ctx)() // committing measures the snapshot's usage, a walk of its tree
 	s.db.gcMu.RLock()
 	defer s.db.gcMu.RUnlock()
 	if shareable {
-		if linked, err := s.commitLinked(ctx, name, key, r, base, rebaseBackend); err != nil || linked {
-			return err
+		c := plan[0]
+		if linked, err := s.commitLinked(ctx, links[0].Name, links[0].Key, c.r, c.base, c.parentBackend); err != nil || linked {
+			if err != nil {
+				return 0, err
+			}
+			return 1, nil
 		}
 	}
-	if err := s.backend.Commit(ctx, bname, r.Backend, bopts...); err != nil {
-		return err
+	// The backend commits the chain with the parents it knows: its own
+	// names for them.
+	blinks := make([]snapshots.CommitLink, len(plan))
+	for i, c := range plan {
+		blinks[i] = snapshots.CommitLink{Name: c.backend, Key: c.r.Backend, Opts: []snapshots.Opt{snapshots.WithLabels(splitLabels(c.base.Labels))}}
 	}
-	// The backend has the committed snapshot and no record names it. A
-	// crash here leaves it to the next collection, and the active record
-	// (whose backend snapshot the commit consumed) to its lease's expiry:
-	// an unpack after the restart prepares a new key and unpacks again.
+	n, berr := snapshots.CommitChain(ctx, s.backend, plan[0].parentBackend, blinks)
+	if n == 0 {
+		return 0, berr
+	}
+	// The backend has the committed snapshots and no record names them. A
+	// crash here leaves them to the next collection, and the active
+	// records (whose backend snapshots the commit consumed) to their
+	// lease's expiry: an unpack after the restart prepares new keys and
+	// unpacks again.
 	crashpoint.Hit(crashpoint.SnapshotCommit)
 	lease, hasLease := leases.FromContext(ctx)
-	return s.db.update(ctx, func(t *nsTx) error {
+	err = s.db.update(ctx, func(t *nsTx) error {
 		b := s.bucket(t)
-		if err := b.Delete([]byte(key)); err != nil {
-			return err
-		}
 		now := time.Now().UTC()
-		lbls := mergeLabels(r.Labels, base.Labels)
-		parent := r.Parent
-		if base.Parent != "" {
-			parent = base.Parent
-		}
-		nr := snapRecord{Backend: bname, Parent: parent, Kind: snapshots.KindCommitted, Labels: lbls, Created: now, Updated: now}
-		if hasLease {
-			if err := addLeaseResource(t, lease, leases.Resource{Type: "snapshots/" + s.name, ID: name}); err != nil && !errdefs.IsNotFound(err) {
+		for i, c := range plan[:n] {
+			l := links[i]
+			if err := b.Delete([]byte(l.Key)); err != nil {
+				return err
+			}
+			parent := c.r.Parent
+			if c.base.Parent != "" {
+				parent = c.base.Parent
+			}
+			nr := snapRecord{Backend: c.backend, Parent: parent, Kind: snapshots.KindCommitted, Labels: mergeLabels(c.r.Labels, c.base.Labels), Created: now, Updated: now}
+			if hasLease {
+				if err := addLeaseResource(t, lease, leases.Resource{Type: "snapshots/" + s.name, ID: l.Name}); err != nil && !errdefs.IsNotFound(err) {
+					return err
+				}
+			}
+			t.publish(s.db, "/snapshot/commit", &eventstypes.SnapshotCommit{Key: l.Key, Name: l.Name, Snapshotter: s.name})
+			if err := putRecord(b, l.Name, &nr); err != nil {
 				return err
 			}
 		}
-		t.publish(s.db, "/snapshot/commit", &eventstypes.SnapshotCommit{Key: key, Name: name, Snapshotter: s.name})
-		return putRecord(b, name, &nr)
+		return nil
 	})
+	if err != nil {
+		return 0, err
+	}
+	if n < len(plan) {
+		return n, berr
+	}
+	return n, stop
+}
+
+// planCommit checks that l can be committed onto onto ("" for none; the
+// committed snapshot's own parent then stays) after the earlier links of
+// its run, and returns its plan. With no earlier links, onto is a
+// committed snapshot; otherwise it is the last earlier link, whose backend
+// snapshot is to be ontoBackend.
+func (s *snapshotStore) planCommit(t *nsTx, l snapshots.CommitLink, onto, ontoBackend string, earlier []snapshots.CommitLink) (plannedCommit, error) {
+	var c plannedCommit
+	if err := validKey(l.Name); err != nil {
+		return c, err
+	}
+	for _, o := range l.Opts {
+		if err := o(&c.base); err != nil {
+			return c, err
+		}
+	}
+	c.base.Parent = onto
+	if err := labels.ValidateAll(c.base.Labels); err != nil {
+		return c, err
+	}
+	r, err := s.get(t, l.Key)
+	if err != nil {
+		return c, err
+	}
+	if r.Kind != snapshots.KindActive {
+		return c, fmt.Errorf("snapshot %q is %s: only an active snapshot can be committed: %w", l.Key, r.Kind, errdefs.ErrFailedPrecondition)
+	}
+	if b := s.bucket(t); b.Get([]byte(l.Name)) != nil {
+		return c, alreadyExists("snapshot %q (snapshotter %s)", l.Name, s.name)
+	}
+	// What committing the links one after another would say.
+	for _, e := range earlier {
+		if e.Name == l.Name {
+			return c, alreadyExists("snapshot %q (snapshotter %s)", l.Name, s.name)
+		}
+		if e.Key == l.Key {
+			return c, fmt.Errorf("snapshot %q: committed as %q before in this chain: %w", l.Key, e.Name, errdefs.ErrNotFound)
+		}
+	}
+	c.r = r
+	if onto == "" {
+		return c, nil
+	}
+	if r.Parent != "" {
+		return c, fmt.Errorf("commit snapshot %q onto %q: it was prepared on %q; only a snapshot prepared without parent can be given one: %w", l.Key, onto, r.Parent, errdefs.ErrFailedPrecondition)
+	}
+	if len(earlier) > 0 {
+		c.parentBackend = ontoBackend
+		return c, nil
+	}
+	pr, err := s.get(t, onto)
+	if err != nil {
+		return c, fmt.Errorf("parent: %w", err)
+	}
+	if pr.Kind != snapshots.KindCommitted {
+		return c, fmt.Errorf("parent %q of snapshot %q is %s, not committed: %w", onto, l.Name, pr.Kind, errdefs.ErrFailedPrecondition)
+	}
+	c.parentBackend = pr.Backend
+	return c, nil
 }
 
 // commitLinked commits key as name by linking the backend snapshot that

@@ -17,6 +17,7 @@ package snapshots
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -183,6 +184,59 @@ type Snapshotter interface {
 	// "parent", "kind", "labels.<key>"; none: all).
 	Walk(ctx context.Context, fn WalkFunc, filters ...string) error
 	Close() error
+}
+
+// CommitLink is one commit of a chain (ChainCommitter): active snapshot Key
+// committed as Name, with Opts as Commit takes them.
+type CommitLink struct {
+	Name, Key string
+	Opts      []Opt
+}
+
+// ChainCommitter is a Snapshotter that commits a run of snapshots at once,
+// each onto the one before it: what an unpack that applied several layers
+// apart (WithParent) does with those that are ready, in one transaction of
+// its records instead of one per layer. Call it through CommitChain.
+type ChainCommitter interface {
+	// CommitChain commits links in order, each as Commit(ctx, l.Name,
+	// l.Key, l.Opts..., WithParent(p)) would, where p is parent for the
+	// first link and the link before it for the others; the first is
+	// committed without WithParent when parent is "". It returns how many
+	// it committed: when fewer than all, err is why the next one was
+	// not, and the ones before it are committed.
+	CommitChain(ctx context.Context, parent string, links []CommitLink) (int, error)
+}
+
+// CommitChain commits links as ChainCommitter.CommitChain says, through
+// sn's own CommitChain when it has one and otherwise one Commit after
+// another.
+func CommitChain(ctx context.Context, sn Snapshotter, parent string, links []CommitLink) (int, error) {
+	if cc, ok := sn.(ChainCommitter); ok {
+		return cc.CommitChain(ctx, parent, links)
+	}
+	return CommitEach(ctx, sn, parent, links)
+}
+
+// CommitEach commits links one Commit after another, as CommitChain
+// says: for snapshotters that cannot do better, and for those that can
+// only in some configurations.
+func CommitEach(ctx context.Context, sn Snapshotter, parent string, links []CommitLink) (int, error) {
+	for i, l := range links {
+		if err := sn.Commit(ctx, l.Name, l.Key, ChainOpts(l, parent)...); err != nil {
+			return i, err
+		}
+		parent = l.Name
+	}
+	return len(links), nil
+}
+
+// ChainOpts returns the options of l's commit onto parent, as
+// ChainCommitter.CommitChain says.
+func ChainOpts(l CommitLink, parent string) []Opt {
+	if parent == "" {
+		return l.Opts
+	}
+	return append(slices.Clip(l.Opts), WithParent(parent))
 }
 
 // Cleaner is a Snapshotter that frees the disk of removed snapshots in a

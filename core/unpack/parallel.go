@@ -81,11 +81,42 @@ func unpackParallel(ctx context.Context, o Options, layers []ocispec.Descriptor,
 			}()
 		}
 	}()
-	next := 0 // the first layer whose result the committer has not taken
+	return commitApplied(ctx, o, layers, diffIDs, chains, results, wait, func() {
+		cancel()
+		wg.Wait()
+	})
+}
+
+// commitApplied commits the layers' snapshots in chain order, as their
+// detached applies deliver them in results (exactly one each), applying on
+// its parent a layer that could not be applied apart. Before it returns,
+// it calls stop, which must end the applies still running, and removes
+// the snapshots of the layers it did not commit.
+func commitApplied(ctx context.Context, o Options, layers []ocispec.Descriptor, diffIDs, chains []digest.Digest, results []chan detached, wait func(digest.Digest) error, stop func()) (digest.Digest, error) {
+	// got holds the results the committer has taken from results: it
+	// takes, after each layer it waits for, those of the next layers
+	// that are ready too, and commits them as one chain.
+	got := make([]*detached, len(layers))
+	take := func(i int, block bool) *detached {
+		if got[i] == nil {
+			if block {
+				r := <-results[i]
+				got[i] = &r
+			} else {
+				select {
+				case r := <-results[i]:
+					got[i] = &r
+				default:
+				}
+			}
+		}
+		return got[i]
+	}
+	next := 0 // the first layer the committer has not dealt with
 	// A committed layer's blob is labelled with its uncompressed digest
 	// while the next layers commit, not between them: the commits are in
-	// chain order, one after another, and the label is a write of its own
-	// that no commit needs, which then shares their transactions.
+	// chain order, and the label is a write of its own that no commit
+	// needs, which then shares their transactions.
 	var (
 		labelling sync.WaitGroup
 		labelMu   sync.Mutex
@@ -108,38 +139,64 @@ func unpackParallel(ctx context.Context, o Options, layers []ocispec.Descriptor,
 		// Stop what is still applying and drop the snapshots of layers
 		// applied but never committed (an error below stopped the
 		// unpack).
-		cancel()
-		wg.Wait()
+		stop()
 		labelling.Wait()
 		for ; next < len(layers); next++ {
-			if r := <-results[next]; r.key != "" {
+			if r := take(next, true); r.key != "" {
 				o.Snapshotter.Remove(context.WithoutCancel(ctx), r.key)
 			}
 		}
 	}()
 
 	var parent digest.Digest
-	for i, layer := range layers {
-		chain := chains[i]
-		r := <-results[i]
-		next = i + 1
+	for next < len(layers) {
+		i := next
+		layer, chain := layers[i], chains[i]
+		r := take(i, true)
 		inChain := r.err
 		switch {
 		case r.exists:
 			o.progress(layer, chain, "exists")
 		case r.err == nil:
-			var (
-				err       error
-				committed bool
-			)
-			committed, inChain, err = commitDetached(ctx, o, layer, chain, parent, r.key)
-			if err != nil {
-				return "", err
+			// This layer and the applied ones after it that are
+			// ready: one chain, committed at once.
+			links := []snapshots.CommitLink{{Name: chain.String(), Key: r.key}}
+			for j := i + 1; j < len(layers); j++ {
+				rj := take(j, false)
+				if rj == nil || rj.err != nil || rj.exists {
+					break
+				}
+				links = append(links, snapshots.CommitLink{Name: chains[j].String(), Key: rj.key})
 			}
-			if committed {
-				label(layer, diffIDs[i], chain)
+			n, err := snapshots.CommitChain(ctx, o.Snapshotter, parent.String(), links)
+			if err == nil && n < len(links) {
+				err = fmt.Errorf("snapshotter %s committed %d of a chain of %d and gave no error: %w", o.SnapshotterName, n, len(links), errdefs.ErrInternal)
+			}
+			for k := range n {
+				got[i+k].key = "" // committed: no longer the unpack's to remove
+				label(layers[i+k], diffIDs[i+k], chains[i+k])
+			}
+			if n > 0 {
+				next, parent = i+n, chains[i+n-1]
+				if err == nil {
+					continue
+				}
+				i, layer, chain, r = next, layers[next], chains[next], got[next]
+			}
+			// err is links[n]'s: layer i's.
+			key := r.key
+			r.key = ""
+			o.Snapshotter.Remove(context.WithoutCancel(ctx), key)
+			switch {
+			case errdefs.IsAlreadyExists(err):
+				o.progress(layer, chain, "exists")
+			case errdefs.IsNotImplemented(err):
+				inChain = err
+			default:
+				return "", fmt.Errorf("commit snapshot %s of layer %s: %w", chain, layer.Digest, err)
 			}
 		}
+		next = i + 1
 		if inChain != nil {
 			if err := ctx.Err(); err != nil {
 				return "", err
@@ -197,29 +254,4 @@ func applyDetached(ctx context.Context, o Options, layer ocispec.Descriptor, dif
 		return detached{err: fmt.Errorf("apply layer %s apart from its parent: %w", layer.Digest, err)}
 	}
 	return detached{key: key}
-}
-
-// commitDetached commits the detached snapshot key as chain onto parent;
-// committed reports that this call made the snapshot (its layer is then
-// to be labelled). inChain is set (and key removed) when the snapshotter
-// cannot give a snapshot a parent at commit: the layer must then be
-// applied on its parent.
-func commitDetached(ctx context.Context, o Options, layer ocispec.Descriptor, chain, parent digest.Digest, key string) (committed bool, inChain, err error) {
-	var opts []snapshots.Opt
-	if parent != "" {
-		opts = append(opts, snapshots.WithParent(parent.String()))
-	}
-	err = o.Snapshotter.Commit(ctx, chain.String(), key, opts...)
-	if err != nil {
-		o.Snapshotter.Remove(context.WithoutCancel(ctx), key)
-		switch {
-		case errdefs.IsAlreadyExists(err):
-			o.progress(layer, chain, "exists")
-			return false, nil, nil
-		case errdefs.IsNotImplemented(err):
-			return false, err, nil
-		}
-		return false, nil, fmt.Errorf("commit snapshot %s of layer %s: %w", chain, layer.Digest, err)
-	}
-	return true, nil, nil
 }

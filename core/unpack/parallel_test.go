@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -178,6 +179,15 @@ func unpacked(t *testing.T, img *testimage.Image, parallel int) (layers, trees [
 	if err != nil {
 		t.Fatalf("unpack with %d layers at once: %v", parallel, err)
 	}
+	layers, trees = inspect(t, ctx, sn, o, dir, img, top)
+	return layers, trees, statuses
+}
+
+// inspect checks that top is img's chain of committed snapshots in sn,
+// with each layer's blob labelled and nothing left active, and describes
+// each layer's own directory and the tree up to it.
+func inspect(t *testing.T, ctx context.Context, sn snapshots.Snapshotter, o Options, dir string, img *testimage.Image, top digest.Digest) (layers, trees [][]string) {
+	t.Helper()
 	var cfg ocispec.Image
 	if err := json.Unmarshal(img.Config.Data, &cfg); err != nil {
 		t.Fatal(err)
@@ -246,7 +256,21 @@ func unpacked(t *testing.T, img *testimage.Image, parallel int) (layers, trees [
 	if active != 0 {
 		t.Fatalf("%d snapshots left active", active)
 	}
-	return layers, trees, statuses
+	return layers, trees
+}
+
+// sameTrees fails t where a parallel unpack's layer directories or trees
+// differ from those of one layer after another.
+func sameTrees(t *testing.T, seqLayers, seqTrees, parLayers, parTrees [][]string) {
+	t.Helper()
+	for i := range seqLayers {
+		if s, p := strings.Join(seqLayers[i], "\n"), strings.Join(parLayers[i], "\n"); s != p {
+			t.Errorf("layer %d's directory differs\none after another:\n%s\nin parallel:\n%s", i, s, p)
+		}
+		if s, p := strings.Join(seqTrees[i], "\n"), strings.Join(parTrees[i], "\n"); s != p {
+			t.Errorf("tree up to layer %d differs\none after another:\n%s\nin parallel:\n%s", i, s, p)
+		}
+	}
 }
 
 // TestParallelUnpackMatchesSequential unpacks the same image one layer after
@@ -257,14 +281,7 @@ func TestParallelUnpackMatchesSequential(t *testing.T) {
 	img := parallelImage()
 	seqLayers, seqTrees, _ := unpacked(t, img, 1)
 	parLayers, parTrees, statuses := unpacked(t, img, 4)
-	for i := range seqLayers {
-		if s, p := strings.Join(seqLayers[i], "\n"), strings.Join(parLayers[i], "\n"); s != p {
-			t.Errorf("layer %d's directory differs\none after another:\n%s\nin parallel:\n%s", i, s, p)
-		}
-		if s, p := strings.Join(seqTrees[i], "\n"), strings.Join(parTrees[i], "\n"); s != p {
-			t.Errorf("tree up to layer %d differs\none after another:\n%s\nin parallel:\n%s", i, s, p)
-		}
-	}
+	sameTrees(t, seqLayers, seqTrees, parLayers, parTrees)
 	// Layers 1 to 3 were applied apart, once; layer 4 could not be and
 	// was applied a second time, in chain.
 	for i, want := range []string{"applying applied", "applying applied", "applying applied", "applying applied", "applying applying applied"} {
@@ -311,5 +328,58 @@ func TestParallelUnpackNative(t *testing.T) {
 	}
 	if strings.Contains(tree, "etc/removed") || strings.Contains(tree, "opaque/old") {
 		t.Errorf("whited out entries remain:\n%s", tree)
+	}
+}
+
+// chainRecorder is a snapshotter that records the length of each chain
+// it is asked to commit.
+type chainRecorder struct {
+	snapshots.Snapshotter
+	runs []int
+}
+
+func (c *chainRecorder) CommitChain(ctx context.Context, parent string, links []snapshots.CommitLink) (int, error) {
+	c.runs = append(c.runs, len(links))
+	return snapshots.CommitChain(ctx, c.Snapshotter, parent, links)
+}
+
+// TestCommitAppliedChainsReadyLayers gives the committer every layer
+// applied apart at once: it commits them in one chain, up to the layer
+// that could not be applied apart, which it applies again on its parent;
+// the snapshots are those of an unpack one layer after another.
+func TestCommitAppliedChainsReadyLayers(t *testing.T) {
+	img := parallelImage()
+	seqLayers, seqTrees, _ := unpacked(t, img, 1)
+
+	ctx, sn, o, dir := overlaySetup(t)
+	for _, b := range img.Blobs() {
+		store(t, ctx, o.Content, b)
+	}
+	var cfg ocispec.Image
+	if err := json.Unmarshal(img.Config.Data, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	diffIDs := cfg.RootFS.DiffIDs
+	chains := identity.ChainIDs(slices.Clone(diffIDs))
+	layers := make([]ocispec.Descriptor, len(img.Layers))
+	results := make([]chan detached, len(layers))
+	noWait := func(digest.Digest) error { return nil }
+	for i, l := range img.Layers {
+		layers[i] = l.Desc
+		results[i] = make(chan detached, 1)
+		results[i] <- applyDetached(ctx, o, l.Desc, diffIDs[i], chains[i], i > 0, noWait)
+	}
+	rec := &chainRecorder{Snapshotter: sn}
+	o.Snapshotter = rec
+	top, err := commitApplied(ctx, o, layers, diffIDs, chains, results, noWait, func() {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	parLayers, parTrees := inspect(t, ctx, sn, o, dir, img, top)
+	sameTrees(t, seqLayers, seqTrees, parLayers, parTrees)
+	// Layers 0 to 3 in one chain; layer 4 was committed by its apply on
+	// its parent, outside any chain.
+	if want := []int{4}; !slices.Equal(rec.runs, want) {
+		t.Fatalf("chains committed: %v, want %v", rec.runs, want)
 	}
 }

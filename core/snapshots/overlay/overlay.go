@@ -380,52 +380,93 @@ func (s *Snapshotter) Commit(ctx context.Context, name, key string, opts ...snap
 		if !s.CanRebase() {
 			return fmt.Errorf("commit %q onto %q: this overlay snapshotter mounts with %v, whose upper directories cannot be written apart from their lower layers: %w", key, parent, s.options, errdefs.ErrNotImplemented)
 		}
-		if err := s.fixImplicitParents(ctx, key, parent); err != nil {
+		if _, err := s.fixImplicitParents(ctx, parent, []snapshots.CommitLink{{Name: name, Key: key}}); err != nil {
 			return err
 		}
 	}
 	return s.full(s.ms.Commit(ctx, name, key, s.upperPath, opts...))
 }
 
-// fixImplicitParents gives the directories a detached apply into key made
-// for entries of a layer that did not list them (archive.WithDetachedUpper)
-// the metadata they have in parent's chain, now that it exists: what an
-// apply over that chain would have given them.
-func (s *Snapshotter) fixImplicitParents(ctx context.Context, key, parent string) error {
-	var id uint64
-	err := s.ms.View(ctx, func(tx *storage.Tx) error {
-		var err error
-		id, _, _, err = tx.GetInfo(key)
-		return err
-	})
-	if err != nil {
-		return err
+// CommitChain implements snapshots.ChainCommitter: Commit for each link,
+// with one transaction of the records for all of them.
+func (s *Snapshotter) CommitChain(ctx context.Context, parent string, links []snapshots.CommitLink) (int, error) {
+	if !s.CanRebase() {
+		// Commit says which link cannot be given its parent.
+		return snapshots.CommitEach(ctx, s, parent, links)
 	}
-	// Most layers name every directory they write into: only the others
-	// need the chain below, which is as long as the image is deep.
-	if ok, err := archive.HasImplicitParents(s.upperPath(id)); err != nil || !ok {
-		if err != nil {
-			return fmt.Errorf("commit %q onto %q: %w", key, parent, err)
+	fixed, ferr := s.fixImplicitParents(ctx, parent, links)
+	n, err := s.ms.CommitChain(ctx, parent, links[:fixed], s.upperPath)
+	if err != nil || ferr == nil {
+		return n, s.full(err)
+	}
+	return n, ferr
+}
+
+// fixImplicitParents gives the directories that detached applies into
+// the links' keys made for entries of a layer that did not list them
+// (archive.WithDetachedUpper) the metadata they have in the chain below,
+// as an apply over that chain would have given them: parent's chain for
+// the first link, topped for each next one by the links before it. It
+// returns how many links it fixed, with the error of the next one.
+func (s *Snapshotter) fixImplicitParents(ctx context.Context, parent string, links []snapshots.CommitLink) (int, error) {
+	ids := make([]uint64, 0, len(links))
+	err := s.ms.View(ctx, func(tx *storage.Tx) error {
+		for _, l := range links {
+			id, _, _, err := tx.GetInfo(l.Key)
+			if err != nil {
+				return err
+			}
+			ids = append(ids, id)
 		}
 		return nil
-	}
-	var lowerID []uint64
-	err = s.ms.View(ctx, func(tx *storage.Tx) error {
-		var err error
-		lowerID, err = tx.ChainIDs(parent)
-		return err
 	})
 	if err != nil {
-		return err
+		return len(ids), err
 	}
-	lowers := make([]string, len(lowerID))
-	for i, lid := range lowerID {
-		lowers[i] = s.upperPath(lid)
+	var (
+		below     []uint64 // parent's chain, topmost first
+		readBelow bool
+	)
+	for i, id := range ids {
+		onto := parent
+		if i > 0 {
+			onto = links[i-1].Name
+		}
+		if onto == "" {
+			continue // nothing below
+		}
+		// Most layers name every directory they write into: only the
+		// others need the chain below, which is as long as the image is
+		// deep.
+		if ok, err := archive.HasImplicitParents(s.upperPath(id)); err != nil || !ok {
+			if err != nil {
+				return i, fmt.Errorf("commit %q onto %q: %w", links[i].Key, onto, err)
+			}
+			continue
+		}
+		if !readBelow && parent != "" {
+			err := s.ms.View(ctx, func(tx *storage.Tx) error {
+				var err error
+				below, err = tx.ChainIDs(parent)
+				return err
+			})
+			if err != nil {
+				return i, err
+			}
+		}
+		readBelow = true
+		lowers := make([]string, 0, i+len(below))
+		for j := i - 1; j >= 0; j-- {
+			lowers = append(lowers, s.upperPath(ids[j]))
+		}
+		for _, lid := range below {
+			lowers = append(lowers, s.upperPath(lid))
+		}
+		if err := archive.FixImplicitParents(s.upperPath(id), lowers...); err != nil {
+			return i, fmt.Errorf("commit %q onto %q: %w", links[i].Key, onto, err)
+		}
 	}
-	if err := archive.FixImplicitParents(s.upperPath(id), lowers...); err != nil {
-		return fmt.Errorf("commit %q onto %q: %w", key, parent, err)
-	}
-	return nil
+	return len(ids), nil
 }
 
 // CanRebase reports whether Commit honours snapshots.WithParent: whether an

@@ -621,17 +621,56 @@ func copyLabels(m map[string]string) map[string]string {
 // of every pull, for a figure that a committed snapshot never changes and
 // few ever ask for.
 func (ms *MetaStore) Commit(ctx context.Context, name, key string, dirOf func(id uint64) string, opts ...snapshots.Opt) error {
-	var id uint64
-	err := ms.Update(ctx, func(tx *Tx) error {
-		var err error
-		id, err = tx.commitActive(key, name, snapshots.Usage{}, true, opts)
-		return err
-	})
-	if err != nil {
-		return err
+	_, err := ms.CommitChain(ctx, "", []snapshots.CommitLink{{Name: name, Key: key, Opts: opts}}, dirOf)
+	return err
+}
+
+// CommitChain is Commit for a chain of snapshots, as
+// snapshots.ChainCommitter says, in one transaction: a commit writes
+// pages up to the root of the database, which the links share.
+func (ms *MetaStore) CommitChain(ctx context.Context, parent string, links []snapshots.CommitLink, dirOf func(id uint64) string) (int, error) {
+	if len(links) == 0 {
+		return 0, nil
 	}
-	ms.measureLater(measureJob{name: name, id: id, dir: dirOf(id)})
-	return nil
+	var (
+		ids    []uint64
+		failed error // why links[len(ids)] could not be committed
+	)
+	commit := func(links []snapshots.CommitLink) error {
+		return ms.Update(ctx, func(tx *Tx) error {
+			ids, failed = ids[:0], nil
+			p := parent
+			for _, l := range links {
+				id, err := tx.commitActive(l.Key, l.Name, snapshots.Usage{}, true, snapshots.ChainOpts(l, p))
+				if err != nil {
+					failed = err
+					return err
+				}
+				ids = append(ids, id)
+				p = l.Name
+			}
+			return nil
+		})
+	}
+	err := commit(links)
+	switch {
+	case err == nil:
+	case failed == nil || len(ids) == 0:
+		// The transaction failed, or the first link did.
+		return 0, err
+	default:
+		// A link failed and took the transaction with it: the links
+		// before it are committed on their own.
+		why := failed
+		if err := commit(links[:len(ids)]); err != nil {
+			return 0, err
+		}
+		err = why
+	}
+	for i, id := range ids {
+		ms.measureLater(measureJob{name: links[i].Name, id: id, dir: dirOf(id)})
+	}
+	return len(ids), err
 }
 
 // measureLater queues job for the measuring goroutine, starting it if none

@@ -505,3 +505,74 @@ func TestCommitMeasuresInTheBackground(t *testing.T) {
 		t.Fatalf("usage of a removed snapshot: %v", err)
 	}
 }
+
+// CommitChain stacks each link on the one before, the first on the parent
+// it is given, in one transaction; a link that fails stops the chain there,
+// with the links before it committed and the ones after it untouched.
+func TestCommitChain(t *testing.T) {
+	ms := newStore(t)
+	ctx := context.Background()
+	ids := chain(t, ms, 1) // c0
+	var active []uint64
+	mustUpdate(t, ms, func(tx *Tx) error {
+		for _, k := range []string{"a", "b", "c", "d", "e"} {
+			s, err := tx.CreateSnapshot(snapshots.KindActive, k, "")
+			if err != nil {
+				return err
+			}
+			active = append(active, s.ID)
+		}
+		return nil
+	})
+	empty := t.TempDir()
+	dirOf := func(uint64) string { return empty }
+	links := []snapshots.CommitLink{
+		{Name: "na", Key: "a", Opts: []snapshots.Opt{snapshots.WithLabels(map[string]string{"l": "a"})}},
+		{Name: "nb", Key: "b"},
+		{Name: "nc", Key: "c"},
+	}
+	if n, err := ms.CommitChain(ctx, "c0", links, dirOf); n != 3 || err != nil {
+		t.Fatalf("CommitChain = %d, %v; want 3, nil", n, err)
+	}
+	mustUpdate(t, ms, func(tx *Tx) error {
+		s, err := tx.CreateSnapshot(snapshots.KindView, "v", "nc")
+		if err != nil {
+			return err
+		}
+		if want := []uint64{active[2], active[1], active[0], ids[0]}; !slices.Equal(s.ParentIDs, want) {
+			t.Errorf("view of the chain's top: ParentIDs %v, want %v", s.ParentIDs, want)
+		}
+		for name, parent := range map[string]string{"na": "c0", "nb": "na", "nc": "nb"} {
+			if _, info, _, err := tx.GetInfo(name); err != nil || info.Parent != parent || info.Kind != snapshots.KindCommitted {
+				t.Errorf("%s: %+v, %v; want committed on %s", name, info, err, parent)
+			}
+		}
+		if _, info, _, _ := tx.GetInfo("na"); info.Labels["l"] != "a" {
+			t.Errorf("na's labels: %v", info.Labels)
+		}
+		return nil
+	})
+
+	// "nb" exists: the second link fails, the first is committed, the
+	// third is still active.
+	n, err := ms.CommitChain(ctx, "nc", []snapshots.CommitLink{{Name: "nd", Key: "d"}, {Name: "nb", Key: "e"}, {Name: "nf", Key: "f"}}, dirOf)
+	if n != 1 || !errdefs.IsAlreadyExists(err) || !strings.Contains(err.Error(), `"nb"`) {
+		t.Fatalf("chain whose second link exists: %d, %v; want 1 and AlreadyExists naming nb", n, err)
+	}
+	mustUpdate(t, ms, func(tx *Tx) error {
+		if _, info, _, err := tx.GetInfo("nd"); err != nil || info.Parent != "nc" {
+			t.Errorf("nd: %+v, %v", info, err)
+		}
+		if _, info, _, err := tx.GetInfo("e"); err != nil || info.Kind != snapshots.KindActive {
+			t.Errorf("e: %+v, %v; want still active", info, err)
+		}
+		return nil
+	})
+	// A first link that fails commits nothing.
+	if n, err := ms.CommitChain(ctx, "", []snapshots.CommitLink{{Name: "x", Key: "nothing"}, {Name: "y", Key: "e"}}, dirOf); n != 0 || !errdefs.IsNotFound(err) {
+		t.Fatalf("chain whose first key is missing: %d, %v", n, err)
+	}
+	if n, err := ms.CommitChain(ctx, "", nil, dirOf); n != 0 || err != nil {
+		t.Fatalf("empty chain: %d, %v", n, err)
+	}
+}
