@@ -121,7 +121,9 @@ func BenchmarkTransferImportExport40Layers(b *testing.B) {
 	outDir := b.TempDir()
 
 	b.ResetTimer()
+	profiled := profileHullAt(b, hull.root, "transfer-import-40-layers", 2)
 	imports := alternate(b, reps, "bench-timport", ref, img, 0, hull, ctrd)
+	profiled()
 	// Exports of one imported copy, kept in its namespace.
 	for _, d := range []*distDaemon{hull, ctrd} {
 		if _, err := run(ctr2, "--address", d.addr, "--namespace", "bench-texport", "images", "import", archive); err != nil {
