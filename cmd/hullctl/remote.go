@@ -127,12 +127,17 @@ func (e *env) fullRef(s string) (string, error) {
 	return ref.String(), nil
 }
 
+// downloadFlags are the flags that tune how hullctl itself downloads: a
+// pull given one runs in hullctl, since hulld's transfer configuration
+// sets them for a pull through hulld.
+func downloadFlags() []cli.Flag { return append([]cli.Flag{concurrencyFlag()}, chunkFlags()...) }
+
 func imagesPull(e *env) *cli.Command {
 	return &cli.Command{
 		Name:      "pull",
 		Usage:     "fetch an image from a registry",
 		ArgsUsage: "REF",
-		Flags: append(append(append(append(remoteFlags(), platformFlags()...), concurrencyFlag()), chunkFlags()...),
+		Flags: append(append(append(remoteFlags(), platformFlags()...), downloadFlags()...),
 			&cli.BoolFlag{Name: "skip-unpack", Usage: "fetch only; do not unpack into a snapshotter"},
 			snapshotterFlag(),
 			&cli.BoolFlag{Name: "plain", Usage: "print progress as plain lines, not a live table"},
@@ -168,15 +173,13 @@ func imagesPull(e *env) *cli.Command {
 
 // pull pulls ref: through hulld's Transfer service, where hulld fetches,
 // stores and unpacks and hullctl follows the progress (one call, where
-// hullctl's own pull makes several per blob), unless --local, a download
-// flag (--max-concurrent-downloads, --chunk-size, --parallel-chunks,
-// --chunk-threshold: hulld's transfer configuration sets those) or a
-// daemon without a Transfer service (containerd 1.x) has hullctl pull
-// itself. Either way a pull interrupted by a hulld restart resumes.
+// hullctl's own pull makes several per blob), unless --local, one of
+// downloadFlags or a daemon without a Transfer service (containerd 1.x)
+// has hullctl pull itself. Either way a pull interrupted by a hulld restart resumes.
 func (e *env) pull(c *cli.Context, cl *client.Client, ref string, opts []client.RemoteOpt) (images.Image, error) {
 	local := c.Bool("local")
-	for _, f := range []string{"max-concurrent-downloads", "chunk-size", "parallel-chunks", "chunk-threshold"} {
-		local = local || c.IsSet(f)
+	for _, f := range downloadFlags() {
+		local = local || c.IsSet(f.Names()[0])
 	}
 	if !local {
 		ps, err := cl.Plugins(e.ctx(c), "type=="+transferPluginType+",id==transfer")
