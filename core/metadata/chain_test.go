@@ -13,7 +13,6 @@ import (
 	"github.com/hullrt/hull/core/leases"
 	"github.com/hullrt/hull/core/namespaces"
 	"github.com/hullrt/hull/core/snapshots"
-	"github.com/hullrt/hull/core/snapshots/overlay"
 )
 
 // prepareDetached prepares key without parent, as the layer chain (its
@@ -49,17 +48,7 @@ func backendCommitted(t *testing.T, ov snapshots.Snapshotter) int {
 // there with the error its own Commit would give; and a backend that
 // cannot rebase refuses at the first link that needs it.
 func TestSnapshotsCommitChain(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("overlay needs root")
-	}
-	db := openDB(t)
-	ov, err := overlay.New(filepath.Join(t.TempDir(), "overlay"))
-	if err != nil {
-		t.Skipf("overlay not usable here: %v", err)
-	}
-	t.Cleanup(func() { ov.Close() })
-	db.AddSnapshotter("overlayfs", ov)
-	s, _ := db.Snapshotter("overlayfs")
+	db, ov, s := withOverlay(t)
 	a := namespaces.WithNamespace(context.Background(), "a")
 	b := namespaces.WithNamespace(context.Background(), "b")
 	if _, err := db.Leases().Create(a, "unpack", nil); err != nil {

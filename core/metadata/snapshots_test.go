@@ -17,6 +17,25 @@ import (
 	"github.com/hullrt/hull/core/snapshots/overlay"
 )
 
+// withOverlay opens a database with an overlay snapshotter ("overlayfs")
+// and returns it, the backend and its namespaced store; it skips where
+// overlay cannot be used.
+func withOverlay(t *testing.T) (*DB, *overlay.Snapshotter, snapshots.Snapshotter) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("overlay needs root")
+	}
+	db := openDB(t)
+	ov, err := overlay.New(filepath.Join(t.TempDir(), "overlay"))
+	if err != nil {
+		t.Skipf("overlay not usable here: %v", err)
+	}
+	t.Cleanup(func() { ov.Close() })
+	db.AddSnapshotter("overlayfs", ov)
+	s, _ := db.Snapshotter("overlayfs")
+	return db, ov, s
+}
+
 func withNative(t *testing.T, db *DB) snapshots.Snapshotter {
 	b, err := native.New(filepath.Join(t.TempDir(), "native"))
 	if err != nil {
@@ -130,17 +149,7 @@ func leasesCtx(ctx context.Context, id string) context.Context {
 // commit of the same layer links the first's, and backends that cannot
 // rebase refuse.
 func TestSnapshotsCommitWithParent(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("overlay needs root")
-	}
-	db := openDB(t)
-	ov, err := overlay.New(filepath.Join(t.TempDir(), "overlay"))
-	if err != nil {
-		t.Skipf("overlay not usable here: %v", err)
-	}
-	t.Cleanup(func() { ov.Close() })
-	db.AddSnapshotter("overlayfs", ov)
-	s, _ := db.Snapshotter("overlayfs")
+	db, ov, s := withOverlay(t)
 	a := namespaces.WithNamespace(context.Background(), "a")
 	b := namespaces.WithNamespace(context.Background(), "b")
 	layer(t, a, s, "l1", "")
