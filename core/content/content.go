@@ -71,14 +71,22 @@ type Provider interface {
 
 // Putter stores a whole blob held in memory in one step, for callers that
 // have all of a small blob's bytes at once (an archive's entries, a
-// manifest): no ingest is made, as nothing can resume or watch a write of
-// one call, which spares an ingest's files and records. desc gives the
-// blob's digest and size, which data must match (FailedPrecondition
-// otherwise, as for a commit of unexpected bytes); a blob already there
-// gives AlreadyExists, as Commit does. data is not kept.
+// manifest, a small layer downloaded): no ingest is made, as nothing can
+// resume or watch a write of one call, which spares an ingest's files and
+// records. desc gives the blob's digest and size, which data must match
+// (FailedPrecondition otherwise, as for a commit of unexpected bytes); opts
+// are Commit's (the new record's labels); a blob already there gives
+// AlreadyExists, as Commit does, and keeps its labels. data is not kept.
 type Putter interface {
-	Put(ctx context.Context, desc ocispec.Descriptor, data []byte) error
+	Put(ctx context.Context, desc ocispec.Descriptor, data []byte, opts ...CommitOpt) error
 }
+
+// MaxPutSize is the largest blob that callers read whole and store with
+// Put rather than through an ingest: manifests, configs and small layers,
+// for which an ingest's files and records cost more than the bytes, and
+// whose writes are too short to be worth resuming or sharing between
+// concurrent writers (which an ingest's ref is for).
+const MaxPutSize = 1 << 20
 
 // PutByIngest stores data as desc through the ingest ref of s, in one call:
 // how a Putter stores a blob where it has no quicker way. The ingest is
@@ -89,7 +97,7 @@ type Putter interface {
 func PutByIngest(ctx context.Context, s interface {
 	Ingester
 	IngestManager
-}, ref string, desc ocispec.Descriptor, data []byte) error {
+}, ref string, desc ocispec.Descriptor, data []byte, opts ...CommitOpt) error {
 	w, err := s.Writer(ctx, WithRef(ref), WithDescriptor(ocispec.Descriptor{Size: desc.Size}))
 	if err != nil {
 		return err
@@ -99,7 +107,7 @@ func PutByIngest(ctx context.Context, s interface {
 		_, err = w.Write(data)
 	}
 	if err == nil {
-		err = w.Commit(ctx, desc.Size, desc.Digest)
+		err = w.Commit(ctx, desc.Size, desc.Digest, opts...)
 	}
 	if err != nil && !errdefs.IsAlreadyExists(err) {
 		s.Abort(context.WithoutCancel(ctx), ref)

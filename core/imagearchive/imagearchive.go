@@ -154,7 +154,9 @@ func ReadIndex(ctx context.Context, cs Store, r io.Reader) (ocispec.Descriptor, 
 			}
 			continue
 		}
-		if p != nil && h.Size <= putMax {
+		// Files up to content.MaxPutSize are read whole and stored in one
+		// step; most of an archive's are far smaller.
+		if p != nil && h.Size <= content.MaxPutSize {
 			if err := puts.put(ctx, name, h.Size, tr); err != nil {
 				return ocispec.Descriptor{}, err
 			}
@@ -246,8 +248,8 @@ type putter struct {
 	err   error
 }
 
-// putsInFlight bounds the files held in memory for their stores: putMax
-// each.
+// putsInFlight bounds the files held in memory for their stores:
+// content.MaxPutSize each.
 const putsInFlight = 4
 
 func newPutter(p content.Putter, blobs map[string]ocispec.Descriptor) *putter {
@@ -310,12 +312,6 @@ func (u *putter) wait() error {
 	u.wg.Wait()
 	return u.failed()
 }
-
-// putMax is the largest archive file read whole and stored in one step
-// (content.Putter) rather than through an ingest: most of an archive's
-// files (manifests, configs, small layers) are far smaller, and an ingest's
-// files and records cost more than the bytes.
-const putMax = 1 << 20
 
 // putBlob stores data through p and returns its digest, checked as
 // WriteBlob checks it.

@@ -356,9 +356,19 @@ func (s contentStore) Writer(ctx context.Context, opts ...content.WriterOpt) (co
 
 // Put stores data as the blob desc names in the namespace of ctx, in one
 // step (content.Putter): the backend stores it, through its own Put when
-// it has one, and one transaction records it. A lease in ctx holds it.
-func (s contentStore) Put(ctx context.Context, desc ocispec.Descriptor, data []byte) error {
+// it has one, and one transaction records it with the labels opts give. A
+// lease in ctx holds it.
+func (s contentStore) Put(ctx context.Context, desc ocispec.Descriptor, data []byte, opts ...content.CommitOpt) error {
 	if err := validDigest(desc.Digest); err != nil {
+		return err
+	}
+	var co content.CommitOpts
+	for _, o := range opts {
+		if err := o(&co); err != nil {
+			return err
+		}
+	}
+	if err := labels.ValidateAll(co.Labels); err != nil {
 		return err
 	}
 	ns, err := namespaces.NamespaceRequired(ctx)
@@ -383,7 +393,7 @@ func (s contentStore) Put(ctx context.Context, desc ocispec.Descriptor, data []b
 	var exists bool
 	err = s.db.update(ctx, func(t *nsTx) error {
 		var err error
-		exists, err = recordBlob(t, s.db, lease, desc.Digest, desc.Size, nil)
+		exists, err = recordBlob(t, s.db, lease, desc.Digest, desc.Size, co.Labels)
 		return err
 	})
 	if err != nil {

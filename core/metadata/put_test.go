@@ -2,6 +2,7 @@ package metadata
 
 import (
 	"context"
+	"maps"
 	"testing"
 
 	"github.com/containerd/errdefs"
@@ -50,11 +51,20 @@ func TestContentPut(t *testing.T) {
 			if _, err := db.Content().Info(b, desc.Digest); !errdefs.IsNotFound(err) {
 				t.Fatalf("namespace b sees the blob before its Put: %v", err)
 			}
-			if err := cs.Put(b, desc, data); err != nil {
+			lbls := map[string]string{"containerd.io/distribution.source.example.com": "app"}
+			if err := cs.Put(b, desc, data, content.WithLabels(lbls)); err != nil {
 				t.Fatalf("Put in a second namespace: %v", err)
 			}
-			if _, err := db.Content().Info(b, desc.Digest); err != nil {
-				t.Errorf("Info in namespace b: %v", err)
+			if info, err := db.Content().Info(b, desc.Digest); err != nil || !maps.Equal(info.Labels, lbls) {
+				t.Errorf("Info in namespace b: %+v, %v; want the labels Put was given", info, err)
+			}
+			if info, _ := db.Content().Info(ctx, desc.Digest); len(info.Labels) != 0 {
+				t.Errorf("namespace a's record got b's labels: %v", info.Labels)
+			}
+			// Labels are checked as Commit checks them.
+			bad := map[string]string{"": "x"}
+			if err := cs.Put(namespaces.WithNamespace(ctx, "c"), desc, data, content.WithLabels(bad)); !errdefs.IsInvalidArgument(err) {
+				t.Errorf("Put with an empty label key = %v, want InvalidArgument", err)
 			}
 			// Wrong bytes record nothing.
 			other := ocispec.Descriptor{Digest: digest.FromString("other"), Size: desc.Size}

@@ -1,8 +1,8 @@
 package pull
 
 import (
-	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -71,7 +71,24 @@ func (s *downStore) Status(ctx context.Context, ref string) (content.Status, err
 	return content.Status{}, s.err
 }
 
+// downPutter is a downStore that can Put, which it answers as Writer.
+type downPutter struct{ *downStore }
+
+func (s downPutter) Put(ctx context.Context, desc ocispec.Descriptor, data []byte, opts ...content.CommitOpt) error {
+	_, err := s.Writer(ctx)
+	return err
+}
+
+// A store that answers Unavailable is retried for StoreTimeout, then its
+// error is the pull's: whether the blobs go through ingests or, small, in
+// one Put.
 func TestPullGivesUpOnAStoreThatStaysUnavailable(t *testing.T) {
+	for _, canPut := range []bool{false, true} {
+		t.Run(fmt.Sprintf("put=%v", canPut), func(t *testing.T) { testStoreStaysUnavailable(t, canPut) })
+	}
+}
+
+func testStoreStaysUnavailable(t *testing.T, canPut bool) {
 	db, ctx := setup(t)
 	img := testimage.New([]string{"/x"}, []testimage.File{{Name: "f", Data: []byte("data")}})
 	reg := &memRegistry{blobs: map[digest.Digest][]byte{}, root: img.Manifest.Desc}
@@ -82,6 +99,9 @@ func TestPullGivesUpOnAStoreThatStaysUnavailable(t *testing.T) {
 	store := &downStore{Store: db.Content(), err: down}
 	o := opts(db, reg)
 	o.Content = store
+	if canPut {
+		o.Content = downPutter{store}
+	}
 	o.StoreTimeout = 300 * time.Millisecond
 	var mu sync.Mutex
 	var retrying []error
@@ -137,6 +157,7 @@ func TestPullWithoutStoreRetriesFailsAtOnce(t *testing.T) {
 // that waits for them.
 type lockingStore struct {
 	content.Store
+	content.Putter
 	asked chan string
 }
 
@@ -151,9 +172,14 @@ func (s *lockingStore) Status(ctx context.Context, ref string) (content.Status, 
 	return st, err
 }
 
+// A pull that finds the ingest of a layer locked by another writer waits
+// for it, however long: the layer is larger than content.MaxPutSize, so
+// the pull would write it through that ingest even into a store that can
+// Put.
 func TestPullWaitsForTheHolderOfALockedIngest(t *testing.T) {
 	db, ctx := setup(t)
-	data := bytes.Repeat([]byte("locked layer "), 1000)
+	data := make([]byte, content.MaxPutSize+4<<10)
+	rand.Read(data) // incompressible: the layer stays above MaxPutSize
 	img := testimage.New([]string{"/x"}, []testimage.File{{Name: "f", Data: data}})
 	reg := &memRegistry{blobs: map[digest.Digest][]byte{}, root: img.Manifest.Desc}
 	for _, b := range img.Blobs() {
@@ -171,7 +197,7 @@ func TestPullWaitsForTheHolderOfALockedIngest(t *testing.T) {
 	if _, err := holder.Write(layer.Data[:half]); err != nil {
 		t.Fatal(err)
 	}
-	store := &lockingStore{Store: db.Content(), asked: make(chan string, 1)}
+	store := &lockingStore{Store: db.Content(), Putter: db.Content().(content.Putter), asked: make(chan string, 1)}
 	o := opts(db, reg)
 	o.Content = store
 	o.StoreTimeout = 100 * time.Millisecond

@@ -476,8 +476,11 @@ func (p *puller) store(ctx context.Context, desc ocispec.Descriptor, r io.Reader
 // write stores desc through the ingest "pull-<digest>", shared by every pull
 // of that blob, calling open for the bytes only once it holds the ingest: a
 // pull that finds the ref locked waits for the other one, which leaves the
-// blob stored, so the blob is downloaded once. It reports whether it wrote
-// the blob (false: it was there).
+// blob stored, so the blob is downloaded once. A blob of at most
+// content.MaxPutSize goes to a store that can Put it in one step instead,
+// without an ingest: pulls of it at once may each download it, which costs
+// less than an ingest's files and records, and the first to store it wins.
+// It reports whether it wrote the blob (false: it was there).
 //
 // The store answering Unavailable is retried (see the package doc): without
 // end while another writer holds the ingest, for StoreTimeout from the last
@@ -549,6 +552,9 @@ func (p *puller) held(ctx context.Context, ref string, opened bool) (bool, conte
 // ingest's offset when it stopped, and marks the errors that came from the
 // store, as opposed to the registry, as *storeError.
 func (p *puller) attempt(ctx context.Context, ref string, desc ocispec.Descriptor, open func(offset int64) (io.Reader, func(), error), labels map[string]string) (bool, int64, error) {
+	if pt, ok := p.o.Content.(content.Putter); ok && desc.Size > 0 && desc.Size <= content.MaxPutSize {
+		return p.put(ctx, pt, desc, open, labels)
+	}
 	w, err := p.o.Content.Writer(ctx, content.WithRef(ref), content.WithDescriptor(desc))
 	if errdefs.IsAlreadyExists(err) {
 		_, err := p.exists(ctx, desc, labels)
@@ -580,6 +586,33 @@ func (p *puller) attempt(ctx context.Context, ref string, desc ocispec.Descripto
 		return false, desc.Size, err
 	}
 	return err == nil, cw.n, err
+}
+
+// put is attempt for a small blob: read whole, then stored in one step.
+// One byte more than desc's size is asked for, so that a registry that
+// sends too much fails the size check as a commit would.
+func (p *puller) put(ctx context.Context, pt content.Putter, desc ocispec.Descriptor, open func(offset int64) (io.Reader, func(), error), labels map[string]string) (bool, int64, error) {
+	r, done, err := open(0)
+	if err != nil {
+		return false, 0, err
+	}
+	data := make([]byte, desc.Size+1)
+	n, err := io.ReadFull(r, data)
+	done()
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return false, 0, fmt.Errorf("fetch %s: %w", desc.Digest, err)
+	}
+	err = pt.Put(ctx, desc, data[:n], content.WithLabels(labels))
+	switch {
+	case errdefs.IsAlreadyExists(err):
+		_, err := p.exists(ctx, desc, labels)
+		return false, desc.Size, err
+	case errdefs.IsFailedPrecondition(err):
+		return false, 0, fmt.Errorf("fetch %s: %w", desc.Digest, err)
+	case err != nil:
+		return false, 0, &storeError{err: err}
+	}
+	return true, desc.Size, nil
 }
 
 // storeError is an error of the content store's, met by a write.

@@ -17,6 +17,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/hullrt/hull/core/content"
 	"github.com/hullrt/hull/core/content/local"
 	"github.com/hullrt/hull/core/images"
 	"github.com/hullrt/hull/core/leases"
@@ -174,32 +175,93 @@ func TestPullAllPlatforms(t *testing.T) {
 	}
 }
 
-func TestConcurrentPullsShareDownloads(t *testing.T) {
-	db, ctx := setup(t)
-	img := testimage.New([]string{"/x"}, []testimage.File{{Name: "big", Data: bytes.Repeat([]byte("x"), 1<<20)}})
-	reg := &memRegistry{blobs: map[digest.Digest][]byte{}, root: img.Manifest.Desc, delay: 100 * time.Millisecond}
-	for _, b := range img.Blobs() {
-		reg.add(b)
-	}
+// pullConcurrently runs n pulls of ref at once and fails t with the first
+// error other than the image record's AlreadyExists.
+func pullConcurrently(t *testing.T, ctx context.Context, n int, ref string, o Options) {
+	t.Helper()
 	var wg sync.WaitGroup
-	errs := make(chan error, 4)
-	for i := 0; i < 4; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, err := Pull(ctx, "registry.test/one:1", opts(db, reg))
-			if err != nil && !errdefs.IsAlreadyExists(err) {
+	errs := make(chan error, n)
+	for range n {
+		wg.Go(func() {
+			if _, err := Pull(ctx, ref, o); err != nil && !errdefs.IsAlreadyExists(err) {
 				errs <- err
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
 	}
+}
+
+// A layer larger than content.MaxPutSize goes through the ingest its
+// pulls share: pulls of it at once download it once.
+func TestConcurrentPullsShareDownloads(t *testing.T) {
+	db, ctx := setup(t)
+	big := make([]byte, content.MaxPutSize+1<<10)
+	rand.Read(big) // incompressible, so the layer stays larger than MaxPutSize
+	img := testimage.New([]string{"/x"}, []testimage.File{{Name: "big", Data: big}})
+	if img.Layers[0].Desc.Size <= content.MaxPutSize {
+		t.Fatalf("the layer is %d bytes, not above content.MaxPutSize", img.Layers[0].Desc.Size)
+	}
+	reg := &memRegistry{blobs: map[digest.Digest][]byte{}, root: img.Manifest.Desc, delay: 100 * time.Millisecond}
+	for _, b := range img.Blobs() {
+		reg.add(b)
+	}
+	pullConcurrently(t, ctx, 4, "registry.test/one:1", opts(db, reg))
 	if n := reg.count(img.Layers[0].Desc.Digest); n != 1 {
 		t.Fatalf("the layer was fetched %d times by 4 concurrent pulls, want 1", n)
+	}
+}
+
+// writerCounter is a store that can Put and counts the ingests opened.
+type writerCounter struct {
+	content.Store
+	content.Putter
+	writers atomic.Int32
+}
+
+func (w *writerCounter) Writer(ctx context.Context, opts ...content.WriterOpt) (content.Writer, error) {
+	w.writers.Add(1)
+	return w.Store.Writer(ctx, opts...)
+}
+
+// Blobs up to content.MaxPutSize are stored in one step, without an
+// ingest: pulls of them at once may each download them, and all succeed
+// with the blobs stored once, labelled, and no ingest left.
+func TestConcurrentPullsOfSmallBlobs(t *testing.T) {
+	db, ctx := setup(t)
+	img := testimage.New([]string{"/x"}, []testimage.File{{Name: "small", Data: bytes.Repeat([]byte("x"), 1<<20)}})
+	reg := &memRegistry{blobs: map[digest.Digest][]byte{}, root: img.Manifest.Desc, delay: 20 * time.Millisecond}
+	for _, b := range img.Blobs() {
+		reg.add(b)
+	}
+	store := &writerCounter{Store: db.Content(), Putter: db.Content().(content.Putter)}
+	o := opts(db, reg)
+	o.Content = store
+	pullConcurrently(t, ctx, 4, "registry.test/small:1", o)
+	if n := store.writers.Load(); n != 0 {
+		t.Errorf("%d ingests opened for blobs of at most content.MaxPutSize", n)
+	}
+	for _, b := range img.Blobs() {
+		if n := reg.count(b.Desc.Digest); n < 1 || n > 4 {
+			t.Errorf("%s fetched %d times by 4 pulls", b.Desc.Digest, n)
+		}
+		info, err := db.Content().Info(ctx, b.Desc.Digest)
+		if err != nil || info.Size != b.Desc.Size {
+			t.Fatalf("%s: %+v %v", b.Desc.Digest, info, err)
+		}
+		if info.Labels[images.LabelDistributionSource+"registry.test"] != "small" {
+			t.Errorf("%s: labels %v, want the distribution source", b.Desc.Digest, info.Labels)
+		}
+	}
+	if img, err := db.Images().Get(ctx, "registry.test/small:1"); err != nil || img.Target.Digest == "" {
+		t.Fatalf("image: %+v %v", img, err)
+	}
+	sts, err := db.Content().ListStatuses(ctx)
+	if err != nil || len(sts) != 0 {
+		t.Fatalf("ingests left: %v %v", sts, err)
 	}
 }
 

@@ -25,7 +25,9 @@ var _ content.Putter = (*Store)(nil)
 // blob appears whole or not at all, and a crash at any point leaves
 // nothing behind to clean. A filesystem without unnamed files takes the
 // ingest path instead.
-func (s *Store) Put(ctx context.Context, desc ocispec.Descriptor, data []byte) error {
+//
+// Labels (opts) are not kept here, as for Commit.
+func (s *Store) Put(ctx context.Context, desc ocispec.Descriptor, data []byte, _ ...content.CommitOpt) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
