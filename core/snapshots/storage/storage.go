@@ -699,31 +699,57 @@ func (ms *MetaStore) measureQueued() {
 			ms.measureMu.Unlock()
 			return
 		}
-		job := ms.toMeasure[0]
-		ms.toMeasure = ms.toMeasure[1:]
+		jobs := ms.toMeasure
+		ms.toMeasure = nil
 		ms.measureMu.Unlock()
 		// A snapshot removed meanwhile fails to measure or to record:
 		// either way there is nothing left to do for it.
-		ms.measure(ms.stopCtx, job)
+		ms.measure(ms.stopCtx, jobs...)
 	}
 }
 
-// measure walks job's directory and records the usage on the snapshot,
-// unless it was measured, removed or replaced meanwhile.
-func (ms *MetaStore) measure(ctx context.Context, job measureJob) (snapshots.Usage, error) {
-	usage, err := DiskUsage(ctx, job.dir)
-	if err != nil {
-		return snapshots.Usage{}, fmt.Errorf("measure snapshot %q: %w", job.name, err)
-	}
-	err = ms.Update(ctx, func(tx *Tx) error {
-		r, err := tx.get(job.name)
-		if err != nil || r.ID != job.id || !r.Unmeasured {
-			return err
+// measure walks each job's directory and records the usages on the
+// snapshots in one transaction (an unpack commits many at once), except on
+// those measured, removed or replaced meanwhile. It returns the usages
+// measured, and the first error.
+func (ms *MetaStore) measure(ctx context.Context, jobs ...measureJob) ([]snapshots.Usage, error) {
+	usages := make([]snapshots.Usage, len(jobs))
+	measured := make([]bool, len(jobs))
+	var errs []error
+	for i, job := range jobs {
+		u, err := DiskUsage(ctx, job.dir)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("measure snapshot %q: %w", job.name, err))
+			continue
 		}
-		r.Inodes, r.Size, r.Unmeasured = usage.Inodes, usage.Size, false
-		return tx.put(job.name, r)
+		usages[i], measured[i] = u, true
+	}
+	var gone []error // snapshots removed since: the others are recorded
+	err := ms.Update(ctx, func(tx *Tx) error {
+		gone = gone[:0]
+		for i, job := range jobs {
+			if !measured[i] {
+				continue
+			}
+			r, err := tx.get(job.name)
+			if errdefs.IsNotFound(err) {
+				gone = append(gone, err)
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if r.ID != job.id || !r.Unmeasured {
+				continue
+			}
+			r.Inodes, r.Size, r.Unmeasured = usages[i].Inodes, usages[i].Size, false
+			if err := tx.put(job.name, r); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
-	return usage, err
+	return usages, errors.Join(append(append(errs, gone...), err)...)
 }
 
 // RemoveSnapshot removes the record of snapshot key, which must have no
@@ -759,7 +785,8 @@ func (ms *MetaStore) Usage(ctx context.Context, key string, dirOf func(id uint64
 		}
 		return usage, nil
 	case r.Unmeasured:
-		return ms.measure(ctx, measureJob{name: key, id: r.ID, dir: dirOf(r.ID)})
+		u, err := ms.measure(ctx, measureJob{name: key, id: r.ID, dir: dirOf(r.ID)})
+		return u[0], err
 	}
 	return snapshots.Usage{Inodes: r.Inodes, Size: r.Size}, nil
 }

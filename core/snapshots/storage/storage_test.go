@@ -576,3 +576,68 @@ func TestCommitChain(t *testing.T) {
 		t.Fatalf("empty chain: %d, %v", n, err)
 	}
 }
+
+// measure records the usages of many snapshots in one go, skipping one
+// removed meanwhile and one a caller has measured already; its error
+// names the removed one.
+func TestMeasureMany(t *testing.T) {
+	ms := newStore(t)
+	ctx := context.Background()
+	root := t.TempDir()
+	dirOf := func(id uint64) string { return filepath.Join(root, strconv.FormatUint(id, 10)) }
+	var jobs []measureJob
+	for i, key := range []string{"a", "b", "c", "d"} {
+		var id uint64
+		mustUpdate(t, ms, func(tx *Tx) error {
+			s, err := tx.CreateSnapshot(snapshots.KindActive, key, "")
+			id = s.ID
+			return err
+		})
+		if err := os.MkdirAll(dirOf(id), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for j := range i + 1 {
+			if err := os.WriteFile(filepath.Join(dirOf(id), strconv.Itoa(j)), []byte("x"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Committed in the store without queueing a measurement.
+		mustUpdate(t, ms, func(tx *Tx) error {
+			_, err := tx.commitActive(key, "c-"+key, snapshots.Usage{}, true, nil)
+			return err
+		})
+		jobs = append(jobs, measureJob{name: "c-" + key, id: id, dir: dirOf(id)})
+	}
+	if err := ms.RemoveSnapshot(ctx, "c-b"); err != nil {
+		t.Fatal(err)
+	}
+	mustUpdate(t, ms, func(tx *Tx) error {
+		r, err := tx.get("c-c")
+		if err != nil {
+			return err
+		}
+		r.Inodes, r.Size, r.Unmeasured = 99, 99, false
+		return tx.put("c-c", r)
+	})
+	usages, err := ms.measure(ctx, jobs...)
+	if !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), "c-b") {
+		t.Fatalf("measure with a removed snapshot: %v, want NotFound naming c-b", err)
+	}
+	for i, want := range []int64{2, 3, 4, 5} { // the directory and its files
+		if usages[i].Inodes != want {
+			t.Errorf("job %d measured %d inodes, want %d", i, usages[i].Inodes, want)
+		}
+	}
+	mustUpdate(t, ms, func(tx *Tx) error {
+		for key, inodes := range map[string]int64{"c-a": 2, "c-c": 99, "c-d": 5} {
+			r, err := tx.get(key)
+			if err != nil {
+				return err
+			}
+			if r.Unmeasured || r.Inodes != inodes {
+				t.Errorf("%s: %+v, want %d inodes recorded", key, r, inodes)
+			}
+		}
+		return nil
+	})
+}
