@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -53,8 +54,22 @@ func startHull(b *testing.B, dir string) *hulltest.Daemon {
 	return hulltest.Start(b, o)
 }
 
-// TestMain runs the benchmarks and then removes the binaries built for them.
-func TestMain(m *testing.M) { hulltest.Main(m) }
+// TestMain runs the benchmarks and then removes the binaries built for them
+// and, when benchmarks ran (they run containerd's shims and ctr, and `make
+// bench` runs this package alone), the directories those made at their
+// fixed defaults under /run/containerd. Without -bench nothing here runs
+// them, and the integration tests, which do, may run beside.
+func TestMain(m *testing.M) {
+	flag.Parse()
+	cleanup := func() {}
+	if f := flag.Lookup("test.bench"); f != nil && f.Value.String() != "" {
+		cleanup = hulltest.RemoveContainerdDefaultsMade()
+	}
+	code := m.Run()
+	cleanup()
+	hulltest.RemoveBuilds()
+	os.Exit(code)
+}
 
 // profileEnv names the environment variable that turns on CPU profiles of
 // hulld: HULL_BENCH_CPUPROFILE=PREFIX writes PREFIX.<label>.prof for each
