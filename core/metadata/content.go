@@ -362,13 +362,8 @@ func (s contentStore) Put(ctx context.Context, desc ocispec.Descriptor, data []b
 	if err := validDigest(desc.Digest); err != nil {
 		return err
 	}
-	var co content.CommitOpts
-	for _, o := range opts {
-		if err := o(&co); err != nil {
-			return err
-		}
-	}
-	if err := labels.ValidateAll(co.Labels); err != nil {
+	co, err := commitOptions(opts)
+	if err != nil {
 		return err
 	}
 	ns, err := namespaces.NamespaceRequired(ctx)
@@ -403,6 +398,18 @@ func (s contentStore) Put(ctx context.Context, desc ocispec.Descriptor, data []b
 		return alreadyExists("content %s", desc.Digest)
 	}
 	return nil
+}
+
+// commitOptions applies a commit's (or a Put's) options and checks the
+// labels they give.
+func commitOptions(opts []content.CommitOpt) (content.CommitOpts, error) {
+	var co content.CommitOpts
+	for _, o := range opts {
+		if err := o(&co); err != nil {
+			return co, err
+		}
+	}
+	return co, labels.ValidateAll(co.Labels)
 }
 
 // recordBlob records the blob dgst of size in the namespace of t, held by
@@ -555,13 +562,8 @@ func (w *nsWriter) Status() (content.Status, error) {
 }
 
 func (w *nsWriter) Commit(ctx context.Context, size int64, expected digest.Digest, opts ...content.CommitOpt) error {
-	var co content.CommitOpts
-	for _, o := range opts {
-		if err := o(&co); err != nil {
-			return err
-		}
-	}
-	if err := labels.ValidateAll(co.Labels); err != nil {
+	co, err := commitOptions(opts)
+	if err != nil {
 		return err
 	}
 	if expected == "" {
@@ -595,7 +597,7 @@ func (w *nsWriter) Commit(ctx context.Context, size int64, expected digest.Diges
 	}
 	ctx = namespaces.WithNamespace(ctx, w.ns)
 	var exists bool
-	err := w.db.update(ctx, func(t *nsTx) error {
+	err = w.db.update(ctx, func(t *nsTx) error {
 		exists = false
 		if ib := t.bucket(bucketIngests); ib != nil {
 			if err := ib.Delete([]byte(w.ref)); err != nil {

@@ -427,6 +427,27 @@ func TestCommitWithParent(t *testing.T) {
 	})
 }
 
+// activeWithFiles makes active snapshot key with a directory, dirOf its id,
+// holding n files of size bytes, and returns the id.
+func activeWithFiles(t *testing.T, ms *MetaStore, key string, dirOf func(uint64) string, n, size int) uint64 {
+	t.Helper()
+	var id uint64
+	mustUpdate(t, ms, func(tx *Tx) error {
+		s, err := tx.CreateSnapshot(snapshots.KindActive, key, "")
+		id = s.ID
+		return err
+	})
+	if err := os.MkdirAll(dirOf(id), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if err := os.WriteFile(filepath.Join(dirOf(id), strconv.Itoa(i)), make([]byte, size), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return id
+}
+
 // Commit returns before the snapshot is measured; the measurement lands on
 // the record in the background, and Usage measures on demand before it has.
 func TestCommitMeasuresInTheBackground(t *testing.T) {
@@ -434,23 +455,7 @@ func TestCommitMeasuresInTheBackground(t *testing.T) {
 	ctx := context.Background()
 	root := t.TempDir()
 	dirOf := func(id uint64) string { return filepath.Join(root, strconv.FormatUint(id, 10)) }
-	prepare := func(key string) uint64 {
-		var id uint64
-		mustUpdate(t, ms, func(tx *Tx) error {
-			s, err := tx.CreateSnapshot(snapshots.KindActive, key, "")
-			id = s.ID
-			return err
-		})
-		if err := os.MkdirAll(dirOf(id), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		for i := range 3 {
-			if err := os.WriteFile(filepath.Join(dirOf(id), strconv.Itoa(i)), make([]byte, 8192), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return id
-	}
+	prepare := func(key string) uint64 { return activeWithFiles(t, ms, key, dirOf, 3, 8192) }
 	want := func(id uint64) snapshots.Usage {
 		u, err := DiskUsage(ctx, dirOf(id))
 		if err != nil || u.Inodes != 4 || u.Size < 3*8192 {
@@ -587,20 +592,7 @@ func TestMeasureMany(t *testing.T) {
 	dirOf := func(id uint64) string { return filepath.Join(root, strconv.FormatUint(id, 10)) }
 	var jobs []measureJob
 	for i, key := range []string{"a", "b", "c", "d"} {
-		var id uint64
-		mustUpdate(t, ms, func(tx *Tx) error {
-			s, err := tx.CreateSnapshot(snapshots.KindActive, key, "")
-			id = s.ID
-			return err
-		})
-		if err := os.MkdirAll(dirOf(id), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		for j := range i + 1 {
-			if err := os.WriteFile(filepath.Join(dirOf(id), strconv.Itoa(j)), []byte("x"), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
+		id := activeWithFiles(t, ms, key, dirOf, i+1, 1)
 		// Committed in the store without queueing a measurement.
 		mustUpdate(t, ms, func(tx *Tx) error {
 			_, err := tx.commitActive(key, "c-"+key, snapshots.Usage{}, true, nil)
