@@ -346,40 +346,60 @@ func (c *chainRecorder) CommitChain(ctx context.Context, parent string, links []
 // TestCommitAppliedChainsReadyLayers gives the committer every layer
 // applied apart at once: it commits them in one chain, up to the layer
 // that could not be applied apart, which it applies again on its parent;
-// the snapshots are those of an unpack one layer after another.
+// the snapshots are those of an unpack one layer after another. When
+// another unpack has committed the first layers meanwhile, each chain
+// stops at the first of them, whose snapshot the committer drops, and goes
+// on from there.
 func TestCommitAppliedChainsReadyLayers(t *testing.T) {
 	img := parallelImage()
 	seqLayers, seqTrees, _ := unpacked(t, img, 1)
-
-	ctx, sn, o, dir := overlaySetup(t)
-	for _, b := range img.Blobs() {
-		store(t, ctx, o.Content, b)
-	}
-	var cfg ocispec.Image
-	if err := json.Unmarshal(img.Config.Data, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	diffIDs := cfg.RootFS.DiffIDs
-	chains := identity.ChainIDs(slices.Clone(diffIDs))
-	layers := make([]ocispec.Descriptor, len(img.Layers))
-	results := make([]chan detached, len(layers))
-	noWait := func(digest.Digest) error { return nil }
-	for i, l := range img.Layers {
-		layers[i] = l.Desc
-		results[i] = make(chan detached, 1)
-		results[i] <- applyDetached(ctx, o, l.Desc, diffIDs[i], chains[i], i > 0, noWait)
-	}
-	rec := &chainRecorder{Snapshotter: sn}
-	o.Snapshotter = rec
-	top, err := commitApplied(ctx, o, layers, diffIDs, chains, results, noWait, func() {})
-	if err != nil {
-		t.Fatal(err)
-	}
-	parLayers, parTrees := inspect(t, ctx, sn, o, dir, img, top)
-	sameTrees(t, seqLayers, seqTrees, parLayers, parTrees)
-	// Layers 0 to 3 in one chain; layer 4 was committed by its apply on
-	// its parent, outside any chain.
-	if want := []int{4}; !slices.Equal(rec.runs, want) {
-		t.Fatalf("chains committed: %v, want %v", rec.runs, want)
+	for _, tc := range []struct {
+		name      string
+		committed int // layers another unpack commits after the applies
+		runs      []int
+	}{
+		// Layers 0 to 3 in one chain; layer 4 is committed by its
+		// apply on its parent, outside any chain.
+		{"alone", 0, []int{4}},
+		{"raced", 3, []int{4, 3, 2, 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, sn, o, dir := overlaySetup(t)
+			for _, b := range img.Blobs() {
+				store(t, ctx, o.Content, b)
+			}
+			var cfg ocispec.Image
+			if err := json.Unmarshal(img.Config.Data, &cfg); err != nil {
+				t.Fatal(err)
+			}
+			diffIDs := cfg.RootFS.DiffIDs
+			chains := identity.ChainIDs(slices.Clone(diffIDs))
+			layers := make([]ocispec.Descriptor, len(img.Layers))
+			results := make([]chan detached, len(layers))
+			noWait := func(digest.Digest) error { return nil }
+			for i, l := range img.Layers {
+				layers[i] = l.Desc
+				results[i] = make(chan detached, 1)
+				results[i] <- applyDetached(ctx, o, l.Desc, diffIDs[i], chains[i], i > 0, noWait)
+			}
+			var parent digest.Digest
+			for i := range tc.committed {
+				if err := unpackLayer(ctx, o, layers[i], diffIDs[i], chains[i], parent); err != nil {
+					t.Fatal(err)
+				}
+				parent = chains[i]
+			}
+			rec := &chainRecorder{Snapshotter: sn}
+			o.Snapshotter = rec
+			top, err := commitApplied(ctx, o, layers, diffIDs, chains, results, noWait, func() {})
+			if err != nil {
+				t.Fatal(err)
+			}
+			parLayers, parTrees := inspect(t, ctx, sn, o, dir, img, top)
+			sameTrees(t, seqLayers, seqTrees, parLayers, parTrees)
+			if !slices.Equal(rec.runs, tc.runs) {
+				t.Fatalf("chains committed: %v, want %v", rec.runs, tc.runs)
+			}
+		})
 	}
 }
