@@ -138,8 +138,8 @@ func hasPrefix(s, prefix string) bool { return len(s) >= len(prefix) && s[:len(p
 
 // ProcessUmask reads the umask without changing it (umask(2) can only be
 // read by setting it, which would race with other goroutines creating
-// files). Where it cannot be read (no /proc, or Linux before 4.7), every bit counts as masked, so that
-// files are always chmodded.
+// files). Where it cannot be read (no /proc, or Linux before 4.7), every
+// bit counts as masked, so that files are always chmodded.
 func ProcessUmask() uint32 {
 	data, err := os.ReadFile("/proc/self/status")
 	if err != nil {

@@ -72,6 +72,20 @@ func withMounted(t *testing.T, dir string, mounts []mount.Mount, fn func(root st
 	}
 }
 
+// snapshotDirs lists the names in s's snapshots directory.
+func snapshotDirs(t *testing.T, s *Snapshotter) []string {
+	t.Helper()
+	entries, err := os.ReadDir(s.snapshotsDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
 func writeFile(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
@@ -305,14 +319,7 @@ func TestErrors(t *testing.T) {
 		t.Errorf("usage missing: %v", err)
 	}
 	// Failed creations leave no directory behind.
-	entries, err := os.ReadDir(s.snapshotsDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range entries {
-		names = append(names, e.Name())
-	}
+	names := snapshotDirs(t, s)
 	if want := []string{"1", "2"}; !slices.Equal(names, want) {
 		t.Errorf("snapshot dirs %v, want %v", names, want)
 	}
@@ -524,14 +531,7 @@ func TestCleanup(t *testing.T) {
 	if err := s.Cleanup(ctx); err != nil {
 		t.Fatal(err)
 	}
-	entries, err := os.ReadDir(s.snapshotsDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range entries {
-		names = append(names, e.Name())
-	}
+	names := snapshotDirs(t, s)
 	if !slices.Equal(names, []string{"1"}) {
 		t.Errorf("after Cleanup: %v, want only l1's directory", names)
 	}
@@ -818,14 +818,7 @@ func TestConcurrentPrepares(t *testing.T) {
 			}
 		}
 	}
-	entries, err := os.ReadDir(s.snapshotsDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var dirs []string
-	for _, e := range entries {
-		dirs = append(dirs, e.Name())
-	}
+	dirs := snapshotDirs(t, s)
 	if len(dirs) != made {
 		t.Errorf("%d directories for %d snapshots: %v", len(dirs), made, dirs)
 	}
