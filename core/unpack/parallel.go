@@ -13,6 +13,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/hullrt/hull/core/diff"
+	"github.com/hullrt/hull/core/mount"
 	"github.com/hullrt/hull/core/snapshots"
 )
 
@@ -30,13 +31,75 @@ type detached struct {
 	err error
 }
 
+// prepared is a layer's snapshot, made before its blob is there.
+type prepared struct {
+	key    string
+	mounts []mount.Mount
+	// exists is set when the layer's snapshot was there already.
+	exists bool
+	err    error
+}
+
+// prepareAhead is how many layers' snapshots may be being prepared at
+// once ahead of their applies: enough that the snapshotter's group commit
+// takes most of an image's layers in a few transactions, few enough to
+// bound the goroutines blocked in its filesystem calls.
+const prepareAhead = 32
+
+// prepareAll prepares, for each layer not yet unpacked, the snapshot
+// without parent that its detached apply will fill, all at once rather
+// than each when its blob arrives: the metadata store and the snapshotter
+// then record them in a few shared transactions, not one each, and the
+// work is done while the first blobs download. Each layer gets exactly one
+// result.
+func prepareAll(ctx context.Context, o Options, layers []ocispec.Descriptor, chains []digest.Digest) []chan prepared {
+	out := make([]chan prepared, len(layers))
+	for i := range out {
+		out[i] = make(chan prepared, 1)
+	}
+	slots := make(chan struct{}, prepareAhead)
+	go func() {
+		for i := range layers {
+			slots <- struct{}{}
+			go func() {
+				defer func() { <-slots }()
+				out[i] <- prepareDetached(ctx, o, layers[i], chains[i])
+			}()
+		}
+	}()
+	return out
+}
+
+// prepareDetached makes the snapshot without parent into which layer is
+// to be applied, unless its chain exists.
+func prepareDetached(ctx context.Context, o Options, layer ocispec.Descriptor, chain digest.Digest) prepared {
+	if err := ctx.Err(); err != nil {
+		return prepared{err: err}
+	}
+	if ok, err := o.exists(ctx, chain); err != nil {
+		return prepared{err: err}
+	} else if ok {
+		return prepared{exists: true}
+	}
+	key := fmt.Sprintf("extract-%d-%s", time.Now().UnixNano(), chain.Encoded())
+	mounts, err := o.Snapshotter.Prepare(ctx, key, "", snapshots.WithLabels(map[string]string{LabelSnapshotRef: chain.String()}))
+	if errdefs.IsAlreadyExists(err) {
+		return prepared{exists: true}
+	}
+	if err != nil {
+		return prepared{err: fmt.Errorf("prepare snapshot for layer %s: %w", layer.Digest, err)}
+	}
+	return prepared{key: key, mounts: mounts}
+}
+
 // unpackParallel applies layers up to o.ParallelLayers at once, each into a
 // snapshot without parent, and commits them in chain order, each onto the
 // one below (snapshots.WithParent). Layer 0 has no parent anyway and is
 // applied the ordinary way. A layer whose detached apply fails, or whose
 // commit the snapshotter refuses, is applied again on its parent: the
 // result is the same chain of snapshots an unpack one layer after another
-// makes, with the same content in each.
+// makes, with the same content in each. The snapshots are prepared ahead
+// of the applies (prepareAll).
 func unpackParallel(ctx context.Context, o Options, layers []ocispec.Descriptor, diffIDs, chains []digest.Digest, wait func(digest.Digest) error) (digest.Digest, error) {
 	if fn := o.Progress; fn != nil {
 		// Callers write progress lines; they need not lock.
@@ -56,6 +119,7 @@ func unpackParallel(ctx context.Context, o Options, layers []ocispec.Descriptor,
 		results[i] = make(chan detached, 1)
 	}
 	var wg sync.WaitGroup
+	preps := prepareAll(ctx, o, layers, chains)
 	// The dispatcher starts applies in layer order, never more than
 	// ParallelLayers at once, so that the layer the committer waits for
 	// is never queued behind later ones.
@@ -69,13 +133,17 @@ func unpackParallel(ctx context.Context, o Options, layers []ocispec.Descriptor,
 			case <-ctx.Done():
 				for j := i; j < len(layers); j++ {
 					results[j] <- detached{err: ctx.Err()}
+					// Its snapshot may be made even so.
+					if p := <-preps[j]; p.key != "" {
+						o.Snapshotter.Remove(context.WithoutCancel(ctx), p.key)
+					}
 				}
 				return
 			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				r := applyDetached(ctx, o, layers[i], diffIDs[i], chains[i], i > 0, wait)
+				r := applyDetached(ctx, o, layers[i], diffIDs[i], chains[i], i > 0, wait, <-preps[i])
 				<-slots
 				results[i] <- r
 			}()
@@ -218,27 +286,34 @@ func commitApplied(ctx context.Context, o Options, layers []ocispec.Descriptor, 
 	return parent, nil
 }
 
-// applyDetached applies layer into a new snapshot without parent, as an
-// upper directory to be stacked on its parent when rebase is set (the
-// layer has one).
-func applyDetached(ctx context.Context, o Options, layer ocispec.Descriptor, diffID, chain digest.Digest, rebase bool, wait func(digest.Digest) error) detached {
-	if ok, err := o.exists(ctx, chain); err != nil {
-		return detached{err: err}
-	} else if ok {
+// applyDetached applies layer into p, its snapshot prepared without
+// parent, as an upper directory to be stacked on its parent when rebase is
+// set (the layer has one).
+func applyDetached(ctx context.Context, o Options, layer ocispec.Descriptor, diffID, chain digest.Digest, rebase bool, wait func(digest.Digest) error, p prepared) detached {
+	switch {
+	case p.err != nil:
+		return detached{err: p.err}
+	case p.exists:
 		return detached{exists: true}
+	}
+	remove := func(err error) error {
+		if rerr := o.Snapshotter.Remove(context.WithoutCancel(ctx), p.key); rerr != nil && !errdefs.IsNotFound(rerr) {
+			err = errors.Join(err, fmt.Errorf("remove snapshot %s: %w", p.key, rerr))
+		}
+		return err
 	}
 	if err := wait(layer.Digest); err != nil {
-		return detached{err: err}
-	}
-	key := fmt.Sprintf("extract-%d-%s", time.Now().UnixNano(), chain.Encoded())
-	mounts, err := o.Snapshotter.Prepare(ctx, key, "", snapshots.WithLabels(map[string]string{LabelSnapshotRef: chain.String()}))
-	if errdefs.IsAlreadyExists(err) {
-		return detached{exists: true}
-	}
-	if err != nil {
-		return detached{err: fmt.Errorf("prepare snapshot for layer %s: %w", layer.Digest, err)}
+		return detached{err: remove(err)}
 	}
 	o.progress(layer, chain, "applying")
+	if err := applyInto(ctx, o, layer, diffID, p.mounts, rebase); err != nil {
+		return detached{err: remove(fmt.Errorf("apply layer %s apart from its parent: %w", layer.Digest, err))}
+	}
+	return detached{key: p.key}
+}
+
+// applyInto applies layer into mounts, checking its diffID.
+func applyInto(ctx context.Context, o Options, layer ocispec.Descriptor, diffID digest.Digest, mounts []mount.Mount, rebase bool) error {
 	opts := []diff.ApplyOpt{diff.WithExpectedDiffID(diffID.String())}
 	if rebase {
 		opts = append(opts, diff.WithDetached())
@@ -247,11 +322,5 @@ func applyDetached(ctx context.Context, o Options, layer ocispec.Descriptor, dif
 	if err == nil && applied.Digest != diffID {
 		err = fmt.Errorf("layer %s: uncompressed digest %s, the image config says %s: %w", layer.Digest, applied.Digest, diffID, errdefs.ErrFailedPrecondition)
 	}
-	if err != nil {
-		if rerr := o.Snapshotter.Remove(context.WithoutCancel(ctx), key); rerr != nil && !errdefs.IsNotFound(rerr) {
-			err = errors.Join(err, fmt.Errorf("remove snapshot %s: %w", key, rerr))
-		}
-		return detached{err: fmt.Errorf("apply layer %s apart from its parent: %w", layer.Digest, err)}
-	}
-	return detached{key: key}
+	return err
 }

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/identity"
@@ -380,7 +382,7 @@ func TestCommitAppliedChainsReadyLayers(t *testing.T) {
 			for i, l := range img.Layers {
 				layers[i] = l.Desc
 				results[i] = make(chan detached, 1)
-				results[i] <- applyDetached(ctx, o, l.Desc, diffIDs[i], chains[i], i > 0, noWait)
+				results[i] <- applyDetached(ctx, o, l.Desc, diffIDs[i], chains[i], i > 0, noWait, prepareDetached(ctx, o, l.Desc, chains[i]))
 			}
 			var parent digest.Digest
 			for i := range tc.committed {
@@ -402,4 +404,93 @@ func TestCommitAppliedChainsReadyLayers(t *testing.T) {
 			}
 		})
 	}
+}
+
+// prepareCounter counts the snapshots prepared through it.
+type prepareCounter struct {
+	snapshots.Snapshotter
+	mu       sync.Mutex
+	prepared int
+	all      chan struct{} // closed at the want'th Prepare
+	want     int
+}
+
+func (p *prepareCounter) Prepare(ctx context.Context, key, parent string, opts ...snapshots.Opt) ([]mount.Mount, error) {
+	m, err := p.Snapshotter.Prepare(ctx, key, parent, opts...)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.prepared++; p.prepared == p.want {
+		close(p.all)
+	}
+	return m, err
+}
+
+// TestParallelUnpackPreparesAhead holds back every layer's blob until each
+// layer's snapshot is prepared: they are all prepared before any blob is
+// there (so that the stores record them in shared transactions), the
+// unpack then makes the same snapshots as one layer after another, and an
+// unpack whose blobs never come leaves no snapshot behind.
+func TestParallelUnpackPreparesAhead(t *testing.T) {
+	img := parallelImage()
+	seqLayers, seqTrees, _ := unpacked(t, img, 1)
+	var m ocispec.Manifest
+	if err := json.Unmarshal(img.Manifest.Data, &m); err != nil {
+		t.Fatal(err)
+	}
+	isLayer := func(d digest.Digest) bool {
+		return slices.ContainsFunc(m.Layers, func(l ocispec.Descriptor) bool { return l.Digest == d })
+	}
+
+	t.Run("complete", func(t *testing.T) {
+		ctx, sn, o, dir := overlaySetup(t)
+		for _, b := range img.Blobs() {
+			store(t, ctx, o.Content, b)
+		}
+		pc := &prepareCounter{Snapshotter: sn, all: make(chan struct{}), want: len(m.Layers)}
+		o.Snapshotter, o.ParallelLayers = pc, 2
+		ready := func(ctx context.Context, d digest.Digest) error {
+			if !isLayer(d) {
+				return nil
+			}
+			select {
+			case <-pc.all:
+				return nil
+			case <-time.After(10 * time.Second):
+				return fmt.Errorf("blob %s held back: only %d of %d snapshots were prepared without it", d, pc.prepared, pc.want)
+			}
+		}
+		top, err := UnpackManifest(ctx, m, o, ready)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Snapshotter = sn
+		parLayers, parTrees := inspect(t, ctx, sn, o, dir, img, top)
+		sameTrees(t, seqLayers, seqTrees, parLayers, parTrees)
+	})
+
+	t.Run("blobs never come", func(t *testing.T) {
+		ctx, sn, o, _ := overlaySetup(t)
+		store(t, ctx, o.Content, img.Config)
+		pc := &prepareCounter{Snapshotter: sn, all: make(chan struct{}), want: len(m.Layers)}
+		o.Snapshotter, o.ParallelLayers = pc, 2
+		failed := errors.New("the pull failed")
+		ready := func(ctx context.Context, d digest.Digest) error {
+			if !isLayer(d) {
+				return nil
+			}
+			<-pc.all
+			return failed
+		}
+		if _, err := UnpackManifest(ctx, m, o, ready); !errors.Is(err, failed) {
+			t.Fatalf("unpack without its blobs: %v, want %v", err, failed)
+		}
+		var left []string
+		sn.Walk(ctx, func(_ context.Context, i snapshots.Info) error {
+			left = append(left, i.Name)
+			return nil
+		})
+		if len(left) != 0 {
+			t.Fatalf("snapshots left by the failed unpack: %v", left)
+		}
+	})
 }
