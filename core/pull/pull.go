@@ -174,7 +174,7 @@ func Pull(ctx context.Context, ref string, o Options) (images.Image, error) {
 		ctx = leases.WithLease(ctx, l.ID)
 		defer o.Leases.Delete(context.WithoutCancel(ctx), l.ID, false)
 	}
-	name, desc, err := o.Resolver.Resolve(ctx, ref)
+	name, desc, manifest, err := resolve(ctx, o, ref)
 	if err != nil {
 		return images.Image{}, err
 	}
@@ -191,7 +191,7 @@ func Pull(ctx context.Context, ref string, o Options) (images.Image, error) {
 	if o.OnResolved != nil {
 		o.OnResolved(name, desc)
 	}
-	p := &puller{o: o, fetcher: fetcher, labels: map[string]string{sourceLabel(host): repo}, sem: make(chan struct{}, o.MaxConcurrentDownloads), fail: fail}
+	p := &puller{o: o, fetcher: fetcher, top: desc, topData: manifest, labels: map[string]string{sourceLabel(host): repo}, sem: make(chan struct{}, o.MaxConcurrentDownloads), fail: fail}
 	p.progress(desc, StatusWaiting, 0)
 	if err := p.fetchTree(treeCtx, desc); err != nil {
 		// The first failure cancelled the rest; theirs are its echoes.
@@ -206,6 +206,22 @@ func Pull(ctx context.Context, ref string, o Options) (images.Image, error) {
 		out, err = o.Images.Update(ctx, img, "target")
 	}
 	return out, err
+}
+
+// resolve resolves ref, reading what it points at in the same request when
+// the resolver can (remotes.ManifestResolver) and the store has no image
+// of that name: such a pull reads the manifest anyway, and reading it now
+// saves a round trip before anything else can be fetched. A pull of a name
+// stored (an update, most often of nothing) asks for the headers alone,
+// which registries do not count as a pull.
+func resolve(ctx context.Context, o Options, ref string) (string, ocispec.Descriptor, []byte, error) {
+	if mr, ok := o.Resolver.(remotes.ManifestResolver); ok {
+		if _, err := o.Images.Get(ctx, ref); errdefs.IsNotFound(err) {
+			return mr.ResolveManifest(ctx, ref)
+		}
+	}
+	name, desc, err := o.Resolver.Resolve(ctx, ref)
+	return name, desc, nil, err
 }
 
 // splitName returns the host and the repository path of a reference.
@@ -223,6 +239,10 @@ func splitName(name string) (host, repo string) {
 type puller struct {
 	o       Options
 	fetcher remotes.Fetcher
+	// top is what the reference resolved to, and topData its bytes
+	// when the resolve read them (nil when it did not).
+	top     ocispec.Descriptor
+	topData []byte
 	labels  map[string]string
 	sem     chan struct{}
 	// parents maps the digest of each blob an index or manifest named to
@@ -338,6 +358,9 @@ func (p *puller) selectPlatforms(children []ocispec.Descriptor, refs []string) (
 func (p *puller) readManifest(ctx context.Context, desc ocispec.Descriptor) ([]byte, error) {
 	if data, err := images.ReadManifest(ctx, p.o.Content, desc); err == nil {
 		return data, nil
+	}
+	if p.topData != nil && desc.Digest == p.top.Digest && int64(len(p.topData)) == desc.Size && desc.Digest.Algorithm().FromBytes(p.topData) == desc.Digest {
+		return p.topData, nil
 	}
 	if desc.Size > 4<<20 {
 		return nil, fmt.Errorf("%s %s is %d bytes, more than the 4 MiB a manifest may have: %w", desc.MediaType, desc.Digest, desc.Size, errdefs.ErrInvalidArgument)

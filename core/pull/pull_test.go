@@ -154,6 +154,64 @@ func TestPullIndexPicksHostPlatform(t *testing.T) {
 	}
 }
 
+// manifestRegistry is a memRegistry that reads the manifest while it
+// resolves (remotes.ManifestResolver), counting how it was asked.
+type manifestRegistry struct {
+	*memRegistry
+	heads, gets int
+	serve       []byte // what ResolveManifest answers with
+}
+
+func (m *manifestRegistry) Resolve(ctx context.Context, ref string) (string, ocispec.Descriptor, error) {
+	m.heads++
+	return m.memRegistry.Resolve(ctx, ref)
+}
+
+func (m *manifestRegistry) ResolveManifest(ctx context.Context, ref string) (string, ocispec.Descriptor, []byte, error) {
+	m.gets++
+	return ref, m.root, m.serve, nil
+}
+
+// A pull of a name the store lacks reads the manifest in the request that
+// resolves it and does not fetch it again; a pull of a name it has asks
+// for the headers alone and reads the manifest from the store. A body
+// that does not match what it resolved to is not taken.
+func TestPullReadsTheManifestWhileResolving(t *testing.T) {
+	db, ctx := setup(t)
+	img := testimage.New([]string{"/bin/sh"}, []testimage.File{{Name: "a", Data: []byte("a")}})
+	reg := &manifestRegistry{memRegistry: &memRegistry{blobs: map[digest.Digest][]byte{}, root: img.Manifest.Desc}, serve: img.Manifest.Data}
+	for _, b := range img.Blobs() {
+		reg.add(b)
+	}
+	o := opts(db, reg)
+	if _, err := Pull(ctx, "registry.test/app:1", o); err != nil {
+		t.Fatal(err)
+	}
+	if reg.gets != 1 || reg.heads != 0 || reg.count(img.Manifest.Desc.Digest) != 0 {
+		t.Fatalf("first pull: %d resolves with the manifest, %d without, the manifest fetched %d times; want 1, 0, 0", reg.gets, reg.heads, reg.count(img.Manifest.Desc.Digest))
+	}
+	if _, err := Pull(ctx, "registry.test/app:1", o); err != nil {
+		t.Fatal(err)
+	}
+	if reg.gets != 1 || reg.heads != 1 || reg.count(img.Manifest.Desc.Digest) != 0 {
+		t.Fatalf("second pull: %d resolves with the manifest, %d without, the manifest fetched %d times; want 1, 1, 0", reg.gets, reg.heads, reg.count(img.Manifest.Desc.Digest))
+	}
+
+	for i, serve := range [][]byte{[]byte("{}"), bytes.Replace(img.Manifest.Data, []byte("{"), []byte("["), 1)} {
+		db2, ctx2 := setup(t)
+		reg.serve = serve
+		if _, err := Pull(ctx2, "registry.test/app:1", opts(db2, reg)); err != nil {
+			t.Fatal(err)
+		}
+		if n := int(reg.count(img.Manifest.Desc.Digest)); n != i+1 {
+			t.Fatalf("a manifest body that is not the digest (%q) was taken: the manifest was fetched %d times, want %d", serve, n, i+1)
+		}
+		if _, err := db2.Content().Info(ctx2, img.Manifest.Desc.Digest); err != nil {
+			t.Fatalf("the pulled manifest: %v", err)
+		}
+	}
+}
+
 func TestPullAllPlatforms(t *testing.T) {
 	db, ctx := setup(t)
 	a := testimage.NewFor(ocispec.Platform{OS: "linux", Architecture: "amd64"}, nil, []testimage.File{{Name: "a"}})

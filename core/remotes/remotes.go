@@ -26,6 +26,18 @@ type Resolver interface {
 	Pusher(ctx context.Context, ref string) (Pusher, error)
 }
 
+// ManifestResolver is a Resolver that can also return what a reference
+// points at, read in the same request: a pull that has no copy of the
+// manifest saves a round trip to the registry before it can fetch anything
+// else. (Resolve alone asks for the headers, which registries do not count
+// as a pull, so that a pull of an image already stored reads nothing.)
+type ManifestResolver interface {
+	Resolver
+	// ResolveManifest is Resolve returning the bytes of the index or
+	// manifest too, verified against the descriptor.
+	ResolveManifest(ctx context.Context, ref string) (name string, desc ocispec.Descriptor, manifest []byte, err error)
+}
+
 // Fetcher streams blobs and manifests of one repository.
 type Fetcher interface {
 	// Fetch returns the content of desc; the caller closes it. The bytes

@@ -132,6 +132,34 @@ func TestResolveHEAD(t *testing.T) {
 	}
 }
 
+// ResolveManifest reads the manifest in the one request that resolves it,
+// by tag or by digest, and still refuses bytes that are not the digest.
+func TestResolveManifestOneGET(t *testing.T) {
+	f := newFakeRegistry(t)
+	want := f.addManifest(testRepo, "v1", ocispec.MediaTypeImageManifest, []byte(manifestBody))
+	r := newTestResolver(t, single(f, Options{}))
+	for _, ref := range []string{f.addr() + "/" + testRepo + ":v1", f.addr() + "/" + testRepo + "@" + want.Digest.String()} {
+		before := len(f.requests())
+		name, desc, body, err := r.ResolveManifest(context.Background(), ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if name != ref || desc.Digest != want.Digest || desc.Size != want.Size || desc.MediaType != want.MediaType || string(body) != manifestBody {
+			t.Fatalf("%s: got %s %+v %q, want %+v", ref, name, desc, body, want)
+		}
+		if reqs := f.requests()[before:]; len(reqs) != 1 || !strings.HasPrefix(reqs[0], "GET ") {
+			t.Errorf("%s: requests %v, want one GET", ref, reqs)
+		}
+	}
+	other := digest.FromString("another manifest")
+	if _, _, _, err := r.ResolveManifest(context.Background(), f.addr()+"/"+testRepo+"@"+other.String()); err == nil {
+		t.Fatal("a manifest that is not the digest asked for was taken")
+	}
+	if _, _, _, err := r.ResolveManifest(context.Background(), f.addr()+"/"+testRepo+":nosuch"); !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), `"nosuch"`) {
+		t.Fatalf("missing tag: %v, want NotFound naming it", err)
+	}
+}
+
 func TestResolveGETFallback(t *testing.T) {
 	for name, knobs := range map[string]fakeKnobs{
 		"no digest header": {headNoDigest: true},

@@ -63,14 +63,30 @@ func contentType(v string) string {
 
 // Resolve returns ref and the descriptor of what it points at. Tags are
 // resolved on hosts with the resolve capability; digests also on hosts that
-// can only pull.
+// can only pull. It asks for the headers alone (HEAD), which registries do
+// not count as a pull, and reads the manifest only when they say too
+// little.
 func (r *Resolver) Resolve(ctx context.Context, ref string) (string, ocispec.Descriptor, error) {
+	desc, _, err := r.resolve(ctx, ref, false)
+	return ref, desc, err
+}
+
+// ResolveManifest is Resolve that also returns the manifest (or index)
+// itself, verified against the descriptor, in one request (GET): for a
+// pull that will read it anyway, which then saves a round trip to the
+// registry before anything else can be fetched.
+func (r *Resolver) ResolveManifest(ctx context.Context, ref string) (string, ocispec.Descriptor, []byte, error) {
+	desc, body, err := r.resolve(ctx, ref, true)
+	return ref, desc, body, err
+}
+
+func (r *Resolver) resolve(ctx context.Context, ref string, get bool) (ocispec.Descriptor, []byte, error) {
 	rf, err := parseRef(ref)
 	if err != nil {
-		return "", ocispec.Descriptor{}, err
+		return ocispec.Descriptor{}, nil, err
 	}
 	if rf.tag == "" && rf.dgst == "" {
-		return "", ocispec.Descriptor{}, fmt.Errorf("%s: reference has neither tag nor digest: %w", ref, errdefs.ErrInvalidArgument)
+		return ocispec.Descriptor{}, nil, fmt.Errorf("%s: reference has neither tag nor digest: %w", ref, errdefs.ErrInvalidArgument)
 	}
 	want := canResolve
 	if rf.dgst != "" {
@@ -78,23 +94,29 @@ func (r *Resolver) Resolve(ctx context.Context, ref string) (string, ocispec.Des
 	}
 	eps, err := r.endpoints(rf, want)
 	if err != nil {
-		return "", ocispec.Descriptor{}, err
+		return ocispec.Descriptor{}, nil, err
 	}
-	var desc ocispec.Descriptor
+	var (
+		desc ocispec.Descriptor
+		body []byte
+	)
 	err = r.tryHosts(ctx, ref, eps, func(ep *endpoint) error {
-		d, err := r.resolveOn(ctx, ep, rf)
+		d, b, err := r.resolveOn(ctx, ep, rf, get)
 		if err == nil {
-			desc = d
+			desc, body = d, b
 		}
 		return err
 	})
 	if err != nil {
-		return "", ocispec.Descriptor{}, notFoundRef(ref, rf, err)
+		return ocispec.Descriptor{}, nil, notFoundRef(ref, rf, err)
 	}
-	return ref, desc, nil
+	return desc, body, nil
 }
 
-func (r *Resolver) resolveOn(ctx context.Context, ep *endpoint, rf reference) (ocispec.Descriptor, error) {
+// resolveOn resolves rf on ep: by its headers (HEAD) unless get, and by the
+// manifest itself (GET) when get or when the headers say too little, in
+// which case the manifest is returned too.
+func (r *Resolver) resolveOn(ctx context.Context, ep *endpoint, rf reference, get bool) (ocispec.Descriptor, []byte, error) {
 	obj := rf.tag
 	if rf.dgst != "" {
 		obj = rf.dgst.String()
@@ -106,50 +128,53 @@ func (r *Resolver) resolveOn(ctx context.Context, ep *endpoint, rf reference) (o
 		header: http.Header{"Accept": {manifestAccept}},
 		scopes: []string{scope(rf.repo, "pull")},
 	}
-	resp, err := r.do(ctx, rq)
-	if err != nil {
-		return ocispec.Descriptor{}, err
-	}
-	switch resp.StatusCode {
-	case http.StatusOK:
-		resp.Body.Close()
-		mt := contentType(resp.Header.Get("Content-Type"))
-		if isSchema1(mt) {
-			return ocispec.Descriptor{}, schema1Err()
+	if !get {
+		resp, err := r.do(ctx, rq)
+		if err != nil {
+			return ocispec.Descriptor{}, nil, err
 		}
-		d, derr := digest.Parse(resp.Header.Get("Docker-Content-Digest"))
-		if derr == nil && isManifestType(mt) && resp.ContentLength > 0 && (rf.dgst == "" || d == rf.dgst) {
-			return ocispec.Descriptor{MediaType: mt, Digest: d, Size: resp.ContentLength}, nil
+		switch resp.StatusCode {
+		case http.StatusOK:
+			resp.Body.Close()
+			mt := contentType(resp.Header.Get("Content-Type"))
+			if isSchema1(mt) {
+				return ocispec.Descriptor{}, nil, schema1Err()
+			}
+			d, derr := digest.Parse(resp.Header.Get("Docker-Content-Digest"))
+			if derr == nil && isManifestType(mt) && resp.ContentLength > 0 && (rf.dgst == "" || d == rf.dgst) {
+				return ocispec.Descriptor{MediaType: mt, Digest: d, Size: resp.ContentLength}, nil, nil
+			}
+			// Not enough in the headers: read the manifest itself.
+		case http.StatusMethodNotAllowed, http.StatusNotFound:
+			// A HEAD answer has no body, and with it goes the
+			// registry's reason ("manifest unknown", "name
+			// unknown"): the GET below says why, and costs a request
+			// only when the pull fails.
+			drain(resp.Body)
+		default:
+			return ocispec.Descriptor{}, nil, statusErr(resp)
 		}
-		// Not enough in the headers: read the manifest itself.
-	case http.StatusMethodNotAllowed, http.StatusNotFound:
-		// A HEAD answer has no body, and with it goes the registry's
-		// reason ("manifest unknown", "name unknown"): the GET below
-		// says why, and costs a request only when the pull fails.
-		drain(resp.Body)
-	default:
-		return ocispec.Descriptor{}, statusErr(resp)
 	}
 
 	rq.method = http.MethodGet
-	resp, err = r.do(ctx, rq)
+	resp, err := r.do(ctx, rq)
 	if err != nil {
-		return ocispec.Descriptor{}, err
+		return ocispec.Descriptor{}, nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return ocispec.Descriptor{}, statusErr(resp)
+		return ocispec.Descriptor{}, nil, statusErr(resp)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxManifestSize+1))
 	if err != nil {
-		return ocispec.Descriptor{}, err
+		return ocispec.Descriptor{}, nil, err
 	}
 	if len(body) > maxManifestSize {
-		return ocispec.Descriptor{}, failure(errdefs.ErrResourceExhausted, false, "manifest is larger than %d bytes", maxManifestSize)
+		return ocispec.Descriptor{}, nil, failure(errdefs.ErrResourceExhausted, false, "manifest is larger than %d bytes", maxManifestSize)
 	}
 	mt, err := manifestType(contentType(resp.Header.Get("Content-Type")), body)
 	if err != nil {
-		return ocispec.Descriptor{}, err
+		return ocispec.Descriptor{}, nil, err
 	}
 	alg := digest.Canonical
 	if rf.dgst != "" {
@@ -157,9 +182,9 @@ func (r *Resolver) resolveOn(ctx context.Context, ep *endpoint, rf reference) (o
 	}
 	d := alg.FromBytes(body)
 	if rf.dgst != "" && d != rf.dgst {
-		return ocispec.Descriptor{}, failure(errdefs.ErrDataLoss, true, "served manifest has digest %s", d)
+		return ocispec.Descriptor{}, nil, failure(errdefs.ErrDataLoss, true, "served manifest has digest %s", d)
 	}
-	return ocispec.Descriptor{MediaType: mt, Digest: d, Size: int64(len(body))}, nil
+	return ocispec.Descriptor{MediaType: mt, Digest: d, Size: int64(len(body))}, body, nil
 }
 
 // manifestType decides a manifest's media type from its Content-Type or,
