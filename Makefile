@@ -19,7 +19,7 @@ BINARIES := bin/hulld bin/hullctl bin/hull-snapshotter bin/containerd-shim-hull-
 FUZZTIME ?= 50000x
 FUZZ     := ./core/filters:FuzzParse ./core/mount:FuzzParseIDMaps ./config:FuzzParse ./config:FuzzMigrate ./core/reference:FuzzParse ./core/remotes/hosts:FuzzParse ./core/remotes/registry:FuzzParseChallenges ./core/images:FuzzParseChildren ./core/archive:FuzzApply:5000x ./core/runtime/shims:FuzzParseBootstrap ./client/oci:FuzzParsePasswd ./client/oci:FuzzParseGroup ./client/oci:FuzzParseUserSpec ./shim/runc:FuzzParsePs ./shim/runc:FuzzParseState ./shim/runc:FuzzLastError ./shim/bootstrap:FuzzParseArgs ./shim/launch:FuzzGroupID ./shim/task:FuzzClampSpecOOMScoreAdj ./core/metadata:FuzzDecodeRecord ./internal/crashpoint:FuzzParse ./core/leases:FuzzIdleTimeout ./internal/errgrpc:FuzzRoundTrip ./cri/logs:FuzzParse ./cri/logs:FuzzWriter:10000x ./cri/cni:FuzzValidatePortMappings ./cri/cni:FuzzParseBandwidth ./cri/cni:FuzzRenderTemplate ./cri/spec:FuzzParseCapability ./cri/spec:FuzzParseProfileName ./cri/spec:FuzzLoadSeccompProfile ./cri/spec:FuzzCgroupsPath ./cri/spec:FuzzCheckSysctls ./cri/spec:FuzzResolveInRoot:5000x ./cri/images:FuzzNormalizeRef ./cri/images:FuzzDecodeAuth ./cri/podmetrics:FuzzParseNetDev ./cri/podmetrics:FuzzParseLimits ./shim/bootstrap:FuzzParseStartInput ./shim/info:FuzzParseFeatures ./shim/info:FuzzParseOptions ./core/restart:FuzzParsePolicy ./core/restart:FuzzDecide ./plugins/restart:FuzzLogCreator ./plugins/restart:FuzzParseInterval ./plugins/services/introspection:FuzzParseRuntimeInfo ./plugins/services/introspection:FuzzRuntimeTarget ./shim/task:FuzzWithTerminal ./core/imagearchive:FuzzReadIndex:5000x ./core/mount/manager:FuzzExpand ./core/mount/manager:FuzzParseBlockOptions ./core/mount/manager:FuzzParseMkdir ./core/taskmetrics:FuzzConvert ./cmd/hullctl:FuzzParseVolume ./cmd/hullctl:FuzzParseMount ./test/integration:FuzzShellWords
 
-.PHONY: all build deps install test unit integration race fuzz bench chaos critest demo docs check-docs clean
+.PHONY: all build deps install test test-steps unit integration race fuzz bench chaos critest demo docs check-docs clean
 
 all: build
 
@@ -35,10 +35,21 @@ install: build
 	install -m 0644 contrib/hull.service $(DESTDIR)/etc/systemd/system/hull.service
 	install -m 0644 contrib/hull.socket $(DESTDIR)/etc/systemd/system/hull.socket
 
+# hull's own defaults under the temporary directory, which tests' daemons,
+# shims and clients use when their paths are too long for a socket or name
+# no FIFO directory: those that do not exist before `make test` are removed
+# after it (once all test packages, which run side by side, are done) if
+# they are empty, whether the tests passed or not.
+TEST_TMP_DEFAULTS := $(shell for d in hull-shim hull-fifo; do p=$${TMPDIR:-/tmp}/$$d; [ -e $$p ] || echo $$p; done)
+
 # After hull's own tests, containerd's conformance suites against hull's
 # stores and hulld (test/compat, a module of its own so that containerd stays
 # out of hull's), run against the hulld just built.
 test: deps build
+	@st=0; $(MAKE) --no-print-directory test-steps || st=$$?; \
+	for d in $(TEST_TMP_DEFAULTS); do rmdir $$d 2>/dev/null; done; exit $$st
+
+test-steps:
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
 	cd test/compat && $(GO) vet ./... && HULLD_BIN=$(CURDIR)/bin/hulld $(GO) test -count=1 -timeout 15m ./...
