@@ -114,6 +114,9 @@ type applier struct {
 	// of many small layers would otherwise allocate and zero them anew
 	// for each.
 	chunks chunkPool
+	// gzips are gzip readers kept between layers for the same reason: a
+	// new one allocates a 32 KiB window, more than a small layer holds.
+	gzips sync.Pool
 }
 
 // Apply implements diff.Applier.
@@ -137,7 +140,7 @@ func (a *applier) Apply(ctx context.Context, desc ocispec.Descriptor, mounts []m
 	if err := checkMagic(br, comp, desc); err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	dec, err := decompress(br, comp)
+	dec, err := a.decompress(br, comp)
 	if err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("apply layer %s: %s: %w", desc.Digest, comp, err)
 	}
@@ -225,13 +228,24 @@ func checkMagic(br *bufio.Reader, comp compression, desc ocispec.Descriptor) err
 	return nil
 }
 
-// decompress returns a reader of r's uncompressed content.
-func decompress(r io.Reader, comp compression) (io.ReadCloser, error) {
+// decompress returns a reader of r's uncompressed content. It must not be
+// read once closed.
+func (a *applier) decompress(r io.Reader, comp compression) (io.ReadCloser, error) {
 	switch comp {
 	case gzipped:
 		// Multistream (the default) reads concatenated members, as gzip(1)
-		// and containerd do.
-		return gzip.NewReader(r)
+		// and containerd do; Reset restores it.
+		z, _ := a.gzips.Get().(*gzip.Reader)
+		var err error
+		if z == nil {
+			z, err = gzip.NewReader(r)
+		} else {
+			err = z.Reset(r)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return pooledGzip{z, &a.gzips}, nil
 	case zstded:
 		// One goroutine: the pull already decompresses layers in parallel.
 		d, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1))
@@ -241,6 +255,18 @@ func decompress(r io.Reader, comp compression) (io.ReadCloser, error) {
 		return zstdCloser{d}, nil
 	}
 	return io.NopCloser(r), nil
+}
+
+// pooledGzip returns its reader to the pool when closed.
+type pooledGzip struct {
+	*gzip.Reader
+	pool *sync.Pool
+}
+
+func (z pooledGzip) Close() error {
+	err := z.Reader.Close()
+	z.pool.Put(z.Reader)
+	return err
 }
 
 type zstdCloser struct{ *zstd.Decoder }

@@ -248,6 +248,56 @@ func TestApplyTrailingData(t *testing.T) {
 	}
 }
 
+// TestApplyReusesGzipReaders applies gzip layers one after another with
+// one applier, which keeps its gzip readers between layers: each layer,
+// good or corrupt (in its trailer, in its middle), reads as if with a
+// reader of its own, and a good layer after a corrupt one is whole.
+func TestApplyReusesGzipReaders(t *testing.T) {
+	requireRoot(t)
+	cs := newStore(t)
+	good, diffID := testimage.LayerWith(layerFiles, testimage.Gzip)
+	other := []testimage.File{{Name: "other", Data: bytes.Repeat([]byte("o"), 100_000)}}
+	good2, diffID2 := testimage.LayerWith(other, testimage.Gzip)
+	badCRC := slices.Clone(good.Data)
+	badCRC[len(badCRC)-6] ^= 0xff
+	badMiddle := slices.Clone(good2.Data)
+	badMiddle[len(badMiddle)/2] ^= 0xff
+	wantTree := func(files []testimage.File) map[string]string {
+		dir := t.TempDir()
+		if _, err := archive.Apply(context.Background(), dir, bytes.NewReader(uncompressedTar(t, files))); err != nil {
+			t.Fatal(err)
+		}
+		return tree(t, dir)
+	}
+	want, want2 := wantTree(layerFiles), wantTree(other)
+	a := NewApplier(cs)
+	for i, step := range []struct {
+		data   []byte
+		diffID digest.Digest
+		want   map[string]string
+	}{
+		{good.Data, diffID, want}, {badCRC, "", nil}, {good2.Data, diffID2, want2},
+		{badMiddle, "", nil}, {good.Data, diffID, want}, {good2.Data, diffID2, want2},
+	} {
+		desc := ingest(t, cs, ocispec.MediaTypeImageLayerGzip, step.data)
+		dir := t.TempDir()
+		got, err := a.Apply(context.Background(), desc, bindMount(dir))
+		if step.want == nil {
+			if err == nil {
+				t.Fatalf("step %d: a corrupt layer applied", i)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		if got.Digest != step.diffID {
+			t.Fatalf("step %d: diffID %s, want %s", i, got.Digest, step.diffID)
+		}
+		equalTrees(t, step.want, tree(t, dir))
+	}
+}
+
 func TestApplyDiffIDMismatch(t *testing.T) {
 	requireRoot(t)
 	cs := newStore(t)
