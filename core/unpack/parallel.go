@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
@@ -81,7 +80,7 @@ func prepareDetached(ctx context.Context, o Options, layer ocispec.Descriptor, c
 	} else if ok {
 		return prepared{exists: true}
 	}
-	key := fmt.Sprintf("extract-%d-%s", time.Now().UnixNano(), chain.Encoded())
+	key := extractKey(chain)
 	mounts, err := o.Snapshotter.Prepare(ctx, key, "", snapshots.WithLabels(map[string]string{LabelSnapshotRef: chain.String()}))
 	if errdefs.IsAlreadyExists(err) {
 		return prepared{exists: true}

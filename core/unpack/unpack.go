@@ -210,6 +210,12 @@ func (o Options) progress(layer ocispec.Descriptor, chain digest.Digest, status 
 	}
 }
 
+// extractKey is a new key for the active snapshot into which the layer of
+// chain is applied, unique among concurrent unpacks of the same layer.
+func extractKey(chain digest.Digest) string {
+	return fmt.Sprintf("extract-%d-%s", time.Now().UnixNano(), chain.Encoded())
+}
+
 // unpackLayer makes snapshot chain (on parent) from layer, unless it exists.
 func unpackLayer(ctx context.Context, o Options, layer ocispec.Descriptor, diffID, chain, parent digest.Digest) error {
 	if ok, err := o.exists(ctx, chain); err != nil {
@@ -218,7 +224,7 @@ func unpackLayer(ctx context.Context, o Options, layer ocispec.Descriptor, diffI
 		o.progress(layer, chain, "exists")
 		return nil
 	}
-	key := fmt.Sprintf("extract-%d-%s", time.Now().UnixNano(), chain.Encoded())
+	key := extractKey(chain)
 	mounts, err := o.Snapshotter.Prepare(ctx, key, parent.String(), snapshots.WithLabels(map[string]string{LabelSnapshotRef: chain.String()}))
 	if errdefs.IsAlreadyExists(err) {
 		// Another unpack made it (maybe in another namespace, now linked).
