@@ -13,8 +13,11 @@ const progressInterval = 100 * time.Millisecond
 // (event name) with only its latest state. A pull of many small layers
 // goes through waiting, downloading, complete and extracted for each of
 // them in a fraction of a second; a client that redraws its display for
-// every event (ctr does) spent more on the events than on the pull.
-// Events without a name (a step of the whole transfer, such as resolving)
+// every event (ctr does) spent more on the events than on the pull. Only
+// states in passing (waiting, downloading, uploading) are replaced: an
+// outcome ("already exists", "complete") is passed on even when another
+// follows ("extracted"), so that a client learns whether a blob was
+// downloaded. Events without a name (a step of the whole transfer, such as resolving)
 // are passed on at once, after what was pending, so the order of steps is
 // kept. close passes on what is left: every job's last state arrives.
 type coalescer struct {
@@ -47,9 +50,9 @@ func (c *coalescer) add(p Progress) {
 		c.flushThen(&p)
 		return
 	}
-	// A job's new state replaces its pending one and goes last: events
-	// leave in the order of their latest states.
-	if i, ok := c.index[p.Name]; ok {
+	// A job's new state replaces its pending one in passing and goes
+	// last: events leave in the order of their latest states.
+	if i, ok := c.index[p.Name]; ok && inPassing(c.pending[i].Event) {
 		c.pending[i].Name, c.pending[i].Event = "", ""
 	}
 	c.index[p.Name] = len(c.pending)
@@ -58,6 +61,16 @@ func (c *coalescer) add(p Progress) {
 		c.timer = time.AfterFunc(c.interval, func() { c.flushThen(nil) })
 	}
 	c.mu.Unlock()
+}
+
+// inPassing reports whether event is a state a job goes through on its way
+// to an outcome, which a later state of the job may replace.
+func inPassing(event string) bool {
+	switch event {
+	case "waiting", "downloading", "uploading":
+		return true
+	}
+	return false
 }
 
 // flushThen passes on what is pending, then then (if not nil).
