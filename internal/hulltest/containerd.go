@@ -11,6 +11,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hullrt/hull/client/cio"
+	"github.com/hullrt/hull/shim/launch"
 )
 
 // Containerd is a Debian containerd daemon started by a test or benchmark
@@ -237,4 +240,15 @@ func removeEmptyIfMade(dirs []string) func() {
 			os.Remove(dir) // fails, as it should, unless empty
 		}
 	}
+}
+
+// RemoveHullDefaultsMade is RemoveContainerdDefaultsMade for hull's own
+// defaults under the temporary directory: the shim socket directory that
+// daemons whose paths are too long for a socket fall back to
+// (launch.SocketDirIn) and the clients' FIFO directory
+// (cio.DefaultFIFODir). The same caveat holds: only for a package that no
+// other test process runs hull beside (`make test`, whose packages run
+// side by side, removes them once all are done).
+func RemoveHullDefaultsMade() func() {
+	return removeEmptyIfMade([]string{launch.SocketDirIn("", 0), cio.DefaultFIFODir()})
 }

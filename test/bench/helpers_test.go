@@ -63,7 +63,8 @@ func TestMain(m *testing.M) {
 	flag.Parse()
 	cleanup := func() {}
 	if f := flag.Lookup("test.bench"); f != nil && f.Value.String() != "" {
-		cleanup = hulltest.RemoveContainerdDefaultsMade()
+		containerd, hull := hulltest.RemoveContainerdDefaultsMade(), hulltest.RemoveHullDefaultsMade()
+		cleanup = func() { containerd(); hull() }
 	}
 	code := m.Run()
 	cleanup()
