@@ -117,7 +117,7 @@ func blobProgress(progress func(Progress), verb string, tree *progressTree) func
 		ev := Progress{Name: name, Progress: p.Offset, Total: p.Desc.Size, Desc: &p.Desc, Parents: tree.parents(p)}
 		switch p.Status {
 		case pull.StatusWaiting:
-			ev.Event = "waiting"
+			ev.Event = eventWaiting
 		case pull.StatusDownloading, pull.StatusLocked, pull.StatusRetrying:
 			ev.Event = verb
 		case pull.StatusDone:
@@ -189,7 +189,7 @@ func (s *Service) pull(ctx context.Context, src *transfertypes.OCIRegistry, dst 
 	po := pull.Options{
 		Resolver: res, Content: s.Content, Images: c, Leases: s.Leases,
 		Platform: match, AllPlatforms: all, MaxConcurrentDownloads: s.MaxConcurrentDownloads,
-		Progress: blobProgress(progress, "downloading", tree),
+		Progress: blobProgress(progress, eventDownloading, tree),
 		// One request per blob unless chunked fetches are configured:
 		// ranges cost the registry a request each.
 		ParallelChunks: 1,
@@ -363,7 +363,7 @@ func (s *Service) push(ctx context.Context, src *transfertypes.ImageStore, dst *
 	progress(Progress{Event: "Pushing to " + registryString(dst)})
 	if err := push.Push(ctx, dst.GetReference(), imgs[0].Target, push.Options{
 		Resolver: res, Content: s.Content, Platform: match, MaxConcurrentUploads: s.MaxConcurrentUploads,
-		Progress: blobProgress(progress, "uploading", nil),
+		Progress: blobProgress(progress, eventUploading, nil),
 	}); err != nil {
 		return err
 	}

@@ -17,9 +17,10 @@ const progressInterval = 100 * time.Millisecond
 // states in passing (waiting, downloading, uploading) are replaced: an
 // outcome ("already exists", "complete") is passed on even when another
 // follows ("extracted"), so that a client learns whether a blob was
-// downloaded. Events without a name (a step of the whole transfer, such as resolving)
-// are passed on at once, after what was pending, so the order of steps is
-// kept. close passes on what is left: every job's last state arrives.
+// downloaded. Events without a name (a step of the whole transfer, such as
+// resolving) are passed on at once, after what was pending, so the order
+// of steps is kept. close passes on what is left: every job's last state
+// arrives.
 type coalescer struct {
 	send     func(Progress)
 	interval time.Duration
@@ -63,11 +64,18 @@ func (c *coalescer) add(p Progress) {
 	c.mu.Unlock()
 }
 
+// The events of a blob on its way to an outcome, in containerd's words.
+const (
+	eventWaiting     = "waiting"
+	eventDownloading = "downloading"
+	eventUploading   = "uploading"
+)
+
 // inPassing reports whether event is a state a job goes through on its way
 // to an outcome, which a later state of the job may replace.
 func inPassing(event string) bool {
 	switch event {
-	case "waiting", "downloading", "uploading":
+	case eventWaiting, eventDownloading, eventUploading:
 		return true
 	}
 	return false
