@@ -171,7 +171,5 @@ func TestStorageFaultFullDiskPullUnpackCreate(t *testing.T) {
 	h.fails(t, []string{fullOn, "task bundles"}, "run", "--rm", "--name", "c1", small, "true")
 	os.Remove(filler)
 	h.ok(t, "run", "--rm", "--name", "c2", small, "true")
-	if left, _ := os.ReadDir(filepath.Join(mnt, "state", "io.containerd.runtime.v2.task", "default")); len(left) > 0 {
-		t.Errorf("bundles left: %v", left)
-	}
+	waitBundlesGone(t, filepath.Join(mnt, "state"), "default")
 }

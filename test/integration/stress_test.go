@@ -62,14 +62,7 @@ func TestTaskStress(t *testing.T) {
 	if after := countSnapshots(t, ctx, c); after != before {
 		t.Fatalf("snapshots: %d before, %d after", before, after)
 	}
-	// A bundle goes once its shim has exited, which Delete does not wait
-	// for (the task's "drain"): the last ones may still be going.
-	hulltest.Eventually(t, 10*time.Second, "the bundles to go", func() error {
-		if bundles, _ := os.ReadDir(filepath.Join(d.State, "io.containerd.runtime.v2.task", "stress")); len(bundles) != 0 {
-			return fmt.Errorf("%d bundles left", len(bundles))
-		}
-		return nil
-	})
+	waitBundlesGone(t, d.State, "stress")
 	// Nor cgroups: each task's leaf cgroup goes with it, under every
 	// controller (the namespace's parent cgroup stays, as with runc).
 	ctrls, _ := os.ReadDir("/sys/fs/cgroup")
@@ -82,6 +75,24 @@ func TestTaskStress(t *testing.T) {
 		}
 	}
 	assertNoLeaks(t, d, fifos)
+}
+
+// waitBundlesGone waits until namespace ns has no task bundle left under
+// the state directory state. A bundle goes once its shim has exited,
+// which Delete does not wait for (the task's "drain"): the last ones may
+// still be going when a test's last Delete returns.
+func waitBundlesGone(t *testing.T, state, ns string) {
+	t.Helper()
+	hulltest.Eventually(t, 10*time.Second, "the bundles to go", func() error {
+		if left, _ := os.ReadDir(filepath.Join(state, "io.containerd.runtime.v2.task", ns)); len(left) != 0 {
+			names := make([]string, len(left))
+			for i, e := range left {
+				names[i] = e.Name()
+			}
+			return fmt.Errorf("bundles left: %v", names)
+		}
+		return nil
+	})
 }
 
 func countSnapshots(t *testing.T, ctx context.Context, c *client.Client) int {
