@@ -88,7 +88,9 @@ func WithChunkedDownloads(chunkSize int64, parallel int, threshold int64) Remote
 	}
 }
 
-// WithMaxConcurrentDownloads bounds parallel blob transfers (default 3).
+// WithMaxConcurrentDownloads bounds the blobs above 1 MiB a pull fetches at
+// once (default 3); smaller ones are fetched up to max(8, n) at a time beside
+// them.
 func WithMaxConcurrentDownloads(n int) RemoteOpt {
 	return func(c *remoteConfig) { c.maxConcurrent = n }
 }

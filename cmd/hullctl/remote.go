@@ -26,7 +26,7 @@ func remoteFlags() []cli.Flag {
 // concurrencyFlag bounds parallel blob transfers of a pull or push that
 // hullctl makes itself.
 func concurrencyFlag() cli.Flag {
-	return &cli.IntFlag{Name: "max-concurrent-downloads", Usage: "parallel blob transfers, when hullctl transfers the blobs itself (a pull: it then does)", Value: 3}
+	return &cli.IntFlag{Name: "max-concurrent-downloads", Usage: "parallel transfers of blobs above 1 MiB (a pull fetches smaller ones up to 8 at a time beside them), when hullctl transfers the blobs itself (a pull: it then does)", Value: 3}
 }
 
 // chunkFlags tune a pull's ranged downloads; a pull given one runs in

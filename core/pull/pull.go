@@ -94,7 +94,9 @@ type Options struct {
 	Platform platforms.MatchComparer
 	// AllPlatforms pulls every manifest of an index.
 	AllPlatforms bool
-	// MaxConcurrentDownloads bounds parallel blob fetches; default 3.
+	// MaxConcurrentDownloads bounds the blobs larger than smallBlobSize
+	// fetched at once; default 3. Smaller blobs are fetched beside them,
+	// up to max(smallBlobsAtOnce, MaxConcurrentDownloads) at a time.
 	MaxConcurrentDownloads int
 	// Progress, if set, is called (from several goroutines) as blobs move.
 	Progress func(Progress)
@@ -124,6 +126,19 @@ type Options struct {
 // defaultStoreTimeout is StoreTimeout's default: long enough for a daemon
 // to restart, short enough that nobody takes the pull for hung.
 const defaultStoreTimeout = 30 * time.Second
+
+// smallBlobSize is the size up to which a blob is fetched in the pull's
+// small lane. Below about a megabyte a blob costs a request's round trip
+// rather than bandwidth, so a pull whose small blobs queued behind
+// MaxConcurrentDownloads slots would wait one round trip per few of them
+// (40 small layers: 14 round trips at 3 at a time, 5 at 8), and behind
+// large layers' downloads, though they take little of the link.
+const smallBlobSize = 1 << 20
+
+// smallBlobsAtOnce is the small lane's width: the registry resolver's
+// default bound on requests in flight to one host, which still holds (it
+// counts every pull's requests).
+const smallBlobsAtOnce = 8
 
 // maxConfigSize bounds image configs, which are read whole into memory (the
 // CVE-2023-25153 class of memory exhaustion).
@@ -191,7 +206,7 @@ func Pull(ctx context.Context, ref string, o Options) (images.Image, error) {
 	if o.OnResolved != nil {
 		o.OnResolved(name, desc)
 	}
-	p := &puller{o: o, fetcher: fetcher, top: desc, topData: manifest, labels: map[string]string{sourceLabel(host): repo}, sem: make(chan struct{}, o.MaxConcurrentDownloads), fail: fail}
+	p := &puller{o: o, fetcher: fetcher, top: desc, topData: manifest, labels: map[string]string{sourceLabel(host): repo}, sem: make(chan struct{}, o.MaxConcurrentDownloads), smallSem: make(chan struct{}, max(smallBlobsAtOnce, o.MaxConcurrentDownloads)), fail: fail}
 	p.progress(desc, StatusWaiting, 0)
 	if err := p.fetchTree(treeCtx, desc); err != nil {
 		// The first failure cancelled the rest; theirs are its echoes.
@@ -244,7 +259,9 @@ type puller struct {
 	top     ocispec.Descriptor
 	topData []byte
 	labels  map[string]string
-	sem     chan struct{}
+	// sem and smallSem bound the blobs being fetched, larger and not
+	// larger than smallBlobSize.
+	sem, smallSem chan struct{}
 	// parents maps the digest of each blob an index or manifest named to
 	// the first that named it (Progress.Parent).
 	parents sync.Map
@@ -382,12 +399,16 @@ func (p *puller) readManifest(ctx context.Context, desc ocispec.Descriptor) ([]b
 
 // fetchBlob streams a blob into the store unless it is there already.
 func (p *puller) fetchBlob(ctx context.Context, desc ocispec.Descriptor, labels map[string]string) error {
+	sem := p.sem
+	if desc.Size > 0 && desc.Size <= smallBlobSize {
+		sem = p.smallSem
+	}
 	select {
-	case p.sem <- struct{}{}:
+	case sem <- struct{}{}:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	defer func() { <-p.sem }()
+	defer func() { <-sem }()
 	if ok, err := p.exists(ctx, desc, labels); err != nil {
 		return err
 	} else if ok {

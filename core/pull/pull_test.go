@@ -517,3 +517,112 @@ func TestPullLeasesBlobsItFinds(t *testing.T) {
 		}
 	}
 }
+
+// laneRegistry is a memRegistry whose fetches report the blobs in flight
+// by lane, and whose large blobs wait until every small one was fetched.
+type laneRegistry struct {
+	*memRegistry
+	mu                       sync.Mutex
+	small, large             int // in flight now
+	maxSmall, maxLarge, all  int
+	smallFetched, smallTotal int
+	smallDone                chan struct{}
+	largeSlots               int
+	wide                     chan struct{} // closed when both lanes are full
+}
+
+func (l *laneRegistry) Fetcher(ctx context.Context, ref string) (remotes.Fetcher, error) {
+	return l, nil
+}
+
+func (l *laneRegistry) Fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {
+	if images.IsManifest(desc.MediaType) {
+		// A manifest is read before its blobs, outside the lanes.
+		return l.memRegistry.Fetch(ctx, desc)
+	}
+	isSmall := desc.Size <= smallBlobSize
+	l.mu.Lock()
+	if isSmall {
+		l.small++
+		l.maxSmall = max(l.maxSmall, l.small)
+	} else {
+		l.large++
+		l.maxLarge = max(l.maxLarge, l.large)
+	}
+	l.all = max(l.all, l.small+l.large)
+	if l.small == smallBlobsAtOnce && l.large == l.largeSlots {
+		close(l.wide)
+	}
+	l.mu.Unlock()
+	if isSmall {
+		// The first small blobs wait until both lanes are full, so a
+		// lane narrower than its bound shows as a timeout.
+		select {
+		case <-l.wide:
+		case <-time.After(5 * time.Second):
+		}
+	} else {
+		// Large blobs hold their slots until the small ones are in.
+		select {
+		case <-l.smallDone:
+		case <-time.After(5 * time.Second):
+		}
+	}
+	rc, err := l.memRegistry.Fetch(ctx, desc)
+	l.mu.Lock()
+	if isSmall {
+		l.small--
+		l.smallFetched++
+		if l.smallFetched == l.smallTotal {
+			close(l.smallDone)
+		}
+	} else {
+		l.large--
+	}
+	l.mu.Unlock()
+	return rc, err
+}
+
+// TestPullFetchesSmallBlobsBesideLargeOnes checks the two lanes of a
+// pull: blobs above smallBlobSize are fetched MaxConcurrentDownloads at a
+// time, smaller ones smallBlobsAtOnce at a time beside them, so that they
+// neither queue behind the large ones nor take a round trip each few.
+func TestPullFetchesSmallBlobsBesideLargeOnes(t *testing.T) {
+	db, ctx := setup(t)
+	var layers []testimage.BuiltLayer
+	for i := 0; i < 4; i++ {
+		data := make([]byte, smallBlobSize+1)
+		rand.Read(data)
+		layers = append(layers, testimage.MakeLayer([]testimage.File{{Name: fmt.Sprintf("large%d", i), Data: data}}, testimage.Uncompressed))
+	}
+	for _, files := range testimage.ManyLayers(2 * smallBlobsAtOnce) {
+		layers = append(layers, testimage.MakeLayer(files, testimage.Gzip))
+	}
+	img := testimage.NewLayers(platforms.DefaultSpec(), []string{"/x"}, layers...)
+	reg := &laneRegistry{memRegistry: &memRegistry{blobs: map[digest.Digest][]byte{}, root: img.Manifest.Desc},
+		largeSlots: 2, smallDone: make(chan struct{}), wide: make(chan struct{})}
+	for _, b := range img.Blobs() {
+		reg.add(b)
+		if b.Desc.Digest != img.Manifest.Desc.Digest && b.Desc.Size <= smallBlobSize {
+			reg.smallTotal++
+		}
+	}
+	o := opts(db, reg)
+	o.MaxConcurrentDownloads = 2
+	start := time.Now()
+	if _, err := Pull(ctx, "registry.test/lanes:1", o); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 4*time.Second {
+		t.Errorf("the pull took %s: a lane waited for a timeout (small blobs in flight at most %d of %d, fetched %d of %d)", took, reg.maxSmall, smallBlobsAtOnce, reg.smallFetched, reg.smallTotal)
+	}
+	if reg.maxLarge != 2 {
+		t.Errorf("%d large blobs were fetched at once, want MaxConcurrentDownloads (2)", reg.maxLarge)
+	}
+	if reg.maxSmall != smallBlobsAtOnce {
+		t.Errorf("%d small blobs were fetched at once, want %d", reg.maxSmall, smallBlobsAtOnce)
+	}
+	if reg.all != 2+smallBlobsAtOnce {
+		t.Errorf("%d blobs were fetched at once, want %d", reg.all, 2+smallBlobsAtOnce)
+	}
+}

@@ -87,7 +87,7 @@ type Images struct {
 	Snapshotter                string            `toml:"snapshotter" doc:"Snapshotter images are unpacked into for pods."`
 	DisableSnapshotAnnotations bool              `toml:"disable_snapshot_annotations" doc:"Accepted for containerd compatibility; hull passes no snapshot annotations."`
 	DiscardUnpackedLayers      bool              `toml:"discard_unpacked_layers" doc:"Accepted for containerd compatibility; layer blobs are kept."`
-	MaxConcurrentDownloads     int               `toml:"max_concurrent_downloads" doc:"Parallel layer downloads per pull."`
+	MaxConcurrentDownloads     int               `toml:"max_concurrent_downloads" doc:"Blobs above 1 MiB a pull fetches at once; smaller ones are fetched up to 8 at a time beside them (a round trip each rather than bandwidth)."`
 	ImagePullProgressTimeout   string            `toml:"image_pull_progress_timeout" doc:"A pull that makes no progress for this long fails (Go duration; 0 disables)."`
 	ImagePullWithSyncFs        bool              `toml:"image_pull_with_sync_fs" doc:"Accepted for containerd compatibility."`
 	StatsCollectPeriod         int               `toml:"stats_collect_period" doc:"Seconds a measurement of image filesystem usage is reused."`

@@ -62,7 +62,8 @@ type Config struct {
 	// RegistryConfigPath is the hosts.toml directory (containerd's
 	// registry.config_path); "" = the client's default.
 	RegistryConfigPath string
-	// MaxConcurrentDownloads bounds the blobs a pull fetches at once [3].
+	// MaxConcurrentDownloads bounds the blobs above 1 MiB a pull fetches at
+	// once [3]; smaller ones are fetched up to 8 at a time beside them.
 	MaxConcurrentDownloads int
 	// PullProgressTimeout: a pull whose downloads make no progress for
 	// this long fails; 0 disables it, as image_pull_progress_timeout = "0"

@@ -34,7 +34,7 @@ type Transferrer interface {
 // Config is the transfer plugin's section, with containerd 2.x's keys
 // (io.containerd.transfer.v1.local).
 type Config struct {
-	MaxConcurrentDownloads      int    `toml:"max_concurrent_downloads" doc:"Blobs a pull fetches at once."`
+	MaxConcurrentDownloads      int    `toml:"max_concurrent_downloads" doc:"Blobs above 1 MiB a pull fetches at once; smaller ones are fetched up to 8 at a time beside them (a round trip each rather than bandwidth)."`
 	ConcurrentLayerFetchBuffer  int64  `toml:"concurrent_layer_fetch_buffer" doc:"Above 512: a layer at least this large is fetched as ranges of this many bytes, max_concurrent_downloads at a time, where the registry serves ranges (worth it for distant registries; each range is a request); 0: one request per blob."`
 	MaxConcurrentUploadedLayers int    `toml:"max_concurrent_uploaded_layers" doc:"Blobs a push uploads at once."`
 	ConfigPath                  string `toml:"config_path" doc:"hosts.toml directory of pulls and pushes whose client names none; empty: hull's default, /etc/hull/certs.d."`
