@@ -38,10 +38,15 @@ func transferDaemons(b *testing.B, size int64, cmd func(ns string) []string) (ct
 	return ctr2, hull, ctrd
 }
 
-// alternate runs reps rounds of timeDist on both daemons, swapping who
-// goes first each round, each run in a namespace of its own.
+// alternate runs reps rounds of timeDist on both daemons, after one
+// untimed run each, swapping who goes first each round, each run in a
+// namespace of its own.
 func alternate(b *testing.B, reps int, prefix, ref string, img *testimage.Image, registryPID int, hull, ctrd *distDaemon) map[string]distTimes {
 	b.Helper()
+	// One untimed run each first: a daemon's first runs are its slowest.
+	for _, d := range []*distDaemon{hull, ctrd} {
+		timeDist(b, d, prefix+"-warm", ref, img, registryPID)
+	}
 	times := map[string]distTimes{}
 	for i := 0; i < reps; i++ {
 		order := []*distDaemon{hull, ctrd}
