@@ -50,8 +50,8 @@ const prepareAhead = 32
 // than each when its blob arrives: the metadata store and the snapshotter
 // then record them in a few shared transactions, not one each, and the
 // work is done while the first blobs download. Each layer gets exactly one
-// result.
-func prepareAll(ctx context.Context, o Options, layers []ocispec.Descriptor, chains []digest.Digest) []chan prepared {
+// result; the first layer's is first when that is not nil.
+func prepareAll(ctx context.Context, o Options, layers []ocispec.Descriptor, chains []digest.Digest, first *prepared) []chan prepared {
 	out := make([]chan prepared, len(layers))
 	for i := range out {
 		out[i] = make(chan prepared, 1)
@@ -59,6 +59,10 @@ func prepareAll(ctx context.Context, o Options, layers []ocispec.Descriptor, cha
 	slots := make(chan struct{}, prepareAhead)
 	go func() {
 		for i := range layers {
+			if i == 0 && first != nil {
+				out[0] <- *first
+				continue
+			}
 			slots <- struct{}{}
 			go func() {
 				defer func() { <-slots }()
@@ -91,14 +95,68 @@ func prepareDetached(ctx context.Context, o Options, layer ocispec.Descriptor, c
 	return prepared{key: key, mounts: mounts}
 }
 
+// linkShared takes the bottom of the chain as an unpack one layer after
+// another would, before anything is prepared apart: the layers this
+// namespace has, and those another namespace has, which the snapshotter
+// links in when asked for a layer on its parent (LabelSnapshotRef).
+// Prepared apart, such a layer would be applied, and the result dropped
+// when its commit links it. Linked layers are labelled as applied ones
+// are. It returns how many layers it took and, when it prepared the first
+// layer's snapshot (the same apart or in chain), that snapshot. It links
+// from the first layer up only: above layers this namespace has, it stops
+// rather than prepare on the parent a snapshot that a detached apply
+// cannot use.
+func linkShared(ctx context.Context, o Options, layers []ocispec.Descriptor, diffIDs, chains []digest.Digest) (int, *prepared, error) {
+	linked := false
+	for n, layer := range layers {
+		chain := chains[n]
+		if ok, err := o.exists(ctx, chain); err != nil {
+			return n, nil, err
+		} else if ok {
+			o.progress(layer, chain, "exists")
+			continue
+		}
+		var parent string
+		if n > 0 {
+			if !linked {
+				return n, nil, nil
+			}
+			parent = chains[n-1].String()
+		}
+		key := extractKey(chain)
+		mounts, err := o.Snapshotter.Prepare(ctx, key, parent, snapshots.WithLabels(map[string]string{LabelSnapshotRef: chain.String()}))
+		switch {
+		case errdefs.IsAlreadyExists(err):
+			linked = true
+			if err := o.labelUncompressed(ctx, layer, diffIDs[n]); err != nil {
+				return n, nil, err
+			}
+			o.progress(layer, chain, "exists")
+		case err != nil:
+			return n, nil, fmt.Errorf("prepare snapshot for layer %s: %w", layer.Digest, err)
+		case n == 0:
+			return 0, &prepared{key: key, mounts: mounts}, nil
+		default:
+			// Made on its parent: the layer is applied apart after all.
+			if err := o.Snapshotter.Remove(context.WithoutCancel(ctx), key); err != nil && !errdefs.IsNotFound(err) {
+				return n, nil, fmt.Errorf("remove snapshot %s: %w", key, err)
+			}
+			return n, nil, nil
+		}
+	}
+	return len(layers), nil, nil
+}
+
 // unpackParallel applies layers up to o.ParallelLayers at once, each into a
 // snapshot without parent, and commits them in chain order, each onto the
 // one below (snapshots.WithParent). Layer 0 has no parent anyway and is
 // applied the ordinary way. A layer whose detached apply fails, or whose
 // commit the snapshotter refuses, is applied again on its parent: the
 // result is the same chain of snapshots an unpack one layer after another
-// makes, with the same content in each. The snapshots are prepared ahead
-// of the applies (prepareAll).
+// makes, with the same content in each. The bottom of the chain that is
+// there already, here or in another namespace, is taken first
+// (linkShared); the snapshots of the others are prepared ahead of the
+// applies (prepareAll).
 func unpackParallel(ctx context.Context, o Options, layers []ocispec.Descriptor, diffIDs, chains []digest.Digest, wait func(digest.Digest) error) (digest.Digest, error) {
 	if fn := o.Progress; fn != nil {
 		// Callers write progress lines; they need not lock.
@@ -109,6 +167,18 @@ func unpackParallel(ctx context.Context, o Options, layers []ocispec.Descriptor,
 			fn(layer, chain, status)
 		}
 	}
+	n, first, err := linkShared(ctx, o, layers, diffIDs, chains)
+	if err != nil {
+		return "", err
+	}
+	if n == len(layers) {
+		return chains[n-1], nil
+	}
+	var base digest.Digest
+	if n > 0 {
+		base = chains[n-1]
+	}
+	layers, diffIDs, chains = layers[n:], diffIDs[n:], chains[n:]
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// Each layer gets exactly one result: from its apply, or the
@@ -118,7 +188,7 @@ func unpackParallel(ctx context.Context, o Options, layers []ocispec.Descriptor,
 		results[i] = make(chan detached, 1)
 	}
 	var wg sync.WaitGroup
-	preps := prepareAll(ctx, o, layers, chains)
+	preps := prepareAll(ctx, o, layers, chains, first)
 	// The dispatcher starts applies in layer order, never more than
 	// ParallelLayers at once, so that the layer the committer waits for
 	// is never queued behind later ones.
@@ -142,24 +212,25 @@ func unpackParallel(ctx context.Context, o Options, layers []ocispec.Descriptor,
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				r := applyDetached(ctx, o, layers[i], diffIDs[i], chains[i], i > 0, wait, <-preps[i])
+				r := applyDetached(ctx, o, layers[i], diffIDs[i], chains[i], base != "" || i > 0, wait, <-preps[i])
 				<-slots
 				results[i] <- r
 			}()
 		}
 	}()
-	return commitApplied(ctx, o, layers, diffIDs, chains, results, wait, func() {
+	return commitApplied(ctx, o, base, layers, diffIDs, chains, results, wait, func() {
 		cancel()
 		wg.Wait()
 	})
 }
 
-// commitApplied commits the layers' snapshots in chain order, as their
+// commitApplied commits the layers' snapshots in chain order onto base
+// (the committed chain below the first layer, "" for none), as their
 // detached applies deliver them in results (exactly one each), applying on
 // its parent a layer that could not be applied apart. Before it returns,
 // it calls stop, which must end the applies still running, and removes
 // the snapshots of the layers it did not commit.
-func commitApplied(ctx context.Context, o Options, layers []ocispec.Descriptor, diffIDs, chains []digest.Digest, results []chan detached, wait func(digest.Digest) error, stop func()) (digest.Digest, error) {
+func commitApplied(ctx context.Context, o Options, base digest.Digest, layers []ocispec.Descriptor, diffIDs, chains []digest.Digest, results []chan detached, wait func(digest.Digest) error, stop func()) (digest.Digest, error) {
 	// got holds the results the committer has taken from results: it
 	// takes, after each layer it waits for, those of the next layers
 	// that are ready too, and commits them as one chain.
@@ -215,7 +286,7 @@ func commitApplied(ctx context.Context, o Options, layers []ocispec.Descriptor, 
 		}
 	}()
 
-	var parent digest.Digest
+	parent := base
 	for next < len(layers) {
 		i := next
 		layer, chain := layers[i], chains[i]

@@ -35,6 +35,11 @@ import (
 // come from below) and one that cannot: it names a directory after writing
 // into it.
 func parallelImage() *testimage.Image {
+	return testimage.New([]string{"/bin/tool"}, parallelLayers()...)
+}
+
+// parallelLayers are parallelImage's layers.
+func parallelLayers() [][]testimage.File {
 	l1 := []testimage.File{
 		{Name: "etc/", Type: tar.TypeDir},
 		{Name: "etc/config", Data: []byte("v1")},
@@ -85,7 +90,7 @@ func parallelImage() *testimage.Image {
 		{Name: "tmp/y", Data: []byte("y")},
 		{Name: "tmp/", Type: tar.TypeDir, Mode: 0o1777},
 	}
-	return testimage.New([]string{"/bin/tool"}, l1, l2, l3, l4, l5)
+	return [][]testimage.File{l1, l2, l3, l4, l5}
 }
 
 // overlaySetup is setup with an overlay snapshotter; it skips where
@@ -393,7 +398,7 @@ func TestCommitAppliedChainsReadyLayers(t *testing.T) {
 			}
 			rec := &chainRecorder{Snapshotter: sn}
 			o.Snapshotter = rec
-			top, err := commitApplied(ctx, o, layers, diffIDs, chains, results, noWait, func() {})
+			top, err := commitApplied(ctx, o, "", layers, diffIDs, chains, results, noWait, func() {})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -493,4 +498,60 @@ func TestParallelUnpackPreparesAhead(t *testing.T) {
 			t.Fatalf("snapshots left by the failed unpack: %v", left)
 		}
 	})
+}
+
+// TestParallelUnpackLinksWhatAnotherNamespaceHas unpacks an image in one
+// namespace, then it and an image on top of it in another: the layers the
+// first namespace has are linked, none applied again, as one layer after
+// another would link them, and only the new layer is applied.
+func TestParallelUnpackLinksWhatAnotherNamespaceHas(t *testing.T) {
+	base := parallelImage()
+	top := testimage.New([]string{"/bin/tool"}, append(parallelLayers(), []testimage.File{{Name: "top", Data: []byte("t")}})...)
+	for i := range base.Layers {
+		if top.Layers[i].Desc.Digest != base.Layers[i].Desc.Digest {
+			t.Fatalf("layer %d differs between the images", i)
+		}
+	}
+	ctx, sn, o, dir := overlaySetup(t)
+	o.ParallelLayers = 4
+	unpack := func(ctx context.Context, img *testimage.Image) (digest.Digest, map[digest.Digest][]string) {
+		t.Helper()
+		for _, b := range img.Blobs() {
+			store(t, ctx, o.Content, b)
+		}
+		var mu sync.Mutex
+		statuses := map[digest.Digest][]string{}
+		o := o
+		o.Progress = func(layer ocispec.Descriptor, _ digest.Digest, status string) {
+			mu.Lock()
+			defer mu.Unlock()
+			statuses[layer.Digest] = append(statuses[layer.Digest], status)
+		}
+		chain, err := Unpack(ctx, img.Manifest.Desc, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return chain, statuses
+	}
+	unpack(ctx, base)
+	other := namespaces.WithNamespace(ctx, "other")
+	chain, statuses := unpack(other, top)
+	for i, l := range top.Layers {
+		want := "exists"
+		if i == len(top.Layers)-1 {
+			want = "applying applied"
+		}
+		if got := strings.Join(statuses[l.Desc.Digest], " "); got != want {
+			t.Errorf("layer %d in the second namespace: statuses %q, want %q", i, got, want)
+		}
+	}
+	inspect(t, other, sn, o, dir, top, chain)
+	// A layer on its own and no layer at all: nothing to link below.
+	chain, statuses = unpack(namespaces.WithNamespace(ctx, "third"), base)
+	for i, l := range base.Layers {
+		if got := strings.Join(statuses[l.Desc.Digest], " "); got != "exists" {
+			t.Errorf("layer %d in the third namespace: statuses %q, want exists", i, got)
+		}
+	}
+	inspect(t, namespaces.WithNamespace(ctx, "third"), sn, o, dir, base, chain)
 }

@@ -260,9 +260,15 @@ func unpackLayer(ctx context.Context, o Options, layer ocispec.Descriptor, diffI
 // committed records, once layer's snapshot is committed, the layer's
 // diffID on its blob, as containerd does.
 func (o Options) committed(ctx context.Context, layer ocispec.Descriptor, diffID, chain digest.Digest) error {
-	if _, err := o.Content.Update(ctx, content.Info{Digest: layer.Digest, Labels: map[string]string{LabelUncompressed: diffID.String()}}, "labels."+LabelUncompressed); err != nil {
+	if err := o.labelUncompressed(ctx, layer, diffID); err != nil {
 		return err
 	}
 	o.progress(layer, chain, "applied")
 	return nil
+}
+
+// labelUncompressed labels layer's blob with its diffID.
+func (o Options) labelUncompressed(ctx context.Context, layer ocispec.Descriptor, diffID digest.Digest) error {
+	_, err := o.Content.Update(ctx, content.Info{Digest: layer.Digest, Labels: map[string]string{LabelUncompressed: diffID.String()}}, "labels."+LabelUncompressed)
+	return err
 }
