@@ -100,26 +100,25 @@ func prepareDetached(ctx context.Context, o Options, layer ocispec.Descriptor, c
 // namespace has, and those another namespace has, which the snapshotter
 // links in when asked for a layer on its parent (LabelSnapshotRef).
 // Prepared apart, such a layer would be applied, and the result dropped
-// when its commit links it. Linked layers are labelled as applied ones
-// are. It returns how many layers it took and, when it prepared the first
-// layer's snapshot (the same apart or in chain), that snapshot. It links
-// from the first layer up only: above layers this namespace has, it stops
-// rather than prepare on the parent a snapshot that a detached apply
-// cannot use.
-func linkShared(ctx context.Context, o Options, layers []ocispec.Descriptor, diffIDs, chains []digest.Digest) (int, *prepared, error) {
-	linked := false
+// when its commit links it. It returns how many layers it took, which of
+// them it linked and, when it prepared the first layer's snapshot (the
+// same apart or in chain), that snapshot. It links from the first layer up
+// only: above layers this namespace has, it stops rather than prepare on
+// the parent a snapshot that a detached apply cannot use.
+func linkShared(ctx context.Context, o Options, layers []ocispec.Descriptor, chains []digest.Digest) (int, []int, *prepared, error) {
+	var linked []int
 	for n, layer := range layers {
 		chain := chains[n]
 		if ok, err := o.exists(ctx, chain); err != nil {
-			return n, nil, err
+			return n, linked, nil, err
 		} else if ok {
 			o.progress(layer, chain, "exists")
 			continue
 		}
 		var parent string
 		if n > 0 {
-			if !linked {
-				return n, nil, nil
+			if len(linked) == 0 {
+				return n, nil, nil, nil
 			}
 			parent = chains[n-1].String()
 		}
@@ -127,24 +126,46 @@ func linkShared(ctx context.Context, o Options, layers []ocispec.Descriptor, dif
 		mounts, err := o.Snapshotter.Prepare(ctx, key, parent, snapshots.WithLabels(map[string]string{LabelSnapshotRef: chain.String()}))
 		switch {
 		case errdefs.IsAlreadyExists(err):
-			linked = true
-			if err := o.labelUncompressed(ctx, layer, diffIDs[n]); err != nil {
-				return n, nil, err
-			}
+			linked = append(linked, n)
 			o.progress(layer, chain, "exists")
 		case err != nil:
-			return n, nil, fmt.Errorf("prepare snapshot for layer %s: %w", layer.Digest, err)
+			return n, linked, nil, fmt.Errorf("prepare snapshot for layer %s: %w", layer.Digest, err)
 		case n == 0:
-			return 0, &prepared{key: key, mounts: mounts}, nil
+			return 0, nil, &prepared{key: key, mounts: mounts}, nil
 		default:
 			// Made on its parent: the layer is applied apart after all.
 			if err := o.Snapshotter.Remove(context.WithoutCancel(ctx), key); err != nil && !errdefs.IsNotFound(err) {
-				return n, nil, fmt.Errorf("remove snapshot %s: %w", key, err)
+				return n, linked, nil, fmt.Errorf("remove snapshot %s: %w", key, err)
 			}
-			return n, nil, nil
+			return n, linked, nil, nil
 		}
 	}
-	return len(layers), nil, nil
+	return len(layers), linked, nil, nil
+}
+
+// labelLinked labels the blobs of the linked layers with their diffIDs,
+// as applied layers' are, each once the pull has stored it; the returned
+// function waits for them and gives the first error.
+func labelLinked(ctx context.Context, o Options, layers []ocispec.Descriptor, diffIDs []digest.Digest, linked []int, wait func(digest.Digest) error) func() error {
+	errs := make(chan error, len(linked))
+	for _, i := range linked {
+		go func() {
+			err := wait(layers[i].Digest)
+			if err == nil {
+				err = o.labelUncompressed(ctx, layers[i], diffIDs[i])
+			}
+			errs <- err
+		}()
+	}
+	return func() error {
+		var first error
+		for range linked {
+			if err := <-errs; err != nil && first == nil {
+				first = err
+			}
+		}
+		return first
+	}
 }
 
 // unpackParallel applies layers up to o.ParallelLayers at once, each into a
@@ -167,12 +188,14 @@ func unpackParallel(ctx context.Context, o Options, layers []ocispec.Descriptor,
 			fn(layer, chain, status)
 		}
 	}
-	n, first, err := linkShared(ctx, o, layers, diffIDs, chains)
+	n, linked, first, err := linkShared(ctx, o, layers, chains)
+	labelled := labelLinked(ctx, o, layers, diffIDs, linked, wait)
 	if err != nil {
+		labelled()
 		return "", err
 	}
 	if n == len(layers) {
-		return chains[n-1], nil
+		return chains[n-1], labelled()
 	}
 	var base digest.Digest
 	if n > 0 {
@@ -218,10 +241,14 @@ func unpackParallel(ctx context.Context, o Options, layers []ocispec.Descriptor,
 			}()
 		}
 	}()
-	return commitApplied(ctx, o, base, layers, diffIDs, chains, results, wait, func() {
+	top, err := commitApplied(ctx, o, base, layers, diffIDs, chains, results, wait, func() {
 		cancel()
 		wg.Wait()
 	})
+	if lerr := labelled(); err == nil && lerr != nil {
+		return "", lerr
+	}
+	return top, err
 }
 
 // commitApplied commits the layers' snapshots in chain order onto base

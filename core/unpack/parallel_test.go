@@ -503,7 +503,9 @@ func TestParallelUnpackPreparesAhead(t *testing.T) {
 // TestParallelUnpackLinksWhatAnotherNamespaceHas unpacks an image in one
 // namespace, then it and an image on top of it in another: the layers the
 // first namespace has are linked, none applied again, as one layer after
-// another would link them, and only the new layer is applied.
+// another would link them, and only the new layer is applied. Each layer's
+// blob is stored only when the unpack waits for it, as in a pull, and the
+// linked layers' blobs are labelled too.
 func TestParallelUnpackLinksWhatAnotherNamespaceHas(t *testing.T) {
 	base := parallelImage()
 	top := testimage.New([]string{"/bin/tool"}, append(parallelLayers(), []testimage.File{{Name: "top", Data: []byte("t")}})...)
@@ -516,8 +518,24 @@ func TestParallelUnpackLinksWhatAnotherNamespaceHas(t *testing.T) {
 	o.ParallelLayers = 4
 	unpack := func(ctx context.Context, img *testimage.Image) (digest.Digest, map[digest.Digest][]string) {
 		t.Helper()
-		for _, b := range img.Blobs() {
-			store(t, ctx, o.Content, b)
+		store(t, ctx, o.Content, img.Config)
+		var m ocispec.Manifest
+		if err := json.Unmarshal(img.Manifest.Data, &m); err != nil {
+			t.Fatal(err)
+		}
+		blobs := map[digest.Digest]testimage.Blob{}
+		for _, l := range img.Layers {
+			blobs[l.Desc.Digest] = l
+		}
+		once := map[digest.Digest]*sync.Once{}
+		for d := range blobs {
+			once[d] = new(sync.Once)
+		}
+		ready := func(ctx context.Context, d digest.Digest) error {
+			if once[d] != nil { // not the config, stored already
+				once[d].Do(func() { store(t, ctx, o.Content, blobs[d]) })
+			}
+			return nil
 		}
 		var mu sync.Mutex
 		statuses := map[digest.Digest][]string{}
@@ -527,7 +545,7 @@ func TestParallelUnpackLinksWhatAnotherNamespaceHas(t *testing.T) {
 			defer mu.Unlock()
 			statuses[layer.Digest] = append(statuses[layer.Digest], status)
 		}
-		chain, err := Unpack(ctx, img.Manifest.Desc, o)
+		chain, err := UnpackManifest(ctx, m, o, ready)
 		if err != nil {
 			t.Fatal(err)
 		}
