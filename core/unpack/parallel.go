@@ -79,20 +79,8 @@ func prepareDetached(ctx context.Context, o Options, layer ocispec.Descriptor, c
 	if err := ctx.Err(); err != nil {
 		return prepared{err: err}
 	}
-	if ok, err := o.exists(ctx, chain); err != nil {
-		return prepared{err: err}
-	} else if ok {
-		return prepared{exists: true}
-	}
-	key := extractKey(chain)
-	mounts, err := o.Snapshotter.Prepare(ctx, key, "", snapshots.WithLabels(map[string]string{LabelSnapshotRef: chain.String()}))
-	if errdefs.IsAlreadyExists(err) {
-		return prepared{exists: true}
-	}
-	if err != nil {
-		return prepared{err: fmt.Errorf("prepare snapshot for layer %s: %w", layer.Digest, err)}
-	}
-	return prepared{key: key, mounts: mounts}
+	p, _ := prepareLayer(ctx, o, layer, chain, "")
+	return p
 }
 
 // linkShared takes the bottom of the chain as an unpack one layer after
@@ -109,33 +97,34 @@ func linkShared(ctx context.Context, o Options, layers []ocispec.Descriptor, cha
 	var linked []int
 	for n, layer := range layers {
 		chain := chains[n]
-		if ok, err := o.exists(ctx, chain); err != nil {
-			return n, linked, nil, err
-		} else if ok {
-			o.progress(layer, chain, "exists")
-			continue
-		}
 		var parent string
 		if n > 0 {
-			if len(linked) == 0 {
-				return n, nil, nil, nil
-			}
 			parent = chains[n-1].String()
+			if len(linked) == 0 {
+				// Only what this namespace has is below: stop at the
+				// first layer it lacks, without preparing it on parent.
+				if ok, err := o.exists(ctx, chain); err != nil || !ok {
+					return n, nil, nil, err
+				}
+				o.progress(layer, chain, "exists")
+				continue
+			}
 		}
-		key := extractKey(chain)
-		mounts, err := o.Snapshotter.Prepare(ctx, key, parent, snapshots.WithLabels(map[string]string{LabelSnapshotRef: chain.String()}))
+		p, found := prepareLayer(ctx, o, layer, chain, parent)
 		switch {
-		case errdefs.IsAlreadyExists(err):
-			linked = append(linked, n)
+		case p.err != nil:
+			return n, linked, nil, p.err
+		case p.exists:
+			if found {
+				linked = append(linked, n)
+			}
 			o.progress(layer, chain, "exists")
-		case err != nil:
-			return n, linked, nil, fmt.Errorf("prepare snapshot for layer %s: %w", layer.Digest, err)
 		case n == 0:
-			return 0, nil, &prepared{key: key, mounts: mounts}, nil
+			return 0, nil, &p, nil
 		default:
 			// Made on its parent: the layer is applied apart after all.
-			if err := o.Snapshotter.Remove(context.WithoutCancel(ctx), key); err != nil && !errdefs.IsNotFound(err) {
-				return n, linked, nil, fmt.Errorf("remove snapshot %s: %w", key, err)
+			if err := o.Snapshotter.Remove(context.WithoutCancel(ctx), p.key); err != nil && !errdefs.IsNotFound(err) {
+				return n, linked, nil, fmt.Errorf("remove snapshot %s: %w", p.key, err)
 			}
 			return n, linked, nil, nil
 		}

@@ -216,24 +216,39 @@ func extractKey(chain digest.Digest) string {
 	return fmt.Sprintf("extract-%d-%s", time.Now().UnixNano(), chain.Encoded())
 }
 
-// unpackLayer makes snapshot chain (on parent) from layer, unless it exists.
-func unpackLayer(ctx context.Context, o Options, layer ocispec.Descriptor, diffID, chain, parent digest.Digest) error {
+// prepareLayer prepares on parent ("" for none) the active snapshot into
+// which layer is to be applied, labelled with its chain, unless the chain
+// exists: in this namespace already (p.exists), or found by the Prepare
+// (p.exists and found: another namespace's, now linked in, or made by
+// another unpack meanwhile).
+func prepareLayer(ctx context.Context, o Options, layer ocispec.Descriptor, chain digest.Digest, parent string) (p prepared, found bool) {
 	if ok, err := o.exists(ctx, chain); err != nil {
-		return err
+		return prepared{err: err}, false
 	} else if ok {
-		o.progress(layer, chain, "exists")
-		return nil
+		return prepared{exists: true}, false
 	}
 	key := extractKey(chain)
-	mounts, err := o.Snapshotter.Prepare(ctx, key, parent.String(), snapshots.WithLabels(map[string]string{LabelSnapshotRef: chain.String()}))
-	if errdefs.IsAlreadyExists(err) {
-		// Another unpack made it (maybe in another namespace, now linked).
+	mounts, err := o.Snapshotter.Prepare(ctx, key, parent, snapshots.WithLabels(map[string]string{LabelSnapshotRef: chain.String()}))
+	switch {
+	case errdefs.IsAlreadyExists(err):
+		return prepared{exists: true}, true
+	case err != nil:
+		return prepared{err: fmt.Errorf("prepare snapshot for layer %s: %w", layer.Digest, err)}, false
+	}
+	return prepared{key: key, mounts: mounts}, false
+}
+
+// unpackLayer makes snapshot chain (on parent) from layer, unless it exists.
+func unpackLayer(ctx context.Context, o Options, layer ocispec.Descriptor, diffID, chain, parent digest.Digest) error {
+	p, _ := prepareLayer(ctx, o, layer, chain, parent.String())
+	switch {
+	case p.err != nil:
+		return p.err
+	case p.exists:
 		o.progress(layer, chain, "exists")
 		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("prepare snapshot for layer %s: %w", layer.Digest, err)
-	}
+	key, mounts := p.key, p.mounts
 	o.progress(layer, chain, "applying")
 	applied, err := o.Applier.Apply(ctx, layer, mounts, diff.WithExpectedDiffID(diffID.String()))
 	if err == nil && applied.Digest != diffID {
