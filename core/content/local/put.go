@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hullrt/hull/core/content"
+	"github.com/hullrt/hull/internal/durable"
 )
 
 var _ content.Putter = (*Store)(nil)
@@ -51,18 +52,20 @@ func (s *Store) Put(ctx context.Context, desc ocispec.Descriptor, data []byte, _
 	if err != nil {
 		return s.full(fmt.Errorf("put %s: %w", desc.Digest, err))
 	}
-	f := os.NewFile(uintptr(fd), "unnamed blob "+desc.Digest.String())
-	defer f.Close()
-	if _, err := f.Write(data); err != nil {
+	// The unnamed file is written through its descriptor: an os.File
+	// would cost a system call more for each of the many small blobs a
+	// pull puts.
+	defer unix.Close(fd)
+	if err := writeAll(fd, data); err != nil {
 		return s.full(fmt.Errorf("put %s: %w", desc.Digest, err))
 	}
-	if err := f.Sync(); err != nil {
+	if err := unix.Fsync(fd); err != nil {
 		return s.full(fmt.Errorf("put %s: sync: %w", desc.Digest, err))
 	}
 	ticket := s.small.ticket()
 	algDir := filepath.Dir(blob)
-	_, statErr := os.Stat(algDir)
-	if err := os.MkdirAll(algDir, 0o700); err != nil {
+	made, err := makeAlgDir(algDir)
+	if err != nil {
 		return s.full(fmt.Errorf("put %s: %w", desc.Digest, err))
 	}
 	// Linking a file by its descriptor needs CAP_DAC_READ_SEARCH; its
@@ -77,13 +80,7 @@ func (s *Store) Put(ctx context.Context, desc ocispec.Descriptor, data []byte, _
 	if err != nil {
 		return s.full(fmt.Errorf("put %s: link: %w", desc.Digest, err))
 	}
-	// The link is durable once its directory is synced; a new algorithm
-	// directory needs its parent synced too.
-	err = syncDir(algDir)
-	if err == nil && statErr != nil {
-		err = syncDir(filepath.Dir(algDir))
-	}
-	if err != nil {
+	if err := syncAlgDir(algDir, made); err != nil {
 		return fmt.Errorf("put %s: sync blob directory: %w", desc.Digest, err)
 	}
 	// What was put is usually read next (an import unpacks its layers).
@@ -91,4 +88,42 @@ func (s *Store) Put(ctx context.Context, desc ocispec.Descriptor, data []byte, _
 		s.small.put(desc.Digest, bytes.Clone(data), ticket)
 	}
 	return nil
+}
+
+// writeAll writes data to fd, which short writes (a filling disk) do not
+// end early.
+func writeAll(fd int, data []byte) error {
+	for len(data) > 0 {
+		n, err := unix.Write(fd, data)
+		if err != nil {
+			return err
+		}
+		data = data[n:]
+	}
+	return nil
+}
+
+// makeAlgDir makes the directory of the blobs of one digest algorithm
+// unless it exists, and reports whether it made it.
+func makeAlgDir(algDir string) (made bool, err error) {
+	err = unix.Mkdir(algDir, 0o700)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, unix.EEXIST):
+		return false, nil
+	case errors.Is(err, unix.ENOENT):
+		return true, os.MkdirAll(algDir, 0o700)
+	}
+	return false, &os.PathError{Op: "mkdir", Path: algDir, Err: err}
+}
+
+// syncAlgDir makes a blob's new name in algDir durable, and algDir's own
+// when makeAlgDir has just made it.
+func syncAlgDir(algDir string, made bool) error {
+	err := durable.SyncDir(algDir)
+	if err == nil && made {
+		err = durable.SyncDir(filepath.Dir(algDir))
+	}
+	return err
 }

@@ -462,8 +462,8 @@ func (w *writer) commit(ctx context.Context, size int64, expected digest.Digest,
 	}
 
 	algDir := filepath.Dir(blob)
-	_, statErr := os.Stat(algDir)
-	if err := os.MkdirAll(algDir, 0o700); err != nil {
+	made, err := makeAlgDir(algDir)
+	if err != nil {
 		return fmt.Errorf("commit ingest ref %q: %w", w.ref, err)
 	}
 	if err := os.Rename(data, blob); err != nil {
@@ -482,10 +482,7 @@ func (w *writer) commit(ctx context.Context, size int64, expected digest.Digest,
 	defer w.s.unlock(w.ref)
 	// The rename is durable only once its directory is synced; a new
 	// algorithm directory also needs its parent synced.
-	err = syncDir(algDir)
-	if err == nil && statErr != nil {
-		err = syncDir(filepath.Dir(algDir))
-	}
+	err = syncAlgDir(algDir, made)
 	// The ingest no longer has data, so it is already gone for every reader;
 	// removing the directory is only tidying.
 	_ = removeIngestDir(w.dir)
@@ -503,16 +500,4 @@ func (w *writer) discard() {
 	w.committed = true // nothing left to close or resume
 	_ = os.RemoveAll(w.dir)
 	w.s.unlock(w.ref) // after RemoveAll, for the reason given in commit
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

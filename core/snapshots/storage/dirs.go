@@ -4,6 +4,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hullrt/hull/internal/durable"
 )
 
 // PlaceDir moves the directory a snapshotter prepared at tmp to target, the
@@ -12,30 +16,27 @@ import (
 // otherwise a crash could leave a record whose directory never reached the
 // disk.
 //
-// Anything already at target is removed first. It can only be what a
+// Anything already at target is replaced. It can only be what a
 // transaction that failed to commit left there: the ID was allocated in that
-// transaction, rolled back with it and allocated again in this one.
+// transaction, rolled back with it and allocated again in this one. As that
+// is rare, the move is tried first and the leftover removed only when the
+// move finds one.
 func PlaceDir(tmp, target string) error {
-	if err := os.RemoveAll(target); err != nil {
-		return fmt.Errorf("remove leftover %s: %w", target, err)
-	}
-	if err := syncDir(tmp); err != nil {
+	if err := durable.SyncDir(tmp); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, target); err != nil {
-		return fmt.Errorf("move new snapshot into place: %w", err)
-	}
-	return syncDir(filepath.Dir(target))
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
+	// rename(2) itself, not os.Rename, which looks at target first.
+	err := unix.Rename(tmp, target)
 	if err != nil {
-		return err
+		if _, serr := os.Lstat(target); serr == nil {
+			if err := os.RemoveAll(target); err != nil {
+				return fmt.Errorf("remove leftover %s: %w", target, err)
+			}
+			err = unix.Rename(tmp, target)
+		}
 	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
+	if err != nil {
+		return fmt.Errorf("move new snapshot %s into place at %s: %w", tmp, target, err)
 	}
-	return nil
+	return durable.SyncDir(filepath.Dir(target))
 }
