@@ -30,6 +30,47 @@ const (
 	GCExpire = "containerd.io/gc.expire"
 )
 
+// gcPrefix begins every label that garbage collection reads: the ones
+// above, and the back references of mounts (containerd.io/gc.bref.*).
+const gcPrefix = "containerd.io/gc."
+
+// GCChanged reports whether an update from labels before to after changes
+// any label that garbage collection reads: only such an update can make
+// something collectable, so only it needs a collection to follow.
+func GCChanged(before, after map[string]string) bool {
+	for k, v := range before {
+		if strings.HasPrefix(k, gcPrefix) {
+			if w, ok := after[k]; !ok || w != v {
+				return true
+			}
+		}
+	}
+	for k := range after {
+		if strings.HasPrefix(k, gcPrefix) {
+			if _, ok := before[k]; !ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// GCOnly returns, in a map of its own, the labels of m that garbage
+// collection reads (nil for none): what GCChanged needs of labels about
+// to be changed in place.
+func GCOnly(m map[string]string) map[string]string {
+	var out map[string]string
+	for k, v := range m {
+		if strings.HasPrefix(k, gcPrefix) {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[k] = v
+		}
+	}
+	return out
+}
+
 // SnapshotRef on a snapshot being prepared names the committed snapshot
 // (an image layer's chain ID) the caller will commit it as, so a
 // snapshotter that has it already can say so instead of having the layer

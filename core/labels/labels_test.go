@@ -37,3 +37,28 @@ func TestValidate(t *testing.T) {
 		t.Errorf("oversized label: %v", err)
 	}
 }
+
+func TestGCChanged(t *testing.T) {
+	ref := "containerd.io/gc.ref.content.l.0"
+	for _, c := range []struct {
+		before, after map[string]string
+		want          bool
+	}{
+		{nil, nil, false},
+		{nil, map[string]string{"containerd.io/uncompressed": "sha256:1"}, false},
+		{map[string]string{"a": "1"}, map[string]string{"a": "2"}, false},
+		{nil, map[string]string{ref: "sha256:1"}, true},
+		{map[string]string{ref: "sha256:1"}, map[string]string{ref: "sha256:1", "a": "b"}, false},
+		{map[string]string{ref: "sha256:1"}, map[string]string{ref: "sha256:2"}, true},
+		{map[string]string{ref: "sha256:1"}, nil, true},
+		{map[string]string{GCExpire: "2026-01-01T00:00:00Z"}, map[string]string{GCExpire: "2027-01-01T00:00:00Z"}, true},
+		{map[string]string{"containerd.io/gc.bref.content": "x"}, map[string]string{}, true},
+	} {
+		if got := GCChanged(GCOnly(c.before), c.after); got != c.want {
+			t.Errorf("GCChanged(%v, %v) = %v, want %v", c.before, c.after, got, c.want)
+		}
+	}
+	if m := GCOnly(map[string]string{"a": "b"}); m != nil {
+		t.Errorf("GCOnly of no gc label: %v, want nil", m)
+	}
+}

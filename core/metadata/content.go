@@ -96,7 +96,10 @@ func (s contentStore) Update(ctx context.Context, info content.Info, fieldpaths 
 	if err := labels.ValidateAll(info.Labels); err != nil {
 		return content.Info{}, fmt.Errorf("content %s: %w", info.Digest, err)
 	}
-	var out content.Info
+	var (
+		out       content.Info
+		gcChanged bool
+	)
 	err := s.db.update(ctx, func(t *nsTx) error {
 		b := t.bucket(bucketContent)
 		var r blobRecord
@@ -107,6 +110,7 @@ func (s contentStore) Update(ctx context.Context, info content.Info, fieldpaths 
 		if !ok {
 			return notFound("content digest %s", info.Digest)
 		}
+		before := labels.GCOnly(r.Labels)
 		if len(fieldpaths) == 0 {
 			r.Labels = copyLabels(info.Labels)
 		}
@@ -117,10 +121,13 @@ func (s contentStore) Update(ctx context.Context, info content.Info, fieldpaths 
 		}
 		r.UpdatedAt = time.Now().UTC()
 		out = r.info(info.Digest)
+		gcChanged = labels.GCChanged(before, r.Labels)
 		return putRecord(b, info.Digest.String(), &r)
 	})
-	if err == nil {
-		// New labels may drop references: let the collector look.
+	if err == nil && gcChanged {
+		// A reference dropped may have kept something alive: let the
+		// collector look. Other labels (a layer's uncompressed digest,
+		// set on every layer of a pull) cannot free anything.
 		s.db.kickGC()
 	}
 	return out, err

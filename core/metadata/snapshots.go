@@ -142,12 +142,16 @@ func (s *snapshotStore) Update(ctx context.Context, info snapshots.Info, fieldpa
 	if err := labels.ValidateAll(info.Labels); err != nil {
 		return snapshots.Info{}, err
 	}
-	var out snapshots.Info
+	var (
+		out       snapshots.Info
+		gcChanged bool
+	)
 	err := s.db.update(ctx, func(t *nsTx) error {
 		r, err := s.get(t, info.Name)
 		if err != nil {
 			return err
 		}
+		before := labels.GCOnly(r.Labels)
 		if len(fieldpaths) == 0 {
 			r.Labels = copyLabels(info.Labels)
 		}
@@ -158,9 +162,11 @@ func (s *snapshotStore) Update(ctx context.Context, info snapshots.Info, fieldpa
 		}
 		r.Updated = time.Now().UTC()
 		out = r.info(info.Name)
+		gcChanged = labels.GCChanged(before, r.Labels)
 		return putRecord(s.bucket(t), info.Name, &r)
 	})
-	if err == nil {
+	if err == nil && gcChanged {
+		// A reference dropped may have kept something alive.
 		s.db.kickGC()
 	}
 	return out, err
