@@ -267,34 +267,21 @@ func commitApplied(ctx context.Context, o Options, base digest.Digest, layers []
 		return got[i]
 	}
 	next := 0 // the first layer the committer has not dealt with
-	// A committed layer's blob is labelled with its uncompressed digest
-	// while the next layers commit, not between them: the commits are in
-	// chain order, and the label is a write of its own that no commit
-	// needs, which then shares their transactions.
-	var (
-		labelling sync.WaitGroup
-		labelMu   sync.Mutex
-		labelErr  error
-	)
-	label := func(layer ocispec.Descriptor, diffID, chain digest.Digest) {
-		labelling.Add(1)
-		go func() {
-			defer labelling.Done()
-			if err := o.committed(ctx, layer, diffID, chain); err != nil {
-				labelMu.Lock()
-				if labelErr == nil {
-					labelErr = err
-				}
-				labelMu.Unlock()
-			}
-		}()
-	}
+	// The committed layers' blobs are labelled with their uncompressed
+	// digests all at once, when the chain is done: each label is a write
+	// of its own that no commit needs. Written together they share
+	// transactions (group commit); one after each commit, each took a
+	// transaction of its own, as the commits rarely overlap them.
+	var committed []int
+	labelled := false
 	defer func() {
 		// Stop what is still applying and drop the snapshots of layers
 		// applied but never committed (an error below stopped the
 		// unpack).
 		stop()
-		labelling.Wait()
+		if !labelled {
+			labelLayers(context.WithoutCancel(ctx), o, layers, diffIDs, committed)
+		}
 		for ; next < len(layers); next++ {
 			if r := take(next, true); r.key != "" {
 				o.Snapshotter.Remove(context.WithoutCancel(ctx), r.key)
@@ -328,7 +315,8 @@ func commitApplied(ctx context.Context, o Options, base digest.Digest, layers []
 			}
 			for k := range n {
 				got[i+k].key = "" // committed: no longer the unpack's to remove
-				label(layers[i+k], diffIDs[i+k], chains[i+k])
+				committed = append(committed, i+k)
+				o.progress(layers[i+k], chains[i+k], "applied")
 			}
 			if n > 0 {
 				next, parent = i+n, chains[i+n-1]
@@ -365,11 +353,27 @@ func commitApplied(ctx context.Context, o Options, base digest.Digest, layers []
 		}
 		parent = chain
 	}
-	labelling.Wait()
-	if labelErr != nil {
-		return "", labelErr
+	labelled = true
+	if err := labelLayers(ctx, o, layers, diffIDs, committed); err != nil {
+		return "", err
 	}
 	return parent, nil
+}
+
+// labelLayers labels the blobs of the layers at idx with their diffIDs,
+// all at once, and returns the first error.
+func labelLayers(ctx context.Context, o Options, layers []ocispec.Descriptor, diffIDs []digest.Digest, idx []int) error {
+	errs := make(chan error, len(idx))
+	for _, i := range idx {
+		go func() { errs <- o.labelUncompressed(ctx, layers[i], diffIDs[i]) }()
+	}
+	var first error
+	for range idx {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 // applyDetached applies layer into p, its snapshot prepared without
