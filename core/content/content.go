@@ -69,6 +69,15 @@ type Provider interface {
 	ReaderAt(ctx context.Context, desc ocispec.Descriptor) (ReaderAt, error)
 }
 
+// ManyUpdater updates many blobs in one write, where an Update each would
+// be a write each: an unpack labels every layer it committed with its
+// uncompressed digest. Each of infos is updated as Update would update
+// it, with the same fieldpaths; if one fails (NotFound, InvalidArgument),
+// none is updated.
+type ManyUpdater interface {
+	UpdateMany(ctx context.Context, infos []Info, fieldpaths ...string) error
+}
+
 // Putter stores a whole blob held in memory in one step, for callers that
 // have all of a small blob's bytes at once (an archive's entries, a
 // manifest, a small layer downloaded): no ingest is made, as nothing can

@@ -90,39 +90,60 @@ func (r *blobRecord) info(d digest.Digest) content.Info {
 }
 
 func (s contentStore) Update(ctx context.Context, info content.Info, fieldpaths ...string) (content.Info, error) {
-	if err := validDigest(info.Digest); err != nil {
-		return content.Info{}, err
-	}
-	if err := labels.ValidateAll(info.Labels); err != nil {
-		return content.Info{}, fmt.Errorf("content %s: %w", info.Digest, err)
-	}
-	var (
-		out       content.Info
-		gcChanged bool
-	)
-	err := s.db.update(ctx, func(t *nsTx) error {
-		b := t.bucket(bucketContent)
-		var r blobRecord
-		ok, err := getRecord(b, info.Digest.String(), &r)
-		if err != nil {
+	var out content.Info
+	err := s.update(ctx, []content.Info{info}, fieldpaths, func(_ int, i content.Info) { out = i })
+	return out, err
+}
+
+var _ content.ManyUpdater = contentStore{}
+
+// UpdateMany implements content.ManyUpdater: one transaction updates
+// every blob of infos.
+func (s contentStore) UpdateMany(ctx context.Context, infos []content.Info, fieldpaths ...string) error {
+	return s.update(ctx, infos, fieldpaths, func(int, content.Info) {})
+}
+
+// update applies Update's change to each of infos in one transaction and
+// gives out each blob's info as updated.
+func (s contentStore) update(ctx context.Context, infos []content.Info, fieldpaths []string, out func(int, content.Info)) error {
+	for _, info := range infos {
+		if err := validDigest(info.Digest); err != nil {
 			return err
 		}
-		if !ok {
-			return notFound("content digest %s", info.Digest)
+		if err := labels.ValidateAll(info.Labels); err != nil {
+			return fmt.Errorf("content %s: %w", info.Digest, err)
 		}
-		before := labels.GCOnly(r.Labels)
-		if len(fieldpaths) == 0 {
-			r.Labels = copyLabels(info.Labels)
-		}
-		for _, p := range fieldpaths {
-			if !applyLabelPaths(&r.Labels, info.Labels, p) {
-				return invalid("content %s: cannot update field %q: the fields are labels and labels.<key>", info.Digest, p)
+	}
+	var gcChanged bool
+	err := s.db.update(ctx, func(t *nsTx) error {
+		gcChanged = false
+		b := t.bucket(bucketContent)
+		for n, info := range infos {
+			var r blobRecord
+			ok, err := getRecord(b, info.Digest.String(), &r)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return notFound("content digest %s", info.Digest)
+			}
+			before := labels.GCOnly(r.Labels)
+			if len(fieldpaths) == 0 {
+				r.Labels = copyLabels(info.Labels)
+			}
+			for _, p := range fieldpaths {
+				if !applyLabelPaths(&r.Labels, info.Labels, p) {
+					return invalid("content %s: cannot update field %q: the fields are labels and labels.<key>", info.Digest, p)
+				}
+			}
+			r.UpdatedAt = time.Now().UTC()
+			out(n, r.info(info.Digest))
+			gcChanged = gcChanged || labels.GCChanged(before, r.Labels)
+			if err := putRecord(b, info.Digest.String(), &r); err != nil {
+				return err
 			}
 		}
-		r.UpdatedAt = time.Now().UTC()
-		out = r.info(info.Digest)
-		gcChanged = labels.GCChanged(before, r.Labels)
-		return putRecord(b, info.Digest.String(), &r)
+		return nil
 	})
 	if err == nil && gcChanged {
 		// A reference dropped may have kept something alive: let the
@@ -130,7 +151,7 @@ func (s contentStore) Update(ctx context.Context, info content.Info, fieldpaths 
 		// set on every layer of a pull) cannot free anything.
 		s.db.kickGC()
 	}
-	return out, err
+	return err
 }
 
 func (s contentStore) Walk(ctx context.Context, fn content.WalkFunc, fs ...string) error {

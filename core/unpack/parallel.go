@@ -11,6 +11,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/hullrt/hull/core/content"
 	"github.com/hullrt/hull/core/diff"
 	"github.com/hullrt/hull/core/mount"
 	"github.com/hullrt/hull/core/snapshots"
@@ -268,10 +269,9 @@ func commitApplied(ctx context.Context, o Options, base digest.Digest, layers []
 	}
 	next := 0 // the first layer the committer has not dealt with
 	// The committed layers' blobs are labelled with their uncompressed
-	// digests all at once, when the chain is done: each label is a write
-	// of its own that no commit needs. Written together they share
-	// transactions (group commit); one after each commit, each took a
-	// transaction of its own, as the commits rarely overlap them.
+	// digests all at once, when the chain is done (labelLayers): no
+	// commit needs a label, and one written after each commit took a
+	// transaction of its own, as the commits rarely overlapped them.
 	var committed []int
 	labelled := false
 	defer func() {
@@ -360,9 +360,21 @@ func commitApplied(ctx context.Context, o Options, base digest.Digest, layers []
 	return parent, nil
 }
 
-// labelLayers labels the blobs of the layers at idx with their diffIDs,
-// all at once, and returns the first error.
+// labelLayers labels the blobs of the layers at idx with their diffIDs:
+// in one write when the content store takes many updates at once
+// (content.ManyUpdater), otherwise all at once, and returns the first
+// error.
 func labelLayers(ctx context.Context, o Options, layers []ocispec.Descriptor, diffIDs []digest.Digest, idx []int) error {
+	if len(idx) == 0 {
+		return nil
+	}
+	if u, ok := o.Content.(content.ManyUpdater); ok {
+		infos := make([]content.Info, len(idx))
+		for k, i := range idx {
+			infos[k] = content.Info{Digest: layers[i].Digest, Labels: map[string]string{LabelUncompressed: diffIDs[i].String()}}
+		}
+		return u.UpdateMany(ctx, infos, "labels."+LabelUncompressed)
+	}
 	errs := make(chan error, len(idx))
 	for _, i := range idx {
 		go func() { errs <- o.labelUncompressed(ctx, layers[i], diffIDs[i]) }()

@@ -21,6 +21,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
 
+	"github.com/hullrt/hull/core/content"
 	"github.com/hullrt/hull/core/diff/walking"
 	"github.com/hullrt/hull/core/mount"
 	"github.com/hullrt/hull/core/namespaces"
@@ -572,4 +573,74 @@ func TestParallelUnpackLinksWhatAnotherNamespaceHas(t *testing.T) {
 		}
 	}
 	inspect(t, namespaces.WithNamespace(ctx, "third"), sn, o, dir, base, chain)
+}
+
+// labelCounter counts the uncompressed-digest labels an unpack writes
+// through Update (the config's label is written apart).
+type labelCounter struct {
+	content.Store
+	mu      sync.Mutex
+	updates int
+}
+
+func (c *labelCounter) Update(ctx context.Context, info content.Info, fieldpaths ...string) (content.Info, error) {
+	if _, ok := info.Labels[LabelUncompressed]; ok {
+		c.mu.Lock()
+		c.updates++
+		c.mu.Unlock()
+	}
+	return c.Store.Update(ctx, info, fieldpaths...)
+}
+
+// manyCounter is labelCounter for a store that takes many updates at once.
+type manyCounter struct {
+	*labelCounter
+	many int
+}
+
+func (c *manyCounter) UpdateMany(ctx context.Context, infos []content.Info, fieldpaths ...string) error {
+	c.mu.Lock()
+	c.many++
+	c.mu.Unlock()
+	return c.Store.(content.ManyUpdater).UpdateMany(ctx, infos, fieldpaths...)
+}
+
+// TestParallelUnpackLabelsInOneWrite: the layers a parallel unpack
+// commits get their uncompressed digests in one write when the store
+// takes many updates at once, and one Update each when it does not.
+func TestParallelUnpackLabelsInOneWrite(t *testing.T) {
+	img := testimage.NewFor(testimage.HostPlatform(), []string{"/bin/true"}, testimage.ManyLayers(6)...)
+	var cfg ocispec.Image
+	if err := json.Unmarshal(img.Config.Data, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	for _, many := range []bool{true, false} {
+		ctx, _, o, _ := overlaySetup(t)
+		for _, b := range img.Blobs() {
+			store(t, ctx, o.Content, b)
+		}
+		lc := &labelCounter{Store: o.Content}
+		mc := &manyCounter{labelCounter: lc}
+		o.Content = lc
+		if many {
+			o.Content = mc
+		}
+		o.ParallelLayers = 4
+		if _, err := Unpack(ctx, img.Manifest.Desc, o); err != nil {
+			t.Fatalf("unpack (many %v): %v", many, err)
+		}
+		for i, l := range img.Layers {
+			info, err := o.Content.Info(ctx, l.Desc.Digest)
+			if err != nil || info.Labels[LabelUncompressed] != cfg.RootFS.DiffIDs[i].String() {
+				t.Errorf("many %v: layer %d: labels %v, %v; want %s = %s", many, i, info.Labels, err, LabelUncompressed, cfg.RootFS.DiffIDs[i])
+			}
+		}
+		wantMany, wantUpdates := 1, 0
+		if !many {
+			wantMany, wantUpdates = 0, len(img.Layers)
+		}
+		if mc.many != wantMany || lc.updates != wantUpdates {
+			t.Errorf("many %v: %d UpdateMany and %d Update calls, want %d and %d", many, mc.many, lc.updates, wantMany, wantUpdates)
+		}
+	}
 }

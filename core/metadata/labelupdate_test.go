@@ -2,9 +2,11 @@ package metadata
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/hullrt/hull/core/content"
@@ -66,5 +68,45 @@ func TestLabelUpdatesScheduleCollectionOnlyForGCLabels(t *testing.T) {
 		if got := kicked(); got != step.want {
 			t.Errorf("%s: collection scheduled %v, want %v", step.what, got, step.want)
 		}
+	}
+}
+
+// TestUpdateMany: one call updates every blob it names, as Update would
+// each; a blob missing, or a field that is no label, fails the call with
+// the offending value named and updates none.
+func TestUpdateMany(t *testing.T) {
+	db := openDB(t)
+	ctx := namespaces.WithNamespace(context.Background(), "many")
+	a, b := put(t, ctx, db, "a", map[string]string{"keep": "1"}), put(t, ctx, db, "b", nil)
+	u := db.Content().(content.ManyUpdater)
+	label := "containerd.io/uncompressed"
+	err := u.UpdateMany(ctx, []content.Info{
+		{Digest: a, Labels: map[string]string{label: "sha256:aa"}},
+		{Digest: b, Labels: map[string]string{label: "sha256:bb"}},
+	}, "labels."+label)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for d, want := range map[digest.Digest]map[string]string{a: {"keep": "1", label: "sha256:aa"}, b: {label: "sha256:bb"}} {
+		info, err := db.Content().Info(ctx, d)
+		if err != nil || len(info.Labels) != len(want) || info.Labels[label] != want[label] || info.Labels["keep"] != want["keep"] {
+			t.Errorf("%s: labels %v (%v), want %v", d, info.Labels, err, want)
+		}
+	}
+
+	missing := digest.FromString("missing")
+	err = u.UpdateMany(ctx, []content.Info{
+		{Digest: a, Labels: map[string]string{label: "sha256:changed"}},
+		{Digest: missing, Labels: map[string]string{label: "sha256:cc"}},
+	}, "labels."+label)
+	if !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), missing.String()) {
+		t.Errorf("update of a missing blob: %v, want NotFound naming %s", err, missing)
+	}
+	err = u.UpdateMany(ctx, []content.Info{{Digest: a, Labels: map[string]string{label: "sha256:changed"}}}, "size")
+	if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), `"size"`) {
+		t.Errorf("update of field size: %v, want InvalidArgument naming it", err)
+	}
+	if info, _ := db.Content().Info(ctx, a); info.Labels[label] != "sha256:aa" {
+		t.Errorf("a failed call changed %s: labels %v", a, info.Labels)
 	}
 }
