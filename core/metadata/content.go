@@ -127,18 +127,13 @@ func (s contentStore) update(ctx context.Context, infos []content.Info, fieldpat
 			if !ok {
 				return notFound("content digest %s", info.Digest)
 			}
-			before := labels.GCOnly(r.Labels)
-			if len(fieldpaths) == 0 {
-				r.Labels = copyLabels(info.Labels)
+			changed, err := updateLabels(&r.Labels, info.Labels, fieldpaths, "content "+info.Digest.String())
+			if err != nil {
+				return err
 			}
-			for _, p := range fieldpaths {
-				if !applyLabelPaths(&r.Labels, info.Labels, p) {
-					return invalid("content %s: cannot update field %q: the fields are labels and labels.<key>", info.Digest, p)
-				}
-			}
+			gcChanged = gcChanged || changed
 			r.UpdatedAt = time.Now().UTC()
 			out(n, r.info(info.Digest))
-			gcChanged = gcChanged || labels.GCChanged(before, r.Labels)
 			if err := putRecord(b, info.Digest.String(), &r); err != nil {
 				return err
 			}

@@ -29,6 +29,7 @@ import (
 
 	"github.com/hullrt/hull/core/content"
 	"github.com/hullrt/hull/core/events"
+	"github.com/hullrt/hull/core/labels"
 	"github.com/hullrt/hull/core/namespaces"
 	"github.com/hullrt/hull/internal/boltbatch"
 )
@@ -371,6 +372,23 @@ func copyLabels(m map[string]string) map[string]string {
 		c[k] = v
 	}
 	return c
+}
+
+// updateLabels applies an update's labels (src) to *dst: all of them when
+// no fieldpaths are given, else each "labels" or "labels.<key>" path, and
+// reports whether a label collection reads changed. what names the
+// object in the error for any other path.
+func updateLabels(dst *map[string]string, src map[string]string, fieldpaths []string, what string) (gcChanged bool, err error) {
+	before := labels.GCOnly(*dst)
+	if len(fieldpaths) == 0 {
+		*dst = copyLabels(src)
+	}
+	for _, p := range fieldpaths {
+		if !applyLabelPaths(dst, src, p) {
+			return false, invalid("%s: cannot update field %q: the fields are labels and labels.<key>", what, p)
+		}
+	}
+	return labels.GCChanged(before, *dst), nil
 }
 
 // applyLabelPaths applies the "labels" and "labels.<key>" field paths of an

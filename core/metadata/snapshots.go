@@ -151,18 +151,11 @@ func (s *snapshotStore) Update(ctx context.Context, info snapshots.Info, fieldpa
 		if err != nil {
 			return err
 		}
-		before := labels.GCOnly(r.Labels)
-		if len(fieldpaths) == 0 {
-			r.Labels = copyLabels(info.Labels)
-		}
-		for _, p := range fieldpaths {
-			if !applyLabelPaths(&r.Labels, info.Labels, p) {
-				return invalid("snapshot %q: cannot update field %q: the fields are labels and labels.<key>", info.Name, p)
-			}
+		if gcChanged, err = updateLabels(&r.Labels, info.Labels, fieldpaths, fmt.Sprintf("snapshot %q", info.Name)); err != nil {
+			return err
 		}
 		r.Updated = time.Now().UTC()
 		out = r.info(info.Name)
-		gcChanged = labels.GCChanged(before, r.Labels)
 		return putRecord(s.bucket(t), info.Name, &r)
 	})
 	if err == nil && gcChanged {

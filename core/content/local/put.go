@@ -64,7 +64,7 @@ func (s *Store) Put(ctx context.Context, desc ocispec.Descriptor, data []byte, _
 	}
 	ticket := s.small.ticket()
 	algDir := filepath.Dir(blob)
-	made, err := makeAlgDir(algDir)
+	made, err := makeDir(algDir)
 	if err != nil {
 		return s.full(fmt.Errorf("put %s: %w", desc.Digest, err))
 	}
@@ -103,23 +103,8 @@ func writeAll(fd int, data []byte) error {
 	return nil
 }
 
-// makeAlgDir makes the directory of the blobs of one digest algorithm
-// unless it exists, and reports whether it made it.
-func makeAlgDir(algDir string) (made bool, err error) {
-	err = unix.Mkdir(algDir, 0o700)
-	switch {
-	case err == nil:
-		return true, nil
-	case errors.Is(err, unix.EEXIST):
-		return false, nil
-	case errors.Is(err, unix.ENOENT):
-		return true, os.MkdirAll(algDir, 0o700)
-	}
-	return false, &os.PathError{Op: "mkdir", Path: algDir, Err: err}
-}
-
 // syncAlgDir makes a blob's new name in algDir durable, and algDir's own
-// when makeAlgDir has just made it.
+// when it is new (makeDir made it).
 func syncAlgDir(algDir string, made bool) error {
 	err := durable.SyncDir(algDir)
 	if err == nil && made {

@@ -462,7 +462,7 @@ func (w *writer) commit(ctx context.Context, size int64, expected digest.Digest,
 	}
 
 	algDir := filepath.Dir(blob)
-	made, err := makeAlgDir(algDir)
+	made, err := makeDir(algDir)
 	if err != nil {
 		return fmt.Errorf("commit ingest ref %q: %w", w.ref, err)
 	}
