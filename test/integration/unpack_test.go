@@ -268,6 +268,9 @@ func TestKilledUnpackResumes(t *testing.T) {
 			}
 		}
 	}
+	// The client would wait for hulld to come back, and give up only
+	// after minutes; the test is about what hulld left behind.
+	cmd.Process.Kill()
 	cmd.Wait()
 	d2 := hulltest.Start(t, hulltest.Options{Dir: filepath.Dir(d.Root)})
 	h2 := newHullctl(t, d2)
