@@ -58,10 +58,14 @@ func GCChanged(before, after map[string]string) bool {
 // GCOnly returns, in a map of its own, the labels of m that garbage
 // collection reads (nil for none): what GCChanged needs of labels about
 // to be changed in place.
-func GCOnly(m map[string]string) map[string]string {
+func GCOnly(m map[string]string) map[string]string { return Prefixed(m, gcPrefix) }
+
+// Prefixed returns, in a map of its own, the labels of m whose keys start
+// with prefix (nil for none).
+func Prefixed(m map[string]string, prefix string) map[string]string {
 	var out map[string]string
 	for k, v := range m {
-		if strings.HasPrefix(k, gcPrefix) {
+		if strings.HasPrefix(k, prefix) {
 			if out == nil {
 				out = map[string]string{}
 			}

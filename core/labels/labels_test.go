@@ -61,4 +61,14 @@ func TestGCChanged(t *testing.T) {
 	if m := GCOnly(map[string]string{"a": "b"}); m != nil {
 		t.Errorf("GCOnly of no gc label: %v, want nil", m)
 	}
+	m := map[string]string{"containerd.io/snapshot/x": "1", "containerd.io/snapshotter": "2", "y": "3"}
+	if got := Prefixed(m, "containerd.io/snapshot/"); len(got) != 1 || got["containerd.io/snapshot/x"] != "1" {
+		t.Errorf("Prefixed: %v, want just containerd.io/snapshot/x", got)
+	}
+	if got := Prefixed(m, "containerd.io/snapshot/"); got != nil {
+		got["z"] = "4"
+		if _, ok := m["z"]; ok {
+			t.Error("Prefixed returned the caller's map")
+		}
+	}
 }

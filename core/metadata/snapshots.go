@@ -201,15 +201,7 @@ func (s *snapshotStore) View(ctx context.Context, key, parent string, opts ...sn
 
 // splitLabels separates the labels passed to the backend from the rest.
 func splitLabels(all map[string]string) (backend map[string]string) {
-	for k, v := range all {
-		if strings.HasPrefix(k, backendLabelPrefix) {
-			if backend == nil {
-				backend = map[string]string{}
-			}
-			backend[k] = v
-		}
-	}
-	return backend
+	return labels.Prefixed(all, backendLabelPrefix)
 }
 
 func (s *snapshotStore) create(ctx context.Context, key, parent string, readonly bool, opts []snapshots.Opt) ([]mount.Mount, error) {
