@@ -134,28 +134,21 @@ func linkShared(ctx context.Context, o Options, layers []ocispec.Descriptor, cha
 }
 
 // labelLinked labels the blobs of the linked layers with their diffIDs,
-// as applied layers' are, each once the pull has stored it; the returned
-// function waits for them and gives the first error.
+// as applied layers' are, once the pull has stored them all
+// (labelLayers); the returned function waits for that and gives the
+// first error.
 func labelLinked(ctx context.Context, o Options, layers []ocispec.Descriptor, diffIDs []digest.Digest, linked []int, wait func(digest.Digest) error) func() error {
-	errs := make(chan error, len(linked))
-	for _, i := range linked {
-		go func() {
-			err := wait(layers[i].Digest)
-			if err == nil {
-				err = o.labelUncompressed(ctx, layers[i], diffIDs[i])
-			}
-			errs <- err
-		}()
-	}
-	return func() error {
-		var first error
-		for range linked {
-			if err := <-errs; err != nil && first == nil {
-				first = err
+	done := make(chan error, 1)
+	go func() {
+		for _, i := range linked {
+			if err := wait(layers[i].Digest); err != nil {
+				done <- err
+				return
 			}
 		}
-		return first
-	}
+		done <- labelLayers(ctx, o, layers, diffIDs, linked)
+	}()
+	return func() error { return <-done }
 }
 
 // unpackParallel applies layers up to o.ParallelLayers at once, each into a
