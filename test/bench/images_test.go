@@ -195,7 +195,19 @@ func startLayoutFloor(b *testing.B, imgs []*testimage.Image, n int) (string, int
 // when b ends.
 func runFloor(b *testing.B, args []string) int {
 	b.Helper()
-	bin := hulltest.Build(b, "grpcfloor", "github.com/hullrt/hull/test/bench/grpcfloor")
+	is := imagesapi.NewImagesClient(dial(b, args[0]))
+	return startFloorServer(b, "grpcfloor", args, func() error {
+		_, err := is.List(nsCtx("default"), &imagesapi.ListImagesRequest{})
+		return err
+	})
+}
+
+// startFloorServer builds the floor server test/bench/NAME and starts it
+// with args, waits until ready succeeds and returns its PID; it is stopped
+// when b ends.
+func startFloorServer(b *testing.B, name string, args []string, ready func() error) int {
+	b.Helper()
+	bin := hulltest.Build(b, name, "github.com/hullrt/hull/test/bench/"+name)
 	cmd := exec.Command(bin, args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -213,20 +225,18 @@ func runFloor(b *testing.B, args []string) int {
 			<-done
 		}
 	})
-	conn := dial(b, args[0])
-	is := imagesapi.NewImagesClient(conn)
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		_, err := is.List(nsCtx("default"), &imagesapi.ListImagesRequest{})
+		err := ready()
 		if err == nil {
 			break
 		}
 		select {
 		case <-done:
-			b.Fatalf("grpcfloor exited: %s", stderr.String())
+			b.Fatalf("%s exited: %s", name, stderr.String())
 		default:
 		}
 		if time.Now().After(deadline) {
-			b.Fatalf("grpcfloor not serving after 10s: %v", err)
+			b.Fatalf("%s not serving after 10s: %v", name, err)
 		}
 	}
 	return cmd.Process.Pid

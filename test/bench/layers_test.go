@@ -4,9 +4,15 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
+
+	transferapi "github.com/containerd/containerd/api/services/transfer/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/hullrt/hull/internal/hulltest"
 	"github.com/hullrt/hull/internal/registrytest"
@@ -26,6 +32,12 @@ import (
 // alternate, medians of 9 (times on this shared machine vary by a third
 // from run to run). Target: hull <= 0.7x
 // containerd v2.4.2, through hullctl and through Transfer.
+//
+// The floor through Transfer is the same ctr pull into transferfloor,
+// which fetches, checks, stores and extracts the blobs and does nothing
+// else (no database, no snapshots, no progress), on the same tmpfs and
+// alternating with the others: the registry's and ctr's CPU share these 2
+// cores with the daemon's, so the floor is measured, not subtracted.
 func BenchmarkPullUnpack40Layers(b *testing.B) {
 	const (
 		reps   = 9
@@ -90,6 +102,25 @@ func BenchmarkPullUnpack40Layers(b *testing.B) {
 			b.Fatalf("%s: warm-up removal: %v\n%s", d.name, err, out)
 		}
 	}
+	// The floor under any daemon's Transfer pull: ctr 2.4 into
+	// transferfloor, which fetches, checks, stores and extracts the blobs
+	// and does nothing else, on the same tmpfs.
+	floorSock, floorDir := filepath.Join(dir, "transferfloor.sock"), filepath.Join(dir, "transferfloor")
+	if err := os.Mkdir(floorDir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	tc := transferapi.NewTransferClient(dial(b, floorSock))
+	floorPID := startFloorServer(b, "transferfloor", []string{floorSock, floorDir}, func() error {
+		_, err := tc.Transfer(nsCtx("default"), &transferapi.TransferRequest{})
+		if status.Code(err) == codes.Unimplemented {
+			return nil
+		}
+		return fmt.Errorf("probe: %v", err)
+	})
+	floorPull := func(n int) distRun {
+		return timeTransferFloor(b, ctr2, floorSock, floorPID, filepath.Join(floorDir, strconv.Itoa(n)), ref, img, reg.PID())
+	}
+	floorPull(1) // warm-up, as the daemons'
 	settle(b, h.Address, c.Address)
 
 	b.ResetTimer()
@@ -101,6 +132,7 @@ func BenchmarkPullUnpack40Layers(b *testing.B) {
 			ns := fmt.Sprintf("bench-layers-%d", i)
 			times[d.name] = append(times[d.name], timeDist(b, d, ns, ref, img, reg.PID()))
 		}
+		times["transferfloor"] = append(times["transferfloor"], floorPull(i+2))
 	}
 	// Before it fetches anything, a pull starts its client, which dials
 	// and calls: what `version` costs each client.
@@ -139,6 +171,45 @@ func BenchmarkPullUnpack40Layers(b *testing.B) {
 			ht.Round(time.Millisecond), c0.Round(time.Millisecond), float64(ht)/float64(c0), target, t.cpuSummary(true), t.walls())
 		b.ReportMetric(float64(ht)/float64(c0), "transfer-ratio")
 	}
+	ft := times["transferfloor"]
+	f0 := median(ft.walls())
+	fmt.Printf("pull-unpack-40-layers floor through Transfer: ctr 2.4 into transferfloor (fetch, check, store and extract, nothing else) %s, %.2f of containerd 2.4.2's pull+unpack; %s; runs %v\n",
+		f0.Round(time.Millisecond), float64(f0)/float64(c0), ft.cpuSummary(true), ft.walls())
+	b.ReportMetric(float64(f0)/float64(c0), "transfer-floor-ratio")
+}
+
+// timeTransferFloor times ctr's pull of ref through transferfloor on sock,
+// which stores the Nth pull in dir; it checks that every blob is stored
+// and every layer's file extracted there, then removes dir, untimed.
+func timeTransferFloor(b *testing.B, ctr, sock string, pid int, dir, ref string, img *testimage.Image, registryPID int) distRun {
+	b.Helper()
+	regBefore, err := cpuTime(registryPID)
+	if err != nil {
+		b.Fatal(err)
+	}
+	wall, own, dcpu, err := cmdCPU(pid, ctr, "--address", sock, "--namespace", "floor", "images", "pull", "--plain-http", ref)
+	if err != nil {
+		b.Fatalf("transferfloor: %v", err)
+	}
+	regAfter, err := cpuTime(registryPID)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, bl := range img.Blobs() {
+		if _, err := os.Stat(filepath.Join(dir, "blobs", bl.Desc.Digest.Encoded())); err != nil {
+			b.Fatalf("transferfloor did not store blob %s: %v", bl.Desc.Digest, err)
+		}
+	}
+	for i, l := range img.Layers {
+		name := fmt.Sprintf("layer-%04d", i)
+		if data, err := os.ReadFile(filepath.Join(dir, "layers", l.Desc.Digest.Encoded(), name)); err != nil || string(data) != name+"\n" {
+			b.Fatalf("transferfloor did not extract layer %s's file %s: %q, %v", l.Desc.Digest, name, data, err)
+		}
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		b.Fatal(err)
+	}
+	return distRun{wall: wall, client: own, daemon: dcpu, registry: regAfter - regBefore}
 }
 
 // fetchFloor is the median time, over reps, of fetching img's manifest,
