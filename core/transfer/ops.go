@@ -121,7 +121,7 @@ func blobProgress(progress func(Progress), verb string, tree *progressTree) func
 		case pull.StatusDownloading, pull.StatusLocked, pull.StatusRetrying:
 			ev.Event = verb
 		case pull.StatusDone:
-			ev.Event, ev.Progress = "complete", p.Desc.Size
+			ev.Event, ev.Progress = eventComplete, p.Desc.Size
 		case pull.StatusExists:
 			ev.Event, ev.Progress = "already exists", p.Desc.Size
 		default:

@@ -6,21 +6,24 @@ import (
 )
 
 // progressInterval is how often a transfer's progress reaches its client
-// at most: a display's refresh, not a log.
-const progressInterval = 100 * time.Millisecond
+// at most: a display's refresh, not a log. It is containerd's (its
+// transfer service reports its jobs every 300ms), which ctr's display is
+// made for: ctr redraws its whole tree of jobs for every event it gets, so
+// each event costs it in proportion to the image's blobs.
+const progressInterval = 300 * time.Millisecond
 
 // coalescer passes progress events on at most every interval, each job
 // (event name) with only its latest state. A pull of many small layers
 // goes through waiting, downloading, complete and extracted for each of
 // them in a fraction of a second; a client that redraws its display for
 // every event (ctr does) spent more on the events than on the pull. Only
-// states in passing (waiting, downloading, uploading) are replaced: an
-// outcome ("already exists", "complete") is passed on even when another
-// follows ("extracted"), so that a client learns whether a blob was
-// downloaded. Events without a name (a step of the whole transfer, such as
-// resolving) are passed on at once, after what was pending, so the order
-// of steps is kept. close passes on what is left: every job's last state
-// arrives.
+// states in passing (waiting, downloading, uploading, complete) are
+// replaced, as containerd reports a job once a round in its latest state:
+// "already exists" is passed on even when another state follows
+// ("extracted"), so that a client learns which blobs were not downloaded.
+// Events without a name (a step of the whole transfer, such as resolving)
+// are passed on at once, after what was pending, so the order of steps is
+// kept. close passes on what is left: every job's last state arrives.
 type coalescer struct {
 	send     func(Progress)
 	interval time.Duration
@@ -64,18 +67,21 @@ func (c *coalescer) add(p Progress) {
 	c.mu.Unlock()
 }
 
-// The events of a blob on its way to an outcome, in containerd's words.
+// The events of a blob that a later one may replace, in containerd's
+// words: on its way to being stored, and stored ("complete") but maybe
+// not yet extracted.
 const (
 	eventWaiting     = "waiting"
 	eventDownloading = "downloading"
 	eventUploading   = "uploading"
+	eventComplete    = "complete"
 )
 
-// inPassing reports whether event is a state a job goes through on its way
-// to an outcome, which a later state of the job may replace.
+// inPassing reports whether event is a state that a later state of the
+// job may replace.
 func inPassing(event string) bool {
 	switch event {
-	case eventWaiting, eventDownloading, eventUploading:
+	case eventWaiting, eventDownloading, eventUploading, eventComplete:
 		return true
 	}
 	return false

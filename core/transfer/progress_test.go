@@ -43,14 +43,19 @@ func TestCoalescerKeepsLatestPerJobAndStepOrder(t *testing.T) {
 	}
 	c.add(Progress{Event: "Unpacking"})
 	c.add(Progress{Name: "layer-0", Event: "extracted"})
-	// An outcome stays even when a later state follows it in the same
-	// interval: the client learns the blob was there already.
+	// "already exists" stays even when a later state follows it in the
+	// same interval: the client learns the blob was there already.
 	for _, ev := range []string{"waiting", "already exists", "extracted"} {
 		c.add(Progress{Name: "layer-3", Event: ev})
 	}
+	// A blob downloaded and extracted within one interval is reported
+	// once, extracted, as containerd reports it.
+	for _, ev := range []string{"waiting", "downloading", "complete", "extracted"} {
+		c.add(Progress{Name: "layer-4", Event: ev})
+	}
 	c.close()
 	c.add(Progress{Name: "layer-9", Event: "late"})
-	want := []string{":Resolving", "layer-0:complete", "layer-1:complete", "layer-2:complete", ":Unpacking", "layer-0:extracted", "layer-3:already exists", "layer-3:extracted"}
+	want := []string{":Resolving", "layer-0:complete", "layer-1:complete", "layer-2:complete", ":Unpacking", "layer-0:extracted", "layer-3:already exists", "layer-3:extracted", "layer-4:extracted"}
 	if got := r.events(); !slices.Equal(got, want) {
 		t.Fatalf("sent %q, want %q", got, want)
 	}
