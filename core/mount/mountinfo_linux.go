@@ -29,7 +29,9 @@ func MountedUnder(dir string) ([]string, error) {
 	defer f.Close()
 	var found []string
 	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	// Lines start in a 4 KiB buffer, grown for longer ones up to 1 MiB:
+	// the storage calls this for every snapshot directory it removes.
+	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
 		// Fields: id parent major:minor root mountpoint options ...
 		fields := strings.Fields(sc.Text())
