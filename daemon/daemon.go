@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -27,13 +26,12 @@ import (
 	"github.com/coreos/go-systemd/v22/activation"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/experimental"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/hullrt/hull/config"
 	"github.com/hullrt/hull/core/events"
-	"github.com/hullrt/hull/internal/grpcpool"
+	"github.com/hullrt/hull/internal/grpcserver"
 	"github.com/hullrt/hull/plugin"
 	"github.com/hullrt/hull/plugins/builtin"
 	"github.com/hullrt/hull/plugins/cri"
@@ -393,25 +391,9 @@ func (d *Daemon) listen() error {
 	}
 	d.stopMetrics = stopMetrics
 	calls := newCalls(d.log, metrics)
-	pool := grpcpool.New()
-	serverOpts := []grpc.ServerOption{
-		// Calls run on a pool of goroutines instead of a new one each,
-		// which saves the stack growth every small call paid for.
-		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
-		grpc.MaxRecvMsgSize(g.MaxRecvMsgSize),
-		grpc.MaxSendMsgSize(g.MaxSendMsgSize),
-		// Fixed flow-control windows turn off gRPC's bandwidth-delay
-		// estimation, which pings the client after nearly every call on an
-		// idle-ish connection: two frames and two wake-ups more per small
-		// call on each side. A local socket needs no estimate.
-		grpc.InitialWindowSize(1 << 20),
-		grpc.InitialConnWindowSize(4 << 20),
-		// Buffers sized to the message, not to gRPC's coarse tiers.
-		experimental.BufferPool(pool),
-		grpc.ForceServerCodecV2(grpcpool.Codec(pool)),
+	serverOpts := append(grpcserver.Options(g.MaxRecvMsgSize, g.MaxSendMsgSize),
 		grpc.UnaryInterceptor(calls.unary()),
-		grpc.StreamInterceptor(calls.stream()),
-	}
+		grpc.StreamInterceptor(calls.stream()))
 	d.server = grpc.NewServer(serverOpts...)
 	register := func(srv *grpc.Server) {
 		for _, inst := range d.plugins.GetByType(plugin.GRPCPlugin) {

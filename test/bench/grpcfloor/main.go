@@ -1,8 +1,8 @@
 // Command grpcfloor is a measuring stick for the benchmarks, not a part of
 // hull: a gRPC server on the same grpc-go transport and settings as hulld
-// (Go's default GOMAXPROCS, a stream worker per processor, fixed
-// flow-control windows, hulld's message size limits, and hulld's buffer pool
-// and codec from internal/grpcpool) that answers Images.List, Content.Info
+// (internal/grpcserver's: a stream worker per processor, fixed flow-control
+// windows, hulld's buffer pool and codec; hulld's default message size
+// limits) that answers Images.List, Content.Info
 // and Content.Read from memory with canned replies: no namespaces, no
 // database, no content store, no interceptors. The time clients take against
 // it is the floor that any grpc-go daemon pays on this machine for the same
@@ -33,14 +33,10 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	contentapi "github.com/containerd/containerd/api/services/content/v1"
@@ -49,14 +45,12 @@ import (
 	"github.com/opencontainers/go-digest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/hullrt/hull/config"
-	"github.com/hullrt/hull/internal/grpcpool"
+	"github.com/hullrt/hull/test/bench/internal/floor"
 )
 
 // readChunk is the largest data message Read sends, as in hulld's content
@@ -251,34 +245,14 @@ func loadLayout(dir string, cs *contentServer, is *imagesServer) error {
 	return sc.Err()
 }
 
-// serve serves cs and is on the unix socket at path until SIGTERM or an
-// interrupt, with the server options of hulld's listen (daemon/daemon.go)
-// less its interceptors, which are hull's work and not the transport's.
+// serve serves cs and is (and cri when not nil) on the unix socket at
+// path until SIGTERM or an interrupt.
 func serve(path string, cs *contentServer, is *imagesServer, cri *criServer) error {
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		return err
-	}
-	pool := grpcpool.New()
-	srv := grpc.NewServer(
-		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
-		grpc.MaxRecvMsgSize(config.DefaultMaxMessageSize),
-		grpc.MaxSendMsgSize(config.DefaultMaxMessageSize),
-		grpc.InitialWindowSize(1<<20),
-		grpc.InitialConnWindowSize(4<<20),
-		experimental.BufferPool(pool),
-		grpc.ForceServerCodecV2(grpcpool.Codec(pool)),
-	)
-	contentapi.RegisterContentServer(srv, cs)
-	imagesapi.RegisterImagesServer(srv, is)
-	if cri != nil {
-		runtimeapi.RegisterRuntimeServiceServer(srv, cri)
-	}
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, os.Interrupt)
-	go func() {
-		<-sigs
-		srv.Stop()
-	}()
-	return srv.Serve(l)
+	return floor.Serve(path, func(srv *grpc.Server) {
+		contentapi.RegisterContentServer(srv, cs)
+		imagesapi.RegisterImagesServer(srv, is)
+		if cri != nil {
+			runtimeapi.RegisterRuntimeServiceServer(srv, cri)
+		}
+	})
 }

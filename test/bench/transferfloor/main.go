@@ -31,17 +31,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 
 	leasesapi "github.com/containerd/containerd/api/services/leases/v1"
 	streamingapi "github.com/containerd/containerd/api/services/streaming/v1"
@@ -52,14 +49,12 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/hullrt/hull/config"
-	"github.com/hullrt/hull/internal/grpcpool"
+	"github.com/hullrt/hull/test/bench/internal/floor"
 )
 
 // fetchers is how many blobs a pull fetches at once: hull's number for
@@ -332,37 +327,16 @@ func main() {
 	}
 }
 
-// run serves on the socket args[0] until SIGTERM or an interrupt, with the
-// server options of hulld's listen (daemon/daemon.go) less its
-// interceptors.
+// run serves on the socket args[0] until SIGTERM or an interrupt.
 func run(args []string) error {
 	if len(args) != 2 {
 		return errors.New("usage: transferfloor SOCKET DIR")
 	}
-	l, err := net.Listen("unix", args[0])
-	if err != nil {
-		return err
-	}
-	pool := grpcpool.New()
-	srv := grpc.NewServer(
-		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
-		grpc.MaxRecvMsgSize(config.DefaultMaxMessageSize),
-		grpc.MaxSendMsgSize(config.DefaultMaxMessageSize),
-		grpc.InitialWindowSize(1<<20),
-		grpc.InitialConnWindowSize(4<<20),
-		experimental.BufferPool(pool),
-		grpc.ForceServerCodecV2(grpcpool.Codec(pool)),
-	)
 	ss := &streams{open: map[string]chan struct{}{}}
-	streamingapi.RegisterStreamingServer(srv, &streamingServer{s: ss})
-	leasesapi.RegisterLeasesServer(srv, &leasesServer{})
-	transferapi.RegisterTransferServer(srv, &transferServer{dir: args[1], streams: ss,
-		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: fetchers}}})
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, os.Interrupt)
-	go func() {
-		<-sigs
-		srv.Stop()
-	}()
-	return srv.Serve(l)
+	return floor.Serve(args[0], func(srv *grpc.Server) {
+		streamingapi.RegisterStreamingServer(srv, &streamingServer{s: ss})
+		leasesapi.RegisterLeasesServer(srv, &leasesServer{})
+		transferapi.RegisterTransferServer(srv, &transferServer{dir: args[1], streams: ss,
+			client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: fetchers}}})
+	})
 }
