@@ -198,26 +198,8 @@ func timeDist(b *testing.B, d *distDaemon, ns, ref string, img *testimage.Image,
 	}
 	checkSnapshots(b, d, "before a run", 0)
 	syncDisk(b)
-	var regBefore time.Duration
-	if registryPID != 0 {
-		var err error
-		if regBefore, err = cpuTime(registryPID); err != nil {
-			b.Fatal(err)
-		}
-	}
 	name, args := d.cmd(ns)
-	wall, own, dcpu, err := cmdCPU(d.pid, name, args...)
-	if err != nil {
-		b.Fatalf("%s: %v", d.name, err)
-	}
-	r := distRun{wall: wall, client: own, daemon: dcpu}
-	if registryPID != 0 {
-		after, err := cpuTime(registryPID)
-		if err != nil {
-			b.Fatal(err)
-		}
-		r.registry = after - regBefore
-	}
+	r := runDist(b, d.name, d.pid, registryPID, name, args...)
 
 	// Not timed: check the result with ctr (which speaks to both), then
 	// remove it.
@@ -249,6 +231,32 @@ func timeDist(b *testing.B, d *distDaemon, ns, ref string, img *testimage.Image,
 		b.Fatalf("%s: %d layers still on disk after `images rm --sync`", d.name, n)
 	}
 	checkSnapshots(b, d, "after `images rm --sync`", 0)
+	return r
+}
+
+// runDist runs a client command once, timed, with the CPU time it, the
+// daemon pid and the registry (registryPID, 0 for none) used meanwhile.
+func runDist(b *testing.B, daemon string, pid, registryPID int, name string, args ...string) distRun {
+	b.Helper()
+	var regBefore time.Duration
+	if registryPID != 0 {
+		var err error
+		if regBefore, err = cpuTime(registryPID); err != nil {
+			b.Fatal(err)
+		}
+	}
+	wall, own, dcpu, err := cmdCPU(pid, name, args...)
+	if err != nil {
+		b.Fatalf("%s: %v", daemon, err)
+	}
+	r := distRun{wall: wall, client: own, daemon: dcpu}
+	if registryPID != 0 {
+		after, err := cpuTime(registryPID)
+		if err != nil {
+			b.Fatal(err)
+		}
+		r.registry = after - regBefore
+	}
 	return r
 }
 

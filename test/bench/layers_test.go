@@ -183,18 +183,7 @@ func BenchmarkPullUnpack40Layers(b *testing.B) {
 // and every layer's file extracted there, then removes dir, untimed.
 func timeTransferFloor(b *testing.B, ctr, sock string, pid int, dir, ref string, img *testimage.Image, registryPID int) distRun {
 	b.Helper()
-	regBefore, err := cpuTime(registryPID)
-	if err != nil {
-		b.Fatal(err)
-	}
-	wall, own, dcpu, err := cmdCPU(pid, ctr, "--address", sock, "--namespace", "floor", "images", "pull", "--plain-http", ref)
-	if err != nil {
-		b.Fatalf("transferfloor: %v", err)
-	}
-	regAfter, err := cpuTime(registryPID)
-	if err != nil {
-		b.Fatal(err)
-	}
+	r := runDist(b, "transferfloor", pid, registryPID, ctr, "--address", sock, "--namespace", "floor", "images", "pull", "--plain-http", ref)
 	for _, bl := range img.Blobs() {
 		if _, err := os.Stat(filepath.Join(dir, "blobs", bl.Desc.Digest.Encoded())); err != nil {
 			b.Fatalf("transferfloor did not store blob %s: %v", bl.Desc.Digest, err)
@@ -209,7 +198,7 @@ func timeTransferFloor(b *testing.B, ctr, sock string, pid int, dir, ref string,
 	if err := os.RemoveAll(dir); err != nil {
 		b.Fatal(err)
 	}
-	return distRun{wall: wall, client: own, daemon: dcpu, registry: regAfter - regBefore}
+	return r
 }
 
 // fetchFloor is the median time, over reps, of fetching img's manifest,
