@@ -77,14 +77,29 @@ func bundleWith(t *testing.T, args ...string) string {
 	return dir
 }
 
+// runcState asks runc for the container's status through the wrapper, so
+// that the test's reaper, not os/exec, collects runc state's exit: a
+// second waiter would have its status stolen and read as an error.
 func runcState(t *testing.T, r *Runc, id string) string {
-	out, err := exec.Command(r.Binary, "--root", r.Root, "state", id).Output()
-	if err != nil {
+	t.Helper()
+	st, err := r.State(context.Background(), id)
+	if IsNotFound(err) {
 		return "gone"
 	}
-	var st struct{ Status string }
-	json.Unmarshal(out, &st)
+	if err != nil {
+		t.Fatalf("runc state %s: %v", id, err)
+	}
 	return st.Status
+}
+
+// startReaper runs a reaper until the test ends and its loop has
+// returned, so that it reaps no later test's children.
+func startReaper(t *testing.T, onExit func(reaper.Exit)) *reaper.Reaper {
+	rp := reaper.New(onExit)
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() { defer close(done); rp.Run(stop) }()
+	t.Cleanup(func() { close(stop); <-done })
+	return rp
 }
 
 func TestStartDelete(t *testing.T) { forEachRunc(t, testStartDelete) }
@@ -98,12 +113,11 @@ func testStartDelete(t *testing.T, runcBin string) {
 		t.Fatal(err)
 	}
 	defer unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
-	exits := make(chan int, 8)
-	rp := reaper.New(func(e reaper.Exit) { exits <- e.Pid })
-	stop := make(chan struct{})
-	defer close(stop)
-	go rp.Run(stop)
+	// The bundle first: runc spec runs under os/exec, which must not
+	// race the reaper for its exit.
 	bundle := bundleWith(t, "sleep", "30")
+	exits := make(chan int, 8)
+	rp := startReaper(t, func(e reaper.Exit) { exits <- e.Pid })
 	r := &Runc{Binary: runcBin, Root: filepath.Join(t.TempDir(), "root"), Reaper: rp}
 	pidFile := filepath.Join(bundle, "pid")
 	// runc create's stdio become the container's: none here, so that
@@ -116,7 +130,7 @@ func testStartDelete(t *testing.T, runcBin string) {
 	if err := wait(); err != 0 {
 		t.Fatalf("runc create: %v", err)
 	}
-	defer exec.Command(runcBin, "--root", r.Root, "delete", "--force", "c1").Run()
+	defer r.Delete(ctx, "c1", true)
 	pid := readPidFile(t, pidFile)
 	if s := runcState(t, r, "c1"); s != "created" {
 		t.Fatalf("state %q before start", s)

@@ -5,8 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-
-	"github.com/hullrt/hull/shim/reaper"
 )
 
 // TestCgroupCommandsOutliveTheirCaller: runc kill, delete, pause, resume
@@ -23,11 +21,7 @@ func TestCgroupCommandsOutliveTheirCaller(t *testing.T) {
 	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	rp := reaper.New(nil)
-	stop := make(chan struct{})
-	defer close(stop)
-	go rp.Run(stop)
-	r := &Runc{Binary: bin, Reaper: rp}
+	r := &Runc{Binary: bin, Reaper: startReaper(t, nil)}
 	for name, call := range map[string]func(context.Context) error{
 		"kill":   func(ctx context.Context) error { return r.Kill(ctx, "c1", 9, true) },
 		"delete": func(ctx context.Context) error { return r.Delete(ctx, "c1", true) },
