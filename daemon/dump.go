@@ -4,13 +4,15 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hullrt/hull/internal/stackdump"
 )
 
 // DumpStacksOnSignal writes every goroutine's stack to the log and to a file
@@ -39,15 +41,7 @@ func DumpStacksOnSignal(ctx context.Context, state string, log *slog.Logger) {
 // <state>/hulld.<pid>.stacks.<time>.log, logs them to stderr, and returns
 // the file's path.
 func DumpStacks(state string) (string, error) {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
+	buf := stackdump.All(math.MaxInt)
 	fmt.Fprintf(os.Stderr, "=== BEGIN goroutine stack dump ===\n%s\n=== END goroutine stack dump ===\n", buf)
 	path := filepath.Join(state, fmt.Sprintf("hulld.%d.stacks.%s.log", os.Getpid(), time.Now().UTC().Format("20060102T150405.000000000Z")))
 	return path, os.WriteFile(path, buf, 0o600)

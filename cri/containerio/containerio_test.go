@@ -6,9 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +19,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/hullrt/hull/cri/logs"
+	"github.com/hullrt/hull/internal/stackdump"
 )
 
 // buffer is an attach client's writer: safe for the pump and the test.
@@ -663,17 +664,8 @@ func TestQuietOutputHoldsNoBuffer(t *testing.T) {
 // testing package's, a within helper's) comes and goes on its own
 // schedule, and counting those made the total drift by one.
 func packageGoroutines() int {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
 	count := 0
-	for _, g := range strings.Split(string(buf), "\n\n") {
+	for _, g := range strings.Split(string(stackdump.All(math.MaxInt)), "\n\n") {
 		if strings.Contains(g, "/cri/containerio.") && !strings.Contains(g, "_test.go:") {
 			count++
 		}

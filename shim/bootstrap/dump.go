@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+
+	"github.com/hullrt/hull/internal/stackdump"
 )
 
 // dumpStacks writes every goroutine's stack to <bundle>/shim.<pid>.stacks.log
@@ -15,7 +17,7 @@ import (
 // signalled, and the bundle's removal takes it.
 func dumpStacks(bundle string, log *slog.Logger) {
 	path := filepath.Join(bundle, fmt.Sprintf("shim.%d.stacks.log", os.Getpid()))
-	buf := stacks()
+	buf := stackdump.All(maxStacks)
 	if err := writeAtomic(path, buf); err != nil {
 		log.Error("write goroutine dump", "path", path, "error", err)
 		return
@@ -26,18 +28,6 @@ func dumpStacks(bundle string, log *slog.Logger) {
 // maxStacks bounds a dump: a shim runs a few dozen goroutines (about 6 KB of
 // stacks); a dump this large would mean a leak, whose first megabytes tell.
 const maxStacks = 16 << 20
-
-// stacks returns all goroutines' stacks, cut at maxStacks.
-func stacks() []byte {
-	buf := make([]byte, 64<<10)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) || len(buf) >= maxStacks {
-			return buf[:n]
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-}
 
 // writeAtomic replaces path with data through a temporary file, so that a
 // reader (hullctl debug dump waits for the file) never sees half a dump.
