@@ -147,9 +147,8 @@ func Delete(a Args) ([]byte, error) {
 	}
 	rec := task.LoadRecord(bundle, a.Namespace)
 	r := reaper.New(nil)
-	stop := make(chan struct{})
-	defer close(stop)
-	go r.Run(stop)
+	stopReaper := r.Background()
+	defer stopReaper()
 	rc := &runc.Runc{Binary: rec.Binary, Root: rec.Root, Log: filepath.Join(bundle, "log.json"),
 		SystemdCgroup: rec.SystemdCgroup, Reaper: r}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -203,8 +202,7 @@ func Serve(a Args) error {
 	pub := events.NewPublisher(os.Getenv("TTRPC_ADDRESS"), a.Namespace, log)
 	mon := task.NewMonitor()
 	rp := reaper.New(mon.Exit)
-	stopReaper := make(chan struct{})
-	go rp.Run(stopReaper)
+	stopReaper := rp.Background()
 	svc := service.New(service.Config{Namespace: a.Namespace, Events: pub, Reaper: rp, Monitor: mon, Log: log,
 		Options: readOptions(bundle)})
 	srv, err := ttrpc.NewServer()
@@ -245,7 +243,7 @@ func Serve(a Args) error {
 		os.Remove(a.Socket)
 	}
 	pub.Close()
-	close(stopReaper)
+	stopReaper()
 	return nil
 }
 

@@ -45,8 +45,24 @@ func SetSubreaper() error {
 	return unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 }
 
-// Run reaps children on every SIGCHLD until stop is closed.
-func (r *Reaper) Run(stop <-chan struct{}) {
+// Background runs the reap loop in a goroutine of its own until the
+// returned function is called; that function returns once the loop has
+// ended, so that the caller's own waits (os/exec's) after it cannot have a
+// status taken by the loop.
+func (r *Reaper) Background() (stop func()) {
+	ch, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		r.run(ch)
+	}()
+	return func() {
+		close(ch)
+		<-done
+	}
+}
+
+// run reaps children on every SIGCHLD until stop is closed.
+func (r *Reaper) run(stop <-chan struct{}) {
 	ch := make(chan os.Signal, 32)
 	signal.Notify(ch, unix.SIGCHLD)
 	defer signal.Stop(ch)

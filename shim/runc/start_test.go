@@ -92,16 +92,6 @@ func runcState(t *testing.T, r *Runc, id string) string {
 	return st.Status
 }
 
-// startReaper runs a reaper until the test ends and its loop has
-// returned, so that it reaps no later test's children.
-func startReaper(t *testing.T, onExit func(reaper.Exit)) *reaper.Reaper {
-	rp := reaper.New(onExit)
-	stop, done := make(chan struct{}), make(chan struct{})
-	go func() { defer close(done); rp.Run(stop) }()
-	t.Cleanup(func() { close(stop); <-done })
-	return rp
-}
-
 func TestStartDelete(t *testing.T) { forEachRunc(t, testStartDelete) }
 
 // testStartDelete drives runc's own start and delete through the
@@ -117,7 +107,8 @@ func testStartDelete(t *testing.T, runcBin string) {
 	// race the reaper for its exit.
 	bundle := bundleWith(t, "sleep", "30")
 	exits := make(chan int, 8)
-	rp := startReaper(t, func(e reaper.Exit) { exits <- e.Pid })
+	rp := reaper.New(func(e reaper.Exit) { exits <- e.Pid })
+	t.Cleanup(rp.Background())
 	r := &Runc{Binary: runcBin, Root: filepath.Join(t.TempDir(), "root"), Reaper: rp}
 	pidFile := filepath.Join(bundle, "pid")
 	// runc create's stdio become the container's: none here, so that

@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/hullrt/hull/shim/reaper"
 )
 
 // TestCgroupCommandsOutliveTheirCaller: runc kill, delete, pause, resume
@@ -21,7 +23,9 @@ func TestCgroupCommandsOutliveTheirCaller(t *testing.T) {
 	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	r := &Runc{Binary: bin, Reaper: startReaper(t, nil)}
+	rp := reaper.New(nil)
+	t.Cleanup(rp.Background())
+	r := &Runc{Binary: bin, Reaper: rp}
 	for name, call := range map[string]func(context.Context) error{
 		"kill":   func(ctx context.Context) error { return r.Kill(ctx, "c1", 9, true) },
 		"delete": func(ctx context.Context) error { return r.Delete(ctx, "c1", true) },

@@ -163,10 +163,7 @@ func newFixture(t *testing.T) *fixture {
 	}
 	mon := task.NewMonitor()
 	rp := reaper.New(mon.Exit)
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() { defer close(done); rp.Run(stop) }()
-	t.Cleanup(func() { close(stop); <-done })
+	t.Cleanup(rp.Background())
 	ev := &recorder{added: make(chan struct{}, 1)}
 	svc := New(Config{Namespace: "ns", Events: ev, Reaper: rp, Monitor: mon,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
