@@ -205,113 +205,214 @@ func splitLabels(all map[string]string) (backend map[string]string) {
 }
 
 func (s *snapshotStore) create(ctx context.Context, key, parent string, readonly bool, opts []snapshots.Opt) ([]mount.Mount, error) {
-	if err := validKey(key); err != nil {
+	base, err := newSnapshotInfo(key, opts)
+	if err != nil {
 		return nil, err
-	}
-	var base snapshots.Info
-	for _, o := range opts {
-		if err := o(&base); err != nil {
-			return nil, err
-		}
-	}
-	if err := labels.ValidateAll(base.Labels); err != nil {
-		return nil, err
-	}
-	if base.Parent != "" {
-		return nil, fmt.Errorf("snapshot %q: WithParent is for Commit; Prepare and View take the parent as an argument: %w", key, errdefs.ErrInvalidArgument)
 	}
 	// The backend may copy a whole parent (native): the lease is in use
 	// until it is done.
 	defer s.db.HoldLease(ctx)()
-	lease, hasLease := leases.FromContext(ctx)
-	var (
-		bkey, bparent string
-		linked        bool
-	)
 	// Record the snapshot first, so the collector (which never removes a
 	// backend snapshot that a record names) cannot race the backend call.
 	s.db.gcMu.RLock()
 	defer s.db.gcMu.RUnlock()
-	err := s.db.update(ctx, func(t *nsTx) error {
-		bkey, bparent, linked = "", "", false
-		b, err := s.createBucket(t)
-		if err != nil {
-			return err
-		}
-		if b.Get([]byte(key)) != nil {
-			return alreadyExists("snapshot %q (snapshotter %s)", key, s.name)
-		}
-		if parent != "" {
-			pr, err := s.get(t, parent)
-			if err != nil {
-				return fmt.Errorf("parent: %w", err)
-			}
-			if pr.Kind != snapshots.KindCommitted {
-				return fmt.Errorf("parent %q of snapshot %q is %s, not committed: %w", parent, key, pr.Kind, errdefs.ErrFailedPrecondition)
-			}
-			bparent = pr.Backend
-		}
-		if hasLease {
-			if err := addLeaseResource(t, lease, leases.Resource{Type: "snapshots/" + s.name, ID: key}); err != nil {
-				return err
-			}
-		}
-		now := time.Now().UTC()
-		if target := base.Labels[LabelSnapshotRef]; target != "" && !readonly {
-			if tb := b.Get([]byte(target)); tb != nil {
-				return alreadyExists("snapshot %q (snapshotter %s)", target, s.name)
-			}
-			if shared, sparent := s.findCommitted(t, target); shared != "" && sparent == bparent {
-				// Link the other namespace's layer into this one.
-				r := snapRecord{Backend: shared, Parent: parent, Kind: snapshots.KindCommitted, Labels: copyLabels(base.Labels), Created: now, Updated: now}
-				delete(r.Labels, LabelSnapshotRef)
-				linked = true
-				if hasLease {
-					addLeaseResource(t, lease, leases.Resource{Type: "snapshots/" + s.name, ID: target})
-				}
-				return putRecord(b, target, &r)
-			}
-		}
-		seq, err := b.NextSequence()
-		if err != nil {
-			return err
-		}
-		bkey = fmt.Sprintf("%s/%d/%s", t.ns, seq, key)
-		kind := snapshots.KindActive
-		if readonly {
-			kind = snapshots.KindView
-		}
-		r := snapRecord{Backend: bkey, Parent: parent, Kind: kind, Labels: copyLabels(base.Labels), Created: now, Updated: now}
-		if err := putRecord(b, key, &r); err != nil {
-			return err
-		}
-		t.publish(s.db, "/snapshot/prepare", &eventstypes.SnapshotPrepare{Key: key, Parent: parent, Snapshotter: s.name})
-		return nil
+	var r created
+	err = s.db.update(ctx, func(t *nsTx) error {
+		var err error
+		r, err = s.record(ctx, t, key, parent, readonly, base)
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	if linked {
+	if r.linked {
 		return nil, alreadyExists("snapshot %q (snapshotter %s)", base.Labels[LabelSnapshotRef], s.name)
 	}
 	bopts := []snapshots.Opt{snapshots.WithLabels(splitLabels(base.Labels))}
 	var mounts []mount.Mount
 	if readonly {
-		mounts, err = s.backend.View(ctx, bkey, bparent, bopts...)
+		mounts, err = s.backend.View(ctx, r.bkey, r.bparent, bopts...)
 	} else {
-		mounts, err = s.backend.Prepare(ctx, bkey, bparent, bopts...)
+		mounts, err = s.backend.Prepare(ctx, r.bkey, r.bparent, bopts...)
 	}
 	if err != nil {
-		// Undo the record: the backend has nothing for it.
-		s.db.updateFreeing(ctx, func(t *nsTx) error {
-			if b := s.bucket(t); b != nil {
-				return b.Delete([]byte(key))
-			}
-			return nil
-		})
+		s.unrecord(ctx, key)
 		return nil, err
 	}
 	return mounts, nil
+}
+
+// newSnapshotInfo checks a new snapshot's key and the options it is made
+// with, and returns what those set.
+func newSnapshotInfo(key string, opts []snapshots.Opt) (snapshots.Info, error) {
+	var base snapshots.Info
+	if err := validKey(key); err != nil {
+		return base, err
+	}
+	for _, o := range opts {
+		if err := o(&base); err != nil {
+			return base, err
+		}
+	}
+	if err := labels.ValidateAll(base.Labels); err != nil {
+		return base, err
+	}
+	if base.Parent != "" {
+		return base, fmt.Errorf("snapshot %q: WithParent is for Commit; Prepare and View take the parent as an argument: %w", key, errdefs.ErrInvalidArgument)
+	}
+	return base, nil
+}
+
+// created is what record wrote for a new snapshot: the backend snapshot
+// to make (bkey on bparent), or, when linked, another namespace's
+// committed snapshot recorded under the name the LabelSnapshotRef label
+// asked for, which leaves nothing for the backend to do.
+type created struct {
+	bkey, bparent string
+	linked        bool
+}
+
+// record writes, in t, the record of new snapshot key on parent ("" for
+// none) with base's labels, and adds it to the context's lease.
+func (s *snapshotStore) record(ctx context.Context, t *nsTx, key, parent string, readonly bool, base snapshots.Info) (created, error) {
+	var c created
+	b, err := s.createBucket(t)
+	if err != nil {
+		return c, err
+	}
+	if b.Get([]byte(key)) != nil {
+		return c, alreadyExists("snapshot %q (snapshotter %s)", key, s.name)
+	}
+	if parent != "" {
+		pr, err := s.get(t, parent)
+		if err != nil {
+			return c, fmt.Errorf("parent: %w", err)
+		}
+		if pr.Kind != snapshots.KindCommitted {
+			return c, fmt.Errorf("parent %q of snapshot %q is %s, not committed: %w", parent, key, pr.Kind, errdefs.ErrFailedPrecondition)
+		}
+		c.bparent = pr.Backend
+	}
+	lease, hasLease := leases.FromContext(ctx)
+	if hasLease {
+		if err := addLeaseResource(t, lease, leases.Resource{Type: "snapshots/" + s.name, ID: key}); err != nil {
+			return c, err
+		}
+	}
+	now := time.Now().UTC()
+	if target := base.Labels[LabelSnapshotRef]; target != "" && !readonly {
+		if tb := b.Get([]byte(target)); tb != nil {
+			return c, alreadyExists("snapshot %q (snapshotter %s)", target, s.name)
+		}
+		if shared, sparent := s.findCommitted(t, target); shared != "" && sparent == c.bparent {
+			// Link the other namespace's layer into this one.
+			r := snapRecord{Backend: shared, Parent: parent, Kind: snapshots.KindCommitted, Labels: copyLabels(base.Labels), Created: now, Updated: now}
+			delete(r.Labels, LabelSnapshotRef)
+			c.linked = true
+			if hasLease {
+				addLeaseResource(t, lease, leases.Resource{Type: "snapshots/" + s.name, ID: target})
+			}
+			return c, putRecord(b, target, &r)
+		}
+	}
+	seq, err := b.NextSequence()
+	if err != nil {
+		return c, err
+	}
+	c.bkey = fmt.Sprintf("%s/%d/%s", t.ns, seq, key)
+	kind := snapshots.KindActive
+	if readonly {
+		kind = snapshots.KindView
+	}
+	r := snapRecord{Backend: c.bkey, Parent: parent, Kind: kind, Labels: copyLabels(base.Labels), Created: now, Updated: now}
+	if err := putRecord(b, key, &r); err != nil {
+		return c, err
+	}
+	t.publish(s.db, "/snapshot/prepare", &eventstypes.SnapshotPrepare{Key: key, Parent: parent, Snapshotter: s.name})
+	return c, nil
+}
+
+// recordMany records the new active snapshots of reqs, made with bases'
+// labels, in one transaction, or none of them. On success it returns with
+// the collector held off (as create does until the backend has made the
+// snapshots) and unlock lets it go.
+func (s *snapshotStore) recordMany(ctx context.Context, reqs []snapshots.PrepareRequest, bases []snapshots.Info) ([]created, func(), error) {
+	recs := make([]created, len(reqs))
+	s.db.gcMu.RLock()
+	err := s.db.update(ctx, func(t *nsTx) error {
+		for i, r := range reqs {
+			var err error
+			if recs[i], err = s.record(ctx, t, r.Key, r.Parent, false, bases[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		s.db.gcMu.RUnlock()
+		return nil, nil, err
+	}
+	return recs, s.db.gcMu.RUnlock, nil
+}
+
+// unrecord undoes the records of new snapshots whose backend snapshots
+// could not be made.
+func (s *snapshotStore) unrecord(ctx context.Context, keys ...string) {
+	s.db.updateFreeing(ctx, func(t *nsTx) error {
+		if b := s.bucket(t); b != nil {
+			for _, key := range keys {
+				if err := b.Delete([]byte(key)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// PrepareMany implements snapshots.ManyPreparer: the records go in one
+// transaction and the backend snapshots to the backend as one batch when
+// it takes them so (snapshots.PrepareMany). When a record cannot be
+// written, each request is prepared on its own instead, so that each gets
+// the result its own Prepare would have given.
+func (s *snapshotStore) PrepareMany(ctx context.Context, reqs []snapshots.PrepareRequest) []snapshots.PrepareResult {
+	out := make([]snapshots.PrepareResult, len(reqs))
+	bases := make([]snapshots.Info, len(reqs))
+	for i, r := range reqs {
+		if bases[i], out[i].Err = newSnapshotInfo(r.Key, r.Opts); out[i].Err != nil {
+			return snapshots.PrepareEach(ctx, s, reqs)
+		}
+	}
+	defer s.db.HoldLease(ctx)()
+	recs, unlock, err := s.recordMany(ctx, reqs, bases)
+	if err != nil {
+		return snapshots.PrepareEach(ctx, s, reqs)
+	}
+	defer unlock()
+	var (
+		breqs []snapshots.PrepareRequest
+		bidx  []int
+	)
+	for i, c := range recs {
+		if c.linked {
+			out[i].Err = alreadyExists("snapshot %q (snapshotter %s)", bases[i].Labels[LabelSnapshotRef], s.name)
+			continue
+		}
+		breqs = append(breqs, snapshots.PrepareRequest{Key: c.bkey, Parent: c.bparent, Opts: []snapshots.Opt{snapshots.WithLabels(splitLabels(bases[i].Labels))}})
+		bidx = append(bidx, i)
+	}
+	var failed []string
+	for k, res := range snapshots.PrepareMany(ctx, s.backend, breqs) {
+		i := bidx[k]
+		out[i] = res
+		if res.Err != nil {
+			failed = append(failed, reqs[i].Key)
+		}
+	}
+	if len(failed) > 0 {
+		s.unrecord(ctx, failed...)
+	}
+	return out
 }
 
 // findCommitted looks in every namespace for a committed snapshot named

@@ -2,15 +2,18 @@ package metadata
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/containerd/errdefs"
 
 	"github.com/hullrt/hull/core/leases"
+	"github.com/hullrt/hull/core/mount"
 	"github.com/hullrt/hull/core/namespaces"
 	"github.com/hullrt/hull/core/snapshots"
 	"github.com/hullrt/hull/core/snapshots/native"
@@ -269,5 +272,127 @@ func TestSnapshotsWalkFilters(t *testing.T) {
 		if !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("Walk(%q) = %q, want %q", tc.filters, got, tc.want)
 		}
+	}
+}
+
+// flakyBackend is a backend snapshotter that refuses to make the
+// snapshots whose backend key ends in fail, in a batch or alone.
+type flakyBackend struct {
+	snapshots.Snapshotter
+	fail    string
+	batches int
+}
+
+func (f *flakyBackend) Prepare(ctx context.Context, key, parent string, opts ...snapshots.Opt) ([]mount.Mount, error) {
+	if strings.HasSuffix(key, "/"+f.fail) {
+		return nil, fmt.Errorf("backend refuses %s: %w", key, errdefs.ErrUnavailable)
+	}
+	return f.Snapshotter.Prepare(ctx, key, parent, opts...)
+}
+
+func (f *flakyBackend) PrepareMany(ctx context.Context, reqs []snapshots.PrepareRequest) []snapshots.PrepareResult {
+	f.batches++
+	return snapshots.PrepareEach(ctx, f, reqs)
+}
+
+// PrepareMany records a batch of snapshots in one go as each Prepare
+// would: a layer another namespace has is linked (AlreadyExists) and may
+// be the parent of a later request of the same batch; every snapshot
+// made is in the context's lease; requests refused by the records or by
+// the backend get their own errors and leave no record; a backend with
+// PrepareMany gets the batch, one without gets one Prepare each.
+func TestSnapshotsPrepareMany(t *testing.T) {
+	db, ov, _ := withOverlay(t)
+	flaky := &flakyBackend{Snapshotter: ov, fail: "k4"}
+	db.AddSnapshotter("flaky", flaky)
+	for _, name := range []string{"flaky", "native"} {
+		t.Run(name, func(t *testing.T) {
+			var s snapshots.Snapshotter
+			if name == "native" {
+				s = withNative(t, db)
+			} else {
+				s, _ = db.Snapshotter(name)
+			}
+			a := namespaces.WithNamespace(context.Background(), "a-"+name)
+			layer(t, a, s, "l1", "")
+			b := namespaces.WithNamespace(context.Background(), "b-"+name)
+			if _, err := db.Leases().Create(b, "pull", nil); err != nil {
+				t.Fatal(err)
+			}
+			b = leasesCtx(b, "pull")
+			ref := func(name string) []snapshots.Opt {
+				return []snapshots.Opt{snapshots.WithLabels(map[string]string{LabelSnapshotRef: name})}
+			}
+			mp := s.(snapshots.ManyPreparer)
+			res := mp.PrepareMany(b, []snapshots.PrepareRequest{
+				{Key: "x", Opts: ref("l1")},
+				{Key: "k1"},
+				{Key: "k2", Parent: "l1"},
+			})
+			if !errdefs.IsAlreadyExists(res[0].Err) {
+				t.Errorf("prepare of a layer another namespace has: %v, want AlreadyExists", res[0].Err)
+			}
+			for i, key := range []string{"", "k1", "k2"} {
+				if i == 0 {
+					continue
+				}
+				if res[i].Err != nil {
+					t.Fatalf("prepare %s: %v", key, res[i].Err)
+				}
+				if err := os.WriteFile(filepath.Join(res[i].Mounts[0].Source, key), []byte(key), 0o644); err != nil && res[i].Mounts[0].Type == "bind" {
+					t.Errorf("write into %s: %v", key, err)
+				}
+			}
+			if info, err := s.Stat(b, "l1"); err != nil || info.Kind != snapshots.KindCommitted {
+				t.Errorf("linked l1: %+v, %v", info, err)
+			}
+			if info, err := s.Stat(b, "k2"); err != nil || info.Parent != "l1" || info.Kind != snapshots.KindActive {
+				t.Errorf("k2: %+v, %v", info, err)
+			}
+			res = mp.PrepareMany(b, []snapshots.PrepareRequest{{Key: "k1"}, {Key: "k3", Parent: "nosuch"}, {Key: "k4"}, {Key: "k5"}})
+			if !errdefs.IsAlreadyExists(res[0].Err) {
+				t.Errorf("prepare of a taken key: %v, want AlreadyExists", res[0].Err)
+			}
+			if !errdefs.IsNotFound(res[1].Err) {
+				t.Errorf("prepare on a missing parent: %v, want NotFound", res[1].Err)
+			}
+			if name == "flaky" && !errdefs.IsUnavailable(res[2].Err) {
+				t.Errorf("prepare the backend refuses: %v, want Unavailable", res[2].Err)
+			}
+			if res[3].Err != nil {
+				t.Errorf("prepare k5 beside refused requests: %v", res[3].Err)
+			}
+			want := []string{"k1", "k2", "k5", "l1"}
+			if name == "native" {
+				want = []string{"k1", "k2", "k4", "k5", "l1"}
+			}
+			var got []string
+			s.Walk(b, func(_ context.Context, i snapshots.Info) error {
+				got = append(got, i.Name)
+				return nil
+			})
+			sort.Strings(got)
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("snapshots after the batches: %v, want %v", got, want)
+			}
+			rs, err := db.Leases().ListResources(b, "pull")
+			if err != nil {
+				t.Fatal(err)
+			}
+			inLease := map[string]bool{}
+			for _, r := range rs {
+				inLease[r.ID] = true
+			}
+			for _, key := range want {
+				if !inLease[key] {
+					t.Errorf("snapshot %s is not in the pull's lease: %v", key, rs)
+				}
+			}
+		})
+	}
+	// The second batch has requests refused by the records: it goes one
+	// by one, and the backend gets the first batch only.
+	if flaky.batches != 1 {
+		t.Errorf("the backend got %d batches, want 1", flaky.batches)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -237,6 +238,66 @@ func ChainOpts(l CommitLink, parent string) []Opt {
 		return l.Opts
 	}
 	return append(slices.Clip(l.Opts), WithParent(parent))
+}
+
+// PrepareRequest is one Prepare of a batch (ManyPreparer): active
+// snapshot Key on committed Parent ("" for an empty tree), with Opts as
+// Prepare takes them.
+type PrepareRequest struct {
+	Key, Parent string
+	Opts        []Opt
+}
+
+// PrepareResult is the outcome of one PrepareRequest: the mounts, or the
+// error Prepare would have returned.
+type PrepareResult struct {
+	Mounts []mount.Mount
+	Err    error
+}
+
+// ManyPreparer is a Snapshotter that makes many active snapshots at once,
+// in one transaction of its records instead of one each: what an unpack
+// that applies layers apart does before their blobs arrive, for every
+// layer of an image. Call it through PrepareMany.
+type ManyPreparer interface {
+	// PrepareMany prepares each request as Prepare would and returns one
+	// result per request, in order. Requests succeed or fail apart: one
+	// refused (an existing key) does not fail the others.
+	PrepareMany(ctx context.Context, reqs []PrepareRequest) []PrepareResult
+}
+
+// prepareConcurrency bounds the Prepares that PrepareMany runs at once on
+// a snapshotter without a PrepareMany of its own: enough that a
+// snapshotter with group commit records most of them together, few
+// enough to bound the goroutines blocked in its calls.
+const prepareConcurrency = 32
+
+// PrepareMany prepares reqs as ManyPreparer.PrepareMany says, through sn's
+// own PrepareMany when it has one and otherwise with concurrent Prepares.
+func PrepareMany(ctx context.Context, sn Snapshotter, reqs []PrepareRequest) []PrepareResult {
+	if mp, ok := sn.(ManyPreparer); ok {
+		return mp.PrepareMany(ctx, reqs)
+	}
+	return PrepareEach(ctx, sn, reqs)
+}
+
+// PrepareEach prepares reqs with concurrent Prepares of sn, as
+// ManyPreparer.PrepareMany says: for snapshotters that cannot do better,
+// and for the requests those that can must make one by one.
+func PrepareEach(ctx context.Context, sn Snapshotter, reqs []PrepareRequest) []PrepareResult {
+	out := make([]PrepareResult, len(reqs))
+	slots := make(chan struct{}, prepareConcurrency)
+	var wg sync.WaitGroup
+	for i, r := range reqs {
+		slots <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			out[i].Mounts, out[i].Err = sn.Prepare(ctx, r.Key, r.Parent, r.Opts...)
+		}()
+	}
+	wg.Wait()
+	return out
 }
 
 // Cleaner is a Snapshotter that frees the disk of removed snapshots in a

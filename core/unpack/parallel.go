@@ -40,48 +40,48 @@ type prepared struct {
 	err    error
 }
 
-// prepareAhead is how many layers' snapshots may be being prepared at
-// once ahead of their applies: enough that the snapshotter's group commit
-// takes most of an image's layers in a few transactions, few enough to
-// bound the goroutines blocked in its filesystem calls.
-const prepareAhead = 32
-
 // prepareAll prepares, for each layer not yet unpacked, the snapshot
 // without parent that its detached apply will fill, all at once rather
 // than each when its blob arrives: the metadata store and the snapshotter
-// then record them in a few shared transactions, not one each, and the
-// work is done while the first blobs download. Each layer gets exactly one
-// result; the first layer's is first when that is not nil.
+// then record them in one transaction each (snapshots.PrepareMany), not
+// one each, and the work is done while the first blobs download. Each
+// layer gets exactly one result; the first layer's is first when that is
+// not nil.
 func prepareAll(ctx context.Context, o Options, layers []ocispec.Descriptor, chains []digest.Digest, first *prepared) []chan prepared {
 	out := make([]chan prepared, len(layers))
 	for i := range out {
 		out[i] = make(chan prepared, 1)
 	}
-	slots := make(chan struct{}, prepareAhead)
 	go func() {
+		var (
+			reqs []snapshots.PrepareRequest
+			idx  []int
+		)
 		for i := range layers {
 			if i == 0 && first != nil {
 				out[0] <- *first
 				continue
 			}
-			slots <- struct{}{}
-			go func() {
-				defer func() { <-slots }()
-				out[i] <- prepareDetached(ctx, o, layers[i], chains[i])
-			}()
+			if err := ctx.Err(); err != nil {
+				out[i] <- prepared{err: err}
+				continue
+			}
+			switch ok, err := o.exists(ctx, chains[i]); {
+			case err != nil:
+				out[i] <- prepared{err: err}
+				continue
+			case ok:
+				out[i] <- prepared{exists: true}
+				continue
+			}
+			reqs = append(reqs, snapshots.PrepareRequest{Key: extractKey(chains[i]), Opts: layerOpts(chains[i])})
+			idx = append(idx, i)
+		}
+		for k, r := range snapshots.PrepareMany(ctx, o.Snapshotter, reqs) {
+			out[idx[k]] <- preparedOf(layers[idx[k]], reqs[k].Key, r.Mounts, r.Err)
 		}
 	}()
 	return out
-}
-
-// prepareDetached makes the snapshot without parent into which layer is
-// to be applied, unless its chain exists.
-func prepareDetached(ctx context.Context, o Options, layer ocispec.Descriptor, chain digest.Digest) prepared {
-	if err := ctx.Err(); err != nil {
-		return prepared{err: err}
-	}
-	p, _ := prepareLayer(ctx, o, layer, chain, "")
-	return p
 }
 
 // linkShared takes the bottom of the chain as an unpack one layer after

@@ -388,7 +388,7 @@ func TestCommitAppliedChainsReadyLayers(t *testing.T) {
 			for i, l := range img.Layers {
 				layers[i] = l.Desc
 				results[i] = make(chan detached, 1)
-				results[i] <- applyDetached(ctx, o, l.Desc, diffIDs[i], chains[i], i > 0, noWait, prepareDetached(ctx, o, l.Desc, chains[i]))
+				results[i] <- applyDetached(ctx, o, l.Desc, diffIDs[i], chains[i], i > 0, noWait, prepareOne(ctx, o, l.Desc, chains[i]))
 			}
 			var parent digest.Digest
 			for i := range tc.committed {
@@ -643,4 +643,54 @@ func TestParallelUnpackLabelsInOneWrite(t *testing.T) {
 			t.Errorf("many %v: %d UpdateMany and %d Update calls, want %d and %d", many, mc.many, lc.updates, wantMany, wantUpdates)
 		}
 	}
+}
+
+// prepareOne prepares layer's snapshot without parent, as prepareAll does
+// for each layer.
+func prepareOne(ctx context.Context, o Options, layer ocispec.Descriptor, chain digest.Digest) prepared {
+	p, _ := prepareLayer(ctx, o, layer, chain, "")
+	return p
+}
+
+// batchRecorder records the batches of Prepares made through it.
+type batchRecorder struct {
+	snapshots.Snapshotter
+	mu      sync.Mutex
+	batches []int
+}
+
+func (b *batchRecorder) PrepareMany(ctx context.Context, reqs []snapshots.PrepareRequest) []snapshots.PrepareResult {
+	b.mu.Lock()
+	b.batches = append(b.batches, len(reqs))
+	b.mu.Unlock()
+	return snapshots.PrepareMany(ctx, b.Snapshotter, reqs)
+}
+
+// TestParallelUnpackPreparesInOneBatch: a snapshotter that prepares many
+// snapshots at once (snapshots.ManyPreparer) gets every layer's above the
+// first in one batch, and the unpack makes the same snapshots as one
+// layer after another.
+func TestParallelUnpackPreparesInOneBatch(t *testing.T) {
+	img := parallelImage()
+	seqLayers, seqTrees, _ := unpacked(t, img, 1)
+	var m ocispec.Manifest
+	if err := json.Unmarshal(img.Manifest.Data, &m); err != nil {
+		t.Fatal(err)
+	}
+	ctx, sn, o, dir := overlaySetup(t)
+	for _, b := range img.Blobs() {
+		store(t, ctx, o.Content, b)
+	}
+	rec := &batchRecorder{Snapshotter: sn}
+	o.Snapshotter, o.ParallelLayers = rec, 2
+	top, err := UnpackManifest(ctx, m, o, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []int{len(m.Layers) - 1}; !slices.Equal(rec.batches, want) {
+		t.Errorf("batches of prepares: %v, want %v", rec.batches, want)
+	}
+	o.Snapshotter = sn
+	parLayers, parTrees := inspect(t, ctx, sn, o, dir, img, top)
+	sameTrees(t, seqLayers, seqTrees, parLayers, parTrees)
 }

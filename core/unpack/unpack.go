@@ -24,6 +24,7 @@ import (
 	"github.com/hullrt/hull/core/images"
 	"github.com/hullrt/hull/core/labels"
 	"github.com/hullrt/hull/core/leases"
+	"github.com/hullrt/hull/core/mount"
 	"github.com/hullrt/hull/core/snapshots"
 )
 
@@ -228,14 +229,28 @@ func prepareLayer(ctx context.Context, o Options, layer ocispec.Descriptor, chai
 		return prepared{exists: true}, false
 	}
 	key := extractKey(chain)
-	mounts, err := o.Snapshotter.Prepare(ctx, key, parent, snapshots.WithLabels(map[string]string{LabelSnapshotRef: chain.String()}))
+	mounts, err := o.Snapshotter.Prepare(ctx, key, parent, layerOpts(chain)...)
+	p = preparedOf(layer, key, mounts, err)
+	return p, p.exists
+}
+
+// layerOpts are the options of the snapshot into which the layer of chain
+// is applied: it is to be committed as chain, which the snapshotter may
+// find made already, here or in another namespace.
+func layerOpts(chain digest.Digest) []snapshots.Opt {
+	return []snapshots.Opt{snapshots.WithLabels(map[string]string{LabelSnapshotRef: chain.String()})}
+}
+
+// preparedOf is the outcome of preparing key, the snapshot for layer: an
+// AlreadyExists says that the layer's chain exists.
+func preparedOf(layer ocispec.Descriptor, key string, mounts []mount.Mount, err error) prepared {
 	switch {
 	case errdefs.IsAlreadyExists(err):
-		return prepared{exists: true}, true
+		return prepared{exists: true}
 	case err != nil:
-		return prepared{err: fmt.Errorf("prepare snapshot for layer %s: %w", layer.Digest, err)}, false
+		return prepared{err: fmt.Errorf("prepare snapshot for layer %s: %w", layer.Digest, err)}
 	}
-	return prepared{key: key, mounts: mounts}, false
+	return prepared{key: key, mounts: mounts}
 }
 
 // unpackLayer makes snapshot chain (on parent) from layer, unless it exists.

@@ -230,6 +230,46 @@ func (s *Snapshotter) Prepare(ctx context.Context, key, parent string, opts ...s
 	return m, s.full(err)
 }
 
+// PrepareMany implements snapshots.ManyPreparer: the snapshots are
+// recorded, and their directories placed, in one transaction. When one of
+// them cannot be made, or asks for an owner remapping (which may chown a
+// parent's tree), each is made on its own instead, so that each gets the
+// result its own Prepare would have given.
+func (s *Snapshotter) PrepareMany(ctx context.Context, reqs []snapshots.PrepareRequest) []snapshots.PrepareResult {
+	out := make([]snapshots.PrepareResult, len(reqs))
+	snaps := make([]storage.Snapshot, len(reqs))
+	alone := false
+	for _, r := range reqs {
+		labels, err := snapshots.LabelsOf(r.Opts)
+		if rm, rerr := remapOf(labels); err != nil || rerr != nil || rm != nil {
+			alone = true
+			break
+		}
+	}
+	if !alone {
+		err := s.ms.Update(ctx, func(tx *storage.Tx) error {
+			for i, r := range reqs {
+				snap, err := tx.CreateSnapshot(snapshots.KindActive, r.Key, r.Parent, r.Opts...)
+				if err != nil {
+					return err
+				}
+				if err := s.makeDirs(snap, nil); err != nil {
+					return fmt.Errorf("create snapshot %q: %w", r.Key, err)
+				}
+				snaps[i] = snap
+			}
+			return nil
+		})
+		if err == nil {
+			for i, snap := range snaps {
+				out[i].Mounts = s.mounts(snap, nil)
+			}
+			return out
+		}
+	}
+	return snapshots.PrepareEach(ctx, s, reqs)
+}
+
 // View makes view key of parent and returns its mounts.
 func (s *Snapshotter) View(ctx context.Context, key, parent string, opts ...snapshots.Opt) ([]mount.Mount, error) {
 	m, err := s.create(ctx, snapshots.KindView, key, parent, opts)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -821,6 +822,74 @@ func TestConcurrentPrepares(t *testing.T) {
 	dirs := snapshotDirs(t, s)
 	if len(dirs) != made {
 		t.Errorf("%d directories for %d snapshots: %v", len(dirs), made, dirs)
+	}
+	for _, d := range dirs {
+		if strings.HasPrefix(d, "new-") {
+			t.Errorf("temporary directory %s left", d)
+		}
+	}
+}
+
+// PrepareMany makes each snapshot as its own Prepare would, in one
+// transaction; a batch with requests that cannot be made gives each
+// request its own result and leaves no directory of those refused.
+func TestPrepareMany(t *testing.T) {
+	s, dir := newSnapshotter(t)
+	ctx := context.Background()
+	layer(t, s, dir, "base", "", func(root string) { writeFile(t, filepath.Join(root, "f"), "base") })
+	if _, err := s.Prepare(ctx, "taken", ""); err != nil {
+		t.Fatal(err)
+	}
+	res := s.PrepareMany(ctx, []snapshots.PrepareRequest{
+		{Key: "a"},
+		{Key: "b", Parent: "base", Opts: []snapshots.Opt{snapshots.WithLabels(map[string]string{"l": "v"})}},
+		{Key: "c"},
+	})
+	if len(res) != 3 {
+		t.Fatalf("%d results for 3 requests", len(res))
+	}
+	for i, key := range []string{"a", "b", "c"} {
+		if res[i].Err != nil {
+			t.Fatalf("prepare %s: %v", key, res[i].Err)
+		}
+		want, err := s.Mounts(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(res[i].Mounts, want) {
+			t.Errorf("mounts of %s: %+v, its Mounts: %+v", key, res[i].Mounts, want)
+		}
+		info, err := s.Stat(ctx, key)
+		if err != nil || info.Kind != snapshots.KindActive {
+			t.Errorf("stat %s: %+v, %v", key, info, err)
+		}
+	}
+	if info, _ := s.Stat(ctx, "b"); info.Parent != "base" || info.Labels["l"] != "v" {
+		t.Errorf("b: parent %q, labels %v", info.Parent, info.Labels)
+	}
+	withMounted(t, dir, res[1].Mounts, func(root string) {
+		if got := readFile(t, filepath.Join(root, "f")); got != "base" {
+			t.Errorf("b sees %q of its parent's file", got)
+		}
+	})
+	before := len(snapshotDirs(t, s))
+
+	res = s.PrepareMany(ctx, []snapshots.PrepareRequest{{Key: "d"}, {Key: "taken"}, {Key: "e", Parent: "nosuch"}})
+	if res[0].Err != nil {
+		t.Errorf("prepare d beside refused requests: %v", res[0].Err)
+	}
+	if !errdefs.IsAlreadyExists(res[1].Err) {
+		t.Errorf("prepare of a taken key: %v, want AlreadyExists", res[1].Err)
+	}
+	if !errdefs.IsNotFound(res[2].Err) {
+		t.Errorf("prepare on a missing parent: %v, want NotFound", res[2].Err)
+	}
+	if _, err := s.Stat(ctx, "e"); !errdefs.IsNotFound(err) {
+		t.Errorf("stat of the refused e: %v", err)
+	}
+	dirs := snapshotDirs(t, s)
+	if len(dirs) != before+1 {
+		t.Errorf("%d directories after one more snapshot, had %d: %v", len(dirs), before, dirs)
 	}
 	for _, d := range dirs {
 		if strings.HasPrefix(d, "new-") {
