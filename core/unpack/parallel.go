@@ -241,22 +241,18 @@ func unpackParallel(ctx context.Context, o Options, layers []ocispec.Descriptor,
 // it calls stop, which must end the applies still running, and removes
 // the snapshots of the layers it did not commit.
 func commitApplied(ctx context.Context, o Options, base digest.Digest, layers []ocispec.Descriptor, diffIDs, chains []digest.Digest, results []chan detached, wait func(digest.Digest) error, stop func()) (digest.Digest, error) {
-	// got holds the results the committer has taken from results: it
-	// takes, after each layer it waits for, those of the next layers
-	// that are ready too, and commits them as one chain.
+	// got holds the results the committer has taken from results. It
+	// waits for every layer's apply before it commits: the layers
+	// applied apart, up to one that is not, go as one chain, one
+	// transaction in each store. Committing each run of layers as it
+	// became ready took a dozen chains for 40 small layers, each two
+	// transactions, and bought nothing: the pull needs the top of the
+	// chain, and an unpack that stops drops what it applied anyway.
 	got := make([]*detached, len(layers))
-	take := func(i int, block bool) *detached {
+	take := func(i int) *detached {
 		if got[i] == nil {
-			if block {
-				r := <-results[i]
-				got[i] = &r
-			} else {
-				select {
-				case r := <-results[i]:
-					got[i] = &r
-				default:
-				}
-			}
+			r := <-results[i]
+			got[i] = &r
 		}
 		return got[i]
 	}
@@ -276,7 +272,7 @@ func commitApplied(ctx context.Context, o Options, base digest.Digest, layers []
 			labelLayers(context.WithoutCancel(ctx), o, layers, diffIDs, committed)
 		}
 		for ; next < len(layers); next++ {
-			if r := take(next, true); r.key != "" {
+			if r := take(next); r.key != "" {
 				o.Snapshotter.Remove(context.WithoutCancel(ctx), r.key)
 			}
 		}
@@ -286,17 +282,17 @@ func commitApplied(ctx context.Context, o Options, base digest.Digest, layers []
 	for next < len(layers) {
 		i := next
 		layer, chain := layers[i], chains[i]
-		r := take(i, true)
+		r := take(i)
 		inChain := r.err
 		switch {
 		case r.exists:
 			o.progress(layer, chain, "exists")
 		case r.err == nil:
-			// This layer and the applied ones after it that are
-			// ready: one chain, committed at once.
+			// This layer and the ones after it applied apart: one
+			// chain, committed at once.
 			links := []snapshots.CommitLink{{Name: chain.String(), Key: r.key}}
 			for j := i + 1; j < len(layers); j++ {
-				rj := take(j, false)
+				rj := take(j)
 				if rj == nil || rj.err != nil || rj.exists {
 					break
 				}

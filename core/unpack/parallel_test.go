@@ -694,3 +694,39 @@ func TestParallelUnpackPreparesInOneBatch(t *testing.T) {
 	parLayers, parTrees := inspect(t, ctx, sn, o, dir, img, top)
 	sameTrees(t, seqLayers, seqTrees, parLayers, parTrees)
 }
+
+// TestParallelUnpackCommitsOneChain lets each layer's blob arrive only a
+// while after the one below it, as in a pull: the committer still waits
+// for every apply and commits the layers above the first (which has no
+// parent to go on and is committed alone) as one chain, not each run that
+// was ready when it looked, and the snapshots are those of an unpack one
+// layer after another.
+func TestParallelUnpackCommitsOneChain(t *testing.T) {
+	img := parallelImage()
+	seqLayers, seqTrees, _ := unpacked(t, img, 1)
+	var m ocispec.Manifest
+	if err := json.Unmarshal(img.Manifest.Data, &m); err != nil {
+		t.Fatal(err)
+	}
+	ctx, sn, o, dir := overlaySetup(t)
+	for _, b := range img.Blobs() {
+		store(t, ctx, o.Content, b)
+	}
+	rec := &chainRecorder{Snapshotter: sn}
+	o.Snapshotter, o.ParallelLayers = rec, len(m.Layers)
+	ready := func(ctx context.Context, d digest.Digest) error {
+		i := slices.IndexFunc(m.Layers, func(l ocispec.Descriptor) bool { return l.Digest == d })
+		time.Sleep(time.Duration(max(i, 0)) * 30 * time.Millisecond)
+		return nil
+	}
+	top, err := UnpackManifest(ctx, m, o, ready)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []int{len(m.Layers) - 1}; !slices.Equal(rec.runs, want) {
+		t.Errorf("chains committed: %v, want %v", rec.runs, want)
+	}
+	o.Snapshotter = sn
+	parLayers, parTrees := inspect(t, ctx, sn, o, dir, img, top)
+	sameTrees(t, seqLayers, seqTrees, parLayers, parTrees)
+}
