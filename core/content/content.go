@@ -90,6 +90,26 @@ type Putter interface {
 	Put(ctx context.Context, desc ocispec.Descriptor, data []byte, opts ...CommitOpt) error
 }
 
+// DeferredPutter is a Putter that can store a blob at once and write its
+// record behind it: what a pull of many small blobs wants, whose records
+// would otherwise each take a transaction of their own, since its blobs
+// arrive one at a time. Until the record is written, the blob is visible
+// to Info and ReaderAt in the namespace of ctx and safe from garbage
+// collection, but not yet durable: a crash loses it, as it loses any
+// download in progress.
+type DeferredPutter interface {
+	Putter
+	// PutDeferred is Put whose record is written by the next
+	// FlushDeferred, by any other change to the namespace's records of
+	// blobs, or shortly after on its own. A blob recorded already is
+	// stored as Put stores it (AlreadyExists).
+	PutDeferred(ctx context.Context, desc ocispec.Descriptor, data []byte, opts ...CommitOpt) error
+	// FlushDeferred writes the records of every blob stored by
+	// PutDeferred in the namespace of ctx, in one transaction, and
+	// returns when they are durable.
+	FlushDeferred(ctx context.Context) error
+}
+
 // MaxPutSize is the largest blob that callers read whole and store with
 // Put rather than through an ingest: manifests, configs and small layers,
 // for which an ingest's files and records cost more than the bytes, and

@@ -81,6 +81,9 @@ func (s contentStore) Info(ctx context.Context, dgst digest.Digest) (content.Inf
 	})
 	if err == nil {
 		s.db.infos.put(gen, key, info)
+	} else if pinfo, ok := s.db.pending.info(key); ok && errdefs.IsNotFound(err) {
+		// Its record is written behind it (PutDeferred).
+		return pinfo, nil
 	}
 	return info, err
 }
@@ -113,6 +116,9 @@ func (s contentStore) update(ctx context.Context, infos []content.Info, fieldpat
 		if err := labels.ValidateAll(info.Labels); err != nil {
 			return fmt.Errorf("content %s: %w", info.Digest, err)
 		}
+	}
+	if err := s.db.writePending(ctx); err != nil {
+		return err
 	}
 	var gcChanged bool
 	err := s.db.update(ctx, func(t *nsTx) error {
@@ -152,6 +158,11 @@ func (s contentStore) update(ctx context.Context, infos []content.Info, fieldpat
 func (s contentStore) Walk(ctx context.Context, fn content.WalkFunc, fs ...string) error {
 	filter, err := filters.ParseAll(fs...)
 	if err != nil {
+		return err
+	}
+	// A listing shows every blob stored, records written behind
+	// (PutDeferred) too.
+	if err := s.db.writePending(ctx); err != nil {
 		return err
 	}
 	var infos []content.Info
@@ -200,6 +211,9 @@ func contentAdaptor(info *content.Info) filters.Adaptor {
 
 func (s contentStore) Delete(ctx context.Context, dgst digest.Digest) error {
 	if err := validDigest(dgst); err != nil {
+		return err
+	}
+	if err := s.db.writePending(ctx); err != nil {
 		return err
 	}
 	err := s.db.updateFreeing(ctx, func(t *nsTx) error {
@@ -389,6 +403,14 @@ func (s contentStore) Put(ctx context.Context, desc ocispec.Descriptor, data []b
 	if err != nil {
 		return err
 	}
+	if _, err := namespaces.NamespaceRequired(ctx); err != nil {
+		return err
+	}
+	return s.putNow(ctx, desc, data, co)
+}
+
+// putNow is Put, after its checks.
+func (s contentStore) putNow(ctx context.Context, desc ocispec.Descriptor, data []byte, co content.CommitOpts) error {
 	ns, err := namespaces.NamespaceRequired(ctx)
 	if err != nil {
 		return err
@@ -398,18 +420,34 @@ func (s contentStore) Put(ctx context.Context, desc ocispec.Descriptor, data []b
 	// until this namespace records it.
 	s.db.gcMu.RLock()
 	defer s.db.gcMu.RUnlock()
+	if err := s.putBackend(ctx, ns, desc, data); err != nil {
+		return err
+	}
+	return s.record(ctx, lease, desc, co)
+}
+
+// putBackend has the backend store data as desc's blob, through its own
+// Put when it has one. A blob the backend has already (another
+// namespace's) is no error: the caller proved it has the bytes, and its
+// namespace records it too.
+func (s contentStore) putBackend(ctx context.Context, ns string, desc ocispec.Descriptor, data []byte) error {
+	var err error
 	if p, ok := s.db.backend.(content.Putter); ok {
 		err = p.Put(ctx, desc, data)
 	} else {
 		err = content.PutByIngest(ctx, s.db.backend, backendRef(ns, "put-"+desc.Digest.String()), desc, data)
 	}
-	// A blob the backend has already (another namespace's) is recorded
-	// here too: the caller proved it has the bytes.
 	if err != nil && !errdefs.IsAlreadyExists(err) {
 		return err
 	}
+	return nil
+}
+
+// record records desc's blob, stored in the backend, in the namespace of
+// ctx, held by lease when one is given; AlreadyExists when it was.
+func (s contentStore) record(ctx context.Context, lease string, desc ocispec.Descriptor, co content.CommitOpts) error {
 	var exists bool
-	err = s.db.update(ctx, func(t *nsTx) error {
+	err := s.db.update(ctx, func(t *nsTx) error {
 		var err error
 		exists, err = recordBlob(t, s.db, lease, desc.Digest, desc.Size, co.Labels)
 		return err
@@ -421,6 +459,49 @@ func (s contentStore) Put(ctx context.Context, desc ocispec.Descriptor, data []b
 		return alreadyExists("content %s", desc.Digest)
 	}
 	return nil
+}
+
+var _ content.DeferredPutter = contentStore{}
+
+// PutDeferred implements content.DeferredPutter: the backend stores the
+// blob as Put has it store it, and its record waits among the namespace's
+// pending blobs (pendingBlobs). A blob recorded or pending in the
+// namespace already goes through Put, which records this lease's hold on
+// it and answers AlreadyExists.
+func (s contentStore) PutDeferred(ctx context.Context, desc ocispec.Descriptor, data []byte, opts ...content.CommitOpt) error {
+	if err := validDigest(desc.Digest); err != nil {
+		return err
+	}
+	co, err := commitOptions(opts)
+	if err != nil {
+		return err
+	}
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return err
+	}
+	key := infoKey{ns, desc.Digest}
+	if _, err := s.Info(ctx, desc.Digest); !errdefs.IsNotFound(err) {
+		return s.putNow(ctx, desc, data, co)
+	}
+	lease, _ := leases.FromContext(ctx)
+	s.db.gcMu.RLock()
+	defer s.db.gcMu.RUnlock()
+	if err := s.putBackend(ctx, ns, desc, data); err != nil {
+		return err
+	}
+	s.db.useLease(ctx, ns)
+	if !s.db.pending.add(key, &pendingBlob{lease: lease, size: desc.Size, labels: co.Labels, at: time.Now().UTC()}, s.db.writeAllPending) {
+		// Pending already (another pull of it), or the store is
+		// closing: record it now, as Put does.
+		return s.record(ctx, lease, desc, co)
+	}
+	return nil
+}
+
+// FlushDeferred implements content.DeferredPutter.
+func (s contentStore) FlushDeferred(ctx context.Context) error {
+	return s.db.writePending(ctx)
 }
 
 // commitOptions applies a commit's (or a Put's) options and checks the

@@ -95,6 +95,10 @@ type DB struct {
 	gen   atomic.Uint64
 	infos infoCache
 
+	// pending holds the blobs whose records are written behind them
+	// (contentStore.PutDeferred).
+	pending pendingBlobs
+
 	// use is when each lease was last used (leases.IdleExpireLabel).
 	use leaseUse
 	// now is the clock of lease expiry; tests replace it.
@@ -193,6 +197,7 @@ func (db *DB) Close() error {
 	db.closeOne.Do(func() {
 		close(db.gcStop)
 		<-db.gcDone
+		db.closePending()
 		err = db.bolt.Close()
 	})
 	return err

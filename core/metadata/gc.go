@@ -114,6 +114,9 @@ func (db *DB) GarbageCollect(ctx context.Context) (GCStats, error) {
 	// removes: never a record naming a missing file.
 	crashpoint.Hit(crashpoint.GCSweep)
 	st.SnapshotsDeleted = db.collectBackendSnapshots(ctx, backends)
+	// Blobs whose records are written behind them are as good as
+	// recorded (see pendingBlobs).
+	db.pending.digests(referenced)
 	var unused []digest.Digest
 	if err := db.backend.Walk(ctx, func(info content.Info) error {
 		if !referenced[info.Digest] {

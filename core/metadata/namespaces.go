@@ -116,6 +116,10 @@ func (s nsStore) List(ctx context.Context) ([]string, error) {
 // flight in the namespace; the ingests' data goes with the collection the
 // delete schedules.
 func (s nsStore) Delete(ctx context.Context, name string) error {
+	// Blobs whose records are written behind them are blobs it holds.
+	if err := s.db.writePendingIn(ctx, name); err != nil {
+		return err
+	}
 	hadIngests := false
 	err := s.update(ctx, name, func(t *nsTx) error {
 		v1 := t.tx.Bucket(bucketV1)

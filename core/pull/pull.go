@@ -208,7 +208,17 @@ func Pull(ctx context.Context, ref string, o Options) (images.Image, error) {
 	}
 	p := &puller{o: o, fetcher: fetcher, top: desc, topData: manifest, labels: map[string]string{sourceLabel(host): repo}, sem: make(chan struct{}, o.MaxConcurrentDownloads), smallSem: make(chan struct{}, max(smallBlobsAtOnce, o.MaxConcurrentDownloads)), fail: fail}
 	p.progress(desc, StatusWaiting, 0)
-	if err := p.fetchTree(treeCtx, desc); err != nil {
+	err = p.fetchTree(treeCtx, desc)
+	// The small blobs' records were written behind them (put): all of
+	// them now, in one transaction, before the image names them, and
+	// after a failure too, so that a pull again resumes from what this
+	// one stored.
+	if dp, ok := o.Content.(content.DeferredPutter); ok {
+		if ferr := dp.FlushDeferred(context.WithoutCancel(ctx)); ferr != nil && err == nil {
+			return images.Image{}, fmt.Errorf("pull %s: record its blobs: %w", ref, ferr)
+		}
+	}
+	if err != nil {
 		// The first failure cancelled the rest; theirs are its echoes.
 		if cause := context.Cause(treeCtx); cause != nil {
 			err = cause
@@ -646,7 +656,14 @@ func (p *puller) put(ctx context.Context, pt content.Putter, desc ocispec.Descri
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
 		return false, 0, fmt.Errorf("fetch %s: %w", desc.Digest, err)
 	}
-	err = pt.Put(ctx, desc, data[:n], content.WithLabels(labels))
+	if dp, ok := pt.(content.DeferredPutter); ok {
+		// Blobs arrive one at a time: each record in a transaction
+		// of its own would cost more than the blob. They are written
+		// together when the pull's fetches end (Pull).
+		err = dp.PutDeferred(ctx, desc, data[:n], content.WithLabels(labels))
+	} else {
+		err = pt.Put(ctx, desc, data[:n], content.WithLabels(labels))
+	}
 	switch {
 	case errdefs.IsAlreadyExists(err):
 		_, err := p.exists(ctx, desc, labels)

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -625,4 +626,81 @@ func TestPullFetchesSmallBlobsBesideLargeOnes(t *testing.T) {
 	if reg.all != 2+smallBlobsAtOnce {
 		t.Errorf("%d blobs were fetched at once, want %d", reg.all, 2+smallBlobsAtOnce)
 	}
+}
+
+// deferLog is a content store that writes small blobs' records behind
+// them (content.DeferredPutter) and logs the calls.
+type deferLog struct {
+	content.Store
+	mu  sync.Mutex
+	log []string
+}
+
+func (d *deferLog) add(s string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.log = append(d.log, s)
+}
+
+func (d *deferLog) Put(ctx context.Context, desc ocispec.Descriptor, data []byte, opts ...content.CommitOpt) error {
+	d.add("put")
+	return d.Store.(content.Putter).Put(ctx, desc, data, opts...)
+}
+
+func (d *deferLog) PutDeferred(ctx context.Context, desc ocispec.Descriptor, data []byte, opts ...content.CommitOpt) error {
+	d.add("deferred")
+	return d.Store.(content.DeferredPutter).PutDeferred(ctx, desc, data, opts...)
+}
+
+func (d *deferLog) FlushDeferred(ctx context.Context) error {
+	d.add("flush")
+	return d.Store.(content.DeferredPutter).FlushDeferred(ctx)
+}
+
+// A pull into a store that writes records behind the blobs stores each
+// small blob that way and writes their records once, after the last blob
+// and before the image names them; a pull that fails writes those it
+// stored too, so that a pull again resumes from them.
+func TestPullWritesRecordsBehind(t *testing.T) {
+	db, ctx := setup(t)
+	img := testimage.New([]string{"/x"}, []testimage.File{{Name: "a", Data: []byte("a")}}, []testimage.File{{Name: "b", Data: []byte("b")}})
+	reg := &memRegistry{blobs: map[digest.Digest][]byte{}, root: img.Manifest.Desc}
+	for _, b := range img.Blobs() {
+		reg.add(b)
+	}
+	dl := &deferLog{Store: db.Content()}
+	o := opts(db, reg)
+	o.Content, o.Images = dl, &imageLog{Store: db.Images(), d: dl}
+	if _, err := Pull(ctx, "registry.test/app:1", o); err != nil {
+		t.Fatal(err)
+	}
+	want := append(slices.Repeat([]string{"deferred"}, len(img.Blobs())), "flush", "image")
+	if !slices.Equal(dl.log, want) {
+		t.Fatalf("calls: %v, want %v", dl.log, want)
+	}
+
+	bad := testimage.New([]string{"/x"}, []testimage.File{{Name: "c", Data: []byte("c")}})
+	reg = &memRegistry{blobs: map[digest.Digest][]byte{}, root: bad.Manifest.Desc, corrupt: bad.Layers[0].Desc.Digest}
+	for _, b := range bad.Blobs() {
+		reg.add(b)
+	}
+	dl.log = nil
+	o.Resolver = reg
+	if _, err := Pull(ctx, "registry.test/bad:1", o); err == nil {
+		t.Fatal("pull of a corrupt layer succeeded")
+	}
+	if n := len(dl.log); n == 0 || dl.log[n-1] != "flush" || slices.Contains(dl.log, "image") {
+		t.Fatalf("calls of a failed pull: %v, want its puts then a flush", dl.log)
+	}
+}
+
+// imageLog logs image creates in d's log.
+type imageLog struct {
+	images.Store
+	d *deferLog
+}
+
+func (l *imageLog) Create(ctx context.Context, img images.Image) (images.Image, error) {
+	l.d.add("image")
+	return l.Store.Create(ctx, img)
 }
