@@ -113,7 +113,15 @@ type DB struct {
 	// mountHooks tells the mount manager what gc removed.
 	mountHooks mountHooks
 
-	gcDelay  atomic.Int64 // nanoseconds
+	gcDelay atomic.Int64 // nanoseconds
+	// kicks counts the collections asked for (kickGC); covered is kicks as
+	// the latest collection read it when it began. A collection that
+	// began after a kick serves it: a kicked run that finds itself
+	// covered by one since (a sync collection, as `images rm --sync`
+	// runs) is not made again.
+	kicks    atomic.Uint64
+	covered  atomic.Uint64
+	runs     atomic.Uint64 // collections made, for tests
 	gcKick   chan struct{}
 	gcStop   chan struct{}
 	gcDone   chan struct{}

@@ -51,6 +51,10 @@ func (db *DB) GarbageCollect(ctx context.Context) (GCStats, error) {
 	var st GCStats
 	db.gcMu.Lock()
 	defer db.gcMu.Unlock()
+	// Every change that asked for a collection before this point is
+	// committed: this one sees it.
+	db.covered.Store(db.kicks.Load())
+	db.runs.Add(1)
 	referenced := map[digest.Digest]bool{}
 	// backends holds, per snapshotter, the backend snapshots some
 	// namespace still names.
@@ -572,6 +576,7 @@ func (db *DB) ScheduleGC() { db.kickGC() }
 
 // kickGC asks the background collector for a run.
 func (db *DB) kickGC() {
+	db.kicks.Add(1)
 	select {
 	case db.gcKick <- struct{}{}:
 	default: // one is pending already
@@ -613,10 +618,14 @@ func (db *DB) collector() {
 			continue // the next expiry moved: wait for the new one
 		}
 		if kicked {
+			want := db.kicks.Load()
 			select {
 			case <-db.gcStop:
 				return
 			case <-time.After(max(time.Duration(db.gcDelay.Load()), pause)):
+			}
+			if db.covered.Load() >= want {
+				continue // a collection since has seen every kick taken
 			}
 		}
 		began := time.Now()

@@ -163,3 +163,38 @@ func TestContentSharedOnDiskIsolatedByNamespace(t *testing.T) {
 		t.Fatalf("blob file removed while b records it: %v", err)
 	}
 }
+
+// A collection asked for by a change (kickGC) is not made again when one
+// began after the change, such as the sync collection `images rm --sync`
+// runs right after a pull's lease is deleted; a kick that nothing served
+// still gets its collection.
+func TestKickedCollectionCoveredBySyncOne(t *testing.T) {
+	db := openDB(t)
+	db.SetGCDelay(20 * time.Millisecond)
+	ctx := namespaces.WithNamespace(context.Background(), "ns")
+	lease := func(id string) {
+		t.Helper()
+		if _, err := db.Leases().Create(ctx, id, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Leases().Delete(ctx, id, false); err != nil { // kicks
+			t.Fatal(err)
+		}
+	}
+	lease("covered")
+	if _, err := db.GarbageCollect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing signals a run that does not happen: wait well past the
+	// delay and see that none did.
+	time.Sleep(300 * time.Millisecond)
+	if n := db.runs.Load(); n != 1 {
+		t.Fatalf("%d collections after a kick and a sync collection, want 1", n)
+	}
+	lease("alone")
+	for deadline := time.Now().Add(10 * time.Second); db.runs.Load() != 2; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d collections after a kick nothing served, want 2", db.runs.Load())
+		}
+	}
+}
