@@ -396,25 +396,29 @@ func (s contentStore) Writer(ctx context.Context, opts ...content.WriterOpt) (co
 // it has one, and one transaction records it with the labels opts give. A
 // lease in ctx holds it.
 func (s contentStore) Put(ctx context.Context, desc ocispec.Descriptor, data []byte, opts ...content.CommitOpt) error {
-	if err := validDigest(desc.Digest); err != nil {
+	ns, co, err := putArgs(ctx, desc, opts)
+	if err != nil {
 		return err
+	}
+	return s.putNow(ctx, ns, desc, data, co)
+}
+
+// putArgs checks a Put's digest, options and namespace, and returns the
+// namespace and what the options set.
+func putArgs(ctx context.Context, desc ocispec.Descriptor, opts []content.CommitOpt) (string, content.CommitOpts, error) {
+	if err := validDigest(desc.Digest); err != nil {
+		return "", content.CommitOpts{}, err
 	}
 	co, err := commitOptions(opts)
 	if err != nil {
-		return err
+		return "", co, err
 	}
-	if _, err := namespaces.NamespaceRequired(ctx); err != nil {
-		return err
-	}
-	return s.putNow(ctx, desc, data, co)
+	ns, err := namespaces.NamespaceRequired(ctx)
+	return ns, co, err
 }
 
-// putNow is Put, after its checks.
-func (s contentStore) putNow(ctx context.Context, desc ocispec.Descriptor, data []byte, co content.CommitOpts) error {
-	ns, err := namespaces.NamespaceRequired(ctx)
-	if err != nil {
-		return err
-	}
+// putNow is Put in namespace ns, after its checks.
+func (s contentStore) putNow(ctx context.Context, ns string, desc ocispec.Descriptor, data []byte, co content.CommitOpts) error {
 	lease, _ := leases.FromContext(ctx)
 	// Hold off the collector from the moment the blob exists on disk
 	// until this namespace records it.
@@ -469,20 +473,13 @@ var _ content.DeferredPutter = contentStore{}
 // namespace already goes through Put, which records this lease's hold on
 // it and answers AlreadyExists.
 func (s contentStore) PutDeferred(ctx context.Context, desc ocispec.Descriptor, data []byte, opts ...content.CommitOpt) error {
-	if err := validDigest(desc.Digest); err != nil {
-		return err
-	}
-	co, err := commitOptions(opts)
-	if err != nil {
-		return err
-	}
-	ns, err := namespaces.NamespaceRequired(ctx)
+	ns, co, err := putArgs(ctx, desc, opts)
 	if err != nil {
 		return err
 	}
 	key := infoKey{ns, desc.Digest}
 	if _, err := s.Info(ctx, desc.Digest); !errdefs.IsNotFound(err) {
-		return s.putNow(ctx, desc, data, co)
+		return s.putNow(ctx, ns, desc, data, co)
 	}
 	lease, _ := leases.FromContext(ctx)
 	s.db.gcMu.RLock()

@@ -438,7 +438,6 @@ func (p *prepareCounter) Prepare(ctx context.Context, key, parent string, opts .
 // unpack whose blobs never come leaves no snapshot behind.
 func TestParallelUnpackPreparesAhead(t *testing.T) {
 	img := parallelImage()
-	seqLayers, seqTrees, _ := unpacked(t, img, 1)
 	var m ocispec.Manifest
 	if err := json.Unmarshal(img.Manifest.Data, &m); err != nil {
 		t.Fatal(err)
@@ -448,12 +447,7 @@ func TestParallelUnpackPreparesAhead(t *testing.T) {
 	}
 
 	t.Run("complete", func(t *testing.T) {
-		ctx, sn, o, dir := overlaySetup(t)
-		for _, b := range img.Blobs() {
-			store(t, ctx, o.Content, b)
-		}
-		pc := &prepareCounter{Snapshotter: sn, all: make(chan struct{}), want: len(m.Layers)}
-		o.Snapshotter, o.ParallelLayers = pc, 2
+		var pc *prepareCounter
 		ready := func(ctx context.Context, d digest.Digest) error {
 			if !isLayer(d) {
 				return nil
@@ -465,13 +459,10 @@ func TestParallelUnpackPreparesAhead(t *testing.T) {
 				return fmt.Errorf("blob %s held back: only %d of %d snapshots were prepared without it", d, pc.prepared, pc.want)
 			}
 		}
-		top, err := UnpackManifest(ctx, m, o, ready)
-		if err != nil {
-			t.Fatal(err)
-		}
-		o.Snapshotter = sn
-		parLayers, parTrees := inspect(t, ctx, sn, o, dir, img, top)
-		sameTrees(t, seqLayers, seqTrees, parLayers, parTrees)
+		unpackThrough(t, func(sn snapshots.Snapshotter) snapshots.Snapshotter {
+			pc = &prepareCounter{Snapshotter: sn, all: make(chan struct{}), want: len(m.Layers)}
+			return pc
+		}, 2, ready)
 	})
 
 	t.Run("blobs never come", func(t *testing.T) {
@@ -666,11 +657,13 @@ func (b *batchRecorder) PrepareMany(ctx context.Context, reqs []snapshots.Prepar
 	return snapshots.PrepareMany(ctx, b.Snapshotter, reqs)
 }
 
-// TestParallelUnpackPreparesInOneBatch: a snapshotter that prepares many
-// snapshots at once (snapshots.ManyPreparer) gets every layer's above the
-// first in one batch, and the unpack makes the same snapshots as one
-// layer after another.
-func TestParallelUnpackPreparesInOneBatch(t *testing.T) {
+// unpackThrough unpacks parallelImage, all its blobs stored, through the
+// snapshotter wrap makes of the store's, with parallel applies and ready
+// as UnpackManifest takes it, and checks that it makes the same
+// snapshots as an unpack one layer after another. It returns the
+// manifest.
+func unpackThrough(t *testing.T, wrap func(snapshots.Snapshotter) snapshots.Snapshotter, parallel int, ready func(context.Context, digest.Digest) error) ocispec.Manifest {
+	t.Helper()
 	img := parallelImage()
 	seqLayers, seqTrees, _ := unpacked(t, img, 1)
 	var m ocispec.Manifest
@@ -681,18 +674,30 @@ func TestParallelUnpackPreparesInOneBatch(t *testing.T) {
 	for _, b := range img.Blobs() {
 		store(t, ctx, o.Content, b)
 	}
-	rec := &batchRecorder{Snapshotter: sn}
-	o.Snapshotter, o.ParallelLayers = rec, 2
-	top, err := UnpackManifest(ctx, m, o, nil)
+	o.Snapshotter, o.ParallelLayers = wrap(sn), parallel
+	top, err := UnpackManifest(ctx, m, o, ready)
 	if err != nil {
 		t.Fatal(err)
-	}
-	if want := []int{len(m.Layers) - 1}; !slices.Equal(rec.batches, want) {
-		t.Errorf("batches of prepares: %v, want %v", rec.batches, want)
 	}
 	o.Snapshotter = sn
 	parLayers, parTrees := inspect(t, ctx, sn, o, dir, img, top)
 	sameTrees(t, seqLayers, seqTrees, parLayers, parTrees)
+	return m
+}
+
+// TestParallelUnpackPreparesInOneBatch: a snapshotter that prepares many
+// snapshots at once (snapshots.ManyPreparer) gets every layer's above the
+// first in one batch, and the unpack makes the same snapshots as one
+// layer after another.
+func TestParallelUnpackPreparesInOneBatch(t *testing.T) {
+	var rec *batchRecorder
+	m := unpackThrough(t, func(sn snapshots.Snapshotter) snapshots.Snapshotter {
+		rec = &batchRecorder{Snapshotter: sn}
+		return rec
+	}, 2, nil)
+	if want := []int{len(m.Layers) - 1}; !slices.Equal(rec.batches, want) {
+		t.Errorf("batches of prepares: %v, want %v", rec.batches, want)
+	}
 }
 
 // TestParallelUnpackCommitsOneChain lets each layer's blob arrive only a
@@ -702,31 +707,22 @@ func TestParallelUnpackPreparesInOneBatch(t *testing.T) {
 // was ready when it looked, and the snapshots are those of an unpack one
 // layer after another.
 func TestParallelUnpackCommitsOneChain(t *testing.T) {
-	img := parallelImage()
-	seqLayers, seqTrees, _ := unpacked(t, img, 1)
-	var m ocispec.Manifest
-	if err := json.Unmarshal(img.Manifest.Data, &m); err != nil {
-		t.Fatal(err)
+	var (
+		rec    *chainRecorder
+		layers []digest.Digest
+	)
+	for _, l := range parallelImage().Layers {
+		layers = append(layers, l.Desc.Digest)
 	}
-	ctx, sn, o, dir := overlaySetup(t)
-	for _, b := range img.Blobs() {
-		store(t, ctx, o.Content, b)
-	}
-	rec := &chainRecorder{Snapshotter: sn}
-	o.Snapshotter, o.ParallelLayers = rec, len(m.Layers)
 	ready := func(ctx context.Context, d digest.Digest) error {
-		i := slices.IndexFunc(m.Layers, func(l ocispec.Descriptor) bool { return l.Digest == d })
-		time.Sleep(time.Duration(max(i, 0)) * 30 * time.Millisecond)
+		time.Sleep(time.Duration(max(slices.Index(layers, d), 0)) * 30 * time.Millisecond)
 		return nil
 	}
-	top, err := UnpackManifest(ctx, m, o, ready)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := unpackThrough(t, func(sn snapshots.Snapshotter) snapshots.Snapshotter {
+		rec = &chainRecorder{Snapshotter: sn}
+		return rec
+	}, len(layers), ready)
 	if want := []int{len(m.Layers) - 1}; !slices.Equal(rec.runs, want) {
 		t.Errorf("chains committed: %v, want %v", rec.runs, want)
 	}
-	o.Snapshotter = sn
-	parLayers, parTrees := inspect(t, ctx, sn, o, dir, img, top)
-	sameTrees(t, seqLayers, seqTrees, parLayers, parTrees)
 }
