@@ -66,6 +66,14 @@ func (s contentStore) Info(ctx context.Context, dgst digest.Digest) (content.Inf
 		s.db.useLease(ctx, ns) // as the view it saves would
 		return info, nil
 	}
+	// Pending first: a blob leaves the pending ones only once its record
+	// has committed, so a blob not pending now is recorded by then, or
+	// was not there. Looked at after the view, a blob whose record
+	// committed meanwhile would be in neither.
+	if info, ok := s.db.pending.info(key); ok {
+		s.db.useLease(ctx, ns)
+		return info, nil
+	}
 	var info content.Info
 	err = s.db.view(ctx, func(t *nsTx) error {
 		var r blobRecord
@@ -81,9 +89,6 @@ func (s contentStore) Info(ctx context.Context, dgst digest.Digest) (content.Inf
 	})
 	if err == nil {
 		s.db.infos.put(gen, key, info)
-	} else if pinfo, ok := s.db.pending.info(key); ok && errdefs.IsNotFound(err) {
-		// Its record is written behind it (PutDeferred).
-		return pinfo, nil
 	}
 	return info, err
 }

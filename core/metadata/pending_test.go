@@ -204,3 +204,39 @@ func TestPutDeferredWrittenLaterAndOnClose(t *testing.T) {
 		}
 	}
 }
+
+// A blob never looks missing while its record is being written: Info
+// asked during the flush sees it pending or recorded.
+func TestPutDeferredInfoDuringFlush(t *testing.T) {
+	db := openDB(t)
+	ctx := namespaces.WithNamespace(context.Background(), "a")
+	cs := db.Content().(content.DeferredPutter)
+	for i := range 300 {
+		data, desc := blobOf(fmt.Sprintf("flushed %d", i))
+		if err := cs.PutDeferred(ctx, desc, data); err != nil {
+			t.Fatal(err)
+		}
+		stop, missing := make(chan struct{}), make(chan error, 1)
+		go func() {
+			defer close(missing)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := db.Content().Info(ctx, desc.Digest); err != nil {
+					missing <- err
+					return
+				}
+			}
+		}()
+		if err := cs.FlushDeferred(ctx); err != nil {
+			t.Fatal(err)
+		}
+		close(stop)
+		if err := <-missing; err != nil {
+			t.Fatalf("Info of blob %d during its flush: %v", i, err)
+		}
+	}
+}
