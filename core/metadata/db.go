@@ -119,9 +119,12 @@ type DB struct {
 	// began after a kick serves it: a kicked run that finds itself
 	// covered by one since (a sync collection, as `images rm --sync`
 	// runs) is not made again.
-	kicks    atomic.Uint64
-	covered  atomic.Uint64
-	runs     atomic.Uint64 // collections made, for tests
+	kicks   atomic.Uint64
+	covered atomic.Uint64
+	// runs and skipped count the collections made and the kicked ones
+	// found covered, for tests.
+	runs     atomic.Uint64
+	skipped  atomic.Uint64
 	gcKick   chan struct{}
 	gcStop   chan struct{}
 	gcDone   chan struct{}

@@ -625,7 +625,9 @@ func (db *DB) collector() {
 			case <-time.After(max(time.Duration(db.gcDelay.Load()), pause)):
 			}
 			if db.covered.Load() >= want {
-				continue // a collection since has seen every kick taken
+				// A collection since has seen every kick taken.
+				db.skipped.Add(1)
+				continue
 			}
 		}
 		began := time.Now()
