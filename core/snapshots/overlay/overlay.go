@@ -34,6 +34,7 @@ import (
 	"github.com/hullrt/hull/core/mount"
 	"github.com/hullrt/hull/core/snapshots"
 	"github.com/hullrt/hull/core/snapshots/storage"
+	"github.com/hullrt/hull/internal/durable"
 	"github.com/hullrt/hull/internal/fsfull"
 )
 
@@ -253,12 +254,13 @@ func (s *Snapshotter) PrepareMany(ctx context.Context, reqs []snapshots.PrepareR
 				if err != nil {
 					return err
 				}
-				if err := s.makeDirs(snap, nil); err != nil {
+				if err := s.makeDirs(snap, nil, storage.MoveDir); err != nil {
 					return fmt.Errorf("create snapshot %q: %w", r.Key, err)
 				}
 				snaps[i] = snap
 			}
-			return nil
+			// One sync of the directory they were all moved into.
+			return durable.SyncDir(s.snapshotsDir())
 		})
 		if err == nil {
 			for i, snap := range snaps {
@@ -297,7 +299,7 @@ func (s *Snapshotter) create(ctx context.Context, kind snapshots.Kind, key, pare
 		if snap, err = tx.CreateSnapshot(kind, key, parent, opts...); err != nil {
 			return err
 		}
-		if err := s.makeDirs(snap, r); err != nil {
+		if err := s.makeDirs(snap, r, storage.PlaceDir); err != nil {
 			return fmt.Errorf("create snapshot %q: %w", key, err)
 		}
 		return nil
@@ -317,8 +319,10 @@ func (s *Snapshotter) create(ctx context.Context, kind snapshots.Kind, key, pare
 }
 
 // makeDirs makes the directories of a new snapshot, inside the transaction
-// that records it (see the package documentation).
-func (s *Snapshotter) makeDirs(snap storage.Snapshot, r *remap) (retErr error) {
+// that records it (see the package documentation), and moves them into
+// place with place (storage.PlaceDir, or storage.MoveDir when the caller
+// syncs the snapshots directory itself).
+func (s *Snapshotter) makeDirs(snap storage.Snapshot, r *remap, place func(tmp, target string) error) (retErr error) {
 	tmp, err := os.MkdirTemp(s.snapshotsDir(), "new-")
 	if err != nil {
 		return err
@@ -347,7 +351,7 @@ func (s *Snapshotter) makeDirs(snap storage.Snapshot, r *remap) (retErr error) {
 			return err
 		}
 	}
-	return storage.PlaceDir(tmp, s.dir(snap.ID))
+	return place(tmp, s.dir(snap.ID))
 }
 
 func copyRootAttrs(from, to string) error {

@@ -22,6 +22,17 @@ import (
 // is rare, the move is tried first and the leftover removed only when the
 // move finds one.
 func PlaceDir(tmp, target string) error {
+	if err := MoveDir(tmp, target); err != nil {
+		return err
+	}
+	return durable.SyncDir(filepath.Dir(target))
+}
+
+// MoveDir is PlaceDir without the sync of target's parent directory, for a
+// transaction that places many snapshots' directories in one parent: it
+// syncs that once (durable.SyncDir) after the last move, before it
+// commits.
+func MoveDir(tmp, target string) error {
 	if err := durable.SyncDir(tmp); err != nil {
 		return err
 	}
@@ -38,5 +49,5 @@ func PlaceDir(tmp, target string) error {
 	if err != nil {
 		return fmt.Errorf("move new snapshot %s into place at %s: %w", tmp, target, err)
 	}
-	return durable.SyncDir(filepath.Dir(target))
+	return nil
 }
