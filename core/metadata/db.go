@@ -224,6 +224,9 @@ type nsTx struct {
 	ns string
 	// after runs once the transaction has committed (event publishing).
 	after []func()
+	// snapBuckets holds, per snapshotter, its buckets in every namespace
+	// (snapshotBuckets).
+	snapBuckets map[string][]*bolt.Bucket
 }
 
 // bucket returns the namespace's bucket of the given kind, or nil when the

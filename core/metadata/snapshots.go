@@ -418,22 +418,10 @@ func (s *snapshotStore) PrepareMany(ctx context.Context, reqs []snapshots.Prepar
 // findCommitted looks in every namespace for a committed snapshot named
 // name in this snapshotter and returns its backend name and its parent's.
 func (s *snapshotStore) findCommitted(t *nsTx, name string) (backend, parentBackend string) {
-	v1 := t.tx.Bucket(bucketV1)
-	v1.ForEachBucket(func(ns []byte) error {
-		if backend != "" {
-			return nil
-		}
-		sb := v1.Bucket(ns).Bucket(bucketSnapshots)
-		if sb == nil {
-			return nil
-		}
-		b := sb.Bucket([]byte(s.name))
-		if b == nil {
-			return nil
-		}
+	for _, b := range t.snapshotBuckets(s.name) {
 		var r snapRecord
 		if ok, err := getRecord(b, name, &r); err != nil || !ok || r.Kind != snapshots.KindCommitted {
-			return nil
+			continue
 		}
 		backend = r.Backend
 		if r.Parent != "" {
@@ -442,9 +430,37 @@ func (s *snapshotStore) findCommitted(t *nsTx, name string) (backend, parentBack
 				parentBackend = pr.Backend
 			}
 		}
+		return backend, parentBackend
+	}
+	return "", ""
+}
+
+// snapshotBuckets returns the buckets of snapshotter name in every
+// namespace that has one, opened once per transaction: findCommitted
+// looks a name up in each, for every snapshot an unpack prepares or
+// commits, and a batch of 40 opened every namespace's buckets 40 times.
+// A namespace's bucket made later in the transaction (by another update
+// sharing it) is not among them: its snapshots are not linked, only
+// made again, as they would be had the updates not shared a transaction.
+func (t *nsTx) snapshotBuckets(name string) []*bolt.Bucket {
+	if bs, ok := t.snapBuckets[name]; ok {
+		return bs
+	}
+	var bs []*bolt.Bucket
+	v1 := t.tx.Bucket(bucketV1)
+	v1.ForEachBucket(func(ns []byte) error {
+		if sb := v1.Bucket(ns).Bucket(bucketSnapshots); sb != nil {
+			if b := sb.Bucket([]byte(name)); b != nil {
+				bs = append(bs, b)
+			}
+		}
 		return nil
 	})
-	return backend, parentBackend
+	if t.snapBuckets == nil {
+		t.snapBuckets = map[string][]*bolt.Bucket{}
+	}
+	t.snapBuckets[name] = bs
+	return bs
 }
 
 func (s *snapshotStore) Commit(ctx context.Context, name, key string, opts ...snapshots.Opt) error {
