@@ -379,7 +379,9 @@ func (s *snapshotStore) PrepareMany(ctx context.Context, reqs []snapshots.Prepar
 	out := make([]snapshots.PrepareResult, len(reqs))
 	bases := make([]snapshots.Info, len(reqs))
 	for i, r := range reqs {
-		if bases[i], out[i].Err = newSnapshotInfo(r.Key, r.Opts); out[i].Err != nil {
+		var err error
+		if bases[i], err = newSnapshotInfo(r.Key, r.Opts); err != nil {
+			// Each request gets its own error from Prepare.
 			return snapshots.PrepareEach(ctx, s, reqs)
 		}
 	}

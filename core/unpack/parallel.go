@@ -293,7 +293,7 @@ func commitApplied(ctx context.Context, o Options, base digest.Digest, layers []
 			links := []snapshots.CommitLink{{Name: chain.String(), Key: r.key}}
 			for j := i + 1; j < len(layers); j++ {
 				rj := take(j)
-				if rj == nil || rj.err != nil || rj.exists {
+				if rj.err != nil || rj.exists {
 					break
 				}
 				links = append(links, snapshots.CommitLink{Name: chains[j].String(), Key: rj.key})
