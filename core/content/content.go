@@ -90,6 +90,21 @@ type Putter interface {
 	Put(ctx context.Context, desc ocispec.Descriptor, data []byte, opts ...CommitOpt) error
 }
 
+// NameSyncer is a Putter that can leave a new blob's name to be made
+// durable later, together with the names of the blobs put meanwhile: on
+// most filesystems a directory's sync is a journal commit, and a pull of
+// many small blobs would otherwise make one per blob. The blob's bytes are
+// durable when PutUnsynced returns; its name is once a SyncNames that
+// began after it returns. A record of the blob must wait for that.
+type NameSyncer interface {
+	Putter
+	// PutUnsynced is Put (without labels) that does not sync the name.
+	PutUnsynced(ctx context.Context, desc ocispec.Descriptor, data []byte) error
+	// SyncNames makes the names of every blob PutUnsynced stored before
+	// it was called durable.
+	SyncNames() error
+}
+
 // DeferredPutter is a Putter that can store a blob at once and write its
 // record behind it: what a pull of many small blobs wants, whose records
 // would otherwise each take a transaction of their own, since its blobs

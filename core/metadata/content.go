@@ -489,14 +489,41 @@ func (s contentStore) PutDeferred(ctx context.Context, desc ocispec.Descriptor, 
 	lease, _ := leases.FromContext(ctx)
 	s.db.gcMu.RLock()
 	defer s.db.gcMu.RUnlock()
-	if err := s.putBackend(ctx, ns, desc, data); err != nil {
+	if err := s.putBackendUnsynced(ctx, ns, desc, data); err != nil {
 		return err
 	}
 	s.db.useLease(ctx, ns)
 	if !s.db.pending.add(key, &pendingBlob{lease: lease, size: desc.Size, labels: co.Labels, at: time.Now().UTC()}, s.db.writeAllPending) {
 		// Pending already (another pull of it), or the store is
 		// closing: record it now, as Put does.
+		if err := s.db.syncBackendNames(); err != nil {
+			return err
+		}
 		return s.record(ctx, lease, desc, co)
+	}
+	return nil
+}
+
+// putBackendUnsynced is putBackend that leaves the blob's name to the
+// next syncBackendNames when the backend can (content.NameSyncer): a
+// deferred blob's record is written later anyway, and the names of all
+// the blobs it is written with are synced at once before it.
+func (s contentStore) putBackendUnsynced(ctx context.Context, ns string, desc ocispec.Descriptor, data []byte) error {
+	p, ok := s.db.backend.(content.NameSyncer)
+	if !ok {
+		return s.putBackend(ctx, ns, desc, data)
+	}
+	if err := p.PutUnsynced(ctx, desc, data); err != nil && !errdefs.IsAlreadyExists(err) {
+		return err
+	}
+	return nil
+}
+
+// syncBackendNames makes the names of the blobs putBackendUnsynced stored
+// durable, before a transaction records them.
+func (db *DB) syncBackendNames() error {
+	if p, ok := db.backend.(content.NameSyncer); ok {
+		return p.SyncNames()
 	}
 	return nil
 }

@@ -126,6 +126,11 @@ func (db *DB) writePendingIn(ctx context.Context, ns string) error {
 	if len(blobs) == 0 {
 		return nil
 	}
+	// The blobs' names first: a record must not outlive its blob in a
+	// crash.
+	if err := db.syncBackendNames(); err != nil {
+		return err
+	}
 	db.gcMu.RLock()
 	defer db.gcMu.RUnlock()
 	err := db.update(namespaces.WithNamespace(ctx, ns), func(t *nsTx) error {

@@ -2,12 +2,15 @@ package metadata
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"os"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,6 +19,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/hullrt/hull/core/content"
+	"github.com/hullrt/hull/core/content/local"
 	"github.com/hullrt/hull/core/leases"
 	"github.com/hullrt/hull/core/namespaces"
 )
@@ -238,5 +242,91 @@ func TestPutDeferredInfoDuringFlush(t *testing.T) {
 		if err := <-missing; err != nil {
 			t.Fatalf("Info of blob %d during its flush: %v", i, err)
 		}
+	}
+}
+
+// nameSyncSpy is a local store whose PutUnsynced and SyncNames are
+// counted, and whose SyncNames runs check first and fails while failing
+// is set.
+type nameSyncSpy struct {
+	*local.Store
+	unsynced, syncs atomic.Int32
+	failing         atomic.Bool
+	check           func()
+}
+
+func (s *nameSyncSpy) PutUnsynced(ctx context.Context, desc ocispec.Descriptor, data []byte) error {
+	s.unsynced.Add(1)
+	return s.Store.PutUnsynced(ctx, desc, data)
+}
+
+func (s *nameSyncSpy) SyncNames() error {
+	s.syncs.Add(1)
+	if s.check != nil {
+		s.check()
+	}
+	if s.failing.Load() {
+		return fmt.Errorf("sync blob directory: %w", syscall.EIO)
+	}
+	return s.Store.SyncNames()
+}
+
+// The blobs of PutDeferred are stored without their names synced; the
+// flush syncs all the names once, before the transaction that records
+// them, and records nothing when that sync fails (the blobs stay pending
+// and are recorded by a later flush).
+func TestPutDeferredSyncsNamesBeforeRecords(t *testing.T) {
+	dir := t.TempDir()
+	backend, err := local.NewStore(dir + "/content")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spy := &nameSyncSpy{Store: backend}
+	db, err := Open(dir+"/meta.db", spy, Options{GCDelay: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	ctx := namespaces.WithNamespace(context.Background(), "a")
+	cs := db.Content().(content.DeferredPutter)
+	var descs []ocispec.Descriptor
+	for i := range 3 {
+		data, desc := blobOf(fmt.Sprintf("synced later %d", i))
+		if err := cs.PutDeferred(ctx, desc, data); err != nil {
+			t.Fatal(err)
+		}
+		descs = append(descs, desc)
+	}
+	if n, m := spy.unsynced.Load(), spy.syncs.Load(); n != 3 || m != 0 {
+		t.Fatalf("3 PutDeferred made %d unsynced puts and %d syncs, want 3 and 0", n, m)
+	}
+	spy.check = func() {
+		for _, d := range descs {
+			if recorded(t, db, "a", d.Digest) {
+				t.Errorf("blob %s recorded before its name was synced", d.Digest)
+			}
+		}
+	}
+	spy.failing.Store(true)
+	if err := cs.FlushDeferred(ctx); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("flush with a failing sync: %v", err)
+	}
+	for _, d := range descs {
+		if _, err := db.Content().Info(ctx, d.Digest); err != nil {
+			t.Fatalf("blob %s after a failed flush: %v", d.Digest, err)
+		}
+	}
+	spy.failing.Store(false)
+	if err := cs.FlushDeferred(ctx); err != nil {
+		t.Fatal(err)
+	}
+	spy.check = nil
+	for _, d := range descs {
+		if !recorded(t, db, "a", d.Digest) {
+			t.Errorf("blob %s not recorded by the flush", d.Digest)
+		}
+	}
+	if n := spy.syncs.Load(); n != 2 {
+		t.Errorf("two flushes synced names %d times, want 2", n)
 	}
 }

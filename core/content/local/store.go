@@ -42,6 +42,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/hullrt/hull/core/content"
+	"github.com/hullrt/hull/internal/durable"
 	"github.com/hullrt/hull/internal/fsfull"
 )
 
@@ -71,6 +72,13 @@ type Store struct {
 	blobsFD int
 
 	small blobCache
+	// unsynced are the blob directories PutUnsynced added names to that
+	// no SyncNames has synced yet; syncMu serialises SyncNames.
+	unsyncedMu sync.Mutex
+	unsynced   []string
+	syncMu     sync.Mutex
+	// syncDir syncs a directory: durable.SyncDir, or a test's spy.
+	syncDir func(dir string) error
 	// beforeFill, when set (by tests only), runs between a small blob's
 	// read from disk and its cache fill: the window a Delete can fall in.
 	beforeFill func(digest.Digest)
@@ -83,7 +91,7 @@ func NewStore(root string) (*Store, error) {
 			return nil, fmt.Errorf("create content store directory: %w", err)
 		}
 	}
-	s := &Store{root: filepath.Clean(root), locks: make(map[string]time.Time)}
+	s := &Store{root: filepath.Clean(root), locks: make(map[string]time.Time), syncDir: durable.SyncDir}
 	fd, err := unix.Open(filepath.Join(s.root, "blobs"), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open content store directory %s: %w", filepath.Join(s.root, "blobs"), err)

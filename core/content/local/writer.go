@@ -482,7 +482,7 @@ func (w *writer) commit(ctx context.Context, size int64, expected digest.Digest,
 	defer w.s.unlock(w.ref)
 	// The rename is durable only once its directory is synced; a new
 	// algorithm directory also needs its parent synced.
-	err = syncAlgDir(algDir, made)
+	err = w.s.syncAlgDir(algDir, made)
 	// The ingest no longer has data, so it is already gone for every reader;
 	// removing the directory is only tidying.
 	_ = removeIngestDir(w.dir)
