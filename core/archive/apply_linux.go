@@ -438,6 +438,14 @@ func (a *applier) entry(hdr *tar.Header, r io.Reader) error {
 		}
 	}
 
+	// Most entries name nothing there yet (a layer's files are new to
+	// its directory): make the entry first, and look at what is in the
+	// way only when making it says something is. A lookup first would
+	// cost every entry a system call.
+	exists, err := a.create(dirfd, name, base, hdr, r, linkfd, linkBase)
+	if !exists {
+		return err
+	}
 	var st unix.Stat_t
 	err = unix.Fstatat(dirfd, base, &st, unix.AT_SYMLINK_NOFOLLOW)
 	switch {
@@ -451,25 +459,35 @@ func (a *applier) entry(hdr *tar.Header, r io.Reader) error {
 			return fmt.Errorf("remove what is in the way: %w", err)
 		}
 	}
+	if exists, err = a.create(dirfd, name, base, hdr, r, linkfd, linkBase); exists {
+		return fmt.Errorf("create: %w", unix.EEXIST)
+	}
+	return err
+}
 
+// create makes the entry hdr describes as base in dirfd (name in the
+// layer), a hard link's target being linkBase in linkfd. exists reports
+// that something named base was in the way, in which case nothing was
+// made, nothing read from r, and err says so.
+func (a *applier) create(dirfd int, name, base string, hdr *tar.Header, r io.Reader, linkfd int, linkBase string) (exists bool, err error) {
 	switch hdr.Typeflag {
 	case tar.TypeDir:
 		if err := unix.Mkdirat(dirfd, base, 0o700); err != nil {
-			return fmt.Errorf("mkdir: %w", err)
+			return errors.Is(err, unix.EEXIST), fmt.Errorf("mkdir: %w", err)
 		}
-		return a.dir(dirfd, name, base, hdr, true)
+		return false, a.dir(dirfd, name, base, hdr, true)
 	case tar.TypeSymlink:
 		if err := unix.Symlinkat(hdr.Linkname, dirfd, base); err != nil {
-			return fmt.Errorf("symlink: %w", err)
+			return errors.Is(err, unix.EEXIST), fmt.Errorf("symlink: %w", err)
 		}
-		return a.setMetaSymlink(dirfd, base, hdr)
+		return false, a.setMetaSymlink(dirfd, base, hdr)
 	case tar.TypeLink:
 		// No AT_SYMLINK_FOLLOW: a link to a symbolic link links the
 		// symbolic link itself. The inode's metadata is the target's.
 		if err := unix.Linkat(linkfd, linkBase, dirfd, base, 0); err != nil {
-			return fmt.Errorf("link to %q: %w", hdr.Linkname, err)
+			return errors.Is(err, unix.EEXIST), fmt.Errorf("link to %q: %w", hdr.Linkname, err)
 		}
-		return nil
+		return false, nil
 	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
 		mode := uint32(unix.S_IFIFO)
 		if hdr.Typeflag == tar.TypeChar {
@@ -479,14 +497,14 @@ func (a *applier) entry(hdr *tar.Header, r io.Reader) error {
 		}
 		dev := unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor))
 		if err := unix.Mknodat(dirfd, base, mode|0o600, int(dev)); err != nil {
-			return fmt.Errorf("mknod: %w", err)
+			return errors.Is(err, unix.EEXIST), fmt.Errorf("mknod: %w", err)
 		}
 		fd, err := unix.Openat(dirfd, base, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err != nil {
-			return err
+			return false, err
 		}
 		defer unix.Close(fd)
-		return a.setMetaHdr(fd, hdr)
+		return false, a.setMetaHdr(fd, hdr)
 	default:
 		return a.regular(dirfd, base, hdr, r)
 	}
@@ -587,7 +605,7 @@ func FixImplicitParents(root string, lowers ...string) error {
 
 // regular writes a regular file's content, copying exactly hdr.Size bytes
 // through the one buffer.
-func (a *applier) regular(dirfd int, base string, hdr *tar.Header, r io.Reader) error {
+func (a *applier) regular(dirfd int, base string, hdr *tar.Header, r io.Reader) (exists bool, err error) {
 	// Created with its final permissions when the umask keeps them and
 	// there are no setuid, setgid or sticky bits (which chown clears):
 	// one system call fewer per file. The snapshot is private meanwhile.
@@ -601,7 +619,7 @@ func (a *applier) regular(dirfd int, base string, hdr *tar.Header, r io.Reader) 
 	}
 	fd, err := unix.Openat(dirfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, perm)
 	if err != nil {
-		return fmt.Errorf("create: %w", err)
+		return errors.Is(err, unix.EEXIST), fmt.Errorf("create: %w", err)
 	}
 	defer func() {
 		if fd >= 0 {
@@ -609,35 +627,35 @@ func (a *applier) regular(dirfd int, base string, hdr *tar.Header, r io.Reader) 
 		}
 	}()
 	if err := copyN(a.ctx, fdWriter(fd), r, hdr.Size, a.buffer(hdr.Size)); err != nil {
-		return fmt.Errorf("write content: %w", err)
+		return false, fmt.Errorf("write content: %w", err)
 	}
 	// chown before chmod and setxattr: it clears setuid, setgid and
 	// security.capability.
 	if !a.cfg.noSameOwner {
 		if err := unix.Fchown(fd, hdr.Uid, hdr.Gid); err != nil {
-			return fmt.Errorf("chown: %w", err)
+			return false, fmt.Errorf("chown: %w", err)
 		}
 	}
 	if chmod {
 		if err := unix.Fchmod(fd, mode); err != nil {
-			return fmt.Errorf("chmod: %w", err)
+			return false, fmt.Errorf("chmod: %w", err)
 		}
 	}
 	for k, v := range hdrXattrs(hdr) {
 		if err := a.xattrErr(k, unix.Fsetxattr(fd, k, []byte(v), 0)); err != nil {
-			return err
+			return false, err
 		}
 	}
 	err = unix.Close(fd)
 	fd = -1
 	if err != nil {
-		return fmt.Errorf("close: %w", err)
+		return false, fmt.Errorf("close: %w", err)
 	}
 	atime, mtime := hdrTimes(hdr)
 	if err := unix.UtimesNanoAt(dirfd, base, []unix.Timespec{atime, mtime}, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return fmt.Errorf("set times: %w", err)
+		return false, fmt.Errorf("set times: %w", err)
 	}
-	return nil
+	return false, nil
 }
 
 // maxCopyBuffer is the largest buffer file contents are copied through.

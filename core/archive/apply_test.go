@@ -166,6 +166,54 @@ func TestApplyReplaces(t *testing.T) {
 	}
 }
 
+// TestApplyReplacesEveryType checks that an entry of each type replaces
+// what is in its way, from an earlier layer or earlier in its own, and
+// that a dangling symbolic link in the way is replaced, never followed.
+func TestApplyReplacesEveryType(t *testing.T) {
+	requireRoot(t)
+	root := t.TempDir()
+	mustApply(t, root, buildTar(t,
+		entry{Name: "target", Data: "target"},
+		entry{Name: "f2sym", Data: "f"},
+		entry{Name: "f2link", Data: "f"},
+		entry{Name: "f2fifo", Data: "f"},
+		entry{Name: "dangling", Type: tar.TypeSymlink, Link: "nowhere"},
+		entry{Name: "dangdir", Type: tar.TypeSymlink, Link: "nowhere2"},
+	))
+	mustApply(t, root, buildTar(t,
+		entry{Name: "f2sym", Type: tar.TypeSymlink, Link: "target"},
+		entry{Name: "f2link", Type: tar.TypeLink, Link: "target"},
+		entry{Name: "f2fifo", Type: tar.TypeFifo},
+		entry{Name: "dangling", Data: "a file now"},
+		entry{Name: "dangdir/", Type: tar.TypeDir},
+		entry{Name: "twice", Data: "first"},
+		entry{Name: "twice", Data: "second"},
+		entry{Name: "twicedir/", Type: tar.TypeDir, Mode: 0o700},
+		entry{Name: "twicedir/keep", Data: "k"},
+		entry{Name: "twicedir/", Type: tar.TypeDir, Mode: 0o750},
+	))
+	got := snapshot(t, root)
+	for p, typ := range map[string]string{"f2sym": "symlink", "f2link": "reg", "f2fifo": "fifo", "dangling": "reg", "dangdir": "dir", "twice": "reg", "twicedir": "dir", "twicedir/keep": "reg"} {
+		if got[p].Type != typ {
+			t.Errorf("%s: %s, want a %s", p, fmtNode(got[p]), typ)
+		}
+	}
+	if got["f2link"].LinkGroup == "" || got["f2link"].LinkGroup != got["target"].LinkGroup {
+		t.Errorf("f2link is not target's inode: %v %v", got["f2link"], got["target"])
+	}
+	if got["twice"].Size != int64(len("second")) {
+		t.Errorf("twice: %s, want the second entry's content", fmtNode(got["twice"]))
+	}
+	if got["twicedir"].Mode != 0o750 {
+		t.Errorf("twicedir: %s, want the second entry's mode", fmtNode(got["twicedir"]))
+	}
+	for _, p := range []string{"nowhere", "nowhere2"} {
+		if _, ok := got[p]; ok {
+			t.Errorf("%s made through a dangling link", p)
+		}
+	}
+}
+
 // TestApplyDirTimesAfterContent checks that a directory's time is its
 // entry's even when its content comes later, also when the layer leaves
 // and reenters it, and that directories the layer only writes into keep
