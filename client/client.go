@@ -30,6 +30,7 @@ import (
 
 	"github.com/hullrt/hull/core/leases"
 	"github.com/hullrt/hull/core/namespaces"
+	"github.com/hullrt/hull/core/remotes/registry"
 	"github.com/hullrt/hull/internal/errgrpc"
 	"github.com/hullrt/hull/internal/grpcpool"
 	"github.com/hullrt/hull/internal/proxy"
@@ -53,6 +54,9 @@ type Client struct {
 	// reach lets calls wait for a daemon that is down; nil for a client
 	// over in-process services.
 	reach *reach
+	// transports are the registry clients of this client's pulls and
+	// pushes, shared among them.
+	transports *registry.Transports
 }
 
 type options struct {
@@ -117,7 +121,8 @@ func New(address string, opts ...Opt) (*Client, error) {
 		o.connectTimeout = DefaultConnectTimeout
 	}
 	c := &Client{defaultNS: o.defaultNS, address: path, defaultRuntime: o.defaultRuntime,
-		reach: &reach{address: path, timeout: o.connectTimeout, notify: o.connectWait}}
+		reach:      &reach{address: path, timeout: o.connectTimeout, notify: o.connectWait},
+		transports: registry.NewTransports()}
 	if c.defaultRuntime == "" {
 		c.defaultRuntime = DefaultRuntime
 	}

@@ -95,12 +95,16 @@ func WithMaxConcurrentDownloads(n int) RemoteOpt {
 	return func(c *remoteConfig) { c.maxConcurrent = n }
 }
 
-func newRemoteConfig(opts []RemoteOpt) *remoteConfig {
+// remoteConfig applies opts. A resolver built from them uses the client's
+// registry transports, so that the client's pulls and pushes share
+// connections.
+func (c *Client) remoteConfig(opts []RemoteOpt) *remoteConfig {
 	cfg := &remoteConfig{}
 	for _, o := range opts {
 		o(cfg)
 	}
 	if cfg.resolver == nil {
+		cfg.registry.Transports = c.transports
 		cfg.resolver = registry.NewFromConfig(cfg.registry)
 	}
 	return cfg
@@ -109,7 +113,7 @@ func newRemoteConfig(opts []RemoteOpt) *remoteConfig {
 // Resolver returns the registry resolver the options describe: the one
 // Pull and Push use, exposed for callers that resolve or list tags.
 func (c *Client) Resolver(opts ...RemoteOpt) remotes.Resolver {
-	return newRemoteConfig(opts).resolver
+	return c.remoteConfig(opts).resolver
 }
 
 // Pull fetches ref (a fully qualified reference) from its registry into the
@@ -117,7 +121,7 @@ func (c *Client) Resolver(opts ...RemoteOpt) remotes.Resolver {
 // already present are not fetched again, and an interrupted pull resumes
 // its partial downloads when run again.
 func (c *Client) Pull(ctx context.Context, ref string, opts ...RemoteOpt) (images.Image, error) {
-	cfg := newRemoteConfig(opts)
+	cfg := c.remoteConfig(opts)
 	ctx, done, err := c.WithLease(ctx)
 	if err != nil {
 		return images.Image{}, err
@@ -192,7 +196,7 @@ func (c *Client) storeTimeout() time.Duration {
 // what a default pull leaves in the store: the other platforms' manifests
 // are missing, and a registry refuses an index whose manifests it lacks.
 func (c *Client) Push(ctx context.Context, ref, local string, opts ...RemoteOpt) error {
-	cfg := newRemoteConfig(opts)
+	cfg := c.remoteConfig(opts)
 	if local == "" {
 		local = ref
 	}

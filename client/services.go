@@ -24,6 +24,7 @@ import (
 	"github.com/hullrt/hull/core/images"
 	"github.com/hullrt/hull/core/leases"
 	"github.com/hullrt/hull/core/namespaces"
+	"github.com/hullrt/hull/core/remotes/registry"
 	"github.com/hullrt/hull/core/sandboxes"
 	"github.com/hullrt/hull/core/snapshots"
 	"github.com/hullrt/hull/internal/proxy"
@@ -182,7 +183,7 @@ func NewWithServices(s Services, opts ...Opt) (*Client, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	c := &Client{services: s, defaultRuntime: o.defaultRuntime, version: localVersion{}}
+	c := &Client{services: s, defaultRuntime: o.defaultRuntime, version: localVersion{}, transports: registry.NewTransports()}
 	if c.defaultRuntime == "" {
 		c.defaultRuntime = DefaultRuntime
 	}

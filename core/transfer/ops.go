@@ -31,7 +31,7 @@ func registryString(r *transfertypes.OCIRegistry) string {
 // directory (or the service's), plain http for "http", and credentials
 // asked over its auth stream.
 func (s *Service) resolver(ctx context.Context, r *transfertypes.OCIRegistry) (*registry.Resolver, error) {
-	cfg := registry.Config{HostsDir: s.HostsDir}
+	cfg := registry.Config{HostsDir: s.HostsDir, Transports: s.Transports}
 	if res := r.GetResolver(); res != nil {
 		if res.GetHostDir() != "" {
 			cfg.HostsDir = res.GetHostDir()

@@ -39,6 +39,7 @@ import (
 	"github.com/hullrt/hull/core/images"
 	"github.com/hullrt/hull/core/leases"
 	"github.com/hullrt/hull/core/snapshots"
+	"github.com/hullrt/hull/core/remotes/registry"
 	"github.com/hullrt/hull/core/streaming"
 )
 
@@ -88,6 +89,10 @@ type Service struct {
 	// WindowTimeout fails an export whose client grants no window for
 	// that long; 0 means one minute.
 	WindowTimeout time.Duration
+	// Transports are the registry clients the transfers share, so that a
+	// pull reuses the connections of the transfers before it; nil gives
+	// each transfer clients of its own.
+	Transports *registry.Transports
 }
 
 // Request is one Transfer call.

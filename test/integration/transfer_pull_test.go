@@ -2,6 +2,10 @@ package integration
 
 import (
 	"context"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -134,4 +138,70 @@ func TestClientTransferPull(t *testing.T) {
 	if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), ref) {
 		t.Fatalf("TransferPull with a client-side download setting: %v, want InvalidArgument naming %s", err, ref)
 	}
+}
+
+// TestTransferPullsShareConnections: hulld's Transfer pulls from one
+// registry reuse the connections of the pulls before them, whatever
+// credentials each brings: after three pulls of three images hulld holds
+// no more connections to the registry than after the first.
+func TestTransferPullsShareConnections(t *testing.T) {
+	reg := registrytest.Start(t, registrytest.Options{})
+	for _, tag := range []string{"a", "b", "c"} {
+		reg.Push(t, "share/app", tag, smallImage("share-"+tag))
+	}
+	d := hulltest.Start(t, hulltest.Options{})
+	h := newHullctl(t, d)
+	var after []int
+	for _, tag := range []string{"a", "b", "c"} {
+		h.ok(t, "images", "pull", "--plain", "--plain-http", reg.Host()+"/share/app:"+tag)
+		after = append(after, connectionsTo(t, d.PID(), reg.Host()))
+	}
+	if after[0] == 0 {
+		t.Fatalf("hulld holds no connection to %s after a pull: its idle connections are not kept", reg.Host())
+	}
+	if after[2] > after[0] {
+		t.Errorf("hulld holds %v connections to %s after each of three pulls: later pulls dialled again", after, reg.Host())
+	}
+}
+
+// connectionsTo counts the established TCP connections of process pid to
+// hostPort (an IPv4 host:port), from /proc.
+func connectionsTo(t *testing.T, pid int, hostPort string) int {
+	t.Helper()
+	host, port, err := net.SplitHostPort(hostPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip := net.ParseIP(host).To4()
+	p, err := strconv.Atoi(port)
+	if err != nil || ip == nil {
+		t.Fatalf("%s is not an IPv4 host:port", hostPort)
+	}
+	// /proc/net/tcp writes an address as the little-endian hex of its
+	// four bytes, and the port in big-endian hex.
+	remote := fmt.Sprintf("%02X%02X%02X%02X:%04X", ip[3], ip[2], ip[1], ip[0], p)
+	inodes := map[string]bool{}
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fd := range fds {
+		l, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
+		if err == nil && strings.HasPrefix(l, "socket:[") {
+			inodes[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] = true
+		}
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/tcp", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, line := range strings.Split(string(data), "\n")[1:] {
+		f := strings.Fields(line)
+		// sl local remote st ... inode (field 9)
+		if len(f) > 9 && f[2] == remote && f[3] == "01" && inodes[f[9]] {
+			n++
+		}
+	}
+	return n
 }

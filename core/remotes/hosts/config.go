@@ -1,8 +1,10 @@
 package hosts
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -198,6 +200,11 @@ func (e *entry) host(mirror bool, timeout time.Duration, loose looseCerts) (Host
 	}
 
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: e.skipVerify} //nolint:gosec // skip_verify is the operator's explicit choice
+	// The identity covers what the configuration is made of, the files'
+	// contents rather than their names: a certificate replaced in place
+	// is another configuration.
+	id := sha256.New()
+	fmt.Fprintf(id, "skip_verify=%t\n", e.skipVerify)
 	if len(cas) > 0 {
 		pool, err := x509.SystemCertPool()
 		if err != nil {
@@ -213,6 +220,8 @@ func (e *entry) host(mirror bool, timeout time.Duration, loose looseCerts) (Host
 			if !pool.AppendCertsFromPEM(data) {
 				return Host{}, fmt.Errorf("%s: CA file %q for %s has no PEM certificate: %w", c.where, c.file, h.URL(), errdefs.ErrInvalidArgument)
 			}
+			fmt.Fprintf(id, "ca %d\n", len(data))
+			id.Write(data)
 		}
 		cfg.RootCAs = pool
 	}
@@ -222,8 +231,14 @@ func (e *entry) host(mirror bool, timeout time.Duration, loose looseCerts) (Host
 			return Host{}, fmt.Errorf("%s: client certificate for %s: %v: %w", p.where, h.URL(), err, errdefs.ErrInvalidArgument)
 		}
 		cfg.Certificates = append(cfg.Certificates, cert)
+		// The key is the certificate's (X509KeyPair checked it).
+		for _, der := range cert.Certificate {
+			fmt.Fprintf(id, "client %d\n", len(der))
+			id.Write(der)
+		}
 	}
 	h.TLS = cfg
+	h.TLSID = hex.EncodeToString(id.Sum(nil))
 	return h, nil
 }
 

@@ -538,3 +538,55 @@ func TestCapabilitiesHas(t *testing.T) {
 		t.Errorf("Has is wrong for %b", c)
 	}
 }
+
+// TLSID names a TLS configuration by its content: two readings of the same
+// files give the same ID, other files or a file changed in place another,
+// skip_verify counts, and plain http has none.
+func TestTLSID(t *testing.T) {
+	ca1, ca2 := newPKI(t), newPKI(t)
+	cliCert, cliKey := ca1.issue(true)
+	dir := t.TempDir()
+	regDir := filepath.Join(dir, "r.example")
+	caFile := writeFile(t, regDir, "ca.pem", ca1.certPEM)
+	// Not loose in regDir, where it would be every host's.
+	writeFile(t, regDir, "certs/client.cert", cliCert)
+	writeFile(t, regDir, "certs/client.key", cliKey)
+	writeFile(t, regDir, "hosts.toml", `
+[host."https://a.example"]
+  ca = "ca.pem"
+[host."https://b.example"]
+  ca = "ca.pem"
+[host."https://c.example"]
+  ca = "ca.pem"
+  client = [["certs/client.cert", "certs/client.key"]]
+[host."https://d.example"]
+  ca = "ca.pem"
+  skip_verify = true
+[host."http://e.example"]
+`)
+	first := configure(t, "r.example", Options{ConfigDir: dir})
+	again := configure(t, "r.example", Options{ConfigDir: dir})
+	if len(first) != 6 {
+		t.Fatalf("got %v", urls(first))
+	}
+	for i := range first {
+		if first[i].TLSID != again[i].TLSID {
+			t.Errorf("%s: a second reading of the same files has TLSID %q, the first %q", first[i].URL(), again[i].TLSID, first[i].TLSID)
+		}
+	}
+	a, b, c, d, e := first[0], first[1], first[2], first[3], first[4]
+	if a.TLSID == "" || a.TLSID != b.TLSID {
+		t.Errorf("hosts with the same CA: TLSIDs %q and %q", a.TLSID, b.TLSID)
+	}
+	if c.TLSID == a.TLSID || d.TLSID == a.TLSID || c.TLSID == d.TLSID {
+		t.Errorf("a client certificate or skip_verify does not change the TLSID: %q %q %q", a.TLSID, c.TLSID, d.TLSID)
+	}
+	if e.TLS != nil || e.TLSID != "" {
+		t.Errorf("plain http host has TLS %v, TLSID %q", e.TLS, e.TLSID)
+	}
+	// The CA file replaced in place (same name, other certificate).
+	writeFile(t, regDir, "ca.pem", ca2.certPEM)
+	if got := configure(t, "r.example", Options{ConfigDir: dir})[0].TLSID; got == a.TLSID {
+		t.Errorf("TLSID unchanged after %s was replaced", caFile)
+	}
+}

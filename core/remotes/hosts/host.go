@@ -40,6 +40,11 @@ type Host struct {
 	Header http.Header
 	// TLS is the client TLS configuration (nil for plain http).
 	TLS *tls.Config
+	// TLSID identifies TLS by what it is made of: Hosts with equal TLSIDs
+	// have equivalent TLS configurations, whichever reading of the files
+	// made them, so that their connections can be shared. "" for plain
+	// http, and for a TLS configuration made elsewhere than Configure.
+	TLSID string
 	// DialTimeout bounds connecting; default 30s.
 	DialTimeout time.Duration
 	// Mirror is true for hosts from [host] entries, false for the

@@ -23,11 +23,15 @@ type Config struct {
 	Credentials credentials.Store
 	// UserAgent of requests; default "hull".
 	UserAgent string
+	// Transports to share with other Resolvers; nil for the Resolver's
+	// own.
+	Transports *Transports
 }
 
-// hostsCacheTTL bounds how long a hosts.toml reading is reused: long enough
-// that the TLS configurations (and so the connections) of a pull are shared,
-// short enough that an edited file takes effect without a restart.
+// hostsCacheTTL bounds how long a Resolver reuses a hosts.toml reading:
+// long enough that a pull reads the file and its certificates once, not
+// once per request, short enough that an edited file takes effect without
+// a restart in a long-lived Resolver.
 const hostsCacheTTL = 30 * time.Second
 
 // NewFromConfig returns a Resolver for cfg.
@@ -41,7 +45,7 @@ func NewFromConfig(cfg Config) *Resolver {
 	if ua == "" {
 		ua = "hull"
 	}
-	opts := Options{Hosts: cache.get, UserAgent: ua}
+	opts := Options{Hosts: cache.get, UserAgent: ua, Transports: cfg.Transports}
 	if cfg.Credentials != nil {
 		opts.Credentials = func(ctx context.Context, host string) (string, string, error) {
 			c, err := cfg.Credentials.Get(ctx, host)
@@ -65,8 +69,7 @@ type hostsEntry struct {
 	at    time.Time
 }
 
-// hostsCache keeps each registry's host list for hostsCacheTTL, so that its
-// TLS configurations, which key the connection pools, stay the same.
+// hostsCache keeps each registry's host list for hostsCacheTTL.
 type hostsCache struct {
 	opts    hosts.Options
 	mu      sync.Mutex

@@ -3,14 +3,15 @@
 // trying the hosts that remotes/hosts configures for a registry in order
 // (mirrors first, then the registry itself).
 //
-// Everything a Resolver keeps (HTTP clients, per-host semaphores, tokens) lives
-// in the Resolver; a process normally shares one so connections and tokens are
-// reused across pulls.
+// A Resolver keeps the per-host semaphores and the tokens of one caller's
+// credentials. Its HTTP clients, with their connections, come from a
+// Transports, which Resolvers of different callers can share: a daemon,
+// which makes a Resolver per pull, keeps one Transports so that pulls reuse
+// the connections of the pulls before them.
 package registry
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -72,6 +73,9 @@ type Options struct {
 	StallTimeout time.Duration
 	// Logger receives debug and warning messages; nil discards them.
 	Logger *slog.Logger
+	// Transports are the HTTP clients to use, shared with other
+	// Resolvers; nil means clients of this Resolver's own.
+	Transports *Transports
 }
 
 // Resolver implements remotes.Resolver over the OCI distribution API, and
@@ -82,13 +86,8 @@ type Resolver struct {
 	log     *slog.Logger
 	auth    *authCache
 
-	mu      sync.Mutex
-	clients map[clientKey]*hostClients
-	// clientOrder is the creation order of clients, oldest first, for
-	// eviction: a Hosts function that builds a new tls.Config per call
-	// would otherwise grow clients without bound.
-	clientOrder []clientKey
-	sems        map[string]chan struct{}
+	mu   sync.Mutex
+	sems map[string]chan struct{}
 	// down records when a host last failed without answering (refused,
 	// timed out, TLS failure). For downPenalty after that it is tried
 	// last, so that a dead mirror costs one timeout per pull rather than
@@ -123,25 +122,23 @@ func NewResolver(opts Options) *Resolver {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if opts.Transports == nil {
+		opts.Transports = NewTransports()
+	}
 	return &Resolver{
 		opts:    opts,
 		retries: retries,
 		log:     log,
 		auth:    newAuthCache(opts.Credentials, opts.UserAgent, log),
-		clients: make(map[clientKey]*hostClients),
 		sems:    make(map[string]chan struct{}),
 		down:    make(map[string]time.Time),
 	}
 }
 
-// CloseIdleConnections closes the idle connections of every host's client.
+// CloseIdleConnections closes the idle connections of the Resolver's
+// clients, which are those of every Resolver sharing its Transports.
 func (r *Resolver) CloseIdleConnections() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, c := range r.clients {
-		c.normal.CloseIdleConnections()
-		c.upload.CloseIdleConnections()
-	}
+	r.opts.Transports.CloseIdleConnections()
 }
 
 // reference is a parsed host[:port]/path[:tag][@digest]. The full grammar
@@ -188,12 +185,6 @@ func (r reference) name() string { return r.host + "/" + r.repo }
 
 // scope returns the token scope for actions ("pull" or "pull,push") on repo.
 func scope(repo, actions string) string { return "repository:" + repo + ":" + actions }
-
-type clientKey struct {
-	scheme, host string
-	tls          *tls.Config
-	dial         time.Duration
-}
 
 // hostClients are the HTTP clients of one endpoint configuration. Uploads
 // get their own client because a registry may take long to answer the final
@@ -259,31 +250,15 @@ func (r *Resolver) endpoint(h hosts.Host) *endpoint {
 	if h.DialTimeout <= 0 {
 		h.DialTimeout = defaultDialTimeout
 	}
-	key := clientKey{scheme: h.Scheme, host: h.Host, tls: h.TLS, dial: h.DialTimeout}
 	hp := hostPort(h.Scheme, h.Host)
+	maxIdle := max(8, r.opts.MaxConcurrentPerHost)
+	c := &hostClients{
+		normal: r.opts.Transports.client(h, r.opts.FirstByteTimeout, maxIdle),
+		upload: r.opts.Transports.client(h, 0, maxIdle),
+	}
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	c, ok := r.clients[key]
-	if !ok {
-		if len(r.clientOrder) >= maxClients {
-			old := r.clientOrder[0]
-			r.clientOrder = r.clientOrder[1:]
-			if oc := r.clients[old]; oc != nil {
-				// Requests in flight keep working; only the
-				// idle connections go.
-				oc.normal.CloseIdleConnections()
-				oc.upload.CloseIdleConnections()
-			}
-			delete(r.clients, old)
-		}
-		c = &hostClients{
-			normal: r.newClient(h, r.opts.FirstByteTimeout),
-			upload: r.newClient(h, 0),
-		}
-		r.clients[key] = c
-		r.clientOrder = append(r.clientOrder, key)
-	}
 	sem, ok := r.sems[hp]
 	if !ok {
 		sem = make(chan struct{}, r.opts.MaxConcurrentPerHost)
@@ -295,26 +270,6 @@ func (r *Resolver) endpoint(h hosts.Host) *endpoint {
 		clients: c,
 		sem:     sem,
 	}
-}
-
-func (r *Resolver) newClient(h hosts.Host, headerTimeout time.Duration) *http.Client {
-	d := &net.Dialer{Timeout: h.DialTimeout, KeepAlive: 30 * time.Second}
-	t := &http.Transport{
-		Proxy:               http.ProxyFromEnvironment,
-		DialContext:         d.DialContext,
-		TLSClientConfig:     h.TLS,
-		TLSHandshakeTimeout: 10 * time.Second,
-		ForceAttemptHTTP2:   true,
-		// Byte offsets must be those of the blob for Range requests
-		// and size checks, so no transparent gzip.
-		DisableCompression:    true,
-		MaxIdleConns:          100,
-		MaxIdleConnsPerHost:   max(8, r.opts.MaxConcurrentPerHost),
-		IdleConnTimeout:       90 * time.Second,
-		ResponseHeaderTimeout: headerTimeout,
-		ExpectContinueTimeout: time.Second,
-	}
-	return &http.Client{Transport: t, CheckRedirect: checkRedirect}
 }
 
 // redirectSafe reports whether request header k may follow a redirect to

@@ -17,6 +17,7 @@ import (
 	"github.com/hullrt/hull/core/diff"
 	"github.com/hullrt/hull/core/images"
 	"github.com/hullrt/hull/core/leases"
+	"github.com/hullrt/hull/core/remotes/registry"
 	"github.com/hullrt/hull/core/snapshots"
 	"github.com/hullrt/hull/core/streaming"
 	coretransfer "github.com/hullrt/hull/core/transfer"
@@ -116,6 +117,7 @@ func Register(r *plugin.Registry) {
 				LayerFetchChunk:        cfg.ConcurrentLayerFetchBuffer,
 				MaxConcurrentUploads:   cfg.MaxConcurrentUploadedLayers,
 				MaxUnpackLayers:        cfg.MaxConcurrentUnpacks,
+				Transports:             registry.NewTransports(),
 			}, nil
 		},
 	})
