@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +24,9 @@ import (
 // containerd v2.4.2's ctr, under hulld and under containerd v2.4.2, both
 // on temporary roots, alternating, 20 runs each after two warm-ups.
 // Target: hulld <= 0.8x containerd v2.4.2's median with the same shim.
+// Then 9 more runs each through callclock show the time of each kind of
+// call under both daemons, and what hull would take if its own calls took
+// no time at all.
 func BenchmarkRunRmShim2(b *testing.B) {
 	const target, runs, ref = 0.8, 20, "example.test/busybox:bench"
 	ctr := hulltest.Containerd2Bin(b, "ctr")
@@ -104,4 +110,153 @@ func BenchmarkRunRmShim2(b *testing.B) {
 			ms(fm), float64(fm)/float64(cm), ms(hm-fm), ms(cm-fm), float64(hm-fm)/float64(cm-fm)))
 	b.ReportMetric(float64(fm)/float64(cm), "floor-ratio")
 	b.ReportMetric(float64(hm-fm)/float64(cm-fm), "above-floor-ratio")
+
+	// Where the time goes, call by call: more runs with callclock between
+	// ctr and each daemon. The calls that wait on the shim and runc
+	// (Tasks Create, Start, Wait and Delete) are told apart from the
+	// daemon's own (leases, snapshots, containers, content, images, task
+	// lookups), which a daemon could at best make free.
+	clocked := clockRunRm(b, ctr, args, map[string]string{"hull": h.Address, "containerd-2.4.2": c.Address}, 9)
+	hc, cc := clocked["hull"], clocked["containerd-2.4.2"]
+	fmt.Printf("run-rm-shim2 calls, median ms per run through callclock (hull, containerd-2.4.2):")
+	for _, m := range hc.order {
+		fmt.Printf(" %s %.1f/%.1f;", strings.TrimPrefix(m, "/containerd.services."), ms64(hc.perRun[m]), ms64(cc.perRun[m]))
+	}
+	fmt.Println()
+	// The own calls' times include callclock's hop, so taking them all
+	// away gives a floor lower than the real one.
+	own, n := hc.own()
+	cown, cn := cc.own()
+	budget := max(time.Duration(target*float64(cm))-(hm-own), 0)
+	fmt.Printf("run-rm-shim2 floor under hull: its %d own calls take %s of a run through callclock (containerd-2.4.2's %d: %s); if they took no time at all, hull would take %s, %.2f of containerd-2.4.2's %s; meeting %.1f needs them to take at most %s in all (%s a call, callclock's hop included), %.2f of what containerd-2.4.2's take\n",
+		n, ms(own), cn, ms(cown), ms(hm-own), float64(hm-own)/float64(cm), ms(cm), target, ms(budget), ms(budget/time.Duration(max(n, 1))), float64(budget)/float64(cown))
+	b.ReportMetric(float64(hm-own)/float64(cm), "own-calls-floor-ratio")
+}
+
+// shimCalls are the task calls whose time is mostly the shim's and
+// runc's: what any daemon using this shim waits for.
+var shimCalls = map[string]bool{
+	"/containerd.services.tasks.v1.Tasks/Create": true,
+	"/containerd.services.tasks.v1.Tasks/Start":  true,
+	"/containerd.services.tasks.v1.Tasks/Wait":   true,
+	"/containerd.services.tasks.v1.Tasks/Delete": true,
+}
+
+// clockedCalls are the calls of one daemon's runs as callclock saw them:
+// per method, the median over runs of its calls' total time in a run.
+type clockedCalls struct {
+	perRun map[string]time.Duration
+	count  map[string]int // calls of the method in the last run
+	order  []string       // methods, sorted
+}
+
+// own is the time and the number of the daemon's own calls in a run:
+// every method but shimCalls.
+func (c clockedCalls) own() (time.Duration, int) {
+	var (
+		t time.Duration
+		n int
+	)
+	for m, d := range c.perRun {
+		if !shimCalls[m] {
+			t += d
+			n += c.count[m]
+		}
+	}
+	return t, n
+}
+
+func ms64(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// clockRunRm runs ctr's `run --rm` (args) n times against each daemon of
+// addrs (by name), alternating, through a callclock of its own, after one
+// untimed run each, and returns each daemon's calls.
+func clockRunRm(b *testing.B, ctr string, args func(addr, id string) []string, addrs map[string]string, n int) map[string]clockedCalls {
+	b.Helper()
+	bin := hulltest.Build(b, "callclock", "github.com/hullrt/hull/test/bench/callclock")
+	dir := b.TempDir()
+	names := make([]string, 0, len(addrs))
+	for name := range addrs {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	socks, logs := map[string]string{}, map[string]string{}
+	for _, name := range names {
+		socks[name], logs[name] = filepath.Join(dir, name+".sock"), filepath.Join(dir, name+".log")
+		cmd := exec.Command(bin, socks[name], addrs[name], logs[name])
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			if _, err := run(ctr, "--address", socks[name], "version"); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("callclock in front of %s does not answer: %s", name, stderr.String())
+			}
+		}
+	}
+	runs := map[string][]map[string]time.Duration{}
+	counts := map[string]map[string]int{}
+	for i := -1; i < n; i++ {
+		for _, name := range names {
+			before, err := os.ReadFile(logs[name])
+			if err != nil {
+				b.Fatal(err)
+			}
+			id := fmt.Sprintf("rm2-clock-%d", i+1)
+			var out strings.Builder
+			if _, err := runTo(&out, ctr, args(socks[name], id)...); err != nil {
+				b.Fatalf("%s through callclock: %v\n%s", name, err, out.String())
+			}
+			// The last calls of a run are logged as they end, which is
+			// before ctr exits.
+			after, err := os.ReadFile(logs[name])
+			if err != nil {
+				b.Fatal(err)
+			}
+			if i < 0 {
+				continue
+			}
+			calls, count := map[string]time.Duration{}, map[string]int{}
+			for _, line := range strings.Split(string(after[len(before):]), "\n") {
+				f := strings.Fields(line)
+				if len(f) < 3 {
+					continue
+				}
+				d, err := strconv.ParseFloat(f[1], 64)
+				if err != nil {
+					b.Fatalf("callclock log line %q: %v", line, err)
+				}
+				calls[f[2]] += time.Duration(d * float64(time.Millisecond))
+				count[f[2]]++
+			}
+			runs[name] = append(runs[name], calls)
+			counts[name] = count
+		}
+	}
+	out := map[string]clockedCalls{}
+	for _, name := range names {
+		c := clockedCalls{perRun: map[string]time.Duration{}, count: counts[name]}
+		seen := map[string]bool{}
+		for _, calls := range runs[name] {
+			for m := range calls {
+				seen[m] = true
+			}
+		}
+		for m := range seen {
+			var per []time.Duration
+			for _, calls := range runs[name] {
+				per = append(per, calls[m]) // 0 in a run without the call
+			}
+			c.perRun[m] = median(per)
+			c.order = append(c.order, m)
+		}
+		sort.Strings(c.order)
+		out[name] = c
+	}
+	return out
 }
