@@ -429,7 +429,7 @@ func (s contentStore) putNow(ctx context.Context, ns string, desc ocispec.Descri
 	// until this namespace records it.
 	s.db.gcMu.RLock()
 	defer s.db.gcMu.RUnlock()
-	if err := s.putBackend(ctx, ns, desc, data); err != nil {
+	if err := s.putBackend(ctx, ns, desc, data, false); err != nil {
 		return err
 	}
 	return s.record(ctx, lease, desc, co)
@@ -439,9 +439,16 @@ func (s contentStore) putNow(ctx context.Context, ns string, desc ocispec.Descri
 // Put when it has one. A blob the backend has already (another
 // namespace's) is no error: the caller proved it has the bytes, and its
 // namespace records it too.
-func (s contentStore) putBackend(ctx context.Context, ns string, desc ocispec.Descriptor, data []byte) error {
+//
+// With unsynced, a backend that can (content.NameSyncer) leaves the blob's
+// name to the next syncBackendNames: a deferred blob's record is written
+// later anyway, and the names of all the blobs it is written with are
+// synced at once before it.
+func (s contentStore) putBackend(ctx context.Context, ns string, desc ocispec.Descriptor, data []byte, unsynced bool) error {
 	var err error
-	if p, ok := s.db.backend.(content.Putter); ok {
+	if p, ok := s.db.backend.(content.NameSyncer); ok && unsynced {
+		err = p.PutUnsynced(ctx, desc, data)
+	} else if p, ok := s.db.backend.(content.Putter); ok {
 		err = p.Put(ctx, desc, data)
 	} else {
 		err = content.PutByIngest(ctx, s.db.backend, backendRef(ns, "put-"+desc.Digest.String()), desc, data)
@@ -489,7 +496,7 @@ func (s contentStore) PutDeferred(ctx context.Context, desc ocispec.Descriptor, 
 	lease, _ := leases.FromContext(ctx)
 	s.db.gcMu.RLock()
 	defer s.db.gcMu.RUnlock()
-	if err := s.putBackendUnsynced(ctx, ns, desc, data); err != nil {
+	if err := s.putBackend(ctx, ns, desc, data, true); err != nil {
 		return err
 	}
 	s.db.useLease(ctx, ns)
@@ -504,22 +511,7 @@ func (s contentStore) PutDeferred(ctx context.Context, desc ocispec.Descriptor, 
 	return nil
 }
 
-// putBackendUnsynced is putBackend that leaves the blob's name to the
-// next syncBackendNames when the backend can (content.NameSyncer): a
-// deferred blob's record is written later anyway, and the names of all
-// the blobs it is written with are synced at once before it.
-func (s contentStore) putBackendUnsynced(ctx context.Context, ns string, desc ocispec.Descriptor, data []byte) error {
-	p, ok := s.db.backend.(content.NameSyncer)
-	if !ok {
-		return s.putBackend(ctx, ns, desc, data)
-	}
-	if err := p.PutUnsynced(ctx, desc, data); err != nil && !errdefs.IsAlreadyExists(err) {
-		return err
-	}
-	return nil
-}
-
-// syncBackendNames makes the names of the blobs putBackendUnsynced stored
+// syncBackendNames makes the names of the blobs putBackend stored unsynced
 // durable, before a transaction records them.
 func (db *DB) syncBackendNames() error {
 	if p, ok := db.backend.(content.NameSyncer); ok {

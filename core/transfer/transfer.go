@@ -38,8 +38,8 @@ import (
 	"github.com/hullrt/hull/core/diff"
 	"github.com/hullrt/hull/core/images"
 	"github.com/hullrt/hull/core/leases"
-	"github.com/hullrt/hull/core/snapshots"
 	"github.com/hullrt/hull/core/remotes/registry"
+	"github.com/hullrt/hull/core/snapshots"
 	"github.com/hullrt/hull/core/streaming"
 )
 

@@ -252,10 +252,7 @@ func (r *Resolver) endpoint(h hosts.Host) *endpoint {
 	}
 	hp := hostPort(h.Scheme, h.Host)
 	maxIdle := max(8, r.opts.MaxConcurrentPerHost)
-	c := &hostClients{
-		normal: r.opts.Transports.client(h, r.opts.FirstByteTimeout, maxIdle),
-		upload: r.opts.Transports.client(h, 0, maxIdle),
-	}
+	c := r.opts.Transports.clients(h, r.opts.FirstByteTimeout, maxIdle)
 
 	r.mu.Lock()
 	defer r.mu.Unlock()

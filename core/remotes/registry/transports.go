@@ -23,7 +23,7 @@ import (
 // concurrent use; the zero value is not, use NewTransports.
 type Transports struct {
 	mu      sync.Mutex
-	clients map[clientKey]*http.Client
+	byKey map[clientKey]*http.Client
 	// order is the creation order of clients, oldest first, for
 	// eviction: a Hosts function that builds a new tls.Config per call
 	// (without TLSID) would otherwise grow clients without bound.
@@ -32,7 +32,7 @@ type Transports struct {
 
 // NewTransports returns an empty Transports.
 func NewTransports() *Transports {
-	return &Transports{clients: map[clientKey]*http.Client{}}
+	return &Transports{byKey: map[clientKey]*http.Client{}}
 }
 
 // clientKey says which endpoint configurations may share a client.
@@ -59,28 +59,36 @@ func keyOf(h hosts.Host, headerTimeout time.Duration, maxIdle int) clientKey {
 	return k
 }
 
-// client returns the client for h with the given ResponseHeaderTimeout
-// (0 for none) that keeps up to maxIdle idle connections to a host,
-// making it if needed.
-func (t *Transports) client(h hosts.Host, headerTimeout time.Duration, maxIdle int) *http.Client {
-	key := keyOf(h, headerTimeout, maxIdle)
+// clients returns h's clients, making them if needed: the normal one,
+// whose wait for response headers is bounded by firstByte, and the one for
+// uploads, whose is not; each keeps up to maxIdle idle connections to a
+// host.
+func (t *Transports) clients(h hosts.Host, firstByte time.Duration, maxIdle int) *hostClients {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if c, ok := t.clients[key]; ok {
+	return &hostClients{normal: t.client(h, firstByte, maxIdle), upload: t.client(h, 0, maxIdle)}
+}
+
+// client returns the client for h with the given ResponseHeaderTimeout
+// (0 for none) that keeps up to maxIdle idle connections to a host,
+// making it if needed. t.mu is held.
+func (t *Transports) client(h hosts.Host, headerTimeout time.Duration, maxIdle int) *http.Client {
+	key := keyOf(h, headerTimeout, maxIdle)
+	if c, ok := t.byKey[key]; ok {
 		return c
 	}
 	if len(t.order) >= maxClients {
 		old := t.order[0]
 		t.order = t.order[1:]
-		if oc := t.clients[old]; oc != nil {
+		if oc := t.byKey[old]; oc != nil {
 			// Requests in flight keep working; only the idle
 			// connections go.
 			oc.CloseIdleConnections()
 		}
-		delete(t.clients, old)
+		delete(t.byKey, old)
 	}
 	c := newClient(h, headerTimeout, maxIdle)
-	t.clients[key] = c
+	t.byKey[key] = c
 	t.order = append(t.order, key)
 	return c
 }
@@ -89,7 +97,7 @@ func (t *Transports) client(h hosts.Host, headerTimeout time.Duration, maxIdle i
 func (t *Transports) CloseIdleConnections() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for _, c := range t.clients {
+	for _, c := range t.byKey {
 		c.CloseIdleConnections()
 	}
 }
@@ -110,10 +118,10 @@ func newClient(h hosts.Host, headerTimeout time.Duration, maxIdle int) *http.Cli
 		ForceAttemptHTTP2:   true,
 		// Byte offsets must be those of the blob for Range requests
 		// and size checks, so no transparent gzip.
-		DisableCompression:  true,
-		MaxIdleConns:        100,
-		MaxIdleConnsPerHost: maxIdle,
-		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:    true,
+		MaxIdleConns:          100,
+		MaxIdleConnsPerHost:   maxIdle,
+		IdleConnTimeout:       90 * time.Second,
 		ResponseHeaderTimeout: headerTimeout,
 		ExpectContinueTimeout: time.Second,
 	}

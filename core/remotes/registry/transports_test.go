@@ -77,8 +77,8 @@ func TestTransportsKeys(t *testing.T) {
 	base := hosts.Host{Scheme: "https", Host: "r.example", Path: "/v2", TLS: &tls.Config{}, TLSID: "id1", DialTimeout: defaultDialTimeout}
 	same := base
 	same.TLS = &tls.Config{} // another reading of the same files
-	c := tr.client(base, 0, 8)
-	if tr.client(same, 0, 8) != c {
+	c := tr.clients(base, 0, 8).normal
+	if tr.clients(same, 0, 8).normal != c {
 		t.Error("hosts with one TLSID and two tls.Configs got two clients")
 	}
 	proxied := base
@@ -89,17 +89,17 @@ func TestTransportsKeys(t *testing.T) {
 	otherID := base
 	otherID.TLSID = "id2"
 	for name, h := range map[string]hosts.Host{"another TLSID": otherID, "a proxy": proxied, "no TLSID": noID1} {
-		if tr.client(h, 0, 8) == c {
+		if tr.clients(h, 0, 8).normal == c {
 			t.Errorf("%s shares the client of %+v", name, base)
 		}
 	}
-	if tr.client(noID1, 0, 8) == tr.client(noID2, 0, 8) {
+	if tr.clients(noID1, 0, 8).normal == tr.clients(noID2, 0, 8).normal {
 		t.Error("two tls.Configs without TLSID share a client")
 	}
-	if tr.client(noID1, 0, 8) != tr.client(noID1, 0, 8) {
+	if tr.clients(noID1, 0, 8).normal != tr.clients(noID1, 0, 8).normal {
 		t.Error("one tls.Config without TLSID got two clients")
 	}
-	if tr.client(base, defaultFirstByteTimeout, 8) == c || tr.client(base, 0, 16) == c {
+	if tr.clients(base, defaultFirstByteTimeout, 8).normal == c || tr.clients(base, 0, 16).normal == c {
 		t.Error("another header timeout or idle bound shares a client")
 	}
 }
