@@ -121,35 +121,24 @@ func (s *Store) put(ctx context.Context, desc ocispec.Descriptor, data []byte, s
 		}
 		err = s.link(fd, name)
 	}
-	if errors.Is(err, unix.EEXIST) {
-		// The blob there may be one that PutUnsynced stored and no
-		// SyncNames has synced yet: the caller, told it exists, may
-		// record it.
-		if sync {
-			if err := s.syncAlgDir(algDir, false); err != nil {
-				return fmt.Errorf("put %s: sync blob directory: %w", desc.Digest, err)
-			}
-		} else {
-			s.markUnsynced(algDir)
-		}
-		return fmt.Errorf("content %s exists: %w", desc.Digest, errdefs.ErrAlreadyExists)
-	}
-	if err != nil {
+	exists := errors.Is(err, unix.EEXIST)
+	if err != nil && !exists {
 		return s.full(fmt.Errorf("put %s: link: %w", desc.Digest, err))
 	}
-	switch {
-	case made:
-		// A new directory's own name is synced at once: rare, and
-		// SyncNames knows only the directories of blobs.
-		if err := s.syncAlgDir(algDir, true); err != nil {
+	// A blob found there may be one that PutUnsynced stored and no
+	// SyncNames has synced yet, and the caller, told it exists, may record
+	// it: its name is synced or marked as a new one's is. A new
+	// directory's own name is synced at once: rare, and SyncNames knows
+	// only the directories of blobs.
+	if sync || made {
+		if err := s.syncAlgDir(algDir, made); err != nil {
 			return fmt.Errorf("put %s: sync blob directory: %w", desc.Digest, err)
 		}
-	case sync:
-		if err := s.syncAlgDir(algDir, false); err != nil {
-			return fmt.Errorf("put %s: sync blob directory: %w", desc.Digest, err)
-		}
-	default:
+	} else {
 		s.markUnsynced(algDir)
+	}
+	if exists {
+		return fmt.Errorf("content %s exists: %w", desc.Digest, errdefs.ErrAlreadyExists)
 	}
 	// What was put is usually read next (an import unpacks its layers).
 	if len(data) <= smallBlobMax {

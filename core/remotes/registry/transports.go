@@ -22,7 +22,7 @@ import (
 // A Resolver made without Transports has its own. Transports is safe for
 // concurrent use; the zero value is not, use NewTransports.
 type Transports struct {
-	mu      sync.Mutex
+	mu    sync.Mutex
 	byKey map[clientKey]*http.Client
 	// order is the creation order of clients, oldest first, for
 	// eviction: a Hosts function that builds a new tls.Config per call
