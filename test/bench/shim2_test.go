@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -26,7 +27,10 @@ import (
 // Target: hulld <= 0.8x containerd v2.4.2's median with the same shim.
 // Then 9 more runs each through callclock show the time of each kind of
 // call under both daemons, and what hull would take if its own calls took
-// no time at all.
+// no time at all. The floor under any daemon is ctr's own time (a run's
+// time with no call in flight) and the shim's, run directly
+// (shimRunFloor): what is left of the target above it is what the
+// daemon's 43 calls may take.
 func BenchmarkRunRmShim2(b *testing.B) {
 	const target, runs, ref = 0.8, 20, "example.test/busybox:bench"
 	ctr := hulltest.Containerd2Bin(b, "ctr")
@@ -92,7 +96,13 @@ func BenchmarkRunRmShim2(b *testing.B) {
 	if err := floor.writeSpec(floor.ctr, func(ns []specs.LinuxNamespace) []specs.LinuxNamespace { return ns }); err != nil {
 		b.Fatal(err)
 	}
-	var floors []time.Duration
+	// The floor with the shim: ctr starting and making one call, and the
+	// same shim run directly, as any daemon must run it.
+	shimFloor := newShimRunFloor(b, hulltest.Containerd2Bin(b, "containerd-shim-runc-v2"), "/bin/busybox", "true")
+	if _, err := shimFloor.once(); err != nil { // warm-up
+		b.Fatal(err)
+	}
+	var floors, shimFloors []time.Duration
 	for i := 0; i < runs; i++ {
 		ctrT, err := runTo(io.Discard, ctr, "--address", h.Address, "version")
 		if err != nil {
@@ -103,8 +113,13 @@ func BenchmarkRunRmShim2(b *testing.B) {
 			b.Fatal(err)
 		}
 		floors = append(floors, ctrT+runcT)
+		shimT, err := shimFloor.once()
+		if err != nil {
+			b.Fatal(err)
+		}
+		shimFloors = append(shimFloors, shimT)
 	}
-	hm, cm, fm := median(hullTimes), median(ctrdTimes), median(floors)
+	hm, cm, fm, sm := median(hullTimes), median(ctrdTimes), median(floors), median(shimFloors)
 	report(b, "run-rm-shim2", "containerd-2.4.2", hm, cm, target,
 		fmt.Sprintf("containerd v2.4.2's runc shim and ctr under both; floor (ctr version + runc create, start, delete) %s, %.2f of containerd's; above it hull %s, containerd %s, ratio %.2f",
 			ms(fm), float64(fm)/float64(cm), ms(hm-fm), ms(cm-fm), float64(hm-fm)/float64(cm-fm)))
@@ -131,6 +146,16 @@ func BenchmarkRunRmShim2(b *testing.B) {
 	fmt.Printf("run-rm-shim2 floor under hull: its %d own calls take %s of a run through callclock (containerd-2.4.2's %d: %s); if they took no time at all, hull would take %s, %.2f of containerd-2.4.2's %s; meeting %.1f needs them to take at most %s in all (%s a call, callclock's hop included), %.2f of what containerd-2.4.2's take\n",
 		n, ms(own), cn, ms(cown), ms(hm-own), float64(hm-own)/float64(cm), ms(cm), target, ms(budget), ms(budget/time.Duration(max(n, 1))), float64(budget)/float64(cown))
 	b.ReportMetric(float64(hm-own)/float64(cm), "own-calls-floor-ratio")
+	// The floor under any daemon that ctr drives with this shim: ctr's
+	// own time (starting, its work between calls, and its calls' messages
+	// to and from the socket) and the shim's, run directly. It leaves out
+	// every call's work in the daemon, even passing the four task calls
+	// on to the shim.
+	ctrOwn := min(hc.outside, cc.outside)
+	left := time.Duration(target*float64(cm)) - ctrOwn - sm
+	fmt.Printf("run-rm-shim2 floor with ctr and the shim: ctr's time with no call in flight (starting, its work between calls, its messages' way to and from the socket; median through callclock: under hull %s, under containerd-2.4.2 %s) and the same shim run directly (its start, then Create, Start, Wait, Delete and Shutdown, nothing kept: %s) take %s, %.2f of containerd-2.4.2's %s; meeting %.1f leaves the daemon %s for its %d own calls and its part in the 4 it passes to the shim, %s a call, where the quickest call through callclock takes %s (under hull) and %s (under containerd-2.4.2)\n",
+		ms(hc.outside), ms(cc.outside), ms(sm), ms(ctrOwn+sm), float64(ctrOwn+sm)/float64(cm), ms(cm), target, ms(left), n, ms(left/time.Duration(n+4)), ms(hc.quickest()), ms(cc.quickest()))
+	b.ReportMetric(float64(ctrOwn+sm)/float64(cm), "ctr-shim-floor-ratio")
 }
 
 // shimCalls are the task calls whose time is mostly the shim's and
@@ -148,6 +173,26 @@ type clockedCalls struct {
 	perRun map[string]time.Duration
 	count  map[string]int // calls of the method in the last run
 	order  []string       // methods, sorted
+	// outside is the median time of a run in which no call was in
+	// flight: ctr starting, and its work between calls.
+	outside time.Duration
+}
+
+// union is the length of the union of spans (start, end), which calls
+// that overlap (Wait with Start) make less than their sum.
+func union(spans [][2]float64) float64 {
+	sort.Slice(spans, func(i, j int) bool { return spans[i][0] < spans[j][0] })
+	var total, end float64
+	for i, s := range spans {
+		if i == 0 || s[0] > end {
+			total += s[1] - s[0]
+			end = s[1]
+		} else if s[1] > end {
+			total += s[1] - end
+			end = s[1]
+		}
+	}
+	return total
 }
 
 // own is the time and the number of the daemon's own calls in a run:
@@ -164,6 +209,18 @@ func (c clockedCalls) own() (time.Duration, int) {
 		}
 	}
 	return t, n
+}
+
+// quickest is the median time of the quickest call: a method's time in a
+// run over its number of calls, for the least of all methods.
+func (c clockedCalls) quickest() time.Duration {
+	q := time.Duration(-1)
+	for m, d := range c.perRun {
+		if n := c.count[m]; n > 0 && (q < 0 || d/time.Duration(n) < q) {
+			q = d / time.Duration(n)
+		}
+	}
+	return q
 }
 
 func ms64(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -201,6 +258,7 @@ func clockRunRm(b *testing.B, ctr string, args func(addr, id string) []string, a
 	}
 	runs := map[string][]map[string]time.Duration{}
 	counts := map[string]map[string]int{}
+	outside := map[string][]time.Duration{}
 	for i := -1; i < n; i++ {
 		for _, name := range names {
 			before, err := os.ReadFile(logs[name])
@@ -209,7 +267,8 @@ func clockRunRm(b *testing.B, ctr string, args func(addr, id string) []string, a
 			}
 			id := fmt.Sprintf("rm2-clock-%d", i+1)
 			var out strings.Builder
-			if _, err := runTo(&out, ctr, args(socks[name], id)...); err != nil {
+			wall, err := runTo(&out, ctr, args(socks[name], id)...)
+			if err != nil {
 				b.Fatalf("%s through callclock: %v\n%s", name, err, out.String())
 			}
 			// The last calls of a run are logged as they end, which is
@@ -222,25 +281,29 @@ func clockRunRm(b *testing.B, ctr string, args func(addr, id string) []string, a
 				continue
 			}
 			calls, count := map[string]time.Duration{}, map[string]int{}
+			var spans [][2]float64
 			for _, line := range strings.Split(string(after[len(before):]), "\n") {
 				f := strings.Fields(line)
 				if len(f) < 3 {
 					continue
 				}
-				d, err := strconv.ParseFloat(f[1], 64)
-				if err != nil {
+				at, err1 := strconv.ParseFloat(f[0], 64)
+				d, err2 := strconv.ParseFloat(f[1], 64)
+				if err := errors.Join(err1, err2); err != nil {
 					b.Fatalf("callclock log line %q: %v", line, err)
 				}
 				calls[f[2]] += time.Duration(d * float64(time.Millisecond))
 				count[f[2]]++
+				spans = append(spans, [2]float64{at, at + d})
 			}
 			runs[name] = append(runs[name], calls)
 			counts[name] = count
+			outside[name] = append(outside[name], wall-time.Duration(union(spans)*float64(time.Millisecond)))
 		}
 	}
 	out := map[string]clockedCalls{}
 	for _, name := range names {
-		c := clockedCalls{perRun: map[string]time.Duration{}, count: counts[name]}
+		c := clockedCalls{perRun: map[string]time.Duration{}, count: counts[name], outside: median(outside[name])}
 		seen := map[string]bool{}
 		for _, calls := range runs[name] {
 			for m := range calls {
