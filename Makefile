@@ -49,13 +49,22 @@ test: deps build
 	@st=0; $(MAKE) --no-print-directory test-steps || st=$$?; \
 	for d in $(TEST_TMP_DEFAULTS); do rmdir $$d 2>/dev/null; done; exit $$st
 
+# Each step says when it starts, so that a slow CI run shows which step
+# took the time.
+STEP = @echo "[$$(date +%T)] make test:"
 test-steps:
+	$(STEP) vet and the tests of every package
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
+	$(STEP) test/compat, the conformance suites of containerd
 	cd test/compat && $(GO) vet ./... && HULLD_BIN=$(CURDIR)/bin/hulld $(GO) test -count=1 -timeout 15m ./...
+	$(STEP) race detector
 	$(MAKE) --no-print-directory race
+	$(STEP) fuzz targets
 	$(MAKE) --no-print-directory fuzz
+	$(STEP) critest
 	./scripts/critest.sh $(CRITEST_MIN)
+	$(STEP) done
 
 # The packages whose code runs goroutines, under the race detector (the
 # integration tests run the same code in hulld, without it).

@@ -73,20 +73,21 @@ func BenchmarkRunRmShim2(b *testing.B) {
 			}
 		}
 	})
-	var hullTimes, ctrdTimes []time.Duration
+	var hullTimes, ctrdTimes, hullCtrCPU, ctrdCtrCPU []time.Duration
 	for i := -2; i < runs; i++ {
 		id := fmt.Sprintf("rm2-%d", i+2)
 		var out strings.Builder
-		ht, err := runTo(&out, ctr, args(h.Address, id)...)
+		ht, hcpu, err := runCPU(&out, ctr, args(h.Address, id)...)
 		if err != nil {
 			b.Fatalf("hulld: %v\n%s", err, out.String())
 		}
-		ct, err := runTo(&out, ctr, args(c.Address, id)...)
+		ct, ccpu, err := runCPU(&out, ctr, args(c.Address, id)...)
 		if err != nil {
 			b.Fatalf("containerd: %v\n%s", err, out.String())
 		}
 		if i >= 0 {
 			hullTimes, ctrdTimes = append(hullTimes, ht), append(ctrdTimes, ct)
+			hullCtrCPU, ctrdCtrCPU = append(hullCtrCPU, hcpu), append(ctrdCtrCPU, ccpu)
 		}
 	}
 	// The floor under both: ctr starting and making one call, and runc
@@ -103,6 +104,7 @@ func BenchmarkRunRmShim2(b *testing.B) {
 		b.Fatal(err)
 	}
 	var floors, shimFloors []time.Duration
+	shimSteps := map[string][]time.Duration{}
 	for i := 0; i < runs; i++ {
 		ctrT, err := runTo(io.Discard, ctr, "--address", h.Address, "version")
 		if err != nil {
@@ -118,6 +120,9 @@ func BenchmarkRunRmShim2(b *testing.B) {
 			b.Fatal(err)
 		}
 		shimFloors = append(shimFloors, shimT)
+		for step, d := range shimFloor.phases {
+			shimSteps[step] = append(shimSteps[step], d)
+		}
 	}
 	hm, cm, fm, sm := median(hullTimes), median(ctrdTimes), median(floors), median(shimFloors)
 	report(b, "run-rm-shim2", "containerd-2.4.2", hm, cm, target,
@@ -147,15 +152,33 @@ func BenchmarkRunRmShim2(b *testing.B) {
 		n, ms(own), cn, ms(cown), ms(hm-own), float64(hm-own)/float64(cm), ms(cm), target, ms(budget), ms(budget/time.Duration(max(n, 1))), float64(budget)/float64(cown))
 	b.ReportMetric(float64(hm-own)/float64(cm), "own-calls-floor-ratio")
 	// The floor under any daemon that ctr drives with this shim: ctr's
-	// own time (starting, its work between calls, and its calls' messages
-	// to and from the socket) and the shim's, run directly. It leaves out
-	// every call's work in the daemon, even passing the four task calls
-	// on to the shim.
-	ctrOwn := min(hc.outside, cc.outside)
+	// own work and the shim's, run directly. ctr's work is its CPU time,
+	// which it spends while the daemon waits for its next call (ctr only
+	// waits during a call); the time a run has no call in flight through
+	// callclock is larger, as it holds the proxy's hops too.
+	ctrOwn := min(median(hullCtrCPU), median(ctrdCtrCPU))
 	left := time.Duration(target*float64(cm)) - ctrOwn - sm
-	fmt.Printf("run-rm-shim2 floor with ctr and the shim: ctr's time with no call in flight (starting, its work between calls, its messages' way to and from the socket; median through callclock: under hull %s, under containerd-2.4.2 %s) and the same shim run directly (its start, then Create, Start, Wait, Delete and Shutdown, nothing kept: %s) take %s, %.2f of containerd-2.4.2's %s; meeting %.1f leaves the daemon %s for its %d own calls and its part in the 4 it passes to the shim, %s a call, where the quickest call through callclock takes %s (under hull) and %s (under containerd-2.4.2)\n",
-		ms(hc.outside), ms(cc.outside), ms(sm), ms(ctrOwn+sm), float64(ctrOwn+sm)/float64(cm), ms(cm), target, ms(left), n, ms(left/time.Duration(n+4)), ms(hc.quickest()), ms(cc.quickest()))
+	fmt.Printf("run-rm-shim2 floor with ctr and the shim: ctr's CPU time in a run (median: under hull %s, under containerd-2.4.2 %s; a run's time with no call in flight through callclock: %s and %s) and the same shim run directly (its start %s, Create %s, Start and Wait %s, Delete %s, then Shutdown; nothing kept: %s in all) take %s, %.2f of containerd-2.4.2's %s; meeting %.1f leaves the daemon %s for its %d own calls and its part in the 4 it passes to the shim, %s a call, where the quickest call through callclock takes %s (under hull) and %s (under containerd-2.4.2)\n",
+		ms(median(hullCtrCPU)), ms(median(ctrdCtrCPU)), ms(hc.outside), ms(cc.outside),
+		ms(median(shimSteps["start"])), ms(median(shimSteps["create"])), ms(median(shimSteps["start+wait"])), ms(median(shimSteps["delete"])), ms(sm),
+		ms(ctrOwn+sm), float64(ctrOwn+sm)/float64(cm), ms(cm), target, ms(left), n, ms(left/time.Duration(n+4)), ms(hc.quickest()), ms(cc.quickest()))
 	b.ReportMetric(float64(ctrOwn+sm)/float64(cm), "ctr-shim-floor-ratio")
+}
+
+// runCPU is runTo that also returns the CPU time (user and system) the
+// command used.
+func runCPU(stdout io.Writer, name string, args ...string) (wall, cpu time.Duration, err error) {
+	cmd := exec.Command(name, args...)
+	cmd.Stdout = stdout
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	start := time.Now()
+	err = cmd.Run()
+	wall = time.Since(start)
+	if err != nil {
+		return wall, 0, fmt.Errorf("%s %s: %v\n%s", name, strings.Join(args, " "), err, stderr.String())
+	}
+	return wall, cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), nil
 }
 
 // shimCalls are the task calls whose time is mostly the shim's and

@@ -36,7 +36,9 @@ type shimRunFloor struct {
 	shim, dir, lower, runcRoot, events, sockets string
 	spec                                        []byte
 	n                                           int
-	// phases are the times of the last run's steps, by name.
+	// phases are the times of the last run's steps, by name: "start"
+	// (the shim's start command), "create", "start+wait" (Start and the
+	// Wait that returns at the exit) and "delete".
 	phases map[string]time.Duration
 }
 
@@ -163,11 +165,15 @@ func (f *shimRunFloor) once() (took time.Duration, err error) {
 	defer client.Close()
 	task := taskapi.NewTTRPCTaskClient(client)
 	ctx := ttrpc.WithMetadata(context.Background(), ttrpc.MD{"containerd-namespace-ttrpc": []string{ns}})
-	shutdown := func() { task.Shutdown(ctx, &taskapi.ShutdownRequest{ID: id, Now: true}) }
+	defer func() {
+		if err != nil { // nothing of the container may stay
+			task.Delete(ctx, &taskapi.DeleteRequest{ID: id})
+			task.Shutdown(ctx, &taskapi.ShutdownRequest{ID: id, Now: true})
+		}
+	}()
 	rootfs := []*types.Mount{{Type: "overlay", Source: "overlay",
 		Options: []string{"lowerdir=" + f.lower, "upperdir=" + upper, "workdir=" + work}}}
 	if _, err := task.Create(ctx, &taskapi.CreateTaskRequest{ID: id, Bundle: bundle, Rootfs: rootfs, Options: options}); err != nil {
-		shutdown()
 		return 0, fmt.Errorf("shim Create: %w", err)
 	}
 	f.phases["create"] = time.Since(mark)
@@ -179,8 +185,6 @@ func (f *shimRunFloor) once() (took time.Duration, err error) {
 		waited <- err
 	}()
 	if _, err := task.Start(ctx, &taskapi.StartRequest{ID: id}); err != nil {
-		task.Delete(ctx, &taskapi.DeleteRequest{ID: id})
-		shutdown()
 		return 0, fmt.Errorf("shim Start: %w", err)
 	}
 	if err := <-waited; err != nil {
