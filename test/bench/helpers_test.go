@@ -264,17 +264,24 @@ func run(name string, args ...string) (time.Duration, error) {
 }
 
 func runTo(stdout io.Writer, name string, args ...string) (time.Duration, error) {
+	wall, _, err := runCPU(stdout, name, args...)
+	return wall, err
+}
+
+// runCPU is runTo that also returns the CPU time (user and system) the
+// command used.
+func runCPU(stdout io.Writer, name string, args ...string) (wall, cpu time.Duration, err error) {
 	cmd := exec.Command(name, args...)
 	cmd.Stdout = stdout
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	start := time.Now()
-	err := cmd.Run()
-	d := time.Since(start)
+	err = cmd.Run()
+	wall = time.Since(start)
 	if err != nil {
-		return d, fmt.Errorf("%s %s: %v\n%s", name, strings.Join(args, " "), err, stderr.String())
+		return wall, 0, fmt.Errorf("%s %s: %v\n%s", name, strings.Join(args, " "), err, stderr.String())
 	}
-	return d, nil
+	return wall, cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), nil
 }
 
 // syncDisk flushes dirty pages so that earlier writes do not compete with
@@ -430,19 +437,13 @@ func cmdCPU(pid int, name string, args ...string) (wall, own, daemon time.Durati
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	cmd := exec.Command(name, args...)
-	cmd.Stdout = io.Discard
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	start := time.Now()
-	err = cmd.Run()
-	wall = time.Since(start)
+	wall, own, err = runCPU(io.Discard, name, args...)
 	if err != nil {
-		return wall, 0, 0, fmt.Errorf("%s %s: %v\n%s", name, strings.Join(args, " "), err, stderr.String())
+		return wall, 0, 0, err
 	}
 	after, err := cpuTime(pid)
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	return wall, cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), after - before, nil
+	return wall, own, after - before, nil
 }

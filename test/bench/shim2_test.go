@@ -165,22 +165,6 @@ func BenchmarkRunRmShim2(b *testing.B) {
 	b.ReportMetric(float64(ctrOwn+sm)/float64(cm), "ctr-shim-floor-ratio")
 }
 
-// runCPU is runTo that also returns the CPU time (user and system) the
-// command used.
-func runCPU(stdout io.Writer, name string, args ...string) (wall, cpu time.Duration, err error) {
-	cmd := exec.Command(name, args...)
-	cmd.Stdout = stdout
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	start := time.Now()
-	err = cmd.Run()
-	wall = time.Since(start)
-	if err != nil {
-		return wall, 0, fmt.Errorf("%s %s: %v\n%s", name, strings.Join(args, " "), err, stderr.String())
-	}
-	return wall, cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), nil
-}
-
 // shimCalls are the task calls whose time is mostly the shim's and
 // runc's: what any daemon using this shim waits for.
 var shimCalls = map[string]bool{
