@@ -27,10 +27,9 @@ import (
 // Target: hulld <= 0.8x containerd v2.4.2's median with the same shim.
 // Then 9 more runs each through callclock show the time of each kind of
 // call under both daemons, and what hull would take if its own calls took
-// no time at all. The floor under any daemon is ctr's own time (a run's
-// time with no call in flight) and the shim's, run directly
-// (shimRunFloor): what is left of the target above it is what the
-// daemon's 43 calls may take.
+// no time at all. The floor under any daemon is ctr's own work (its CPU
+// time in a run) and the shim's, run directly (shimRunFloor): what is left
+// of the target above it is what the daemon's 43 calls may take.
 func BenchmarkRunRmShim2(b *testing.B) {
 	const target, runs, ref = 0.8, 20, "example.test/busybox:bench"
 	ctr := hulltest.Containerd2Bin(b, "ctr")
@@ -97,8 +96,8 @@ func BenchmarkRunRmShim2(b *testing.B) {
 	if err := floor.writeSpec(floor.ctr, func(ns []specs.LinuxNamespace) []specs.LinuxNamespace { return ns }); err != nil {
 		b.Fatal(err)
 	}
-	// The floor with the shim: ctr starting and making one call, and the
-	// same shim run directly, as any daemon must run it.
+	// The same shim run directly, as any daemon must run it, for the
+	// floor with ctr and the shim below.
 	shimFloor := newShimRunFloor(b, hulltest.Containerd2Bin(b, "containerd-shim-runc-v2"), "/bin/busybox", "true")
 	if _, err := shimFloor.once(); err != nil { // warm-up
 		b.Fatal(err)
