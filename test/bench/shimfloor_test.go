@@ -84,9 +84,9 @@ func (dropEvents) Forward(context.Context, *eventsapi.ForwardRequest) (*emptypb.
 	return &emptypb.Empty{}, nil
 }
 
-// once runs one container of the floor, /bin/busybox true, and returns
-// the time from the shim's start to its answer to Shutdown. Removing the
-// bundle is not timed.
+// once runs one container of the floor (the process newShimRunFloor was
+// given) and returns the time from writing its spec to the shim's answer
+// to Shutdown. Removing the bundle is not timed.
 func (f *shimRunFloor) once() (took time.Duration, err error) {
 	f.n++
 	const ns = "floor"
