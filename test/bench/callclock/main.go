@@ -9,15 +9,18 @@
 //
 // Usage:
 //
-//	callclock LISTEN TARGET LOG
+//	callclock LISTEN TARGET LOG [RECORD]
 //
 // It serves on the unix socket LISTEN, forwards to the unix socket TARGET,
 // and appends a line to the file LOG as each call ends: its start in
 // milliseconds since callclock started, its duration in milliseconds, its
-// method and its error, if any. It runs until killed.
+// method and its error, if any. With RECORD, it also appends each call's
+// answer to the file RECORD as a line of JSON (an Answer), for replayfloor
+// to give the same answers again. It runs until killed.
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -28,7 +31,18 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 )
+
+// Answer is what the daemon answered to one call, as RECORD holds it.
+type Answer struct {
+	Method string `json:"method"`
+	// Code and Message are the call's status.
+	Code    uint32 `json:"code"`
+	Message string `json:"message,omitempty"`
+	// Responses are the messages the daemon sent, as their bytes.
+	Responses [][]byte `json:"responses"`
+}
 
 // raw passes messages through as the bytes they arrived as.
 type raw struct{}
@@ -46,6 +60,7 @@ type clock struct {
 	start  time.Time
 	mu     sync.Mutex
 	log    io.Writer
+	record *json.Encoder // nil unless answers are recorded
 }
 
 // forward is the handler of every method: it opens the same call on the
@@ -73,6 +88,7 @@ func (c *clock) forward(_ any, ss grpc.ServerStream) error {
 		}
 	}()
 	var callErr error
+	var responses [][]byte
 	if h, err := cs.Header(); err == nil {
 		ss.SendHeader(h)
 	}
@@ -84,6 +100,9 @@ func (c *clock) forward(_ any, ss grpc.ServerStream) error {
 			}
 			break
 		}
+		if c.record != nil {
+			responses = append(responses, b)
+		}
 		if err := ss.SendMsg(&b); err != nil {
 			callErr = err
 			break
@@ -92,15 +111,24 @@ func (c *clock) forward(_ any, ss grpc.ServerStream) error {
 	ss.SetTrailer(cs.Trailer())
 	c.mu.Lock()
 	fmt.Fprintf(c.log, "%.3f %.3f %s %v\n", ms(t0.Sub(c.start)), ms(time.Since(t0)), method, callErr)
+	var recErr error
+	if c.record != nil {
+		st := status.Convert(callErr)
+		recErr = c.record.Encode(Answer{Method: method, Code: uint32(st.Code()), Message: st.Message(), Responses: responses})
+	}
 	c.mu.Unlock()
+	if recErr != nil {
+		fmt.Fprintln(os.Stderr, "callclock: recording:", recErr)
+		os.Exit(1)
+	}
 	return callErr
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 func main() {
-	if len(os.Args) != 4 {
-		fmt.Fprintln(os.Stderr, "usage: callclock LISTEN TARGET LOG")
+	if len(os.Args) != 4 && len(os.Args) != 5 {
+		fmt.Fprintln(os.Stderr, "usage: callclock LISTEN TARGET LOG [RECORD]")
 		os.Exit(2)
 	}
 	listen, target, logFile := os.Args[1], os.Args[2], os.Args[3]
@@ -109,13 +137,22 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	var record *json.Encoder
+	if len(os.Args) == 5 {
+		f, err := os.OpenFile(os.Args[4], os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		record = json.NewEncoder(f)
+	}
 	cc, err := grpc.NewClient("unix://"+target, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.ForceCodec(raw{})))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	c := &clock{target: cc, start: time.Now(), log: log}
+	c := &clock{target: cc, start: time.Now(), log: log, record: record}
 	l, err := net.Listen("unix", listen)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -17,13 +17,14 @@ import (
 )
 
 // Serve serves what register registers on the unix socket at path until
-// SIGTERM or an interrupt.
-func Serve(path string, register func(*grpc.Server)) error {
+// SIGTERM or an interrupt; opts come after hulld's settings, so they may
+// add to them (a handler of unknown services, a codec).
+func Serve(path string, register func(*grpc.Server), opts ...grpc.ServerOption) error {
 	l, err := net.Listen("unix", path)
 	if err != nil {
 		return err
 	}
-	srv := grpc.NewServer(grpcserver.Options(config.DefaultMaxMessageSize, config.DefaultMaxMessageSize)...)
+	srv := grpc.NewServer(append(grpcserver.Options(config.DefaultMaxMessageSize, config.DefaultMaxMessageSize), opts...)...)
 	register(srv)
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, os.Interrupt)
