@@ -105,21 +105,7 @@ func BenchmarkPullUnpack40Layers(b *testing.B) {
 	// The floor under any daemon's Transfer pull: ctr 2.4 into
 	// transferfloor, which fetches, checks, stores and extracts the blobs
 	// and does nothing else, on the same tmpfs.
-	floorSock, floorDir := filepath.Join(dir, "transferfloor.sock"), filepath.Join(dir, "transferfloor")
-	if err := os.Mkdir(floorDir, 0o755); err != nil {
-		b.Fatal(err)
-	}
-	tc := transferapi.NewTransferClient(dial(b, floorSock))
-	floorPID := startFloorServer(b, "transferfloor", []string{floorSock, floorDir}, func() error {
-		_, err := tc.Transfer(nsCtx("default"), &transferapi.TransferRequest{})
-		if status.Code(err) == codes.Unimplemented {
-			return nil
-		}
-		return fmt.Errorf("probe: %v", err)
-	})
-	floorPull := func(n int) distRun {
-		return timeTransferFloor(b, ctr2, floorSock, floorPID, filepath.Join(floorDir, strconv.Itoa(n)), ref, img, reg.PID())
-	}
+	floorPull := startTransferFloor(b, ctr2, dir, ref, img, reg.PID())
 	floorPull(1) // warm-up, as the daemons'
 	settle(b, h.Address, c.Address)
 
@@ -178,27 +164,45 @@ func BenchmarkPullUnpack40Layers(b *testing.B) {
 	b.ReportMetric(float64(f0)/float64(c0), "transfer-floor-ratio")
 }
 
-// timeTransferFloor times ctr's pull of ref through transferfloor on sock,
-// which stores the Nth pull in dir; it checks that every blob is stored
-// and every layer's file extracted there, then removes dir, untimed.
-func timeTransferFloor(b *testing.B, ctr, sock string, pid int, dir, ref string, img *testimage.Image, registryPID int) distRun {
+// startTransferFloor starts transferfloor on a socket in dir, storing its
+// pulls under dir too, and returns what times ctr's Nth pull of ref of img
+// through it. That checks that every blob is stored and every layer
+// extracted (transferfloor checks each layer's content against the
+// config's diff IDs), then removes what the pull stored, untimed.
+// transferfloor is stopped when b ends.
+func startTransferFloor(b *testing.B, ctr, dir, ref string, img *testimage.Image, registryPID int) func(n int) distRun {
 	b.Helper()
-	r := runDist(b, "transferfloor", pid, registryPID, ctr, "--address", sock, "--namespace", "floor", "images", "pull", "--plain-http", ref)
-	for _, bl := range img.Blobs() {
-		if _, err := os.Stat(filepath.Join(dir, "blobs", bl.Desc.Digest.Encoded())); err != nil {
-			b.Fatalf("transferfloor did not store blob %s: %v", bl.Desc.Digest, err)
-		}
-	}
-	for i, l := range img.Layers {
-		name := fmt.Sprintf("layer-%04d", i)
-		if data, err := os.ReadFile(filepath.Join(dir, "layers", l.Desc.Digest.Encoded(), name)); err != nil || string(data) != name+"\n" {
-			b.Fatalf("transferfloor did not extract layer %s's file %s: %q, %v", l.Desc.Digest, name, data, err)
-		}
-	}
-	if err := os.RemoveAll(dir); err != nil {
+	sock, store := filepath.Join(dir, "transferfloor.sock"), filepath.Join(dir, "transferfloor")
+	if err := os.Mkdir(store, 0o755); err != nil {
 		b.Fatal(err)
 	}
-	return r
+	tc := transferapi.NewTransferClient(dial(b, sock))
+	pid := startFloorServer(b, "transferfloor", []string{sock, store}, func() error {
+		_, err := tc.Transfer(nsCtx("default"), &transferapi.TransferRequest{})
+		if status.Code(err) == codes.Unimplemented {
+			return nil
+		}
+		return fmt.Errorf("probe: %v", err)
+	})
+	return func(n int) distRun {
+		b.Helper()
+		pulled := filepath.Join(store, strconv.Itoa(n))
+		r := runDist(b, "transferfloor", pid, registryPID, ctr, "--address", sock, "--namespace", "floor", "images", "pull", "--plain-http", ref)
+		for _, bl := range img.Blobs() {
+			if _, err := os.Stat(filepath.Join(pulled, "blobs", bl.Desc.Digest.Encoded())); err != nil {
+				b.Fatalf("transferfloor did not store blob %s: %v", bl.Desc.Digest, err)
+			}
+		}
+		for _, l := range img.Layers {
+			if entries, err := os.ReadDir(filepath.Join(pulled, "layers", l.Desc.Digest.Encoded())); err != nil || len(entries) == 0 {
+				b.Fatalf("transferfloor did not extract layer %s: %d entries, %v", l.Desc.Digest, len(entries), err)
+			}
+		}
+		if err := os.RemoveAll(pulled); err != nil {
+			b.Fatal(err)
+		}
+		return r
+	}
 }
 
 // fetchFloor is the median time, over reps, of fetching img's manifest,

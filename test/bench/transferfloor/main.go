@@ -4,12 +4,14 @@
 // grpc-go transport and settings of hulld (as grpcfloor does) and pulls an
 // OCIRegistry source into a directory (the lease ctr takes around it is
 // answered and forgotten): it fetches and stores the manifest (an index's
-// entry for this host's platform), the config and the layers over plain
-// HTTP, 8 blobs at a time as hull does, checks each blob's digest, writes
-// each blob to a file and extracts each layer (gzip or plain tar) into a
-// directory of its own, all layers at once. It keeps no database, no leases,
-// no snapshots and no image record, sends no progress, syncs nothing and
-// sets no owners or times. The time ctr takes against it, with the
+// entry for this host's platform), then the config and the layers over
+// plain HTTP, 8 blobs at a time as hull fetches small ones. Each layer is
+// written to a file and extracted (gzip or plain tar) into a directory of
+// its own from the same stream as it arrives, all layers at once, its
+// digest checked and its uncompressed content checked against the
+// config's diff IDs, as a daemon's unpack must. It keeps no database, no
+// leases, no snapshots and no image record, sends no progress, syncs
+// nothing and sets no owners or times. The time ctr takes against it, with the
 // registry's and ctr's CPU on the same cores as in the real pulls, is the
 // floor under any daemon's Transfer pull of that image on this machine.
 //
@@ -24,8 +26,6 @@ package main
 import (
 	"archive/tar"
 	"bufio"
-	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -45,6 +45,7 @@ import (
 	transferapi "github.com/containerd/containerd/api/services/transfer/v1"
 	transfertypes "github.com/containerd/containerd/api/types/transfer"
 	"github.com/distribution/reference"
+	"github.com/klauspost/compress/gzip"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"google.golang.org/grpc"
@@ -210,14 +211,24 @@ func (t *transferServer) pull(ctx context.Context, ref, dir string) error {
 	if len(m.Layers) == 0 {
 		return errors.New("no layers in the manifest")
 	}
+	// The config is fetched with the layers; its diff IDs check the
+	// layers' uncompressed content once all are in, as a daemon unpacking
+	// the layers must check them.
 	blobs := append([]ocispec.Descriptor{m.Config}, m.Layers...)
+	diffIDs := make([]digest.Digest, len(blobs))
+	var configData []byte
 	sem := make(chan struct{}, fetchers)
 	errs := make(chan error, len(blobs))
 	for i, d := range blobs {
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem }()
-			errs <- t.blob(ctx, base, dir, d, i > 0)
+			data, diffID, err := t.blob(ctx, base, dir, d, i > 0)
+			if i == 0 {
+				configData = data
+			}
+			diffIDs[i] = diffID
+			errs <- err
 		}()
 	}
 	var first error
@@ -226,26 +237,73 @@ func (t *transferServer) pull(ctx context.Context, ref, dir string) error {
 			first = err
 		}
 	}
-	return first
+	if first != nil {
+		return first
+	}
+	var config ocispec.Image
+	if err := json.Unmarshal(configData, &config); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	if len(config.RootFS.DiffIDs) != len(m.Layers) {
+		return fmt.Errorf("config has %d diff IDs for %d layers", len(config.RootFS.DiffIDs), len(m.Layers))
+	}
+	for i, want := range config.RootFS.DiffIDs {
+		if got := diffIDs[i+1]; got != want {
+			return fmt.Errorf("layer %s: uncompressed %s, the config says %s", m.Layers[i].Digest, got, want)
+		}
+	}
+	return nil
 }
 
-// blob fetches d, checks its digest and stores it, and extracts it when
-// it is a layer.
-func (t *transferServer) blob(ctx context.Context, base, dir string, d ocispec.Descriptor, layer bool) error {
-	data, _, err := t.get(ctx, base+"/blobs/"+d.Digest.String())
+// copyBuffer is the size of the reads and writes of a blob's bytes.
+const copyBuffer = 1 << 20
+
+// blob fetches d and stores it as it arrives, checking its digest. A layer
+// is extracted from the same stream, and the digest of its uncompressed
+// content returned; other blobs' bytes are returned.
+func (t *transferServer) blob(ctx context.Context, base, dir string, d ocispec.Descriptor, layer bool) (data []byte, diffID digest.Digest, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/blobs/"+d.Digest.String(), nil)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
-	if got := digest.SHA256.FromBytes(data); got != d.Digest {
-		return fmt.Errorf("blob %s: fetched %s", d.Digest, got)
+	resp, err := t.client.Do(req)
+	if err != nil {
+		return nil, "", err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "blobs", d.Digest.Encoded()), data, 0o644); err != nil {
-		return err
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, "", fmt.Errorf("GET blob %s: %s", d.Digest, resp.Status)
 	}
+	f, err := os.Create(filepath.Join(dir, "blobs", d.Digest.Encoded()))
+	if err != nil {
+		return nil, "", err
+	}
+	defer f.Close()
+	blobHash := digest.SHA256.Digester()
+	in := io.TeeReader(resp.Body, io.MultiWriter(f, blobHash.Hash()))
 	if !layer {
-		return nil
+		if data, err = io.ReadAll(in); err != nil {
+			return nil, "", err
+		}
+	} else {
+		diffHash := digest.SHA256.Digester()
+		// Buffers no larger than the blob: a small layer's are allocated
+		// and zeroed for every pull.
+		size := int(min(max(d.Size, 16), copyBuffer))
+		if err := extract(bufio.NewReaderSize(in, size), diffHash.Hash(), filepath.Join(dir, "layers", d.Digest.Encoded()), size); err != nil {
+			return nil, "", fmt.Errorf("layer %s: %w", d.Digest, err)
+		}
+		diffID = diffHash.Digest()
+		// What follows the tar's end (its padding, gzip's trailer) is
+		// part of the blob.
+		if _, err := io.Copy(io.Discard, in); err != nil {
+			return nil, "", err
+		}
 	}
-	return extract(data, filepath.Join(dir, "layers", d.Digest.Encoded()))
+	if got := blobHash.Digest(); got != d.Digest {
+		return nil, "", fmt.Errorf("blob %s: fetched %s", d.Digest, got)
+	}
+	return data, diffID, nil
 }
 
 // get fetches url whole, with the manifest media types a pull accepts.
@@ -272,25 +330,31 @@ func (t *transferServer) get(ctx context.Context, url string) ([]byte, string, e
 }
 
 // extract writes the directories, files and symbolic links of the layer
-// tar in data (gzipped or not) under dir, with their modes and nothing
-// else.
-func extract(data []byte, dir string) error {
+// tar in r (gzipped or not) under dir, with their modes and nothing else,
+// and writes the uncompressed tar to diff as it reads it. Files are
+// written through a buffer of bufSize bytes.
+func extract(r *bufio.Reader, diff io.Writer, dir string, bufSize int) error {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return err
 	}
-	var r io.Reader = bytes.NewReader(data)
-	if len(data) > 2 && data[0] == 0x1f && data[1] == 0x8b {
+	var tarStream io.Reader = r
+	if magic, err := r.Peek(2); err == nil && magic[0] == 0x1f && magic[1] == 0x8b {
 		zr, err := gzip.NewReader(r)
 		if err != nil {
 			return err
 		}
-		r = bufio.NewReader(zr)
+		defer zr.Close()
+		tarStream = zr
 	}
-	tr := tar.NewReader(r)
+	tr := tar.NewReader(io.TeeReader(tarStream, diff))
+	buf := make([]byte, bufSize)
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
-			return nil
+			// The rest of the uncompressed stream (the tar's zero
+			// blocks) is part of the diff ID.
+			_, err = io.Copy(diff, tarStream)
+			return err
 		}
 		if err != nil {
 			return err
@@ -300,24 +364,45 @@ func extract(data []byte, dir string) error {
 			continue
 		}
 		path := filepath.Join(dir, name)
-		switch h.Typeflag {
-		case tar.TypeDir:
-			err = os.Mkdir(path, os.FileMode(h.Mode)&os.ModePerm)
-		case tar.TypeReg:
-			var f *os.File
-			if f, err = os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, os.FileMode(h.Mode)&os.ModePerm); err == nil {
-				_, err = io.Copy(f, tr)
-				if cerr := f.Close(); err == nil {
-					err = cerr
-				}
+		// A tar need not hold its entries' parent directories: they are
+		// made when an entry's making finds one missing.
+		for parents := true; ; parents = false {
+			err = entry(tr, h, path, buf)
+			if !parents || !errors.Is(err, os.ErrNotExist) {
+				break
 			}
-		case tar.TypeSymlink:
-			err = os.Symlink(h.Linkname, path)
+			if err = os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				break
+			}
 		}
 		if err != nil {
 			return err
 		}
 	}
+}
+
+// entry makes the directory, file (its content read from tr through buf)
+// or symbolic link that h describes at path; other types are skipped.
+func entry(tr *tar.Reader, h *tar.Header, path string, buf []byte) error {
+	switch h.Typeflag {
+	case tar.TypeDir:
+		return os.Mkdir(path, os.FileMode(h.Mode)&os.ModePerm)
+	case tar.TypeReg:
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, os.FileMode(h.Mode)&os.ModePerm)
+		if err != nil {
+			return err
+		}
+		// Not through f's ReadFrom, which would copy through a buffer of
+		// its own, 32 KiB at a time.
+		_, err = io.CopyBuffer(struct{ io.Writer }{f}, tr, buf)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	case tar.TypeSymlink:
+		return os.Symlink(h.Linkname, path)
+	}
+	return nil
 }
 
 func main() {
