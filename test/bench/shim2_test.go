@@ -3,7 +3,6 @@ package bench
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 
 	"os"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/hullrt/hull/internal/hulltest"
 	"github.com/hullrt/hull/internal/testimage"
+	"github.com/hullrt/hull/test/bench/internal/recorded"
 )
 
 // BenchmarkRunRmShim2 times `run --rm` of a busybox container running
@@ -346,37 +346,31 @@ func moveUpperDirs(record, dir string) error {
 	var out bytes.Buffer
 	enc := json.NewEncoder(&out)
 	for _, line := range bytes.Split(bytes.TrimSpace(data), []byte("\n")) {
-		var a map[string]json.RawMessage
+		var a recorded.Answer
 		if err := json.Unmarshal(line, &a); err != nil {
-			return err
-		}
-		var method string
-		var responses [][]byte
-		if err := errors.Join(json.Unmarshal(a["method"], &method), json.Unmarshal(a["responses"], &responses)); err != nil {
 			return err
 		}
 		var m interface {
 			proto.Message
 			GetMounts() []*types.Mount
 		}
-		switch method {
+		switch a.Method {
 		case "/containerd.services.snapshots.v1.Snapshots/Prepare":
 			m = &snapshotsapi.PrepareSnapshotResponse{}
 		case "/containerd.services.snapshots.v1.Snapshots/Mounts":
 			m = &snapshotsapi.MountsResponse{}
-		default:
-			out.Write(line)
-			out.WriteByte('\n')
-			continue
 		}
-		for i, r := range responses {
+		for i, r := range a.Responses {
+			if m == nil {
+				break
+			}
 			if err := proto.Unmarshal(r, m); err != nil {
 				return err
 			}
 			for _, mnt := range m.GetMounts() {
 				for j, o := range mnt.Options {
 					for _, key := range []string{"upperdir=", "workdir="} {
-						if _, ok := strings.CutPrefix(o, key); ok {
+						if strings.HasPrefix(o, key) {
 							moved := filepath.Join(dir, strings.TrimSuffix(key, "="))
 							if err := os.MkdirAll(moved, 0o755); err != nil {
 								return err
@@ -386,15 +380,10 @@ func moveUpperDirs(record, dir string) error {
 					}
 				}
 			}
-			if responses[i], err = proto.Marshal(m); err != nil {
+			if a.Responses[i], err = proto.Marshal(m); err != nil {
 				return err
 			}
 		}
-		raw, err := json.Marshal(responses)
-		if err != nil {
-			return err
-		}
-		a["responses"] = raw
 		if err := enc.Encode(a); err != nil {
 			return err
 		}

@@ -15,7 +15,7 @@
 // and appends a line to the file LOG as each call ends: its start in
 // milliseconds since callclock started, its duration in milliseconds, its
 // method and its error, if any. With RECORD, it also appends each call's
-// answer to the file RECORD as a line of JSON (an Answer), for replayfloor
+// answer to the file RECORD as a line of JSON (a recorded.Answer), for replayfloor
 // to give the same answers again. It runs until killed.
 package main
 
@@ -32,27 +32,9 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/hullrt/hull/test/bench/internal/recorded"
 )
-
-// Answer is what the daemon answered to one call, as RECORD holds it.
-type Answer struct {
-	Method string `json:"method"`
-	// Code and Message are the call's status.
-	Code    uint32 `json:"code"`
-	Message string `json:"message,omitempty"`
-	// Responses are the messages the daemon sent, as their bytes.
-	Responses [][]byte `json:"responses"`
-}
-
-// raw passes messages through as the bytes they arrived as.
-type raw struct{}
-
-func (raw) Marshal(v any) ([]byte, error) { return *(v.(*[]byte)), nil }
-func (raw) Unmarshal(data []byte, v any) error {
-	*(v.(*[]byte)) = append([]byte(nil), data...)
-	return nil
-}
-func (raw) Name() string { return "proto" }
 
 // clock forwards calls to target and logs their times.
 type clock struct {
@@ -114,7 +96,7 @@ func (c *clock) forward(_ any, ss grpc.ServerStream) error {
 	var recErr error
 	if c.record != nil {
 		st := status.Convert(callErr)
-		recErr = c.record.Encode(Answer{Method: method, Code: uint32(st.Code()), Message: st.Message(), Responses: responses})
+		recErr = c.record.Encode(recorded.Answer{Method: method, Code: uint32(st.Code()), Message: st.Message(), Responses: responses})
 	}
 	c.mu.Unlock()
 	if recErr != nil {
@@ -147,7 +129,7 @@ func main() {
 		record = json.NewEncoder(f)
 	}
 	cc, err := grpc.NewClient("unix://"+target, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.ForceCodec(raw{})))
+		grpc.WithDefaultCallOptions(grpc.ForceCodec(recorded.Codec{})))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -158,7 +140,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	s := grpc.NewServer(grpc.UnknownServiceHandler(c.forward), grpc.ForceServerCodec(raw{}))
+	s := grpc.NewServer(grpc.UnknownServiceHandler(c.forward), grpc.ForceServerCodec(recorded.Codec{}))
 	if err := s.Serve(l); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

@@ -32,30 +32,13 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/hullrt/hull/test/bench/internal/floor"
+	"github.com/hullrt/hull/test/bench/internal/recorded"
 )
-
-// answer is one recorded answer; its fields are callclock's Answer's.
-type answer struct {
-	Method    string   `json:"method"`
-	Code      uint32   `json:"code"`
-	Message   string   `json:"message"`
-	Responses [][]byte `json:"responses"`
-}
-
-// raw passes messages as the bytes they are.
-type raw struct{}
-
-func (raw) Marshal(v any) ([]byte, error) { return *(v.(*[]byte)), nil }
-func (raw) Unmarshal(data []byte, v any) error {
-	*(v.(*[]byte)) = append([]byte(nil), data...)
-	return nil
-}
-func (raw) Name() string { return "proto" }
 
 // replayer answers calls from the recorded answers.
 type replayer struct {
 	mu      sync.Mutex
-	answers map[string][]answer
+	answers map[string][]recorded.Answer
 	next    map[string]int
 }
 
@@ -66,11 +49,11 @@ func load(path string) (*replayer, error) {
 		return nil, err
 	}
 	defer f.Close()
-	r := &replayer{answers: map[string][]answer{}, next: map[string]int{}}
+	r := &replayer{answers: map[string][]recorded.Answer{}, next: map[string]int{}}
 	sc := bufio.NewScanner(f)
 	sc.Buffer(nil, 64<<20)
 	for line := 1; sc.Scan(); line++ {
-		var a answer
+		var a recorded.Answer
 		if err := json.Unmarshal(sc.Bytes(), &a); err != nil {
 			return nil, fmt.Errorf("%s line %d: %w", path, line, err)
 		}
@@ -89,12 +72,12 @@ func load(path string) (*replayer, error) {
 }
 
 // take returns the next answer to a call of method.
-func (r *replayer) take(method string) (answer, bool) {
+func (r *replayer) take(method string) (recorded.Answer, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	as := r.answers[method]
 	if len(as) == 0 {
-		return answer{}, false
+		return recorded.Answer{}, false
 	}
 	i := r.next[method]
 	r.next[method] = (i + 1) % len(as)
@@ -140,7 +123,7 @@ func main() {
 	}
 	r, err := load(os.Args[2])
 	if err == nil {
-		err = floor.Serve(os.Args[1], func(*grpc.Server) {}, grpc.UnknownServiceHandler(r.serve), grpc.ForceServerCodec(raw{}))
+		err = floor.Serve(os.Args[1], func(*grpc.Server) {}, grpc.UnknownServiceHandler(r.serve), grpc.ForceServerCodec(recorded.Codec{}))
 	}
 	if err != nil && err != context.Canceled {
 		fmt.Fprintln(os.Stderr, "replayfloor:", err)
