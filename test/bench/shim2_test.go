@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -191,7 +191,6 @@ func ms64(d time.Duration) float64 { return float64(d) / float64(time.Millisecon
 // untimed run each, and returns each daemon's calls.
 func clockRunRm(b *testing.B, ctr string, args func(addr, id string) []string, addrs map[string]string, n int) map[string]clockedCalls {
 	b.Helper()
-	bin := hulltest.Build(b, "callclock", "github.com/hullrt/hull/test/bench/callclock")
 	dir := b.TempDir()
 	names := make([]string, 0, len(addrs))
 	for name := range addrs {
@@ -201,21 +200,7 @@ func clockRunRm(b *testing.B, ctr string, args func(addr, id string) []string, a
 	socks, logs := map[string]string{}, map[string]string{}
 	for _, name := range names {
 		socks[name], logs[name] = filepath.Join(dir, name+".sock"), filepath.Join(dir, name+".log")
-		cmd := exec.Command(bin, socks[name], addrs[name], logs[name])
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			if _, err := run(ctr, "--address", socks[name], "version"); err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				b.Fatalf("callclock in front of %s does not answer: %s", name, stderr.String())
-			}
-		}
+		startCallclock(b, ctr, socks[name], addrs[name], logs[name])
 	}
 	runs := map[string][]map[string]time.Duration{}
 	counts := map[string]map[string]int{}
@@ -279,6 +264,31 @@ func clockRunRm(b *testing.B, ctr string, args func(addr, id string) []string, a
 	return out
 }
 
+// startCallclock starts callclock serving on sock in front of the daemon
+// at target, with its log (and record, when given) as args says, and waits
+// until ctr's version call goes through it. The returned stop kills it;
+// it is stopped when b ends anyway.
+func startCallclock(b *testing.B, ctr, sock, target string, args ...string) (stop func()) {
+	b.Helper()
+	cmd := exec.Command(hulltest.Build(b, "callclock", "github.com/hullrt/hull/test/bench/callclock"), append([]string{sock, target}, args...)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	var once sync.Once
+	stop = func() { once.Do(func() { cmd.Process.Kill(); cmd.Wait() }) }
+	b.Cleanup(stop)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := run(ctr, "--address", sock, "version"); err == nil {
+			return stop
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("callclock in front of %s does not answer: %s", target, stderr.String())
+		}
+	}
+}
+
 // startReplayRunRm records the answers of one run against the daemon at
 // addr through callclock and starts replayfloor giving those answers
 // again, for ctr's runs on the socket it returns: a run's cost to ctr and
@@ -287,30 +297,7 @@ func clockRunRm(b *testing.B, ctr string, args func(addr, id string) []string, a
 func startReplayRunRm(b *testing.B, ctr string, args func(addr, id string) []string, addr string) string {
 	b.Helper()
 	dir := b.TempDir()
-	clock := exec.Command(hulltest.Build(b, "callclock", "github.com/hullrt/hull/test/bench/callclock"),
-		filepath.Join(dir, "clock.sock"), addr, filepath.Join(dir, "clock.log"), filepath.Join(dir, "record"))
-	var stderr bytes.Buffer
-	clock.Stderr = &stderr
-	if err := clock.Start(); err != nil {
-		b.Fatal(err)
-	}
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			clock.Process.Kill()
-			clock.Wait()
-		}
-	}
-	b.Cleanup(stop)
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if _, err := run(ctr, "--address", filepath.Join(dir, "clock.sock"), "version"); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("callclock does not answer: %s", stderr.String())
-		}
-	}
+	stop := startCallclock(b, ctr, filepath.Join(dir, "clock.sock"), addr, filepath.Join(dir, "clock.log"), filepath.Join(dir, "record"))
 	// The record holds one run and nothing else: callclock appends, so
 	// emptying the file drops the readiness calls.
 	if err := os.Truncate(filepath.Join(dir, "record"), 0); err != nil {
