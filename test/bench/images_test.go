@@ -202,9 +202,9 @@ func runFloor(b *testing.B, args []string) int {
 	})
 }
 
-// startFloorServer builds the floor server test/bench/NAME and starts it
-// with args, waits until ready succeeds and returns its PID; it is stopped
-// when b ends.
+// startFloorServer builds the floor server (or callclock) test/bench/NAME
+// and starts it with args, waits until ready succeeds and returns its PID;
+// it is stopped when b ends.
 func startFloorServer(b *testing.B, name string, args []string, ready func() error) int {
 	b.Helper()
 	bin := hulltest.Build(b, name, "github.com/hullrt/hull/test/bench/"+name)

@@ -5,12 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -266,27 +264,13 @@ func clockRunRm(b *testing.B, ctr string, args func(addr, id string) []string, a
 
 // startCallclock starts callclock serving on sock in front of the daemon
 // at target, with its log (and record, when given) as args says, and waits
-// until ctr's version call goes through it. The returned stop kills it;
-// it is stopped when b ends anyway.
-func startCallclock(b *testing.B, ctr, sock, target string, args ...string) (stop func()) {
+// until ctr's version call goes through it; it is stopped when b ends.
+func startCallclock(b *testing.B, ctr, sock, target string, args ...string) {
 	b.Helper()
-	cmd := exec.Command(hulltest.Build(b, "callclock", "github.com/hullrt/hull/test/bench/callclock"), append([]string{sock, target}, args...)...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	var once sync.Once
-	stop = func() { once.Do(func() { cmd.Process.Kill(); cmd.Wait() }) }
-	b.Cleanup(stop)
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if _, err := run(ctr, "--address", sock, "version"); err == nil {
-			return stop
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("callclock in front of %s does not answer: %s", target, stderr.String())
-		}
-	}
+	startFloorServer(b, "callclock", append([]string{sock, target}, args...), func() error {
+		_, err := run(ctr, "--address", sock, "version")
+		return err
+	})
 }
 
 // startReplayRunRm records the answers of one run against the daemon at
@@ -297,17 +281,18 @@ func startCallclock(b *testing.B, ctr, sock, target string, args ...string) (sto
 func startReplayRunRm(b *testing.B, ctr string, args func(addr, id string) []string, addr string) string {
 	b.Helper()
 	dir := b.TempDir()
-	stop := startCallclock(b, ctr, filepath.Join(dir, "clock.sock"), addr, filepath.Join(dir, "clock.log"), filepath.Join(dir, "record"))
+	startCallclock(b, ctr, filepath.Join(dir, "clock.sock"), addr, filepath.Join(dir, "clock.log"), filepath.Join(dir, "record"))
 	// The record holds one run and nothing else: callclock appends, so
 	// emptying the file drops the readiness calls.
 	if err := os.Truncate(filepath.Join(dir, "record"), 0); err != nil {
 		b.Fatal(err)
 	}
+	// callclock writes a call's answer before the call ends, so the
+	// record is whole when ctr exits.
 	var out strings.Builder
 	if _, err := runTo(&out, ctr, args(filepath.Join(dir, "clock.sock"), "rm2-record")...); err != nil {
 		b.Fatalf("recording a run: %v\n%s", err, out.String())
 	}
-	stop()
 	// ctr mounts the rootfs it is given to read the image's /etc/group.
 	if err := moveUpperDirs(filepath.Join(dir, "record"), filepath.Join(dir, "upper")); err != nil {
 		b.Fatal(err)
@@ -337,43 +322,52 @@ func moveUpperDirs(record, dir string) error {
 		if err := json.Unmarshal(line, &a); err != nil {
 			return err
 		}
-		var m interface {
-			proto.Message
-			GetMounts() []*types.Mount
-		}
-		switch a.Method {
-		case "/containerd.services.snapshots.v1.Snapshots/Prepare":
-			m = &snapshotsapi.PrepareSnapshotResponse{}
-		case "/containerd.services.snapshots.v1.Snapshots/Mounts":
-			m = &snapshotsapi.MountsResponse{}
-		}
-		for i, r := range a.Responses {
-			if m == nil {
-				break
-			}
-			if err := proto.Unmarshal(r, m); err != nil {
-				return err
-			}
-			for _, mnt := range m.GetMounts() {
-				for j, o := range mnt.Options {
-					for _, key := range []string{"upperdir=", "workdir="} {
-						if strings.HasPrefix(o, key) {
-							moved := filepath.Join(dir, strings.TrimSuffix(key, "="))
-							if err := os.MkdirAll(moved, 0o755); err != nil {
-								return err
-							}
-							mnt.Options[j] = key + moved
-						}
-					}
-				}
-			}
-			if a.Responses[i], err = proto.Marshal(m); err != nil {
-				return err
-			}
+		if err := moveAnswerUpperDirs(&a, dir); err != nil {
+			return err
 		}
 		if err := enc.Encode(a); err != nil {
 			return err
 		}
 	}
 	return os.WriteFile(record, out.Bytes(), 0o644)
+}
+
+// moveAnswerUpperDirs moves the upper and work directories of the mounts
+// in a, when it answers Snapshots Prepare or Mounts, to new ones under dir.
+func moveAnswerUpperDirs(a *recorded.Answer, dir string) error {
+	var m interface {
+		proto.Message
+		GetMounts() []*types.Mount
+	}
+	switch a.Method {
+	case "/containerd.services.snapshots.v1.Snapshots/Prepare":
+		m = &snapshotsapi.PrepareSnapshotResponse{}
+	case "/containerd.services.snapshots.v1.Snapshots/Mounts":
+		m = &snapshotsapi.MountsResponse{}
+	default:
+		return nil
+	}
+	for i, r := range a.Responses {
+		if err := proto.Unmarshal(r, m); err != nil {
+			return err
+		}
+		for _, mnt := range m.GetMounts() {
+			for j, o := range mnt.Options {
+				for _, key := range []string{"upperdir=", "workdir="} {
+					if strings.HasPrefix(o, key) {
+						moved := filepath.Join(dir, strings.TrimSuffix(key, "="))
+						if err := os.MkdirAll(moved, 0o755); err != nil {
+							return err
+						}
+						mnt.Options[j] = key + moved
+					}
+				}
+			}
+		}
+		var err error
+		if a.Responses[i], err = proto.Marshal(m); err != nil {
+			return err
+		}
+	}
+	return nil
 }
